@@ -1,0 +1,29 @@
+"""Choosing the torch device, with clear errors instead of deep CUDA tracebacks."""
+
+from __future__ import annotations
+
+import torch
+
+from noisevision.errors import NoisevisionError
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """'auto'/None -> cuda if available else cpu; 'cuda' without CUDA -> NoisevisionError."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise NoisevisionError(f"unknown device '{device}': use cpu, cuda, cuda:N or auto") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise NoisevisionError(
+                f"device '{device}' asked for, but CUDA is not available here: use --device cpu"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise NoisevisionError(
+                f"device '{device}' asked for, but only {torch.cuda.device_count()} GPU(s) exist"
+            )
+    elif dev.type not in ("cpu", "mps"):
+        raise NoisevisionError(f"unsupported device '{device}': use cpu, cuda, cuda:N or auto")
+    return dev

@@ -1,0 +1,1 @@
+"""Dead leaves (occlusion model), SPEC §2. (Being written.)"""

@@ -1,0 +1,177 @@
+"""The generator registry: every image source is a name (SPEC §1 names plus our own).
+
+`get(name, **params)` returns a `Generator`; calling it renders any set of indices:
+
+    g = generators.get("dead_leaves-mixed")
+    imgs = g(range(16), res=128, seed=0, device="cpu")   # uint8 [16, 3, 128, 128]
+
+Image i is a pure function of (name, params, seed, i): the base class derives one random key per
+index (noisevision.rng) and the family code only ever draws from those keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from noisevision.device import resolve_device
+from noisevision.errors import NoisevisionError, unknown_name
+from noisevision.rng import Rng, as_indices
+
+
+class Generator:
+    """Base class: subclasses implement `render(rng, res) -> uint8 [B, 3, res, res]`.
+
+    `render` receives one random key per image (an `Rng` on the target device) and must draw every
+    random number from it, batched; `__call__` validates input and chunks large requests (chunking
+    never changes the images, since each image only depends on its own key).
+    """
+
+    #: Largest batch rendered in one go (memory bound); subclasses may lower it.
+    max_batch: int = 256
+
+    def __init__(self, spec: GeneratorSpec, **params: Any):
+        self.spec = spec
+        self.params = params
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def __call__(
+        self,
+        indices: Iterable[int] | Tensor,
+        res: int | None = None,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+    ) -> Tensor:
+        res = self.check_res(self.spec.default_res if res is None else res)
+        dev = resolve_device(device)
+        idx = as_indices(indices, dev)
+        if idx.numel() and int(idx.min()) < 0:
+            raise NoisevisionError("image indices must be non-negative")
+        if idx.numel() == 0:
+            return torch.empty(0, 3, res, res, dtype=torch.uint8, device=dev)
+        out = []
+        with torch.no_grad():
+            for chunk in idx.split(self.max_batch):
+                out.append(self.render(Rng.for_indices(self.key, int(seed), chunk), res))
+        return torch.cat(out) if len(out) > 1 else out[0]
+
+    def render(self, rng: Rng, res: int) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def key(self) -> str:
+        """What the random keys are derived from: the generator's name."""
+        return self.spec.name
+
+    def check_res(self, res: int) -> int:
+        """Validate a resolution for this generator; NoisevisionError if it cannot make it."""
+        spec = self.spec
+        if not isinstance(res, int) or res < spec.min_res:
+            raise NoisevisionError(
+                f"resolution {res} too small for '{spec.name}': use --res {spec.min_res} or more"
+            )
+        if spec.resolutions and res not in spec.resolutions:
+            allowed = ", ".join(map(str, spec.resolutions))
+            raise NoisevisionError(f"'{spec.name}' renders only resolutions {allowed}, not {res}")
+        if res > 4096:
+            raise NoisevisionError(f"resolution {res} too large: at most 4096")
+        return res
+
+    def describe(self) -> dict[str, Any]:
+        """Name and parameters, as written to a dataset manifest."""
+        return {"name": self.name, "family": self.spec.family, "params": dict(self.params)}
+
+    def __repr__(self) -> str:
+        args = "".join(f", {k}={v!r}" for k, v in self.params.items())
+        return f"{type(self).__name__}({self.name!r}{args})"
+
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """One registry row: how `noisevision list` shows a generator and how to build it."""
+
+    name: str
+    family: str
+    label: str  # the paper's label, "" for our own
+    default_res: int
+    description: str
+    build: Callable[..., Generator] = field(repr=False)
+    defaults: dict[str, Any] = field(default_factory=dict)  # fixed parameters of this name
+    min_res: int = 16
+    resolutions: tuple[int, ...] | None = None  # None: any resolution >= min_res
+
+
+_REGISTRY: dict[str, GeneratorSpec] = {}
+# Parametric names (e.g. "mix6:a+b", "feature_vis-<file>"): resolvers tried in order on a miss.
+_RESOLVERS: list[Callable[[str, dict[str, Any]], Generator | None]] = []
+
+
+def register(
+    name: str,
+    *,
+    family: str,
+    label: str = "",
+    default_res: int = 128,
+    description: str,
+    min_res: int = 16,
+    resolutions: tuple[int, ...] | None = None,
+    **defaults: Any,
+) -> Callable[[type[Generator]], type[Generator]]:
+    """Class decorator: register `cls(spec, **defaults, **user_params)` under `name`.
+
+    Can be stacked to register several names (variants) of one class with different defaults.
+    """
+
+    def deco(cls: type[Generator]) -> type[Generator]:
+        if name in _REGISTRY:
+            raise ValueError(f"generator '{name}' registered twice")
+        _REGISTRY[name] = GeneratorSpec(
+            name, family, label, default_res, description, cls, dict(defaults), min_res, resolutions
+        )
+        return cls
+
+    return deco
+
+
+def register_resolver(fn: Callable[[str, dict[str, Any]], Generator | None]) -> None:
+    """Add a resolver for parametric names; it returns None for names it does not handle."""
+    _RESOLVERS.append(fn)
+
+
+def get(name: str, **params: Any) -> Generator:
+    """Build the generator registered as `name`, user `params` overriding its defaults."""
+    spec = _REGISTRY.get(name)
+    if spec is None:
+        for resolve in _RESOLVERS:
+            gen = resolve(name, params)
+            if gen is not None:
+                return gen
+        raise unknown_name("generator", name, list(_REGISTRY))
+    kwargs = {**spec.defaults, **params}
+    try:
+        return spec.build(spec, **kwargs)
+    except TypeError as exc:  # an unknown keyword from the user
+        raise NoisevisionError(f"bad parameters for generator '{name}': {exc}") from exc
+
+
+def specs() -> list[GeneratorSpec]:
+    """All registered generators, in registration order."""
+    return list(_REGISTRY.values())
+
+
+def names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def spec(name: str) -> GeneratorSpec:
+    if name not in _REGISTRY:
+        raise unknown_name("generator", name, list(_REGISTRY))
+    return _REGISTRY[name]

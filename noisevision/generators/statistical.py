@@ -1,0 +1,1 @@
+"""Statistical image models (spectrum, colour, wavelet marginals), SPEC §3. (Being written.)"""

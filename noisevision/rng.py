@@ -1,0 +1,147 @@
+"""Counter-based random numbers: every value is a hash of (image key, draw, element).
+
+Each image owns a 64-bit key derived from (generator, seed, index). A draw of shape S for a batch
+hashes (key, draw number, element number) with SplitMix64, so image i receives the same numbers
+whatever batch it is rendered in, on any device, in any order: the property SPEC §1 asks for.
+All arithmetic is int64 tensor code (wrapping multiply, emulated logical shifts), batched on the
+device; no torch.Generator state is involved.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+_MASK = (1 << 64) - 1
+
+
+def _s64(v: int) -> int:
+    """A 64-bit constant as the signed value torch.int64 stores."""
+    v &= _MASK
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+_GAMMA = _s64(0x9E3779B97F4A7C15)
+_M1 = _s64(0xBF58476D1CE4E5B9)
+_M2 = _s64(0x94D049BB133111EB)
+
+
+def _srl(x: Tensor, k: int) -> Tensor:
+    """Logical right shift of int64 (torch's >> is arithmetic)."""
+    return (x >> k) & ((1 << (64 - k)) - 1)
+
+
+def mix64(x: Tensor) -> Tensor:
+    """SplitMix64 finaliser: a bijective 64-bit mixer on int64 tensors."""
+    x = (x ^ _srl(x, 30)) * _M1
+    x = (x ^ _srl(x, 27)) * _M2
+    return x ^ _srl(x, 31)
+
+
+def mix64_int(v: int) -> int:
+    """mix64 for one Python int (used to build keys from names and seeds)."""
+    v &= _MASK
+    v = ((v ^ (v >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    v = ((v ^ (v >> 27)) * 0x94D049BB133111EB) & _MASK
+    return _s64(v ^ (v >> 31))
+
+
+def name_hash(text: str) -> int:
+    """A stable 64-bit value for a string (Python's hash() is salted per process)."""
+    data = text.encode()
+    return mix64_int((zlib.crc32(data) << 32) | zlib.adler32(data))
+
+
+class Rng:
+    """Independent random streams for a batch of images, one 64-bit key per image.
+
+    Every call (`uniform`, `normal`, …) is a new draw: its numbers depend on the image key, the
+    number of draws made before it, and the element position, never on the batch.
+    """
+
+    def __init__(self, keys: Tensor):
+        if keys.dtype != torch.int64 or keys.dim() != 1:
+            raise ValueError("keys must be a 1-D int64 tensor")
+        self.keys = keys
+        self._draws = 0
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def for_indices(cls, tag: str, seed: int, indices: Tensor) -> Rng:
+        """Keys for images `indices` of the stream named `tag` (e.g. a generator name) and `seed`."""
+        base = mix64_int(name_hash(tag) ^ mix64_int(seed))
+        return cls(mix64(indices.to(torch.int64) * _GAMMA + base))
+
+    def child(self, tag: str | int, sub: Tensor | None = None) -> Rng:
+        """A new independent Rng derived from these keys, e.g. per region or per sub-image.
+
+        With `sub` (int64 [B] or [B, n]) the child has one key per entry: key_i derived with sub_ij.
+        """
+        salt = name_hash(tag) if isinstance(tag, str) else mix64_int(tag + 0x5BD1E995)
+        keys = mix64(self.keys ^ salt)
+        if sub is None:
+            return Rng(keys)
+        sub = sub.to(torch.int64)
+        while keys.dim() < sub.dim():
+            keys = keys.unsqueeze(-1)
+        return Rng(mix64(keys + sub * _GAMMA).reshape(-1))
+
+    @property
+    def batch(self) -> int:
+        return self.keys.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.keys.device
+
+    # ------------------------------------------------------------------ raw bits
+    def bits(self, *shape: int) -> Tensor:
+        """Random int64 words, shape [B, *shape], all 64 bits random."""
+        self._draws += 1
+        state = mix64(self.keys ^ mix64_int(self._draws * 0x632BE59BD9B4E019))  # [B]
+        n = math.prod(shape)
+        counter = torch.arange(1, n + 1, device=self.device, dtype=torch.int64) * _GAMMA
+        return mix64(state[:, None] + counter[None, :]).reshape(self.batch, *shape)
+
+    # ------------------------------------------------------------------ distributions
+    def uniform(self, *shape: int, low: float = 0.0, high: float = 1.0) -> Tensor:
+        """Uniform float32 in [low, high), 24 random bits."""
+        u = _srl(self.bits(*shape), 40).to(torch.float32) * (2.0**-24)
+        return u if (low, high) == (0.0, 1.0) else low + (high - low) * u
+
+    def normal(self, *shape: int, mean: float = 0.0, std: float = 1.0) -> Tensor:
+        """Gaussian float32 (Box–Muller on the two 24-bit halves of one word)."""
+        b = self.bits(*shape)
+        u1 = (_srl(b, 40).to(torch.float32) + 0.5) * (2.0**-24)  # (0, 1): log is finite
+        u2 = (b & 0xFFFFFF).to(torch.float32) * (2.0**-24)
+        z = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * math.pi * u2)
+        return z if (mean, std) == (0.0, 1.0) else mean + std * z
+
+    def randint(self, low: int, high: int, *shape: int) -> Tensor:
+        """Integers uniform in [low, high) as int64 (exact for ranges below 2^31)."""
+        span = high - low
+        if span <= 0:
+            raise ValueError("randint needs high > low")
+        return low + (_srl(self.bits(*shape), 33) % span)
+
+    def laplace(self, *shape: int, scale: float = 1.0) -> Tensor:
+        """Laplace(0, scale) float32 by inverse CDF."""
+        u = self.uniform(*shape) - 0.5
+        return -scale * torch.sign(u) * torch.log1p(-2.0 * u.abs().clamp(max=0.5 - 2.0**-25))
+
+
+def as_indices(indices: Sequence[int] | Tensor | range, device: torch.device | str = "cpu") -> Tensor:
+    """Normalise user indices to a 1-D int64 tensor on `device`."""
+    if isinstance(indices, Tensor):
+        t = indices
+    else:
+        t = torch.as_tensor(list(indices), dtype=torch.int64)
+    if t.dim() != 1:
+        t = t.reshape(-1)
+    if t.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+        raise ValueError("indices must be integers")
+    return t.to(device=device, dtype=torch.int64)
