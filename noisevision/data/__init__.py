@@ -1,0 +1,1 @@
+"""Data plumbing: dataset folders written by `generate`, streams for training, evaluation sets."""
