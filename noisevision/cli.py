@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+import time
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -35,6 +37,132 @@ def list_generators() -> None:
     console.print(table)
 
 
+@app.command()
+def show(
+    names: list[str] = typer.Argument(..., help="Generator names (see `noisevision list`)."),
+    out: Path = typer.Option(Path("grid.png"), "--out", "-o", help="PNG file to write."),
+    num: int = typer.Option(8, "--num", "-n", help="Samples per generator."),
+    res: int | None = typer.Option(None, "--res", help="Resolution (default: each generator's own)."),
+    seed: int = typer.Option(0, "--seed"),
+    start: int = typer.Option(0, "--start", help="First image index."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto."),
+) -> None:
+    """Save a labelled grid of samples, one row per generator."""
+    from noisevision.device import resolve_device
+    from noisevision.visualize import sample_grid
+
+    if num < 1:
+        raise NoisevisionError(f"--num must be at least 1, got {num}")
+    path = sample_grid(
+        list(names), out, num=num, res=res, seed=seed, device=str(resolve_device(device)), start=start
+    )
+    console.print(f"wrote {path}")
+
+
+@app.command()
+def generate(
+    name: str = typer.Argument(..., help="Generator name (see `noisevision list`)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Dataset folder (created; resumable)."),
+    num: int = typer.Option(..., "--num", "-n", help="Number of images (indices 0..num-1)."),
+    res: int | None = typer.Option(None, "--res", help="Resolution (default: the generator's own)."),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto."),
+    fmt: str = typer.Option("jpg", "--format", help="jpg or png."),
+    quality: int = typer.Option(95, "--quality", help="JPEG quality (the paper's files: 95)."),
+    shard: str | None = typer.Option(None, "--shard", help="K/N: write only the K-th of N index ranges."),
+    workers: int | None = typer.Option(None, "--workers", help="Processes (CPU) or encoder threads."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Images rendered per batch."),
+) -> None:
+    """Write an ImageFolder dataset DIR/train/<block>/<index>.<format> plus a manifest; resumable."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from noisevision import generators
+    from noisevision.data import folder
+    from noisevision.device import resolve_device
+
+    if num < 1:
+        raise NoisevisionError(f"--num must be a positive number of images, got {num}")
+    if fmt not in folder.FORMATS:
+        raise NoisevisionError(f"--format must be jpg or png, not '{fmt}'")
+    if not 1 <= quality <= 100:
+        raise NoisevisionError(f"--quality must be in 1..100, got {quality}")
+    if batch_size < 1:
+        raise NoisevisionError(f"--batch-size must be at least 1, got {batch_size}")
+    gen = generators.get(name)
+    res = gen.check_res(gen.spec.default_res if res is None else res)
+    dev = resolve_device(device)
+    k, n = folder.parse_shard(shard)
+    indices = folder.shard_range(num, k, n)
+    spec = folder.DatasetSpec(name, gen.params, seed, res, num, fmt, quality)
+    workers = folder.default_workers(dev) if workers is None else max(workers, 0)
+    where = f" (shard {k + 1}/{n}: {indices.start}..{indices.stop - 1})" if n > 1 else ""
+    console.print(f"{name} → {out}: {num} images at {res} px, seed {seed}, {dev}{where}")
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task(name, total=len(indices), rate="")
+        start, done = time.perf_counter(), [0]
+
+        def advance(count: int) -> None:
+            done[0] += count
+            rate = done[0] / max(time.perf_counter() - start, 1e-9)
+            progress.update(task, advance=count, rate=f"{rate:,.0f} img/s")
+
+        written = folder.write_dataset(out, spec, indices, dev, workers, batch_size, advance)
+    elapsed = time.perf_counter() - start
+    console.print(
+        f"wrote {written} images ({len(indices) - written} already there) in {elapsed:.1f} s"
+        + (f", {written / elapsed:,.1f} img/s" if written else "")
+    )
+
+
+@bench_app.command("generators")
+def bench_generators(
+    names: list[str] | None = typer.Argument(None, help="Generators (default: all registered)."),
+    device: str = typer.Option("cpu", "--device"),
+    res: int = typer.Option(128, "--res", help="Resolution (generators that cannot make it are skipped)."),
+    batch: int = typer.Option(64, "--batch", help="Images per call."),
+    threads: int | None = typer.Option(1, "--threads", help="torch CPU threads (default 1: one core)."),
+    repeats: int = typer.Option(5, "--repeats", help="Timed runs per generator (median reported)."),
+    min_time: float = typer.Option(0.5, "--min-time", help="Seconds per timed run."),
+) -> None:
+    """Images/s of every registered generator, one line each (median of repeats)."""
+    import torch
+
+    from noisevision import generators
+    from noisevision.bench import bench_generator, machine_line
+    from noisevision.device import resolve_device
+
+    if threads:
+        torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    todo = list(names) if names else generators.names()
+    for n in todo:
+        generators.spec(n) if n in generators.names() else generators.get(n)
+    console.print(f"# {machine_line(dev)} | res {res} | batch {batch}")
+    for n in todo:
+        gen = generators.get(n)
+        try:
+            gen.check_res(res)
+        except NoisevisionError as exc:
+            console.print(f"{n:32s} skipped: {exc}")
+            continue
+        median, rates = bench_generator(n, res, batch, dev, repeats=repeats, min_time=min_time)
+        spread = f"(min {min(rates):,.1f}, max {max(rates):,.1f})"
+        console.print(f"{n:32s} {median:10,.1f} img/s  {spread}")
+
+
 def main() -> None:
     """Console entry point: user errors become one red line and exit code 2."""
     try:
@@ -42,6 +170,10 @@ def main() -> None:
     except NoisevisionError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    except SystemExit as exc:  # typer turns Ctrl-C into exit code 130
+        if exc.code == 130:
+            err_console.print("[yellow]interrupted[/]: run the same command again to resume")
+        raise
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]: run the same command again to resume")
         sys.exit(130)

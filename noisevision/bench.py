@@ -1,0 +1,84 @@
+"""Throughput benchmarks: images/s measured side by side in one process (`noisevision bench`)."""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def machine_line(device: torch.device) -> str:
+    """One line naming the hardware, thread count and torch version the numbers come from."""
+    if device.type == "cuda":
+        hw = torch.cuda.get_device_name(device)
+    else:
+        hw = _cpu_name()
+    return (
+        f"{hw} | device {device} | torch threads {torch.get_num_threads()} | "
+        f"torch {torch.__version__} | python {platform.python_version()}"
+    )
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def throughput(
+    step: Callable[[int], object],
+    items_per_step: int,
+    device: torch.device,
+    repeats: int = 5,
+    min_time: float = 0.5,
+    warmup: int = 1,
+) -> tuple[float, list[float]]:
+    """Median items/s of `step(k)` over `repeats` timed runs (each at least `min_time` seconds).
+
+    `step(k)` gets a running counter so callers can vary inputs (e.g. fresh indices) per call.
+    """
+    k = 0
+    for _ in range(warmup):
+        step(k)
+        k += 1
+    _sync(device)
+    rates = []
+    for _ in range(repeats):
+        n, start = 0, time.perf_counter()
+        while True:
+            step(k)
+            k += 1
+            n += 1
+            _sync(device)
+            dt = time.perf_counter() - start
+            if dt >= min_time:
+                break
+        rates.append(n * items_per_step / dt)
+    return statistics.median(rates), rates
+
+
+def bench_generator(
+    name: str, res: int | None, batch: int, device: torch.device, repeats: int = 5, min_time: float = 0.5
+) -> tuple[float, list[float]]:
+    """images/s of one generator rendering fresh index batches (as a training stream would)."""
+    from noisevision import generators
+
+    gen = generators.get(name)
+
+    def step(k: int) -> None:
+        gen(range(k * batch, (k + 1) * batch), res=res, seed=0, device=device)
+
+    return throughput(step, batch, device, repeats=repeats, min_time=min_time)

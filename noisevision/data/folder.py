@@ -1,0 +1,266 @@
+"""Writing generated datasets to disk: `noisevision generate`.
+
+Layout (readable by torchvision's ImageFolder and the paper's training code):
+
+    DIR/noisevision.json            manifest: generator, parameters, seed, resolution, count, version
+    DIR/train/00000/00000000.jpg    image 0, in blocks of 1000 images per folder
+    DIR/train/00001/00001000.jpg    ...
+
+Every file is written atomically (temporary name + rename), so a killed run never leaves a truncated
+image; running the same command again writes only the missing images. Several processes or machines
+can fill one folder at once with disjoint `--shard K/N` ranges.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+import noisevision
+from noisevision.errors import NoisevisionError
+
+MANIFEST = "noisevision.json"
+BLOCK = 1000  # images per sub-folder
+FORMATS = {"jpg": "JPEG", "png": "PNG"}
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What a dataset folder holds; the manifest is this plus bookkeeping."""
+
+    generator: str
+    params: dict[str, Any]
+    seed: int
+    res: int
+    num: int
+    format: str = "jpg"
+    quality: int = 95
+
+    def identity(self) -> dict[str, Any]:
+        """Fields that must agree for two runs to write into the same folder (not `num`)."""
+        d = asdict(self)
+        d.pop("num")
+        return json.loads(json.dumps(d))  # normalise tuples -> lists as in the JSON file
+
+
+def image_path(root: Path, index: int, fmt: str) -> Path:
+    return root / "train" / f"{index // BLOCK:05d}" / f"{index:08d}.{fmt}"
+
+
+def shard_range(num: int, shard: int, num_shards: int) -> range:
+    """Contiguous share `shard` (0-based) of indices 0..num-1 split into `num_shards` parts."""
+    if not 0 <= shard < num_shards:
+        raise NoisevisionError(f"shard {shard + 1}/{num_shards} does not exist: use K/N with 1 <= K <= N")
+    lo, hi = num * shard // num_shards, num * (shard + 1) // num_shards
+    return range(lo, hi)
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """'K/N' (1-based K) -> (K-1, N); None -> torchrun's RANK/WORLD_SIZE, or the whole range."""
+    if text is None:
+        return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    try:
+        k, n = (int(p) for p in text.split("/"))
+    except ValueError:
+        raise NoisevisionError(f"bad --shard '{text}': write K/N, e.g. 2/8") from None
+    if n < 1 or not 1 <= k <= n:
+        raise NoisevisionError(f"bad --shard '{text}': need 1 <= K <= N")
+    return k - 1, n
+
+
+# ---------------------------------------------------------------------------------- manifest
+def read_manifest(root: Path) -> dict[str, Any] | None:
+    path = root / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise NoisevisionError(f"{path} is unreadable ({exc}): move the folder away or fix it") from exc
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see either nothing or the whole file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def prepare_folder(root: Path, spec: DatasetSpec) -> None:
+    """Create or validate `root` for `spec`; refuse foreign folders and other generators/seeds."""
+    if root.exists() and not root.is_dir():
+        raise NoisevisionError(f"output '{root}' exists and is not a folder: choose another --out")
+    manifest = read_manifest(root) if root.exists() else None
+    if manifest is None:
+        if root.exists() and any(p for p in root.iterdir() if not p.name.startswith(".")):
+            raise NoisevisionError(
+                f"output folder '{root}' is not empty and is not a noisevision dataset: "
+                "choose an empty or new --out"
+            )
+    else:
+        theirs = {k: manifest.get(k) for k in spec.identity()}
+        if theirs != spec.identity():
+            diff = ", ".join(
+                f"{k}={theirs[k]!r} there vs {v!r} asked"
+                for k, v in spec.identity().items()
+                if theirs[k] != v
+            )
+            raise NoisevisionError(
+                f"'{root}' holds another dataset ({diff}): use a new --out or the same settings"
+            )
+    try:
+        (root / "train").mkdir(parents=True, exist_ok=True)
+        num = max(spec.num, manifest["num"]) if manifest else spec.num
+        body = {
+            **asdict(spec),
+            "num": num,
+            "version": noisevision.__version__,
+            "layout": "train/<index // 1000>/<index:08d>.<format>",
+        }
+        atomic_write_bytes(root / MANIFEST, (json.dumps(body, indent=2) + "\n").encode())
+    except OSError as exc:
+        raise NoisevisionError(f"cannot write to '{root}': {exc.strerror or exc}") from exc
+
+
+def missing_indices(root: Path, indices: range, fmt: str) -> list[int]:
+    """Indices of `indices` without a complete file; removes leftover temporary files."""
+    missing = []
+    for block in range(indices.start // BLOCK, (max(indices.stop, 1) - 1) // BLOCK + 1):
+        folder = root / "train" / f"{block:05d}"
+        present: set[str] = set()
+        if folder.is_dir():
+            for name in os.listdir(folder):
+                if name.endswith(".tmp"):
+                    (folder / name).unlink(missing_ok=True)
+                else:
+                    present.add(name)
+        lo, hi = max(indices.start, block * BLOCK), min(indices.stop, (block + 1) * BLOCK)
+        missing.extend(i for i in range(lo, hi) if f"{i:08d}.{fmt}" not in present)
+    return missing
+
+
+# ---------------------------------------------------------------------------------- writing
+def encode(image: torch.Tensor, fmt: str, quality: int) -> bytes:
+    """uint8 [3, H, W] -> JPEG/PNG bytes."""
+    pil = Image.fromarray(image.permute(1, 2, 0).contiguous().numpy())
+    buf = io.BytesIO()
+    if fmt == "jpg":
+        pil.save(buf, "JPEG", quality=quality)
+    else:
+        pil.save(buf, "PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def _render_and_write(root: str, spec: DatasetSpec, indices: list[int], device: str) -> int:
+    """Worker task: render `indices` with one thread, write them. Returns the count written."""
+    from noisevision import generators
+
+    torch.set_num_threads(1)
+    gen = generators.get(spec.generator, **spec.params)
+    images = gen(indices, res=spec.res, seed=spec.seed, device=device).cpu()
+    for i, img in zip(indices, images):
+        atomic_write_bytes(image_path(Path(root), i, spec.format), encode(img, spec.format, spec.quality))
+    return len(indices)
+
+
+def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def write_dataset(
+    root: Path,
+    spec: DatasetSpec,
+    indices: range,
+    device: torch.device,
+    workers: int,
+    batch_size: int,
+    on_progress: Callable[[int], None] | None = None,
+) -> int:
+    """Write the missing images of `indices` into `root`; returns how many were written.
+
+    CPU: `workers` processes each render and encode whole batches (one torch thread each).
+    CUDA: this process renders on the GPU, a thread pool encodes (PIL releases the GIL).
+    """
+    prepare_folder(root, spec)
+    todo = missing_indices(root, indices, spec.format)
+    if on_progress:
+        on_progress(len(indices) - len(todo))  # already present
+    if not todo:
+        return 0
+    written = 0
+    if device.type == "cpu" and workers > 1:
+        ctx = get_context("spawn")  # fork after torch threads start is unsafe
+        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            pending: set[Future[int]] = set()
+            chunks = _chunks(todo, batch_size)
+            for chunk in chunks:  # keep at most 2 tasks per worker in flight
+                pending.add(pool.submit(_render_and_write, str(root), spec, chunk, "cpu"))
+                if len(pending) >= 2 * workers:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for f in done:
+                        written += f.result()
+                        if on_progress:
+                            on_progress(f.result())
+            for f in pending:
+                written += f.result()
+                if on_progress:
+                    on_progress(f.result())
+        return written
+
+    from noisevision import generators
+
+    gen = generators.get(spec.generator, **spec.params)
+    with ThreadPoolExecutor(max(workers, 1)) as pool:
+        for chunk in _chunks(todo, batch_size):
+            images = gen(chunk, res=spec.res, seed=spec.seed, device=device).cpu()
+            jobs = [
+                pool.submit(
+                    lambda i, img: atomic_write_bytes(
+                        image_path(root, i, spec.format), encode(img, spec.format, spec.quality)
+                    ),
+                    i,
+                    img,
+                )
+                for i, img in zip(chunk, images)
+            ]
+            for j in jobs:
+                j.result()
+            written += len(chunk)
+            if on_progress:
+                on_progress(len(chunk))
+    return written
+
+
+def default_workers(device: torch.device) -> int:
+    """All cores for CPU rendering; a few encoder threads beside a GPU."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return n if device.type == "cpu" else max(2, n // 2)
+
+
+def elapsed_rate(count: int, start: float) -> float:
+    return count / max(time.perf_counter() - start, 1e-9)

@@ -1,0 +1,147 @@
+"""`noisevision generate/show/list/bench`: datasets on disk, resume, shards and user errors."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from noisevision.data import folder
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != folder.MANIFEST
+    }
+
+
+def gen_args(out, *extra):
+    return (
+        "generate",
+        "test-blobs",
+        "--out",
+        out,
+        "--num",
+        "25",
+        "--workers",
+        "1",
+        "--batch-size",
+        "4",
+        *extra,
+    )
+
+
+def test_generate_writes_imagefolder_and_manifest(run_cli, tmp_path):
+    out = tmp_path / "ds"
+    code, stdout, _ = run_cli(*gen_args(out))
+    assert code == 0, stdout
+    files = sorted((out / "train").rglob("*.jpg"))
+    assert len(files) == 25 and files[0].relative_to(out).as_posix() == "train/00000/00000000.jpg"
+    assert Image.open(files[3]).size == (32, 32)
+    manifest = json.loads((out / folder.MANIFEST).read_text())
+    assert manifest["generator"] == "test-blobs" and manifest["num"] == 25 and manifest["seed"] == 0
+    assert "version" in manifest
+    code, stdout, _ = run_cli(*gen_args(out))
+    assert code == 0 and "wrote 0 images (25 already there)" in stdout
+
+
+def test_interrupted_run_resumes_to_identical_folder(run_cli, tmp_path, monkeypatch):
+    ref = tmp_path / "ref"
+    assert run_cli(*gen_args(ref))[0] == 0
+
+    real_encode, calls = folder.encode, [0]
+
+    def flaky_encode(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == 11:
+            raise KeyboardInterrupt
+        return real_encode(*args, **kwargs)
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(folder, "encode", flaky_encode)
+    code, _, err = run_cli(*gen_args(out))
+    assert code == 130 and "resume" in err
+    partial = tree_digest(out)
+    assert 0 < len(partial) < 25 and all(not k.endswith(".tmp") for k in partial)
+    (out / "train" / "00000" / ".00000007.jpg.abc.tmp").write_bytes(b"truncated")  # a killed write
+    monkeypatch.setattr(folder, "encode", real_encode)
+    code, stdout, _ = run_cli(*gen_args(out))
+    assert code == 0 and "already there" in stdout
+    assert tree_digest(out) == tree_digest(ref)
+
+
+def test_shards_fill_one_folder(run_cli, tmp_path):
+    ref, out = tmp_path / "ref", tmp_path / "out"
+    run_cli(*gen_args(ref))
+    for k in (1, 2, 3):
+        assert run_cli(*gen_args(out, "--shard", f"{k}/3"))[0] == 0
+    assert tree_digest(out) == tree_digest(ref)
+
+
+def test_shard_range_partitions_indices():
+    parts = [folder.shard_range(103, k, 4) for k in range(4)]
+    assert [i for r in parts for i in r] == list(range(103))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("generate", "test-blob", "--out", "{tmp}/a", "--num", "3"), "did you mean test-blobs"),
+        (("generate", "test-blobs", "--out", "{tmp}/a", "--num", "0"), "--num must be a positive"),
+        (("generate", "test-blobs", "--out", "{tmp}/a", "--num", "-4"), "--num must be a positive"),
+        (("generate", "test-blobs", "--out", "{tmp}/a", "--num", "3", "--res", "4"), "too small"),
+        (("generate", "test-blobs", "--out", "{tmp}/a", "--num", "3", "--format", "gif"), "jpg or png"),
+        (("generate", "test-blobs", "--out", "{tmp}/a", "--num", "3", "--shard", "3/2"), "--shard"),
+        (("generate", "test-blobs", "--out", "{tmp}/file/x", "--num", "3"), "cannot write"),
+        (("show", "nope-generator", "--out", "{tmp}/g.png"), "unknown generator"),
+    ],
+)
+def test_bad_input_is_one_line(run_cli, tmp_path, args, message):
+    (tmp_path / "file").write_text("x")
+    code, stdout, err = run_cli(*(a.format(tmp=tmp_path) for a in args))
+    assert code == 2
+    assert message in err and "Traceback" not in err + stdout
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_cuda_asked_but_absent(run_cli, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    code, _, err = run_cli(*gen_args(tmp_path / "a", "--device", "cuda"))
+    assert code == 2 and "CUDA is not available" in err
+
+
+def test_refuses_foreign_folder_and_other_seed_without_damage(run_cli, tmp_path):
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    code, _, err = run_cli(*gen_args(foreign))
+    assert code == 2 and "not a noisevision dataset" in err
+    assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
+
+    out = tmp_path / "ds"
+    run_cli(*gen_args(out))
+    before = tree_digest(out)
+    manifest = (out / folder.MANIFEST).read_text()
+    code, _, err = run_cli(*gen_args(out, "--seed", "5"))
+    assert code == 2 and "seed=0 there vs 5 asked" in err
+    assert tree_digest(out) == before and (out / folder.MANIFEST).read_text() == manifest
+
+
+def test_list_and_show(run_cli, tmp_path):
+    code, stdout, _ = run_cli("list")
+    assert code == 0 and "test-blobs" in stdout
+    grid = tmp_path / "grid.png"
+    code, _, _ = run_cli("show", "test-blobs", "--num", "3", "--out", grid)
+    assert code == 0 and Image.open(grid).size[0] > 3 * 32
+
+
+def test_bench_generators_prints_rates(run_cli):
+    code, stdout, _ = run_cli("bench", "generators", "test-blobs", "--repeats", "1", "--min-time", "0.05")
+    assert code == 0
+    assert "threads 1" in stdout and "img/s" in stdout.split("test-blobs", 1)[1]
