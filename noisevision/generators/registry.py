@@ -60,11 +60,19 @@ class Generator:
         out = []
         with torch.no_grad():
             for chunk in idx.split(self.max_batch):
-                out.append(self.render(Rng.for_indices(self.key, int(seed), chunk), res))
+                out.append(self.render_indices(chunk, int(seed), res))
         return torch.cat(out) if len(out) > 1 else out[0]
 
     def render(self, rng: Rng, res: int) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def render_indices(self, indices: Tensor, seed: int, res: int) -> Tensor:
+        """Render images `indices` (int64 [B] on the device): their keys, then `render`.
+
+        Generators whose images depend on the index itself, not only on its random key (a network
+        shared by a block of indices, a target unit chosen by index, a category), override this.
+        """
+        return self.render(Rng.for_indices(self.key, seed, indices), res)
 
     @property
     def key(self) -> str:
