@@ -127,6 +127,80 @@ def generate(
     )
 
 
+@app.command()
+def train(
+    data: str = typer.Option(..., "--data", help="Generator name, A+B / A:0.7+B:0.3 mix, or image folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder (resumed when it exists)."),
+    preset: str = typer.Option("paper-small", "--preset", help="paper-small, paper-large or tiny."),
+    arch: str | None = typer.Option(None, "--arch", help="Encoder (smallalexnet, resnet18, resnet50, …-s)."),
+    method: str | None = typer.Option(None, "--method", help="align_uniform, moco_v2 or simclr."),
+    epochs: int | None = typer.Option(None, "--epochs"),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Global batch size."),
+    lr: float | None = typer.Option(None, "--lr"),
+    res: int | None = typer.Option(None, "--res", help="Generation resolution."),
+    input_size: int | None = typer.Option(None, "--input-size", help="Crop side fed to the encoder."),
+    num_images: int | None = typer.Option(None, "--num-images", help="Dataset size (indices 0..N-1)."),
+    fresh: bool = typer.Option(False, "--fresh", help="New images every epoch (infinite dataset)."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto."),
+    workers: int | None = typer.Option(None, "--workers", help="Rendering processes (CPU default 1)."),
+    threads: int | None = typer.Option(None, "--threads", help="torch threads of the training process."),
+    seed: int | None = typer.Option(None, "--seed"),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+) -> None:
+    """Pre-train an encoder on streamed noise images; run again to resume (torchrun for DDP)."""
+    from noisevision.train import TrainConfig
+    from noisevision.train import train as run_training
+
+    cfg = TrainConfig.from_preset(
+        preset, data=data, out=str(out), arch=arch, method=method, epochs=epochs,
+        batch_size=batch_size, lr=lr, res=res, input_size=input_size, num_images=num_images,
+        fresh=fresh or None, device=device, workers=workers, threads=threads, seed=seed,
+        progress=not no_progress,
+    )
+    run_dir = run_training(cfg)
+    console.print(f"encoder written to {run_dir / 'encoder.pt'}")
+
+
+@bench_app.command("train")
+def bench_train_cmd(
+    arch: str = typer.Option("smallalexnet", "--arch"),
+    data: str = typer.Option("dead_leaves-mixed", "--data", help="Generator to stream from."),
+    res: int = typer.Option(128, "--res", help="Generation resolution."),
+    batch_size: int = typer.Option(64, "--batch-size"),
+    steps: int = typer.Option(5, "--steps", help="Timed steps per mode (after one warm-up step)."),
+    preset: str = typer.Option("paper-small", "--preset", help="Method, augmentation, input size."),
+    device: str = typer.Option("cpu", "--device"),
+    workers: int | None = typer.Option(None, "--workers", help="Rendering/decoding processes."),
+    threads: int | None = typer.Option(None, "--threads", help="torch threads of the training process."),
+) -> None:
+    """Training images/s from (a) memory, (b) the streamed generator, (c) a JPEG folder."""
+    import torch
+
+    from noisevision.bench import machine_line
+    from noisevision.device import resolve_device
+    from noisevision.train import TrainConfig
+    from noisevision.train_bench import bench_train
+
+    if threads:
+        torch.set_num_threads(threads)
+    if steps < 1:
+        raise NoisevisionError(f"--steps must be at least 1, got {steps}")
+    dev = resolve_device(device)
+    cfg = TrainConfig.from_preset(preset, data=data, arch=arch, res=res, batch_size=batch_size)
+    n_workers = (0 if dev.type == "cuda" else 1) if workers is None else workers
+    console.print(
+        f"# {machine_line(dev)} | {arch} {cfg.method} | {data} at {res} px | batch {batch_size} | "
+        f"{steps} steps | workers {n_workers} (1 thread each)"
+    )
+    results = bench_train(cfg, dev, steps, workers=workers)
+    base = results[0].images_per_s
+    for r in results:
+        console.print(f"{r.name:12s} {r.images_per_s:10,.1f} img/s")
+    console.print(
+        "  ".join(f"{r.name}/in-memory {r.images_per_s / base:.2f}" for r in results[1:])
+    )
+
+
 @bench_app.command("generators")
 def bench_generators(
     names: list[str] | None = typer.Argument(None, help="Generators (default: all registered)."),

@@ -1,0 +1,263 @@
+"""Training data: image sources (generators, mixes, folders) and the per-step index plan.
+
+`--data` names a source:
+- a generator name (`dead_leaves-mixed`): images are rendered on the fly from their indices,
+  on the training device (GPU) or in DataLoader worker processes (CPU) so rendering overlaps the
+  step; nothing touches the disk;
+- a mix `A+B` or `A:0.7+B:0.3`: each index picks one generator by a hash of the index (weights
+  normalised), so the mix is as deterministic as its parts;
+- a folder: every .jpg/.jpeg/.png below it (recursively, sorted by path), e.g. the output of
+  `noisevision generate`.
+
+`IndexPlan` says which image indices each step of each epoch trains on: a seeded permutation of
+0..N−1 per epoch (`--num-images N`), or new indices every epoch (`--fresh`: epoch e uses
+e·N..(e+1)·N−1, an infinite dataset). Under DDP each rank takes its contiguous share of every
+global batch and renders only those images: no image data moves between ranks.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+
+from noisevision import generators
+from noisevision.errors import NoisevisionError, UnknownNameError
+from noisevision.rng import Rng, mix64_int
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+class ImageSource(Protocol):
+    """Anything that turns image indices into uint8 images [B, 3, res, res]."""
+
+    name: str
+    res: int
+    size: int | None  # number of distinct images, None for an unbounded generator
+
+    def render(self, indices: Tensor, device: torch.device | str = "cpu") -> Tensor: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+# ---------------------------------------------------------------------------------------- sources
+class GeneratorSource:
+    """A registered generator rendering indices at one resolution and seed."""
+
+    size = None
+
+    def __init__(self, name: str, res: int | None, seed: int):
+        self.gen = generators.get(name)
+        self.name = name
+        self.res = self.gen.check_res(self.gen.spec.default_res if res is None else res)
+        self.seed = seed
+
+    def render(self, indices: Tensor, device: torch.device | str = "cpu") -> Tensor:
+        return self.gen(indices, res=self.res, seed=self.seed, device=device)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "generator", **self.gen.describe(), "res": self.res, "seed": self.seed}
+
+
+class MixSource:
+    """Several generators, each image drawn from one of them with probability ∝ its weight."""
+
+    size = None
+
+    def __init__(self, parts: list[tuple[str, float]], res: int | None, seed: int):
+        self.sources = [GeneratorSource(name, res, seed) for name, _ in parts]
+        resolutions = {s.res for s in self.sources}
+        if len(resolutions) > 1:
+            found = sorted(resolutions)
+            raise NoisevisionError(f"mixed generators have different resolutions {found}: set --res")
+        weights = torch.tensor([w for _, w in parts], dtype=torch.float64)
+        self.cdf = (weights.cumsum(0) / weights.sum()).float()
+        self.cdf[-1] = 1.0
+        self.weights = (weights / weights.sum()).tolist()
+        self.name = "+".join(f"{n}:{w:g}" for (n, _), w in zip(parts, self.weights))
+        self.res = self.sources[0].res
+        self.seed = seed
+
+    def choice(self, indices: Tensor) -> Tensor:
+        """Which part renders each index: int64 [B], a pure function of (seed, index)."""
+        u = Rng.for_indices("mix", self.seed, indices).uniform(1)[:, 0]
+        return torch.searchsorted(self.cdf.to(u.device), u, right=True).clamp_(max=len(self.sources) - 1)
+
+    def render(self, indices: Tensor, device: torch.device | str = "cpu") -> Tensor:
+        indices = indices.to(device)
+        which = self.choice(indices)
+        out = torch.empty(len(indices), 3, self.res, self.res, dtype=torch.uint8, device=device)
+        for k, source in enumerate(self.sources):
+            sel = torch.nonzero(which == k).squeeze(1)
+            if sel.numel():
+                out[sel] = source.render(indices[sel], device)
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": "mix",
+            "parts": [s.describe() for s in self.sources],
+            "weights": self.weights,
+        }
+
+
+class FolderSource:
+    """Image files below a folder; index i is the i-th file in sorted path order."""
+
+    def __init__(self, root: str | Path, res: int | None):
+        self.root = Path(root)
+        self.files = sorted(
+            p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+        )
+        if not self.files:
+            raise NoisevisionError(f"no .jpg or .png images found under {self.root}")
+        self.name = str(self.root)
+        self.size = len(self.files)
+        self.res = res if res is not None else min(self._decode(0).shape[-2:])
+
+    def _decode(self, i: int) -> Tensor:
+        from torchvision.io import ImageReadMode, decode_image, read_file
+
+        try:
+            return decode_image(read_file(str(self.files[i])), mode=ImageReadMode.RGB)
+        except RuntimeError as exc:
+            raise NoisevisionError(f"cannot read image {self.files[i]}: {exc}") from exc
+
+    def _fit(self, img: Tensor) -> Tensor:
+        """Resize the shorter side to res and centre-crop: uint8 [3, res, res]."""
+        from torchvision.transforms.v2 import functional as TF
+
+        if img.shape[-2:] == (self.res, self.res):
+            return img
+        img = TF.resize(img, self.res, antialias=True)
+        return TF.center_crop(img, [self.res, self.res])
+
+    def render(self, indices: Tensor, device: torch.device | str = "cpu") -> Tensor:
+        imgs = torch.stack([self._fit(self._decode(int(i))) for i in indices.tolist()])
+        return imgs.to(device)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "folder", "root": str(self.root.resolve()), "files": self.size, "res": self.res}
+
+
+def parse_mix(data: str) -> list[tuple[str, float]]:
+    """'A+B' -> [(A, 1), (B, 1)]; 'A:0.7+B:0.3' -> [(A, 0.7), (B, 0.3)]."""
+    parts = []
+    for item in data.split("+"):
+        name, weight = item, 1.0
+        if ":" in item:
+            head, _, tail = item.rpartition(":")
+            try:
+                name, weight = head, float(tail)
+            except ValueError:
+                name, weight = item, 1.0
+        if not name or not weight > 0:
+            raise NoisevisionError(f"bad mix '{data}': write A+B or A:0.7+B:0.3 with positive weights")
+        parts.append((name, weight))
+    return parts
+
+
+def open_source(data: str, res: int | None = None, seed: int = 0) -> ImageSource:
+    """The image source `--data` names: a folder, a generator, or a mix of generators."""
+    if Path(data).is_dir():
+        return FolderSource(data, res)
+    try:
+        return GeneratorSource(data, res, seed)
+    except UnknownNameError:
+        if "+" not in data and ":" not in data:
+            if any(c in data for c in "/\\.") and not Path(data).exists():
+                raise NoisevisionError(f"--data {data}: no such folder, and not a generator name") from None
+            raise
+    return MixSource(parse_mix(data), res, seed)
+
+
+# ---------------------------------------------------------------------------------------- plan
+@dataclass(frozen=True)
+class IndexPlan:
+    """Which image indices every step of every epoch uses (the last partial batch is dropped)."""
+
+    num_images: int
+    batch_size: int  # global batch
+    seed: int = 0
+    fresh: bool = False
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise NoisevisionError(f"batch size must be positive, got {self.batch_size}")
+        if self.batch_size > self.num_images:
+            raise NoisevisionError(
+                f"batch size {self.batch_size} is larger than the dataset ({self.num_images} images): "
+                "lower --batch-size or raise --num-images"
+            )
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.num_images // self.batch_size
+
+    @functools.lru_cache(maxsize=2)  # noqa: B019 - a few epochs, per process; the plan is frozen
+    def epoch_order(self, epoch: int) -> Tensor:
+        """The epoch's index order, int64 [steps_per_epoch · batch_size]."""
+        gen = torch.Generator().manual_seed(mix64_int(self.seed * 7919 + epoch) & 0x7FFF_FFFF_FFFF)
+        order = torch.randperm(self.num_images, generator=gen)[: self.steps_per_epoch * self.batch_size]
+        return order + epoch * self.num_images if self.fresh else order
+
+    def batch(self, epoch: int, step: int, rank: int = 0, world: int = 1) -> Tensor:
+        """Indices of rank's share of global batch `step` of `epoch`: int64 [batch_size / world]."""
+        if self.batch_size % world:
+            raise NoisevisionError(f"batch size {self.batch_size} does not split over {world} processes")
+        share = self.batch_size // world
+        start = step * self.batch_size + rank * share
+        return self.epoch_order(epoch)[start : start + share]
+
+
+class StepDataset(torch.utils.data.Dataset):
+    """Item k = the k-th step from `start` on: (epoch, step, indices [b], uint8 images [b, 3, r, r])."""
+
+    def __init__(self, source: ImageSource, plan: IndexPlan, start: tuple[int, int], epochs: int,
+                 rank: int = 0, world: int = 1, device: torch.device | str = "cpu"):
+        self.source, self.plan = source, plan
+        self.first = start[0] * plan.steps_per_epoch + start[1]
+        self.total = epochs * plan.steps_per_epoch
+        self.rank, self.world, self.device = rank, world, device
+
+    def __len__(self) -> int:
+        return max(0, self.total - self.first)
+
+    def __getitem__(self, k: int) -> tuple[int, int, Tensor, Tensor]:
+        epoch, step = divmod(self.first + k, self.plan.steps_per_epoch)
+        idx = self.plan.batch(epoch, step, self.rank, self.world)
+        return epoch, step, idx, self.source.render(idx, self.device)
+
+
+def _init_worker(threads: int, _worker_id: int) -> None:
+    """Rendering workers share the CPU with the training process: keep each one narrow."""
+    torch.set_num_threads(threads)
+
+
+def iterate_steps(dataset: StepDataset, workers: int, threads_per_worker: int = 1,
+                  prefetch: int = 2) -> Iterable[tuple[int, int, Tensor, Tensor]]:
+    """The dataset's steps in order; with workers > 0, rendered ahead in worker processes."""
+    if workers == 0:
+        return (dataset[k] for k in range(len(dataset)))
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=None,  # items are whole batches already
+        shuffle=False,
+        num_workers=workers,
+        prefetch_factor=prefetch,
+        worker_init_fn=functools.partial(_init_worker, threads_per_worker),
+        pin_memory=torch.cuda.is_available() and str(dataset.device) == "cpu",
+    )
+
+
+def take(iterable: Iterable[Any], n: int) -> Iterator[Any]:
+    """The first n items of an iterable."""
+    for i, item in enumerate(iterable):
+        if i >= n:
+            return
+        yield item

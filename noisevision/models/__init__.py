@@ -1,0 +1,147 @@
+"""Encoders by name, and the encoder file format shared by training, probes and reports.
+
+    enc = build_encoder("smallalexnet")            # SPEC §7
+    enc = build_encoder("resnet18-s", width=0.5, input_size=32)
+    feats = enc.features(x, "fc6")                 # [B, F], the probe layer by default
+    save_encoder("enc.pt", enc, {"data": "dead_leaves-mixed"})
+    enc, meta = load_encoder("enc.pt")
+
+Every encoder has `forward(x) -> unit-norm embedding`, `features(x, layer=None) -> [B, F]`,
+`feature_layers`, `default_layer`, `input_size`, plus `arch` / `arch_kwargs` (set here) so a file
+can rebuild it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from noisevision.errors import NoisevisionError, unknown_name
+from noisevision.models.resnet import ResNetEncoder
+from noisevision.models.small_alexnet import SmallAlexNet
+
+FORMAT = "noisevision-encoder"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """One registry row: a class and the fixed keyword arguments of this name."""
+
+    name: str
+    build: Callable[..., nn.Module]
+    defaults: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+ARCHS: dict[str, ArchSpec] = {
+    spec.name: spec
+    for spec in (
+        ArchSpec("smallalexnet", SmallAlexNet, {}, "SPEC §7 encoder, 64 px input, fc6 probe"),
+        ArchSpec("resnet18", ResNetEncoder, {"depth": 18}, "torchvision ResNet-18, 224 px"),
+        ArchSpec("resnet50", ResNetEncoder, {"depth": 50}, "torchvision ResNet-50, 224 px (SPEC §8)"),
+        ArchSpec(
+            "resnet18-s", ResNetEncoder, {"depth": 18, "small_stem": True, "input_size": 64},
+            "ResNet-18, 3×3 stem, no max-pool, for 32–64 px",
+        ),
+        ArchSpec(
+            "resnet50-s", ResNetEncoder, {"depth": 50, "small_stem": True, "input_size": 64},
+            "ResNet-50, 3×3 stem, no max-pool, for 32–64 px",
+        ),
+    )
+}
+
+
+def arch_names() -> list[str]:
+    return list(ARCHS)
+
+
+def build_encoder(arch: str, **kw: Any) -> nn.Module:
+    """Build the encoder registered as `arch`; `kw` overrides its defaults (width, input_size, ...)."""
+    spec = ARCHS.get(arch)
+    if spec is None:
+        raise unknown_name("architecture", arch, list(ARCHS))
+    kwargs = {**spec.defaults, **kw}
+    try:
+        encoder = spec.build(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise NoisevisionError(f"bad options for architecture '{arch}': {exc}") from exc
+    encoder.arch = arch
+    encoder.arch_kwargs = dict(kw)
+    return encoder
+
+
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """torch.save to a temporary file in the same folder, then os.replace: never a torn file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_encoder(path: str | Path, encoder: nn.Module, meta: dict[str, Any]) -> Path:
+    """Write `encoder` (built by build_encoder) and `meta` to `path` atomically."""
+    if not hasattr(encoder, "arch"):
+        raise ValueError("save_encoder needs an encoder made by build_encoder (it has no .arch)")
+    state = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
+    return atomic_save(
+        {
+            "format": FORMAT,
+            "version": VERSION,
+            "arch": encoder.arch,
+            "arch_kwargs": dict(encoder.arch_kwargs),
+            "state_dict": state,
+            "meta": dict(meta),
+        },
+        path,
+    )
+
+
+def load_encoder(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild an encoder written by save_encoder; NoisevisionError for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise NoisevisionError(f"encoder file {path} does not exist")
+    try:
+        blob = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # unpickling errors come in many types
+        raise NoisevisionError(f"{path} is not a readable encoder file ({type(exc).__name__})") from exc
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise NoisevisionError(f"{path} is not a noisevision encoder file")
+    if blob.get("version") != VERSION:
+        raise NoisevisionError(f"{path} has encoder format version {blob.get('version')}, expected {VERSION}")
+    encoder = build_encoder(blob["arch"], **blob["arch_kwargs"])
+    try:
+        encoder.load_state_dict(blob["state_dict"])
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise NoisevisionError(f"{path} does not match architecture '{blob['arch']}': {first}") from exc
+    return encoder.to(map_location), dict(blob["meta"])
+
+
+__all__ = [
+    "ARCHS",
+    "ResNetEncoder",
+    "SmallAlexNet",
+    "arch_names",
+    "atomic_save",
+    "build_encoder",
+    "load_encoder",
+    "save_encoder",
+]

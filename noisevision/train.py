@@ -1,0 +1,443 @@
+"""Self-supervised pre-training on streamed noise images: `noisevision train` (SPEC §7, §8).
+
+    cfg = TrainConfig.from_preset("tiny", data="dead_leaves-mixed", out="runs/dl")
+    run_dir = train(cfg)            # run_dir / "encoder.pt" is the trained encoder
+
+Data flows one way: source (generator / folder) → IndexPlan (which indices each step) →
+two_views (augment on the device) → method (loss) → SGD step → checkpoint every epoch.
+
+A run folder holds config.yaml, checkpoint.pt (written atomically after every epoch),
+metrics.jsonl (one line per epoch), tb/ (TensorBoard) and, at the end, encoder.pt. Running the
+same command again resumes from the last complete epoch and continues exactly as an uninterrupted
+run would: the data order is a seeded permutation per epoch, the augmentations are keyed by
+(seed, epoch, image index), MoCo's shuffle by (seed, step), and model, optimiser and torch RNG
+state are restored. Under `torchrun` the same code runs DistributedDataParallel (gloo on CPU,
+nccl on GPU), each rank rendering its own share of every batch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import yaml
+
+from noisevision import augment
+from noisevision.data.stream import IndexPlan, StepDataset, iterate_steps, open_source
+from noisevision.device import resolve_device
+from noisevision.errors import NoisevisionError, unknown_name
+from noisevision.methods import METHODS, build_method
+from noisevision.methods.common import world
+from noisevision.models import ARCHS, atomic_save, build_encoder, save_encoder
+from noisevision.presets import get_preset
+
+CHECKPOINT = "checkpoint.pt"
+ENCODER = "encoder.pt"
+CONFIG = "config.yaml"
+METRICS = "metrics.jsonl"
+CHECKPOINT_FORMAT = "noisevision-train-checkpoint"
+SCHEDULES = ("multistep", "cosine", "constant")
+
+
+@dataclass
+class TrainConfig:
+    """Every hyper-parameter of a run. Fields after `seed` only say how to run it (device, workers,
+    logging) and may change between a run and its resumption; all others define the run."""
+
+    data: str = ""
+    preset: str = "paper-small"
+    arch: str = "smallalexnet"
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    method: str = "align_uniform"
+    method_kwargs: dict[str, Any] = field(default_factory=dict)
+    augment: str = "small"
+    input_size: int | None = None  # crop side fed to the encoder; None: the encoder's own
+    res: int | None = None  # generation resolution; None: the generator's default
+    num_images: int = 105_000
+    fresh: bool = False  # new indices every epoch instead of the fixed 0..num_images-1
+    epochs: int = 200
+    batch_size: int = 768  # global, over all processes
+    lr: float = 0.36
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: str = "multistep"
+    milestones: tuple[int, ...] = (155, 170, 185)
+    gamma: float = 0.1
+    warmup_epochs: int = 0  # linear warm-up, per step
+    bn_groups: int | None = None  # BN groups over the global batch (methods.common); None: per rank
+    seed: int = 0
+    # ---- how to run (not part of the run's identity)
+    out: str = ""
+    device: str = "auto"
+    workers: int | None = None  # rendering processes; None: 1 on CPU, 0 (render on the GPU) on CUDA
+    threads: int | None = None  # torch threads of the training process; None: torch's default
+    log_every: int = 10
+    progress: bool = True
+
+    RUNTIME = ("out", "device", "workers", "threads", "log_every", "progress")
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> TrainConfig:
+        """The preset's values, then `overrides` (None values are ignored: 'not given')."""
+        values = {"preset": name, **get_preset(name).values}
+        names = {f.name for f in fields(cls)}
+        # The preset's options of its own architecture / method do not carry over to another one.
+        for key in ("arch", "method"):
+            if overrides.get(key) not in (None, values.get(key)) and overrides.get(f"{key}_kwargs") is None:
+                values[f"{key}_kwargs"] = {}
+        for key, value in overrides.items():
+            if key not in names:
+                raise NoisevisionError(f"unknown training option '{key}'")
+            if value is not None:
+                values[key] = value
+        cfg = cls(**values)
+        cfg.milestones = tuple(cfg.milestones)
+        return cfg
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that define the run, JSON-normalised (tuples as lists)."""
+        d = {k: v for k, v in asdict(self).items() if k not in self.RUNTIME}
+        return json.loads(json.dumps(d))
+
+    def validate(self) -> None:
+        """Cheap checks with one-line messages, before anything is built or written."""
+        if not self.data:
+            raise NoisevisionError("no training data: pass --data GENERATOR|FOLDER")
+        if not self.out:
+            raise NoisevisionError("no run folder: pass --out RUN_DIR")
+        if self.arch not in ARCHS:
+            raise unknown_name("architecture", self.arch, list(ARCHS))
+        if self.method not in METHODS:
+            raise unknown_name("method", self.method, list(METHODS))
+        augment.get_augment(self.augment)
+        if self.schedule not in SCHEDULES:
+            raise NoisevisionError(f"unknown schedule '{self.schedule}': use {', '.join(SCHEDULES)}")
+        for name in ("epochs", "batch_size", "num_images"):
+            if getattr(self, name) < 1:
+                flag = name.replace("_", "-")
+                raise NoisevisionError(f"--{flag} must be at least 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise NoisevisionError(f"learning rate must be positive, got {self.lr}")
+        if self.workers is not None and self.workers < 0:
+            raise NoisevisionError(f"--workers must be 0 or more, got {self.workers}")
+
+
+def lr_at(cfg: TrainConfig, epoch: int, step: int, steps_per_epoch: int) -> float:
+    """Learning rate of one step: per-epoch schedule (as the reference code) × per-step warm-up."""
+    if cfg.schedule == "multistep":
+        lr = cfg.lr * cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
+    elif cfg.schedule == "cosine":  # MoCo's: 0.5·(1 + cos(π·epoch/epochs)) per epoch
+        lr = cfg.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / cfg.epochs))
+    else:
+        lr = cfg.lr
+    if epoch < cfg.warmup_epochs:
+        lr *= (epoch * steps_per_epoch + step + 1) / (cfg.warmup_epochs * steps_per_epoch)
+    return lr
+
+
+# ---------------------------------------------------------------------------------------- run folder
+def _prepare_run_dir(cfg: TrainConfig, rank: int) -> dict[str, Any] | None:
+    """Check the run folder; returns the checkpoint to resume from, or None for a new run."""
+    out = Path(cfg.out)
+    cfg_file = out / CONFIG
+    if cfg_file.is_file():
+        try:
+            old = yaml.safe_load(cfg_file.read_text())
+        except yaml.YAMLError as exc:
+            raise NoisevisionError(f"{cfg_file} is not readable YAML: {exc}") from exc
+        new = cfg.identity()
+        diff = [k for k in sorted(set(old or {}) | set(new)) if (old or {}).get(k) != new.get(k)]
+        if diff:
+            shown = ", ".join(f"{k} {(old or {}).get(k)!r} → {new.get(k)!r}" for k in diff[:3])
+            raise NoisevisionError(
+                f"{out} holds a run with another configuration ({shown}): use a new --out to start over"
+            )
+        ckpt_file = out / CHECKPOINT
+        if ckpt_file.is_file():
+            try:
+                ckpt = torch.load(ckpt_file, map_location="cpu", weights_only=False)
+            except Exception as exc:
+                why = type(exc).__name__
+                raise NoisevisionError(f"{ckpt_file} is unreadable ({why}): delete it to restart") from exc
+            if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+                raise NoisevisionError(f"{ckpt_file} is not a noisevision training checkpoint")
+            return ckpt
+        return None
+    if out.exists() and any(out.iterdir()):
+        raise NoisevisionError(f"{out} exists and is not a noisevision run folder: choose another --out")
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = out / f".{CONFIG}.tmp"
+        tmp.write_text(yaml.safe_dump(cfg.identity(), sort_keys=False))
+        os.replace(tmp, cfg_file)
+    return None
+
+
+# ---------------------------------------------------------------------------------------- distributed
+def _init_distributed(device_arg: str) -> tuple[bool, torch.device]:
+    """Join the torchrun process group if WORLD_SIZE > 1; returns (created, device)."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    device = resolve_device(device_arg)
+    if size <= 1 or (dist.is_available() and dist.is_initialized()):
+        if dist.is_available() and dist.is_initialized() and device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", dist.get_rank())))
+        return False, device
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return True, device
+
+
+# ---------------------------------------------------------------------------------------- training
+class _Progress:
+    """A rich progress bar with ETA on rank 0, nothing elsewhere."""
+
+    def __init__(self, enabled: bool, total: int, done: int):
+        self.bar = None
+        if enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.bar = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                TimeRemainingColumn(),
+            )
+            self.task = self.bar.add_task("train", total=total, completed=done, info="")
+            self.bar.start()
+
+    def update(self, description: str, info: str) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1, description=description, info=info)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train (or resume) the run `cfg` describes; returns the run folder (encoder in encoder.pt)."""
+    cfg.validate()
+    created, device = _init_distributed(cfg.device)
+    try:
+        return _train(cfg, device)
+    except torch.cuda.OutOfMemoryError as exc:
+        raise NoisevisionError(
+            f"out of GPU memory at batch size {cfg.batch_size}: lower --batch-size (or use more GPUs)"
+        ) from exc
+    finally:
+        if created:
+            dist.destroy_process_group()
+
+
+@dataclass
+class Components:
+    """What a run is made of, built from its config (shared by `train` and `bench train`)."""
+
+    source: Any  # data.stream.ImageSource
+    plan: IndexPlan
+    method: torch.nn.Module  # methods.Method, on the device
+    optimizer: torch.optim.Optimizer
+    aug: augment.AugmentConfig
+
+
+def build_components(cfg: TrainConfig, device: torch.device) -> Components:
+    """Source, plan, encoder + method, optimiser and augmentation of `cfg`; every user error
+    (unknown names, bad sizes) is raised here, before anything is written."""
+    _, size = world()
+    source = open_source(cfg.data, cfg.res, cfg.seed)
+    if cfg.fresh and source.size is not None:
+        raise NoisevisionError("--fresh needs a generator: a folder holds a fixed set of images")
+    if source.size is not None and cfg.num_images > source.size:
+        raise NoisevisionError(
+            f"--num-images {cfg.num_images} but {source.name} holds only {source.size} images"
+        )
+    plan = IndexPlan(cfg.num_images, cfg.batch_size, cfg.seed, cfg.fresh)
+    if cfg.batch_size % size:
+        raise NoisevisionError(f"batch size {cfg.batch_size} does not split over {size} processes")
+    arch_kwargs = dict(cfg.arch_kwargs)
+    if cfg.input_size is not None:
+        arch_kwargs["input_size"] = cfg.input_size
+    torch.manual_seed(cfg.seed)  # same initial weights on every rank
+    encoder = build_encoder(cfg.arch, **arch_kwargs)
+    method_kwargs = dict(cfg.method_kwargs)
+    if cfg.method == "moco_v2":
+        method_kwargs.setdefault("seed", cfg.seed)
+        queue = method_kwargs.get("queue_size", 65536)
+        if queue % cfg.batch_size:
+            raise NoisevisionError(
+                f"MoCo's queue ({queue}) must be a multiple of the batch size ({cfg.batch_size})"
+            )
+    method = build_method(cfg.method, encoder, bn_groups=cfg.bn_groups, **method_kwargs).to(device)
+    try:
+        groups = method.groups
+    except ValueError as exc:
+        raise NoisevisionError(str(exc)) from exc
+    if (cfg.batch_size // size) % groups:
+        raise NoisevisionError(f"batch size {cfg.batch_size} does not split into {cfg.bn_groups} BN groups")
+    optimizer = torch.optim.SGD(
+        [p for p in method.parameters() if p.requires_grad],
+        lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+    )
+    return Components(source, plan, method, optimizer, augment.get_augment(cfg.augment, encoder.input_size))
+
+
+def train_step(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, aug: augment.AugmentConfig,
+    images: torch.Tensor, indices: torch.Tensor, seed: int, epoch: int, step: int,
+) -> dict[str, float]:
+    """One optimisation step on uint8 images [b, 3, r, r] (on the device): the logged terms."""
+    v1, v2 = augment.two_views(aug, images, indices, seed, epoch)
+    loss, terms = model(v1, v2, step=step)
+    if not torch.isfinite(loss):
+        raise NoisevisionError(f"loss became {loss.item()} at step {step}: lower --lr")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return {k: float(v) for k, v in terms.items()}
+
+
+def _train(cfg: TrainConfig, device: torch.device) -> Path:
+    rank, size = world()
+    out = Path(cfg.out)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    elif size > 1 and device.type == "cpu":
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", size))))
+    parts = build_components(cfg, device)
+    source, plan, method, optimizer = parts.source, parts.plan, parts.method, parts.optimizer
+    encoder = method.encoder
+
+    ckpt = _prepare_run_dir(cfg, rank)
+    if size > 1:
+        dist.barrier()
+    start_epoch, images_seen = 0, 0
+    if ckpt is not None:
+        method.load_state_dict(ckpt["method"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        start_epoch, images_seen = ckpt["epoch"], ckpt["images_seen"]
+    meta = {
+        "data": cfg.data, "source": source.describe(), "preset": cfg.preset, "arch": cfg.arch,
+        "method": cfg.method, "epochs": cfg.epochs, "input_size": encoder.input_size,
+        "res": source.res, "num_images": cfg.num_images, "fresh": cfg.fresh, "seed": cfg.seed,
+    }
+    if start_epoch >= cfg.epochs:
+        if rank == 0 and not (out / ENCODER).is_file():
+            save_encoder(out / ENCODER, method.encoder, {**meta, "images_seen": images_seen})
+        return out
+
+    model: torch.nn.Module = method
+    if size > 1:
+        model = torch.nn.parallel.DistributedDataParallel(
+            method, device_ids=[device.index] if device.type == "cuda" else None,
+            broadcast_buffers=False,  # MoCo's queue is identical everywhere; BN stats stay per rank
+        )
+    workers = cfg.workers if cfg.workers is not None else (0 if device.type == "cuda" else 1)
+    if source.size is not None and device.type == "cuda" and cfg.workers is None:
+        workers = 4  # folders decode on the CPU
+    render_device = device if workers == 0 else torch.device("cpu")
+    dataset = StepDataset(source, plan, (start_epoch, 0), cfg.epochs, rank, size, render_device)
+    steps = plan.steps_per_epoch
+    log = _Logger(out, rank, start_epoch * steps, start_epoch)
+    progress = _Progress(cfg.progress and rank == 0, cfg.epochs * steps, start_epoch * steps)
+    method.train()
+    sums: dict[str, float] = {}
+    t_last = t_epoch = time.perf_counter()
+    try:
+        for epoch, step, idx, images in iterate_steps(dataset, workers):
+            global_step = epoch * steps + step
+            lr = lr_at(cfg, epoch, step, steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            images = images.to(device, non_blocking=True)
+            terms = train_step(model, optimizer, parts.aug, images, idx, cfg.seed, epoch, global_step)
+            images_seen += cfg.batch_size
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if (step + 1) % cfg.log_every == 0 or step + 1 == steps:
+                now = time.perf_counter()
+                n_steps = (step % cfg.log_every) + 1
+                rate = n_steps * cfg.batch_size / max(now - t_last, 1e-9)
+                t_last = now
+                log.scalars(global_step + 1, {**terms, "lr": lr, "images_per_s": rate})
+            progress.update(f"epoch {epoch + 1}/{cfg.epochs}", f"loss {terms['loss']:.3f}")
+            if step + 1 == steps:  # end of epoch: checkpoint, then epoch means
+                if rank == 0:
+                    atomic_save(
+                        {
+                            "format": CHECKPOINT_FORMAT, "config": cfg.identity(), "epoch": epoch + 1,
+                            "images_seen": images_seen, "method": method.state_dict(),
+                            "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
+                        },
+                        out / CHECKPOINT,
+                    )
+                now = time.perf_counter()
+                means = {k: v / steps for k, v in sums.items()}
+                log.epoch({"epoch": epoch + 1, **means, "lr": lr,
+                           "images_per_s": steps * cfg.batch_size / (now - t_epoch)})
+                sums, t_epoch = {}, now
+                if size > 1:
+                    dist.barrier()
+    finally:
+        progress.close()
+        log.close()
+    if rank == 0:
+        save_encoder(out / ENCODER, method.encoder, {**meta, "images_seen": images_seen})
+    if size > 1:
+        dist.barrier()
+    return out
+
+
+class _Logger:
+    """TensorBoard scalars + metrics.jsonl on rank 0 (TensorBoard imported only when used)."""
+
+    def __init__(self, out: Path, rank: int, start_step: int, start_epoch: int):
+        self.out, self.writer = out, None
+        if rank == 0:
+            _truncate_metrics(out / METRICS, start_epoch)
+            from torch.utils.tensorboard import SummaryWriter
+
+            # purge_step drops events logged after the checkpoint by an interrupted attempt
+            self.writer = SummaryWriter(str(out / "tb"), purge_step=start_step or None)
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        if self.writer is None:
+            return
+        for k, v in values.items():
+            tag = k if k in ("lr", "images_per_s") else f"train/{k}"
+            self.writer.add_scalar(tag, v, step)
+
+    def epoch(self, record: dict[str, float]) -> None:
+        if self.writer is None:
+            return
+        with open(self.out / METRICS, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _truncate_metrics(path: Path, epochs: int) -> None:
+    """Keep the first `epochs` epoch records (those the checkpoint covers)."""
+    if path.is_file():
+        lines = path.read_text().splitlines(keepends=True)
+        kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] <= epochs]
+        if len(kept) != len(lines):
+            path.write_text("".join(kept))
