@@ -30,8 +30,9 @@ def list_generators() -> None:
     from noisevision import generators
 
     table = Table(title="noisevision generators")
-    for col in ("name", "family", "paper label", "res", "description"):
-        table.add_column(col, overflow="fold")
+    for col in ("name", "family", "paper label", "res"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("description", overflow="fold", min_width=30)
     for s in generators.specs():
         table.add_row(s.name, s.family, s.label or "-", str(s.default_res), s.description)
     console.print(table)
@@ -133,7 +134,9 @@ def train(
     out: Path = typer.Option(..., "--out", "-o", help="Run folder (resumed when it exists)."),
     preset: str = typer.Option("paper-small", "--preset", help="paper-small, paper-large or tiny."),
     arch: str | None = typer.Option(None, "--arch", help="Encoder (smallalexnet, resnet18, resnet50, …-s)."),
+    arch_opt: list[str] | None = typer.Option(None, "--arch-opt", help="Encoder option KEY=VALUE (repeat)."),
     method: str | None = typer.Option(None, "--method", help="align_uniform, moco_v2 or simclr."),
+    method_opt: list[str] | None = typer.Option(None, "--method-opt", help="Method option KEY=VALUE (repeat)."),
     epochs: int | None = typer.Option(None, "--epochs"),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Global batch size."),
     lr: float | None = typer.Option(None, "--lr"),
@@ -141,6 +144,7 @@ def train(
     input_size: int | None = typer.Option(None, "--input-size", help="Crop side fed to the encoder."),
     num_images: int | None = typer.Option(None, "--num-images", help="Dataset size (indices 0..N-1)."),
     fresh: bool = typer.Option(False, "--fresh", help="New images every epoch (infinite dataset)."),
+    bn_groups: int | None = typer.Option(None, "--bn-groups", help="BN groups over the global batch."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto."),
     workers: int | None = typer.Option(None, "--workers", help="Rendering processes (CPU default 1)."),
     threads: int | None = typer.Option(None, "--threads", help="torch threads of the training process."),
@@ -148,14 +152,15 @@ def train(
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
 ) -> None:
     """Pre-train an encoder on streamed noise images; run again to resume (torchrun for DDP)."""
-    from noisevision.train import TrainConfig
+    from noisevision.train import TrainConfig, parse_options
     from noisevision.train import train as run_training
 
     cfg = TrainConfig.from_preset(
-        preset, data=data, out=str(out), arch=arch, method=method, epochs=epochs,
+        preset, data=data, out=str(out), arch=arch, arch_kwargs=parse_options(arch_opt, arch),
+        method=method, method_kwargs=parse_options(method_opt, method), epochs=epochs,
         batch_size=batch_size, lr=lr, res=res, input_size=input_size, num_images=num_images,
-        fresh=fresh or None, device=device, workers=workers, threads=threads, seed=seed,
-        progress=not no_progress,
+        fresh=fresh or None, bn_groups=bn_groups, device=device, workers=workers, threads=threads,
+        seed=seed, progress=not no_progress,
     )
     run_dir = run_training(cfg)
     console.print(f"encoder written to {run_dir / 'encoder.pt'}")

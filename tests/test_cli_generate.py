@@ -145,3 +145,11 @@ def test_bench_generators_prints_rates(run_cli):
     code, stdout, _ = run_cli("bench", "generators", "test-blobs", "--repeats", "1", "--min-time", "0.05")
     assert code == 0
     assert "threads 1" in stdout and "img/s" in stdout.split("test-blobs", 1)[1]
+
+
+def test_two_worker_processes_write_the_same_bytes(run_cli, tmp_path):
+    common = ("--num", "20", "--res", "32", "--batch-size", "3", "--format", "png")
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert run_cli("generate", "dead_leaves-squares", "--out", one, "--workers", "1", *common)[0] == 0
+    assert run_cli("generate", "dead_leaves-squares", "--out", two, "--workers", "2", *common)[0] == 0
+    assert len(tree_digest(one)) == 20 and tree_digest(one) == tree_digest(two)
