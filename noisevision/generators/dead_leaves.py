@@ -29,9 +29,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from noisevision.device import resolve_device
 from noisevision.errors import NoisevisionError
 from noisevision.generators.registry import Generator, GeneratorSpec, register
-from noisevision.rng import Rng, mix64_int, name_hash
+from noisevision.rng import Rng, as_indices, mix64_int, name_hash
 
 # Shape kinds (SPEC §2); "mixed" picks one of the six uniformly.
 SHAPE_NAMES = ("circle", "square", "oriented_square", "rectangle", "triangle", "quadrilateral")
@@ -99,29 +100,31 @@ class Leaves:
         return Leaves(*(t[:, start:stop] for t in (self.kind, self.rho, self.cx, self.cy, self.phi)))
 
 
-def vertex_angles(kind: Tensor, u: Tensor) -> Tensor:
+def vertex_angles(kind: Tensor, u: Tensor, kinds: tuple[int, ...] = tuple(range(6))) -> Tensor:
     """Vertex angles [..., 4] (float64) of each kind from uniforms u [..., n], n in {0, 1, 4}.
 
     square: π/4 + kπ/2; oriented square: the same rotated by θ = 2π·u0; rectangle: corners
     (±ρ cos a, ±ρ sin a) with a = π/2·u0, i.e. angles a, π-a, π+a, 2π-a; triangle / quadrilateral:
-    3 or 4 sorted angles 2π·u.
+    3 or 4 sorted angles 2π·u. `kinds`: the kinds that may occur (the others are skipped).
     """
     quarter = torch.arange(4, device=kind.device, dtype=torch.float64) * (math.pi / 2)
     phi = (math.pi / 4 + quarter).expand(*kind.shape, 4)  # axis-aligned square (and circle filler)
-    if u.shape[-1] == 0:
-        return phi.clone()
-    u = u.to(torch.float64)
-    theta = 2 * math.pi * u[..., :1]
-    phi = torch.where((kind == ORIENTED)[..., None], phi + theta, phi)
-    a = (math.pi / 2) * u[..., :1]
-    rect = torch.cat([a, math.pi - a, math.pi + a, 2 * math.pi - a], -1)
-    phi = torch.where((kind == RECTANGLE)[..., None], rect, phi)
-    if u.shape[-1] >= 4:
+    u, n = u.to(torch.float64), u.shape[-1]
+    kinds = kinds if n >= 4 else tuple(k for k in kinds if k not in (TRIANGLE, QUAD))
+    kinds = kinds if n >= 1 else ()
+    if ORIENTED in kinds:
+        phi = torch.where((kind == ORIENTED)[..., None], phi + 2 * math.pi * u[..., :1], phi)
+    if RECTANGLE in kinds:
+        a = (math.pi / 2) * u[..., :1]
+        rect = torch.cat([a, math.pi - a, math.pi + a, 2 * math.pi - a], -1)
+        phi = torch.where((kind == RECTANGLE)[..., None], rect, phi)
+    if TRIANGLE in kinds:
         tri = torch.sort(2 * math.pi * u[..., :3], -1).values
         phi = torch.where((kind == TRIANGLE)[..., None], torch.cat([tri, tri[..., 2:]], -1), phi)
+    if QUAD in kinds:
         quad = torch.sort(2 * math.pi * u, -1).values
         phi = torch.where((kind == QUAD)[..., None], quad, phi)
-    return phi
+    return phi.contiguous()
 
 
 def _angles_needed(kinds: tuple[int, ...]) -> int:
@@ -347,7 +350,6 @@ class DeadLeaves(Generator):
         r_max: float = 1.0,
         grid: int = 200,
         max_shapes: int = 5000,
-        **params: Any,
     ):
         if shapes not in SHAPE_SETS:
             raise NoisevisionError(
@@ -367,7 +369,6 @@ class DeadLeaves(Generator):
             r_max=r_max,
             grid=grid,
             max_shapes=max_shapes,
-            **params,
         )
         self.kinds = SHAPE_SETS[shapes]
         self.max_shapes = int(max_shapes)
@@ -386,23 +387,24 @@ class DeadLeaves(Generator):
             kind = table[r.randint(0, len(self.kinds), BLOCK)]
         n = _angles_needed(self.kinds)
         u = r.uniform(BLOCK, n) if n else rho.new_empty(*rho.shape, 0, dtype=torch.float32)
-        return Leaves(kind, rho, centre[..., 0], centre[..., 1], vertex_angles(kind, u))
+        phi = vertex_angles(kind, u, self.kinds)
+        return Leaves(kind, rho, centre[..., 0], centre[..., 1], phi)
 
     def draw_paint(self, rng: Rng, block: int, res: int) -> Tensor:
         """Per-shape paint of block `block`: int64 [B, BLOCK, 3], an RGB colour uniform in 0..255."""
         r = rng.child("paint", torch.full((rng.batch,), block, device=rng.device))
         return r.randint(0, 256, BLOCK, 3)
 
-    def _draw_fn(self, rng: Rng, res: int) -> DrawFn:
-        def draw(images: Tensor, start: int, count: int) -> Leaves:
-            sub = Rng(rng.keys[images])
-            blocks = range(start // BLOCK, (start + count - 1) // BLOCK + 1)
-            parts = [self.draw_shapes(sub, b, res) for b in blocks]
-            cat = Leaves(*(torch.cat(ts, 1) for ts in zip(*(vars(p).values() for p in parts))))
-            offset = start - blocks[0] * BLOCK
-            return cat.slice(offset, offset + count)
+    def leaves(self, rng: Rng, res: int, start: int, count: int) -> Leaves:
+        """Geometry of shapes start .. start+count-1 of every image of `rng`: `Leaves` [B, count]."""
+        blocks = range(start // BLOCK, (start + count - 1) // BLOCK + 1)
+        parts = [self.draw_shapes(rng, b, res) for b in blocks]
+        cat = Leaves(*(torch.cat(ts, 1) for ts in zip(*(vars(p).values() for p in parts))))
+        offset = start - blocks[0] * BLOCK
+        return cat.slice(offset, offset + count)
 
-        return draw
+    def _draw_fn(self, rng: Rng, res: int) -> DrawFn:
+        return lambda images, start, count: self.leaves(Rng(rng.keys[images]), res, start, count)
 
     # ------------------------------------------------------------------ rendering
     def layout(self, rng: Rng, res: int) -> tuple[Tensor, Tensor]:
@@ -428,6 +430,14 @@ class DeadLeaves(Generator):
         if len(parts) == 1:
             return parts[0]
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+    def shape_counts(
+        self, indices: Any, res: int | None = None, seed: int = 0, device: str = "cpu"
+    ) -> Tensor:
+        """n_stop (shapes painted until full coverage, SPEC §2) of images `indices`: int64 [B]."""
+        res = self.check_res(self.spec.default_res if res is None else res)
+        idx = as_indices(indices, resolve_device(device))
+        return self.layout(Rng.for_indices(self.key, seed, idx), res)[1]
 
     def gather_paint(self, rng: Rng, n_stop: Tensor, res: int) -> Tensor:
         """Paint [B, n, C] of shapes 0 .. n-1 (n = max n_stop rounded up to a block), drawn per
@@ -478,14 +488,8 @@ class DeadLeavesTextures(DeadLeaves):
     ):
         if bank_size < 1:
             raise NoisevisionError(f"bank_size must be at least 1, got {bank_size}")
-        super().__init__(
-            spec,
-            shapes=shapes,
-            texture=texture,
-            bank_size=bank_size,
-            texture_seed=texture_seed,
-            **params,
-        )
+        super().__init__(spec, shapes=shapes, **params)
+        self.params.update(texture=texture, bank_size=bank_size, texture_seed=texture_seed)
         self.texture, self.bank_size, self.texture_seed = texture, int(bank_size), int(texture_seed)
         self._banks: dict[tuple[int, str], tuple[Tensor, Tensor]] = {}
         self._texture_gen: Generator | None = None
