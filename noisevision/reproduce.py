@@ -1,0 +1,612 @@
+"""One-command reproduction: every (data source × probe) cell, then a report (SPEC §9, §10).
+
+    noisevision reproduce --preset tiny --out demo/
+
+For each data source of a preset — a generator, an image folder (`--extra-data NAME=DIR`) or a
+baseline (SPEC §6) — the pipeline is: pre-train (noisevision.train, which streams the generator)
+→ probe the frozen encoder (noisevision.evaluate) → one JSON file per (source, probe) cell in
+OUT/cells/, written atomically. A cell whose file exists is skipped, and training runs resume, so
+an interrupted reproduction continues where it stopped. The report (OUT/report.md, results.csv,
+results.json and bar charts like the paper's ImageNet-100 figure) is rebuilt from the cell files.
+
+Presets are rows of `REPRO_PRESETS`: which generators, which training preset (with overrides),
+which evaluation set and probes. The paper presets list every SPEC §1 dataset; names not
+registered in this installation are skipped with a note in the report.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import noisevision
+from noisevision.errors import NoisevisionError, unknown_name
+from noisevision.evaluate import BASELINES, ProbeSettings, build_baseline, evaluate
+
+Log = Callable[[str], None]
+
+# SPEC §1 datasets, in the paper's order.
+SPEC_DATASETS = (
+    "dead_leaves-squares", "dead_leaves-oriented", "dead_leaves-mixed", "dead_leaves-textures",
+    "stat-spectrum", "stat-wmm", "stat-spectrum_color", "stat-spectrum_color_wmm",
+    "stylegan-random", "stylegan-highfreq", "stylegan-sparse", "stylegan-oriented",
+    "feature_vis-random", "feature_vis-dead_leaves",
+)  # fmt: skip
+# FractalDB (SPEC §6) under the names a fractal family may register, first registered wins.
+FRACTAL_NAMES = ("fractaldb", "fractal-fractaldb", "fractals-fractaldb", "fractal", "fractals")
+
+# SPEC §10, small scale (SmallAlexNet, ImageNet-100, read off the paper's chart, ±0.5).
+PAPER_SMALL: dict[str, float] = {
+    "mean-colors": 5.0, "raw-pixels": 8.8, "cnn-random": 20.9, "stat-spectrum": 30.6,
+    "stat-wmm": 31.4, "fractaldb": 33.4, "stylegan-random": 34.0, "feature_vis-random": 34.6,
+    "dead_leaves-squares": 35.1, "stat-spectrum_color": 36.7, "dead_leaves-oriented": 37.4,
+    "dead_leaves-mixed": 38.9, "feature_vis-dead_leaves": 39.2, "stat-spectrum_color_wmm": 39.9,
+    "dead_leaves-textures": 40.9, "stylegan-sparse": 42.0, "stylegan-highfreq": 42.1,
+    "stylegan-oriented": 43.4,
+}  # fmt: skip
+# SPEC §10, large scale (ResNet-50, MoCo v2), ImageNet-100 column.
+PAPER_LARGE: dict[str, float] = {
+    "cnn-random": 10.84, "fractaldb": 44.06, "dead_leaves-mixed": 38.34,
+    "feature_vis-dead_leaves": 49.48, "stat-spectrum_color_wmm": 56.04, "stylegan-oriented": 58.70,
+}  # fmt: skip
+PAPER_NUMBERS = {"small": PAPER_SMALL, "large": PAPER_LARGE}
+
+FAMILY_COLORS = {
+    "dead leaves": "#1f77b4", "statistical": "#2ca02c", "random StyleGAN": "#d62728",
+    "feature visualization": "#9467bd", "fractal": "#ff7f0e", "image folder": "#8c564b",
+    "baseline": "#7f7f7f",
+}  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------- presets
+@dataclass(frozen=True)
+class ReproPreset:
+    """One reproduction recipe. `generators` entries may be "a|b": the first registered name."""
+
+    name: str
+    description: str
+    generators: tuple[str, ...]
+    train_preset: str
+    train_overrides: dict[str, Any] = field(default_factory=dict)
+    baselines: tuple[str, ...] = tuple(BASELINES)
+    eval_dataset: str = "fashion-mnist"
+    probe: dict[str, Any] = field(default_factory=dict)  # ProbeSettings fields
+    paper_scale: str = "small"  # which SPEC §10 numbers the report shows beside ours
+    materialize: bool = False  # render each image once to a folder, then train from it (CPU)
+
+    def probe_settings(self, **overrides: Any) -> ProbeSettings:
+        values = {**self.probe, **{k: v for k, v in overrides.items() if v is not None}}
+        return ProbeSettings(**values)
+
+
+REPRO_PRESETS: dict[str, ReproPreset] = {
+    p.name: p
+    for p in (
+        ReproPreset(
+            "tiny",
+            "CPU demo (~10 min on 2 cores): 4 generator families + baselines, Fashion-MNIST probes",
+            generators=(
+                "dead_leaves-mixed",
+                "stat-spectrum_color|stat-spectrum_color_wmm|stat-spectrum",
+                "stylegan-oriented|stylegan-random",
+                "|".join(FRACTAL_NAMES) + "|dead_leaves-oriented",
+            ),
+            train_preset="tiny",
+            materialize=True,
+            eval_dataset="fashion-mnist",
+            probe=dict(probes=("fast", "knn", "lowshot"), subset=5000, test_subset=2000,
+                       lowshot_seeds=5, protocol="paper"),  # fmt: skip
+        ),
+        ReproPreset(
+            "paper-small",
+            "SPEC §7 + §9: SmallAlexNet on 105k images of every SPEC §1 dataset, ImageNet-100 probe",
+            generators=SPEC_DATASETS + ("|".join(FRACTAL_NAMES),),
+            train_preset="paper-small",
+            eval_dataset="imagenet100",
+            probe=dict(probes=("linear", "fast", "knn"), protocol="paper", workers=8),
+        ),
+        ReproPreset(
+            "paper-large",
+            "SPEC §8 + §9: ResNet-50 MoCo v2 on 1.3M images, MoCo's linear probe on ImageNet-100",
+            generators=SPEC_DATASETS + ("|".join(FRACTAL_NAMES),),
+            train_preset="paper-large",
+            eval_dataset="imagenet100",
+            probe=dict(probes=("linear", "knn"), protocol="moco", workers=8),
+            paper_scale="large",
+        ),
+    )
+}
+
+
+def get_repro_preset(name: str) -> ReproPreset:
+    if name not in REPRO_PRESETS:
+        raise unknown_name("reproduction preset", name, list(REPRO_PRESETS))
+    return REPRO_PRESETS[name]
+
+
+# ---------------------------------------------------------------------------------- sources
+@dataclass(frozen=True)
+class Source:
+    """One row of the report: what the encoder saw (or which baseline it is)."""
+
+    name: str
+    kind: str  # "generator" | "folder" | "baseline"
+    family: str
+    label: str
+    data: str = ""  # what noisevision.train reads (generator name or folder)
+
+
+def resolve_sources(preset: ReproPreset, generators: list[str] | None = None,
+                    extra_data: dict[str, str] | None = None) -> tuple[list[Source], list[str]]:
+    """The preset's sources (or `generators`), folders and baselines; plus notes on skipped names."""
+    from noisevision import generators as registry
+
+    known = set(registry.names())
+    notes: list[str] = []
+    sources: list[Source] = []
+    for entry in generators or preset.generators:
+        choices = entry.split("|")
+        name = next((c for c in choices if c in known), None)
+        if name is None:
+            if generators:  # asked for explicitly: an error, not a note
+                registry.spec(choices[0])
+            notes.append(f"skipped {' / '.join(choices)}: not registered in this installation")
+            continue
+        if any(s.name == name for s in sources):
+            continue
+        spec = registry.spec(name)
+        sources.append(Source(name, "generator", spec.family, spec.label or name, name))
+    for name, folder in (extra_data or {}).items():
+        if not Path(folder).is_dir():
+            raise NoisevisionError(f"--extra-data {name}={folder}: no such folder")
+        sources.append(Source(name, "folder", "image folder", name, str(Path(folder).resolve())))
+    for b in preset.baselines:
+        sources.append(Source(b, "baseline", "baseline", BASELINES[b].label))
+    return sources, notes
+
+
+def parse_extra_data(items: list[str] | None) -> dict[str, str]:
+    """["NAME=DIR", ...] -> {NAME: DIR}."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        name, sep, folder = item.partition("=")
+        if not sep or not name or not folder:
+            raise NoisevisionError(f"bad --extra-data '{item}': write NAME=DIR")
+        out[name] = folder
+    return out
+
+
+# ---------------------------------------------------------------------------------- cells
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+
+def cell_path(out: Path, source: str, probe: str) -> Path:
+    return out / "cells" / f"{_slug(source)}__{probe}.json"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write so that readers see the old file or the whole new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_cell(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def generation_res(name: str, res: int | None) -> int | None:
+    """The resolution to render `name` at: `res`, or the nearest one the generator can make
+    (e.g. StyleGAN renders 128, 256 or 512 px only; training crops are resized anyway)."""
+    from noisevision import generators
+
+    spec = generators.spec(name)
+    if res is None or not spec.resolutions or res in spec.resolutions:
+        return res
+    larger = [r for r in spec.resolutions if r >= res]
+    return min(larger) if larger else max(spec.resolutions)
+
+
+def measure_generation(name: str, res: int | None, seed: int, count: int = 64) -> dict[str, Any]:
+    """Render `count` images once, as the training stream does (CPU): images/s of the generator."""
+    from noisevision.data.stream import open_source
+
+    source = open_source(name, res, seed)
+    idx = torch.arange(count)
+    t0 = time.perf_counter()
+    source.render(idx[: min(8, count)])  # warm-up (lazy tables, first-call costs)
+    t1 = time.perf_counter()
+    source.render(idx)
+    t2 = time.perf_counter()
+    return {"res": source.res, "sample_images": count, "sample_seconds": t2 - t1,
+            "images_per_s": count / max(t2 - t1, 1e-9), "warmup_seconds": t1 - t0}  # fmt: skip
+
+
+def materialize(name: str, res: int | None, seed: int, num: int, root: Path, device: str,
+                log: Log) -> dict[str, Any]:
+    """Render images 0..num-1 of `name` once into an image folder (JPEG q95, as the paper's data).
+
+    Used where generation, not training, is the bottleneck (CPU) and every epoch reuses the same
+    images: each image is rendered once instead of once per epoch. Resumable (missing files only).
+    """
+    from noisevision import generators
+    from noisevision.data.folder import DatasetSpec, default_workers, write_dataset
+    from noisevision.device import resolve_device
+
+    dev = resolve_device(device)
+    res = res if res is not None else generators.spec(name).default_res
+    spec = DatasetSpec(generator=name, params={}, seed=seed, res=res, num=num)
+    t0 = time.perf_counter()
+    written = write_dataset(root, spec, range(num), dev, default_workers(dev), batch_size=64)
+    seconds = time.perf_counter() - t0
+    log(f"[{name}] generated {written} images at {res} px in {seconds:.1f} s")
+    return {"res": res, "images": written, "seconds": seconds, "folder": str(root),
+            "images_per_s": written / seconds if written else None}  # fmt: skip
+
+
+def pretrain(source: Source, preset: ReproPreset, out: Path, device: str, log: Log,
+             overrides: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+    """Generate (or stream), then train, resume or reuse the encoder of `source`.
+
+    Returns the encoder file and what each stage cost (OUT/runs/NAME/stages.json).
+    """
+    from noisevision.train import ENCODER, TrainConfig, train
+
+    run_dir = out / "runs" / _slug(source.name)
+    stages_file = run_dir / "stages.json"
+    if (run_dir / ENCODER).is_file() and stages_file.is_file():
+        return run_dir / ENCODER, json.loads(stages_file.read_text())
+    values = {**preset.train_overrides, **overrides}
+    cfg = TrainConfig.from_preset(preset.train_preset, **values)
+    data, res = source.data, cfg.res
+    stages: dict[str, Any] = {}
+    if source.kind == "generator":
+        res = generation_res(source.name, cfg.res)
+        if preset.materialize:
+            folder = out / "data" / _slug(source.name)
+            stages["generation"] = materialize(source.name, res, cfg.seed, cfg.num_images, folder,
+                                               device, log)  # fmt: skip
+            data = str(folder)
+        else:
+            log(f"[{source.name}] measuring generation speed")
+            gen = measure_generation(source.name, res, cfg.seed)
+            gen["images_rendered"] = cfg.num_images * cfg.epochs  # the stream renders every epoch
+            gen["seconds"] = gen["images_rendered"] / gen["images_per_s"]
+            gen["estimated"] = True  # rendering overlaps training in the stream's worker
+            stages["generation"] = gen
+    cfg = TrainConfig.from_preset(preset.train_preset, **{**values, "res": res},
+                                  data=data, out=str(run_dir), device=device)  # fmt: skip
+    log(f"[{source.name}] pre-training ({cfg.preset}: {cfg.arch}, {cfg.num_images} images × "
+        f"{cfg.epochs} epochs)")  # fmt: skip
+    t0 = time.perf_counter()
+    train(cfg)
+    seconds = time.perf_counter() - t0
+    images = cfg.num_images * cfg.epochs
+    stages["pretrain"] = {"seconds": seconds, "images": images, "images_per_s": images / seconds,
+                          "preset": cfg.preset, "arch": cfg.arch, "epochs": cfg.epochs}  # fmt: skip
+    atomic_write_text(stages_file, json.dumps(stages, indent=1))
+    return run_dir / ENCODER, stages
+
+
+def baseline_model(source: Source, preset: ReproPreset, overrides: dict[str, Any]) -> torch.nn.Module:
+    """The baseline probe model, matching the architecture and input size the preset trains."""
+    from noisevision.train import TrainConfig
+
+    cfg = TrainConfig.from_preset(preset.train_preset, **{**preset.train_overrides, **overrides})
+    arch_kwargs = dict(cfg.arch_kwargs)
+    if cfg.input_size is not None:
+        arch_kwargs["input_size"] = cfg.input_size
+    input_size = cfg.input_size or build_baseline("cnn-random", arch=cfg.arch,
+                                                  arch_kwargs=arch_kwargs).input_size  # fmt: skip
+    return build_baseline(source.name, input_size, cfg.arch, arch_kwargs, seed=cfg.seed)
+
+
+def run_source(source: Source, preset: ReproPreset, out: Path, dataset_name: str, dataset: Any,
+               settings: ProbeSettings, device: str, log: Log,
+               train_overrides: dict[str, Any]) -> list[dict[str, Any]]:
+    """Pre-train if needed, probe, and write the missing cells of `source`."""
+    from noisevision.device import resolve_device
+    from noisevision.models import load_encoder
+
+    todo = [p for p in settings.probes if read_cell(cell_path(out, source.name, p)) is None]
+    if not todo:
+        log(f"[{source.name}] done already: skipped")
+        return []
+    dev = resolve_device(device)
+    stages: dict[str, Any] = {}
+    encoder_path = ""
+    if source.kind == "baseline":
+        model = baseline_model(source, preset, train_overrides)
+        meta: dict[str, Any] = {"baseline": source.name}
+    else:
+        path, stages = pretrain(source, preset, out, device, log, train_overrides)
+        model, meta = load_encoder(path, map_location=dev)
+        encoder_path = str(path)
+    log(f"[{source.name}] probing on {dataset_name}: {', '.join(todo)}")
+    result = evaluate(model, dataset, replace(settings, probes=tuple(todo)), dev, meta, log=log)
+    log(f"[{source.name}] {result.summary()}")
+    n_feat = result.n_train + result.n_test
+    cells = []
+    paper = PAPER_NUMBERS.get(preset.paper_scale, {})
+    for probe, r in result.probes.items():
+        probe_stage = {"seconds": r.get("seconds", 0.0) + result.feature_seconds,
+                       "feature_seconds": result.feature_seconds,
+                       "feature_images_per_s": n_feat / max(result.feature_seconds, 1e-9)}  # fmt: skip
+        cell = {
+            "preset": preset.name, "source": source.name, "kind": source.kind,
+            "family": source.family, "label": source.label, "probe": probe,
+            "dataset": dataset_name, "top1": r["top1"], "std": r.get("std"),
+            "paper_top1": paper.get(_paper_key(source.name)), "paper_scale": preset.paper_scale,
+            "layer": result.layer, "feature_dim": result.feature_dim, "n_train": result.n_train,
+            "n_test": result.n_test, "arch": getattr(model, "arch", type(model).__name__),
+            "device": str(dev), "stages": {**stages, "probe": probe_stage}, "details": r,
+            "encoder": encoder_path, "version": noisevision.__version__,
+            "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }  # fmt: skip
+        atomic_write_text(cell_path(out, source.name, probe), json.dumps(cell, indent=1))
+        cells.append(cell)
+    return cells
+
+
+def _paper_key(name: str) -> str:
+    return "fractaldb" if name in FRACTAL_NAMES else name
+
+
+def reproduce(preset_name: str, out: str | Path, generators: list[str] | None = None,
+              eval_dataset: str | None = None, extra_data: dict[str, str] | None = None,
+              device: str = "auto", download: bool = False, probe_overrides: dict[str, Any] | None = None,
+              train_overrides: dict[str, Any] | None = None, log: Log = print) -> Path:
+    """Run (or resume) every cell of a preset and write the report; returns the report folder."""
+    from noisevision.data.eval_datasets import load_eval_dataset
+
+    preset = get_repro_preset(preset_name)
+    out = Path(out)
+    settings = preset.probe_settings(**(probe_overrides or {}))
+    settings.check()
+    dataset_name = eval_dataset or preset.eval_dataset
+    if dataset_name in ("imagenet100", "imagefolder"):
+        raise NoisevisionError(
+            f"preset '{preset.name}' probes on {dataset_name}: pass --eval-dataset "
+            f"{dataset_name}:/path/to/folder (train/ and val/ class folders), or another set such as "
+            "fashion-mnist"
+        )
+    sources, notes = resolve_sources(preset, generators, extra_data)
+    dataset = load_eval_dataset(dataset_name, download=download)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_plan(out, preset, dataset_name, sources, notes, settings)
+    t0 = time.perf_counter()
+    for source in sources:
+        run_source(source, preset, out, dataset_name, dataset, settings, device, log,
+                   dict(train_overrides or {}))  # fmt: skip
+    paths = build_report(out, log=log)
+    log(f"reproduction '{preset.name}' finished in {time.perf_counter() - t0:.0f} s: "
+        f"report in {paths['markdown']}")  # fmt: skip
+    return out
+
+
+def _write_plan(out: Path, preset: ReproPreset, dataset: str, sources: list[Source],
+                notes: list[str], settings: ProbeSettings) -> None:
+    """OUT/plan.json: which cells this reproduction consists of (read back by the report)."""
+    plan = {
+        "preset": preset.name, "description": preset.description, "dataset": dataset,
+        "train_preset": preset.train_preset, "train_overrides": preset.train_overrides,
+        "probes": list(settings.probes), "sources": [s.name for s in sources], "notes": notes,
+        "paper_scale": preset.paper_scale,
+    }  # fmt: skip
+    atomic_write_text(out / "plan.json", json.dumps(plan, indent=1))
+
+
+# ---------------------------------------------------------------------------------- report
+CSV_FIELDS = (
+    "source", "label", "family", "kind", "probe", "dataset", "top1", "std", "paper_top1",
+    "gen_images_per_s", "gen_seconds", "pretrain_seconds", "pretrain_images_per_s",
+    "probe_seconds", "probe_images_per_s", "device", "arch", "layer", "n_train", "n_test",
+)  # fmt: skip
+
+
+def _flat_row(cell: dict[str, Any]) -> dict[str, Any]:
+    st = cell.get("stages", {})
+    gen, pre, probe = st.get("generation", {}), st.get("pretrain", {}), st.get("probe", {})
+    row = {k: cell.get(k) for k in CSV_FIELDS}
+    row.update(
+        gen_images_per_s=gen.get("images_per_s"), gen_seconds=gen.get("seconds"),
+        pretrain_seconds=pre.get("seconds"), pretrain_images_per_s=pre.get("images_per_s"),
+        probe_seconds=probe.get("seconds"), probe_images_per_s=probe.get("feature_images_per_s"),
+    )  # fmt: skip
+    return row
+
+
+def load_cells(out: Path) -> list[dict[str, Any]]:
+    """Every readable cell file of OUT, in the plan's source order when there is a plan."""
+    cells = [c for p in sorted((out / "cells").glob("*.json")) if (c := read_cell(p)) is not None]
+    plan = read_cell(out / "plan.json") or {}
+    order = {name: i for i, name in enumerate(plan.get("sources", []))}
+    return sorted(cells, key=lambda c: (order.get(c["source"], len(order)), c["probe"]))
+
+
+def _fmt(v: Any, digits: int = 1) -> str:
+    if v is None or v == "":
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def verdict(cells: list[dict[str, Any]], probe: str) -> str | None:
+    """One honest sentence: does noise pre-training beat CNN-Random on this probe, by how much."""
+    rows = [c for c in cells if c["probe"] == probe]
+    rand = next((c for c in rows if c["source"] == "cnn-random"), None)
+    trained = [c for c in rows if c["kind"] == "generator"]
+    if rand is None or not trained:
+        return None
+    best = max(trained, key=lambda c: c["top1"])
+    wins = sum(c["top1"] > rand["top1"] for c in trained)
+    sign = "beats" if best["top1"] > rand["top1"] else "does NOT beat"
+    return (f"{probe}: the best noise encoder ({best['label']}, {best['top1']:.1f}) {sign} "
+            f"CNN-Random ({rand['top1']:.1f}) by {best['top1'] - rand['top1']:+.1f} points; "
+            f"{wins} of {len(trained)} generators score above CNN-Random.")  # fmt: skip
+
+
+def render_markdown(cells: list[dict[str, Any]], plan: dict[str, Any], charts: dict[str, str]) -> str:
+    """report.md: one table per probe (sorted by accuracy), verdicts, costs, notes."""
+    probes = list(dict.fromkeys([*plan.get("probes", []), *(c["probe"] for c in cells)]))
+    dataset = plan.get("dataset") or (cells[0]["dataset"] if cells else "?")
+    scale = plan.get("paper_scale", "small")
+    lines = [
+        f"# noisevision reproduction: preset `{plan.get('preset', '?')}`", "",
+        plan.get("description", ""), "",
+        f"Evaluation set: **{dataset}**. Paper numbers (SPEC §10, {scale} scale) are ImageNet-100 "
+        "linear-probe accuracies of the paper's own encoders: **a different dataset and budget**, shown "
+        "only as a reference for the ranking, not as a target for the values.", "",
+    ]  # fmt: skip
+    for probe in probes:
+        rows = sorted((c for c in cells if c["probe"] == probe), key=lambda c: -c["top1"])
+        if not rows:
+            continue
+        lines += [f"## Probe `{probe}`", ""]
+        if probe in charts:
+            lines += [f"![{probe}]({charts[probe]})", ""]
+        lines += ["| data | family | top-1 (%) | paper, ImageNet-100 | pre-train s | probe s |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
+        for c in rows:
+            acc = _fmt(c["top1"]) + (f" ± {c['std']:.1f}" if c.get("std") else "")
+            st = c.get("stages", {})
+            lines.append(
+                f"| {c['label']} | {c['family']} | {acc} | {_fmt(c.get('paper_top1'))} | "
+                f"{_fmt(st.get('pretrain', {}).get('seconds'), 0)} | "
+                f"{_fmt(st.get('probe', {}).get('seconds'), 0)} |"
+            )
+        v = verdict(cells, probe)
+        lines += ["", f"**{v}**" if v else "", ""]
+    gens = {c["source"]: c for c in cells if c.get("stages", {}).get("pretrain")}
+    if gens:
+        lines += ["## Costs per data source", "",
+                  "| data | device | generation img/s | generation s | pre-train s | "
+                  "pre-train img/s | feature img/s |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for c in gens.values():
+            st = c["stages"]
+            g, p, q = st.get("generation", {}), st["pretrain"], st.get("probe", {})
+            lines.append(
+                f"| {c['label']} | {c['device']} | {_fmt(g.get('images_per_s'), 0)} | "
+                f"{_fmt(g.get('seconds'), 0)}{' (est.)' if g.get('estimated') else ''} | "
+                f"{_fmt(p.get('seconds'), 0)} | "
+                f"{_fmt(p.get('images_per_s'), 0)} | {_fmt(q.get('feature_images_per_s'), 0)} |"
+            )
+        lines += ["", "Generation: measured when the images are rendered once to a folder; '(est.)' "
+                  "when streamed = images rendered during pre-training ÷ the generator's measured "
+                  "rate (the stream renders in a worker, overlapping the training steps).", ""]
+    missing = [s for s in plan.get("sources", []) for p in probes
+               if not any(c["source"] == s and c["probe"] == p for c in cells)]  # fmt: skip
+    notes = list(plan.get("notes", []))
+    if missing:
+        notes.append(f"{len(missing)} cell(s) not done yet: run the same command again to finish")
+    if notes:
+        lines += ["## Notes", "", *[f"- {n}" for n in notes], ""]
+    return "\n".join(lines)
+
+
+def render_chart(cells: list[dict[str, Any]], probe: str, path: Path, title: str = "") -> Path:
+    """Bar chart like the paper's ImageNet-100 figure: sorted by accuracy, coloured by family,
+    the paper's number as a hatched bar beside ours where it exists."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    rows = sorted((c for c in cells if c["probe"] == probe), key=lambda c: c["top1"])
+    if not rows:
+        raise NoisevisionError(f"no results for probe '{probe}' to chart")
+    n = len(rows)
+    fig, ax = plt.subplots(figsize=(8.5, 1.2 + 0.42 * n))
+    y = list(range(n))
+    has_paper = any(c.get("paper_top1") is not None for c in rows)
+    h = 0.38 if has_paper else 0.7
+    colors = [FAMILY_COLORS.get(c["family"], "#17becf") for c in rows]
+    ours = ax.barh([i + (h / 2 if has_paper else 0) for i in y], [c["top1"] for c in rows], h,
+                   color=colors, edgecolor="black", linewidth=0.5)  # fmt: skip
+    for bar, c in zip(ours, rows, strict=True):
+        err = f" ± {c['std']:.1f}" if c.get("std") else ""
+        ax.text(bar.get_width() + 0.5, bar.get_y() + bar.get_height() / 2, f"{c['top1']:.1f}{err}",
+                va="center", fontsize=8)  # fmt: skip
+    if has_paper:
+        for i, c in enumerate(rows):
+            if c.get("paper_top1") is None:
+                continue
+            b = ax.barh(i - h / 2, c["paper_top1"], h, color="white", edgecolor=colors[i],
+                        hatch="///", linewidth=0.8)  # fmt: skip
+            ax.text(b[0].get_width() + 0.5, i - h / 2, f"{c['paper_top1']:.1f} (paper)", va="center",
+                    fontsize=7, color="#555555")  # fmt: skip
+    ax.set_yticks(y, [c["label"] for c in rows], fontsize=9)
+    ax.set_xlabel(f"top-1 accuracy (%), probe '{probe}' on {rows[0]['dataset']}")
+    top = max([c["top1"] for c in rows] + [c.get("paper_top1") or 0 for c in rows])
+    ax.set_xlim(0, min(100, top * 1.18 + 2))
+    ax.set_title(title or f"Linear evaluation: {rows[0]['dataset']}", fontsize=11)
+    fams = list(dict.fromkeys(c["family"] for c in rows))
+    handles = [Patch(color=FAMILY_COLORS.get(f, "#17becf"), label=f) for f in fams]
+    if has_paper:
+        handles.append(Patch(facecolor="white", edgecolor="black", hatch="///",
+                             label="paper (ImageNet-100, other data)"))  # fmt: skip
+    ax.legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.9)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(buf.getvalue())
+    os.replace(tmp, path)
+    return path
+
+
+def build_report(out: str | Path, log: Log | None = None) -> dict[str, Path]:
+    """results.csv, results.json, a chart per probe (chart.png = the first) and report.md."""
+    out = Path(out)
+    cells = load_cells(out)
+    if not cells:
+        raise NoisevisionError(f"no results in {out / 'cells'}: run `noisevision reproduce` first")
+    plan = read_cell(out / "plan.json") or {}
+    probes = list(dict.fromkeys([*plan.get("probes", []), *(c["probe"] for c in cells)]))
+    probes = [p for p in probes if any(c["probe"] == p for c in cells)]
+    charts: dict[str, str] = {}
+    for i, probe in enumerate(probes):
+        name = "chart.png" if i == 0 else f"chart-{probe}.png"
+        title = f"noisevision '{plan.get('preset', '?')}': {cells[0]['dataset']} ({probe} probe)"
+        render_chart(cells, probe, out / name, title)
+        charts[probe] = name
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
+    writer.writeheader()
+    for c in cells:
+        writer.writerow(_flat_row(c))
+    atomic_write_text(out / "results.csv", buf.getvalue())
+    atomic_write_text(out / "results.json", json.dumps({"plan": plan, "cells": cells}, indent=1))
+    atomic_write_text(out / "report.md", render_markdown(cells, plan, charts))
+    if log:
+        for probe in probes:
+            v = verdict(cells, probe)
+            if v:
+                log(v)
+    return {"markdown": out / "report.md", "csv": out / "results.csv",
+            "json": out / "results.json", "chart": out / "chart.png"}  # fmt: skip
