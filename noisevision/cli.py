@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -163,7 +164,99 @@ def train(
         seed=seed, progress=not no_progress,
     )
     run_dir = run_training(cfg)
-    console.print(f"encoder written to {run_dir / 'encoder.pt'}")
+    if os.environ.get("RANK", "0") == "0":  # once under torchrun
+        console.print(f"encoder written to {run_dir / 'encoder.pt'}")
+
+
+@app.command("eval")
+def eval_cmd(
+    encoder: str = typer.Argument(
+        ..., help="Encoder file or run folder, or a baseline: cnn-random:ARCH, raw-pixels, mean-colors."
+    ),
+    dataset: str = typer.Option(
+        "fashion-mnist", "--dataset",
+        help="fashion-mnist, imagefolder:PATH, imagenet100:PATH, cifar10, cifar100, stl10.",
+    ),
+    probe: list[str] | None = typer.Option(
+        None, "--probe", help="linear (SPEC §9), fast, knn, lowshot; repeat (default: fast, knn)."
+    ),
+    layer: str | None = typer.Option(None, "--layer", help="Feature layer (default: the encoder's)."),
+    protocol: str | None = typer.Option(None, "--protocol", help="Linear recipe: paper or moco."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Linear probe epochs (default 100)."),
+    subset: int | None = typer.Option(None, "--subset", help="At most N train images (balanced)."),
+    test_subset: int | None = typer.Option(None, "--test-subset", help="At most N test images."),
+    shots: int = typer.Option(10, "--shots", help="Labels per class of the low-shot probe."),
+    seeds: int = typer.Option(5, "--seeds", help="Low-shot repetitions (mean ± std)."),
+    input_size: int | None = typer.Option(None, "--input-size", help="Input side of a baseline."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto."),
+    workers: int = typer.Option(2, "--workers", help="Decoding processes for image folders."),
+    download: bool = typer.Option(
+        False, "--download", help="Allow downloading CIFAR/STL-10 from the internet."
+    ),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Results JSON (default: beside it)."),
+) -> None:
+    """Probe a frozen encoder (or a baseline) on real images; results to JSON + one line here."""
+    import json
+
+    from noisevision.data.eval_datasets import load_eval_dataset
+    from noisevision.device import resolve_device
+    from noisevision.evaluate import ProbeSettings, evaluate, load_probe_model
+
+    settings = ProbeSettings(
+        probes=tuple(probe or ("fast", "knn")), layer=layer, protocol=protocol, epochs=epochs,
+        subset=subset, test_subset=test_subset, shots=shots, lowshot_seeds=seeds,
+        workers=workers, seed=seed,
+    )  # fmt: skip
+    settings.check()
+    dev = resolve_device(device)
+    model, meta = load_probe_model(encoder, dev, input_size)
+    data = load_eval_dataset(dataset, download=download)
+    result = evaluate(model, data, settings, dev, meta, log=lambda m: err_console.print(m, markup=False))
+    if out is None:
+        slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in dataset)
+        where = Path(meta["path"]).parent if "path" in meta else Path("eval")
+        stem = "" if "path" in meta else encoder.replace(":", "-") + "-"
+        out = where / f"eval-{stem}{slug}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"encoder": encoder, "meta": meta, **result.to_dict()}, indent=1))
+    console.print(f"{encoder}: {result.summary()} -> {out}", markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def reproduce(
+    preset: str = typer.Option("tiny", "--preset", help="tiny, paper-small or paper-large."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Report folder (default: reproduce-PRESET)."),
+    generators: str | None = typer.Option(
+        None, "--generators", help="Comma-separated generators instead of the preset's."
+    ),
+    eval_dataset: str | None = typer.Option(None, "--eval-dataset", help="Evaluation set (see eval)."),
+    extra_data: list[str] | None = typer.Option(
+        None, "--extra-data", help="NAME=DIR: pre-train on an image folder too (repeat)."
+    ),
+    subset: int | None = typer.Option(None, "--subset", help="At most N probe train images."),
+    test_subset: int | None = typer.Option(None, "--test-subset", help="At most N probe test images."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto."),
+    download: bool = typer.Option(
+        False, "--download", help="Allow downloading CIFAR/STL-10 from the internet."
+    ),
+    report_only: bool = typer.Option(False, "--report-only", help="Rebuild the report from done cells."),
+) -> None:
+    """Pre-train on every generator of a preset, probe, and write a report; resumable."""
+    from noisevision.reproduce import build_report, parse_extra_data
+    from noisevision.reproduce import reproduce as run_reproduction
+
+    out = out or Path(f"reproduce-{preset}")
+    if report_only:
+        paths = build_report(out, log=console.print)
+        console.print(f"report: {paths['markdown']}")
+        return
+    run_reproduction(
+        preset, out, generators=[g for g in (generators or "").split(",") if g] or None,
+        eval_dataset=eval_dataset, extra_data=parse_extra_data(extra_data), device=device,
+        download=download, probe_overrides={"subset": subset, "test_subset": test_subset},
+        log=lambda m: console.print(m, markup=False, highlight=False, soft_wrap=True),
+    )  # fmt: skip
 
 
 @bench_app.command("train")
