@@ -119,7 +119,7 @@ def test_radius_histogram_matches_discretised_law():
 def test_radius_percentiles_at_128(name):
     g = generators.get(name)
     rng = rng_for(g, 32)
-    rho = torch.cat([g.draw_shapes(rng, b, 128).rho.reshape(-1) for b in range(4)]).double()
+    rho = g.leaves(rng, 128, 0, 1024).rho.reshape(-1).double()
     assert rho.min() == 3  # floor(0.03 * 128)
     assert rho.median() == 4
     assert 5.5 < rho.mean() < 6.5

@@ -119,12 +119,22 @@ def vertex_angles(kind: Tensor, u: Tensor, kinds: tuple[int, ...] = tuple(range(
         rect = torch.cat([a, math.pi - a, math.pi + a, 2 * math.pi - a], -1)
         phi = torch.where((kind == RECTANGLE)[..., None], rect, phi)
     if TRIANGLE in kinds:
-        tri = torch.sort(2 * math.pi * u[..., :3], -1).values
+        tri = _sort_last(2 * math.pi * u[..., :3])
         phi = torch.where((kind == TRIANGLE)[..., None], torch.cat([tri, tri[..., 2:]], -1), phi)
     if QUAD in kinds:
-        quad = torch.sort(2 * math.pi * u, -1).values
+        quad = _sort_last(2 * math.pi * u)
         phi = torch.where((kind == QUAD)[..., None], quad, phi)
     return phi.contiguous()
+
+
+def _sort_last(x: Tensor) -> Tensor:
+    """Sort 3 or 4 values along the last dim with a min/max sorting network (a general sort of
+    tiny rows is slow on CPU)."""
+    v = list(x.unbind(-1))
+    pairs = [(0, 1), (1, 2), (0, 1)] if len(v) == 3 else [(0, 1), (2, 3), (0, 2), (1, 3), (1, 2)]
+    for i, j in pairs:
+        v[i], v[j] = torch.minimum(v[i], v[j]), torch.maximum(v[i], v[j])
+    return torch.stack(v, -1)
 
 
 def _angles_needed(kinds: tuple[int, ...]) -> int:
@@ -170,10 +180,12 @@ def _row_bounds(leaves: Leaves, slots: int) -> tuple[Tensor, Tensor, Tensor, Ten
     alpha = cx + c / nx_safe - beta * cy  # x of the edge line at y = 0
 
     def side(mask: Tensor, inactive: float) -> tuple[Tensor, Tensor]:
-        order = torch.argsort((~mask).to(torch.int8), dim=-1, stable=True)[..., :slots]
-        keep = torch.gather(mask, -1, order)
-        a = torch.where(keep, torch.gather(alpha, -1, order), inactive)
-        return a, torch.where(keep, torch.gather(beta, -1, order), 0.0)
+        # Pack the masked edges into the first slots (slot = rank among the masked edges);
+        # the others go to a spare slot that is dropped.
+        slot = torch.where(mask, torch.cumsum(mask, -1) - 1, slots)
+        a = alpha.new_full((*mask.shape[:-1], slots + 1), inactive).scatter_(-1, slot, alpha)
+        b = beta.new_zeros(a.shape).scatter_(-1, slot, beta)
+        return a[..., :slots], b[..., :slots]
 
     never = 1e9  # px: a bound that never binds
     la, lb = side(sloped & (nx < 0), -never)
@@ -203,11 +215,12 @@ class Runs:
     x1: Tensor  # float64 last column; x1 < x0: the shape passes between pixel centres
 
 
-def leaf_runs(leaves: Leaves, res: int, slots: int = 3) -> Runs:
+def leaf_runs(leaves: Leaves, res: int, slots: int = 3, circles: bool | None = None) -> Runs:
     """The pixel runs of every shape (SPEC §2 geometry, pixel centres at integer coordinates).
 
-    Per-shape quantities are computed once and gathered to rows with one index_select; the
-    per-row work is a few multiply-adds (float64, exact for the integer coordinates involved).
+    Per-shape quantities are computed once and gathered to rows; the per-row work is a few
+    multiply-adds (float64, exact for the integer coordinates involved). `slots`: see
+    `_row_bounds`; `circles`: whether circles may occur.
     """
     a, k = leaves.kind.shape
     dev = leaves.kind.device
@@ -218,7 +231,8 @@ def leaf_runs(leaves: Leaves, res: int, slots: int = 3) -> Runs:
     la, lb, ua, ub = _row_bounds(leaves, slots)
     cols = [(y0.reshape(-1) - start).to(torch.float64)]
     cols += [t.reshape(a * k, slots).T for t in (la, lb, ua, ub)]
-    circles = bool((leaves.kind == CIRCLE).any())
+    if circles is None:  # (a host sync: callers that know pass it)
+        circles = bool((leaves.kind == CIRCLE).any())
     if circles:  # |x - cx| <= sqrt(rho² - (y - cy)²); non-circles get a radius that never binds
         r2 = torch.where(leaves.kind == CIRCLE, leaves.rho.to(torch.float64) ** 2, 1e18)
         cols += [t.reshape(1, -1).to(torch.float64) for t in (leaves.cx, leaves.cy, r2)]
@@ -289,6 +303,7 @@ def leaf_map(
     max_shapes: int = 5000,
     device: torch.device | str = "cpu",
     slots: int = 3,
+    circles: bool | None = None,
     chunks: tuple[int, ...] = CHUNK_SCHEDULE,
 ) -> tuple[Tensor, Tensor]:
     """Which shape is seen at every pixel, and how many shapes were painted (SPEC §2 semantics).
@@ -299,7 +314,9 @@ def leaf_map(
     n_stop (-1: never covered, only possible when the cap is hit), and n_stop: int64 [B].
     """
     device = torch.device(device)
-    dtype = torch.int16 if max_shapes < 2**15 - 1 else torch.int32
+    # int16 halves the CPU's table traffic; CUDA has native 32-bit atomics for scatter_reduce.
+    small = device.type == "cpu" and max_shapes < 2**15 - 1
+    dtype = torch.int16 if small else torch.int32
     none = torch.iinfo(dtype).max  # "not covered yet" in the first-cover table
     shape = (batch, _levels(res), res, res)
     first = torch.full(shape, none, dtype=dtype, device=device)  # first cover (amin)
@@ -310,7 +327,7 @@ def leaf_map(
     start, step = 0, 0
     while active.numel() and start < max_shapes:
         count = min(chunks[min(step, len(chunks) - 1)] * BLOCK, max_shapes - start)
-        runs = leaf_runs(draw(active, start, count), res, slots)
+        runs = leaf_runs(draw(active, start, count), res, slots, circles)
         image = torch.div(runs.shape, count, rounding_mode="floor")
         index = runs.shape - image * count + start  # [R] shape index in the image
         p0, p1, valid = _run_blocks(runs, image.to(torch.float64), res)
@@ -338,7 +355,7 @@ def leaf_map(
 class DeadLeaves(Generator):
     """Flat-colour dead leaves: squares, oriented squares or six mixed shapes (SPEC §2)."""
 
-    max_batch = 128
+    max_batch = 256  # per `render` call; on CPU, `layout` works in groups of _CPU_GROUP
 
     def __init__(
         self,
@@ -375,33 +392,39 @@ class DeadLeaves(Generator):
         self.radii, self.cdf = radius_cdf(sigma, r_min, r_max, grid)
 
     # ------------------------------------------------------------------ random draws
-    def draw_shapes(self, rng: Rng, block: int, res: int) -> Leaves:
-        """Geometry of shapes block*BLOCK … of every image of `rng` (one key per image): [B, BLOCK]."""
-        r = rng.child("leaves", torch.full((rng.batch,), block, device=rng.device))
+    def draw_shapes(self, r: Rng, res: int) -> Leaves:
+        """Geometry of one block of shapes per key of `r` (one key per image and block):
+        `Leaves` [r.batch, BLOCK]."""
         rho = sample_radii(r.uniform(BLOCK), res, self.radii, self.cdf)
         centre = r.randint(0, res, BLOCK, 2)
         if len(self.kinds) == 1:
             kind = torch.full_like(rho, self.kinds[0])
         else:
-            table = torch.tensor(self.kinds, device=rng.device)
+            table = torch.tensor(self.kinds, device=r.device)
             kind = table[r.randint(0, len(self.kinds), BLOCK)]
         n = _angles_needed(self.kinds)
         u = r.uniform(BLOCK, n) if n else rho.new_empty(*rho.shape, 0, dtype=torch.float32)
         phi = vertex_angles(kind, u, self.kinds)
         return Leaves(kind, rho, centre[..., 0], centre[..., 1], phi)
 
-    def draw_paint(self, rng: Rng, block: int, res: int) -> Tensor:
-        """Per-shape paint of block `block`: int64 [B, BLOCK, 3], an RGB colour uniform in 0..255."""
-        r = rng.child("paint", torch.full((rng.batch,), block, device=rng.device))
+    def draw_paint(self, r: Rng, res: int) -> Tensor:
+        """Paint of one block of shapes per key of `r`: int64 [r.batch, BLOCK, 3], an RGB colour
+        uniform in 0..255 per channel."""
         return r.randint(0, 256, BLOCK, 3)
 
     def leaves(self, rng: Rng, res: int, start: int, count: int) -> Leaves:
-        """Geometry of shapes start .. start+count-1 of every image of `rng`: `Leaves` [B, count]."""
-        blocks = range(start // BLOCK, (start + count - 1) // BLOCK + 1)
-        parts = [self.draw_shapes(rng, b, res) for b in blocks]
-        cat = Leaves(*(torch.cat(ts, 1) for ts in zip(*(vars(p).values() for p in parts))))
-        offset = start - blocks[0] * BLOCK
-        return cat.slice(offset, offset + count)
+        """Geometry of shapes start .. start+count-1 of every image of `rng`: `Leaves` [B, count].
+
+        Shape j of an image comes from block j // BLOCK, whose key is derived from the image's
+        key and the block number only: the same shapes whatever the chunking.
+        """
+        first, last = start // BLOCK, (start + count - 1) // BLOCK
+        blocks = torch.arange(first, last + 1, device=rng.device).expand(rng.batch, -1)
+        drawn = self.draw_shapes(rng.child("leaves", blocks), res)  # [B * n, BLOCK]
+        offset = start - first * BLOCK
+        return Leaves(*(t.reshape(rng.batch, -1, *t.shape[2:]) for t in vars(drawn).values())).slice(
+            offset, offset + count
+        )
 
     def _draw_fn(self, rng: Rng, res: int) -> DrawFn:
         return lambda images, start, count: self.leaves(Rng(rng.keys[images]), res, start, count)
@@ -425,6 +448,7 @@ class DeadLeaves(Generator):
                     self.max_shapes,
                     rng.device,
                     _slots_needed(self.kinds),
+                    CIRCLE in self.kinds,
                 )
             )
         if len(parts) == 1:
@@ -440,17 +464,15 @@ class DeadLeaves(Generator):
         return self.layout(Rng.for_indices(self.key, seed, idx), res)[1]
 
     def gather_paint(self, rng: Rng, n_stop: Tensor, res: int) -> Tensor:
-        """Paint [B, n, C] of shapes 0 .. n-1 (n = max n_stop rounded up to a block), drawn per
-        block only for the images that painted that far."""
+        """Paint [B, n, C] of shapes 0 .. n-1 (n = max n_stop rounded up to a block), drawn only
+        for the blocks each image painted (zeros elsewhere)."""
         n_blocks = (int(n_stop.max()) + BLOCK - 1) // BLOCK
-        out = None
-        for b in range(n_blocks):
-            need = torch.nonzero(n_stop > b * BLOCK).squeeze(1)
-            paint = self.draw_paint(Rng(rng.keys[need]), b, res)
-            if out is None:
-                out = paint.new_zeros(rng.batch, n_blocks * BLOCK, paint.shape[-1])
-            out[need, b * BLOCK : (b + 1) * BLOCK] = paint
-        return out
+        starts = torch.arange(n_blocks, device=rng.device) * BLOCK
+        image, block = torch.nonzero(n_stop[:, None] > starts).unbind(1)  # (image, block) pairs
+        paint = self.draw_paint(Rng(rng.keys[image]).child("paint", block), res)  # [P, BLOCK, C]
+        out = paint.new_zeros(rng.batch, n_blocks, BLOCK, paint.shape[-1])
+        out[image, block] = paint
+        return out.reshape(rng.batch, n_blocks * BLOCK, -1)
 
     def render(self, rng: Rng, res: int) -> Tensor:
         visible, n_stop = self.layout(rng, res)  # [B, res, res], [B]
@@ -494,10 +516,9 @@ class DeadLeavesTextures(DeadLeaves):
         self._banks: dict[tuple[int, str], tuple[Tensor, Tensor]] = {}
         self._texture_gen: Generator | None = None
 
-    def draw_paint(self, rng: Rng, block: int, res: int) -> Tensor:
-        """Per-shape texture choice [B, BLOCK, 4]: bank entry, row shift, column shift, and a
+    def draw_paint(self, r: Rng, res: int) -> Tensor:
+        """Per-shape texture choice [r.batch, BLOCK, 4]: bank entry, row shift, column shift and a
         dihedral transform 0..7 (bit 0 transpose, bit 1 flip columns, bit 2 flip rows)."""
-        r = rng.child("texture", torch.full((rng.batch,), block, device=rng.device))
         entry = r.randint(0, self.bank_size, BLOCK, 1)
         shift = r.randint(0, res, BLOCK, 2)
         flip = r.randint(0, 8, BLOCK, 1)
@@ -524,26 +545,35 @@ class DeadLeavesTextures(DeadLeaves):
     def render(self, rng: Rng, res: int) -> Tensor:
         visible, n_stop = self.layout(rng, res)  # [B, res, res], [B]
         choice = self.gather_paint(rng, n_stop, res)  # [B, n, 4]
-        b = visible.shape[0]
-        pix = torch.gather(choice, 1, visible.clamp(min=0).reshape(b, -1, 1).expand(-1, -1, 4))
-        entry, sy, sx, flip = pix.unbind(-1)  # [B, res²] each
-        bank = self.bank(torch.unique(entry[visible.reshape(b, -1) >= 0]), res, visible.device)
-        y, x = (
-            t.reshape(1, -1).expand(b, -1)
-            for t in torch.meshgrid(
-                torch.arange(res, device=visible.device),
-                torch.arange(res, device=visible.device),
-                indexing="ij",
-            )
-        )
-        y, x = torch.where((flip & 1) == 1, x, y), torch.where((flip & 1) == 1, y, x)
-        x = torch.where((flip & 2) == 2, res - 1 - x, x)
-        y = torch.where((flip & 4) == 4, res - 1 - y, y)
-        y, x = (y + sy) % res, (x + sx) % res
-        src = (entry[:, None, :] * 3 + torch.arange(3, device=visible.device)[:, None]) * res * res
-        src = src + (y * res + x)[:, None, :]  # [B, 3, res²] flat index into the bank
-        img = bank.reshape(-1)[src].where(visible.reshape(b, 1, -1) >= 0, 0)
+        b, dev = visible.shape[0], visible.device
+        shown = visible.reshape(b, -1).clamp(min=0)  # [B, res²]
+        entry, sy, sx, flip = (torch.gather(choice[..., i], 1, shown) for i in range(4))
+        needed = torch.zeros(self.bank_size, dtype=torch.bool, device=dev)
+        needed.index_fill_(0, entry.reshape(-1), True)
+        bank = self.bank(torch.nonzero(needed).squeeze(1), res, dev)
+        # Source pixel: the dihedral transform of (y, x), then the circular shift.
+        moved = _dihedral_table(res, dev).reshape(-1)[flip * res**2 + torch.arange(res**2, device=dev)]
+        y = torch.remainder(torch.div(moved, res, rounding_mode="floor") + sy, res)
+        x = torch.remainder(moved % res + sx, res)
+        src = entry * (3 * res**2) + y * res + x  # [B, res²] flat index of channel 0 in the bank
+        channel = torch.arange(3, device=dev).reshape(1, 3, 1) * res**2
+        img = bank.reshape(-1)[src[:, None, :] + channel]  # [B, 3, res²]
+        if n_stop.max() >= self.max_shapes:  # (host sync) black where the cap left pixels bare
+            img = img.where(visible.reshape(b, 1, -1) >= 0, 0)
         return img.reshape(b, 3, res, res)
+
+
+def _dihedral_table(res: int, device: torch.device) -> Tensor:
+    """int64 [8, res²]: flat position y'·res + x' that pixel y·res + x reads under transform d
+    (bit 0: transpose, bit 1: flip columns, bit 2: flip rows, applied in that order)."""
+    y, x = torch.meshgrid(torch.arange(res, device=device), torch.arange(res, device=device), indexing="ij")
+    out = []
+    for d in range(8):
+        ty, tx = (x, y) if d & 1 else (y, x)
+        tx = res - 1 - tx if d & 2 else tx
+        ty = res - 1 - ty if d & 4 else ty
+        out.append((ty * res + tx).reshape(-1))
+    return torch.stack(out)
 
 
 # --------------------------------------------------------------------------------------- registry
