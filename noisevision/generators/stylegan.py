@@ -1,0 +1,620 @@
+"""Randomly initialised StyleGAN2 (SPEC §4): a synthesis network that was never trained.
+
+The generator is StyleGAN2-ADA's "skip" synthesis network with random weights: a learned-constant
+4×4 input, two 3×3 modulated/demodulated convolutions per resolution (the first up-samples 2× with
+the [1,3,3,1] FIR filter), ReLU×√2, and a 1×1 ToRGB per block whose images are up-sampled and summed.
+The mapping network is bypassed: every layer gets its own w ~ N(0, I) through LeakyReLU(0.2).
+
+Variants (SPEC §4 table) differ in what is random:
+  random    dense N(0,1) conv and ToRGB weights per network, no noise, zero biases;
+  highfreq  per image and layer, each input channel gets one of 32 binary filters, each output channel
+            a N(0,1) gain; pink noise from a bank of 100 maps per layer; ToRGB weights per image;
+  sparse    highfreq + a Laplacian envelope on the noise + biases U(0, 0.2) per image;
+  oriented  40 real filters, per layer a random subset of 5..40 of them; one 512² pink map with the
+            envelope per image, area-resized to each layer; biases U(−0.2, 0.2).
+
+A fresh network (constant input, style affines, dense weights, noise banks) serves each block of
+400 indices: network k is a pure function of (name, seed, k), so any index renders alone.
+
+Speed. With one bank filter per input channel shared by all output channels, the modulated and
+demodulated weight W[o, i] = gain[o]·filter[i]·style[i]·demod[o] has rank one in (o, i): every output
+channel is the same map y times ±1/|W·s| ("tied wavelets", SPEC's remark, kept as is). So each
+tied layer computes one map y (`place_taps`) instead of C_out, and its C_out activations
+ReLU(±y + noise + bias_o) are never formed: the next layer and the ToRGB read them out through a
+piecewise-linear lookup (`TiedActivation.readout`). The result equals StyleGAN2's grouped
+convolution (tests compare the two) at a small fraction of its cost. The dense variant uses
+StyleGAN2's non-fused form, image by image.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+from noisevision.generators.registry import Generator, GeneratorSpec, register
+from noisevision.rng import Rng
+
+W_DIM = 512
+IMAGES_PER_NETWORK = 400  # a fresh network every 400 images (SPEC §4)
+NOISE_BANK_SIZE = 100  # pink-noise maps per layer (highfreq, sparse)
+NOISE_STRENGTH_MAX = 0.3  # noise strength ~ U(0, 0.3) per image and layer
+SHARED_NOISE_SIZE = 512  # oriented: one 512×512 map per image, area-resized to every layer
+SUBSET_MIN = 5  # oriented: n ~ U{5..40} bank filters per layer
+# Per-image colour statistics (SPEC §4): channel mean ~ N(m, s²) and channel std ~ N(m, s²), R, G, B.
+COLOUR_MEAN = ((0.483, 0.145), (0.455, 0.142), (0.401, 0.161))
+COLOUR_STD = ((0.219, 0.063), (0.213, 0.062), (0.213, 0.069))
+RELU_GAIN = math.sqrt(2.0)
+_FIR = (1.0, 3.0, 3.0, 1.0)
+
+
+# ---------------------------------------------------------------------------------------- variants
+@dataclass(frozen=True)
+class Variant:
+    """What is random in one named variant (SPEC §4 table)."""
+
+    bank: str | None  # None: dense N(0,1) weights per network; "highfreq" or "oriented" filter bank
+    subset: bool  # per image and layer, channels pick from a random subset of 5..all bank filters
+    noise: str | None  # None, "bank" (100 maps per layer and network) or "shared" (one map per image)
+    envelope: bool  # Laplacian envelope on the pink noise
+    bias: tuple[float, float] | None  # per image and output channel U(low, high); None: zero
+
+
+VARIANTS = {
+    "random": Variant(bank=None, subset=False, noise=None, envelope=False, bias=None),
+    "highfreq": Variant(bank="highfreq", subset=False, noise="bank", envelope=False, bias=None),
+    "sparse": Variant(bank="highfreq", subset=False, noise="bank", envelope=True, bias=(0.0, 0.2)),
+    "oriented": Variant(bank="oriented", subset=True, noise="shared", envelope=True, bias=(-0.2, 0.2)),
+}
+
+
+# ------------------------------------------------------------------------------------ filter banks
+def _rotated_centre(pattern: np.ndarray, degrees: float) -> np.ndarray:
+    """Centre 3×3 of an 11×11 pattern rotated counter-clockwise (PIL, bilinear), as the paper did."""
+    rotated = Image.fromarray(pattern.astype(np.float32)).rotate(degrees, resample=Image.BILINEAR)
+    return np.asarray(rotated, dtype=np.float64)[4:7, 4:7]
+
+
+def _step_edge() -> np.ndarray:
+    """11×11 vertical step: +1 left, 0 on the centre column, −1 right."""
+    a = np.ones((11, 11))
+    a[:, 5] = 0
+    a[:, 6:] = -1
+    return a
+
+
+def _line() -> np.ndarray:
+    """11×11 vertical line: −1 on the centre column, +1 elsewhere."""
+    a = np.ones((11, 11))
+    a[:, 5] = -1
+    return a
+
+
+def _sparse_filters() -> list[np.ndarray]:
+    """Centre delta, centre-surround, plus of ones, plus with −1 corners."""
+    delta = np.zeros((3, 3))
+    delta[1, 1] = 1
+    surround = -np.ones((3, 3))
+    surround[1, 1] = 1
+    plus = np.ones((3, 3))
+    plus[::2, ::2] = 0
+    plus_corners = np.sign(plus - 0.5)
+    return [delta, surround, plus, plus_corners]
+
+
+def highfreq_bank() -> Tensor:
+    """The 32 binary 3×3 filters of stylegan-highfreq and -sparse (SPEC §4), float32 [32, 3, 3].
+
+    16 step edges every 22.5° over 360° (sign of the mean-removed centre), 4 lines every 45° with
+    both signs, 4 sparse filters with both signs.
+    """
+    bank = []
+    for k in range(16):
+        centre = _rotated_centre(_step_edge(), k * 22.5)
+        bank.append(np.sign(centre - centre.mean()))
+    for k in range(4):
+        line = np.sign(_rotated_centre(_line(), k * 45.0))
+        bank += [line, -line]
+    for f in _sparse_filters():
+        bank += [f, -f]
+    return torch.tensor(np.stack(bank), dtype=torch.float32)
+
+
+def oriented_bank() -> Tensor:
+    """The 40 real 3×3 filters of stylegan-oriented (SPEC §4), float32 [40, 3, 3].
+
+    8 step edges and 8 lines at k·22.5° over 180° (mean removed, not binarised), the 4 sparse
+    filters, then the negatives of those 20.
+    """
+    bank = []
+    for pattern in (_step_edge(), _line()):
+        for k in range(8):
+            centre = _rotated_centre(pattern, k * 22.5)
+            bank.append(centre - centre.mean())
+    bank += _sparse_filters()
+    bank += [-f for f in bank]
+    return torch.tensor(np.stack(bank), dtype=torch.float32)
+
+
+_BANKS = {"highfreq": highfreq_bank, "oriented": oriented_bank}
+
+
+@lru_cache(maxsize=8)
+def _bank(name: str, device: torch.device) -> Tensor:
+    """A filter bank on `device`, built once (treat as read-only)."""
+    return _BANKS[name]().to(device)
+
+
+# ------------------------------------------------------------------------------------ architecture
+@dataclass(frozen=True)
+class ConvLayer:
+    res: int  # output resolution
+    c_in: int
+    c_out: int
+    up: bool  # 2× up-sampling (the first conv of every block but the 4×4 one)
+    w_index: int  # which of the per-layer latents w drives its style
+
+
+@dataclass(frozen=True)
+class Block:
+    res: int
+    convs: tuple[ConvLayer, ...]
+    channels: int
+    rgb_w_index: int  # the ToRGB shares its w with the next block's first conv (StyleGAN2-ADA)
+
+
+def block_channels(res: int) -> int:
+    """Channels per block resolution: 512 up to 64 px, then halving (128: 256, 256: 128, 512: 64)."""
+    return min(32768 // res, 512)
+
+
+def synthesis_blocks(res: int) -> tuple[Block, ...]:
+    """The blocks 4, 8, …, res px; at 256 px: 13 convolutions and 14 latents (SPEC §4)."""
+    blocks, w, r = [], 0, 4
+    while r <= res:
+        c = block_channels(r)
+        if r == 4:
+            convs = (ConvLayer(4, c, c, False, 0),)
+        else:
+            convs = (ConvLayer(r, block_channels(r // 2), c, True, w), ConvLayer(r, c, c, False, w + 1))
+        w += len(convs)
+        blocks.append(Block(r, convs, c, w))
+        r *= 2
+    return tuple(blocks)
+
+
+def num_latents(res: int) -> int:
+    """Number of per-layer latents w: every conv's plus the last ToRGB's."""
+    return synthesis_blocks(res)[-1].rgb_w_index + 1
+
+
+# ------------------------------------------------------------------------------------ pink noise
+@lru_cache(maxsize=16)
+def _bicubic_matrix(n_in: int, n_out: int, device: torch.device) -> Tensor:
+    """[n_out, n_in] matrix of 1-D bicubic up-sampling; bicubic 2-D resizing is U @ X @ U.T."""
+    eye = torch.eye(n_in, device=device).view(n_in, 1, n_in, 1)
+    return F.interpolate(eye, size=(n_out, 1), mode="bicubic", align_corners=False)[:, 0, :, 0].T
+
+
+def pink_noise(rng: Rng, count: int, size: int, envelope: bool) -> Tensor:
+    """`count` pink-noise maps per image, float32 [B, count, size, size] with unit std.
+
+    Amplitude spectrum 1/f^a with a ~ U(0.5, 1.5) per map (f normalised to 1 at the Nyquist
+    frequency), uniform random phase. With `envelope` the zero-mean map is multiplied by 4×4
+    Laplace(0, 1) samples up-sampled (bicubic) to the map size: sparse, blotchy noise (SPEC §4).
+    """
+    dev = rng.device
+    exponent = rng.uniform(count, low=0.5, high=1.5)[..., None, None]  # [B, n, 1, 1]
+    fy = torch.fft.fftfreq(size, device=dev)[:, None] * 2
+    fx = torch.fft.rfftfreq(size, device=dev)[None, :] * 2
+    radius = torch.sqrt(fy**2 + fx**2)
+    radius[0, 0] = 1.0
+    amplitude = radius ** (-exponent)  # [B, n, size, size//2+1]
+    amplitude[..., 0, 0] = 0.0  # zero mean
+    phase = rng.uniform(count, size, size // 2 + 1) * (2 * math.pi)
+    maps = torch.fft.irfft2(torch.polar(amplitude, phase), s=(size, size))
+    maps = maps - maps.mean(dim=(-2, -1), keepdim=True)
+    if envelope:
+        up = _bicubic_matrix(4, size, dev)  # [size, 4]
+        maps = maps * (up @ rng.laplace(count, 4, 4) @ up.T)
+    return maps / maps.std(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
+
+
+# ------------------------------------------------------------------------------------ network
+@dataclass
+class Network:
+    """The parts shared by a block of 400 images; per-image randomness is drawn at render time."""
+
+    const: Tensor  # [512, 4, 4] learned-constant input (random here)
+    affine: list[Tensor]  # per conv: [c_in, 512]; style = A w / √512 + 1
+    rgb_affine: list[Tensor]  # per block: [c, 512]
+    weight: list[Tensor] | None  # dense variant, per conv: [c_out, c_in, 3, 3]
+    rgb_weight: list[Tensor] | None  # dense variant, per block: [3, c]
+    noise_bank: list[Tensor] | None  # bank-noise variants, per conv: [100, r, r]
+
+
+@lru_cache(maxsize=4)
+def build_network(key: str, variant: Variant, seed: int, k: int, res: int, device: torch.device) -> Network:
+    """Network k (images [400k, 400k+400)) of generator `key`: a pure function of its arguments.
+
+    Cached (a few networks) so that consecutive batches of the same block cost nothing to set up.
+    """
+    rng = Rng.for_indices(key + "/net", seed, torch.tensor([k], device=device))
+    blocks = synthesis_blocks(res)
+    convs = [c for b in blocks for c in b.convs]
+    const = rng.normal(blocks[0].channels, 4, 4)[0]
+    affine = [rng.normal(c.c_in, W_DIM)[0] for c in convs]
+    rgb_affine = [rng.normal(b.channels, W_DIM)[0] for b in blocks]
+    weight = rgb_weight = noise_bank = None
+    if variant.bank is None:
+        weight = [rng.normal(c.c_out, c.c_in, 3, 3)[0] for c in convs]
+        rgb_weight = [rng.normal(3, b.channels)[0] for b in blocks]
+    if variant.noise == "bank":
+        noise_bank = [
+            pink_noise(
+                rng.child("noise", torch.tensor([i], device=device)), NOISE_BANK_SIZE, c.res, variant.envelope
+            )[0]
+            for i, c in enumerate(convs)
+        ]
+    return Network(const, affine, rgb_affine, weight, rgb_weight, noise_bank)
+
+
+# ------------------------------------------------------------------------------------ layers
+@lru_cache(maxsize=8)
+def _fir_kernel(device: torch.device) -> Tensor:
+    """The [1,3,3,1] up-sampling filter, 2-D, normalised with gain 4 (= up²): [1, 1, 4, 4]."""
+    f = torch.tensor(_FIR, device=device)
+    return (torch.outer(f, f) / 16.0)[None, None]
+
+
+@lru_cache(maxsize=8)
+def _tap_kernel(device: torch.device) -> Tensor:
+    """One-hot 3×3 kernels [9, 3, 3]: tap t of a 3×3 filter placed at its position."""
+    return torch.eye(9, device=device).view(9, 3, 3)
+
+
+def per_image_matmul(a: Tensor, m: Tensor) -> Tensor:
+    """a [B, K] @ m [K, N] -> [B, N] as B separate products (a batched matmul).
+
+    A plain [B, K] @ [K, N] lets the BLAS pick kernels by B, so an image's values would depend on
+    the batch it is rendered in; SPEC §1 wants the same bytes at any batch size.
+    """
+    return torch.bmm(a[:, None, :], m.expand(a.shape[0], *m.shape))[:, 0]
+
+
+def _depthwise(x: Tensor, fn) -> Tensor:
+    """Apply a single-channel op to every channel of [B, C, H, W]."""
+    b, c = x.shape[:2]
+    y = fn(x.reshape(b * c, 1, *x.shape[2:]))
+    return y.view(b, c, *y.shape[2:])
+
+
+def upsample2d(x: Tensor) -> Tensor:
+    """2× up-sampling with the [1,3,3,1] FIR filter: [B, C, H, W] -> [B, C, 2H, 2W].
+
+    Zero insertion followed by the filter is a stride-2 transposed convolution (StyleGAN2's
+    upfirdn2d with padding (2, 1)).
+    """
+    k = _fir_kernel(x.device)
+    return _depthwise(x, lambda t: F.conv_transpose2d(t, k, stride=2, padding=1))
+
+
+def _fir_after_transpose(x: Tensor) -> Tensor:
+    """The FIR filter after a stride-2 transposed 3×3 conv: [B, C, 2H+1, 2W+1] -> [B, C, 2H, 2W]."""
+    k = _fir_kernel(x.device)
+    return _depthwise(x, lambda t: F.conv2d(t, k, padding=1))
+
+
+def conv3x3(x: Tensor, weight: Tensor, up: bool, groups: int = 1) -> Tensor:
+    """3×3 convolution, or StyleGAN2's up-sampling one (transposed stride-2 conv, then FIR).
+
+    x [N, groups·I, H, W], weight [groups·O, I, 3, 3] -> [N, groups·O, H', W'].
+    """
+    if not up:
+        return F.conv2d(x, weight, padding=1, groups=groups)
+    o, i = weight.shape[0] // groups, weight.shape[1]
+    wt = weight.view(groups, o, i, 3, 3).transpose(1, 2).reshape(groups * i, o, 3, 3)
+    return _fir_after_transpose(F.conv_transpose2d(x, wt, stride=2, groups=groups))
+
+
+def modulated_conv2d(x: Tensor, weight: Tensor, styles: Tensor, up: bool = False) -> Tensor:
+    """StyleGAN2's modulated + demodulated 3×3 convolution.
+
+    x [B, I, H, W], styles [B, I]; weight [O, I, 3, 3] shared by the batch, or [B, O, I, 3, 3] one
+    per image. Per image the kernel is W·s (per input channel) times 1/sqrt(Σ(W·s)² + 1e−8) (per
+    output channel). A shared weight runs as one batched conv with the styles and demodulation
+    applied to the activations (StyleGAN2's non-fused form); per-image weights run as one grouped
+    conv with groups = B (its fused form).
+    """
+    b = x.shape[0]
+    if weight.dim() == 4:  # shared: Σ_i (W s_i)² = s² @ ΣW²
+        demod = (per_image_matmul(styles.square(), weight.square().sum(dim=(2, 3)).T) + 1e-8).rsqrt()
+        y = conv3x3(x * styles[:, :, None, None], weight, up)
+        return y * demod[:, :, None, None]
+    w = weight * styles[:, None, :, None, None]  # [B, O, I, 3, 3]
+    w = w * (w.square().sum(dim=(2, 3, 4), keepdim=True) + 1e-8).rsqrt()
+    y = conv3x3(x.reshape(1, -1, *x.shape[2:]), w.flatten(0, 1), up, groups=b)
+    return y.view(b, -1, *y.shape[2:])
+
+
+def place_taps(taps: Tensor, up: bool) -> Tensor:
+    """Sum 9 tap maps at their 3×3 offsets: [B, 9, h, w] -> [B, 1, H, W] (H = 2h if `up`).
+
+    With taps[t] = Σ_i m_i[t]·x_i this equals Σ_i m_i ⋆ x_i, the 3×3 convolution (or StyleGAN2's
+    up-sampling transposed convolution + FIR) of C input channels into one output map.
+    """
+    if up:
+        one_hot = _tap_kernel(taps.device)
+        return _fir_after_transpose(F.conv_transpose2d(taps, one_hot[:, None], stride=2))
+    # y(p) = Σ_t taps_t(p + offset_t), zero outside: nine shifted adds (a 9→1 conv is slow on CPU)
+    y = taps[:, 4].clone()  # centre tap
+    for t in (0, 1, 2, 3, 5, 6, 7, 8):
+        dy, dx = t // 3 - 1, t % 3 - 1
+        dst = y[:, max(-dy, 0) : y.shape[1] - max(dy, 0), max(-dx, 0) : y.shape[2] - max(dx, 0)]
+        dst += taps[:, t, max(dy, 0) : y.shape[1] + min(dy, 0), max(dx, 0) : y.shape[2] + min(dx, 0)]
+    return y[:, None]
+
+
+def tied_demodulation(m: Tensor) -> Tensor:
+    """1/|W s| for W[o, i] = gain_o·f_i: [B] from modulated filters m = f·s [B, I, 3, 3].
+
+    Demodulating gain_o·m by 1/sqrt(gain_o²·Σ|m|² + 1e−8) leaves sign(gain_o)/sqrt(Σ|m|²): the
+    gain's magnitude cancels (SPEC §4 note). Σ|m|² ≥ ~100 here, so the 1e−8 is below float32
+    resolution for any |gain| > 1e−3 and is dropped.
+    """
+    return m.square().sum(dim=(1, 2, 3)).rsqrt()
+
+
+@dataclass
+class TiedActivation:
+    """A tied layer's output x_o = √2·ReLU(sign_o·A·y + noise + bias_o), all channels o, kept as 2 maps.
+
+    u = A·y + noise serves the channels with a positive gain, v = −A·y + noise the others; forming
+    the [B, C, H, W] tensor is never needed (`readout`).
+    """
+
+    u: Tensor  # [B, HW]
+    v: Tensor  # [B, HW]
+    positive: Tensor  # [B, C] bool: sign of the gain
+    bias: Tensor  # [B, C]
+
+    def readout(self, weights: Tensor) -> Tensor:
+        """Σ_o weights[b, j, o]·x_o: [B, J, C] -> [B, J, HW], as `weights @ x` but O(J) per pixel.
+
+        Per image, Σ_o w_o·√2·ReLU(t + bias_o) is piecewise linear in t with kinks at −bias_o:
+        sorting channels by kink, its slope and offset between kinks are cumulative sums over
+        channels; every pixel looks its piece up (searchsorted) and evaluates slope·t + offset.
+        """
+        b, j, c = weights.shape
+        kinks, order = (-self.bias).sort(dim=1)  # [B, C]
+        w = weights.gather(2, order[:, None].expand(b, j, c)) * RELU_GAIN  # [B, J, C] in kink order
+        positive = self.positive.gather(1, order)[:, None]  # [B, 1, C]
+        rows = torch.arange(b, device=w.device)[:, None] * (c + 1)  # first table row per image
+        out = None
+        for t, mask in ((self.u, positive), (self.v, ~positive)):
+            wm = w * mask
+            slope = F.pad(wm.cumsum(2), (1, 0))  # [B, J, C+1]: piece k has channels 0..k-1 active
+            offset = -F.pad((wm * kinks[:, None]).cumsum(2), (1, 0))
+            table = torch.stack((slope, offset), dim=1).permute(0, 3, 1, 2).reshape(b * (c + 1), 2 * j)
+            piece = torch.searchsorted(kinks, t) + rows  # [B, HW]: number of kinks below t
+            coef = table.index_select(0, piece.view(-1)).view(b, -1, 2, j)  # [B, HW, 2, J]
+            part = torch.addcmul(coef[:, :, 1], coef[:, :, 0], t[:, :, None])  # [B, HW, J]
+            out = part if out is None else out.add_(part)
+        return out.transpose(1, 2)
+
+
+def to_rgb(x: Tensor, weight: Tensor) -> Tensor:
+    """1×1 ToRGB with modulated weights [B, 3, C] (linear, zero bias): [B, C, H, W] -> [B, 3, H, W]."""
+    b, c, h, w = x.shape
+    return torch.bmm(weight, x.reshape(b, c, h * w)).view(b, 3, h, w)
+
+
+# ------------------------------------------------------------------------------------ colour
+def colour_statistics(rng: Rng) -> tuple[Tensor, Tensor]:
+    """Per-image target channel means and stds (SPEC §4): two float32 [B, 3]."""
+    z = rng.normal(2, 3)  # [B, 2, 3]
+    m = torch.tensor(COLOUR_MEAN, device=rng.device).T  # [2, 3]: (mean, std) of the channel mean
+    s = torch.tensor(COLOUR_STD, device=rng.device).T
+    return m[0] + m[1] * z[:, 0], s[0] + s[1] * z[:, 1]
+
+
+def apply_colour_statistics(img: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    """Standardise each channel over the image, then give it `mean`, `std` ([B, 3]); not clipped."""
+    mu = img.mean(dim=(2, 3), keepdim=True)
+    sd = img.std(dim=(2, 3), keepdim=True, unbiased=False).clamp_min(1e-12)
+    return (img - mu) / sd * std[:, :, None, None] + mean[:, :, None, None]
+
+
+def to_uint8(img: Tensor) -> Tensor:
+    """[0, 1] float -> uint8 (clip, ×255, truncate, as the original's astype)."""
+    return (img.clamp(0.0, 1.0) * 255.0).to(torch.uint8)
+
+
+# ------------------------------------------------------------------------------------ per-image draws
+@dataclass
+class ImageDraws:
+    """Everything random about a batch of images, drawn from their keys before rendering."""
+
+    styles: list[Tensor]  # per conv: [B, C_in]
+    rgb: list[Tensor]  # per block: modulated ToRGB weights [B, 3, C]
+    filters: list[Tensor] | None = None  # tied variants, per conv: bank filter per input [B, C_in, 3, 3]
+    gains: list[Tensor] | None = None  # tied variants, per conv: [B, C_out]
+    noise: list[Tensor] | None = None  # per conv: noise map × strength [B, 1, r, r]
+    bias: list[Tensor] | None = None  # per conv: [B, C_out]
+
+
+def _bank_filters(rng: Rng, bank: Tensor, c_in: int, subset: bool) -> Tensor:
+    """One bank filter per input channel, per image: [B, c_in, 3, 3].
+
+    `subset` (oriented): first a random subset of n ~ U{5..len(bank)} bank filters per image and
+    layer, then each channel picks uniformly from that subset.
+    """
+    n_bank = bank.shape[0]
+    if not subset:
+        return bank[rng.randint(0, n_bank, c_in)]
+    n = rng.randint(SUBSET_MIN, n_bank + 1, 1)  # [B, 1]
+    order = rng.uniform(n_bank).argsort(dim=1)  # [B, n_bank]: a random permutation
+    pick = torch.minimum((rng.uniform(c_in) * n).long(), n - 1)  # [B, c_in] in 0..n-1
+    return bank[order.gather(1, pick)]
+
+
+def sample_draws(net: Network, variant: Variant, rng: Rng, res: int) -> ImageDraws:
+    """Per-image latents, styles and (tied variants) filters, gains, noise and biases (SPEC §4)."""
+    blocks = synthesis_blocks(res)
+    convs = [c for block in blocks for c in block.convs]
+    ws = F.leaky_relu(rng.child("w").normal(num_latents(res), W_DIM), 0.2)  # [B, L, 512]
+
+    def style(affine: Tensor, w_index: int) -> Tensor:
+        return per_image_matmul(ws[:, w_index], affine.T) / math.sqrt(W_DIM) + 1.0  # [B, C]
+
+    styles = [style(a, c.w_index) for a, c in zip(net.affine, convs)]
+    rgb_rng = rng.child("rgb")
+    rgb = []
+    for block, affine, shared in zip(blocks, net.rgb_affine, net.rgb_weight or [None] * len(blocks)):
+        weight = shared[None] if shared is not None else rgb_rng.normal(3, block.channels)
+        rgb.append(weight * style(affine, block.rgb_w_index)[:, None] / math.sqrt(block.channels))
+    if variant.bank is None:
+        return ImageDraws(styles, rgb)
+
+    bank = _bank(variant.bank, rng.device)
+    lr = rng.child("layers")
+    shared_noise = {}  # resolution -> the image's map area-resized to it [B, 1, r, r]
+    if variant.noise == "shared":
+        maps = pink_noise(rng.child("noise"), 1, SHARED_NOISE_SIZE, variant.envelope)
+        while maps.shape[-1] >= 4:  # area-resizing by 2^k = k successive 2×2 means
+            shared_noise[maps.shape[-1]] = maps
+            maps = F.avg_pool2d(maps, 2)
+    draws = ImageDraws(styles, rgb, [], [], [], [])
+    for li, conv in enumerate(convs):
+        draws.filters.append(_bank_filters(lr, bank, conv.c_in, variant.subset))
+        draws.gains.append(lr.normal(conv.c_out))
+        if variant.noise == "bank":
+            maps = net.noise_bank[li][lr.randint(0, NOISE_BANK_SIZE, 1)[:, 0]][:, None]
+        else:
+            maps = shared_noise[conv.res]
+        draws.noise.append(maps * lr.uniform(1, 1, 1, high=NOISE_STRENGTH_MAX))
+        if variant.bias is None:
+            draws.bias.append(torch.zeros(rng.batch, conv.c_out, device=rng.device))
+        else:
+            draws.bias.append(lr.uniform(conv.c_out, low=variant.bias[0], high=variant.bias[1]))
+    return draws
+
+
+# ------------------------------------------------------------------------------------ synthesis
+def synthesise_dense(net: Network, d: ImageDraws, res: int) -> Tensor:
+    """stylegan-random: dense modulated convs, zero noise and biases -> float32 [B, 3, res, res]."""
+    b = d.styles[0].shape[0]
+    x = net.const.expand(b, *net.const.shape)
+    img, li = None, 0
+    for bi, block in enumerate(synthesis_blocks(res)):
+        for conv in block.convs:
+            # Image by image: oneDNN/cuDNN pick conv algorithms by batch size, and an image must be
+            # the same bytes in any batch (SPEC §1). At ~45 GMAC per image the loop costs nothing.
+            pairs = zip(x.split(1), d.styles[li].split(1))
+            x = torch.cat([modulated_conv2d(xi, net.weight[li], si, conv.up) for xi, si in pairs])
+            x = x.relu_().mul_(RELU_GAIN)
+            li += 1
+        rgb = to_rgb(x, d.rgb[bi])
+        img = rgb if img is None else upsample2d(img) + rgb
+    return img
+
+
+def synthesise_tied(net: Network, d: ImageDraws, res: int) -> Tensor:
+    """Bank variants: every layer is one map y (`place_taps`) and two activation maps
+    (`TiedActivation`); the next layer's taps and the ToRGB read them out -> [B, 3, res, res]."""
+    b = d.styles[0].shape[0]
+    blocks = synthesis_blocks(res)
+    n_convs = len(d.styles)
+    m = [f * s[:, :, None, None] for f, s in zip(d.filters, d.styles)]  # modulated [B, C_in, 3, 3]
+    readers = [mi.flatten(2).transpose(1, 2) for mi in m]  # [B, 9, C_in]: taps of the next conv
+    taps = readers[0] @ net.const.flatten(1)  # [B, 9, 16]: the first conv reads the constant
+    img, li = None, 0
+    for bi, block in enumerate(blocks):
+        for conv in block.convs:
+            r_in = conv.res // 2 if conv.up else conv.res
+            y = place_taps(taps.reshape(b, 9, r_in, r_in), conv.up).flatten(1)  # [B, HW]
+            y = y * tied_demodulation(m[li])[:, None]
+            noise = d.noise[li].flatten(1)
+            act = TiedActivation(noise + y, noise - y, d.gains[li] > 0, d.bias[li])
+            li += 1
+            last = conv is block.convs[-1]
+            weights = ([readers[li]] if li < n_convs else []) + ([d.rgb[bi]] if last else [])
+            out = act.readout(torch.cat(weights, dim=1))  # [B, 9 and/or 3, HW]
+            taps = out[:, :9]
+        rgb = out[:, -3:].reshape(b, 3, block.res, block.res)
+        img = rgb if img is None else upsample2d(img) + rgb
+    return img
+
+
+# Stacked decorators register bottom-up: `noisevision list` shows random, highfreq, sparse, oriented.
+@register(
+    "stylegan-oriented",
+    family="random StyleGAN",
+    label="StyleGAN – Oriented",
+    default_res=256,
+    resolutions=(128, 256, 512),
+    description="Random StyleGAN2: subsets of 40 oriented filters, one enveloped pink map (best).",
+    variant="oriented",
+)
+@register(
+    "stylegan-sparse",
+    family="random StyleGAN",
+    label="StyleGAN – Sparse",
+    default_res=256,
+    resolutions=(128, 256, 512),
+    description="High freq. + Laplacian noise envelope + random biases.",
+    variant="sparse",
+)
+@register(
+    "stylegan-highfreq",
+    family="random StyleGAN",
+    label="StyleGAN – High freq.",
+    default_res=256,
+    resolutions=(128, 256, 512),
+    description="Random StyleGAN2: 32 binary filters per input channel, pink noise.",
+    variant="highfreq",
+)
+@register(
+    "stylegan-random",
+    family="random StyleGAN",
+    label="StyleGAN – Random",
+    default_res=256,
+    resolutions=(128, 256, 512),
+    description="Random StyleGAN2: default N(0,1) init, no noise (slow: dense 3×3 convs).",
+    variant="random",
+)
+class RandomStyleGAN(Generator):
+    """Random StyleGAN2 images; a fresh network every `images_per_network` indices (SPEC §4)."""
+
+    def __init__(self, spec: GeneratorSpec, variant: str, images_per_network: int = IMAGES_PER_NETWORK):
+        super().__init__(spec, variant=variant, images_per_network=images_per_network)
+        self.variant = VARIANTS[variant]
+        self.images_per_network = int(images_per_network)
+        # dense activations take ~100 MB per image at 256 px; the tied variants a few MB
+        self.max_batch = 16 if self.variant.bank is None else 64
+
+    def render_indices(self, indices: Tensor, seed: int, res: int) -> Tensor:
+        return to_uint8(self.render_unclipped(indices, seed, res))
+
+    def render_unclipped(self, indices: Tensor, seed: int, res: int) -> Tensor:
+        """Images with their colour statistics, before clipping: float32 [B, 3, res, res].
+
+        The batch is grouped by network k = index // 400, each group rendered through its network.
+        """
+        rng = Rng.for_indices(self.key, seed, indices)
+        nets = indices // self.images_per_network
+        synthesise = synthesise_dense if self.variant.bank is None else synthesise_tied
+        out = torch.empty(len(indices), 3, res, res, device=indices.device)
+        for k in nets.unique().tolist():
+            sel = (nets == k).nonzero()[:, 0]
+            group = Rng(rng.keys[sel])
+            net = build_network(self.key, self.variant, seed, k, res, indices.device)
+            img = synthesise(net, sample_draws(net, self.variant, group, res), res)
+            out[sel] = apply_colour_statistics(img, *colour_statistics(group.child("colour")))
+        return out
