@@ -51,7 +51,8 @@ BLOCK = 256
 #: The first pass covers most images (n_stop is ≈1,300–1,600 at any resolution).
 CHUNK_SCHEDULE = (6, 2)
 #: Images per `leaf_map` call: small groups keep the CPU's per-row tensors in cache; on GPU, a
-#: pixel budget bounds the sparse tables' memory (2 tables x levels x res² x 2 bytes per image).
+#: pixel budget bounds the memory (2 sparse tables x levels x res² x 4 bytes per image, plus
+#: ≈ 20 float64 values per covered row).
 _CPU_GROUP = 16
 _GROUP_PIXELS = 2**24
 _EPS = 1e-9  # px: tolerance of the closed-shape test (geometry is float64)
@@ -75,8 +76,8 @@ def sample_radii(u: Tensor, res: int, r: Tensor, cdf: Tensor) -> Tensor:
 
     rho = max(floor(r_k * res), 1), int64 with u's shape. Ties go to the smaller radius (argmin).
     """
-    mid = ((cdf[1:] + cdf[:-1]) / 2).to(u.device)  # u <= mid_k  <=>  F_k is at least as near as F_k+1
-    k = torch.searchsorted(mid, u.to(torch.float64).contiguous())
+    mid = (cdf[1:] + cdf[:-1]) / 2  # u <= mid_k  <=>  F_k is at least as near as F_k+1
+    k = torch.searchsorted(mid.to(u.device), u.to(torch.float64).contiguous())
     rho = torch.floor(r.to(u.device)[k] * res).to(torch.int64)
     return rho.clamp_(min=1)
 
@@ -390,12 +391,20 @@ class DeadLeaves(Generator):
         self.kinds = SHAPE_SETS[shapes]
         self.max_shapes = int(max_shapes)
         self.radii, self.cdf = radius_cdf(sigma, r_min, r_max, grid)
+        self._on_device: dict[str, tuple[Tensor, Tensor]] = {}
+
+    def _radius_law(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        """(radii, cdf) on `device`, copied once."""
+        key = str(device)
+        if key not in self._on_device:
+            self._on_device[key] = (self.radii.to(device), self.cdf.to(device))
+        return self._on_device[key]
 
     # ------------------------------------------------------------------ random draws
     def draw_shapes(self, r: Rng, res: int) -> Leaves:
         """Geometry of one block of shapes per key of `r` (one key per image and block):
         `Leaves` [r.batch, BLOCK]."""
-        rho = sample_radii(r.uniform(BLOCK), res, self.radii, self.cdf)
+        rho = sample_radii(r.uniform(BLOCK), res, *self._radius_law(r.device))
         centre = r.randint(0, res, BLOCK, 2)
         if len(self.kinds) == 1:
             kind = torch.full_like(rho, self.kinds[0])
