@@ -342,3 +342,15 @@ def test_textures_with_the_statistical_model():
     img = g(range(2), res=64)
     assert img.shape == (2, 3, 64, 64) and img.dtype == torch.uint8
     assert img.float().std() > 10
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", FLAT)
+@pytest.mark.parametrize("res", [100, 128])
+def test_same_images_as_the_painters_algorithm_full_size(name, res):
+    g = generators.get(name)
+    rng = rng_for(g, 2, seed=11)
+    visible, n_stop = g.layout(rng, res)
+    ref_visible, ref_n_stop = painter(g, rng, res)
+    assert n_stop.tolist() == ref_n_stop.tolist()
+    assert np.array_equal(visible.numpy(), ref_visible)
