@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -32,13 +33,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from noisevision.augment import IMAGENET_MEAN, IMAGENET_STD, PAPER_MEAN, PAPER_STD, resized_crop
 from noisevision.data.eval_datasets import EvalDataset, ImageSet, balanced_subset, to_rgb
 from noisevision.errors import NoisevisionError, unknown_name
 
-# SPEC §7: the small-scale normalisation (used by the paper's probe too, SPEC §9).
-SMALL_MEAN, SMALL_STD = (0.4409, 0.4279, 0.3868), (0.2683, 0.2610, 0.2687)
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-NORMALIZATIONS = {"small": (SMALL_MEAN, SMALL_STD), "imagenet": (IMAGENET_MEAN, IMAGENET_STD)}
+# The probes normalise as the encoder's training did: SPEC §7's statistics ("small", also the
+# paper's probe, SPEC §9) or ImageNet's (MoCo, SPEC §8).
+NORMALIZATIONS = {"small": (PAPER_MEAN, PAPER_STD), "imagenet": (IMAGENET_MEAN, IMAGENET_STD)}
 
 Log = Callable[[str], None]
 
@@ -93,6 +94,7 @@ class ProbeSettings:
     protocol: str | None = None  # None: protocol_for(encoder meta)
     epochs: int | None = None  # linear probe; None: the protocol's (100)
     fast_epochs: int = 30  # fast / low-shot probes on the cache (same optimiser as "paper")
+    min_steps: int = 1000  # fast / low-shot: at least this many Adam steps (tiny sets converge too)
     knn_k: int = 20
     knn_temperature: float = 0.07
     shots: int = 10
@@ -224,8 +226,8 @@ class View:
     train: bool
     crop_scale: tuple[float, float] = (0.08, 1.0)
     test_resize: float = 70 / 64
-    mean: tuple[float, float, float] = SMALL_MEAN
-    std: tuple[float, float, float] = SMALL_STD
+    mean: tuple[float, float, float] = PAPER_MEAN
+    std: tuple[float, float, float] = PAPER_STD
 
     @property
     def resize_to(self) -> int:
@@ -276,8 +278,6 @@ def batch_view(images: Tensor, view: View, gen: torch.Generator | None = None) -
     pixel when shrinking) + horizontal flip, parameters drawn on the CPU from `gen` (deterministic).
     Test: resize the short side to `view.resize_to` (antialiased bilinear) + central crop.
     """
-    from torchvision.ops import roi_align
-
     x = to_rgb(images).float().div_(255)
     b, _, height, width = x.shape
     s = view.size
@@ -286,9 +286,7 @@ def batch_view(images: Tensor, view: View, gen: torch.Generator | None = None) -
             raise ValueError("a train view needs a torch.Generator")
         boxes = random_resized_boxes(b, height, width, view.crop_scale, gen)
         flip = torch.rand(b, generator=gen) < 0.5
-        rois = torch.cat([torch.arange(b, dtype=torch.float32)[:, None], boxes], dim=1)
-        x = roi_align(x, rois.to(x.device), output_size=(s, s), spatial_scale=1.0,
-                      sampling_ratio=-1, aligned=True)  # fmt: skip
+        x = resized_crop(x, boxes.to(x.device), s)
         x = torch.where(flip.to(x.device)[:, None, None, None], x.flip(-1), x)
     else:
         r = view.resize_to / min(height, width)
@@ -397,7 +395,7 @@ def _new_linear(in_dim: int, num_classes: int, seed: int, device: torch.device) 
 
 def fit_linear(train_x: Tensor, train_y: Tensor, num_classes: int, epochs: int, seed: int = 0,
                protocol: LinearProtocol = PROTOCOLS["paper"], device: torch.device | str = "cpu",
-               min_steps: int = 300) -> nn.Linear:
+               min_steps: int = 1000) -> nn.Linear:
     """Multinomial logistic regression on fixed features [N, F] with the protocol's optimiser.
 
     Minibatches of `protocol.batch_size`, lr drops at the protocol's milestones; at least
@@ -409,6 +407,28 @@ def fit_linear(train_x: Tensor, train_y: Tensor, num_classes: int, epochs: int, 
     batch = min(protocol.batch_size, n)
     steps_per_epoch = math.ceil(n / batch)
     epochs = max(epochs, math.ceil(min_steps / steps_per_epoch))
+    with _few_threads(device, batch * x.shape[1] * num_classes):
+        return _fit(x, y, num_classes, epochs, batch, seed, protocol, device)
+
+
+@contextmanager
+def _few_threads(device: torch.device, work_per_step: int) -> Iterator[None]:
+    """One CPU thread for small steps: thread start-up costs more than it saves there, and far
+    more when other processes share the cores."""
+    before = torch.get_num_threads()
+    small = device.type == "cpu" and work_per_step < 1 << 22
+    if small:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if small:
+            torch.set_num_threads(before)
+
+
+def _fit(x: Tensor, y: Tensor, num_classes: int, epochs: int, batch: int, seed: int,
+         protocol: LinearProtocol, device: torch.device) -> nn.Linear:
+    n = len(x)
     head = _new_linear(x.shape[1], num_classes, seed, device)
     opt = _optimizer(head.parameters(), protocol)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, _milestones(protocol, epochs), protocol.gamma)
@@ -457,7 +477,8 @@ def cached_probes(train_f: Tensor, train_y: Tensor, test_f: Tensor, test_y: Tens
     tr, te = standardize(train_f, test_f)
     if "fast" in settings.probes:
         t0 = time.perf_counter()
-        head = fit_linear(tr, train_y, num_classes, settings.fast_epochs, settings.seed, device=device)
+        head = fit_linear(tr, train_y, num_classes, settings.fast_epochs, settings.seed,
+                          device=device, min_steps=settings.min_steps)  # fmt: skip
         out["fast"] = {"top1": top1(head, te, test_y), "epochs": settings.fast_epochs,
                        "seconds": time.perf_counter() - t0}  # fmt: skip
     if "knn" in settings.probes:
@@ -471,7 +492,8 @@ def cached_probes(train_f: Tensor, train_y: Tensor, test_f: Tensor, test_y: Tens
         accs = []
         for s in range(settings.lowshot_seeds):
             idx = balanced_subset(train_y, settings.shots * num_classes, seed=1000 + s)
-            head = fit_linear(tr[idx], train_y[idx], num_classes, settings.fast_epochs, s, device=device)
+            head = fit_linear(tr[idx], train_y[idx], num_classes, settings.fast_epochs, s,
+                              device=device, min_steps=settings.min_steps)  # fmt: skip
             accs.append(top1(head, te, test_y))
         acc_t = torch.tensor(accs)
         out["lowshot"] = {
@@ -508,7 +530,7 @@ def linear_probe(model: nn.Module, dataset: EvalDataset, layer: str, protocol: L
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total, count = total + float(loss) * len(y), count + len(y)
+            total, count = total + float(loss.detach()) * len(y), count + len(y)
         sched.step()
         losses.append(total / max(1, count))
         if log:
@@ -519,7 +541,7 @@ def linear_probe(model: nn.Module, dataset: EvalDataset, layer: str, protocol: L
             correct += int((head(model.features(x, layer)).argmax(1) == y).sum())
     return {
         "top1": 100.0 * correct / max(1, len(dataset.test)),
-        "protocol": protocol.name, "epochs": epochs, "train_loss": losses,
+        "protocol": protocol.name, "epochs": epochs, "train_loss": losses, "feature_dim": in_dim,
         "seconds": time.perf_counter() - t0,
     }  # fmt: skip
 
@@ -587,6 +609,7 @@ def evaluate(model: nn.Module, dataset: EvalDataset, settings: ProbeSettings | N
         epochs = settings.epochs or protocol.epochs
         result.probes["linear"] = linear_probe(model, data, layer, protocol, epochs, device,
                                                settings.seed, settings.workers, log)  # fmt: skip
+        result.feature_dim = result.feature_dim or result.probes["linear"]["feature_dim"]
     # Keep the order the caller asked for.
     result.probes = {p: result.probes[p] for p in settings.probes}
     result.seconds = time.perf_counter() - t_start
