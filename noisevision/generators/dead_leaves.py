@@ -6,8 +6,9 @@ n_stop = min(max_shapes, 1 + max over pixels of the *first* shape covering that 
 stops at the shape that covers the last black pixel. Both reductions are range updates on rows:
 
 * every shape is convex, so it covers one run of pixels [x0, x1] per image row it touches;
-* a run updates a sparse table with two writes (the two power-of-two blocks that cover it), one
-  `scatter_reduce` per batch for "first cover" (amin) and one for "last cover" (amax);
+* a run updates a sparse table with two writes (the two power-of-two blocks that cover it), done
+  for all runs of a chunk of shapes by `scatter_reduce`: amin for "first cover", amax for "last
+  cover" (both exact integer reductions, so the result does not depend on write order);
 * pushing the table down (log2(res) max/min passes) gives the per-pixel answer.
 
 The work is O(rows of the shapes) + O(res² log res) instead of O(area of the shapes). Shapes are
