@@ -1,0 +1,199 @@
+"""Reproduction presets, resumable cells and the report (tables, CSV/JSON, bar charts)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from noisevision import reproduce as rp
+from noisevision.data.eval_datasets import EvalDataset, ImageSet
+from noisevision.errors import NoisevisionError
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def fake_cell(source: str, probe: str, top1: float, kind: str = "generator", family: str = "dead leaves",
+              label: str | None = None, paper: float | None = None, std: float | None = None) -> dict:
+    return {
+        "preset": "tiny", "source": source, "kind": kind, "family": family, "label": label or source,
+        "probe": probe, "dataset": "fashion-mnist", "top1": top1, "std": std, "paper_top1": paper,
+        "paper_scale": "small", "layer": "pool", "feature_dim": 256, "n_train": 500, "n_test": 200,
+        "arch": "resnet18-s", "device": "cpu",
+        "stages": {"generation": {"images_per_s": 100.0, "seconds": 5.0},
+                   "pretrain": {"seconds": 60.0, "images_per_s": 40.0},
+                   "probe": {"seconds": 3.0, "feature_images_per_s": 300.0}},
+    }  # fmt: skip
+
+
+def write_cells(out: Path, cells: list[dict]) -> None:
+    for c in cells:
+        rp.atomic_write_text(rp.cell_path(out, c["source"], c["probe"]), json.dumps(c))
+
+
+def sample_cells() -> list[dict]:
+    cells = []
+    for probe, shift in (("fast", 0.0), ("knn", -3.0)):
+        cells += [
+            fake_cell("dead_leaves-mixed", probe, 74.0 + shift, label="Dead leaves – Shapes", paper=38.9),
+            fake_cell("stylegan-oriented", probe, 77.5 + shift, family="random StyleGAN",
+                      label="StyleGAN – Oriented", paper=43.4),
+            fake_cell("my-photos", probe, 79.0 + shift, kind="folder", family="image folder"),
+            fake_cell("cnn-random", probe, 75.0 + shift, kind="baseline", family="baseline",
+                      label="CNN – Random", paper=20.9),
+            fake_cell("mean-colors", probe, 20.0 + shift, kind="baseline", family="baseline",
+                      label="Mean colors", paper=5.0, std=1.5),
+        ]  # fmt: skip
+    return cells
+
+
+def test_report_from_results_files(tmp_path: Path) -> None:
+    write_cells(tmp_path, sample_cells())
+    rp.atomic_write_text(tmp_path / "plan.json", json.dumps({
+        "preset": "tiny", "dataset": "fashion-mnist", "probes": ["fast", "knn"],
+        "sources": ["dead_leaves-mixed", "stylegan-oriented", "my-photos", "cnn-random",
+                    "mean-colors", "stat-wmm"],
+        "notes": ["skipped fractaldb: not registered in this installation"], "paper_scale": "small",
+    }))  # fmt: skip
+    paths = rp.build_report(tmp_path)
+    chart = Image.open(paths["chart"])
+    assert chart.format == "PNG" and chart.size[0] > 600 and chart.size[1] > 300
+    pixels = np.asarray(chart.convert("RGB"))
+    assert paths["chart"].stat().st_size > 10_000 and pixels.std() > 20  # a drawing, not a blank
+    assert (tmp_path / "chart-knn.png").exists()
+    md = paths["markdown"].read_text()
+    assert "| StyleGAN – Oriented | random StyleGAN | 77.5 | 43.4 |" in md
+    assert "| Mean colors | baseline | 20.0 ± 1.5 | 5.0 |" in md
+    # Honest verdict: the best noise encoder against CNN-Random, with the margin.
+    assert "StyleGAN – Oriented, 77.5) beats CNN-Random (75.0) by +2.5 points; 1 of 2" in md
+    assert "different dataset" in md and "skipped fractaldb" in md
+    assert "2 cell(s) not done yet" in md  # stat-wmm listed in the plan but without results
+    rows = list(csv.DictReader(paths["csv"].open()))
+    assert len(rows) == 10 and {r["probe"] for r in rows} == {"fast", "knn"}
+    assert float(rows[0]["pretrain_seconds"]) == 60.0 and rows[0]["device"] == "cpu"
+    data = json.loads(paths["json"].read_text())
+    assert len(data["cells"]) == 10 and data["plan"]["preset"] == "tiny"
+
+
+def test_verdict_says_when_noise_loses() -> None:
+    cells = [fake_cell("dead_leaves-mixed", "fast", 60.0, label="DL"),
+             fake_cell("cnn-random", "fast", 62.5, kind="baseline", family="baseline")]  # fmt: skip
+    assert "(DL, 60.0) does NOT beat CNN-Random (62.5) by -2.5 points; 0 of 1" in rp.verdict(cells, "fast")
+
+
+def test_report_without_results_is_one_line_error(tmp_path: Path) -> None:
+    with pytest.raises(NoisevisionError, match="no results in"):
+        rp.build_report(tmp_path)
+
+
+def _toy_dataset() -> EvalDataset:
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(2).repeat(20)
+    images = torch.randint(0, 255, (40, 1, 12, 12), generator=g, dtype=torch.uint8)
+    images[labels == 1] //= 4  # class 1 is darker
+    return EvalDataset("toy", ["a", "b"], ImageSet(labels, images=images), ImageSet(labels, images=images))
+
+
+def test_resume_skips_finished_cells(tmp_path: Path, monkeypatch) -> None:
+    preset = rp.ReproPreset("t", "test", (), "tiny", probe=dict(probes=("fast", "knn"), min_steps=20))
+    source = rp.Source("mean-colors", "baseline", "baseline", "Mean colors")
+    settings = preset.probe_settings()
+    cells = rp.run_source(source, preset, tmp_path, "toy", _toy_dataset(), settings, "cpu",
+                          lambda m: None, {})  # fmt: skip
+    assert [c["probe"] for c in cells] == ["fast", "knn"]
+    written = rp.read_cell(rp.cell_path(tmp_path, "mean-colors", "fast"))
+    assert written["top1"] == cells[0]["top1"] and written["kind"] == "baseline"
+    assert written["paper_top1"] == 5.0 and written["stages"]["probe"]["seconds"] >= 0
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a finished cell was run again")
+
+    monkeypatch.setattr(rp, "evaluate", fail)
+    logs: list[str] = []
+    assert rp.run_source(source, preset, tmp_path, "toy", _toy_dataset(), settings, "cpu",
+                         logs.append, {}) == []  # fmt: skip
+    assert "skipped" in logs[0]
+    # A missing cell (e.g. a killed run) is the only one redone.
+    rp.cell_path(tmp_path, "mean-colors", "knn").unlink()
+    monkeypatch.undo()
+    redo = rp.run_source(source, preset, tmp_path, "toy", _toy_dataset(), settings, "cpu",
+                         lambda m: None, {})  # fmt: skip
+    assert [c["probe"] for c in redo] == ["knn"]
+
+
+def test_presets_and_sources() -> None:
+    for name in ("tiny", "paper-small", "paper-large"):
+        preset = rp.get_repro_preset(name)
+        preset.probe_settings().check()
+    assert set(rp.SPEC_DATASETS) <= {g.split("|")[0] for g in rp.REPRO_PRESETS["paper-small"].generators}
+    with pytest.raises(NoisevisionError, match="unknown reproduction preset"):
+        rp.get_repro_preset("huge")
+    preset = rp.ReproPreset("t", "test", ("no-such-gen|dead_leaves-mixed", "nothing-here"), "tiny")
+    sources, notes = rp.resolve_sources(preset, extra_data={"photos": "."})
+    assert [s.name for s in sources] == ["dead_leaves-mixed", "photos", "cnn-random", "raw-pixels",
+                                         "mean-colors"]  # fmt: skip
+    assert sources[0].family == "dead leaves" and sources[1].kind == "folder"
+    assert notes == ["skipped nothing-here: not registered in this installation"]
+    with pytest.raises(NoisevisionError, match="unknown generator"):
+        rp.resolve_sources(preset, generators=["nothing-here"])
+
+
+def test_tiny_preset_spans_families() -> None:
+    sources, _ = rp.resolve_sources(rp.REPRO_PRESETS["tiny"])
+    trained = [s for s in sources if s.kind == "generator"]
+    assert len(trained) >= 4 and len({s.family for s in trained}) >= 3
+    assert [s.name for s in sources[-3:]] == ["cnn-random", "raw-pixels", "mean-colors"]
+
+
+def test_bad_inputs(tmp_path: Path) -> None:
+    with pytest.raises(NoisevisionError, match="write NAME=DIR"):
+        rp.parse_extra_data(["photos"])
+    assert rp.parse_extra_data(["a=/x", "b=y=z"]) == {"a": "/x", "b": "y=z"}
+    with pytest.raises(NoisevisionError, match="no such folder"):
+        rp.resolve_sources(rp.REPRO_PRESETS["tiny"], extra_data={"a": str(tmp_path / "missing")})
+    with pytest.raises(NoisevisionError, match="--eval-dataset imagenet100:/path/to/folder"):
+        rp.reproduce("paper-small", tmp_path)
+
+
+def test_generation_res_picks_a_resolution_the_generator_makes() -> None:
+    assert rp.generation_res("dead_leaves-mixed", 64) == 64
+    assert rp.generation_res("stylegan-oriented", 64) == 128
+    assert rp.generation_res("stylegan-oriented", None) is None
+
+
+@pytest.mark.parametrize("materialize", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_end_to_end_tiny_reproduction(tmp_path: Path, monkeypatch, materialize: bool) -> None:
+    """Two generators (streamed, or rendered to folders first) + baselines, a few training steps."""
+    for split in ("train", "val"):
+        for c, value in enumerate((40, 200)):
+            for i in range(4):
+                path = tmp_path / "probe" / split / f"class{c}" / f"{i}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(np.full((20, 20, 3), value + 3 * i, dtype=np.uint8)).save(path)
+    train = dict(num_images=32, epochs=1, batch_size=16, input_size=16, res=32, workers=0,
+                 progress=False, arch_kwargs={"width": 0.125, "head": "linear", "out_dim": 16})  # fmt: skip
+    preset = rp.ReproPreset(
+        "mini", "test", ("dead_leaves-squares", "dead_leaves-mixed"), "tiny", train,
+        materialize=materialize, eval_dataset=f"imagefolder:{tmp_path / 'probe'}",
+        probe=dict(probes=("fast", "knn"), workers=0, min_steps=20),
+    )  # fmt: skip
+    monkeypatch.setitem(rp.REPRO_PRESETS, "mini", preset)
+    out = tmp_path / "out"
+    rp.reproduce("mini", out, log=lambda m: None)
+    cells = rp.load_cells(out)
+    assert len(cells) == 10 and (out / "chart.png").stat().st_size > 5000
+    gen = next(c for c in cells if c["source"] == "dead_leaves-mixed")
+    assert gen["stages"]["pretrain"]["seconds"] > 0 and gen["stages"]["generation"]["images_per_s"] > 0
+    assert Path(gen["encoder"]).is_file()
+    assert (out / "data").is_dir() == materialize
