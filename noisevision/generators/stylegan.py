@@ -266,49 +266,46 @@ def build_network(key: str, variant: Variant, seed: int, k: int, res: int, devic
 
 
 # ------------------------------------------------------------------------------------ layers
-@lru_cache(maxsize=8)
-def _fir_kernel(device: torch.device) -> Tensor:
-    """The [1,3,3,1] up-sampling filter, 2-D, normalised with gain 4 (= up²): [1, 1, 4, 4]."""
-    f = torch.tensor(_FIR, device=device)
-    return (torch.outer(f, f) / 16.0)[None, None]
-
-
-@lru_cache(maxsize=8)
-def _tap_kernel(device: torch.device) -> Tensor:
-    """One-hot 3×3 kernels [9, 3, 3]: tap t of a 3×3 filter placed at its position."""
-    return torch.eye(9, device=device).view(9, 3, 3)
-
-
 def per_image_matmul(a: Tensor, m: Tensor) -> Tensor:
-    """a [B, K] @ m [K, N] -> [B, N] as B separate products (a batched matmul).
+    """a [B, …, K] @ m [K, N] -> [B, …, N] as a multiply and a sum over K, for small products.
 
-    A plain [B, K] @ [K, N] lets the BLAS pick kernels by B, so an image's values would depend on
-    the batch it is rendered in; SPEC §1 wants the same bytes at any batch size.
+    BLAS picks kernels and thread splits by the number of rows, so a matmul over the batch gives an
+    image values that depend on the batch it is rendered in; SPEC §1 wants the same bytes in any.
     """
-    return torch.bmm(a[:, None, :], m.expand(a.shape[0], *m.shape))[:, 0]
+    return (a[..., :, None] * m).sum(dim=-2)
 
 
-def _depthwise(x: Tensor, fn) -> Tensor:
-    """Apply a single-channel op to every channel of [B, C, H, W]."""
-    b, c = x.shape[:2]
-    y = fn(x.reshape(b * c, 1, *x.shape[2:]))
-    return y.view(b, c, *y.shape[2:])
+def fir_filter(x: Tensor, pad: tuple[int, int]) -> Tensor:
+    """Correlate the last two dims with the separable [1,3,3,1] filter (gain 4 = up², StyleGAN2's
+    upfirdn2d) after zero-padding each by `pad`: [..., H, W] -> [..., H + Σpad − 3, W + Σpad − 3].
+
+    Shifted multiply-adds rather than a conv: elementwise ops give every image the same bytes
+    whatever the batch and thread count, where a conv library's algorithm choice may not (SPEC §1).
+    """
+    for dim, pads in ((-2, (0, 0, *pad)), (-1, pad)):
+        x = F.pad(x, pads)
+        n = x.shape[dim] - 3
+        out = x.narrow(dim, 0, n) * (_FIR[0] / 4)
+        for k in (1, 2, 3):
+            out.add_(x.narrow(dim, k, n), alpha=_FIR[k] / 4)
+        x = out
+    return x
 
 
 def upsample2d(x: Tensor) -> Tensor:
-    """2× up-sampling with the [1,3,3,1] FIR filter: [B, C, H, W] -> [B, C, 2H, 2W].
+    """2× up-sampling with the [1,3,3,1] filter: [..., H, W] -> [..., 2H, 2W].
 
-    Zero insertion followed by the filter is a stride-2 transposed convolution (StyleGAN2's
-    upfirdn2d with padding (2, 1)).
+    StyleGAN2's upsample2d (zero insertion, then the filter with padding (2, 1)) in polyphase form:
+    per dimension, output 2i = ¼·x[i−1] + ¾·x[i] and output 2i+1 = ¾·x[i] + ¼·x[i+1].
     """
-    k = _fir_kernel(x.device)
-    return _depthwise(x, lambda t: F.conv_transpose2d(t, k, stride=2, padding=1))
-
-
-def _fir_after_transpose(x: Tensor) -> Tensor:
-    """The FIR filter after a stride-2 transposed 3×3 conv: [B, C, 2H+1, 2W+1] -> [B, C, 2H, 2W]."""
-    k = _fir_kernel(x.device)
-    return _depthwise(x, lambda t: F.conv2d(t, k, padding=1))
+    for dim, pads in ((-2, (0, 0, 1, 1)), (-1, (1, 1))):
+        xp = F.pad(x, pads)
+        n = x.shape[dim]
+        centre = xp.narrow(dim, 1, n) * 0.75
+        even = centre.add(xp.narrow(dim, 0, n), alpha=0.25)
+        odd = centre.add_(xp.narrow(dim, 2, n), alpha=0.25)
+        x = torch.stack((even, odd), dim=dim).flatten(dim - 1, dim)  # interleave: [.., n, 2, ..]
+    return x
 
 
 def conv3x3(x: Tensor, weight: Tensor, up: bool, groups: int = 1) -> Tensor:
@@ -320,7 +317,7 @@ def conv3x3(x: Tensor, weight: Tensor, up: bool, groups: int = 1) -> Tensor:
         return F.conv2d(x, weight, padding=1, groups=groups)
     o, i = weight.shape[0] // groups, weight.shape[1]
     wt = weight.view(groups, o, i, 3, 3).transpose(1, 2).reshape(groups * i, o, 3, 3)
-    return _fir_after_transpose(F.conv_transpose2d(x, wt, stride=2, groups=groups))
+    return fir_filter(F.conv_transpose2d(x, wt, stride=2, groups=groups), (1, 1))  # 2H+1 -> 2H
 
 
 def modulated_conv2d(x: Tensor, weight: Tensor, styles: Tensor, up: bool = False) -> Tensor:
@@ -349,15 +346,18 @@ def place_taps(taps: Tensor, up: bool) -> Tensor:
     With taps[t] = Σ_i m_i[t]·x_i this equals Σ_i m_i ⋆ x_i, the 3×3 convolution (or StyleGAN2's
     up-sampling transposed convolution + FIR) of C input channels into one output map.
     """
-    if up:
-        one_hot = _tap_kernel(taps.device)
-        return _fir_after_transpose(F.conv_transpose2d(taps, one_hot[:, None], stride=2))
-    # y(p) = Σ_t taps_t(p + offset_t), zero outside: nine shifted adds (a 9→1 conv is slow on CPU)
+    b, _, h, w = taps.shape
+    if up:  # transposed stride-2 conv: tap (kh, kw) of input (p, q) lands on (2p + kh, 2q + kw)
+        y = taps.new_zeros(b, 2 * h + 1, 2 * w + 1)
+        for t in range(9):
+            y[:, t // 3 : t // 3 + 2 * h : 2, t % 3 : t % 3 + 2 * w : 2] += taps[:, t]
+        return fir_filter(y, (1, 1))[:, None]  # StyleGAN2's FIR after the transposed conv
+    # y(p) = Σ_t taps_t(p + offset_t), zero outside
     y = taps[:, 4].clone()  # centre tap
     for t in (0, 1, 2, 3, 5, 6, 7, 8):
         dy, dx = t // 3 - 1, t % 3 - 1
-        dst = y[:, max(-dy, 0) : y.shape[1] - max(dy, 0), max(-dx, 0) : y.shape[2] - max(dx, 0)]
-        dst += taps[:, t, max(dy, 0) : y.shape[1] + min(dy, 0), max(dx, 0) : y.shape[2] + min(dx, 0)]
+        dst = y[:, max(-dy, 0) : h - max(dy, 0), max(-dx, 0) : w - max(dx, 0)]
+        dst += taps[:, t, max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)]
     return y[:, None]
 
 
@@ -533,7 +533,7 @@ def synthesise_tied(net: Network, d: ImageDraws, res: int) -> Tensor:
     n_convs = len(d.styles)
     m = [f * s[:, :, None, None] for f, s in zip(d.filters, d.styles)]  # modulated [B, C_in, 3, 3]
     readers = [mi.flatten(2).transpose(1, 2) for mi in m]  # [B, 9, C_in]: taps of the next conv
-    taps = readers[0] @ net.const.flatten(1)  # [B, 9, 16]: the first conv reads the constant
+    taps = per_image_matmul(readers[0], net.const.flatten(1))  # [B, 9, 16]: reads the constant
     img, li = None, 0
     for bi, block in enumerate(blocks):
         for conv in block.convs:
