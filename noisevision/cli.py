@@ -37,6 +37,8 @@ def list_generators() -> None:
     for s in generators.specs():
         table.add_row(s.name, s.family, s.label or "-", str(s.default_res), s.description)
     console.print(table)
+    for usage in generators.registry.resolver_usages():
+        console.print(f"also: {usage}", highlight=False)
 
 
 @app.command()

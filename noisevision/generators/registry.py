@@ -120,6 +120,7 @@ class GeneratorSpec:
 _REGISTRY: dict[str, GeneratorSpec] = {}
 # Parametric names (e.g. "mix6:a+b", "feature_vis-<file>"): resolvers tried in order on a miss.
 _RESOLVERS: list[Callable[[str, dict[str, Any]], Generator | None]] = []
+_RESOLVER_USAGE: list[str] = []  # one line per resolver for `noisevision list`
 
 
 def register(
@@ -149,9 +150,19 @@ def register(
     return deco
 
 
-def register_resolver(fn: Callable[[str, dict[str, Any]], Generator | None]) -> None:
-    """Add a resolver for parametric names; it returns None for names it does not handle."""
+def register_resolver(fn: Callable[[str, dict[str, Any]], Generator | None], usage: str = "") -> None:
+    """Add a resolver for parametric names; it returns None for names it does not handle.
+
+    `usage` (e.g. "mix<K>:<name>+<name>…: convex mixes") is shown by `noisevision list`.
+    """
     _RESOLVERS.append(fn)
+    if usage:
+        _RESOLVER_USAGE.append(usage)
+
+
+def resolver_usages() -> list[str]:
+    """What parametric names the resolvers accept, one line each."""
+    return list(_RESOLVER_USAGE)
 
 
 def get(name: str, **params: Any) -> Generator:

@@ -1,0 +1,76 @@
+"""Mixing: mix<K>:a+b names, convex weights, determinism, errors."""
+
+import pytest
+import torch
+
+from noisevision import generators
+from noisevision.errors import NoisevisionError, UnknownNameError
+from noisevision.generators.mixing import mixing_weights, parse_mix_name
+from noisevision.rng import Rng
+
+
+def test_parse_names():
+    assert parse_mix_name("mix6:a+b") == (6, ["a", "b"])
+    assert parse_mix_name("mix:a") == (6, ["a"])
+    assert parse_mix_name("mix12:a") == (12, ["a"])
+    assert parse_mix_name("dead_leaves-mixed") is None
+
+
+@pytest.mark.parametrize("weighting", ["dirichlet", "uniform"])
+def test_weights_are_convex(weighting):
+    w = mixing_weights(Rng.for_indices("t", 0, torch.arange(20000)), 6, weighting)
+    assert w.shape == (20000, 6) and (w > 0).all()
+    assert torch.allclose(w.sum(1), torch.ones(20000), atol=1e-6)
+    assert torch.allclose(w.mean(0), torch.full((6,), 1 / 6), atol=0.005)
+    if weighting == "dirichlet":  # Dirichlet(1): each weight ~ Beta(1, K-1), E[w²] = 2 / (K(K+1))
+        assert abs((w**2).mean() - 2 / 42) < 0.002
+
+
+def test_mix_is_the_convex_combination_of_component_images():
+    blobs = generators.get("test-blobs")
+    mix = generators.get("mix3:test-blobs")
+    idx = torch.tensor([0, 7])
+    got = mix(idx, res=16, seed=5)
+    rng = Rng.for_indices("mix3:test-blobs", 5, idx)
+    rng.randint(0, 1, 3)  # the slot-generator draw comes first
+    w = mixing_weights(rng, 3)
+    parts = blobs((idx[:, None] * 3 + torch.arange(3)).flatten(), res=16, seed=5).view(2, 3, 3, 16, 16)
+    want = sum(w[:, j, None, None, None] * parts[:, j].float() for j in range(3))
+    assert torch.equal(got, want.round().to(torch.uint8))
+
+
+def test_k1_mix_of_one_component_is_that_component():
+    for name in ["test-blobs", "dead_leaves-squares"]:
+        alone = generators.get(name)(range(3), res=32, seed=2)
+        assert torch.equal(generators.get(f"mix1:{name}")(range(3), res=32, seed=2), alone)
+
+
+def test_deterministic_alone_and_in_batches():
+    mix = generators.get("mix4:test-blobs+dead_leaves-squares")
+    whole = mix([9, 0, 3], res=32, seed=1)
+    assert torch.equal(whole[0], mix([9], res=32, seed=1)[0])
+    assert torch.equal(whole[1:], mix([0, 3], res=32, seed=1))
+    assert not torch.equal(whole, mix([9, 0, 3], res=32, seed=2))
+
+
+def test_resolutions_are_shared_by_all_components():
+    mix = generators.get("mix2:stylegan-oriented+dead_leaves-mixed")
+    assert mix.spec.resolutions == (128, 256, 512) and mix.spec.default_res == 256
+    with pytest.raises(NoisevisionError, match="only resolutions"):
+        mix([0], res=64)
+
+
+def test_bad_names_are_one_line_errors():
+    with pytest.raises(NoisevisionError, match="K must be at least 1"):
+        generators.get("mix0:dead_leaves-mixed")
+    with pytest.raises(UnknownNameError, match="did you mean dead_leaves-mixed"):
+        generators.get("mix6:stylegan-oriented+deadleaves-mixed")
+    with pytest.raises(NoisevisionError, match="list generators"):
+        generators.get("mix6:")
+    with pytest.raises(NoisevisionError, match="weighting"):
+        generators.get("mix2:test-blobs", weighting="softmax")
+
+
+def test_list_shows_mix_names(run_cli):
+    code, out, _ = run_cli("list")
+    assert code == 0 and "mix<K>:" in out
