@@ -42,8 +42,6 @@ SPEC_DATASETS = (
     "stylegan-random", "stylegan-highfreq", "stylegan-sparse", "stylegan-oriented",
     "feature_vis-random", "feature_vis-dead_leaves",
 )  # fmt: skip
-# FractalDB (SPEC §6) under the names a fractal family may register, first registered wins.
-FRACTAL_NAMES = ("fractaldb", "fractal-fractaldb", "fractals-fractaldb", "fractal", "fractals")
 
 # SPEC §10, small scale (SmallAlexNet, ImageNet-100, read off the paper's chart, ±0.5).
 PAPER_SMALL: dict[str, float] = {
@@ -63,8 +61,8 @@ PAPER_NUMBERS = {"small": PAPER_SMALL, "large": PAPER_LARGE}
 
 FAMILY_COLORS = {
     "dead leaves": "#1f77b4", "statistical": "#2ca02c", "random StyleGAN": "#d62728",
-    "feature visualization": "#9467bd", "fractal": "#ff7f0e", "image folder": "#8c564b",
-    "baseline": "#7f7f7f",
+    "feature visualization": "#9467bd", "fractals": "#ff7f0e", "mixing": "#e377c2",
+    "image folder": "#8c564b", "baseline": "#7f7f7f",
 }  # fmt: skip
 
 
@@ -95,11 +93,12 @@ REPRO_PRESETS: dict[str, ReproPreset] = {
         ReproPreset(
             "tiny",
             "CPU demo (~10 min on 2 cores): 4 generator families + baselines, Fashion-MNIST probes",
+            # One fast generator per family (CPU rendering is the bottleneck).
             generators=(
                 "dead_leaves-mixed",
                 "stat-spectrum_color|stat-spectrum_color_wmm|stat-spectrum",
                 "stylegan-oriented|stylegan-random",
-                "|".join(FRACTAL_NAMES) + "|dead_leaves-oriented",
+                "fractaldb|fractal-svd",
             ),
             train_preset="tiny",
             materialize=True,
@@ -110,7 +109,7 @@ REPRO_PRESETS: dict[str, ReproPreset] = {
         ReproPreset(
             "paper-small",
             "SPEC §7 + §9: SmallAlexNet on 105k images of every SPEC §1 dataset, ImageNet-100 probe",
-            generators=SPEC_DATASETS + ("|".join(FRACTAL_NAMES),),
+            generators=(*SPEC_DATASETS, "fractaldb"),
             train_preset="paper-small",
             eval_dataset="imagenet100",
             probe=dict(probes=("linear", "fast", "knn"), protocol="paper", workers=8),
@@ -118,7 +117,7 @@ REPRO_PRESETS: dict[str, ReproPreset] = {
         ReproPreset(
             "paper-large",
             "SPEC §8 + §9: ResNet-50 MoCo v2 on 1.3M images, MoCo's linear probe on ImageNet-100",
-            generators=SPEC_DATASETS + ("|".join(FRACTAL_NAMES),),
+            generators=(*SPEC_DATASETS, "fractaldb"),
             train_preset="paper-large",
             eval_dataset="imagenet100",
             probe=dict(probes=("linear", "knn"), protocol="moco", workers=8),
@@ -149,23 +148,21 @@ class Source:
 def resolve_sources(preset: ReproPreset, generators: list[str] | None = None,
                     extra_data: dict[str, str] | None = None) -> tuple[list[Source], list[str]]:
     """The preset's sources (or `generators`), folders and baselines; plus notes on skipped names."""
-    from noisevision import generators as registry
-
-    known = set(registry.names())
     notes: list[str] = []
     sources: list[Source] = []
     for entry in generators or preset.generators:
         choices = entry.split("|")
-        name = next((c for c in choices if c in known), None)
-        if name is None:
+        found = next(((c, spec) for c in choices if (spec := _generator_spec(c)) is not None), None)
+        if found is None:
             if generators:  # asked for explicitly: an error, not a note
-                registry.spec(choices[0])
+                from noisevision.generators import get
+
+                get(choices[0])
             notes.append(f"skipped {' / '.join(choices)}: not registered in this installation")
             continue
-        if any(s.name == name for s in sources):
-            continue
-        spec = registry.spec(name)
-        sources.append(Source(name, "generator", spec.family, spec.label or name, name))
+        name, spec = found
+        if not any(s.name == name for s in sources):
+            sources.append(Source(name, "generator", spec.family, spec.label or name, name))
     for name, folder in (extra_data or {}).items():
         if not Path(folder).is_dir():
             raise NoisevisionError(f"--extra-data {name}={folder}: no such folder")
@@ -173,6 +170,18 @@ def resolve_sources(preset: ReproPreset, generators: list[str] | None = None,
     for b in preset.baselines:
         sources.append(Source(b, "baseline", "baseline", BASELINES[b].label))
     return sources, notes
+
+
+def _generator_spec(name: str) -> Any:
+    """The registry row of `name`, also for parametric names (e.g. mix6:a+b); None if unknown."""
+    from noisevision import generators
+
+    if name in generators.names():
+        return generators.spec(name)
+    try:
+        return generators.get(name).spec
+    except NoisevisionError:
+        return None
 
 
 def parse_extra_data(items: list[str] | None) -> dict[str, str]:
@@ -218,10 +227,8 @@ def read_cell(path: Path) -> dict[str, Any] | None:
 def generation_res(name: str, res: int | None) -> int | None:
     """The resolution to render `name` at: `res`, or the nearest one the generator can make
     (e.g. StyleGAN renders 128, 256 or 512 px only; training crops are resized anyway)."""
-    from noisevision import generators
-
-    spec = generators.spec(name)
-    if res is None or not spec.resolutions or res in spec.resolutions:
+    spec = _generator_spec(name)
+    if res is None or spec is None or not spec.resolutions or res in spec.resolutions:
         return res
     larger = [r for r in spec.resolutions if r >= res]
     return min(larger) if larger else max(spec.resolutions)
@@ -249,12 +256,11 @@ def materialize(name: str, res: int | None, seed: int, num: int, root: Path, dev
     Used where generation, not training, is the bottleneck (CPU) and every epoch reuses the same
     images: each image is rendered once instead of once per epoch. Resumable (missing files only).
     """
-    from noisevision import generators
     from noisevision.data.folder import DatasetSpec, default_workers, write_dataset
     from noisevision.device import resolve_device
 
     dev = resolve_device(device)
-    res = res if res is not None else generators.spec(name).default_res
+    res = res if res is not None else _generator_spec(name).default_res
     spec = DatasetSpec(generator=name, params={}, seed=seed, res=res, num=num)
     t0 = time.perf_counter()
     written = write_dataset(root, spec, range(num), dev, default_workers(dev), batch_size=64)
@@ -356,7 +362,7 @@ def run_source(source: Source, preset: ReproPreset, out: Path, dataset_name: str
             "preset": preset.name, "source": source.name, "kind": source.kind,
             "family": source.family, "label": source.label, "probe": probe,
             "dataset": dataset_name, "top1": r["top1"], "std": r.get("std"),
-            "paper_top1": paper.get(_paper_key(source.name)), "paper_scale": preset.paper_scale,
+            "paper_top1": paper.get(source.name), "paper_scale": preset.paper_scale,
             "layer": result.layer, "feature_dim": result.feature_dim, "n_train": result.n_train,
             "n_test": result.n_test, "arch": getattr(model, "arch", type(model).__name__),
             "device": str(dev), "stages": {**stages, "probe": probe_stage}, "details": r,
@@ -366,10 +372,6 @@ def run_source(source: Source, preset: ReproPreset, out: Path, dataset_name: str
         atomic_write_text(cell_path(out, source.name, probe), json.dumps(cell, indent=1))
         cells.append(cell)
     return cells
-
-
-def _paper_key(name: str) -> str:
-    return "fractaldb" if name in FRACTAL_NAMES else name
 
 
 def reproduce(preset_name: str, out: str | Path, generators: list[str] | None = None,
