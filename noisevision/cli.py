@@ -139,7 +139,7 @@ def train(
     arch: str | None = typer.Option(None, "--arch", help="Encoder (smallalexnet, resnet18, resnet50, …-s)."),
     arch_opt: list[str] | None = typer.Option(None, "--arch-opt", help="Encoder option KEY=VALUE (repeat)."),
     method: str | None = typer.Option(None, "--method", help="align_uniform, moco_v2 or simclr."),
-    method_opt: list[str] | None = typer.Option(None, "--method-opt", help="Method option KEY=VALUE (repeat)."),
+    method_opt: list[str] | None = typer.Option(None, "--method-opt", help="Method option KEY=VALUE."),
     epochs: int | None = typer.Option(None, "--epochs"),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Global batch size."),
     lr: float | None = typer.Option(None, "--lr"),
@@ -267,7 +267,8 @@ def bench_train_cmd(
     data: str = typer.Option("dead_leaves-mixed", "--data", help="Generator to stream from."),
     res: int = typer.Option(128, "--res", help="Generation resolution."),
     batch_size: int = typer.Option(64, "--batch-size"),
-    steps: int = typer.Option(5, "--steps", help="Timed steps per mode (after one warm-up step)."),
+    steps: int = typer.Option(5, "--steps", help="Timed steps per mode and round (after one warm-up)."),
+    rounds: int = typer.Option(2, "--rounds", help="Interleaved rounds; each mode reports its best."),
     preset: str = typer.Option("paper-small", "--preset", help="Method, augmentation, input size."),
     device: str = typer.Option("cpu", "--device"),
     workers: int | None = typer.Option(None, "--workers", help="Rendering/decoding processes."),
@@ -290,9 +291,9 @@ def bench_train_cmd(
     n_workers = (0 if dev.type == "cuda" else 1) if workers is None else workers
     console.print(
         f"# {machine_line(dev)} | {arch} {cfg.method} | {data} at {res} px | batch {batch_size} | "
-        f"{steps} steps | workers {n_workers} (1 thread each)"
+        f"{steps} steps × {rounds} rounds | workers {n_workers} (1 thread each)"
     )
-    results = bench_train(cfg, dev, steps, workers=workers)
+    results = bench_train(cfg, dev, steps, workers=workers, rounds=max(1, rounds))
     base = results[0].images_per_s
     for r in results:
         console.print(f"{r.name:12s} {r.images_per_s:10,.1f} img/s")

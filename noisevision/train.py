@@ -17,10 +17,12 @@ nccl on GPU), each rank rendering its own share of every batch.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,7 @@ from noisevision.data.stream import IndexPlan, StepDataset, iterate_steps, open_
 from noisevision.device import resolve_device
 from noisevision.errors import NoisevisionError, unknown_name
 from noisevision.methods import METHODS, build_method
-from noisevision.methods.common import world
+from noisevision.methods.common import gather, world
 from noisevision.models import ARCHS, atomic_save, build_encoder, save_encoder
 from noisevision.presets import get_preset
 
@@ -85,13 +87,18 @@ class TrainConfig:
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> TrainConfig:
-        """The preset's values, then `overrides` (None values are ignored: 'not given')."""
-        values = {"preset": name, **get_preset(name).values}
+        """The preset's values, then `overrides` (None values are ignored: 'not given').
+
+        Options of the preset's own architecture / method do not carry over to another one, and
+        given `arch_kwargs` / `method_kwargs` update the preset's rather than replace them.
+        """
+        values = {"preset": name, **copy.deepcopy(get_preset(name).values)}
         names = {f.name for f in fields(cls)}
-        # The preset's options of its own architecture / method do not carry over to another one.
         for key in ("arch", "method"):
-            if overrides.get(key) not in (None, values.get(key)) and overrides.get(f"{key}_kwargs") is None:
+            if overrides.get(key) not in (None, values.get(key)):
                 values[f"{key}_kwargs"] = {}
+            if overrides.get(f"{key}_kwargs") is not None:
+                values[f"{key}_kwargs"] = {**values[f"{key}_kwargs"], **overrides.pop(f"{key}_kwargs")}
         for key, value in overrides.items():
             if key not in names:
                 raise NoisevisionError(f"unknown training option '{key}'")
@@ -127,6 +134,19 @@ class TrainConfig:
             raise NoisevisionError(f"learning rate must be positive, got {self.lr}")
         if self.workers is not None and self.workers < 0:
             raise NoisevisionError(f"--workers must be 0 or more, got {self.workers}")
+
+
+def parse_options(items: list[str] | None, what: str | None = None) -> dict[str, Any] | None:
+    """['width=0.5', 'head=mlp'] -> {'width': 0.5, 'head': 'mlp'} (values read as YAML scalars)."""
+    if not items:
+        return None
+    opts = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise NoisevisionError(f"option '{item}' for {what or 'the run'} must look like KEY=VALUE")
+        opts[key.strip()] = yaml.safe_load(value)
+    return opts
 
 
 def lr_at(cfg: TrainConfig, epoch: int, step: int, steps_per_epoch: int) -> float:
@@ -181,6 +201,25 @@ def _prepare_run_dir(cfg: TrainConfig, rank: int) -> dict[str, Any] | None:
 
 
 # ---------------------------------------------------------------------------------------- distributed
+def _rank0_first(fn: Callable[[], Any]) -> Any:
+    """Run fn on rank 0, then (if it succeeded) on the other ranks; a NoisevisionError on rank 0
+    is raised on every rank instead of leaving the others waiting."""
+    rank, size = world()
+    result, error = None, None
+    if rank == 0:
+        try:
+            result = fn()
+        except NoisevisionError as exc:
+            error = str(exc)
+    if size > 1:
+        box = [error]
+        dist.broadcast_object_list(box, src=0)
+        error = box[0]
+    if error is not None:
+        raise NoisevisionError(error)
+    return result if rank == 0 else fn()
+
+
 def _init_distributed(device_arg: str) -> tuple[bool, torch.device]:
     """Join the torchrun process group if WORLD_SIZE > 1; returns (created, device)."""
     size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -322,9 +361,7 @@ def _train(cfg: TrainConfig, device: torch.device) -> Path:
     source, plan, method, optimizer = parts.source, parts.plan, parts.method, parts.optimizer
     encoder = method.encoder
 
-    ckpt = _prepare_run_dir(cfg, rank)
-    if size > 1:
-        dist.barrier()
+    ckpt = _rank0_first(lambda: _prepare_run_dir(cfg, rank))
     start_epoch, images_seen = 0, 0
     if ckpt is not None:
         method.load_state_dict(ckpt["method"])
@@ -345,7 +382,7 @@ def _train(cfg: TrainConfig, device: torch.device) -> Path:
     if size > 1:
         model = torch.nn.parallel.DistributedDataParallel(
             method, device_ids=[device.index] if device.type == "cuda" else None,
-            broadcast_buffers=False,  # MoCo's queue is identical everywhere; BN stats stay per rank
+            forward_sync_buffers=False,  # MoCo's queue is identical everywhere; BN stats stay per rank
         )
     workers = cfg.workers if cfg.workers is not None else (0 if device.type == "cuda" else 1)
     if source.size is not None and device.type == "cuda" and cfg.workers is None:
@@ -392,7 +429,7 @@ def _train(cfg: TrainConfig, device: torch.device) -> Path:
                            "images_per_s": steps * cfg.batch_size / (now - t_epoch)})
                 sums, t_epoch = {}, now
                 if size > 1:
-                    dist.barrier()
+                    _check_in_sync(method)
     finally:
         progress.close()
         log.close()
@@ -401,6 +438,14 @@ def _train(cfg: TrainConfig, device: torch.device) -> Path:
     if size > 1:
         dist.barrier()
     return out
+
+
+def _check_in_sync(method: torch.nn.Module) -> None:
+    """DDP keeps every rank's parameters identical; verify it (a cheap checksum per tensor)."""
+    sums = torch.stack([p.detach().double().sum() for p in method.parameters() if p.requires_grad])
+    every = gather(sums[None])  # [world, n_params]
+    if not torch.equal(every, every[:1].expand_as(every)):
+        raise RuntimeError("DDP ranks hold different parameters: the processes diverged")
 
 
 class _Logger:

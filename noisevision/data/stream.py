@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 
 from noisevision import generators
@@ -121,12 +123,13 @@ class FolderSource:
         self.res = res if res is not None else min(self._decode(0).shape[-2:])
 
     def _decode(self, i: int) -> Tensor:
-        from torchvision.io import ImageReadMode, decode_image, read_file
-
+        """File i as uint8 [3, H, W] RGB."""
         try:
-            return decode_image(read_file(str(self.files[i])), mode=ImageReadMode.RGB)
-        except RuntimeError as exc:
+            with Image.open(self.files[i]) as img:
+                arr = np.asarray(img.convert("RGB"))
+        except OSError as exc:
             raise NoisevisionError(f"cannot read image {self.files[i]}: {exc}") from exc
+        return torch.from_numpy(arr.copy()).permute(2, 0, 1)
 
     def _fit(self, img: Tensor) -> Tensor:
         """Resize the shorter side to res and centre-crop: uint8 [3, res, res]."""

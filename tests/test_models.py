@@ -1,0 +1,114 @@
+"""Encoders: SPEC §7 SmallAlexNet, torchvision-layout ResNets, the encoder file format."""
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from noisevision.errors import NoisevisionError, UnknownNameError
+from noisevision.models import SmallAlexNet, build_encoder, load_encoder, save_encoder
+
+
+@pytest.fixture(scope="module")
+def alexnet():
+    torch.manual_seed(0)
+    return build_encoder("smallalexnet")
+
+
+def test_small_alexnet_matches_spec(alexnet):
+    convs = [m for m in alexnet.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [96, 192, 384, 384, 192]
+    assert all(c.bias is None and c.kernel_size == (3, 3) and c.padding == (1, 1) for c in convs)
+    fcs = [m for m in alexnet.modules() if isinstance(m, nn.Linear)]
+    assert [(f.in_features, f.out_features) for f in fcs] == [(9408, 4096), (4096, 4096), (4096, 128)]
+    assert fcs[0].bias is None and fcs[1].bias is None and torch.all(fcs[2].bias == 0)
+    for m in convs + fcs:  # init N(0, 0.02²)
+        assert abs(m.weight.std().item() - 0.02) < 0.002 and abs(m.weight.mean().item()) < 0.002
+    for m in alexnet.modules():
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            assert torch.all(m.weight == 1) and torch.all(m.bias == 0)
+    assert alexnet.input_size == 64 and alexnet.default_layer == "fc6"
+
+
+def test_small_alexnet_features_and_embedding(alexnet):
+    x = torch.randn(4, 3, 64, 64)
+    alexnet.eval()
+    with torch.no_grad():
+        assert alexnet.features(x, "conv5").shape == (4, 192 * 7 * 7)
+        fc6 = alexnet.features(x)  # default: the probe layer, after BN + ReLU
+        assert fc6.shape == (4, 4096) and fc6.min() >= 0
+        assert alexnet.features(x, "fc7").shape == (4, 4096)
+        z = alexnet(x)
+    assert z.shape == (4, 128)
+    torch.testing.assert_close(z.norm(dim=1), torch.ones(4))
+    with pytest.raises(ValueError, match="unknown layer"):
+        alexnet.features(x, "fc9")
+
+
+def test_small_alexnet_width_and_input_size():
+    net = SmallAlexNet(width=0.125, input_size=32)
+    assert net.features(torch.randn(2, 3, 32, 32), "conv5").shape == (2, 24 * 3 * 3)
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 128)
+
+
+def test_resnet50_has_torchvision_layout():
+    ours = build_encoder("resnet50")
+    ref = torchvision.models.resnet50()
+    mine = {k: v.shape for k, v in ours.state_dict().items() if not k.startswith("head.")}
+    theirs = {k: v.shape for k, v in ref.state_dict().items() if not k.startswith("fc.")}
+    assert mine == theirs
+    ref.load_state_dict(ours.state_dict(), strict=False)  # loads into torchvision as-is
+    assert ours.feat_dim == 2048 and ours.default_layer == "pool" and ours.input_size == 224
+
+
+def test_small_resnet_variant():
+    enc = build_encoder("resnet18-s", width=0.25, input_size=32)
+    assert enc.conv1.kernel_size == (3, 3) and enc.conv1.stride == (1, 1)
+    assert isinstance(enc.maxpool, nn.Identity)
+    x = torch.randn(3, 3, 32, 32)
+    assert enc.features(x).shape == (3, 128)  # 512 · 0.25
+    assert enc.features(x, "layer3").shape == (3, 64)
+    assert enc(x).shape == (3, 128) and enc.input_size == 32
+    plain = build_encoder("resnet18", head="none")
+    assert plain(torch.randn(2, 3, 64, 64)).shape == (2, 512)
+
+
+def test_unknown_arch_and_bad_options():
+    with pytest.raises(UnknownNameError, match="did you mean"):
+        build_encoder("resnet5O")
+    with pytest.raises(NoisevisionError, match="bad options"):
+        build_encoder("smallalexnet", depth=3)
+
+
+def test_save_load_roundtrip(tmp_path):
+    torch.manual_seed(1)
+    enc = build_encoder("resnet18-s", width=0.125, input_size=32)
+    enc.train()
+    enc(torch.randn(8, 3, 32, 32))  # move BN running stats away from their init
+    path = save_encoder(tmp_path / "enc.pt", enc, {"data": "test", "epochs": 3})
+    assert [p.name for p in tmp_path.iterdir()] == ["enc.pt"]  # no temporary file left
+    loaded, meta = load_encoder(path)
+    assert meta == {"data": "test", "epochs": 3}
+    assert loaded.arch == "resnet18-s" and loaded.input_size == 32
+    x = torch.randn(2, 3, 32, 32)
+    enc.eval(), loaded.eval()
+    torch.testing.assert_close(loaded.features(x), enc.features(x), rtol=0, atol=0)
+
+
+def test_load_rejects_other_files(tmp_path):
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(NoisevisionError, match="not a noisevision encoder"):
+        load_encoder(tmp_path / "other.pt")
+    (tmp_path / "junk.pt").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(NoisevisionError, match="not a readable encoder"):
+        load_encoder(tmp_path / "junk.pt")
+    with pytest.raises(NoisevisionError, match="does not exist"):
+        load_encoder(tmp_path / "missing.pt")
+    enc = build_encoder("resnet18-s", width=0.125)
+    save_encoder(tmp_path / "enc.pt", enc, {})
+    blob = torch.load(tmp_path / "enc.pt", weights_only=True)
+    blob["arch_kwargs"] = {"width": 0.25}  # claims another shape than its weights
+    torch.save(blob, tmp_path / "wrong.pt")
+    with pytest.raises(NoisevisionError, match="does not match architecture") as info:
+        load_encoder(tmp_path / "wrong.pt")
+    assert "\n" not in str(info.value)

@@ -1,0 +1,269 @@
+"""Training runs: data plan, sources, end-to-end, exact resume, errors, DDP."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+import noisevision.train as train_mod
+from noisevision.data.stream import IndexPlan, MixSource, open_source, parse_mix
+from noisevision.errors import NoisevisionError, UnknownNameError
+from noisevision.models import load_encoder
+from noisevision.train import TrainConfig, lr_at, parse_options, train
+from noisevision.train_bench import bench_train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_cfg(out, **kw):
+    """A run of a few steps: 1/16-width SmallAlexNet at 32 px on the test generator."""
+    values = dict(
+        data="test-blobs", out=str(out), arch="smallalexnet", arch_kwargs={"width": 0.0625},
+        input_size=32, res=32, num_images=16, batch_size=8, epochs=2, device="cpu", workers=0,
+        progress=False, log_every=1,
+    )
+    values.update(kw)
+    return TrainConfig.from_preset("tiny", **values)
+
+
+def state(path):
+    enc, meta = load_encoder(path)
+    return enc.state_dict(), meta
+
+
+def write_images(root: Path, n: int, size: int = 32) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(0)
+    for i in range(n):
+        img = torch.randint(0, 256, (size, size, 3), generator=g, dtype=torch.uint8).numpy()
+        Image.fromarray(img).save(root / f"{i:03d}.png")
+
+
+# ---------------------------------------------------------------------------------------- plan / sources
+def test_index_plan_permutes_each_epoch_and_splits_over_ranks():
+    plan = IndexPlan(num_images=20, batch_size=8, seed=3)
+    assert plan.steps_per_epoch == 2  # the last partial batch is dropped
+    e0, e1 = plan.epoch_order(0), plan.epoch_order(1)
+    assert len(set(e0.tolist())) == 16 and set(e0.tolist()) <= set(range(20))
+    assert not torch.equal(e0, e1)
+    assert torch.equal(e0, IndexPlan(20, 8, seed=3).epoch_order(0))  # deterministic
+    whole = plan.batch(1, 1)
+    shares = [plan.batch(1, 1, rank, 4) for rank in range(4)]
+    assert torch.equal(torch.cat(shares), whole)
+    fresh = IndexPlan(20, 8, seed=3, fresh=True)
+    assert fresh.epoch_order(2).min() >= 40 and fresh.epoch_order(2).max() < 60
+    with pytest.raises(NoisevisionError, match="larger than the dataset"):
+        IndexPlan(4, 8)
+
+
+def test_mix_source_is_deterministic_and_weighted():
+    assert parse_mix("test-blobs:0.7+other:0.3") == [("test-blobs", 0.7), ("other", 0.3)]
+    mix = open_source("test-blobs:3+test-blobs:1", res=16, seed=0)
+    assert isinstance(mix, MixSource)
+    which = mix.choice(torch.arange(20000))
+    assert abs(float((which == 0).float().mean()) - 0.75) < 0.02
+    idx = torch.tensor([5, 1, 9])
+    torch.testing.assert_close(mix.render(idx), mix.render(torch.tensor([9, 5, 1]))[[1, 2, 0]])
+    with pytest.raises(UnknownNameError):
+        open_source("test-blobs+no-such-generator")
+    with pytest.raises(NoisevisionError, match="positive weights"):
+        parse_mix("test-blobs:0+test-blobs")
+
+
+def test_folder_source(tmp_path):
+    write_images(tmp_path / "imgs" / "sub", 5, size=40)
+    src = open_source(str(tmp_path / "imgs"), res=32)
+    assert src.size == 5
+    out = src.render(torch.tensor([4, 0]))
+    assert out.shape == (2, 3, 32, 32) and out.dtype == torch.uint8
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(NoisevisionError, match="no .jpg or .png"):
+        open_source(str(tmp_path / "empty"))
+
+
+def test_lr_schedules():
+    paper = TrainConfig.from_preset("paper-small")
+    assert lr_at(paper, 0, 0, 136) == 0.36
+    assert abs(lr_at(paper, 155, 0, 136) - 0.036) < 1e-12 and abs(lr_at(paper, 199, 5, 136) - 0.00036) < 1e-12
+    large = TrainConfig.from_preset("paper-large")
+    assert lr_at(large, 0, 0, 10) == 0.015 and lr_at(large, 100, 0, 10) == pytest.approx(0.0075)
+    warm = TrainConfig.from_preset("paper-small", warmup_epochs=2)
+    assert lr_at(warm, 0, 0, 10) == pytest.approx(0.36 / 20) and lr_at(warm, 1, 9, 10) == pytest.approx(0.36)
+
+
+def test_presets_follow_the_spec():
+    small = TrainConfig.from_preset("paper-small")
+    assert (small.arch, small.method, small.batch_size, small.lr, small.epochs) == (
+        "smallalexnet", "align_uniform", 768, 0.36, 200)
+    assert small.milestones == (155, 170, 185) and small.num_images == 105_000 and small.input_size == 64
+    large = TrainConfig.from_preset("paper-large")
+    assert large.method_kwargs == {"queue_size": 65536, "momentum": 0.999, "temperature": 0.2}
+    assert (large.arch, large.batch_size, large.lr, large.schedule, large.res) == (
+        "resnet50", 256, 0.015, "cosine", 256)
+    # another architecture does not inherit the preset's architecture options
+    assert TrainConfig.from_preset("tiny", arch="smallalexnet").arch_kwargs == {}
+    with pytest.raises(UnknownNameError):
+        TrainConfig.from_preset("paper-medium")
+    with pytest.raises(NoisevisionError, match="unknown training option"):
+        TrainConfig.from_preset("tiny", learning_rate=1.0)
+
+
+# ---------------------------------------------------------------------------------------- runs
+def test_end_to_end_run(tmp_path):
+    out = train(tiny_cfg(tmp_path / "run"))
+    names = {p.name for p in out.iterdir()}
+    assert {"config.yaml", "checkpoint.pt", "encoder.pt", "metrics.jsonl", "tb"} <= names
+    sd, meta = state(out / "encoder.pt")
+    assert meta["data"] == "test-blobs" and meta["preset"] == "tiny" and meta["epochs"] == 2
+    assert meta["input_size"] == 32 and meta["images_seen"] == 32
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert {"loss", "align", "uniform", "lr", "images_per_s"} <= set(records[0])
+    assert yaml.safe_load((out / "config.yaml").read_text())["batch_size"] == 8
+    assert list((out / "tb").iterdir())
+    # running the finished run again does nothing and keeps the encoder
+    before = (out / "encoder.pt").read_bytes()
+    train(tiny_cfg(tmp_path / "run"))
+    assert (out / "encoder.pt").read_bytes() == before
+
+
+def _interrupt_at(monkeypatch, epoch_to_stop):
+    real = train_mod.train_step
+
+    def step(model, optimizer, aug, images, indices, seed, epoch, step):
+        if epoch == epoch_to_stop:
+            raise KeyboardInterrupt
+        return real(model, optimizer, aug, images, indices, seed, epoch, step)
+
+    monkeypatch.setattr(train_mod, "train_step", step)
+
+
+@pytest.mark.parametrize(
+    "method,kw", [("align_uniform", {}), ("moco_v2", {"queue_size": 16, "momentum": 0.9})]
+)
+def test_resume_continues_exactly(tmp_path, monkeypatch, method, kw):
+    cfg = dict(epochs=3, method=method, method_kwargs=kw)
+    whole, _ = state(train(tiny_cfg(tmp_path / "whole", **cfg)) / "encoder.pt")
+    _interrupt_at(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_cfg(tmp_path / "cut", **cfg))
+    assert not (tmp_path / "cut" / "encoder.pt").exists()
+    ckpt = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
+    assert ckpt["epoch"] == 2  # the last complete epoch survived the interruption
+    monkeypatch.undo()
+    resumed, _ = state(train(tiny_cfg(tmp_path / "cut", **cfg, workers=1)) / "encoder.pt")
+    assert resumed.keys() == whole.keys()
+    for k in whole:
+        assert torch.equal(resumed[k], whole[k]), k
+    lines = (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [1, 2, 3]
+
+
+def test_resume_with_another_config_is_refused(tmp_path):
+    train(tiny_cfg(tmp_path / "run", epochs=1))
+    ckpt = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+    with pytest.raises(NoisevisionError, match="another configuration .*lr") as info:
+        train(tiny_cfg(tmp_path / "run", epochs=1, lr=0.1))
+    assert "\n" not in str(info.value)
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == ckpt
+    # runtime options are not part of the configuration
+    train(tiny_cfg(tmp_path / "run", epochs=1, workers=1, log_every=5))
+
+
+def test_folder_training_and_fresh(tmp_path):
+    write_images(tmp_path / "imgs", 16)
+    out = train(tiny_cfg(tmp_path / "run", data=str(tmp_path / "imgs"), res=None, epochs=1))
+    assert state(out / "encoder.pt")[1]["source"]["kind"] == "folder"
+    with pytest.raises(NoisevisionError, match="--fresh needs a generator"):
+        train(tiny_cfg(tmp_path / "run2", data=str(tmp_path / "imgs"), fresh=True))
+    with pytest.raises(NoisevisionError, match="holds only 16"):
+        train(tiny_cfg(tmp_path / "run3", data=str(tmp_path / "imgs"), num_images=100))
+    out = train(tiny_cfg(tmp_path / "fresh", fresh=True, epochs=1, method="simclr"))
+    assert state(out / "encoder.pt")[1]["fresh"] is True
+
+
+@pytest.mark.parametrize("kw,match", [
+    ({"data": "no-such-generator"}, "unknown generator"),
+    ({"arch": "alexnet"}, "unknown architecture"),
+    ({"method": "byol"}, "unknown method"),
+    ({"batch_size": 32}, "larger than the dataset"),
+    ({"method": "moco_v2", "method_kwargs": {"queue_size": 12}}, "multiple of the batch size"),
+    ({"bn_groups": 3}, "does not split into 3 BN groups"),
+])
+def test_bad_input_fails_before_writing(tmp_path, kw, match):
+    with pytest.raises(NoisevisionError, match=match):
+        train(tiny_cfg(tmp_path / "run", **kw))
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_errors_are_one_line(run_cli, tmp_path):
+    code, _, err = run_cli("train", "--data", "test-blobs", "--out", tmp_path / "r", "--preset", "huge")
+    assert code == 2 and "unknown preset 'huge'" in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_cli("train", "--data", tmp_path / "empty", "--out", tmp_path / "r2", "--device", "cpu")
+    assert code == 2 and "no .jpg or .png images" in err
+
+
+def test_cli_train(run_cli, tmp_path):
+    code, out, err = run_cli(
+        "train", "--data", "test-blobs", "--out", tmp_path / "r", "--preset", "tiny", "--arch",
+        "resnet18-s", "--epochs", "1", "--batch-size", "8", "--num-images", "8", "--res", "32",
+        "--device", "cpu", "--workers", "0", "--no-progress",
+    )
+    assert code == 0, err
+    enc, meta = load_encoder(tmp_path / "r" / "encoder.pt")
+    assert enc.arch == "resnet18-s" and meta["num_images"] == 8
+
+
+# ---------------------------------------------------------------------------------------- DDP
+def test_ddp_matches_one_process(tmp_path):
+    """torchrun with 2 CPU processes (gloo) = one process on the same global batch.
+
+    BN is where the two could differ: each rank normalises its own half of the batch. With
+    bn_groups=2 the single process also normalises each half separately (methods.common), the
+    align/uniform loss is computed over the gathered global batch on every rank, and the gather's
+    backward hands each rank the gradient of its own half: the parameters then follow the same
+    arithmetic. BN running statistics do not (rank 0 only sees its half), so they are excluded.
+    Training itself checks after every epoch that the ranks' parameters are identical.
+    """
+    write_images(tmp_path / "imgs", 16)
+    args = ["train", "--data", str(tmp_path / "imgs"), "--preset", "tiny", "--arch", "smallalexnet",
+            "--epochs", "2", "--batch-size", "8", "--num-images", "16", "--input-size", "32",
+            "--arch-opt", "width=0.0625", "--bn-groups", "2", "--device", "cpu", "--workers", "0",
+            "--no-progress"]
+    one = tiny_cfg(tmp_path / "one", data=str(tmp_path / "imgs"), res=None, bn_groups=2)
+    ddp_cfg = [*args, "--out", str(tmp_path / "ddp")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "noisevision.cli", *ddp_cfg],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    single, _ = state(train(one) / "encoder.pt")
+    multi, meta = state(tmp_path / "ddp" / "encoder.pt")
+    for k in single:
+        if "running" in k or "num_batches" in k:
+            continue
+        torch.testing.assert_close(multi[k], single[k], rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_parse_options():
+    opts = parse_options(["width=0.5", "head=mlp", "out_dim=64"])
+    assert opts == {"width": 0.5, "head": "mlp", "out_dim": 64}
+    assert parse_options(None) is None
+    with pytest.raises(NoisevisionError, match="KEY=VALUE"):
+        parse_options(["width"])
+
+
+def test_bench_train_measures_three_pipelines():
+    cfg = tiny_cfg("unused", batch_size=4)
+    results = bench_train(cfg, torch.device("cpu"), steps=1, workers=1, rounds=2)
+    assert [r.name for r in results] == ["in-memory", "streamed", "folder"]
+    assert all(r.images_per_s == max(r.rounds) > 0 and len(r.rounds) == 2 for r in results)
