@@ -15,7 +15,7 @@ from noisevision.generators.registry import (
 )
 
 # Each family module registers its names on import (order = order in `noisevision list`).
-from noisevision.generators import dead_leaves, mixing, statistical, stylegan  # noqa: E402,F401
+from noisevision.generators import dead_leaves, fractals, mixing, statistical, stylegan  # noqa: E402,F401
 
 __all__ = [
     "Generator",
