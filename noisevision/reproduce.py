@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import tempfile
 import time
@@ -81,6 +82,7 @@ class ReproPreset:
     probe: dict[str, Any] = field(default_factory=dict)  # ProbeSettings fields
     paper_scale: str = "small"  # which SPEC §10 numbers the report shows beside ours
     materialize: bool = False  # render each image once to a folder, then train from it (CPU)
+    distinct_images: int | None = None  # fewer distinct images, more epochs, same images seen
 
     def probe_settings(self, **overrides: Any) -> ProbeSettings:
         values = {**self.probe, **{k: v for k, v in overrides.items() if v is not None}}
@@ -101,7 +103,10 @@ REPRO_PRESETS: dict[str, ReproPreset] = {
                 "fractaldb|fractal-svd",
             ),
             train_preset="tiny",
+            # As many training images as the training preset, over at most 2,048 distinct ones
+            # rendered once (CPU rendering of StyleGAN / fractals costs more than training on them).
             materialize=True,
+            distinct_images=2048,
             eval_dataset="fashion-mnist",
             probe=dict(probes=("fast", "knn", "lowshot"), subset=5000, test_subset=2000,
                        lowshot_seeds=5, protocol="paper"),  # fmt: skip
@@ -284,6 +289,11 @@ def pretrain(source: Source, preset: ReproPreset, out: Path, device: str, log: L
         return run_dir / ENCODER, json.loads(stages_file.read_text())
     values = {**preset.train_overrides, **overrides}
     cfg = TrainConfig.from_preset(preset.train_preset, **values)
+    if preset.distinct_images and cfg.num_images > preset.distinct_images and "epochs" not in values:
+        seen = cfg.num_images * cfg.epochs
+        values["num_images"] = preset.distinct_images
+        values["epochs"] = math.ceil(seen / preset.distinct_images)
+        cfg = TrainConfig.from_preset(preset.train_preset, **values)
     data, res = source.data, cfg.res
     stages: dict[str, Any] = {}
     if source.kind == "generator":
