@@ -408,8 +408,13 @@ def reproduce(preset_name: str, out: str | Path, generators: list[str] | None = 
     _write_plan(out, preset, dataset_name, sources, notes, settings)
     t0 = time.perf_counter()
     for source in sources:
-        run_source(source, preset, out, dataset_name, dataset, settings, device, log,
-                   dict(train_overrides or {}))  # fmt: skip
+        try:
+            run_source(source, preset, out, dataset_name, dataset, settings, device, log,
+                       dict(train_overrides or {}))  # fmt: skip
+        except NoisevisionError as exc:  # one broken source must not stop a day-long run
+            log(f"[{source.name}] FAILED: {exc}")
+            notes.append(f"{source.name} failed: {exc}")
+            _write_plan(out, preset, dataset_name, sources, notes, settings)
     paths = build_report(out, log=log)
     log(f"reproduction '{preset.name}' finished in {time.perf_counter() - t0:.0f} s: "
         f"report in {paths['markdown']}")  # fmt: skip

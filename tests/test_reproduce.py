@@ -199,3 +199,25 @@ def test_end_to_end_tiny_reproduction(tmp_path: Path, monkeypatch, materialize: 
     assert gen["stages"]["pretrain"]["seconds"] > 0 and gen["stages"]["generation"]["images_per_s"] > 0
     assert Path(gen["encoder"]).is_file()
     assert (out / "data").is_dir() == materialize
+
+
+def test_a_failing_source_is_noted_and_the_rest_runs(tmp_path: Path, monkeypatch) -> None:
+    for split in ("train", "val"):
+        for c in range(2):
+            path = tmp_path / "probe" / split / f"c{c}" / "0.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.full((8, 8, 3), 50 + 100 * c, dtype=np.uint8)).save(path)
+    preset = rp.ReproPreset("base", "test", (), "tiny", eval_dataset=f"imagefolder:{tmp_path / 'probe'}",
+                            probe=dict(probes=("knn",), workers=0))  # fmt: skip
+    monkeypatch.setitem(rp.REPRO_PRESETS, "base", preset)
+    real = rp.run_source
+
+    def flaky(source, *args, **kwargs):
+        if source.name == "raw-pixels":
+            raise NoisevisionError("disk full")
+        return real(source, *args, **kwargs)
+
+    monkeypatch.setattr(rp, "run_source", flaky)
+    rp.reproduce("base", tmp_path / "out", log=lambda m: None)
+    assert [c["source"] for c in rp.load_cells(tmp_path / "out")] == ["cnn-random", "mean-colors"]
+    assert "raw-pixels failed: disk full" in (tmp_path / "out" / "report.md").read_text()
