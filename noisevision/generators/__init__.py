@@ -3,7 +3,7 @@
 Importing this package registers every family.
 """
 
-from noisevision.generators.registry import (
+from noisevision.generators.registry import (  # noqa: I001 (family modules below, in list order)
     Generator,
     GeneratorSpec,
     get,
@@ -15,7 +15,7 @@ from noisevision.generators.registry import (
 )
 
 # Each family module registers its names on import (order = order in `noisevision list`).
-from noisevision.generators import dead_leaves, fractals, mixing, statistical, stylegan  # noqa: E402,F401
+from noisevision.generators import dead_leaves, statistical, stylegan, feature_vis, fractals, mixing  # noqa: E402,F401
 
 __all__ = [
     "Generator",
