@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 import noisevision
-from noisevision.errors import NoisevisionError, unknown_name
+from noisevision.errors import NoisevisionError, UnknownNameError, unknown_name
 from noisevision.evaluate import BASELINES, ProbeSettings, build_baseline, evaluate
 
 Log = Callable[[str], None]
@@ -163,7 +163,7 @@ def resolve_sources(preset: ReproPreset, generators: list[str] | None = None,
                 from noisevision.generators import get
 
                 get(choices[0])
-            notes.append(f"skipped {' / '.join(choices)}: not registered in this installation")
+            notes.append(f"skipped {' / '.join(choices)}: {_why_unavailable(choices[-1])}")
             continue
         name, spec = found
         if not any(s.name == name for s in sources):
@@ -187,6 +187,18 @@ def _generator_spec(name: str) -> Any:
         return generators.get(name).spec
     except NoisevisionError:
         return None
+
+
+def _why_unavailable(name: str) -> str:
+    from noisevision.generators import get
+
+    try:
+        get(name)
+    except UnknownNameError:
+        return "not registered in this installation"
+    except NoisevisionError as exc:  # e.g. a parametric name whose argument is missing
+        return str(exc)
+    return "unavailable"
 
 
 def parse_extra_data(items: list[str] | None) -> dict[str, str]:
