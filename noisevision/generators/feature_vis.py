@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from noisevision.augment import IMAGENET_MEAN, IMAGENET_STD
 from noisevision.errors import NoisevisionError
 from noisevision.generators import registry
 from noisevision.generators.registry import Generator, GeneratorSpec, register
@@ -45,8 +46,6 @@ PAD = 12
 JITTER = (8, 4)  # translations before and after scale/rotate, 0..d−1 px
 SCALES = tuple(1 + (i - 5) / 50 for i in range(11))  # 0.90 .. 1.10
 ANGLES = tuple(range(-10, 11)) + (0,) * 5  # degrees; lucent's list (0° weighted 6/26)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 # lucid's colour decorrelation: square root of ImageNet's colour covariance (SVD), column-normalised
 _COLOUR_SQRT = ((0.26, 0.09, 0.02), (0.27, 0.00, -0.05), (0.27, -0.09, 0.03))
 
