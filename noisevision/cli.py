@@ -173,7 +173,8 @@ def train(
 @app.command("eval")
 def eval_cmd(
     encoder: str = typer.Argument(
-        ..., help="Encoder file or run folder, or a baseline: cnn-random:ARCH, raw-pixels, mean-colors."
+        ..., help="Encoder file or run folder, or a baseline: cnn-random:ARCH|ENCODER, raw-pixels, "
+        "mean-colors."
     ),
     dataset: str = typer.Option(
         "fashion-mnist", "--dataset",

@@ -189,7 +189,8 @@ def build_baseline(name: str, input_size: int = 64, arch: str | None = None,
 
 def load_probe_model(spec: str, device: torch.device | str = "cpu",
                      input_size: int | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    """An encoder file / run folder, or a baseline: "cnn-random:ARCH", "raw-pixels", "mean-colors".
+    """An encoder file / run folder, or a baseline: "cnn-random:ARCH" (or "cnn-random:ENCODER",
+    the architecture of an encoder file), "raw-pixels", "mean-colors".
 
     Returns the model (eval mode, on `device`) and its metadata (training info for encoder files).
     """
@@ -197,10 +198,15 @@ def load_probe_model(spec: str, device: torch.device | str = "cpu",
 
     name, _, arg = spec.partition(":")
     if name in BASELINES and not Path(spec).exists():
+        arch, kwargs = arg or None, {"input_size": input_size} if input_size else {}
+        if name == "cnn-random" and arg and (Path(arg).is_file() or Path(arg).is_dir()):
+            # cnn-random:ENCODER = that encoder's architecture and options, random weights.
+            trained, _ = load_probe_model(arg, "cpu")
+            arch, kwargs = trained.arch, {**trained.arch_kwargs, **kwargs}
         size = input_size or 64
-        model = build_baseline(name, size, arch=arg or None, arch_kwargs=(
-            {"input_size": input_size} if input_size and name == "cnn-random" else None))
-        meta: dict[str, Any] = {"baseline": name, "arch": arg or name}
+        model = build_baseline(name, size, arch=arch, arch_kwargs=kwargs)
+        size = getattr(model, "input_size", size)
+        meta: dict[str, Any] = {"baseline": name, "arch": arch or name, "input_size": size}
         return model.to(device).eval(), meta
     path = Path(spec).expanduser()
     if path.is_dir():

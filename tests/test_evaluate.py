@@ -201,6 +201,10 @@ def test_encoder_file_and_run_folder_load(tmp_path: Path) -> None:
     model, meta = ev.load_probe_model(str(tmp_path))
     assert meta["arch"] == "resnet18-s" and meta["path"].endswith("encoder.pt")
     assert model.input_size == 16 and not model.training
+    rand, meta = ev.load_probe_model(f"cnn-random:{tmp_path}")  # same architecture, random weights
+    assert meta["baseline"] == "cnn-random" and rand.arch_kwargs == enc.arch_kwargs
+    assert rand.conv1.weight.shape == enc.conv1.weight.shape
+    assert not torch.equal(rand.conv1.weight, model.conv1.weight.cpu())
 
 
 def test_bad_settings_and_layers() -> None:
