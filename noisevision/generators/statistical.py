@@ -1,1 +1,634 @@
-"""Statistical image models (spectrum, colour, wavelet marginals), SPEC §3. (Being written.)"""
+"""Statistical image models: 1/f^α spectrum, colour model, wavelet marginals (SPEC §3).
+
+Every image samples a small model (spectrum slopes, a colour model, WMM band shapes), starts from
+white noise in a decorrelated colour space and, `n_iter` times, imposes the spectrum, then the
+wavelet marginals, then the colour histograms (each only if the variant uses it); the channels are
+then rotated back to RGB with the colour model's PCA and mean colour and the whole image is
+min–max rescaled to 0..255. This follows the MATLAB code that produced the paper's data.
+
+Everything is batched: per-image parameters (number of colours, blur size, slopes …) live in
+tensors and differ inside a batch; histogram matching is sort-free (a histogram of the source
+on [min, max] and a per-rank table of the target quantile function, as matlabPyrTools'
+`histoMatch` + `pointOp` do); the steerable pyramids run as cached FFT masks (steerable.py;
+by default MATLAB's own spatial pyramid, which decides the look of the WMM images). Every random
+number comes from the image's own key, so an image is the same bytes at any batch size or order.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from noisevision.errors import NoisevisionError
+from noisevision.generators import steerable
+from noisevision.generators.registry import Generator, GeneratorSpec, register
+from noisevision.rng import Rng
+
+MAX_COLORS = 22  # K = 3 + floor(20 U) is at most 22
+COLOR_BINS = 256  # bins of the colour target histograms (MATLAB get_image_histograms)
+WMM_GRID = (-200.0, 200.0, 0.5)  # value grid of the WMM target densities, x = -200:0.5:200
+
+
+# ============================================================================ helpers
+def _bincount(index: Tensor, size: int) -> Tensor:
+    """Counts of each value of a flat int tensor in [0, size) -> float32 [size].
+
+    torch.bincount on CPU; on CUDA it reads the maximum back to the host, so there an index_add_
+    of ones is used instead (integer-valued float sums: exact and order-independent).
+    """
+    if index.device.type == "cpu":
+        return torch.bincount(index, minlength=size).to(torch.float32)
+    ones = torch.ones(1, device=index.device).expand(index.numel())
+    return torch.zeros(size, device=index.device).index_add_(0, index, ones)
+
+
+# ============================================================================ histogram matching
+@dataclass(frozen=True)
+class HistogramTarget:
+    """Targets of a per-row histogram matching of G rows of `n` values.
+
+    The target quantile function is tabulated at every rank k/n (k = 0 … n): linear
+    interpolation of the target CDF between bin edges, i.e. MATLAB's interp1(nC, nX, oC) at all
+    the CDF values a histogram of n values can take, so matching needs no search.
+    table: float32 [R, n+1] quantile tables. Row g of the batch uses table[row[g]], or with
+        `weight` the blend (1 - w)·table[row] + w·table[row + 1] (WMM targets share tables
+        tabulated on a grid of shapes r, see wmm_targets).
+    n_bins: bins of the source histogram (MATLAB: as many as the target has).
+    mean, std: [G] when matched rows are standardised to them afterwards (the WMM), else None.
+    """
+
+    table: Tensor
+    row: Tensor
+    n_bins: int
+    weight: Tensor | None = None
+    mean: Tensor | None = None
+    std: Tensor | None = None
+
+    def quantiles(self, ranks: Tensor) -> Tensor:
+        """Target values at integer ranks [G, m] (0 … n) -> float32 [G, m]."""
+        width = self.table.shape[1]
+        flat = self.table.view(-1)
+        at = ranks + (self.row * width)[:, None]
+        q = flat[at]
+        if self.weight is not None:
+            q = torch.lerp(q, flat[at + width], self.weight[:, None])
+        return q
+
+
+def quantile_table(counts: Tensor, first_edge: Tensor, step: Tensor, n: int) -> Tensor:
+    """Quantile function of histograms at every rank k/n: float32 [G, n+1] (see HistogramTarget).
+
+    counts: [G, nb] bin counts (any scale); first_edge, step: [G]: bin j is
+    [first_edge + j·step, first_edge + (j+1)·step), the density constant inside it.
+    """
+    c = counts.to(torch.float64)
+    g, nb = c.shape
+    c = c + c.mean(-1, keepdim=True) * 1e-8  # histoMatch's hack: no empty bins, CDF strictly increasing
+    cdf = torch.cat((c.new_zeros(g, 1), c.cumsum(-1)), -1)
+    cdf = cdf / cdf[:, -1:]  # [G, nb+1] at the bin edges
+    # Bin of rank k: the last edge e with cdf_e <= k/n, i.e. with ceil(n·cdf_e) <= k.
+    first_rank = torch.ceil(cdf * n).clamp_(0, n + 1).to(torch.int64)
+    first_rank += torch.arange(g, device=c.device)[:, None] * (n + 2)
+    hits = _bincount(first_rank.view(-1), g * (n + 2)).view(g, n + 2)
+    j = hits[:, : n + 1].cumsum(-1).to(torch.int64).sub_(1).clamp_(0, nb - 1)  # [G, n+1]
+    # Inside bin j the CDF is linear: value = edge_j + step·(k/n - cdf_j) / (cdf_{j+1} - cdf_j).
+    inv_width = 1.0 / (cdf[:, 1:] - cdf[:, :-1])  # [G, nb]
+    u = torch.arange(n + 1, device=c.device, dtype=torch.float64) / n
+    frac = (u - cdf.gather(1, j)).mul_(inv_width.gather(1, j)).clamp_(0.0, 1.0)
+    value = frac.add_(j).mul_(step.to(torch.float64)[:, None]).add_(first_edge.to(torch.float64)[:, None])
+    return value.to(torch.float32)
+
+
+def histogram_target(counts: Tensor, first_edge: Tensor, step: Tensor, n: int) -> HistogramTarget:
+    """Target for matching rows of n values to the histograms `counts` [G, nb] (one per row)."""
+    table = quantile_table(counts, first_edge, step, n)
+    return HistogramTarget(table, torch.arange(table.shape[0], device=table.device), counts.shape[1])
+
+
+def match_histograms(x: Tensor, target: HistogramTarget) -> Tensor:
+    """Histogram-match rows of x to their targets, batched and sort-free.
+
+    x: [G, n] (G rows) or [G, n, K] (G·K rows x[g, :, k], in (g, k) order: e.g. K = 2 for the
+    real and imaginary parts of the steerable pyramid's band pairs). Returns the same shape.
+    As matlabPyrTools' histoMatch: histogram the row on [min, max] with `n_bins` bins, map every
+    bin edge through the target quantile function at the edge's CDF value, then map each value
+    by linear interpolation between its bin's edges (pointOp). The map is invariant to affine
+    changes of x, so MATLAB's standardisation before matching is implied. With target mean/std
+    the result is standardised to them, from the histogram (values assumed uniform inside each
+    source bin) so that it folds into the per-bin map instead of costing passes over x.
+    """
+    shape = x.shape
+    k = shape[2] if x.dim() == 3 else 1
+    g0, n = shape[0], shape[1]
+    g, nb = g0 * k, target.n_bins
+    # Work on [G0, n/W, W·K] blocks: a wide contiguous last dimension keeps every pass vectorised
+    # (an interleaved K = 2 layout would otherwise make broadcasts and reductions crawl).
+    w = math.gcd(n, 128)
+    x = x.reshape(g0, n // w, w * k)
+
+    def per_row(v: Tensor) -> Tensor:  # [G0, K] -> [G0, 1, W·K] matching x's layout
+        return v.repeat(1, w)[:, None, :]
+
+    lo = x.amin(1).view(g0, w, k).amin(1)  # [G0, K]
+    scale = (nb * (1.0 - 1e-6)) / (x.amax(1).view(g0, w, k).amax(1) - lo).clamp_min(1e-30)
+    t = torch.addcmul(per_row(-lo * scale), x, per_row(scale))  # [0, nb): position in source bins
+    rows = torch.arange(g, device=x.device, dtype=torch.int32).view(g0, k) * nb
+    index = t.to(torch.int32).clamp_(0, nb - 1).add_(per_row(rows)).view(-1)
+    counts = _bincount(index, g * nb).view(g, nb)
+    ranks = torch.cat((counts.new_zeros(g, 1), counts.cumsum(-1)), -1).round_().to(torch.int64)
+    edges = target.quantiles(ranks.clamp_(0, n))  # [G, nb+1] target value at each source edge
+    if target.mean is not None:
+        # Moments of the matched values from the histogram: uniform inside each bin, except the
+        # row's minimum and maximum, which sit exactly on the outer edges (MATLAB maps them to
+        # the ends of the target's support, ±200, where they weigh heavily on the std).
+        a, b = edges[:, :-1], edges[:, 1:]
+        inner = counts.clone()
+        inner[:, 0] -= 1
+        inner[:, -1] -= 1
+        lo_val, hi_val = edges[:, 0], edges[:, -1]
+        mean = ((inner * (a + b)).sum(-1) * 0.5 + lo_val + hi_val) / n
+        power = ((inner * (a * a + a * b + b * b)).sum(-1) / 3.0 + lo_val**2 + hi_val**2) / n
+        gain = target.std / (power - mean * mean).clamp_min(1e-30).sqrt()
+        edges = (edges - mean[:, None]) * gain[:, None] + target.mean[:, None]
+    slope = edges[:, 1:] - edges[:, :-1]  # [G, nb]
+    offset = edges[:, :-1] - torch.arange(nb, device=x.device) * slope  # each bin's line at t = 0
+    y = torch.index_select(offset.view(-1), 0, index).view_as(t)
+    return y.addcmul_(t, torch.index_select(slope.view(-1), 0, index).view_as(t)).view(shape)
+
+
+# ============================================================================ colour model
+def box_blur_same(img: Tensor, size: Tensor) -> Tensor:
+    """m×m mean filter with zero padding, m per image: MATLAB convn(img, ones(m)/m², 'same').
+
+    img: [B, C, N, N]; size: int [B] (m ≥ 1). 'same' keeps the window [i - ceil(m/2) + 1,
+    i + floor(m/2)] (for even m it leans forward, as MATLAB's centre does); pixels outside the
+    image count as zeros, so borders darken. Done with running sums: no per-image loop.
+    """
+    b, c, n, _ = img.shape
+    i = torch.arange(n, device=img.device)
+    back = (size + 1) // 2 - 1  # ceil(m/2) - 1, [B]
+    fwd = size // 2
+    start = (i[None, :] - back[:, None]).clamp(0, n)  # [B, N] first index of the window
+    stop = (i[None, :] + fwd[:, None] + 1).clamp(0, n)  # [B, N] one past the last index
+
+    def blur_rows(x: Tensor) -> Tensor:  # window sums along dim -2
+        cs = torch.cat((x.new_zeros(b, c, 1, x.shape[-1]), x.cumsum(-2)), -2)  # [B, C, N+1, W]
+        hi = stop[:, None, :, None].expand(b, c, n, x.shape[-1])
+        lo = start[:, None, :, None].expand(b, c, n, x.shape[-1])
+        return cs.gather(-2, hi) - cs.gather(-2, lo)
+
+    out = blur_rows(blur_rows(img).transpose(-1, -2)).transpose(-1, -2)
+    return out / (size.to(img.dtype) ** 2)[:, None, None, None]
+
+
+def sym3_eigh(a: Tensor, sweeps: int = 6) -> tuple[Tensor, Tensor]:
+    """Eigen-decomposition of symmetric 3×3 matrices [B, 3, 3] by cyclic Jacobi rotations.
+
+    Pure elementwise tensor code, so each matrix's result does not depend on the batch (batched
+    LAPACK/cuSOLVER choose algorithms by batch size). Returns eigenvalues [B, 3] in descending
+    order and eigenvectors as columns [B, 3, 3], each with a non-negative component sum.
+    """
+    a = a.to(torch.float64).clone()
+    v = torch.eye(3, dtype=torch.float64, device=a.device).expand_as(a).clone()
+    for _ in range(sweeps):
+        for p, q in ((0, 1), (0, 2), (1, 2)):
+            apq = a[:, p, q]
+            app, aqq = a[:, p, p], a[:, q, q]
+            small = apq.abs() < 1e-300
+            theta = (aqq - app) / (2.0 * torch.where(small, torch.ones_like(apq), apq))
+            t = torch.sign(theta) / (theta.abs() + torch.sqrt(theta * theta + 1.0))
+            t = torch.where(theta == 0, torch.ones_like(t), t)
+            t = torch.where(small, torch.zeros_like(t), t)
+            cos = 1.0 / torch.sqrt(t * t + 1.0)
+            sin = t * cos
+            rot = torch.eye(3, dtype=torch.float64, device=a.device).repeat(a.shape[0], 1, 1)
+            rot[:, p, p], rot[:, q, q], rot[:, p, q], rot[:, q, p] = cos, cos, sin, -sin
+            # a <- Rᵀ a R, v <- v R (3×3 products written out: deterministic per matrix)
+            a = _mm3(_mm3(rot.transpose(1, 2), a), rot)
+            v = _mm3(v, rot)
+    w = torch.diagonal(a, dim1=1, dim2=2)
+    order = torch.argsort(-w, dim=1, stable=True)
+    w = w.gather(1, order)
+    v = v.gather(2, order[:, None, :].expand(-1, 3, -1))
+    sign = torch.where(v.sum(1, keepdim=True) < 0, -1.0, 1.0)
+    return w, v * sign
+
+
+def _mm3(x: Tensor, y: Tensor) -> Tensor:
+    """Batched 3×3 product as broadcast multiply-sum (no batch-size-dependent BLAS path)."""
+    return (x[:, :, :, None] * y[:, None, :, :]).sum(2)
+
+
+def sample_color_model(rng: Rng, res: int) -> dict[str, Tensor]:
+    """The colour model of SPEC §3 for each image of the batch.
+
+    K = 3 + floor(20U) colours uniform in RGB, proportions 0.001 + U (normalised), a multinomial
+    assignment of the res² pixels sorted into contiguous bands (MATLAB's column-major order:
+    vertical stripes), ×256, an m×m box blur (m = ceil(10U)), per-pixel noise 10U, rescaled to
+    0..256. Its PCA gives the decorrelated space; the targets are the 256-bin histograms of the
+    projected channels. Returns tensors on rng's device:
+      n_colors [B] int, colors [B, 22, 3], proportions [B, 22] (0 past K), color_counts [B, 22]
+      (pixels per colour), blur [B] int,
+      reference [B, 3, N, N] (the blurred image), pc [B, 3, 3] (principal axes as columns,
+      descending variance), mean [B, 3], hist_counts [B, 3, 256], hist_lo / hist_step [B, 3].
+    """
+    dev, b, npix = rng.device, rng.batch, res * res
+    n_colors = 3 + (20.0 * rng.uniform()).floor().to(torch.int64)  # [B] 3..22
+    slot = torch.arange(MAX_COLORS, device=dev)
+    colors = rng.uniform(MAX_COLORS, 3)  # [B, 22, 3]
+    props = (0.001 + rng.uniform(MAX_COLORS)) * (slot[None] < n_colors[:, None])
+    props = props / props.sum(1, keepdim=True)
+    # Multinomial counts: pixel p draws colour k if u_p falls in [cdf_{k-1}, cdf_k). Sorted, the
+    # pixels of colour k fill positions [below_{k-1}, below_k), below_k = #{u < cdf_k}.
+    cdf = props.cumsum(1)  # [B, 22]
+    u = rng.uniform(npix)  # [B, N²]
+    below = (u[:, None, :] < cdf[:, :, None]).sum(-1)  # [B, 22]
+    below[:, -1] = npix  # every pixel has a colour (guards cdf_K rounding below 1)
+    counts = torch.diff(below, dim=1, prepend=torch.zeros_like(below[:, :1]))  # pixels per colour
+    starts = torch.zeros(b, npix + 1, dtype=torch.int64, device=dev)
+    starts.scatter_add_(1, below[:, :-1], torch.ones_like(below[:, :-1]))
+    label = starts[:, :npix].cumsum(1)  # [B, N²] colour index of sorted position p
+    # MATLAB reshapes the sorted labels column-major: position p -> (row p % N, column p // N).
+    label = label.view(b, res, res).transpose(1, 2)
+    ref = 256.0 * colors.gather(1, label.reshape(b, -1, 1).expand(-1, -1, 3))  # [B, N², 3]
+    ref = ref.transpose(1, 2).reshape(b, 3, res, res)
+    blur = (10.0 * rng.uniform()).ceil().clamp_min(1).to(torch.int64)  # [B] 1..10
+    ref = box_blur_same(ref, blur)
+    ref = ref + 10.0 * rng.uniform(3, res, res)  # per-pixel noise (MATLAB, not the port's scalar)
+    flat = ref.reshape(b, -1)
+    flat = flat - flat.amin(1, keepdim=True)
+    ref = (256.0 * flat / flat.amax(1, keepdim=True)).view(b, 3, res, res)
+    pc, mean = color_pca(ref)
+    proj = project_colors(ref, pc, mean)  # [B, 3, N, N]
+    p = proj.reshape(b * 3, -1)
+    lo, hi = p.amin(1), p.amax(1)
+    step = (hi - lo).clamp_min(1e-12) / COLOR_BINS
+    idx = ((p - lo[:, None]) / step[:, None]).to(torch.int64).clamp_(0, COLOR_BINS - 1)
+    idx = idx + torch.arange(b * 3, device=dev)[:, None] * COLOR_BINS
+    hist = _bincount(idx.view(-1), b * 3 * COLOR_BINS).view(b, 3, COLOR_BINS)
+    return {
+        "n_colors": n_colors,
+        "colors": colors,
+        "proportions": props,
+        "color_counts": counts,
+        "blur": blur,
+        "reference": ref,
+        "pc": pc,
+        "mean": mean,
+        "hist_counts": hist,
+        "hist_lo": lo.view(b, 3),
+        "hist_step": step.view(b, 3),
+    }
+
+
+def color_pca(img: Tensor) -> tuple[Tensor, Tensor]:
+    """MATLAB colorPCA: mean colour [B, 3] and principal axes [B, 3, 3] (columns, descending).
+
+    Axis signs matter for the variants without colour histograms: their decorrelated channels
+    keep the white-noise mean 128, so the mean colour of an image is 128·(v1 + v2 + v3) + μ.
+    MATLAB's eigs (LAPACK) leaves signs unspecified; the first axis pointing away from grey
+    (component sum <= 0) and the others towards it reproduces the released images' colour
+    saturation (mean chroma of stat-spectrum ≈ 92 vs 90 in paper_gallery, stat-wmm ≈ 50 vs 47;
+    all axes towards grey gives ≈ 65 and 40).
+    """
+    b = img.shape[0]
+    x = img.reshape(b, 3, -1).to(torch.float64)
+    mean = x.mean(-1)
+    x = x - mean[:, :, None]
+    scatter = (x[:, :, None, :] * x[:, None, :, :]).sum(-1)  # [B, 3, 3] = x'x
+    _, pc = sym3_eigh(scatter)  # component sums >= 0
+    pc = pc * torch.tensor([-1.0, 1.0, 1.0], dtype=pc.dtype, device=pc.device)
+    return pc.to(img.dtype), mean.to(img.dtype)
+
+
+def project_colors(img: Tensor, pc: Tensor, mean: Tensor) -> Tensor:
+    """RGB [B, 3, N, N] -> decorrelated channels c_j = (x - μ)·v_j."""
+    x = img - mean[:, :, None, None]
+    return (pc[:, :, :, None, None] * x[:, :, None]).sum(1)
+
+
+def unproject_colors(chan: Tensor, pc: Tensor, mean: Tensor) -> Tensor:
+    """Decorrelated channels [B, 3, N, N] -> RGB: MATLAB inv_colorPCA (x = c·PCᵀ + μ)."""
+    return (pc[:, :, :, None, None] * chan[:, None]).sum(2) + mean[:, :, None, None]
+
+
+# ============================================================================ spectrum
+def sample_slopes(
+    rng: Rng, slope_range: tuple[float, float] = (0.5, 3.5), jitter: float = 0.05
+) -> dict[str, Tensor]:
+    """s ~ U(slope_range), d ~ N(0, jitter²); α_x = s + d, α_y = s − d (SPEC §3). [B] each."""
+    s = rng.uniform(low=slope_range[0], high=slope_range[1])
+    d = rng.normal(std=jitter)
+    return {"slope": s, "slope_jitter": d, "alpha_x": s + d, "alpha_y": s - d}
+
+
+def spectrum_amplitude(alpha_x: Tensor, alpha_y: Tensor, res: int, onesided: bool = True) -> Tensor:
+    """A = 1 / (1e-16 + |f_x/N|^α_x + |f_y/N|^α_y), zero at DC (SPEC §3).
+
+    alpha_x, alpha_y: [B] (α_x for the horizontal frequency, along columns). Returns float32
+    [B, N, N/2+1] on the rfft2 grid (onesided) or [B, N, N] on the fft2 grid, scaled to unit
+    total power Σ A² (the scale is irrelevant: imposing restores each channel's std).
+    """
+    dev = alpha_x.device
+    fy = torch.fft.fftfreq(res, device=dev, dtype=torch.float64).abs()  # |f_y / N|
+    fx = torch.fft.rfftfreq(res, device=dev, dtype=torch.float64) if onesided else fy
+    ax = alpha_x.to(torch.float64)[:, None, None]
+    ay = alpha_y.to(torch.float64)[:, None, None]
+    amp = 1.0 / (1e-16 + fx[None, None, :] ** ax + fy[None, :, None] ** ay)
+    amp[:, 0, 0] = 0.0
+    amp = amp / _power(amp, res).sqrt()[:, None, None]
+    return amp.to(torch.float32)
+
+
+def _power(spec: Tensor, res: int) -> Tensor:
+    """Σ|X|² over the whole spectrum from an fft2 [..., N, N] or rfft2 [..., N, N/2+1] grid.
+
+    On the rfft2 grid columns 1 … N/2-1 stand for two columns of the full spectrum. With
+    norm="forward" this is the mean of x² (Parseval).
+    """
+    p = spec.abs().square() if spec.is_complex() else spec.square()  # (magnitudes are real)
+    total = p.sum((-2, -1))
+    if spec.shape[-1] == res:
+        return total
+    total = 2.0 * total - p[..., 0].sum(-1)
+    return total - p[..., -1].sum(-1) if res % 2 == 0 else total
+
+
+def impose_spectrum(spec: Tensor, amplitude: Tensor) -> Tensor:
+    """Give each channel the amplitude spectrum A, keeping phase, mean and std (SPEC §3).
+
+    spec: complex [B, C, N, M] from torch.fft.rfft2 (M = N/2+1) or fft2 (M = N) with
+    norm="forward"; amplitude [B, N, M] on the same grid, Σ A² = 1 (spectrum_amplitude).
+    Returns the new channels' spectrum phase(X)·A·std with DC = the old mean: with unit-power A
+    and unit-modulus phases the new std is exactly the old one (MATLAB divides by the measured
+    std, the same number). An exactly-zero coefficient stays zero (MATLAB: A·e^{i·0}), a
+    measure-zero event for these noise images.
+    """
+    res = spec.shape[-2]
+    mean = spec[..., 0, 0].real  # [B, C]
+    mag = spec.abs()  # [B, C, N, M]
+    std = (_power(mag, res) - mean * mean).clamp_min(0).sqrt()
+    factor = (amplitude[:, None] * std[..., None, None]).div_(mag.clamp_min_(1e-30))
+    out = spec * factor  # (complex × real: broadcasting real into the re/im pairs is slower)
+    out[..., 0, 0] = mean.to(out.dtype)
+    return out
+
+
+# ============================================================================ WMM
+def wmm_band_scales(res: int) -> list[float]:
+    """ŝ = 4^(N / band height) for the high-pass band, then each oriented band, level by level."""
+    heights = [res] + [res >> lev for lev in range(steerable.pyramid_levels(res)) for _ in range(4)]
+    return [4.0 ** (res / h) for h in heights]
+
+
+WMM_SHAPE_GRID = 65  # shapes r tabulated on this many points; between them tables are blended
+
+
+def _wmm_density(scale: float, shape: Tensor) -> tuple[Tensor, Tensor]:
+    """Target density h ∝ exp(-|x/ŝ|^r) on x = -200:0.5:200 for shapes r [...] -> ([..., 801], x)."""
+    lo, hi, step = WMM_GRID
+    x = torch.arange(int(round((hi - lo) / step)) + 1, device=shape.device, dtype=torch.float64)
+    x = lo + step * x
+    return torch.exp(-((x / scale).abs() ** shape.to(torch.float64)[..., None])), x
+
+
+@functools.lru_cache(maxsize=32)
+def _wmm_tables(scale: float, n: int, r_low: float, r_high: float, device: torch.device) -> Tensor:
+    """Quantile tables of the WMM target with ŝ = scale for shapes on a grid over [r_low, r_high]."""
+    r = torch.linspace(r_low, r_high, WMM_SHAPE_GRID, device=device, dtype=torch.float64)
+    dens, _ = _wmm_density(scale, r)
+    first = torch.full((WMM_SHAPE_GRID,), WMM_GRID[0] - WMM_GRID[2] / 2, device=device)
+    return quantile_table(dens, first, torch.full_like(first, WMM_GRID[2]), n)
+
+
+def _wmm_target(shape: Tensor, scale: float, n: int, shape_range: tuple[float, float]) -> HistogramTarget:
+    """Targets for rows of n coefficients with ŝ = scale and shapes r [G] (see wmm_targets)."""
+    r_low, r_high = shape_range
+    tables = _wmm_tables(scale, n, r_low, r_high, shape.device)
+    pos = ((shape - r_low) / max(r_high - r_low, 1e-12) * (WMM_SHAPE_GRID - 1)).clamp(0, WMM_SHAPE_GRID - 1)
+    row = pos.floor().clamp(max=WMM_SHAPE_GRID - 2).to(torch.int64)
+    dens, x = _wmm_density(scale, shape)
+    w = dens / dens.sum(-1, keepdim=True)
+    mean = (w * x).sum(-1)
+    std = torch.sqrt((w * (x - mean[:, None]) ** 2).sum(-1))
+    return HistogramTarget(
+        tables, row, len(x), (pos - row).to(torch.float32), mean.to(torch.float32), std.to(torch.float32)
+    )
+
+
+def wmm_targets(
+    shape: Tensor, res: int, shape_range: tuple[float, float] = (0.4, 0.8)
+) -> tuple[HistogramTarget, list[HistogramTarget]]:
+    """The WMM band targets (SPEC §3): (high-pass residual, [one per oriented level]).
+
+    shape: r ~ U(shape_range), [B, C, 1 + 4·levels] (high-pass band, then 4 orientations per
+    level). Target density on x = -200:0.5:200: h ∝ exp(-|x/ŝ|^r), ŝ = 4^(N / band height),
+    bins of 0.5 centred on x; matched bands are standardised to the target's mean and std
+    (exact, from the density). Rows follow steerable.Pyramid: (image, channel) for the high-pass
+    band, (image, channel, orientation) for a level. Quantile tables are tabulated once per
+    (ŝ, band size) on a grid of 65 shapes and blended linearly in between: r moves the
+    quantiles smoothly, and no per-image tables are needed.
+    """
+    scales = wmm_band_scales(res)
+    high = _wmm_target(shape[:, :, 0].reshape(-1), scales[0], res * res, shape_range)
+    levels = []
+    for lev in range(steerable.pyramid_levels(res)):
+        bands = slice(1 + 4 * lev, 5 + 4 * lev)
+        r = shape[:, :, bands].reshape(-1)
+        levels.append(_wmm_target(r, scales[bands.start], (res >> lev) ** 2, shape_range))
+    return high, levels
+
+
+def impose_wmm(
+    spec: Tensor, targets: tuple[HistogramTarget, list[HistogramTarget]], pyramid: steerable.SteerablePyramid
+) -> Tensor:
+    """Impose the band marginals (SPEC §3) on channels given by their fft2 spectrum [B, C, N, N].
+
+    Builds the steerable pyramid, histogram-matches every band but the low-pass residual to its
+    target (standardised to the target mean/std) and returns the rebuilt channels [B, C, N, N].
+    """
+    high, levels = targets
+    pyr = pyramid.build_from_spectrum(spec)
+    hp = pyr.highpass
+    pyr.highpass = match_histograms(hp.view(-1, hp.shape[-2] * hp.shape[-1]), high).view(hp.shape)
+    for lev, target in enumerate(levels):
+        z = pyr.levels[lev]  # [B, C, 2, n, n] complex: two orientations per entry
+        rows = torch.view_as_real(z).view(-1, z.shape[-2] * z.shape[-1], 2)  # [B·C·2, n², 2]
+        pyr.levels[lev] = torch.view_as_complex(match_histograms(rows, target).view(*z.shape, 2))
+    return pyramid.reconstruct(pyr)
+
+
+# ============================================================================ the generator
+@dataclass(frozen=True)
+class ModelConfig:
+    """What a variant imposes and the model's hyper-parameters (SPEC §3 defaults)."""
+
+    spectrum: bool = True
+    wmm: bool = True
+    color: bool = True
+    n_iter: int = 10  # rounds of spectrum -> WMM -> colour histograms
+    slope_range: tuple[float, float] = (0.5, 3.5)  # s ~ U(slope_range)
+    slope_jitter: float = 0.05  # d ~ N(0, slope_jitter²): α_x = s + d, α_y = s - d
+    wmm_shape_range: tuple[float, float] = (0.4, 0.8)  # band shapes r ~ U(wmm_shape_range)
+    pyramid: str = "spatial"  # steerable pyramid of the WMM: "spatial" (MATLAB's) or "frequency"
+
+
+def sample_params(rng: Rng, res: int, config: ModelConfig = ModelConfig()) -> dict[str, Tensor]:
+    """Every per-image parameter of the model (all variants draw all of them, SPEC §3).
+
+    Keys: the colour model's (see sample_color_model), the slopes' (see sample_slopes),
+    wmm_shape [B, 3, 1 + 4·levels] (high-pass band, then 4 orientations per level) and
+    init [B, 3, N, N], the white-noise start 256·U. Each part draws from its own child stream.
+    """
+    params = sample_color_model(rng.child("color"), res)
+    params.update(sample_slopes(rng.child("spectrum"), config.slope_range, config.slope_jitter))
+    n_bands = 1 + 4 * steerable.pyramid_levels(res)
+    lo, hi = config.wmm_shape_range
+    params["wmm_shape"] = rng.child("wmm").uniform(3, n_bands, low=lo, high=hi)
+    params["init"] = 256.0 * rng.child("init").uniform(3, res, res)
+    return params
+
+
+def impose_model(params: dict[str, Tensor], res: int, config: ModelConfig = ModelConfig()) -> Tensor:
+    """Impose the sampled model on the white-noise start (SPEC §3): float32 [B, 3, N, N].
+
+    Returns the decorrelated channels after `n_iter` rounds (see to_rgb8 for the RGB image).
+    Each round: the spectrum (on the FFT of the channels), then the WMM (its pyramid is built
+    straight from that spectrum), then the colour histograms (on pixels). Without the WMM the
+    spectrum uses the cheaper rfft2 grid.
+    """
+    b = params["init"].shape[0]
+    dev = params["init"].device
+    img = params["init"]  # [B, 3, N, N]
+    if config.spectrum:
+        amplitude = spectrum_amplitude(params["alpha_x"], params["alpha_y"], res, onesided=not config.wmm)
+    if config.wmm:
+        pyramid = steerable.steerable_pyramid(res, dev, config.pyramid)
+        wmm = wmm_targets(params["wmm_shape"], res, config.wmm_shape_range)
+    if config.color:
+        color_target = histogram_target(
+            params["hist_counts"].reshape(b * 3, COLOR_BINS),
+            params["hist_lo"].reshape(-1),
+            params["hist_step"].reshape(-1),
+            res * res,
+        )
+    for _ in range(config.n_iter):
+        if config.wmm:
+            spec = torch.fft.fft2(img, norm="forward")  # [B, 3, N, N]
+            if config.spectrum:
+                spec = impose_spectrum(spec, amplitude)
+            img = impose_wmm(spec, wmm, pyramid)
+        elif config.spectrum:
+            spec = impose_spectrum(torch.fft.rfft2(img, norm="forward"), amplitude)
+            img = torch.fft.irfft2(spec, s=(res, res), norm="forward")
+        if config.color:
+            img = match_histograms(img.reshape(b * 3, -1), color_target).view(b, 3, res, res)
+    return img
+
+
+def synthesize(params: dict[str, Tensor], res: int, config: ModelConfig = ModelConfig()) -> Tensor:
+    """The images of a sampled model: uint8 RGB [B, 3, N, N] (impose_model, then to_rgb8)."""
+    return to_rgb8(impose_model(params, res, config), params["pc"], params["mean"])
+
+
+def to_rgb8(chan: Tensor, pc: Tensor, mean: Tensor) -> Tensor:
+    """Decorrelated channels -> RGB (PCA inverse + mean colour) -> joint min-max to uint8 0..255."""
+    b, _, n, _ = chan.shape
+    rgb = unproject_colors(chan, pc, mean).reshape(b, -1)
+    rgb = rgb - rgb.amin(1, keepdim=True)
+    rgb = rgb.mul_(255.0 / rgb.amax(1, keepdim=True).clamp_min(1e-12))
+    return rgb.add_(0.5).floor_().clamp_(0, 255).to(torch.uint8).view(b, 3, n, n)
+
+
+# name: (paper label, what it imposes, description)
+VARIANTS: dict[str, tuple[str, tuple[bool, bool, bool], str]] = {
+    "stat-spectrum": (
+        "Spectrum", (True, False, False),
+        "1/f^a noise with random slopes; channels correlated by a random colour model",
+    ),
+    "stat-wmm": (
+        "WMM", (False, True, False),
+        "sparse steerable-wavelet marginals (generalised-Laplacian bands)",
+    ),
+    "stat-spectrum_color": (
+        "Spectrum + Color", (True, False, True),
+        "1/f^a spectrum plus the colour histograms of a random colour model",
+    ),
+    "stat-spectrum_color_wmm": (
+        "Spectrum + Color + WMM", (True, True, True),
+        "1/f^a spectrum, wavelet marginals and colour histograms together",
+    ),
+}
+
+
+class StatisticalModel(Generator):
+    """The four statistical-model datasets (SPEC §3); the registered name picks what is imposed.
+
+    Parameters (SPEC §3 defaults): n_iter=10, slope_range=(0.5, 3.5), slope_jitter=0.05,
+    wmm_shape_range=(0.4, 0.8). `sample_params(rng, res)` gives the per-image model, `render`
+    the images (dead_leaves-textures renders its texture bank with it).
+    """
+
+    max_batch = 64  # memory: ~10 MB of pyramid bands and temporaries per 128 px image
+    #: On CPU, batches are rendered in chunks this small: large temporaries are fresh pages from
+    #: the OS every time (page faults cost as much as the arithmetic), small ones get reused.
+    cpu_chunk = 8
+
+    def __init__(
+        self,
+        spec: GeneratorSpec,
+        *,
+        n_iter: int = 10,
+        slope_range: tuple[float, float] = (0.5, 3.5),
+        slope_jitter: float = 0.05,
+        wmm_shape_range: tuple[float, float] = (0.4, 0.8),
+        pyramid: str = "spatial",
+    ):
+        if int(n_iter) < 1:
+            raise NoisevisionError(f"n_iter must be at least 1, not {n_iter}")
+        slope_range = (float(slope_range[0]), float(slope_range[1]))
+        wmm_shape_range = (float(wmm_shape_range[0]), float(wmm_shape_range[1]))
+        if not 0 < slope_range[0] <= slope_range[1]:
+            raise NoisevisionError(f"slope_range must be (low, high) with 0 < low <= high, not {slope_range}")
+        if not 0 < wmm_shape_range[0] <= wmm_shape_range[1]:
+            raise NoisevisionError(
+                f"wmm_shape_range must be (low, high) with 0 < low <= high, not {wmm_shape_range}"
+            )
+        if pyramid not in steerable.KINDS:
+            raise NoisevisionError(f"unknown pyramid '{pyramid}': use {' or '.join(steerable.KINDS)}")
+        super().__init__(
+            spec, n_iter=int(n_iter), slope_range=slope_range, slope_jitter=float(slope_jitter),
+            wmm_shape_range=wmm_shape_range, pyramid=pyramid,
+        )
+        spectrum, wmm, color = VARIANTS[spec.name][1]
+        self.config = ModelConfig(spectrum, wmm, color, **self.params)
+
+    def check_res(self, res: int) -> int:
+        res = super().check_res(res)
+        levels = steerable.pyramid_levels(res)
+        if self.config.wmm and res % 2 ** (levels + 1):
+            raise NoisevisionError(
+                f"'{self.name}' needs a resolution divisible by {2 ** (levels + 1)} at {res} px "
+                f"({levels} pyramid levels), e.g. {2 ** (levels + 1) * round(res / 2 ** (levels + 1))}"
+            )
+        return res
+
+    def sample_params(self, rng: Rng, res: int) -> dict[str, Tensor]:
+        """Per-image model parameters for the keys of `rng` (see module-level sample_params)."""
+        return sample_params(rng, res, self.config)
+
+    def render(self, rng: Rng, res: int) -> Tensor:
+        """uint8 [B, 3, res, res] for the keys of `rng` (each image depends on its key only)."""
+        if rng.device.type == "cpu" and rng.batch > self.cpu_chunk:
+            return torch.cat([self.render(Rng(keys), res) for keys in rng.keys.split(self.cpu_chunk)])
+        return synthesize(self.sample_params(rng, res), res, self.config)
+
+
+for _name, (_label, _, _description) in VARIANTS.items():
+    register(_name, family="statistical", label=_label, description=_description, min_res=32)(
+        StatisticalModel
+    )
