@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 import tempfile
 import time
@@ -304,7 +303,7 @@ def pretrain(source: Source, preset: ReproPreset, out: Path, device: str, log: L
     if preset.distinct_images and cfg.num_images > preset.distinct_images and "epochs" not in values:
         seen = cfg.num_images * cfg.epochs
         values["num_images"] = preset.distinct_images
-        values["epochs"] = math.ceil(seen / preset.distinct_images)
+        values["epochs"] = max(1, round(seen / preset.distinct_images))
         cfg = TrainConfig.from_preset(preset.train_preset, **values)
     data, res = source.data, cfg.res
     stages: dict[str, Any] = {}
