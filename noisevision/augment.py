@@ -57,6 +57,9 @@ class AugmentConfig:
 
 AUGMENTATIONS: dict[str, AugmentConfig] = {
     "small": AugmentConfig(),
+    # Short CPU runs: larger crops (30–100 % of the image) make the two views overlap, so the
+    # invariances are found within a few hundred steps instead of many epochs.
+    "small-mild": AugmentConfig(scale=(0.3, 1.0)),
     "mocov2": AugmentConfig(
         size=224, scale=(0.2, 1.0), jitter=(0.4, 0.4, 0.4, 0.1), jitter_p=0.8, gray_p=0.2,
         blur_p=0.5, mean=IMAGENET_MEAN, std=IMAGENET_STD,

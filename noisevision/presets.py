@@ -44,13 +44,17 @@ PRESETS: dict[str, Preset] = {
                 bn_groups=8,
             ),
         ),
+        # Measured on 2 busy CPU cores: ~95 img/s, so 3 × 3,072 images ≈ 100 s; on Fashion-MNIST
+        # (5k/1k subset, pool features) it lifts a linear probe from 71.0 % (same net, random
+        # weights) to 73.7 % and 20-NN from 70.6 % to 74.6 % (dead_leaves-mixed). SmallAlexNet is
+        # too slow here, and its random fc6 features are already strong on Fashion-MNIST (81.5 %).
         Preset(
             "tiny",
-            "quick CPU demo: narrow ResNet-18-s at 32 px, 64 px images, align/uniform, ~2 min",
+            "quick CPU demo: ResNet-18-s at width 1/4, 32 px crops of 64 px images, ~100 s",
             dict(
-                arch="resnet18-s", arch_kwargs={"width": 0.5, "head": "linear", "out_dim": 128},
-                method="align_uniform", method_kwargs={}, augment="small", input_size=32, res=64,
-                num_images=4096, epochs=6, batch_size=256, lr=0.36, momentum=0.9,
+                arch="resnet18-s", arch_kwargs={"width": 0.25, "head": "linear", "out_dim": 128},
+                method="align_uniform", method_kwargs={}, augment="small-mild", input_size=32,
+                res=64, num_images=3072, epochs=3, batch_size=128, lr=0.1, momentum=0.9,
                 weight_decay=1e-4, schedule="cosine", milestones=(), gamma=0.1, warmup_epochs=1,
                 bn_groups=None,
             ),

@@ -357,6 +357,8 @@ def _train(cfg: TrainConfig, device: torch.device) -> Path:
         torch.set_num_threads(cfg.threads)
     elif size > 1 and device.type == "cpu":
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", size))))
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its kernels
     parts = build_components(cfg, device)
     source, plan, method, optimizer = parts.source, parts.plan, parts.method, parts.optimizer
     encoder = method.encoder

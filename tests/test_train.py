@@ -169,7 +169,7 @@ def test_resume_with_another_config_is_refused(tmp_path):
     train(tiny_cfg(tmp_path / "run", epochs=1))
     ckpt = (tmp_path / "run" / "checkpoint.pt").read_bytes()
     with pytest.raises(NoisevisionError, match="another configuration .*lr") as info:
-        train(tiny_cfg(tmp_path / "run", epochs=1, lr=0.1))
+        train(tiny_cfg(tmp_path / "run", epochs=1, lr=0.05))
     assert "\n" not in str(info.value)
     assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == ckpt
     # runtime options are not part of the configuration
@@ -231,13 +231,16 @@ def test_ddp_matches_one_process(tmp_path):
     backward hands each rank the gradient of its own half: the parameters then follow the same
     arithmetic. BN running statistics do not (rank 0 only sees its half), so they are excluded.
     Training itself checks after every epoch that the ranks' parameters are identical.
+    What remains is float summation order (threads, gloo), amplified by training: a small lr
+    keeps that near 1e-5 here.
     """
     write_images(tmp_path / "imgs", 16)
     args = ["train", "--data", str(tmp_path / "imgs"), "--preset", "tiny", "--arch", "smallalexnet",
             "--epochs", "2", "--batch-size", "8", "--num-images", "16", "--input-size", "32",
-            "--arch-opt", "width=0.0625", "--bn-groups", "2", "--device", "cpu", "--workers", "0",
-            "--no-progress"]
-    one = tiny_cfg(tmp_path / "one", data=str(tmp_path / "imgs"), res=None, bn_groups=2)
+            "--res", "32", "--lr", "0.02", "--arch-opt", "width=0.0625", "--bn-groups", "2",
+            "--device", "cpu", "--workers", "0", "--no-progress"]
+    same = dict(data=str(tmp_path / "imgs"), res=32, lr=0.02)
+    one = tiny_cfg(tmp_path / "one", bn_groups=2, **same)
     ddp_cfg = [*args, "--out", str(tmp_path / "ddp")]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
@@ -247,11 +250,13 @@ def test_ddp_matches_one_process(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     single, _ = state(train(one) / "encoder.pt")
-    multi, meta = state(tmp_path / "ddp" / "encoder.pt")
-    for k in single:
-        if "running" in k or "num_batches" in k:
-            continue
-        torch.testing.assert_close(multi[k], single[k], rtol=1e-4, atol=1e-5, msg=k)
+    multi, _ = state(tmp_path / "ddp" / "encoder.pt")
+    params = [k for k in single if "running" not in k and "num_batches" not in k]
+    for k in params:
+        torch.testing.assert_close(multi[k], single[k], rtol=1e-3, atol=2e-4, msg=k)
+    # not a vacuous tolerance: BN over the whole batch (one group) ends up measurably elsewhere
+    whole, _ = state(train(tiny_cfg(tmp_path / "whole", **same)) / "encoder.pt")
+    assert max((whole[k] - multi[k]).abs().max().item() for k in params) > 1e-2
 
 
 def test_parse_options():
@@ -267,3 +272,12 @@ def test_bench_train_measures_three_pipelines():
     results = bench_train(cfg, torch.device("cpu"), steps=1, workers=1, rounds=2)
     assert [r.name for r in results] == ["in-memory", "streamed", "folder"]
     assert all(r.images_per_s == max(r.rounds) > 0 and len(r.rounds) == 2 for r in results)
+
+
+def test_out_of_gpu_memory_is_a_hint(tmp_path, monkeypatch):
+    def oom(cfg, device):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(train_mod, "_train", oom)
+    with pytest.raises(NoisevisionError, match="lower --batch-size"):
+        train(tiny_cfg(tmp_path / "run"))
