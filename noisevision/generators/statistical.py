@@ -573,9 +573,9 @@ class StatisticalModel(Generator):
     the images (dead_leaves-textures renders its texture bank with it).
     """
 
-    max_batch = 64  # memory: ~10 MB of pyramid bands and temporaries per 128 px image
-    #: On CPU, batches are rendered in chunks this small: large temporaries are fresh pages from
-    #: the OS every time (page faults cost as much as the arithmetic), small ones get reused.
+    # Up to 256 images per call (≈10 MB of bands and temporaries each at 128 px): GPUs need
+    # large batches. On CPU, batches are rendered in chunks of `cpu_chunk`: the temporaries of a
+    # small chunk stay in cache and are reused instead of being fresh pages from the OS.
     cpu_chunk = 8
 
     def __init__(
