@@ -573,10 +573,12 @@ class StatisticalModel(Generator):
     the images (dead_leaves-textures renders its texture bank with it).
     """
 
-    # Up to 256 images per call (≈10 MB of bands and temporaries each at 128 px): GPUs need
-    # large batches. On CPU, batches are rendered in chunks of `cpu_chunk`: the temporaries of a
-    # small chunk stay in cache and are reused instead of being fresh pages from the OS.
+    # Up to 256 images per call: GPUs need large batches. Each 128 px image needs ≈10 MB of
+    # bands and temporaries, so on a GPU chunks shrink with the pixel count (256 at 128 px, 64 at
+    # 256 px). On CPU, chunks of `cpu_chunk`: the temporaries of a small chunk stay in cache and
+    # are reused instead of being fresh pages from the OS.
     cpu_chunk = 8
+    gpu_pixels = 256 * 128 * 128
 
     def __init__(
         self,
@@ -623,8 +625,12 @@ class StatisticalModel(Generator):
 
     def render(self, rng: Rng, res: int) -> Tensor:
         """uint8 [B, 3, res, res] for the keys of `rng` (each image depends on its key only)."""
-        if rng.device.type == "cpu" and rng.batch > self.cpu_chunk:
-            return torch.cat([self.render(Rng(keys), res) for keys in rng.keys.split(self.cpu_chunk)])
+        chunk = self.cpu_chunk if rng.device.type == "cpu" else max(1, self.gpu_pixels // (res * res))
+        if rng.batch > chunk:
+            return torch.cat([self._render(Rng(keys), res) for keys in rng.keys.split(chunk)])
+        return self._render(rng, res)
+
+    def _render(self, rng: Rng, res: int) -> Tensor:
         return synthesize(self.sample_params(rng, res), res, self.config)
 
 
