@@ -297,7 +297,8 @@ def bench_train_cmd(
     results = bench_train(cfg, dev, steps, workers=workers, rounds=max(1, rounds))
     base = results[0].images_per_s
     for r in results:
-        console.print(f"{r.name:12s} {r.images_per_s:10,.1f} img/s")
+        each = ", ".join(f"{x:,.1f}" for x in r.rounds)
+        console.print(f"{r.name:12s} {r.images_per_s:10,.1f} img/s  (rounds: {each})")
     console.print(
         "  ".join(f"{r.name}/in-memory {r.images_per_s / base:.2f}" for r in results[1:])
     )

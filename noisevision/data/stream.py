@@ -18,7 +18,8 @@ global batch and renders only those images: no image data moves between ranks.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Iterator
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -238,8 +239,12 @@ class StepDataset(torch.utils.data.Dataset):
 
 
 def _init_worker(threads: int, _worker_id: int) -> None:
-    """Rendering workers share the CPU with the training process: keep each one narrow."""
+    """Rendering workers share the CPU with the training process: keep each one narrow, and let
+    the training threads win the cores (their OpenMP regions wait for the slowest thread, so one
+    preempted training thread stalls them all); a worker still runs whenever training waits."""
     torch.set_num_threads(threads)
+    if hasattr(os, "nice"):
+        os.nice(10)
 
 
 def iterate_steps(dataset: StepDataset, workers: int, threads_per_worker: int = 1,
@@ -257,10 +262,3 @@ def iterate_steps(dataset: StepDataset, workers: int, threads_per_worker: int = 
         pin_memory=torch.cuda.is_available() and str(dataset.device) == "cpu",
     )
 
-
-def take(iterable: Iterable[Any], n: int) -> Iterator[Any]:
-    """The first n items of an iterable."""
-    for i, item in enumerate(iterable):
-        if i >= n:
-            return
-        yield item
