@@ -78,14 +78,23 @@ def get_augment(name: str, size: int | None = None) -> AugmentConfig:
 # ---------------------------------------------------------------------------------------- params
 def sample_crop_boxes(rng: Rng, height: int, width: int, scale: tuple[float, float],
                       ratio: tuple[float, float]) -> Tensor:
-    """torchvision RandomResizedCrop.get_params for a batch: boxes float [B, 4] = (x1, y1, x2, y2).
+    """RandomResizedCrop boxes for a batch from its per-image random streams: float [B, 4]."""
+    u_area, u_ratio = rng.uniform(CROP_ATTEMPTS), rng.uniform(CROP_ATTEMPTS)  # [B, 10] each
+    return crop_boxes(u_area, u_ratio, rng.uniform(2), height, width, scale, ratio)
 
-    Up to 10 (area, log-ratio) candidates per image, the first that fits is kept; when none fits,
-    the centre crop with the ratio clamped to `ratio` (the whole image when it is square).
+
+def crop_boxes(u_area: Tensor, u_ratio: Tensor, u_offset: Tensor, height: int, width: int,
+               scale: tuple[float, float], ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> Tensor:
+    """torchvision RandomResizedCrop.get_params for a batch, from uniforms in [0, 1):
+    u_area, u_ratio [B, 10] (the candidates), u_offset [B, 2] (top, left) -> boxes float [B, 4] =
+    (x1, y1, x2, y2) in pixel edges.
+
+    The first of the 10 (area, log-ratio) candidates that fits is kept; when none fits, the centre
+    crop with the ratio clamped to `ratio` (the whole image when it is square).
     """
     area = height * width
-    target = area * rng.uniform(CROP_ATTEMPTS, low=scale[0], high=scale[1])  # [B, 10]
-    log_r = rng.uniform(CROP_ATTEMPTS, low=math.log(ratio[0]), high=math.log(ratio[1]))
+    target = area * (scale[0] + (scale[1] - scale[0]) * u_area)  # [B, 10]
+    log_r = math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * u_ratio
     aspect = torch.exp(log_r)
     w = torch.round(torch.sqrt(target * aspect))
     h = torch.round(torch.sqrt(target / aspect))
@@ -104,9 +113,11 @@ def sample_crop_boxes(rng: Rng, height: int, width: int, scale: tuple[float, flo
     found = ok.any(dim=1)
     w = torch.where(found, w, torch.full_like(w, fw))
     h = torch.where(found, h, torch.full_like(h, fh))
-    u = rng.uniform(2)  # [B, 2]: top, left offsets, uniform over the valid integer range
-    top = torch.where(found, torch.floor(u[:, 0] * (height - h + 1)), torch.full_like(h, (height - fh) // 2))
-    left = torch.where(found, torch.floor(u[:, 1] * (width - w + 1)), torch.full_like(w, (width - fw) // 2))
+    # top, left offsets: uniform over the valid integer range (centred for the fallback)
+    top = torch.floor(u_offset[:, 0] * (height - h + 1))
+    left = torch.floor(u_offset[:, 1] * (width - w + 1))
+    top = torch.where(found, top, torch.full_like(top, (height - fh) // 2))
+    left = torch.where(found, left, torch.full_like(left, (width - fw) // 2))
     return torch.stack([left, top, left + w, top + h], dim=1)
 
 

@@ -79,7 +79,11 @@ def build_encoder(arch: str, **kw: Any) -> nn.Module:
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
-    """torch.save to a temporary file in the same folder, then os.replace: never a torn file."""
+    """torch.save to a temporary file in the same folder, fsync, then os.replace: never a torn file.
+
+    (data.folder.atomic_write_bytes takes bytes; a checkpoint of several hundred MB is streamed to
+    disk here instead of being serialised in memory first.)
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
