@@ -93,7 +93,7 @@ REPRO_PRESETS: dict[str, ReproPreset] = {
     for p in (
         ReproPreset(
             "tiny",
-            "CPU demo (~10 min on 2 cores): 4 generator families + baselines, Fashion-MNIST probes",
+            "CPU demo (10–15 min on 2 free cores): 4 generator families + baselines, Fashion-MNIST probes",
             # One fast generator per family (CPU rendering is the bottleneck).
             generators=(
                 "dead_leaves-mixed",
@@ -490,9 +490,13 @@ def verdict(cells: list[dict[str, Any]], probe: str) -> str | None:
     best = max(trained, key=lambda c: c["top1"])
     wins = sum(c["top1"] > rand["top1"] for c in trained)
     sign = "beats" if best["top1"] > rand["top1"] else "does NOT beat"
-    return (f"{probe}: the best noise encoder ({best['label']}, {best['top1']:.1f}) {sign} "
+    text = (f"{probe}: the best noise encoder ({best['label']}, {best['top1']:.1f}) {sign} "
             f"CNN-Random ({rand['top1']:.1f}) by {best['top1'] - rand['top1']:+.1f} points; "
             f"{wins} of {len(trained)} generators score above CNN-Random.")  # fmt: skip
+    pixels = next((c for c in rows if c["source"] == "raw-pixels"), None)
+    if pixels is not None and pixels["top1"] > best["top1"]:
+        text += f" Raw pixels ({pixels['top1']:.1f}) score above every encoder on this set."
+    return text
 
 
 def render_markdown(cells: list[dict[str, Any]], plan: dict[str, Any], charts: dict[str, str]) -> str:
@@ -566,7 +570,7 @@ def render_chart(cells: list[dict[str, Any]], probe: str, path: Path, title: str
     if not rows:
         raise NoisevisionError(f"no results for probe '{probe}' to chart")
     n = len(rows)
-    fig, ax = plt.subplots(figsize=(8.5, 1.2 + 0.42 * n))
+    fig, ax = plt.subplots(figsize=(10.5, 1.4 + 0.42 * n))
     y = list(range(n))
     has_paper = any(c.get("paper_top1") is not None for c in rows)
     h = 0.38 if has_paper else 0.7
@@ -595,7 +599,7 @@ def render_chart(cells: list[dict[str, Any]], probe: str, path: Path, title: str
     if has_paper:
         handles.append(Patch(facecolor="white", edgecolor="black", hatch="///",
                              label="paper (ImageNet-100, other data)"))  # fmt: skip
-    ax.legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.9)
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
