@@ -19,8 +19,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -30,6 +28,7 @@ from typing import Any
 import torch
 
 import noisevision
+from noisevision.data.folder import atomic_write_bytes
 from noisevision.errors import NoisevisionError, UnknownNameError, unknown_name
 from noisevision.evaluate import BASELINES, ProbeSettings, build_baseline, evaluate
 
@@ -222,15 +221,7 @@ def cell_path(out: Path, source: str, probe: str) -> Path:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write so that readers see the old file or the whole new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, text.encode())
 
 
 def read_cell(path: Path) -> dict[str, Any] | None:
@@ -606,9 +597,7 @@ def render_chart(cells: list[dict[str, Any]], probe: str, path: Path, title: str
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, buf.getvalue())
     return path
 
 
