@@ -72,13 +72,27 @@ def throughput(
 
 def bench_generator(
     name: str, res: int | None, batch: int, device: torch.device, repeats: int = 5, min_time: float = 0.5
-) -> tuple[float, list[float]]:
-    """images/s of one generator rendering fresh index batches (as a training stream would)."""
+) -> tuple[float, list[float], int]:
+    """images/s of one generator rendering fresh index batches (as a training stream would).
+
+    Slow generators (feature visualisation, StyleGAN at one image per second…) are timed on
+    smaller batches and fewer repeats, so that benchmarking every generator stays in minutes:
+    a first call on 2 images estimates the cost. Returns (median, all rates, batch used).
+    """
     from noisevision import generators
 
     gen = generators.get(name)
+    start = time.perf_counter()
+    gen(range(10**6, 10**6 + min(batch, 2)), res=res, seed=0, device=device)  # warm-up + cost probe
+    _sync(device)
+    per_image = (time.perf_counter() - start) / min(batch, 2)
+    if per_image * batch > 4 * min_time:
+        batch = max(1, min(batch, int(4 * min_time / per_image)))
+        if per_image * batch > 5.0:
+            repeats = 1
 
     def step(k: int) -> None:
         gen(range(k * batch, (k + 1) * batch), res=res, seed=0, device=device)
 
-    return throughput(step, batch, device, repeats=repeats, min_time=min_time)
+    median, rates = throughput(step, batch, device, repeats=repeats, min_time=min_time, warmup=0)
+    return median, rates, batch

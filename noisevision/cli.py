@@ -335,9 +335,10 @@ def bench_generators(
         except NoisevisionError as exc:
             console.print(f"{n:32s} skipped: {exc}")
             continue
-        median, rates = bench_generator(n, res, batch, dev, repeats=repeats, min_time=min_time)
-        spread = f"(min {min(rates):,.1f}, max {max(rates):,.1f})"
-        console.print(f"{n:32s} {median:10,.1f} img/s  {spread}")
+        median, rates, used = bench_generator(n, res, batch, dev, repeats=repeats, min_time=min_time)
+        spread = f"(min {min(rates):,.1f}, max {max(rates):,.1f}, {len(rates)} runs"
+        spread += f", batch {used})" if used != batch else ")"
+        console.print(f"{n:32s} {median:10,.2f} img/s  {spread}")
 
 
 def main() -> None:
