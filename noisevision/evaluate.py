@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from noisevision.augment import IMAGENET_MEAN, IMAGENET_STD, PAPER_MEAN, PAPER_STD, resized_crop
+from noisevision.augment import IMAGENET_MEAN, IMAGENET_STD, PAPER_MEAN, PAPER_STD, crop_boxes, resized_crop
 from noisevision.data.eval_datasets import EvalDataset, ImageSet, balanced_subset, to_rgb
 from noisevision.errors import NoisevisionError, unknown_name
 
@@ -244,37 +244,14 @@ def random_resized_boxes(n: int, height: int, width: int, scale: tuple[float, fl
                          gen: torch.Generator, ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> Tensor:
     """torchvision RandomResizedCrop.get_params for `n` images at once: boxes [n, 4] (x0, y0, x1, y1).
 
-    Ten tries per image as torchvision does, the first valid one is kept; images with none fall
-    back to the central crop of clamped aspect ratio.
+    The uniforms come from `gen` (deterministic probes); the box logic is the training
+    augmentation's (`augment.crop_boxes`): ten tries per image, the first valid one kept, else the
+    central crop of clamped aspect ratio.
     """
-    tries = 10
-    area = height * width
-    target = area * torch.empty(n, tries).uniform_(scale[0], scale[1], generator=gen)
-    log_r = torch.empty(n, tries).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=gen)
-    aspect = torch.exp(log_r)
-    w = torch.round(torch.sqrt(target * aspect))
-    h = torch.round(torch.sqrt(target / aspect))
-    ok = (w > 0) & (w <= width) & (h > 0) & (h <= height)
-    first = torch.argmax(ok.to(torch.int8), dim=1)  # first valid try (0 if none)
-    rows = torch.arange(n)
-    w, h, any_ok = w[rows, first], h[rows, first], ok.any(dim=1)
-    u = torch.rand(n, 2, generator=gen)
-    y0 = torch.floor(u[:, 0] * (height - h + 1))
-    x0 = torch.floor(u[:, 1] * (width - w + 1))
-    # Fallback: central crop with the aspect ratio clamped to `ratio`.
-    in_ratio = width / height
-    if in_ratio < ratio[0]:
-        fw, fh = width, round(width / ratio[0])
-    elif in_ratio > ratio[1]:
-        fw, fh = round(height * ratio[1]), height
-    else:
-        fw, fh = width, height
-    fx, fy = (width - fw) // 2, (height - fh) // 2
-    x0 = torch.where(any_ok, x0, torch.full_like(x0, fx))
-    y0 = torch.where(any_ok, y0, torch.full_like(y0, fy))
-    w = torch.where(any_ok, w, torch.full_like(w, fw))
-    h = torch.where(any_ok, h, torch.full_like(h, fh))
-    return torch.stack([x0, y0, x0 + w, y0 + h], dim=1)
+    u_area = torch.rand(n, 10, generator=gen)
+    u_ratio = torch.rand(n, 10, generator=gen)
+    u_offset = torch.rand(n, 2, generator=gen)  # (top, left)
+    return crop_boxes(u_area, u_ratio, u_offset, height, width, scale, ratio)
 
 
 def batch_view(images: Tensor, view: View, gen: torch.Generator | None = None) -> Tensor:
