@@ -32,6 +32,7 @@ import torch.distributed as dist
 import yaml
 
 from noisevision import augment
+from noisevision.data.folder import atomic_write_bytes
 from noisevision.data.stream import IndexPlan, StepDataset, iterate_steps, open_source
 from noisevision.device import resolve_device
 from noisevision.errors import NoisevisionError, unknown_name
@@ -193,10 +194,7 @@ def _prepare_run_dir(cfg: TrainConfig, rank: int) -> dict[str, Any] | None:
     if out.exists() and any(out.iterdir()):
         raise NoisevisionError(f"{out} exists and is not a noisevision run folder: choose another --out")
     if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = out / f".{CONFIG}.tmp"
-        tmp.write_text(yaml.safe_dump(cfg.identity(), sort_keys=False))
-        os.replace(tmp, cfg_file)
+        atomic_write_bytes(cfg_file, yaml.safe_dump(cfg.identity(), sort_keys=False).encode())
     return None
 
 
