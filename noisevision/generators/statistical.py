@@ -35,13 +35,13 @@ WMM_GRID = (-200.0, 200.0, 0.5)  # value grid of the WMM target densities, x = -
 
 # ============================================================================ helpers
 def _bincount(index: Tensor, size: int) -> Tensor:
-    """Counts of each value of a flat int tensor in [0, size) -> float32 [size].
+    """Counts of each value of a flat int tensor in [0, size) -> [size], int64 on CPU, float32 on CUDA.
 
     torch.bincount on CPU; on CUDA it reads the maximum back to the host, so there an index_add_
     of ones is used instead (integer-valued float sums: exact and order-independent).
     """
     if index.device.type == "cpu":
-        return torch.bincount(index, minlength=size).to(torch.float32)
+        return torch.bincount(index, minlength=size)
     ones = torch.ones(1, device=index.device).expand(index.numel())
     return torch.zeros(size, device=index.device).index_add_(0, index, ones)
 
@@ -72,10 +72,10 @@ class HistogramTarget:
         """Target values at integer ranks [G, m] (0 … n) -> float32 [G, m]."""
         width = self.table.shape[1]
         flat = self.table.view(-1)
-        at = ranks + (self.row * width)[:, None]
-        q = flat[at]
+        at = ranks.add((self.row * width)[:, None]).view(-1)
+        q = flat.index_select(0, at).view(ranks.shape)  # (advanced indexing flat[at] is slower)
         if self.weight is not None:
-            q = torch.lerp(q, flat[at + width], self.weight[:, None])
+            q = torch.lerp(q, flat.index_select(0, at.add_(width)).view(ranks.shape), self.weight[:, None])
         return q
 
 
@@ -139,25 +139,38 @@ def match_histograms(x: Tensor, target: HistogramTarget) -> Tensor:
     rows = torch.arange(g, device=x.device, dtype=torch.int32).view(g0, k) * nb
     index = t.to(torch.int32).clamp_(0, nb - 1).add_(per_row(rows)).view(-1)
     counts = _bincount(index, g * nb).view(g, nb)
-    ranks = torch.cat((counts.new_zeros(g, 1), counts.cumsum(-1)), -1).round_().to(torch.int64)
-    edges = target.quantiles(ranks.clamp_(0, n))  # [G, nb+1] target value at each source edge
+    ranks = torch.nn.functional.pad(counts.cumsum(-1), (1, 0)).to(torch.int64)  # exact integers
+    edges = target.quantiles(ranks)  # [G, nb+1] target value at each source edge
     if target.mean is not None:
-        # Moments of the matched values from the histogram: uniform inside each bin, except the
-        # row's minimum and maximum, which sit exactly on the outer edges (MATLAB maps them to
-        # the ends of the target's support, ±200, where they weigh heavily on the std).
-        a, b = edges[:, :-1], edges[:, 1:]
-        inner = counts.clone()
-        inner[:, 0] -= 1
-        inner[:, -1] -= 1
-        lo_val, hi_val = edges[:, 0], edges[:, -1]
-        mean = ((inner * (a + b)).sum(-1) * 0.5 + lo_val + hi_val) / n
-        power = ((inner * (a * a + a * b + b * b)).sum(-1) / 3.0 + lo_val**2 + hi_val**2) / n
-        gain = target.std / (power - mean * mean).clamp_min(1e-30).sqrt()
-        edges = (edges - mean[:, None]) * gain[:, None] + target.mean[:, None]
+        edges = _standardise_edges(edges, counts.to(edges.dtype), n, target.mean, target.std)
     slope = edges[:, 1:] - edges[:, :-1]  # [G, nb]
-    offset = edges[:, :-1] - torch.arange(nb, device=x.device) * slope  # each bin's line at t = 0
-    y = torch.index_select(offset.view(-1), 0, index).view_as(t)
-    return y.addcmul_(t, torch.index_select(slope.view(-1), 0, index).view_as(t)).view(shape)
+    offset = torch.addcmul(edges[:, :-1], torch.arange(nb, device=x.device), slope, value=-1.0)
+    # One gather of (offset, slope) pairs packed as complex numbers costs about as much as one
+    # gather of floats: a quarter less time than two gathers.
+    line = torch.view_as_real(torch.index_select(torch.complex(offset, slope).view(-1), 0, index))
+    return torch.addcmul(line[:, 0], t.view(-1), line[:, 1]).view(shape)
+
+
+def _standardise_edges(edges: Tensor, counts: Tensor, n: int, mean: Tensor, std: Tensor) -> Tensor:
+    """Map the matched values' bin edges [G, nb+1] affinely so that the values get mean/std [G].
+
+    The moments come from the histogram: values uniform inside each bin, except the row's minimum
+    and maximum, which sit exactly on the outer edges (MATLAB maps them to the ends of the
+    target's support, ±200, where they weigh heavily on the std). With s = a + b and
+    q = a² + ab + b² for bin [a, b]: Σ x ≈ Σ c·s/2 and Σ x² ≈ Σ c·q/3, corrected at both ends.
+    """
+    a, b = edges[:, :-1], edges[:, 1:]
+    s = a + b
+    q = torch.addcmul(b * b, a, s)
+    e = edges[:, [0, 1, -2, -1]]  # the outermost edges of both end bins
+    ends = e.square().mul_(2.0).sub_(e * e[:, [1, 0, 3, 2]]).sub_(e[:, [1, 0, 3, 2]].square())
+    # sum of x: Σc·s/2 - (e0 + e1)/2 - (e_nb-1 + e_nb)/2 + e0 + e_nb
+    total = torch.linalg.vecdot(counts, s).sub_(e[:, 1]).sub_(e[:, 2]).add_(e[:, 0]).add_(e[:, 3]).mul_(0.5)
+    # sum of x²: Σc·q/3 - (q_0 + q_nb-1)/3 + e0² + e_nb², i.e. (2e0² - e0·e1 - e1²)/3 at each end
+    power = torch.linalg.vecdot(counts, q).add_(ends[:, 0]).add_(ends[:, 3]).div_(3.0)
+    mu = total / n
+    gain = std / (power / n - mu * mu).clamp_min(1e-30).sqrt()
+    return torch.addcmul((mean - mu * gain)[:, None], edges, gain[:, None])
 
 
 # ============================================================================ colour model
@@ -340,19 +353,18 @@ def spectrum_amplitude(alpha_x: Tensor, alpha_y: Tensor, res: int, onesided: boo
     ay = alpha_y.to(torch.float64)[:, None, None]
     amp = 1.0 / (1e-16 + fx[None, None, :] ** ax + fy[None, :, None] ** ay)
     amp[:, 0, 0] = 0.0
-    amp = amp / _power(amp, res).sqrt()[:, None, None]
+    amp = amp / _power(amp.square(), res).sqrt()[:, None, None]
     return amp.to(torch.float32)
 
 
-def _power(spec: Tensor, res: int) -> Tensor:
-    """Σ|X|² over the whole spectrum from an fft2 [..., N, N] or rfft2 [..., N, N/2+1] grid.
+def _power(p: Tensor, res: int) -> Tensor:
+    """Σ|X|² over the whole spectrum from |X|² [..., N, N] (fft2 grid) or [..., N, N/2+1] (rfft2).
 
     On the rfft2 grid columns 1 … N/2-1 stand for two columns of the full spectrum. With
     norm="forward" this is the mean of x² (Parseval).
     """
-    p = spec.abs().square() if spec.is_complex() else spec.square()  # (magnitudes are real)
     total = p.sum((-2, -1))
-    if spec.shape[-1] == res:
+    if p.shape[-1] == res:
         return total
     total = 2.0 * total - p[..., 0].sum(-1)
     return total - p[..., -1].sum(-1) if res % 2 == 0 else total
@@ -370,9 +382,10 @@ def impose_spectrum(spec: Tensor, amplitude: Tensor) -> Tensor:
     """
     res = spec.shape[-2]
     mean = spec[..., 0, 0].real  # [B, C]
-    mag = spec.abs()  # [B, C, N, M]
-    std = (_power(mag, res) - mean * mean).clamp_min(0).sqrt()
-    factor = (amplitude[:, None] * std[..., None, None]).div_(mag.clamp_min_(1e-30))
+    ri = torch.view_as_real(spec)
+    power = torch.addcmul(ri[..., 0].square(), ri[..., 1], ri[..., 1])  # |X|²: cheaper than abs()
+    std = (_power(power, res) - mean * mean).clamp_min(0).sqrt()
+    factor = (amplitude[:, None] * std[..., None, None]).mul_(power.clamp_min_(1e-30).rsqrt_())
     out = spec * factor  # (complex × real: broadcasting real into the re/im pairs is slower)
     out[..., 0, 0] = mean.to(out.dtype)
     return out

@@ -345,12 +345,6 @@ def _fold(spec: Tensor) -> Tensor:
     return rows[..., :h] + rows[..., h:]
 
 
-def _unfold(spec: Tensor) -> Tensor:
-    """Spectrum [..., h, h] of a zero-inserted up-sampling to [..., 2h, 2h] (adjoint of keeping
-    every second sample, up to the factor 1/4 of norm="forward")."""
-    return spec.repeat(*([1] * (spec.dim() - 2)), 2, 2) * 0.25
-
-
 class SpatialPyramid(SteerablePyramid):
     """MATLAB's buildSpyr / reconSpyr with sp3Filters and circular edges, as FFT masks.
 
@@ -368,22 +362,28 @@ class SpatialPyramid(SteerablePyramid):
         hi0 = _filter_dft(f["hi0"], res).real  # symmetric filters: real DFTs
         self.highpass_mask = hi0[:, : res // 2 + 1].to(device, torch.float32)  # = conj
         self.highpass_synthesis = (hi0[:, : res // 2 + 1] * _col_weight(res)).to(device, torch.float32)
-        self.lo0 = _filter_dft(f["lo0"], res).real.to(device, torch.float32)
-        self.analysis, self.synthesis, self.lo = [], [], []
+        lo0 = _filter_dft(f["lo0"], res).real
+        # lo0filt runs once before the first level and once after it in synthesis: it is folded
+        # into level 0's band masks and into the low-pass path below it (one pass less each way).
+        # The up-sampling's 1/4 (norm="forward") is folded into the synthesis low-pass masks.
+        self.analysis, self.synthesis, self.lo_analysis, self.lo_synthesis = [], [], [], []
         for lev in range(self.levels):
             n = res >> lev
-            bands = _filter_dft(f["bands"], n)  # [4, n, n], antisymmetric filters: imaginary DFTs
+            pre = lo0 if lev == 0 else 1.0
+            bands = _filter_dft(f["bands"], n) * pre  # [4, n, n], antisymmetric filters: imaginary DFTs
             a, _ = _pairs(bands.conj())  # correlation: conjugate DFT
             _, s = _pairs(bands.conj())  # synthesis pairs of conj(conj(B)) = B, i.e. convolution
             self.analysis.append(a.to(device))
             self.synthesis.append(s.to(device))
-            self.lo.append(_filter_dft(f["lo"], n).real.to(device, torch.float32))
+            lof = _filter_dft(f["lo"], n).real * pre
+            self.lo_analysis.append(lof.to(device, torch.float32))
+            h = n // 2  # viewed [2, h, 2, h]: multiplies a level below broadcast to this one's grid
+            self.lo_synthesis.append((lof * 0.25).view(2, h, 2, h).to(device, torch.float32))
 
     def build_from_spectrum(self, spec: Tensor) -> Pyramid:
         """Pyramid of real images given by their spectrum [..., N, N] (fft2, norm="forward")."""
-        lo = spec * self.lo0
-        levels = []
-        for a, lof in zip(self.analysis, self.lo):
+        lo, levels = spec, []
+        for a, lof in zip(self.analysis, self.lo_analysis):
             levels.append(torch.fft.ifft2(lo.unsqueeze(-3) * a, norm="forward"))  # [..., 2, n, n]
             lo = _fold(lo * lof)
         return Pyramid(self._highpass(spec), levels, lo)
@@ -391,9 +391,13 @@ class SpatialPyramid(SteerablePyramid):
     def reconstruct(self, pyr: Pyramid) -> Tensor:
         """The real images [..., N, N] of a pyramid (MATLAB's reconSpyr; ~1 % from `build`'s input)."""
         out = pyr.low
-        for z, s, lof in zip(reversed(pyr.levels), reversed(self.synthesis), reversed(self.lo)):
-            out = _synthesise_pairs(z, s).add_(_unfold(out) * lof)
-        out = self._add_highpass(out * self.lo0, pyr.highpass)
+        for z, s, lof in zip(reversed(pyr.levels), reversed(self.synthesis), reversed(self.lo_synthesis)):
+            h = out.shape[-1]
+            # Zero-insertion up-sampling repeats the spectrum 2×2: a broadcast, not a copy.
+            up = (out[..., None, :, None, :] * lof).view(*out.shape[:-2], 2 * h, 2 * h)
+            w = torch.fft.fft2(z, norm="forward")
+            out = up.addcmul_(w[..., 0, :, :], s[0]).addcmul_(w[..., 1, :, :], s[1])
+        out = self._add_highpass(out, pyr.highpass)
         return torch.fft.ifft2(out, norm="forward").real.contiguous()
 
 
