@@ -243,9 +243,19 @@ def reproduce(
     download: bool = typer.Option(
         False, "--download", help="Allow downloading CIFAR/STL-10 from the internet."
     ),
+    feature_vis_encoder: Path | None = typer.Option(
+        None, "--feature-vis-encoder",
+        help="ResNet-50 encoder.pt for feature_vis-dead_leaves to visualise, instead of training one on "
+        "dead_leaves-mixed (MoCo v2, paper-large recipe) first.",
+    ),  # fmt: skip
     report_only: bool = typer.Option(False, "--report-only", help="Rebuild the report from done cells."),
 ) -> None:
-    """Pre-train on every generator of a preset, probe, and write a report; resumable."""
+    """Pre-train on every generator of a preset, probe, and write a report; resumable.
+
+    feature_vis-dead_leaves visualises a ResNet-50 trained with MoCo v2 on dead_leaves-mixed: in
+    paper-large the dead_leaves-mixed run itself, in paper-small a prerequisite run trained first in
+    OUT/prerequisites/ (or the file given with --feature-vis-encoder).
+    """
     from noisevision.reproduce import build_report, parse_extra_data
     from noisevision.reproduce import reproduce as run_reproduction
 
@@ -258,6 +268,7 @@ def reproduce(
         preset, out, generators=[g for g in (generators or "").split(",") if g] or None,
         eval_dataset=eval_dataset, extra_data=parse_extra_data(extra_data), device=device,
         download=download, probe_overrides={"subset": subset, "test_subset": test_subset},
+        feature_vis_encoder=feature_vis_encoder,
         log=lambda m: console.print(m, markup=False, highlight=False, soft_wrap=True),
     )  # fmt: skip
 

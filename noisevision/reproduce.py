@@ -12,6 +12,11 @@ results.json and bar charts like the paper's ImageNet-100 figure) is rebuilt fro
 Presets are rows of `REPRO_PRESETS`: which generators, which training preset (with overrides),
 which evaluation set and probes. The paper presets list every SPEC §1 dataset; names not
 registered in this installation are skipped with a note in the report.
+
+`feature_vis-dead_leaves` (SPEC §5) visualises the ResNet-50 trained with MoCo v2 on
+dead_leaves-mixed: the dead_leaves-mixed run itself where the preset trains that recipe
+(paper-large), else a prerequisite run in OUT/prerequisites/ (paper-small), or the encoder file
+given as `feature_vis_encoder`. Its images are then rendered and trained on like any generator's.
 """
 
 from __future__ import annotations
@@ -58,6 +63,11 @@ PAPER_LARGE: dict[str, float] = {
 }  # fmt: skip
 PAPER_NUMBERS = {"small": PAPER_SMALL, "large": PAPER_LARGE}
 
+# SPEC §5: feature_vis-dead_leaves = feature visualizations of a ResNet-50 trained on Dead leaves – Shapes.
+FEATURE_VIS_DEAD_LEAVES = "feature_vis-dead_leaves"
+FEATURE_VIS_DEAD_LEAVES_LABEL = "Feature vis. – Dead leaves"
+DEAD_LEAVES_SHAPES = "dead_leaves-mixed"
+
 FAMILY_COLORS = {
     "dead leaves": "#1f77b4", "statistical": "#2ca02c", "random StyleGAN": "#d62728",
     "feature visualization": "#9467bd", "fractals": "#ff7f0e", "mixing": "#e377c2",
@@ -81,6 +91,10 @@ class ReproPreset:
     paper_scale: str = "small"  # which SPEC §10 numbers the report shows beside ours
     materialize: bool = False  # render each image once to a folder, then train from it (CPU)
     distinct_images: int | None = None  # fewer distinct images, more epochs, same images seen
+    # The recipe of the ResNet-50 that feature_vis-dead_leaves visualises (SPEC §5: MoCo v2, §8);
+    # None: none is trained, feature_vis-dead_leaves needs a given encoder file.
+    feature_vis_train_preset: str | None = "paper-large"
+    feature_vis_train_overrides: dict[str, Any] = field(default_factory=dict)
 
     def probe_settings(self, **overrides: Any) -> ProbeSettings:
         values = {**self.probe, **{k: v for k, v in overrides.items() if v is not None}}
@@ -105,6 +119,7 @@ REPRO_PRESETS: dict[str, ReproPreset] = {
             # rendered once (CPU rendering of StyleGAN / fractals costs more than training on them).
             materialize=True,
             distinct_images=2048,
+            feature_vis_train_preset=None,  # a ResNet-50 + MoCo v2 run is no CPU demo
             eval_dataset="fashion-mnist",
             probe=dict(probes=("fast", "knn", "lowshot"), subset=5000, test_subset=2000,
                        lowshot_seeds=5, protocol="paper"),  # fmt: skip
@@ -145,15 +160,21 @@ class Source:
     kind: str  # "generator" | "folder" | "baseline"
     family: str
     label: str
-    data: str = ""  # what noisevision.train reads (generator name or folder)
+    data: str = ""  # what noisevision.train reads (generator name or folder); see feature_vis_source
 
 
 def resolve_sources(preset: ReproPreset, generators: list[str] | None = None,
-                    extra_data: dict[str, str] | None = None) -> tuple[list[Source], list[str]]:
+                    extra_data: dict[str, str] | None = None,
+                    feature_vis_encoder: str | Path | None = None) -> tuple[list[Source], list[str]]:
     """The preset's sources (or `generators`), folders and baselines; plus notes on skipped names."""
     notes: list[str] = []
     sources: list[Source] = []
+    fv_source = feature_vis_source(feature_vis_encoder)  # checks the file before any work
     for entry in generators or preset.generators:
+        if entry == FEATURE_VIS_DEAD_LEAVES:
+            if fv_source not in sources:
+                sources.append(fv_source)
+            continue
         choices = entry.split("|")
         found = next(((c, spec) for c in choices if (spec := _generator_spec(c)) is not None), None)
         if found is None:
@@ -172,7 +193,26 @@ def resolve_sources(preset: ReproPreset, generators: list[str] | None = None,
         sources.append(Source(name, "folder", "image folder", name, str(Path(folder).resolve())))
     for b in preset.baselines:
         sources.append(Source(b, "baseline", "baseline", BASELINES[b].label))
+    if feature_vis_encoder and fv_source not in sources:
+        notes.append(f"--feature-vis-encoder unused: {FEATURE_VIS_DEAD_LEAVES} is not among the generators")
     return sources, notes
+
+
+def feature_vis_source(encoder: str | Path | None = None) -> Source:
+    """The feature_vis-dead_leaves row. Its data, `feature_vis-<encoder.pt>`, is known now when an
+    encoder file is given (checked here: a ResNet-50 encoder file, in one line); otherwise it is ""
+    until the dead-leaves ResNet-50 exists (see dead_leaves_encoder)."""
+    from noisevision.generators import get
+
+    data = ""
+    if encoder:
+        path = Path(encoder).resolve()
+        if not path.is_file():
+            raise NoisevisionError(f"--feature-vis-encoder {encoder}: no such file")
+        data = f"feature_vis-{path}"
+        get(data)  # the feature_vis resolver refuses anything but a ResNet-50 encoder file
+    return Source(FEATURE_VIS_DEAD_LEAVES, "generator", "feature visualization",
+                  FEATURE_VIS_DEAD_LEAVES_LABEL, data)  # fmt: skip
 
 
 def _generator_spec(name: str) -> Any:
@@ -199,6 +239,84 @@ def _why_unavailable(name: str) -> str:
     return "unavailable"
 
 
+def _shares_feature_vis_recipe(preset: ReproPreset) -> bool:
+    """True where the preset trains every source with the feature-vis recipe (paper-large): then the
+    dead_leaves-mixed source's own run is the ResNet-50 that feature_vis-dead_leaves visualises."""
+    return (preset.train_preset, preset.train_overrides) == (
+        preset.feature_vis_train_preset, preset.feature_vis_train_overrides)
+
+
+def dead_leaves_encoder_path(preset: ReproPreset, out: Path) -> Path:
+    """Where the ResNet-50 trained on dead_leaves-mixed for feature_vis-dead_leaves is (or will be)."""
+    from noisevision.train import ENCODER, TrainConfig
+
+    if _shares_feature_vis_recipe(preset):
+        return run_folder(out, DEAD_LEAVES_SHAPES) / ENCODER
+    arch = TrainConfig.from_preset(preset.feature_vis_train_preset, **preset.feature_vis_train_overrides).arch
+    return out / "prerequisites" / f"{DEAD_LEAVES_SHAPES}-{_slug(arch)}" / ENCODER
+
+
+def plan_feature_vis(sources: list[Source], preset: ReproPreset,
+                     out: Path) -> tuple[list[Source], str | None]:
+    """Keep feature_vis-dead_leaves where its encoder is given, exists, or can be trained here
+    (dead_leaves-mixed is one of this reproduction's sources); a note says which encoder it
+    visualises, or why it is skipped."""
+    fv = next((s for s in sources if s.name == FEATURE_VIS_DEAD_LEAVES), None)
+    if fv is None:
+        return sources, None
+    if fv.data:
+        return sources, f"{fv.name} visualises {fv.data.removeprefix('feature_vis-')} (--feature-vis-encoder)"
+    if preset.feature_vis_train_preset is None:
+        return [s for s in sources if s is not fv], (
+            f"skipped {fv.name}: preset '{preset.name}' trains no ResNet-50 on {DEAD_LEAVES_SHAPES} "
+            "(pass --feature-vis-encoder PATH to a ResNet-50 encoder.pt)"
+        )
+    path = dead_leaves_encoder_path(preset, out)
+    if _shares_feature_vis_recipe(preset):
+        how = f"the ResNet-50 of the {DEAD_LEAVES_SHAPES} run"
+    else:
+        how = (f"a ResNet-50 trained first on {DEAD_LEAVES_SHAPES} with the "
+               f"'{preset.feature_vis_train_preset}' recipe in {path.parent}")  # fmt: skip
+    if any(s.name == DEAD_LEAVES_SHAPES for s in sources) or path.is_file():
+        return sources, f"{fv.name} visualises {how}"
+    return [s for s in sources if s is not fv], (
+        f"skipped {fv.name}: it visualises {how}, but {DEAD_LEAVES_SHAPES} is not among the generators "
+        f"(add it, or pass --feature-vis-encoder PATH to a ResNet-50 encoder.pt)"
+    )
+
+
+def dead_leaves_encoder(preset: ReproPreset, out: Path, device: str, log: Log,
+                        overrides: dict[str, Any]) -> Path:
+    """The ResNet-50 that feature_vis-dead_leaves visualises (SPEC §5), trained or resumed if need be.
+
+    paper-large: the dead_leaves-mixed source's own run. Otherwise a prerequisite run with the
+    preset's feature-vis recipe; of the caller's training options only the runtime ones (workers,
+    threads, ...) apply to it, since the others are meant for the preset's own recipe.
+    """
+    from noisevision.train import TrainConfig, train
+
+    tag = f"[{FEATURE_VIS_DEAD_LEAVES}]"
+    if _shares_feature_vis_recipe(preset):
+        spec = _generator_spec(DEAD_LEAVES_SHAPES)
+        dead_leaves = Source(DEAD_LEAVES_SHAPES, "generator", spec.family, spec.label, DEAD_LEAVES_SHAPES)
+        log(f"{tag} visualising the encoder of the {DEAD_LEAVES_SHAPES} run")
+        return pretrain(dead_leaves, preset, out, device, log, overrides)[0]
+    path = dead_leaves_encoder_path(preset, out)
+    if path.is_file():
+        log(f"{tag} reusing the prerequisite encoder {path}")
+        return path
+    runtime = {k: v for k, v in overrides.items() if k in TrainConfig.RUNTIME}
+    cfg = TrainConfig.from_preset(preset.feature_vis_train_preset, **{
+        **preset.feature_vis_train_overrides, **runtime,
+        "data": DEAD_LEAVES_SHAPES, "out": str(path.parent), "device": device})  # fmt: skip
+    log(f"{tag} prerequisite: training {cfg.arch} + {cfg.method} ({cfg.preset}: {cfg.num_images} images × "
+        f"{cfg.epochs} epochs) on {DEAD_LEAVES_SHAPES} in {path.parent}")  # fmt: skip
+    t0 = time.perf_counter()
+    train(cfg)
+    log(f"{tag} prerequisite trained in {time.perf_counter() - t0:.0f} s: {path}")
+    return path
+
+
 def parse_extra_data(items: list[str] | None) -> dict[str, str]:
     """["NAME=DIR", ...] -> {NAME: DIR}."""
     out: dict[str, str] = {}
@@ -213,6 +331,11 @@ def parse_extra_data(items: list[str] | None) -> dict[str, str]:
 # ---------------------------------------------------------------------------------- cells
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+
+def run_folder(out: Path, source: str) -> Path:
+    """The training run of `source` (noisevision.train's run folder)."""
+    return out / "runs" / _slug(source)
 
 
 def cell_path(out: Path, source: str, probe: str) -> Path:
@@ -285,10 +408,13 @@ def pretrain(source: Source, preset: ReproPreset, out: Path, device: str, log: L
     """
     from noisevision.train import ENCODER, TrainConfig, train
 
-    run_dir = out / "runs" / _slug(source.name)
+    run_dir = run_folder(out, source.name)
     stages_file = run_dir / "stages.json"
     if (run_dir / ENCODER).is_file() and stages_file.is_file():
         return run_dir / ENCODER, json.loads(stages_file.read_text())
+    if source.name == FEATURE_VIS_DEAD_LEAVES and not source.data:
+        encoder = dead_leaves_encoder(preset, out, device, log, overrides)
+        source = replace(source, data=f"feature_vis-{encoder.resolve()}")
     values = {**preset.train_overrides, **overrides}
     cfg = TrainConfig.from_preset(preset.train_preset, **values)
     if preset.distinct_images and cfg.num_images > preset.distinct_images and "epochs" not in values:
@@ -299,19 +425,20 @@ def pretrain(source: Source, preset: ReproPreset, out: Path, device: str, log: L
     data, res = source.data, cfg.res
     stages: dict[str, Any] = {}
     if source.kind == "generator":
-        res = generation_res(source.name, cfg.res)
+        res = generation_res(source.data, cfg.res)
         if preset.materialize:
             folder = out / "data" / _slug(source.name)
-            stages["generation"] = materialize(source.name, res, cfg.seed, cfg.num_images, folder,
+            stages["generation"] = materialize(source.data, res, cfg.seed, cfg.num_images, folder,
                                                device, log)  # fmt: skip
             data = str(folder)
         else:
             log(f"[{source.name}] measuring generation speed")
-            gen = measure_generation(source.name, res, cfg.seed)
+            gen = measure_generation(source.data, res, cfg.seed)
             gen["images_rendered"] = cfg.num_images * cfg.epochs  # the stream renders every epoch
             gen["seconds"] = gen["images_rendered"] / gen["images_per_s"]
             gen["estimated"] = True  # rendering overlaps training in the stream's worker
             stages["generation"] = gen
+        stages["generation"]["data"] = source.data  # what was rendered, e.g. feature_vis-<encoder.pt>
     cfg = TrainConfig.from_preset(preset.train_preset, **{**values, "res": res},
                                   data=data, out=str(run_dir), device=device)  # fmt: skip
     log(f"[{source.name}] pre-training ({cfg.preset}: {cfg.arch}, {cfg.num_images} images × "
@@ -389,8 +516,13 @@ def run_source(source: Source, preset: ReproPreset, out: Path, dataset_name: str
 def reproduce(preset_name: str, out: str | Path, generators: list[str] | None = None,
               eval_dataset: str | None = None, extra_data: dict[str, str] | None = None,
               device: str = "auto", download: bool = False, probe_overrides: dict[str, Any] | None = None,
-              train_overrides: dict[str, Any] | None = None, log: Log = print) -> Path:
-    """Run (or resume) every cell of a preset and write the report; returns the report folder."""
+              train_overrides: dict[str, Any] | None = None, feature_vis_encoder: str | Path | None = None,
+              log: Log = print) -> Path:
+    """Run (or resume) every cell of a preset and write the report; returns the report folder.
+
+    `feature_vis_encoder`: a ResNet-50 encoder file for feature_vis-dead_leaves to visualise
+    instead of the one trained on dead_leaves-mixed here.
+    """
     from noisevision.data.eval_datasets import load_eval_dataset
 
     preset = get_repro_preset(preset_name)
@@ -404,7 +536,11 @@ def reproduce(preset_name: str, out: str | Path, generators: list[str] | None = 
             f"{dataset_name}:/path/to/folder (train/ and val/ class folders), or another set such as "
             "fashion-mnist"
         )
-    sources, notes = resolve_sources(preset, generators, extra_data)
+    sources, notes = resolve_sources(preset, generators, extra_data, feature_vis_encoder)
+    sources, fv_note = plan_feature_vis(sources, preset, out)
+    if fv_note:
+        notes.append(fv_note)
+        log(fv_note)
     dataset = load_eval_dataset(dataset_name, download=download)
     out.mkdir(parents=True, exist_ok=True)
     _write_plan(out, preset, dataset_name, sources, notes, settings)

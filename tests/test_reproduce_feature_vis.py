@@ -1,0 +1,182 @@
+"""feature_vis-dead_leaves in the reproduction: which ResNet-50 it visualises, trained or given (SPEC §5)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from noisevision import reproduce as rp
+from noisevision.errors import NoisevisionError
+from noisevision.generators import feature_vis as fv
+from noisevision.models import build_encoder, load_encoder, save_encoder
+
+FV = rp.FEATURE_VIS_DEAD_LEAVES
+# The paper-large recipe (ResNet-50 + MoCo v2) shrunk to one CPU step: 4 images of 32 px.
+RESNET50_STEP = dict(num_images=4, epochs=1, batch_size=4, input_size=32, res=32, bn_groups=2, workers=0,
+                     progress=False, method_kwargs={"queue_size": 16})  # fmt: skip
+# The tiny recipe (as paper-small's SmallAlexNet runs stand for "another recipe than the encoder's").
+TINY_STEP = dict(num_images=16, epochs=1, batch_size=8, input_size=16, res=32, workers=0, progress=False,
+                 arch_kwargs={"width": 0.125, "head": "linear", "out_dim": 16})  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def visualised(monkeypatch) -> list[str]:
+    """Feature visualizations cut to 1 optimisation step and a 8-image speed sample; returns the
+    encoder files the rendered images came from."""
+    seen: list[str] = []
+    real_network, real_visualise, real_measure = fv.FeatureVis.network, fv.visualise, rp.measure_generation
+
+    def network(self, seed, device):
+        seen.append(self.encoder)
+        return real_network(self, seed, device)
+
+    monkeypatch.setattr(fv.FeatureVis, "network", network)
+    monkeypatch.setattr(fv, "visualise", lambda model, rng, units, res, steps: real_visualise(
+        model, rng, units, res, 1))  # fmt: skip
+    monkeypatch.setattr(rp, "measure_generation", lambda name, res, seed: real_measure(name, res, seed, 8))
+    return seen
+
+
+@pytest.fixture
+def probe_folder(tmp_path: Path) -> str:
+    for split in ("train", "val"):
+        for c, value in enumerate((40, 200)):
+            for i in range(3):
+                path = tmp_path / "probe" / split / f"class{c}" / f"{i}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(np.full((20, 20, 3), value + 3 * i, dtype=np.uint8)).save(path)
+    return f"imagefolder:{tmp_path / 'probe'}"
+
+
+def small_preset(generators: tuple[str, ...], probe_set: str, shared: bool = False) -> rp.ReproPreset:
+    """paper-small's shape (shared=False: another recipe than the encoder's) or paper-large's (True)."""
+    train = ("paper-large", RESNET50_STEP) if shared else ("tiny", TINY_STEP)
+    return rp.ReproPreset(
+        "mini-fv", "test", generators, *train, baselines=(), eval_dataset=probe_set,
+        probe=dict(probes=("knn",), workers=0), feature_vis_train_preset="paper-large",
+        feature_vis_train_overrides=RESNET50_STEP,
+    )  # fmt: skip
+
+
+def no_training(*args, **kwargs):
+    raise AssertionError("trained although the encoder was there")
+
+
+def test_paper_presets_plan_feature_vis_dead_leaves(tmp_path: Path) -> None:
+    assert rp.SPEC_DATASETS.index("dead_leaves-mixed") < rp.SPEC_DATASETS.index(FV)
+    prerequisites = tmp_path / "prerequisites" / "dead_leaves-mixed-resnet50"
+    for name, how in (("paper-large", "the ResNet-50 of the dead_leaves-mixed run"),
+                      ("paper-small", "a ResNet-50 trained first on dead_leaves-mixed with the 'paper-large' "
+                                      f"recipe in {prerequisites}")):  # fmt: skip
+        preset = rp.REPRO_PRESETS[name]
+        sources, notes = rp.resolve_sources(preset)
+        fv_row = next(s for s in sources if s.name == FV)
+        assert (fv_row.kind, fv_row.family, fv_row.label) == ("generator", "feature visualization",
+                                                              "Feature vis. – Dead leaves")
+        assert not any(FV in n for n in notes)
+        kept, note = rp.plan_feature_vis(sources, preset, tmp_path)
+        assert kept == sources and note == f"{FV} visualises {how}"
+        assert rp.PAPER_NUMBERS[preset.paper_scale][FV] in (39.2, 49.48)
+    # Without dead_leaves-mixed and without an encoder, the chain cannot run: a note, no crash.
+    preset = rp.REPRO_PRESETS["paper-small"]
+    alone, _ = rp.resolve_sources(preset, generators=[FV])
+    kept, note = rp.plan_feature_vis(alone, preset, tmp_path)
+    assert FV not in [s.name for s in kept] and note.startswith(f"skipped {FV}: ")
+    assert "--feature-vis-encoder" in note
+    # ... unless an earlier run left the encoder there.
+    prerequisite = rp.dead_leaves_encoder_path(preset, tmp_path)
+    prerequisite.parent.mkdir(parents=True)
+    prerequisite.write_bytes(b"")
+    assert rp.plan_feature_vis(alone, preset, tmp_path)[0] == alone
+    # The CPU demo trains no ResNet-50, not even when asked for feature_vis-dead_leaves.
+    tiny = rp.REPRO_PRESETS["tiny"]
+    assert FV not in [s.name for s in rp.resolve_sources(tiny)[0]]
+    asked, _ = rp.resolve_sources(tiny, generators=["dead_leaves-mixed", FV])
+    kept, note = rp.plan_feature_vis(asked, tiny, tmp_path)
+    assert [s.name for s in kept] == ["dead_leaves-mixed", "cnn-random", "raw-pixels", "mean-colors"]
+    assert note.startswith(f"skipped {FV}: preset 'tiny' trains no ResNet-50")
+
+
+def test_paper_small_trains_a_resnet50_prerequisite_once(tmp_path: Path, monkeypatch, visualised,
+                                                         probe_folder: str) -> None:
+    preset = small_preset(("dead_leaves-mixed", FV), probe_folder)
+    monkeypatch.setitem(rp.REPRO_PRESETS, preset.name, preset)
+    out, logs = tmp_path / "out", []
+    rp.reproduce(preset.name, out, log=logs.append)
+    prerequisite = (out / "prerequisites" / "dead_leaves-mixed-resnet50" / "encoder.pt").resolve()
+    encoder, meta = load_encoder(prerequisite)
+    assert (encoder.arch, meta["method"], meta["data"]) == ("resnet50", "moco_v2", "dead_leaves-mixed")
+    assert any("prerequisite: training resnet50 + moco_v2" in m for m in logs)
+    assert set(visualised) == {str(prerequisite)}  # every rendered image visualises that encoder
+    run = yaml.safe_load((rp.run_folder(out, FV) / "config.yaml").read_text())
+    assert run["data"] == f"feature_vis-{prerequisite}" and run["arch"] == "resnet18-s"
+    cell = rp.read_cell(rp.cell_path(out, FV, "knn"))
+    assert (cell["label"], cell["family"], cell["paper_top1"]) == ("Feature vis. – Dead leaves",
+                                                                   "feature visualization", 39.2)
+    assert cell["stages"]["generation"]["data"] == run["data"]
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert [r["source"] for r in rows] == ["dead_leaves-mixed", FV]
+    assert "| Feature vis. – Dead leaves | feature visualization |" in (out / "report.md").read_text()
+    # A rerun finds the prerequisite and does not train it again.
+    monkeypatch.setattr("noisevision.train.train", no_training)
+    again: list[str] = []
+    assert rp.dead_leaves_encoder(preset, out, "cpu", again.append, {}).resolve() == prerequisite
+    assert "reusing the prerequisite encoder" in again[0]
+
+
+def test_paper_large_visualises_the_dead_leaves_run(tmp_path: Path, monkeypatch, probe_folder: str) -> None:
+    preset = small_preset(("dead_leaves-mixed", FV), probe_folder, shared=True)
+    out, logs = tmp_path / "out", []
+    path = rp.dead_leaves_encoder(preset, out, "cpu", logs.append, {})
+    assert path == rp.run_folder(out, "dead_leaves-mixed") / "encoder.pt" == rp.dead_leaves_encoder_path(
+        preset, out)  # fmt: skip
+    assert load_encoder(path)[0].arch == "resnet50" and not (out / "prerequisites").exists()
+    # The dead_leaves-mixed source then finds its run done: one training for both rows.
+    monkeypatch.setattr("noisevision.train.train", no_training)
+    (dead_leaves,) = [s for s in rp.resolve_sources(preset)[0] if s.name == "dead_leaves-mixed"]
+    assert rp.pretrain(dead_leaves, preset, out, "cpu", logs.append, {})[0] == path
+
+
+def test_a_given_encoder_is_used_without_training_one(tmp_path: Path, monkeypatch, visualised,
+                                                      probe_folder: str) -> None:
+    given = save_encoder(tmp_path / "mine.pt", build_encoder("resnet50"), {}).resolve()
+    preset = small_preset((FV,), probe_folder)
+    monkeypatch.setitem(rp.REPRO_PRESETS, preset.name, preset)
+    monkeypatch.setattr(rp, "dead_leaves_encoder", no_training)
+    out = tmp_path / "out"
+    rp.reproduce(preset.name, out, feature_vis_encoder=tmp_path / "mine.pt", log=lambda m: None)
+    assert set(visualised) == {str(given)} and not (out / "prerequisites").exists()
+    cell = rp.read_cell(rp.cell_path(out, FV, "knn"))
+    assert cell["stages"]["generation"]["data"] == f"feature_vis-{given}" and cell["source"] == FV
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["sources"] == [FV] and f"{FV} visualises {given} (--feature-vis-encoder)" in plan["notes"]
+    _, notes = rp.resolve_sources(rp.REPRO_PRESETS["tiny"], feature_vis_encoder=given)
+    assert notes == [f"--feature-vis-encoder unused: {FV} is not among the generators"]
+
+
+def test_bad_feature_vis_encoder_is_one_line(tmp_path: Path, run_cli) -> None:
+    small = save_encoder(tmp_path / "r18.pt", build_encoder("resnet18-s", width=0.125), {})
+    for path, message in ((small, "holds a 'resnet18-s' encoder: feature visualizations need a ResNet-50"),
+                          (tmp_path / "missing.pt", f"--feature-vis-encoder {tmp_path / 'missing.pt'}: "
+                                                    "no such file")):  # fmt: skip
+        code, _, err = run_cli("reproduce", "--preset", "paper-small", "--eval-dataset", "fashion-mnist",
+                               "--out", tmp_path / "out", "--feature-vis-encoder", path)  # fmt: skip
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "out").exists()
+    with pytest.raises(NoisevisionError, match="need a ResNet-50"):
+        rp.feature_vis_source(small)
