@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from noisevision.data import folder
@@ -79,6 +80,34 @@ def test_shards_fill_one_folder(run_cli, tmp_path):
     for k in (1, 2, 3):
         assert run_cli(*gen_args(out, "--shard", f"{k}/3"))[0] == 0
     assert tree_digest(out) == tree_digest(ref)
+
+
+def test_a_shard_leaves_the_other_shards_temporary_files_alone(tmp_path):
+    """Shards 0..4 and 5..9 share block 00000: one writer's scan must not delete the other's writes."""
+    block = tmp_path / "train" / "00000"
+    block.mkdir(parents=True)
+    mine, theirs = block / ".00000002.jpg.a1.tmp", block / ".00000007.jpg.b2.tmp"
+    for path in (mine, theirs, block / "00000004.jpg"):
+        path.write_bytes(b"x")
+    assert folder.missing_indices(tmp_path, range(0, 5), "jpg") == [0, 1, 2, 3]
+    assert not mine.exists() and theirs.exists()
+    assert folder.missing_indices(tmp_path, range(5, 10), "jpg", clean=False) == [5, 6, 7, 8, 9]
+    assert theirs.exists()
+
+
+def test_wait_until_complete_polls_until_every_image_is_there(tmp_path):
+    spec = folder.DatasetSpec("test-blobs", {}, 0, 16, 6)
+    waits, told = [], []
+
+    def sleep(seconds):  # another writer fills one more index per poll
+        waits.append(seconds)
+        folder.write_dataset(tmp_path, spec, range(len(waits) - 1, len(waits)), torch.device("cpu"), 1, 4)
+
+    folder.write_dataset(tmp_path, spec, range(3, 6), torch.device("cpu"), 1, 4)
+    folder.wait_until_complete(tmp_path, range(6), "jpg", told.append, poll_s=2.0, sleep=sleep)
+    assert told == [3] and waits == [2.0, 2.0, 2.0]
+    assert folder.wait_until_complete(tmp_path, range(6), "jpg", told.append, sleep=sleep) >= 0
+    assert told == [3] and len(waits) == 3  # complete: no wait, no message
 
 
 def test_shard_range_partitions_indices():

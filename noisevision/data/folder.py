@@ -133,7 +133,6 @@ def prepare_folder(root: Path, spec: DatasetSpec) -> None:
                 f"'{root}' holds another dataset ({diff}): use a new --out or the same settings"
             )
     try:
-        (root / "train").mkdir(parents=True, exist_ok=True)
         num = max(spec.num, manifest["num"]) if manifest else spec.num
         body = {
             **asdict(spec),
@@ -141,26 +140,56 @@ def prepare_folder(root: Path, spec: DatasetSpec) -> None:
             "version": noisevision.__version__,
             "layout": "train/<index // 1000>/<index:08d>.<format>",
         }
+        # The manifest before train/: a shard writer starting beside this one then never sees a
+        # non-empty folder without a manifest (which it would refuse as foreign).
         atomic_write_bytes(root / MANIFEST, (json.dumps(body, indent=2) + "\n").encode())
+        (root / "train").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise NoisevisionError(f"cannot write to '{root}': {exc.strerror or exc}") from exc
 
 
-def missing_indices(root: Path, indices: range, fmt: str) -> list[int]:
-    """Indices of `indices` without a complete file; removes leftover temporary files."""
+def _temporary_index(name: str) -> int | None:
+    """The image index of a temporary file atomic_write_bytes left, e.g. '.00000007.jpg.x1y2.tmp'."""
+    digits = name[1:9]
+    return int(digits) if name.startswith(".") and digits.isdigit() else None
+
+
+def missing_indices(root: Path, indices: range, fmt: str, clean: bool = True) -> list[int]:
+    """Indices of `indices` without a complete file. `clean`: remove the leftover temporary files
+    of those indices (never others: a shard writer beside this one may be writing them)."""
     missing = []
     for block in range(indices.start // BLOCK, (max(indices.stop, 1) - 1) // BLOCK + 1):
         folder = root / "train" / f"{block:05d}"
         present: set[str] = set()
         if folder.is_dir():
             for name in os.listdir(folder):
-                if name.endswith(".tmp"):
-                    (folder / name).unlink(missing_ok=True)
-                else:
+                if not name.endswith(".tmp"):
                     present.add(name)
+                elif clean and _temporary_index(name) in indices:
+                    (folder / name).unlink(missing_ok=True)
         lo, hi = max(indices.start, block * BLOCK), min(indices.stop, (block + 1) * BLOCK)
         missing.extend(i for i in range(lo, hi) if f"{i:08d}.{fmt}" not in present)
     return missing
+
+
+def wait_until_complete(
+    root: Path,
+    indices: range,
+    fmt: str,
+    on_wait: Callable[[int], None] | None = None,
+    poll_s: float = 30.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> float:
+    """Block until every image of `indices` is in `root`, e.g. while other shard writers finish
+    theirs; `on_wait(count missing)` once before the first wait. Returns the seconds waited."""
+    start = time.perf_counter()
+    missing = missing_indices(root, indices, fmt, clean=False)
+    if missing and on_wait:
+        on_wait(len(missing))
+    while missing:
+        sleep(poll_s)
+        missing = missing_indices(root, indices, fmt, clean=False)
+    return time.perf_counter() - start
 
 
 # ---------------------------------------------------------------------------------- writing
