@@ -248,6 +248,13 @@ def reproduce(
         help="ResNet-50 encoder.pt for feature_vis-dead_leaves to visualise, instead of training one on "
         "dead_leaves-mixed (MoCo v2, paper-large recipe) first.",
     ),  # fmt: skip
+    materialize: str | None = typer.Option(
+        None, "--materialize",
+        help="Generators to render once to OUT/data/NAME/ and train from, instead of regenerating their "
+        "images every epoch: all, none, or expensive (feature visualizations), optionally with generator "
+        "names or families, comma-separated (e.g. expensive,stylegan-random). Default: the preset's "
+        "(tiny: all; paper presets: expensive).",
+    ),  # fmt: skip
     report_only: bool = typer.Option(False, "--report-only", help="Rebuild the report from done cells."),
 ) -> None:
     """Pre-train on every generator of a preset, probe, and write a report; resumable.
@@ -255,6 +262,10 @@ def reproduce(
     feature_vis-dead_leaves visualises a ResNet-50 trained with MoCo v2 on dead_leaves-mixed: in
     paper-large the dead_leaves-mixed run itself, in paper-small a prerequisite run trained first in
     OUT/prerequisites/ (or the file given with --feature-vis-encoder).
+
+    Cheap generators stream; those --materialize names are rendered once (resumable; under torchrun
+    each rank renders its share). Changing it for a source whose training has started fails that
+    source, whose run would read other data: remove OUT/runs/NAME/ first.
     """
     from noisevision.reproduce import build_report, parse_extra_data
     from noisevision.reproduce import reproduce as run_reproduction
@@ -268,7 +279,7 @@ def reproduce(
         preset, out, generators=[g for g in (generators or "").split(",") if g] or None,
         eval_dataset=eval_dataset, extra_data=parse_extra_data(extra_data), device=device,
         download=download, probe_overrides={"subset": subset, "test_subset": test_subset},
-        feature_vis_encoder=feature_vis_encoder,
+        feature_vis_encoder=feature_vis_encoder, materialize=materialize,
         log=lambda m: console.print(m, markup=False, highlight=False, soft_wrap=True),
     )  # fmt: skip
 

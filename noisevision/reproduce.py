@@ -3,11 +3,15 @@
     noisevision reproduce --preset tiny --out demo/
 
 For each data source of a preset — a generator, an image folder (`--extra-data NAME=DIR`) or a
-baseline (SPEC §6) — the pipeline is: pre-train (noisevision.train, which streams the generator)
-→ probe the frozen encoder (noisevision.evaluate) → one JSON file per (source, probe) cell in
-OUT/cells/, written atomically. A cell whose file exists is skipped, and training runs resume, so
-an interrupted reproduction continues where it stopped. The report (OUT/report.md, results.csv,
-results.json and bar charts like the paper's ImageNet-100 figure) is rebuilt from the cell files.
+baseline (SPEC §6) — the pipeline is: pre-train (noisevision.train) → probe the frozen encoder
+(noisevision.evaluate) → one JSON file per (source, probe) cell in OUT/cells/, written atomically.
+Training streams a generator (the same images regenerated every epoch) or, where the preset's
+`materialize` policy says so (`--materialize`), reads its images rendered once into OUT/data/NAME/:
+the paper presets render the expensive generators (feature visualizations) once, as the paper's
+fixed datasets were, and stream the cheap ones. A cell whose file exists is skipped, and training
+runs and renderings resume, so an interrupted reproduction continues where it stopped. The report
+(OUT/report.md, results.csv, results.json and bar charts like the paper's ImageNet-100 figure) is
+rebuilt from the cell files.
 
 Presets are rows of `REPRO_PRESETS`: which generators, which training preset (with overrides),
 which evaluation set and probes. The paper presets list every SPEC §1 dataset; names not
@@ -24,6 +28,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -68,6 +73,15 @@ FEATURE_VIS_DEAD_LEAVES = "feature_vis-dead_leaves"
 FEATURE_VIS_DEAD_LEAVES_LABEL = "Feature vis. – Dead leaves"
 DEAD_LEAVES_SHAPES = "dead_leaves-mixed"
 
+# Families the "expensive" materialize policy renders once: generation, not training, is their cost,
+# and streaming them would pay it once per epoch (feature visualization: 128 Adam steps through a
+# ResNet-50 per image, SPEC §5).
+EXPENSIVE_FAMILIES = ("feature visualization",)
+MATERIALIZE_HELP = (
+    "all, none, or expensive (feature visualizations), optionally with generator names or "
+    "families to render once too, comma-separated (e.g. expensive,stylegan-random)"
+)
+
 FAMILY_COLORS = {
     "dead leaves": "#1f77b4", "statistical": "#2ca02c", "random StyleGAN": "#d62728",
     "feature visualization": "#9467bd", "fractals": "#ff7f0e", "mixing": "#e377c2",
@@ -89,7 +103,9 @@ class ReproPreset:
     eval_dataset: str = "fashion-mnist"
     probe: dict[str, Any] = field(default_factory=dict)  # ProbeSettings fields
     paper_scale: str = "small"  # which SPEC §10 numbers the report shows beside ours
-    materialize: bool = False  # render each image once to a folder, then train from it (CPU)
+    # Which generators are rendered once to OUT/data/NAME/ and trained from there instead of streamed
+    # (regenerated every epoch): MATERIALIZE_HELP, parsed by materialize_selectors.
+    materialize: str = "none"
     distinct_images: int | None = None  # fewer distinct images, more epochs, same images seen
     # The recipe of the ResNet-50 that feature_vis-dead_leaves visualises (SPEC §5: MoCo v2, §8);
     # None: none is trained, feature_vis-dead_leaves needs a given encoder file.
@@ -117,7 +133,7 @@ REPRO_PRESETS: dict[str, ReproPreset] = {
             train_preset="tiny",
             # As many training images as the training preset, over at most 2,048 distinct ones
             # rendered once (CPU rendering of StyleGAN / fractals costs more than training on them).
-            materialize=True,
+            materialize="all",
             distinct_images=2048,
             feature_vis_train_preset=None,  # a ResNet-50 + MoCo v2 run is no CPU demo
             eval_dataset="fashion-mnist",
@@ -131,6 +147,7 @@ REPRO_PRESETS: dict[str, ReproPreset] = {
             train_preset="paper-small",
             eval_dataset="imagenet100",
             probe=dict(probes=("linear", "fast", "knn"), protocol="paper", workers=8),
+            materialize="expensive",  # the paper trained on fixed datasets, rendered once
         ),
         ReproPreset(
             "paper-large",
@@ -140,6 +157,7 @@ REPRO_PRESETS: dict[str, ReproPreset] = {
             eval_dataset="imagenet100",
             probe=dict(probes=("linear", "knn"), protocol="moco", workers=8),
             paper_scale="large",
+            materialize="expensive",
         ),
     )
 }
@@ -149,6 +167,32 @@ def get_repro_preset(name: str) -> ReproPreset:
     if name not in REPRO_PRESETS:
         raise unknown_name("reproduction preset", name, list(REPRO_PRESETS))
     return REPRO_PRESETS[name]
+
+
+def materialize_selectors(policy: str) -> frozenset[str]:
+    """The generator names and families a materialize policy renders once ("*": every generator)."""
+    from noisevision import generators
+
+    tokens = [t.strip() for t in policy.split(",") if t.strip()]
+    if tokens in (["all"], ["none"]):
+        return frozenset({"*"} if tokens == ["all"] else ())
+    families = {s.family for s in generators.specs()}
+    selected: set[str] = set()
+    for token in tokens or [""]:
+        if token == "expensive":
+            selected.update(EXPENSIVE_FAMILIES)
+        elif token in families or token == FEATURE_VIS_DEAD_LEAVES or _generator_spec(token) is not None:
+            selected.add(token)
+        else:
+            alone = token in ("all", "none")
+            why = f"{token} stands alone" if alone else f"'{token}' is no generator or family"
+            raise NoisevisionError(f"bad --materialize '{policy}': {why}; use {MATERIALIZE_HELP}")
+    return frozenset(selected)
+
+
+def renders_once(selectors: frozenset[str], source: Source) -> bool:
+    """Whether `source` is trained from its images rendered once (else streamed)."""
+    return source.kind == "generator" and bool({"*", source.name, source.family} & selectors)
 
 
 # ---------------------------------------------------------------------------------- sources
@@ -383,21 +427,54 @@ def materialize(name: str, res: int | None, seed: int, num: int, root: Path, dev
                 log: Log) -> dict[str, Any]:
     """Render images 0..num-1 of `name` once into an image folder (JPEG q95, as the paper's data).
 
-    Used where generation, not training, is the bottleneck (CPU) and every epoch reuses the same
-    images: each image is rendered once instead of once per epoch. Resumable (missing files only).
+    Used where generation, not training, is the bottleneck and every epoch reuses the same images:
+    each image is rendered once instead of once per epoch. Resumable: only missing files are
+    rendered. Under torchrun (RANK/WORLD_SIZE) each rank renders its share, as `noisevision generate
+    --shard` does, on its own GPU, then waits for the other shares: training reads the whole folder.
+    Returns this process's rendering cost, summed over the runs that rendered images.
     """
-    from noisevision.data.folder import DatasetSpec, default_workers, write_dataset
+    from noisevision.data.folder import (
+        DatasetSpec,
+        default_workers,
+        parse_shard,
+        shard_range,
+        wait_until_complete,
+        write_dataset,
+    )
+
+    shard, shards = parse_shard(None)
+    dev = _rank_device(device)
+    res = res if res is not None else _generator_spec(name).default_res
+    spec = DatasetSpec(generator=name, params={}, seed=seed, res=res, num=num)
+    share = shard_range(num, shard, shards)
+    t0 = time.perf_counter()
+    written = write_dataset(root, spec, share, dev, default_workers(dev), batch_size=64)
+    seconds = time.perf_counter() - t0
+    where = f" (share {shard + 1}/{shards}: {share.start}..{share.stop - 1})" if shards > 1 else ""
+    log(f"[{name}] generated {written} images at {res} px in {seconds:.1f} s{where}; "
+        f"{len(share) - written} were there already")  # fmt: skip
+    cost_file = root / ("generation.json" if shards == 1 else f"generation-{shard + 1}of{shards}.json")
+    cost = read_cell(cost_file) or {"images": 0, "seconds": 0.0}
+    if written:  # a rerun that found every image there keeps the cost of the runs that rendered them
+        cost = {"images": cost["images"] + written, "seconds": cost["seconds"] + seconds}
+        atomic_write_text(cost_file, json.dumps(cost))
+    record = {"res": res, "num": num, **cost, "folder": str(root),
+              "images_per_s": cost["images"] / cost["seconds"] if cost["images"] else None}  # fmt: skip
+    if shards > 1:
+        record["shard"] = f"{shard + 1}/{shards}"
+        record["wait_seconds"] = wait_until_complete(root, range(num), spec.format, lambda n: log(
+            f"[{name}] waiting for {n} images from the other ranks"))  # fmt: skip
+    return record
+
+
+def _rank_device(device: str) -> torch.device:
+    """The device this process renders on: under torchrun, 'cuda' means this rank's GPU."""
     from noisevision.device import resolve_device
 
     dev = resolve_device(device)
-    res = res if res is not None else _generator_spec(name).default_res
-    spec = DatasetSpec(generator=name, params={}, seed=seed, res=res, num=num)
-    t0 = time.perf_counter()
-    written = write_dataset(root, spec, range(num), dev, default_workers(dev), batch_size=64)
-    seconds = time.perf_counter() - t0
-    log(f"[{name}] generated {written} images at {res} px in {seconds:.1f} s")
-    return {"res": res, "images": written, "seconds": seconds, "folder": str(root),
-            "images_per_s": written / seconds if written else None}  # fmt: skip
+    if dev.type == "cuda" and dev.index is None and "LOCAL_RANK" in os.environ:
+        dev = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    return dev
 
 
 def pretrain(source: Source, preset: ReproPreset, out: Path, device: str, log: Log,
@@ -426,7 +503,7 @@ def pretrain(source: Source, preset: ReproPreset, out: Path, device: str, log: L
     stages: dict[str, Any] = {}
     if source.kind == "generator":
         res = generation_res(source.data, cfg.res)
-        if preset.materialize:
+        if renders_once(materialize_selectors(preset.materialize), source):
             folder = out / "data" / _slug(source.name)
             stages["generation"] = materialize(source.data, res, cfg.seed, cfg.num_images, folder,
                                                device, log)  # fmt: skip
@@ -517,15 +594,19 @@ def reproduce(preset_name: str, out: str | Path, generators: list[str] | None = 
               eval_dataset: str | None = None, extra_data: dict[str, str] | None = None,
               device: str = "auto", download: bool = False, probe_overrides: dict[str, Any] | None = None,
               train_overrides: dict[str, Any] | None = None, feature_vis_encoder: str | Path | None = None,
-              log: Log = print) -> Path:
+              materialize: str | None = None, log: Log = print) -> Path:
     """Run (or resume) every cell of a preset and write the report; returns the report folder.
 
     `feature_vis_encoder`: a ResNet-50 encoder file for feature_vis-dead_leaves to visualise
-    instead of the one trained on dead_leaves-mixed here.
+    instead of the one trained on dead_leaves-mixed here. `materialize`: which generators to
+    render once instead of streaming (MATERIALIZE_HELP), instead of the preset's choice.
     """
     from noisevision.data.eval_datasets import load_eval_dataset
 
     preset = get_repro_preset(preset_name)
+    if materialize is not None:
+        preset = replace(preset, materialize=materialize)
+    selectors = materialize_selectors(preset.materialize)
     out = Path(out)
     settings = preset.probe_settings(**(probe_overrides or {}))
     settings.check()
@@ -541,6 +622,9 @@ def reproduce(preset_name: str, out: str | Path, generators: list[str] | None = 
     if fv_note:
         notes.append(fv_note)
         log(fv_note)
+    once = [s.name for s in sources if renders_once(selectors, s)]
+    if once:
+        log(f"rendered once to {out / 'data'} (the others stream): {', '.join(once)}")
     dataset = load_eval_dataset(dataset_name, download=download)
     out.mkdir(parents=True, exist_ok=True)
     _write_plan(out, preset, dataset_name, sources, notes, settings)
@@ -566,7 +650,7 @@ def _write_plan(out: Path, preset: ReproPreset, dataset: str, sources: list[Sour
         "preset": preset.name, "description": preset.description, "dataset": dataset,
         "train_preset": preset.train_preset, "train_overrides": preset.train_overrides,
         "probes": list(settings.probes), "sources": [s.name for s in sources], "notes": notes,
-        "paper_scale": preset.paper_scale,
+        "paper_scale": preset.paper_scale, "materialize": preset.materialize,
     }  # fmt: skip
     atomic_write_text(out / "plan.json", json.dumps(plan, indent=1))
 

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from noisevision import reproduce as rp
+from noisevision.data import folder
 from noisevision.data.eval_datasets import EvalDataset, ImageSet
 from noisevision.errors import NoisevisionError
 
@@ -174,8 +175,8 @@ def test_generation_res_picks_a_resolution_the_generator_makes() -> None:
     assert rp.generation_res("stylegan-oriented", None) is None
 
 
-@pytest.mark.parametrize("materialize", [False, pytest.param(True, marks=pytest.mark.slow)])
-def test_end_to_end_tiny_reproduction(tmp_path: Path, monkeypatch, materialize: bool) -> None:
+@pytest.mark.parametrize("materialize", ["none", pytest.param("all", marks=pytest.mark.slow)])
+def test_end_to_end_tiny_reproduction(tmp_path: Path, monkeypatch, materialize: str) -> None:
     """Two generators (streamed, or rendered to folders first) + baselines, a few training steps."""
     for split in ("train", "val"):
         for c, value in enumerate((40, 200)):
@@ -198,7 +199,7 @@ def test_end_to_end_tiny_reproduction(tmp_path: Path, monkeypatch, materialize: 
     gen = next(c for c in cells if c["source"] == "dead_leaves-mixed")
     assert gen["stages"]["pretrain"]["seconds"] > 0 and gen["stages"]["generation"]["images_per_s"] > 0
     assert Path(gen["encoder"]).is_file()
-    assert (out / "data").is_dir() == materialize
+    assert (out / "data").is_dir() == (materialize == "all")
 
 
 def test_a_failing_source_is_noted_and_the_rest_runs(tmp_path: Path, monkeypatch) -> None:
@@ -221,3 +222,64 @@ def test_a_failing_source_is_noted_and_the_rest_runs(tmp_path: Path, monkeypatch
     rp.reproduce("base", tmp_path / "out", log=lambda m: None)
     assert [c["source"] for c in rp.load_cells(tmp_path / "out")] == ["cnn-random", "mean-colors"]
     assert "raw-pixels failed: disk full" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_materialize_policy_picks_the_sources_rendered_once() -> None:
+    sources, _ = rp.resolve_sources(rp.REPRO_PRESETS["paper-small"], extra_data={"photos": "."})
+    generators = [s.name for s in sources if s.kind == "generator"]
+
+    def once(policy: str) -> list[str]:
+        return [s.name for s in sources if rp.renders_once(rp.materialize_selectors(policy), s)]
+
+    assert once("expensive") == ["feature_vis-random", rp.FEATURE_VIS_DEAD_LEAVES]
+    assert once("expensive, stylegan-random") == ["stylegan-random", "feature_vis-random",
+                                                  rp.FEATURE_VIS_DEAD_LEAVES]  # fmt: skip
+    assert once("random StyleGAN") == [n for n in generators if n.startswith("stylegan-")]
+    assert once("all") == generators and "photos" not in generators  # folders and baselines never
+    assert once("none") == []
+    assert {n: p.materialize for n, p in rp.REPRO_PRESETS.items()} == {
+        "tiny": "all", "paper-small": "expensive", "paper-large": "expensive"}  # fmt: skip
+    for bad, why in (("sometimes", "'sometimes' is no generator or family"), ("", "'' is no generator"),
+                     ("all,expensive", "all stands alone"), ("expensive,stylegan-rand", "'stylegan-rand'")):
+        with pytest.raises(NoisevisionError, match=f"bad --materialize '{bad}': {why}.*; use all, none"):
+            rp.materialize_selectors(bad)
+
+
+def test_materialize_renders_this_ranks_share_then_waits_for_the_others(tmp_path: Path, monkeypatch) -> None:
+    """Under torchrun each rank renders its share of the folder; training starts once all are there."""
+    root, logs = tmp_path / "data", []
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    spec = folder.DatasetSpec("test-blobs", {}, seed=3, res=32, num=10)
+
+    def other_rank_finishes(seconds: float) -> None:  # rank 0 writes its share while rank 1 waits
+        folder.write_dataset(root, spec, range(0, 5), torch.device("cpu"), 1, 64)
+
+    real_wait = folder.wait_until_complete
+    monkeypatch.setattr(folder, "wait_until_complete",
+                        lambda *a, **k: real_wait(*a, **k, sleep=other_rank_finishes))  # fmt: skip
+    monkeypatch.setattr(folder, "default_workers", lambda device: 1)
+    record = rp.materialize("test-blobs", 32, 3, 10, root, "cpu", logs.append)
+    assert logs[0].startswith("[test-blobs] generated 5 images at 32 px") and "(share 2/2: 5..9)" in logs[0]
+    assert logs[1] == "[test-blobs] waiting for 5 images from the other ranks"
+    assert (record["shard"], record["images"], record["num"]) == ("2/2", 5, 10)
+    assert record["wait_seconds"] >= 0 and record["images_per_s"] > 0
+    assert sorted(p.name for p in (root / "train").rglob("*.jpg")) == [f"{i:08d}.jpg" for i in range(10)]
+    assert json.loads((root / "generation-2of2.json").read_text())["images"] == 5
+
+
+def test_reproduce_cli_materialize_flag(tmp_path: Path, monkeypatch, run_cli) -> None:
+    asked: dict = {}
+    real = rp.reproduce
+    monkeypatch.setattr(rp, "reproduce", lambda preset, out, **kwargs: asked.update(kwargs, preset=preset))
+    code, _, err = run_cli("reproduce", "--preset", "paper-small", "--materialize",
+                           "expensive,stylegan-random", "--out", tmp_path / "out")  # fmt: skip
+    assert code == 0, err
+    assert (asked["preset"], asked["materialize"]) == ("paper-small", "expensive,stylegan-random")
+    run_cli("reproduce", "--out", tmp_path / "out")
+    assert asked["materialize"] is None  # the preset's own
+    monkeypatch.setattr(rp, "reproduce", real)
+    code, _, err = run_cli("reproduce", "--materialize", "sometimes", "--out", tmp_path / "x")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "bad --materialize 'sometimes': 'sometimes' is no generator or family; use all, none" in err
+    assert not (tmp_path / "x").exists()

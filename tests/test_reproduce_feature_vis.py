@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -180,3 +181,38 @@ def test_bad_feature_vis_encoder_is_one_line(tmp_path: Path, run_cli) -> None:
         assert not (tmp_path / "out").exists()
     with pytest.raises(NoisevisionError, match="need a ResNet-50"):
         rp.feature_vis_source(small)
+
+
+def test_expensive_sources_are_rendered_once_and_cheap_ones_stream(tmp_path: Path, monkeypatch, visualised,
+                                                                    probe_folder: str) -> None:
+    """The paper presets' policy: feature visualizations train from OUT/data/NAME, rendered once."""
+    monkeypatch.setattr("noisevision.data.folder.default_workers", lambda device: 1)  # in-process: 1 step
+    preset = replace(small_preset(("dead_leaves-squares", "feature_vis-random"), probe_folder),
+                     materialize="expensive")  # fmt: skip
+    monkeypatch.setitem(rp.REPRO_PRESETS, preset.name, preset)
+    out, logs = tmp_path / "out", []
+    rp.reproduce(preset.name, out, log=logs.append)
+    rendered = out / "data" / "feature_vis-random"
+    trained_on = {name: yaml.safe_load((rp.run_folder(out, name) / "config.yaml").read_text())["data"]
+                  for name in ("dead_leaves-squares", "feature_vis-random")}  # fmt: skip
+    assert trained_on == {"dead_leaves-squares": "dead_leaves-squares", "feature_vis-random": str(rendered)}
+    assert sorted(p.name for p in rendered.rglob("*.jpg")) == [f"{i:08d}.jpg" for i in range(16)]
+    assert visualised  # rendered in this process, so with the 1-step patch
+    assert [p.name for p in (out / "data").iterdir()] == ["feature_vis-random"]
+    assert f"rendered once to {out / 'data'} (the others stream): feature_vis-random" in logs
+    stages = {name: rp.read_cell(rp.cell_path(out, name, "knn"))["stages"]["generation"]
+              for name in trained_on}  # fmt: skip
+    fv_cost, dl_cost = stages["feature_vis-random"], stages["dead_leaves-squares"]
+    assert (fv_cost["images"], fv_cost["res"], fv_cost["data"]) == (16, 32, "feature_vis-random")
+    assert fv_cost["images_per_s"] > 0 and "estimated" not in fv_cost and dl_cost["estimated"]
+    assert json.loads((out / "plan.json").read_text())["materialize"] == "expensive"
+    # A rerun renders only the missing images and keeps the cost of the run that rendered the others.
+    seed = json.loads((rendered / "noisevision.json").read_text())["seed"]
+    again: list[str] = []
+    same = rp.materialize("feature_vis-random", 32, seed, 16, rendered, "cpu", again.append)
+    assert {**same, "data": "feature_vis-random"} == fv_cost
+    assert "generated 0 images" in again[0] and "16 were there already" in again[0]
+    (rendered / "train" / "00000" / "00000005.jpg").unlink()
+    redo = rp.materialize("feature_vis-random", 32, seed, 16, rendered, "cpu", again.append)
+    assert "generated 1 images" in again[1] and redo["images"] == 17
+    assert redo["seconds"] > fv_cost["seconds"]
