@@ -249,6 +249,20 @@ def test_match_histograms_gives_the_target_marginal_and_standardises():
     torch.testing.assert_close(st.match_histograms(rows, sub)[0].T, st.match_histograms(x[:2], sub))
 
 
+@pytest.mark.parametrize("layout", ["rows", "pairs"])
+def test_cpu_kernels_match_like_the_torch_operations(layout):
+    """The fused CPU kernels and the device-generic torch path give the same matching."""
+    torch.manual_seed(1)
+    n = 32 * 32
+    x = (torch.randn(3, n, 2) if layout == "pairs" else torch.randn(6, n)) * 5 + 1
+    wmm = st._wmm_target(torch.rand(6) * 0.4 + 0.4, 16.0, n, (0.4, 0.8))  # blended, standardised
+    color = st.histogram_target(torch.rand(6, 256) * 10, torch.zeros(6), torch.ones(6), n)
+    for target in (wmm, color):
+        cpu, ops = st._match_histograms_cpu(x, target), st._match_histograms_torch(x, target)
+        assert cpu.shape == x.shape and cpu.dtype == x.dtype
+        torch.testing.assert_close(cpu, ops, atol=1e-3 * ops.abs().max().item(), rtol=0)
+
+
 def test_quantile_table_inverts_the_target_cdf():
     counts = torch.tensor([[1.0, 1.0, 1.0, 1.0], [0.0, 3.0, 1.0, 0.0]])
     table = st.quantile_table(counts, torch.tensor([0.0, 10.0]), torch.tensor([1.0, 2.0]), 8)
