@@ -288,20 +288,17 @@ def sample_color_model(rng: Rng, res: int) -> dict[str, Tensor]:
     colors = rng.uniform(MAX_COLORS, 3)  # [B, 22, 3]
     props = (0.001 + rng.uniform(MAX_COLORS)) * (slot[None] < n_colors[:, None])
     props = props / props.sum(1, keepdim=True)
-    # Multinomial counts: pixel p draws colour k if u_p falls in [cdf_{k-1}, cdf_k). Sorted, the
-    # pixels of colour k fill positions [below_{k-1}, below_k), below_k = #{u < cdf_k}.
+    # Multinomial counts: pixel p draws colour k = #{j: cdf_j <= u_p}, i.e. u_p in [cdf_{k-1},
+    # cdf_k); the last slot takes any pixel past a cdf_K that rounded below 1.
     cdf = props.cumsum(1)  # [B, 22]
     u = rng.uniform(npix)  # [B, N²]
-    below = (u[:, None, :] < cdf[:, :, None]).sum(-1)  # [B, 22]
-    below[:, -1] = npix  # every pixel has a colour (guards cdf_K rounding below 1)
-    counts = torch.diff(below, dim=1, prepend=torch.zeros_like(below[:, :1]))  # pixels per colour
-    starts = torch.zeros(b, npix + 1, dtype=torch.int64, device=dev)
-    starts.scatter_add_(1, below[:, :-1], torch.ones_like(below[:, :-1]))
-    label = starts[:, :npix].cumsum(1)  # [B, N²] colour index of sorted position p
-    # MATLAB reshapes the sorted labels column-major: position p -> (row p % N, column p // N).
-    label = label.view(b, res, res).transpose(1, 2)
-    ref = 256.0 * colors.gather(1, label.reshape(b, -1, 1).expand(-1, -1, 3))  # [B, N², 3]
-    ref = ref.transpose(1, 2).reshape(b, 3, res, res)
+    label = torch.searchsorted(cdf, u, right=True).clamp_(max=MAX_COLORS - 1)
+    label += torch.arange(b, device=dev)[:, None] * MAX_COLORS
+    counts = _bincount(label.view(-1), b * MAX_COLORS).view(b, MAX_COLORS).to(torch.int64)
+    # Sorted, the pixels of colour k fill a contiguous run of counts_k positions; MATLAB reshapes
+    # that column-major: position p -> (row p % N, column p // N).
+    ref = torch.repeat_interleave(colors.reshape(-1, 3), counts.view(-1), dim=0, output_size=b * npix)
+    ref = (256.0 * ref).view(b, res, res, 3).permute(0, 3, 2, 1).contiguous()  # [B, 3, N, N]
     blur = (10.0 * rng.uniform()).ceil().clamp_min(1).to(torch.int64)  # [B] 1..10
     ref = box_blur_same(ref, blur)
     ref = ref + 10.0 * rng.uniform(3, res, res)  # per-pixel noise (MATLAB, not the port's scalar)
@@ -345,7 +342,9 @@ def color_pca(img: Tensor) -> tuple[Tensor, Tensor]:
     x = img.reshape(b, 3, -1).to(torch.float64)
     mean = x.mean(-1)
     x = x - mean[:, :, None]
-    scatter = (x[:, :, None, :] * x[:, None, :, :]).sum(-1)  # [B, 3, 3] = x'x
+    pairs = [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)]
+    dots = torch.stack([torch.linalg.vecdot(x[:, i], x[:, j]) for i, j in pairs], -1)  # [B, 6]
+    scatter = dots[:, [0, 1, 2, 1, 3, 4, 2, 4, 5]].view(b, 3, 3)  # x'x, symmetric
     _, pc = sym3_eigh(scatter)  # component sums >= 0
     pc = pc * torch.tensor([-1.0, 1.0, 1.0], dtype=pc.dtype, device=pc.device)
     return pc.to(img.dtype), mean.to(img.dtype)
