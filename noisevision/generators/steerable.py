@@ -129,7 +129,8 @@ class SteerablePyramid:
 
     def _add_highpass(self, out: Tensor, highpass: Tensor) -> Tensor:
         """out (a full-grid spectrum whose Re ifft2 is the image) += the high-pass band."""
-        out[..., : self.res // 2 + 1] += torch.fft.rfft2(highpass, norm="forward") * self.highpass_synthesis
+        half = torch.fft.rfft2(highpass, norm="forward")
+        out[..., : self.res // 2 + 1].addcmul_(half, self.highpass_synthesis)
         return out
 
 
@@ -337,11 +338,12 @@ def _filter_dft(filt: Tensor, n: int) -> Tensor:
     return torch.fft.fft2(torch.roll(pad, (-c, -c), (-2, -1)))
 
 
-def _fold(spec: Tensor) -> Tensor:
-    """Spectrum [..., n, n] of every second sample in both directions -> [..., n/2, n/2]."""
+def _fold(spec: Tensor, mask: Tensor) -> Tensor:
+    """Spectrum [..., n, n] filtered by `mask` [n, n], then sampled every second pixel in both
+    directions -> [..., n/2, n/2] (the sum of the four quadrants)."""
     h = spec.shape[-1] // 2
-    top, bottom = spec[..., :h, :], spec[..., h:, :]
-    rows = top + bottom  # [..., h, n]: quadrant sums written out (a strided sum() is slow)
+    # quadrant sums written out: a strided sum() is slow, and the filtered spectrum is never stored
+    rows = torch.addcmul(spec[..., :h, :] * mask[:h], spec[..., h:, :], mask[h:])  # [..., h, n]
     return rows[..., :h] + rows[..., h:]
 
 
@@ -385,7 +387,7 @@ class SpatialPyramid(SteerablePyramid):
         lo, levels = spec, []
         for a, lof in zip(self.analysis, self.lo_analysis):
             levels.append(torch.fft.ifft2(lo.unsqueeze(-3) * a, norm="forward"))  # [..., 2, n, n]
-            lo = _fold(lo * lof)
+            lo = _fold(lo, lof)
         return Pyramid(self._highpass(spec), levels, lo)
 
     def reconstruct(self, pyr: Pyramid) -> Tensor:
