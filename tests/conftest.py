@@ -1,4 +1,4 @@
-"""Shared test fixtures: a cheap test generator and an in-process CLI runner."""
+"""Shared test fixtures: a cheap test generator, an in-process CLI runner, one torch thread."""
 
 from __future__ import annotations
 
@@ -39,3 +39,13 @@ def run_cli(capsys, monkeypatch):
         return code, out, err
 
     return run
+
+
+@pytest.fixture
+def one_thread():
+    """Small tensors: threads only add contention on a busy machine (modules opt in with
+    `pytestmark = pytest.mark.usefixtures("one_thread")`)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -15,14 +15,7 @@ from noisevision.generators import dead_leaves as dl
 from noisevision.generators.registry import Generator, register
 from noisevision.rng import Rng
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: threads only add contention on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 NAMES = ["dead_leaves-squares", "dead_leaves-oriented", "dead_leaves-mixed", "dead_leaves-textures"]

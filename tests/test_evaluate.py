@@ -13,14 +13,7 @@ from noisevision import evaluate as ev
 from noisevision.data.eval_datasets import EvalDataset, ImageSet
 from noisevision.errors import NoisevisionError
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: one thread is fastest, and the test machine's cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class TinyEncoder(nn.Module):

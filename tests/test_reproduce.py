@@ -16,13 +16,7 @@ from noisevision.data import folder
 from noisevision.data.eval_datasets import EvalDataset, ImageSet
 from noisevision.errors import NoisevisionError
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def fake_cell(source: str, probe: str, top1: float, kind: str = "generator", family: str = "dead leaves",

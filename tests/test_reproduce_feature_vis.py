@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
 from PIL import Image
 
@@ -27,12 +26,7 @@ TINY_STEP = dict(num_images=16, epochs=1, batch_size=8, input_size=16, res=32, w
                  arch_kwargs={"width": 0.125, "head": "linear", "out_dim": 16})  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
