@@ -18,6 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
+from noisevision.models.encoder import Encoder
+
 DEPTHS: dict[int, tuple[type[nn.Module], tuple[int, ...]]] = {
     18: (BasicBlock, (2, 2, 2, 2)),
     34: (BasicBlock, (3, 4, 6, 3)),
@@ -26,7 +28,7 @@ DEPTHS: dict[int, tuple[type[nn.Module], tuple[int, ...]]] = {
 HEADS = ("mlp", "linear", "none")
 
 
-class ResNetEncoder(nn.Module):
+class ResNetEncoder(Encoder):
     """A ResNet trunk (+ projection head); features are globally average-pooled stage outputs."""
 
     feature_layers = ("layer1", "layer2", "layer3", "pool", "embedding")
@@ -108,12 +110,7 @@ class ResNetEncoder(nn.Module):
         """x: float [B, 3, S, S] -> unit-norm embedding [B, out_dim]."""
         return F.normalize(self.head(self.features(x, "pool")), dim=1)
 
-    def features(self, x: Tensor, layer: str | None = None) -> Tensor:
+    def _layer_features(self, x: Tensor, layer: str) -> Tensor:
         """Globally average-pooled output of `layer` (layer1..layer3, or layer4 = "pool"): [B, C]."""
-        layer = layer or self.default_layer
-        if layer not in self.feature_layers:
-            raise ValueError(f"unknown layer '{layer}': choose from {', '.join(self.feature_layers)}")
-        if layer == "embedding":
-            return self(x)
         upto = 4 if layer == "pool" else int(layer[-1])
         return torch.flatten(self.avgpool(self._stages(x, upto)), 1)

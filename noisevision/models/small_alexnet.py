@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from noisevision.models.encoder import Encoder
+
 CONV_CHANNELS = (96, 192, 384, 384, 192)
 POOL_AFTER = (True, True, False, False, True)
 FC_DIM = 4096
@@ -31,7 +33,7 @@ def _pooled(size: int) -> int:
     return (size - 3) // 2 + 1
 
 
-class SmallAlexNet(nn.Module):
+class SmallAlexNet(Encoder):
     """SmallAlexNet (SPEC §7); `forward` gives the L2-normalised fc8 embedding [B, out_dim]."""
 
     feature_layers = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "embedding")
@@ -92,13 +94,8 @@ class SmallAlexNet(nn.Module):
             x = block(x)
         return F.normalize(x, dim=1)
 
-    def features(self, x: Tensor, layer: str | None = None) -> Tensor:
-        """Flattened activations [B, F] of `layer` (conv1..conv5 after their pool, fc6, fc7, ...)."""
-        layer = layer or self.default_layer
-        if layer not in self.feature_layers:
-            raise ValueError(f"unknown layer '{layer}': choose from {', '.join(self.feature_layers)}")
-        if layer == "embedding":
-            return self(x)
+    def _layer_features(self, x: Tensor, layer: str) -> Tensor:
+        """Flattened activations [B, F] of `layer` (conv1..conv5 after their pool, fc6, fc7)."""
         stop = self.feature_layers.index(layer)
         for block in self.blocks[: stop + 1]:
             x = block(x)
