@@ -74,6 +74,35 @@ def test_interrupted_run_resumes_to_identical_folder(run_cli, tmp_path, monkeypa
     assert tree_digest(out) == tree_digest(ref)
 
 
+def test_a_disk_too_small_stops_early_in_one_line_and_resumes(run_cli, tmp_path, monkeypatch):
+    ref, out = tmp_path / "ref", tmp_path / "out"
+    run_cli(*gen_args(ref))
+    real = folder.shutil.disk_usage
+    # room for about 10 more images: the check after the first 4 stops the run before the disk fills
+    room = 10 * sum(p.stat().st_size for p in ref.rglob("*.jpg")) / 25 + 2**26
+    monkeypatch.setattr(folder.shutil, "disk_usage", lambda p: real(p)._replace(free=int(room)))
+    code, stdout, err = run_cli(*gen_args(out))
+    assert code == 2 and "21 images still to write" in err and "GB are free" in err
+    assert len(err.strip().splitlines()) == 1
+    assert len(tree_digest(out)) == 4  # the first batch, complete
+    monkeypatch.setattr(folder.shutil, "disk_usage", real)
+    assert run_cli(*gen_args(out))[0] == 0
+    assert tree_digest(out) == tree_digest(ref)
+
+
+def test_a_full_disk_is_one_line(run_cli, tmp_path, monkeypatch):
+    real_write = folder.atomic_write_bytes
+
+    def no_space_for_images(path, data):
+        if path.suffix == ".jpg":
+            raise OSError(28, "No space left on device")
+        return real_write(path, data)
+
+    monkeypatch.setattr(folder, "atomic_write_bytes", no_space_for_images)
+    code, _, err = run_cli(*gen_args(tmp_path / "out"))
+    assert code == 2 and "disk is full" in err and len(err.strip().splitlines()) == 1
+
+
 def test_shards_fill_one_folder(run_cli, tmp_path):
     ref, out = tmp_path / "ref", tmp_path / "out"
     run_cli(*gen_args(ref))

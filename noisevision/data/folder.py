@@ -13,9 +13,11 @@ can fill one folder at once with disjoint `--shard K/N` ranges.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -241,24 +243,51 @@ def write_dataset(
         on_progress(len(indices) - len(todo))  # already present
     if not todo:
         return 0
+    try:
+        return _write_missing(root, spec, todo, device, workers, batch_size, on_progress)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        raise NoisevisionError(
+            f"{root}: the disk is full; free some space and run the same command again (it resumes)"
+        ) from exc
+
+
+def _write_missing(
+    root: Path,
+    spec: DatasetSpec,
+    todo: list[int],
+    device: torch.device,
+    workers: int,
+    batch_size: int,
+    on_progress: Callable[[int], None] | None,
+) -> int:
     written = 0
+
+    def done_with(chunk: list[int], count: int) -> None:
+        nonlocal written
+        if not written:  # the first images written tell how much room the rest needs
+            check_free_space(root, spec, chunk, len(todo) - count)
+        written += count
+        if on_progress:
+            on_progress(count)
+
     if device.type == "cpu" and workers > 1:
         ctx = get_context("spawn")  # fork after torch threads start is unsafe
         with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-            pending: set[Future[int]] = set()
-            chunks = _chunks(todo, batch_size)
-            for chunk in chunks:  # keep at most 2 tasks per worker in flight
-                pending.add(pool.submit(_render_and_write, str(root), spec, chunk, "cpu"))
-                if len(pending) >= 2 * workers:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for f in done:
-                        written += f.result()
-                        if on_progress:
-                            on_progress(f.result())
-            for f in pending:
-                written += f.result()
-                if on_progress:
-                    on_progress(f.result())
+            try:
+                pending: dict[Future[int], list[int]] = {}
+                for chunk in _chunks(todo, batch_size):  # keep at most 2 tasks per worker in flight
+                    pending[pool.submit(_render_and_write, str(root), spec, chunk, "cpu")] = chunk
+                    if len(pending) >= 2 * workers:
+                        done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                        for f in done:
+                            done_with(pending.pop(f), f.result())
+                for f, chunk in pending.items():
+                    done_with(chunk, f.result())
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)  # finish in-flight files, start no more
+                raise
         return written
 
     from noisevision import generators
@@ -279,10 +308,26 @@ def write_dataset(
             ]
             for j in jobs:
                 j.result()
-            written += len(chunk)
-            if on_progress:
-                on_progress(len(chunk))
+            done_with(chunk, len(chunk))
     return written
+
+
+def check_free_space(root: Path, spec: DatasetSpec, written: list[int], remaining: int) -> None:
+    """Stop in one clear line, before the disk fills up, when `remaining` images would not fit.
+
+    An image's size is measured on images just written (JPEG sizes depend on the generator).
+    """
+    sizes = [p.stat().st_size for i in written[:64] if (p := image_path(root, i, spec.format)).is_file()]
+    if not sizes or remaining <= 0:
+        return
+    need = remaining * sum(sizes) / len(sizes) * 1.02 + 2**26  # + room for folders and temporaries
+    free = shutil.disk_usage(root).free
+    if need > free:
+        raise NoisevisionError(
+            f"{root}: the {remaining} images still to write need about {need / 1e9:.1f} GB, but "
+            f"{free / 1e9:.1f} GB are free; free some space (or write a --shard elsewhere) and run the "
+            "same command again: it resumes"
+        )
 
 
 def default_workers(device: torch.device) -> int:
