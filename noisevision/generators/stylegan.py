@@ -552,43 +552,6 @@ def synthesise_tied(net: Network, d: ImageDraws, res: int) -> Tensor:
     return img
 
 
-# Stacked decorators register bottom-up: `noisevision list` shows random, highfreq, sparse, oriented.
-@register(
-    "stylegan-oriented",
-    family="random StyleGAN",
-    label="StyleGAN – Oriented",
-    default_res=256,
-    resolutions=(128, 256, 512),
-    description="Random StyleGAN2: subsets of 40 oriented filters, one enveloped pink map (best).",
-    variant="oriented",
-)
-@register(
-    "stylegan-sparse",
-    family="random StyleGAN",
-    label="StyleGAN – Sparse",
-    default_res=256,
-    resolutions=(128, 256, 512),
-    description="High freq. + Laplacian noise envelope + random biases.",
-    variant="sparse",
-)
-@register(
-    "stylegan-highfreq",
-    family="random StyleGAN",
-    label="StyleGAN – High freq.",
-    default_res=256,
-    resolutions=(128, 256, 512),
-    description="Random StyleGAN2: 32 binary filters per input channel, pink noise.",
-    variant="highfreq",
-)
-@register(
-    "stylegan-random",
-    family="random StyleGAN",
-    label="StyleGAN – Random",
-    default_res=256,
-    resolutions=(128, 256, 512),
-    description="Random StyleGAN2: default N(0,1) init, no noise (slow: dense 3×3 convs).",
-    variant="random",
-)
 class RandomStyleGAN(Generator):
     """Random StyleGAN2 images; a fresh network every `images_per_network` indices (SPEC §4)."""
 
@@ -618,3 +581,24 @@ class RandomStyleGAN(Generator):
             img = synthesise(net, sample_draws(net, self.variant, group, res), res)
             out[sel] = apply_colour_statistics(img, *colour_statistics(group.child("colour")))
         return out
+
+
+# variant: (paper label, description), registered as stylegan-<variant> in this order
+LABELS = {
+    "random": (
+        "StyleGAN – Random", "Random StyleGAN2: default N(0,1) init, no noise (slow: dense 3×3 convs).",
+    ),
+    "highfreq": (
+        "StyleGAN – High freq.", "Random StyleGAN2: 32 binary filters per input channel, pink noise.",
+    ),
+    "sparse": ("StyleGAN – Sparse", "High freq. + Laplacian noise envelope + random biases."),
+    "oriented": (
+        "StyleGAN – Oriented",
+        "Random StyleGAN2: subsets of 40 oriented filters, one enveloped pink map (best).",
+    ),
+}
+for _variant, (_label, _description) in LABELS.items():
+    register(
+        f"stylegan-{_variant}", family="random StyleGAN", label=_label, default_res=256,
+        resolutions=(128, 256, 512), description=_description, variant=_variant,
+    )(RandomStyleGAN)
