@@ -1,11 +1,14 @@
-"""Shared test fixtures: a cheap test generator, an in-process CLI runner, one torch thread."""
+"""Shared test fixtures: a cheap test generator, an in-process CLI runner, one torch thread and a
+tiny image-folder probe set."""
 
 from __future__ import annotations
 
 import sys
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from noisevision import generators
 from noisevision.generators.registry import Generator
@@ -49,3 +52,21 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def probe_set(tmp_path):
+    """make(per_class) writes two classes of flat 20 px images (grey levels near 40 and 200) to
+    tmp_path/probe/{train,val}/ and returns the evaluation-set name "imagefolder:DIR"."""
+
+    def make(per_class: int) -> str:
+        root = tmp_path / "probe"
+        for split in ("train", "val"):
+            for c, value in enumerate((40, 200)):
+                for i in range(per_class):
+                    path = root / split / f"class{c}" / f"{i}.png"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    Image.fromarray(np.full((20, 20, 3), value + 3 * i, dtype=np.uint8)).save(path)
+        return f"imagefolder:{root}"
+
+    return make

@@ -170,19 +170,14 @@ def test_generation_res_picks_a_resolution_the_generator_makes() -> None:
 
 
 @pytest.mark.parametrize("materialize", ["none", pytest.param("all", marks=pytest.mark.slow)])
-def test_end_to_end_tiny_reproduction(tmp_path: Path, monkeypatch, materialize: str) -> None:
+def test_end_to_end_tiny_reproduction(tmp_path: Path, monkeypatch, materialize: str, probe_set) -> None:
     """Two generators (streamed, or rendered to folders first) + baselines, a few training steps."""
-    for split in ("train", "val"):
-        for c, value in enumerate((40, 200)):
-            for i in range(4):
-                path = tmp_path / "probe" / split / f"class{c}" / f"{i}.png"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(np.full((20, 20, 3), value + 3 * i, dtype=np.uint8)).save(path)
+    probe = probe_set(4)
     train = dict(num_images=32, epochs=1, batch_size=16, input_size=16, res=32, workers=0,
                  progress=False, arch_kwargs={"width": 0.125, "head": "linear", "out_dim": 16})  # fmt: skip
     preset = rp.ReproPreset(
         "mini", "test", ("dead_leaves-squares", "dead_leaves-mixed"), "tiny", train,
-        materialize=materialize, eval_dataset=f"imagefolder:{tmp_path / 'probe'}",
+        materialize=materialize, eval_dataset=probe,
         probe=dict(probes=("fast", "knn"), workers=0, min_steps=20),
     )  # fmt: skip
     monkeypatch.setitem(rp.REPRO_PRESETS, "mini", preset)
@@ -196,13 +191,8 @@ def test_end_to_end_tiny_reproduction(tmp_path: Path, monkeypatch, materialize: 
     assert (out / "data").is_dir() == (materialize == "all")
 
 
-def test_a_failing_source_is_noted_and_the_rest_runs(tmp_path: Path, monkeypatch) -> None:
-    for split in ("train", "val"):
-        for c in range(2):
-            path = tmp_path / "probe" / split / f"c{c}" / "0.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(np.full((8, 8, 3), 50 + 100 * c, dtype=np.uint8)).save(path)
-    preset = rp.ReproPreset("base", "test", (), "tiny", eval_dataset=f"imagefolder:{tmp_path / 'probe'}",
+def test_a_failing_source_is_noted_and_the_rest_runs(tmp_path: Path, monkeypatch, probe_set) -> None:
+    preset = rp.ReproPreset("base", "test", (), "tiny", eval_dataset=probe_set(1),
                             probe=dict(probes=("knn",), workers=0))  # fmt: skip
     monkeypatch.setitem(rp.REPRO_PRESETS, "base", preset)
     real = rp.run_source

@@ -7,10 +7,8 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
-from PIL import Image
 
 from noisevision import reproduce as rp
 from noisevision.errors import NoisevisionError
@@ -48,14 +46,8 @@ def visualised(monkeypatch) -> list[str]:
 
 
 @pytest.fixture
-def probe_folder(tmp_path: Path) -> str:
-    for split in ("train", "val"):
-        for c, value in enumerate((40, 200)):
-            for i in range(3):
-                path = tmp_path / "probe" / split / f"class{c}" / f"{i}.png"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(np.full((20, 20, 3), value + 3 * i, dtype=np.uint8)).save(path)
-    return f"imagefolder:{tmp_path / 'probe'}"
+def probe_folder(probe_set) -> str:
+    return probe_set(3)
 
 
 def small_preset(generators: tuple[str, ...], probe_set: str, shared: bool = False) -> rp.ReproPreset:
