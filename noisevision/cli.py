@@ -88,7 +88,7 @@ def generate(
 
     from noisevision import generators
     from noisevision.data import folder
-    from noisevision.device import resolve_device
+    from noisevision.device import rank_device
 
     if num < 1:
         raise NoisevisionError(f"--num must be a positive number of images, got {num}")
@@ -100,7 +100,7 @@ def generate(
         raise NoisevisionError(f"--batch-size must be at least 1, got {batch_size}")
     gen = generators.get(name)
     res = gen.check_res(gen.spec.default_res if res is None else res)
-    dev = resolve_device(device)
+    dev = rank_device(device)  # under torchrun, each rank its own GPU (and its own shard below)
     k, n = folder.parse_shard(shard)
     indices = folder.shard_range(num, k, n)
     spec = folder.DatasetSpec(name, gen.params, seed, res, num, fmt, quality)

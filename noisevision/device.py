@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from noisevision.errors import NoisevisionError
@@ -26,4 +28,13 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
             )
     elif dev.type not in ("cpu", "mps"):
         raise NoisevisionError(f"unsupported device '{device}': use cpu, cuda, cuda:N or auto")
+    return dev
+
+
+def rank_device(device: str | torch.device | None = None) -> torch.device:
+    """resolve_device, except that under torchrun (LOCAL_RANK set) a plain 'cuda' is this
+    process's own GPU, cuda:LOCAL_RANK, so that the ranks of one machine do not share GPU 0."""
+    dev = resolve_device(device)
+    if dev.type == "cuda" and dev.index is None and "LOCAL_RANK" in os.environ:
+        dev = resolve_device(f"cuda:{int(os.environ['LOCAL_RANK'])}")
     return dev

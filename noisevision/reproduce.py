@@ -28,7 +28,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -441,9 +440,10 @@ def materialize(name: str, res: int | None, seed: int, num: int, root: Path, dev
         wait_until_complete,
         write_dataset,
     )
+    from noisevision.device import rank_device
 
     shard, shards = parse_shard(None)
-    dev = _rank_device(device)
+    dev = rank_device(device)
     res = res if res is not None else _generator_spec(name).default_res
     spec = DatasetSpec(generator=name, params={}, seed=seed, res=res, num=num)
     share = shard_range(num, shard, shards)
@@ -465,16 +465,6 @@ def materialize(name: str, res: int | None, seed: int, num: int, root: Path, dev
         record["wait_seconds"] = wait_until_complete(root, range(num), spec.format, lambda n: log(
             f"[{name}] waiting for {n} images from the other ranks"))  # fmt: skip
     return record
-
-
-def _rank_device(device: str) -> torch.device:
-    """The device this process renders on: under torchrun, 'cuda' means this rank's GPU."""
-    from noisevision.device import resolve_device
-
-    dev = resolve_device(device)
-    if dev.type == "cuda" and dev.index is None and "LOCAL_RANK" in os.environ:
-        dev = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-    return dev
 
 
 def pretrain(source: Source, preset: ReproPreset, out: Path, device: str, log: Log,

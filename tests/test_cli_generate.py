@@ -211,3 +211,16 @@ def test_two_worker_processes_write_the_same_bytes(run_cli, tmp_path):
     assert run_cli("generate", "dead_leaves-squares", "--out", one, "--workers", "1", *common)[0] == 0
     assert run_cli("generate", "dead_leaves-squares", "--out", two, "--workers", "2", *common)[0] == 0
     assert len(tree_digest(one)) == 20 and tree_digest(one) == tree_digest(two)
+
+
+def test_under_torchrun_plain_cuda_is_the_ranks_own_gpu(monkeypatch):
+    from noisevision.device import rank_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    assert rank_device("cuda") == torch.device("cuda", 2)
+    assert rank_device("cuda:1") == torch.device("cuda", 1)  # an explicit GPU stays
+    assert rank_device("cpu") == torch.device("cpu")
+    monkeypatch.delenv("LOCAL_RANK")
+    assert rank_device("cuda") == torch.device("cuda")
