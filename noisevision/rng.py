@@ -4,7 +4,7 @@ Each image owns a 64-bit key derived from (generator, seed, index). A draw of sh
 hashes (key, draw number, element number) with SplitMix64, so image i receives the same numbers
 whatever batch it is rendered in, on any device, in any order: the property SPEC §1 asks for.
 All arithmetic is int64 tensor code (wrapping multiply, emulated logical shifts), batched on the
-device; no torch.Generator state is involved.
+device; on CPU a numba loop computes the same words (rng_cpu). No torch.Generator state is involved.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import math
 import zlib
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -28,7 +29,6 @@ def _s64(v: int) -> int:
 _GAMMA = _s64(0x9E3779B97F4A7C15)
 _M1 = _s64(0xBF58476D1CE4E5B9)
 _M2 = _s64(0x94D049BB133111EB)
-_CPU_BLOCK = 1 << 16  # int64 elements hashed per pass on CPU (fits in L2)
 
 
 def _srl(x: Tensor, k: int) -> Tensor:
@@ -56,6 +56,17 @@ def name_hash(text: str) -> int:
     """A stable 64-bit value for a string (Python's hash() is salted per process)."""
     data = text.encode()
     return mix64_int((zlib.crc32(data) << 32) | zlib.adler32(data))
+
+
+def hash_words(state: Tensor, counter: Tensor) -> Tensor:
+    """The words of a draw as tensor code: mix64(state[b] + counter[i]) -> int64 [B, n]."""
+    return mix64(state[:, None] + counter[None, :])
+
+
+def uniform24(words: Tensor, n: int) -> Tensor:
+    """n floats per row from words [B, ceil(n/2)]: two disjoint 24-bit fields per word, ·2^-24."""
+    u24 = torch.cat([_srl(words, 40), (words >> 8) & 0xFFFFFF], dim=1)[:, :n]
+    return u24.to(torch.float32).mul_(2.0**-24)
 
 
 class Rng:
@@ -103,26 +114,34 @@ class Rng:
     # ------------------------------------------------------------------ raw bits
     def bits(self, *shape: int) -> Tensor:
         """Random int64 words, shape [B, *shape], all 64 bits random."""
+        state, counter = self._draw(math.prod(shape))
+        if self.device.type == "cpu":
+            from noisevision import rng_cpu  # numba compiles (or loads) on first use
+
+            out = torch.empty(self.batch, counter.shape[0], dtype=torch.int64)
+            rng_cpu.hash_words(state.numpy().view(np.uint64), out.numpy().view(np.uint64))
+            return out.reshape(self.batch, *shape)
+        return hash_words(state, counter).reshape(self.batch, *shape)
+
+    def _draw(self, n: int) -> tuple[Tensor, Tensor]:
+        """A new draw of n words per image: the per-image state [B] and the element counters [n]."""
         self._draws += 1
         state = mix64(self.keys ^ mix64_int(self._draws * 0x632BE59BD9B4E019))  # [B]
-        n = math.prod(shape)
-        counter = torch.arange(1, n + 1, device=self.device, dtype=torch.int64) * _GAMMA
-        if self.device.type != "cpu" or self.batch * n <= _CPU_BLOCK:
-            return mix64(state[:, None] + counter[None, :]).reshape(self.batch, *shape)
-        # On CPU, hash cache-sized blocks of rows: ~2x faster than one pass over a large tensor.
-        out = torch.empty(self.batch, n, dtype=torch.int64)
-        rows = max(1, _CPU_BLOCK // n)
-        for r in range(0, self.batch, rows):
-            out[r : r + rows] = mix64(state[r : r + rows, None] + counter[None, :])
-        return out.reshape(self.batch, *shape)
+        return state, torch.arange(1, n + 1, device=self.device, dtype=torch.int64) * _GAMMA
 
     # ------------------------------------------------------------------ distributions
     def uniform(self, *shape: int, low: float = 0.0, high: float = 1.0) -> Tensor:
         """Uniform float32 in [low, high), 24 random bits."""
         n = math.prod(shape)
-        words = self.bits((n + 1) // 2)  # two disjoint 24-bit fields per 64-bit word
-        u24 = torch.cat([_srl(words, 40), (words >> 8) & 0xFFFFFF], dim=1)[:, :n]
-        u = u24.to(torch.float32).mul_(2.0**-24).reshape(self.batch, *shape)
+        if self.device.type == "cpu":
+            from noisevision import rng_cpu
+
+            state, _ = self._draw(0)
+            u = torch.empty(self.batch, n, dtype=torch.float32)
+            rng_cpu.uniform24(state.numpy().view(np.uint64), u.numpy())
+        else:
+            u = uniform24(self.bits((n + 1) // 2), n)
+        u = u.reshape(self.batch, *shape)
         return u if (low, high) == (0.0, 1.0) else low + (high - low) * u
 
     def normal(self, *shape: int, mean: float = 0.0, std: float = 1.0) -> Tensor:

@@ -2,13 +2,23 @@ import math
 
 import torch
 
-from noisevision.rng import Rng, mix64, mix64_int
+from noisevision.rng import Rng, hash_words, mix64, mix64_int, uniform24
 
 
 def test_mix64_matches_python_reference():
     values = [0, 1, 2**40 + 7, -5, 2**63 - 1]
     got = mix64(torch.tensor(values, dtype=torch.int64)).tolist()
     assert got == [mix64_int(v) for v in values]
+
+
+def test_cpu_kernels_give_the_tensor_code_words():
+    # On CPU, bits and uniform run as numba loops; every other device runs the tensor code.
+    keys = torch.tensor([0, 1, -7, 2**62 + 3, -(2**63)], dtype=torch.int64)
+    for n in (1, 2, 7, 64):
+        words = Rng(keys).bits(n)
+        state, counter = Rng(keys)._draw(n)
+        assert torch.equal(words, hash_words(state, counter))
+        assert torch.equal(Rng(keys).uniform(n), uniform24(Rng(keys).bits((n + 1) // 2), n))
 
 
 def test_values_do_not_depend_on_batch():
