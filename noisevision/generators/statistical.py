@@ -419,6 +419,18 @@ def impose_spectrum(spec: Tensor, amplitude: Tensor) -> Tensor:
     measure-zero event for these noise images.
     """
     res = spec.shape[-2]
+    if spec.device.type == "cpu":  # one fused loop instead of ~8 passes
+        from noisevision.generators import spectrum_cpu  # numba compiles (or loads) on first use
+
+        spec = spec.contiguous()
+        out = torch.empty_like(spec)
+        spectrum_cpu.impose_spectrum(spec.numpy(), amplitude.contiguous().numpy(), res, out.numpy())
+        return out
+    return _impose_spectrum_torch(spec, amplitude)
+
+
+def _impose_spectrum_torch(spec: Tensor, amplitude: Tensor) -> Tensor:
+    res = spec.shape[-2]
     mean = spec[..., 0, 0].real  # [B, C]
     ri = torch.view_as_real(spec)
     power = torch.addcmul(ri[..., 0].square(), ri[..., 1], ri[..., 1])  # |X|²: cheaper than abs()
