@@ -72,17 +72,23 @@ def throughput(
 
 def bench_generator(
     name: str, res: int | None, batch: int, device: torch.device, repeats: int = 5, min_time: float = 0.5
-) -> tuple[float, list[float], int]:
+) -> tuple[float, list[float], int, float]:
     """images/s of one generator rendering fresh index batches (as a training stream would).
 
+    What calls share (a texture bank, tables) is built first and timed apart (`prepare`).
     Slow generators (feature visualisation, StyleGAN at one image per second…) are timed on
     smaller batches and fewer repeats, so that benchmarking every generator stays in minutes:
     a first call on 2 images estimates the cost (a second on 1 image when the first looks slow,
-    which may be one-time set-up). Returns (median, all rates, batch used).
+    which may be one-time set-up such as JIT compilation). Returns (median, all rates, batch
+    used, seconds of set-up).
     """
     from noisevision import generators
 
     gen = generators.get(name)
+    start = time.perf_counter()
+    gen.prepare(res, device)
+    _sync(device)
+    setup = time.perf_counter() - start
 
     def seconds_per_image(first: int, count: int) -> float:
         start = time.perf_counter()
@@ -102,4 +108,4 @@ def bench_generator(
         gen(range(k * batch, (k + 1) * batch), res=res, seed=0, device=device)
 
     median, rates = throughput(step, batch, device, repeats=repeats, min_time=min_time, warmup=0)
-    return median, rates, batch
+    return median, rates, batch, setup

@@ -357,10 +357,11 @@ def bench_generators(
         except NoisevisionError as exc:
             console.print(f"{n:32s} skipped: {exc}")
             continue
-        median, rates, used = bench_generator(n, res, batch, dev, repeats=repeats, min_time=min_time)
+        median, rates, used, setup = bench_generator(n, res, batch, dev, repeats=repeats, min_time=min_time)
         spread = f"(min {min(rates):,.1f}, max {max(rates):,.1f}, {len(rates)} runs"
-        spread += f", batch {used})" if used != batch else ")"
-        console.print(f"{n:32s} {median:10,.2f} img/s  {spread}")
+        spread += f", batch {used}" if used != batch else ""
+        spread += f"; set-up {setup:,.1f} s first)" if setup >= 0.1 else ")"
+        console.print(f"{n:32s} {median:10,.2f} img/s  {spread}", soft_wrap=True)
 
 
 def main() -> None:

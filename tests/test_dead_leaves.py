@@ -328,6 +328,18 @@ def test_textures_bank_is_lazy_cached_and_batch_independent():
     assert len(torch.unique(packed)) > 0.5 * 32 * 32
 
 
+def test_textures_prepare_renders_the_whole_bank_up_front():
+    NoiseTexture.calls.clear()
+    g = textured()
+    g.prepare(32)
+    assert sum(NoiseTexture.calls) == 16
+    imgs = g(range(4), res=32, seed=1)
+    assert sum(NoiseTexture.calls) == 16  # nothing left to render lazily
+    assert torch.equal(imgs, textured()(range(4), res=32, seed=1))  # same images as a lazy bank
+    with pytest.raises(NoisevisionError, match="too small"):
+        g.prepare(4)
+
+
 def test_textures_with_the_statistical_model():
     if "stat-spectrum_color_wmm" not in generators.names():
         pytest.skip("statistical generators not available")

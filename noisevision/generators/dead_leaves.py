@@ -534,6 +534,12 @@ class DeadLeavesTextures(DeadLeaves):
         flip = r.randint(0, 8, BLOCK, 1)
         return torch.cat([entry, shift, flip], -1)
 
+    def prepare(self, res: int | None = None, device: str | torch.device = "cpu") -> None:
+        """Render the whole texture bank at this resolution (calls otherwise fill it lazily)."""
+        dev = resolve_device(device)
+        res = self.check_res(self.spec.default_res if res is None else res)
+        self.bank(torch.arange(self.bank_size, device=dev), res, dev)
+
     def bank(self, entries: Tensor, res: int, device: torch.device) -> Tensor:
         """The texture bank uint8 [bank_size, 3, res, res], with at least `entries` rendered."""
         key = (res, str(device))

@@ -66,6 +66,10 @@ class Generator:
     def render(self, rng: Rng, res: int) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def prepare(self, res: int | None = None, device: str | torch.device = "cpu") -> None:
+        """Build now what calls at this resolution share and would otherwise build lazily (e.g. a
+        texture bank), so that timing the calls after it measures the steady state."""
+
     def render_indices(self, indices: Tensor, seed: int, res: int) -> Tensor:
         """Render images `indices` (int64 [B] on the device): their keys, then `render`.
 
