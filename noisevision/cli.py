@@ -152,6 +152,9 @@ def train(
     workers: int | None = typer.Option(None, "--workers", help="Rendering processes (CPU default 1)."),
     threads: int | None = typer.Option(None, "--threads", help="torch threads of the training process."),
     seed: int | None = typer.Option(None, "--seed"),
+    checkpoint_minutes: float | None = typer.Option(
+        None, "--checkpoint-minutes", help="Also checkpoint inside an epoch this often (default 30)."
+    ),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
 ) -> None:
     """Pre-train an encoder on streamed noise images; run again to resume (torchrun for DDP)."""
@@ -163,7 +166,7 @@ def train(
         method=method, method_kwargs=parse_options(method_opt, method), epochs=epochs,
         batch_size=batch_size, lr=lr, res=res, input_size=input_size, num_images=num_images,
         fresh=fresh or None, bn_groups=bn_groups, device=device, workers=workers, threads=threads,
-        seed=seed, progress=not no_progress,
+        seed=seed, checkpoint_minutes=checkpoint_minutes, progress=not no_progress,
     )
     run_dir = run_training(cfg)
     if os.environ.get("RANK", "0") == "0":  # once under torchrun

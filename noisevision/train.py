@@ -4,15 +4,17 @@
     run_dir = train(cfg)            # run_dir / "encoder.pt" is the trained encoder
 
 Data flows one way: source (generator / folder) → IndexPlan (which indices each step) →
-two_views (augment on the device) → method (loss) → SGD step → checkpoint every epoch.
+two_views (augment on the device) → method (loss) → SGD step → checkpoint every epoch (and inside
+long epochs every `checkpoint_minutes`).
 
-A run folder holds config.yaml, checkpoint.pt (written atomically after every epoch),
-metrics.jsonl (one line per epoch), tb/ (TensorBoard) and, at the end, encoder.pt. Running the
-same command again resumes from the last complete epoch and continues exactly as an uninterrupted
-run would: the data order is a seeded permutation per epoch, the augmentations are keyed by
-(seed, epoch, image index), MoCo's shuffle by (seed, step), and model, optimiser and torch RNG
-state are restored. Under `torchrun` the same code runs DistributedDataParallel (gloo on CPU,
-nccl on GPU), each rank rendering its own share of every batch.
+A run folder holds config.yaml, checkpoint.pt (written atomically after every epoch and, inside
+long epochs, every `checkpoint_minutes`), metrics.jsonl (one line per epoch), tb/ (TensorBoard)
+and, at the end, encoder.pt. Running the same command again resumes from the last checkpoint and
+continues exactly as an uninterrupted run would: the data order is a seeded permutation per
+epoch, the augmentations are keyed by (seed, epoch, image index), MoCo's shuffle by (seed, step),
+and model, optimiser and torch RNG state are restored. Under `torchrun` the same code runs
+DistributedDataParallel (gloo on CPU, nccl on GPU), each rank rendering its own share of every
+batch.
 """
 
 from __future__ import annotations
@@ -83,8 +85,9 @@ class TrainConfig:
     threads: int | None = None  # torch threads of the training process; None: torch's default
     log_every: int = 10
     progress: bool = True
+    checkpoint_minutes: float = 30.0  # also checkpoint inside an epoch when this much time has passed
 
-    RUNTIME = ("out", "device", "workers", "threads", "log_every", "progress")
+    RUNTIME = ("out", "device", "workers", "threads", "log_every", "progress", "checkpoint_minutes")
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> TrainConfig:
@@ -135,6 +138,8 @@ class TrainConfig:
             raise NoisevisionError(f"learning rate must be positive, got {self.lr}")
         if self.workers is not None and self.workers < 0:
             raise NoisevisionError(f"--workers must be 0 or more, got {self.workers}")
+        if not self.checkpoint_minutes >= 0:
+            raise NoisevisionError(f"--checkpoint-minutes must be 0 or more, got {self.checkpoint_minutes}")
 
 
 def parse_options(items: list[str] | None, what: str | None = None) -> dict[str, Any] | None:
@@ -362,12 +367,13 @@ def _train(cfg: TrainConfig, device: torch.device) -> Path:
     encoder = method.encoder
 
     ckpt = _rank0_first(lambda: _prepare_run_dir(cfg, rank))
-    start_epoch, images_seen = 0, 0
+    start_epoch, start_step, images_seen, sums = 0, 0, 0, {}
     if ckpt is not None:
         method.load_state_dict(ckpt["method"])
         optimizer.load_state_dict(ckpt["optimizer"])
         torch.set_rng_state(ckpt["torch_rng"])
-        start_epoch, images_seen = ckpt["epoch"], ckpt["images_seen"]
+        start_epoch, start_step, images_seen = ckpt["epoch"], ckpt.get("step", 0), ckpt["images_seen"]
+        sums = dict(ckpt.get("epoch_sums", {}))  # loss sums of the steps done in an unfinished epoch
     meta = {
         "data": cfg.data, "source": source.describe(), "preset": cfg.preset, "arch": cfg.arch,
         "method": cfg.method, "epochs": cfg.epochs, "input_size": encoder.input_size,
@@ -388,13 +394,26 @@ def _train(cfg: TrainConfig, device: torch.device) -> Path:
     if source.size is not None and device.type == "cuda" and cfg.workers is None:
         workers = 4  # folders decode on the CPU
     render_device = device if workers == 0 else torch.device("cpu")
-    dataset = StepDataset(source, plan, (start_epoch, 0), cfg.epochs, rank, size, render_device)
+    dataset = StepDataset(source, plan, (start_epoch, start_step), cfg.epochs, rank, size, render_device)
     steps = plan.steps_per_epoch
-    log = _Logger(out, rank, start_epoch * steps, start_epoch)
-    progress = _Progress(cfg.progress and rank == 0, cfg.epochs * steps, start_epoch * steps)
+    log = _Logger(out, rank, start_epoch * steps + start_step, start_epoch)
+    progress = _Progress(cfg.progress and rank == 0, cfg.epochs * steps, start_epoch * steps + start_step)
     method.train()
-    sums: dict[str, float] = {}
-    t_last = t_epoch = time.perf_counter()
+
+    def checkpoint(epoch: int, step: int) -> None:
+        """Save the state before step `step` of epoch `epoch` (rank 0; all ranks hold the same)."""
+        atomic_save(
+            {
+                "format": CHECKPOINT_FORMAT, "config": cfg.identity(), "epoch": epoch, "step": step,
+                "images_seen": images_seen, "method": method.state_dict(),
+                "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
+                "epoch_sums": sums if step else {},
+            },
+            out / CHECKPOINT,
+        )  # fmt: skip
+
+    t_last = t_epoch = t_saved = time.perf_counter()
+    first_step = start_step  # the first step of the current epoch run by this attempt
     try:
         for epoch, step, idx, images in iterate_steps(dataset, workers):
             global_step = epoch * steps + step
@@ -415,21 +434,17 @@ def _train(cfg: TrainConfig, device: torch.device) -> Path:
             progress.update(f"epoch {epoch + 1}/{cfg.epochs}", f"loss {terms['loss']:.3f}")
             if step + 1 == steps:  # end of epoch: checkpoint, then epoch means
                 if rank == 0:
-                    atomic_save(
-                        {
-                            "format": CHECKPOINT_FORMAT, "config": cfg.identity(), "epoch": epoch + 1,
-                            "images_seen": images_seen, "method": method.state_dict(),
-                            "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
-                        },
-                        out / CHECKPOINT,
-                    )
-                now = time.perf_counter()
+                    checkpoint(epoch + 1, 0)
+                now = t_saved = time.perf_counter()
                 means = {k: v / steps for k, v in sums.items()}
                 log.epoch({"epoch": epoch + 1, **means, "lr": lr,
-                           "images_per_s": steps * cfg.batch_size / (now - t_epoch)})
-                sums, t_epoch = {}, now
+                           "images_per_s": (steps - first_step) * cfg.batch_size / (now - t_epoch)})
+                sums, t_epoch, first_step = {}, now, 0
                 if size > 1:
                     _check_in_sync(method)
+            elif rank == 0 and time.perf_counter() - t_saved >= 60.0 * cfg.checkpoint_minutes:
+                checkpoint(epoch, step + 1)  # long epochs: lose at most checkpoint_minutes of work
+                t_saved = time.perf_counter()
     finally:
         progress.close()
         log.close()

@@ -165,6 +165,35 @@ def test_resume_continues_exactly(tmp_path, monkeypatch, method, kw):
     assert [json.loads(x)["epoch"] for x in lines] == [1, 2, 3]
 
 
+def test_resume_inside_an_epoch_continues_exactly(tmp_path, monkeypatch):
+    # 4 steps per epoch; with checkpoint_minutes=0 every step is checkpointed
+    cfg = dict(epochs=3, num_images=32, method="moco_v2", method_kwargs={"queue_size": 16, "momentum": 0.9})
+    whole_dir = train(tiny_cfg(tmp_path / "whole", **cfg))
+    whole, _ = state(whole_dir / "encoder.pt")
+    real = train_mod.train_step
+
+    def stop_at_step_6(model, optimizer, aug, images, indices, seed, epoch, step):
+        if step == 6:  # epoch 1, its third step
+            raise KeyboardInterrupt
+        return real(model, optimizer, aug, images, indices, seed, epoch, step)
+
+    monkeypatch.setattr(train_mod, "train_step", stop_at_step_6)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_cfg(tmp_path / "cut", checkpoint_minutes=0, **cfg))
+    ckpt = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
+    assert (ckpt["epoch"], ckpt["step"], ckpt["images_seen"]) == (1, 2, 48) and ckpt["epoch_sums"]
+    monkeypatch.undo()
+    resumed, meta = state(train(tiny_cfg(tmp_path / "cut", **cfg)) / "encoder.pt")
+    assert meta["images_seen"] == 96
+    for k in whole:
+        assert torch.equal(resumed[k], whole[k]), k
+    read = lambda d: [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    cut, ref = read(tmp_path / "cut"), read(whole_dir)
+    assert [r["epoch"] for r in cut] == [1, 2, 3]
+    # epoch 2's mean loss spans both attempts
+    assert [r["loss"] for r in cut] == pytest.approx([r["loss"] for r in ref])
+
+
 def test_resume_with_another_config_is_refused(tmp_path):
     train(tiny_cfg(tmp_path / "run", epochs=1))
     ckpt = (tmp_path / "run" / "checkpoint.pt").read_bytes()
