@@ -329,12 +329,14 @@ def plan_feature_vis(sources: list[Source], preset: ReproPreset,
 
 
 def dead_leaves_encoder(preset: ReproPreset, out: Path, device: str, log: Log,
-                        overrides: dict[str, Any]) -> Path:
-    """The ResNet-50 that feature_vis-dead_leaves visualises (SPEC §5), trained or resumed if need be.
+                        overrides: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+    """The ResNet-50 that feature_vis-dead_leaves visualises (SPEC §5), trained or resumed if need be,
+    and what training it cost.
 
-    paper-large: the dead_leaves-mixed source's own run. Otherwise a prerequisite run with the
-    preset's feature-vis recipe; of the caller's training options only the runtime ones (workers,
-    threads, ...) apply to it, since the others are meant for the preset's own recipe.
+    paper-large: the dead_leaves-mixed source's own run (its cost is that row's: "shared").
+    Otherwise a prerequisite run with the preset's feature-vis recipe, its cost kept beside it; of
+    the caller's training options only the runtime ones (workers, threads, ...) apply to it,
+    since the others are meant for the preset's own recipe.
     """
     from noisevision.train import TrainConfig, train
 
@@ -343,11 +345,13 @@ def dead_leaves_encoder(preset: ReproPreset, out: Path, device: str, log: Log,
         spec = _generator_spec(DEAD_LEAVES_SHAPES)
         dead_leaves = Source(DEAD_LEAVES_SHAPES, "generator", spec.family, spec.label, DEAD_LEAVES_SHAPES)
         log(f"{tag} visualising the encoder of the {DEAD_LEAVES_SHAPES} run")
-        return pretrain(dead_leaves, preset, out, device, log, overrides)[0]
+        path, stages = pretrain(dead_leaves, preset, out, device, log, overrides)
+        return path, {**stages["pretrain"], "source": DEAD_LEAVES_SHAPES, "shared": True}
     path = dead_leaves_encoder_path(preset, out)
+    cost_file = path.parent / "prerequisite.json"
     if path.is_file():
         log(f"{tag} reusing the prerequisite encoder {path}")
-        return path
+        return path, read_cell(cost_file) or {"source": DEAD_LEAVES_SHAPES, "shared": False}
     runtime = {k: v for k, v in overrides.items() if k in TrainConfig.RUNTIME}
     cfg = TrainConfig.from_preset(preset.feature_vis_train_preset, **{
         **preset.feature_vis_train_overrides, **runtime,
@@ -356,8 +360,14 @@ def dead_leaves_encoder(preset: ReproPreset, out: Path, device: str, log: Log,
         f"{cfg.epochs} epochs) on {DEAD_LEAVES_SHAPES} in {path.parent}")  # fmt: skip
     t0 = time.perf_counter()
     train(cfg)
-    log(f"{tag} prerequisite trained in {time.perf_counter() - t0:.0f} s: {path}")
-    return path
+    seconds = time.perf_counter() - t0
+    images = cfg.num_images * cfg.epochs
+    cost = {"seconds": seconds, "images": images, "images_per_s": images / seconds,
+            "preset": cfg.preset, "arch": cfg.arch, "epochs": cfg.epochs,
+            "source": DEAD_LEAVES_SHAPES, "shared": False}  # fmt: skip
+    atomic_write_text(cost_file, json.dumps(cost, indent=1))
+    log(f"{tag} prerequisite trained in {seconds:.0f} s: {path}")
+    return path, cost
 
 
 def parse_extra_data(items: list[str] | None) -> dict[str, str]:
@@ -479,8 +489,9 @@ def pretrain(source: Source, preset: ReproPreset, out: Path, device: str, log: L
     stages_file = run_dir / "stages.json"
     if (run_dir / ENCODER).is_file() and stages_file.is_file():
         return run_dir / ENCODER, json.loads(stages_file.read_text())
+    stages: dict[str, Any] = {}
     if source.name == FEATURE_VIS_DEAD_LEAVES and not source.data:
-        encoder = dead_leaves_encoder(preset, out, device, log, overrides)
+        encoder, stages["prerequisite"] = dead_leaves_encoder(preset, out, device, log, overrides)
         source = replace(source, data=f"feature_vis-{encoder.resolve()}")
     values = {**preset.train_overrides, **overrides}
     cfg = TrainConfig.from_preset(preset.train_preset, **values)
@@ -490,7 +501,6 @@ def pretrain(source: Source, preset: ReproPreset, out: Path, device: str, log: L
         values["epochs"] = max(1, round(seen / preset.distinct_images))
         cfg = TrainConfig.from_preset(preset.train_preset, **values)
     data, res = source.data, cfg.res
-    stages: dict[str, Any] = {}
     if source.kind == "generator":
         res = generation_res(source.data, cfg.res)
         if renders_once(materialize_selectors(preset.materialize), source):
@@ -745,6 +755,12 @@ def render_markdown(cells: list[dict[str, Any]], plan: dict[str, Any], charts: d
                 f"{_fmt(p.get('seconds'), 0)} | "
                 f"{_fmt(p.get('images_per_s'), 0)} | {_fmt(q.get('feature_images_per_s'), 0)} |"
             )
+            pre = st.get("prerequisite", {})
+            if pre.get("seconds") is not None and not pre.get("shared"):
+                lines.append(
+                    f"| ↳ its {pre.get('arch', 'encoder')} on {pre.get('source')} (trained first) | "
+                    f"{c['device']} | | | {_fmt(pre['seconds'], 0)} | {_fmt(pre.get('images_per_s'), 0)} | |"
+                )
         lines += ["", "Generation: measured when the images are rendered once to a folder; '(est.)' "
                   "when streamed = images rendered during pre-training ÷ the generator's measured "
                   "rate (the stream renders in a worker, overlapping the training steps).", ""]

@@ -118,18 +118,26 @@ def test_paper_small_trains_a_resnet50_prerequisite_once(tmp_path: Path, monkeyp
     assert cell["stages"]["generation"]["data"] == run["data"]
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert [r["source"] for r in rows] == ["dead_leaves-mixed", FV]
-    assert "| Feature vis. – Dead leaves | feature visualization |" in (out / "report.md").read_text()
-    # A rerun finds the prerequisite and does not train it again.
+    report = (out / "report.md").read_text()
+    assert "| Feature vis. – Dead leaves | feature visualization |" in report
+    # The prerequisite's training is part of that row's cost, on a line of its own.
+    cost = cell["stages"]["prerequisite"]
+    assert cost["seconds"] > 0 and cost["images"] > 0 and not cost["shared"]
+    line = f"| ↳ its resnet50 on dead_leaves-mixed (trained first) | cpu | | | {cost['seconds']:.0f} |"
+    assert line in report
+    # A rerun finds the prerequisite and its cost, and does not train it again.
     monkeypatch.setattr("noisevision.train.train", no_training)
     again: list[str] = []
-    assert rp.dead_leaves_encoder(preset, out, "cpu", again.append, {}).resolve() == prerequisite
+    path, reused = rp.dead_leaves_encoder(preset, out, "cpu", again.append, {})
+    assert path.resolve() == prerequisite and reused == cost
     assert "reusing the prerequisite encoder" in again[0]
 
 
 def test_paper_large_visualises_the_dead_leaves_run(tmp_path: Path, monkeypatch, probe_folder: str) -> None:
     preset = small_preset(("dead_leaves-mixed", FV), probe_folder, shared=True)
     out, logs = tmp_path / "out", []
-    path = rp.dead_leaves_encoder(preset, out, "cpu", logs.append, {})
+    path, cost = rp.dead_leaves_encoder(preset, out, "cpu", logs.append, {})
+    assert cost["shared"] and cost["source"] == "dead_leaves-mixed"  # counted in that row already
     assert path == rp.run_folder(out, "dead_leaves-mixed") / "encoder.pt" == rp.dead_leaves_encoder_path(
         preset, out)  # fmt: skip
     assert load_encoder(path)[0].arch == "resnet50" and not (out / "prerequisites").exists()
