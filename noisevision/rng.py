@@ -58,8 +58,9 @@ def name_hash(text: str) -> int:
     return mix64_int((zlib.crc32(data) << 32) | zlib.adler32(data))
 
 
-def hash_words(state: Tensor, counter: Tensor) -> Tensor:
-    """The words of a draw as tensor code: mix64(state[b] + counter[i]) -> int64 [B, n]."""
+def hash_words(state: Tensor, n: int) -> Tensor:
+    """The n words of a draw per image as tensor code: mix64(state[b] + (i + 1)·γ) -> int64 [B, n]."""
+    counter = torch.arange(1, n + 1, device=state.device, dtype=torch.int64) * _GAMMA
     return mix64(state[:, None] + counter[None, :])
 
 
@@ -114,20 +115,19 @@ class Rng:
     # ------------------------------------------------------------------ raw bits
     def bits(self, *shape: int) -> Tensor:
         """Random int64 words, shape [B, *shape], all 64 bits random."""
-        state, counter = self._draw(math.prod(shape))
+        state, n = self._draw(), math.prod(shape)
         if self.device.type == "cpu":
             from noisevision import rng_cpu  # numba compiles (or loads) on first use
 
-            out = torch.empty(self.batch, counter.shape[0], dtype=torch.int64)
+            out = torch.empty(self.batch, n, dtype=torch.int64)
             rng_cpu.hash_words(state.numpy().view(np.uint64), out.numpy().view(np.uint64))
             return out.reshape(self.batch, *shape)
-        return hash_words(state, counter).reshape(self.batch, *shape)
+        return hash_words(state, n).reshape(self.batch, *shape)
 
-    def _draw(self, n: int) -> tuple[Tensor, Tensor]:
-        """A new draw of n words per image: the per-image state [B] and the element counters [n]."""
+    def _draw(self) -> Tensor:
+        """A new draw: the per-image state [B] its words are hashed from."""
         self._draws += 1
-        state = mix64(self.keys ^ mix64_int(self._draws * 0x632BE59BD9B4E019))  # [B]
-        return state, torch.arange(1, n + 1, device=self.device, dtype=torch.int64) * _GAMMA
+        return mix64(self.keys ^ mix64_int(self._draws * 0x632BE59BD9B4E019))
 
     # ------------------------------------------------------------------ distributions
     def uniform(self, *shape: int, low: float = 0.0, high: float = 1.0) -> Tensor:
@@ -136,9 +136,8 @@ class Rng:
         if self.device.type == "cpu":
             from noisevision import rng_cpu
 
-            state, _ = self._draw(0)
             u = torch.empty(self.batch, n, dtype=torch.float32)
-            rng_cpu.uniform24(state.numpy().view(np.uint64), u.numpy())
+            rng_cpu.uniform24(self._draw().numpy().view(np.uint64), u.numpy())
         else:
             u = uniform24(self.bits((n + 1) // 2), n)
         u = u.reshape(self.batch, *shape)
