@@ -370,6 +370,30 @@ def dead_leaves_encoder(preset: ReproPreset, out: Path, device: str, log: Log,
     return path, cost
 
 
+def _follow_moved_out(out: Path, file: Path, key: str, new: str, log: Log) -> None:
+    """OUT was moved while a source was unfinished: `file` (a run's config, a rendered folder's
+    manifest) names its data (a folder in OUT, feature_vis-<an encoder in OUT>) at the old place
+    and would count as another configuration. If the old place is gone and names the same file
+    relative to OUT, point `key` at the new one."""
+    import yaml
+
+    record = yaml.safe_load(file.read_text()) if file.is_file() else None  # JSON is YAML too
+    old = record.get(key) if isinstance(record, dict) else None
+    if not isinstance(old, str) or old == new:
+        return
+    prefix = "feature_vis-" if new.startswith("feature_vis-") else ""
+    try:
+        inside = Path(new.removeprefix(prefix)).resolve().relative_to(out.resolve()).parts
+    except ValueError:
+        return  # data from elsewhere: nothing moved with OUT
+    was = Path(old.removeprefix(prefix))
+    if old.startswith(prefix) and not was.exists() and was.parts[-len(inside):] == inside:
+        record[key] = new
+        text = yaml.safe_dump(record, sort_keys=False) if file.suffix == ".yaml" else None
+        atomic_write_text(file, text or json.dumps(record, indent=2) + "\n")
+        log(f"{out} was moved: {file} now names {new}")
+
+
 def parse_extra_data(items: list[str] | None) -> dict[str, str]:
     """["NAME=DIR", ...] -> {NAME: DIR}."""
     out: dict[str, str] = {}
@@ -483,7 +507,8 @@ def pretrain(source: Source, preset: ReproPreset, out: Path, device: str, log: L
 
     Returns the encoder file and what each stage cost (OUT/runs/NAME/stages.json).
     """
-    from noisevision.train import ENCODER, TrainConfig, train
+    from noisevision.data.folder import MANIFEST
+    from noisevision.train import CONFIG, ENCODER, TrainConfig, train
 
     run_dir = run_folder(out, source.name)
     stages_file = run_dir / "stages.json"
@@ -505,6 +530,7 @@ def pretrain(source: Source, preset: ReproPreset, out: Path, device: str, log: L
         res = generation_res(source.data, cfg.res)
         if renders_once(materialize_selectors(preset.materialize), source):
             folder = out / "data" / _slug(source.name)
+            _follow_moved_out(out, folder / MANIFEST, "generator", source.data, log)
             stages["generation"] = materialize(source.data, res, cfg.seed, cfg.num_images, folder,
                                                device, log)  # fmt: skip
             data = str(folder)
@@ -520,6 +546,7 @@ def pretrain(source: Source, preset: ReproPreset, out: Path, device: str, log: L
                                   data=data, out=str(run_dir), device=device)  # fmt: skip
     log(f"[{source.name}] pre-training ({cfg.preset}: {cfg.arch}, {cfg.num_images} images × "
         f"{cfg.epochs} epochs)")  # fmt: skip
+    _follow_moved_out(out, run_dir / CONFIG, "data", cfg.data, log)
     t0 = time.perf_counter()
     train(cfg)
     seconds = time.perf_counter() - t0

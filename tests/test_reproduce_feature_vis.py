@@ -210,3 +210,26 @@ def test_expensive_sources_are_rendered_once_and_cheap_ones_stream(tmp_path: Pat
     redo = rp.materialize("feature_vis-random", 32, seed, 16, rendered, "cpu", again.append)
     assert "generated 1 images" in again[1] and redo["images"] == 17
     assert redo["seconds"] > fv_cost["seconds"]
+
+
+def test_a_moved_reproduction_finishes_feature_vis(tmp_path: Path, monkeypatch, visualised,
+                                                   probe_folder: str) -> None:
+    monkeypatch.setattr("noisevision.data.folder.default_workers", lambda device: 1)  # in-process: 1 step
+    preset = replace(small_preset(("dead_leaves-mixed", FV), probe_folder), materialize="expensive")
+    monkeypatch.setitem(rp.REPRO_PRESETS, preset.name, preset)
+    out = tmp_path / "out"
+    rp.reproduce(preset.name, out, log=lambda m: None)
+    # feature_vis-dead_leaves left unfinished (trained, not yet saved nor probed), then OUT moved
+    for done in (rp.run_folder(out, FV) / "encoder.pt", rp.run_folder(out, FV) / "stages.json",
+                 rp.cell_path(out, FV, "knn")):  # fmt: skip
+        done.unlink()
+    moved = tmp_path / "moved"
+    out.rename(moved)
+    logs: list[str] = []
+    rp.reproduce(preset.name, moved, log=logs.append)
+    data = f"feature_vis-{(moved / 'prerequisites' / 'dead_leaves-mixed-resnet50' / 'encoder.pt').resolve()}"
+    assert json.loads((moved / "data" / FV / "noisevision.json").read_text())["generator"] == data
+    run = yaml.safe_load((rp.run_folder(moved, FV) / "config.yaml").read_text())
+    assert run["data"] == str(moved / "data" / FV)  # trained from the rendered folder, now here
+    assert sum("was moved" in m for m in logs) == 2
+    assert rp.read_cell(rp.cell_path(moved, FV, "knn"))["top1"] >= 0
