@@ -581,7 +581,7 @@ def impose_model(params: dict[str, Tensor], res: int, config: ModelConfig = Mode
         )
     for _ in range(config.n_iter):
         if config.wmm:
-            spec = steerable.real_fft2(img)  # [B, 3, N, N]
+            spec = torch.fft.fft2(img, norm="forward")  # [B, 3, N, N]
             if config.spectrum:
                 spec = impose_spectrum(spec, amplitude)
             img = impose_wmm(spec, wmm, pyramid)

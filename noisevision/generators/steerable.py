@@ -83,15 +83,6 @@ def _col_weight(res: int) -> Tensor:
     return w
 
 
-def real_fft2(images: Tensor) -> Tensor:
-    """fft2 (norm="forward") of real images [..., N, N] -> complex64 [..., N, N].
-
-    Cast to complex first: for a real tensor torch runs r2c and then fills in the other half of
-    the spectrum, about twice the time of a complex transform on CPU.
-    """
-    return torch.fft.fft2(images.to(torch.complex64), norm="forward")
-
-
 def _synthesise_pairs(z: Tensor, s: Tensor) -> Tensor:
     """Σ_p fft2(z_p)·s_p over the 2 pairs of a level: [..., 2, n, n] -> [..., n, n]."""
     w = torch.fft.fft2(z, norm="forward")
@@ -124,7 +115,7 @@ class SteerablePyramid:
 
     def build(self, images: Tensor) -> Pyramid:
         """Pyramid of real images [..., N, N]."""
-        return self.build_from_spectrum(real_fft2(images))
+        return self.build_from_spectrum(torch.fft.fft2(images, norm="forward"))
 
     def build_from_spectrum(self, spec: Tensor) -> Pyramid:  # pragma: no cover - abstract
         raise NotImplementedError
