@@ -261,13 +261,18 @@ def test_cpu_kernels_match_like_the_torch_operations(layout):
         cpu, ops = st._match_histograms_cpu(x, target), st._match_histograms_torch(x, target)
         assert cpu.shape == x.shape and cpu.dtype == x.dtype
         torch.testing.assert_close(cpu, ops, atol=1e-3 * ops.abs().max().item(), rtol=0)
+        # overwrite: the same result, written over the input's storage
+        spare = x.clone()
+        again = st.match_histograms(spare, target, overwrite=True)
+        assert torch.equal(again, cpu) and again.data_ptr() == spare.data_ptr() and torch.equal(spare, cpu)
 
 
 def test_the_torch_matching_path_renders_the_same_images(monkeypatch):
     """Other devices run the torch operations: on CPU they give (nearly) the numba path's images."""
     gen = generators.get("stat-spectrum_color_wmm")
     fused = gen([0, 1], res=64).float()
-    monkeypatch.setattr(st, "_match_histograms_cpu", st._match_histograms_torch)
+    torch_path = lambda x, target, overwrite: st._match_histograms_torch(x, target)  # noqa: E731
+    monkeypatch.setattr(st, "_match_histograms_cpu", torch_path)
     ops = gen([0, 1], res=64).float()
     # iterated matching amplifies rounding at bin edges into a few visibly moved pixels
     assert (fused - ops).abs().mean() < 1.0 and ((fused - ops).abs() > 8).float().mean() < 0.01

@@ -110,7 +110,7 @@ def histogram_target(counts: Tensor, first_edge: Tensor, step: Tensor, n: int) -
     return HistogramTarget(table, torch.arange(table.shape[0], device=table.device), counts.shape[1])
 
 
-def match_histograms(x: Tensor, target: HistogramTarget) -> Tensor:
+def match_histograms(x: Tensor, target: HistogramTarget, overwrite: bool = False) -> Tensor:
     """Histogram-match rows of x to their targets, batched and sort-free.
 
     x: [G, n] (G rows) or [G, n, K] (G·K rows x[g, :, k], in (g, k) order: e.g. K = 2 for the
@@ -121,20 +121,23 @@ def match_histograms(x: Tensor, target: HistogramTarget) -> Tensor:
     changes of x, so MATLAB's standardisation before matching is implied. With target mean/std
     the result is standardised to them, from the histogram (values assumed uniform inside each
     source bin) so that it folds into the per-bin map instead of costing passes over x.
-    On CPU the work runs in the fused kernels of histmatch_cpu, elsewhere as torch operations.
+    On CPU the work runs in the fused kernels of histmatch_cpu, elsewhere as torch operations;
+    `overwrite`: x is not needed afterwards, so on CPU the result may take its place (no fresh
+    output, better for the cache).
     """
     if x.device.type == "cpu":
-        return _match_histograms_cpu(x, target)
+        return _match_histograms_cpu(x, target, overwrite)
     return _match_histograms_torch(x, target)
 
 
-def _match_histograms_cpu(x: Tensor, target: HistogramTarget) -> Tensor:
+def _match_histograms_cpu(x: Tensor, target: HistogramTarget, overwrite: bool = False) -> Tensor:
     from noisevision.generators import histmatch_cpu  # numba compiles (or loads) on first use
 
     shape = x.shape
     k = shape[2] if x.dim() == 3 else 1
     g0, n, nb = shape[0], shape[1], target.n_bins
-    xv = x.detach().contiguous().numpy().reshape(g0, n * k)
+    src = x.detach().contiguous()
+    xv = src.numpy().reshape(g0, n * k)
     lo = np.empty((g0, k), xv.dtype)
     scale = np.empty_like(lo)
     counts = np.zeros((g0 * k, nb), np.int32)
@@ -148,7 +151,7 @@ def _match_histograms_cpu(x: Tensor, target: HistogramTarget) -> Tensor:
         n, target.mean.numpy() if standardise else none, target.std.numpy() if standardise else none,
         standardise, offset, slope,
     )  # fmt: skip
-    out = np.empty_like(xv)
+    out = xv if overwrite else np.empty_like(xv)  # (a copy made by contiguous() is ours anyway)
     histmatch_cpu.map_rows(xv, k, lo, scale, offset, slope, out)
     return torch.from_numpy(out).view(shape)
 
@@ -515,13 +518,15 @@ def impose_wmm(
     target (standardised to the target mean/std) and returns the rebuilt channels [B, C, N, N].
     """
     high, levels = targets
-    pyr = pyramid.build_from_spectrum(spec)
+    pyr = pyramid.build_from_spectrum(spec)  # its bands are matched in place: fresh tensors
     hp = pyr.highpass
-    pyr.highpass = match_histograms(hp.view(-1, hp.shape[-2] * hp.shape[-1]), high).view(hp.shape)
+    rows = hp.view(-1, hp.shape[-2] * hp.shape[-1])
+    pyr.highpass = match_histograms(rows, high, overwrite=True).view(hp.shape)
     for lev, target in enumerate(levels):
         z = pyr.levels[lev]  # [B, C, 2, n, n] complex: two orientations per entry
         rows = torch.view_as_real(z).view(-1, z.shape[-2] * z.shape[-1], 2)  # [B·C·2, n², 2]
-        pyr.levels[lev] = torch.view_as_complex(match_histograms(rows, target).view(*z.shape, 2))
+        matched = match_histograms(rows, target, overwrite=True)
+        pyr.levels[lev] = torch.view_as_complex(matched.view(*z.shape, 2))
     return pyramid.reconstruct(pyr)
 
 
@@ -589,7 +594,7 @@ def impose_model(params: dict[str, Tensor], res: int, config: ModelConfig = Mode
             spec = impose_spectrum(torch.fft.rfft2(img, norm="forward"), amplitude)
             img = torch.fft.irfft2(spec, s=(res, res), norm="forward")
         if config.color:
-            img = match_histograms(img.reshape(b * 3, -1), color_target).view(b, 3, res, res)
+            img = match_histograms(img.reshape(b * 3, -1), color_target, overwrite=True).view(b, 3, res, res)
     return img
 
 
