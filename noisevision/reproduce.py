@@ -371,10 +371,10 @@ def dead_leaves_encoder(preset: ReproPreset, out: Path, device: str, log: Log,
 
 
 def _follow_moved_out(out: Path, file: Path, key: str, new: str, log: Log) -> None:
-    """OUT was moved while a source was unfinished: `file` (a run's config, a rendered folder's
-    manifest) names its data (a folder in OUT, feature_vis-<an encoder in OUT>) at the old place
-    and would count as another configuration. If the old place is gone and names the same file
-    relative to OUT, point `key` at the new one."""
+    """OUT was moved (or spelled another way) while a source was unfinished: `file` (a run's
+    config, a rendered folder's manifest) names its data (a folder in OUT, feature_vis-<an encoder
+    in OUT>) otherwise and would count as another configuration. If it names the same file, or a
+    place that is gone with the same path inside OUT, point `key` at `new`."""
     import yaml
 
     record = yaml.safe_load(file.read_text()) if file.is_file() else None  # JSON is YAML too
@@ -387,11 +387,13 @@ def _follow_moved_out(out: Path, file: Path, key: str, new: str, log: Log) -> No
     except ValueError:
         return  # data from elsewhere: nothing moved with OUT
     was = Path(old.removeprefix(prefix))
-    if old.startswith(prefix) and not was.exists() and was.parts[-len(inside):] == inside:
+    same = was.resolve() == Path(new.removeprefix(prefix)).resolve()  # e.g. relative vs absolute
+    moved = not was.exists() and was.parts[-len(inside):] == inside
+    if old.startswith(prefix) and (same or moved):
         record[key] = new
         text = yaml.safe_dump(record, sort_keys=False) if file.suffix == ".yaml" else None
         atomic_write_text(file, text or json.dumps(record, indent=2) + "\n")
-        log(f"{out} was moved: {file} now names {new}")
+        log(f"{out} was moved: {file} now names {new}" if moved else f"{file} now names {new}")
 
 
 def parse_extra_data(items: list[str] | None) -> dict[str, str]:
@@ -634,7 +636,7 @@ def reproduce(preset_name: str, out: str | Path, generators: list[str] | None = 
     if materialize is not None:
         preset = replace(preset, materialize=materialize)
     selectors = materialize_selectors(preset.materialize)
-    out = Path(out)
+    out = Path(out).resolve()  # runs record their data by absolute path: resumable from any directory
     settings = preset.probe_settings(**(probe_overrides or {}))
     settings.check()
     dataset_name = eval_dataset or preset.eval_dataset

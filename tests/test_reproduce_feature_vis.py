@@ -233,3 +233,14 @@ def test_a_moved_reproduction_finishes_feature_vis(tmp_path: Path, monkeypatch, 
     assert run["data"] == str(moved / "data" / FV)  # trained from the rendered folder, now here
     assert sum("was moved" in m for m in logs) == 2
     assert rp.read_cell(rp.cell_path(moved, FV, "knn"))["top1"] >= 0
+    # A run that names its data relative to the working directory (as OUT given relative once
+    # did) resumes from the same place spelled absolute.
+    config = rp.run_folder(moved, FV) / "config.yaml"
+    config.write_text(yaml.safe_dump({**run, "data": f"moved/data/{FV}"}, sort_keys=False))
+    for done in (rp.run_folder(moved, FV) / "encoder.pt", rp.run_folder(moved, FV) / "stages.json",
+                 rp.cell_path(moved, FV, "knn")):  # fmt: skip
+        done.unlink()
+    monkeypatch.chdir(tmp_path)
+    rp.reproduce(preset.name, "moved", log=logs.append)
+    assert yaml.safe_load(config.read_text())["data"] == str(moved / "data" / FV)
+    assert rp.read_cell(rp.cell_path(moved, FV, "knn"))["top1"] >= 0
