@@ -67,7 +67,3 @@ def get_preset(name: str) -> Preset:
     if name not in PRESETS:
         raise unknown_name("preset", name, list(PRESETS))
     return PRESETS[name]
-
-
-def preset_names() -> list[str]:
-    return list(PRESETS)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 
 def sample_grid(
     names: list[str],
@@ -49,10 +47,3 @@ def sample_grid(
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
-
-
-def images_to_grid(images: torch.Tensor, nrow: int = 8) -> torch.Tensor:
-    """uint8 [B, 3, H, W] -> uint8 [3, H', W'] grid (2 px white gaps)."""
-    from torchvision.utils import make_grid
-
-    return make_grid(images, nrow=nrow, padding=2, pad_value=255)

@@ -334,7 +334,3 @@ def default_workers(device: torch.device) -> int:
     """All cores for CPU rendering; a few encoder threads beside a GPU."""
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return n if device.type == "cpu" else max(2, n // 2)
-
-
-def elapsed_rate(count: int, start: float) -> float:
-    return count / max(time.perf_counter() - start, 1e-9)
