@@ -224,3 +224,23 @@ def test_under_torchrun_plain_cuda_is_the_ranks_own_gpu(monkeypatch):
     assert rank_device("cpu") == torch.device("cpu")
     monkeypatch.delenv("LOCAL_RANK")
     assert rank_device("cuda") == torch.device("cuda")
+
+
+def test_worker_tasks_reuse_their_generator(tmp_path, monkeypatch):
+    """A worker builds its generator (and what it caches, e.g. a texture bank) once, not per task."""
+    from noisevision import generators
+
+    made = []
+    real = generators.get
+    monkeypatch.setattr(generators, "get", lambda name, **kw: made.append(name) or real(name, **kw))
+    monkeypatch.setattr(folder, "_WORKER_GENERATORS", {})
+    spec = folder.DatasetSpec("dead_leaves-squares", {}, 0, 32, 4, format="png")
+    folder.prepare_folder(tmp_path / "d", spec)
+    threads = torch.get_num_threads()
+    try:
+        for chunk in ([0, 1], [2, 3]):
+            assert folder._render_and_write(str(tmp_path / "d"), spec, chunk, "cpu") == 2
+    finally:
+        torch.set_num_threads(threads)  # the task narrows this process to one thread
+    assert made == ["dead_leaves-squares"]
+    assert len(list((tmp_path / "d" / "train").rglob("*.png"))) == 4

@@ -206,13 +206,20 @@ def encode(image: torch.Tensor, fmt: str, quality: int) -> bytes:
     return buf.getvalue()
 
 
+# A worker process's generators, kept across its tasks: what a generator builds once (e.g.
+# dead_leaves-textures' texture bank, ~30 s of CPU) is then built once per worker, not per task.
+_WORKER_GENERATORS: dict[str, Any] = {}
+
+
 def _render_and_write(root: str, spec: DatasetSpec, indices: list[int], device: str) -> int:
     """Worker task: render `indices` with one thread, write them. Returns the count written."""
     from noisevision import generators
 
     torch.set_num_threads(1)
-    gen = generators.get(spec.generator, **spec.params)
-    images = gen(indices, res=spec.res, seed=spec.seed, device=device).cpu()
+    key = json.dumps([spec.generator, spec.params], sort_keys=True, default=repr)
+    if key not in _WORKER_GENERATORS:
+        _WORKER_GENERATORS[key] = generators.get(spec.generator, **spec.params)
+    images = _WORKER_GENERATORS[key](indices, res=spec.res, seed=spec.seed, device=device).cpu()
     for i, img in zip(indices, images):
         atomic_write_bytes(image_path(Path(root), i, spec.format), encode(img, spec.format, spec.quality))
     return len(indices)
