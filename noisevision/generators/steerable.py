@@ -83,10 +83,15 @@ def _col_weight(res: int) -> Tensor:
     return w
 
 
-def _synthesise_pairs(z: Tensor, s: Tensor) -> Tensor:
-    """Σ_p fft2(z_p)·s_p over the 2 pairs of a level: [..., 2, n, n] -> [..., n, n]."""
+def _synthesise_pairs(z: Tensor, s: Tensor, into: Tensor | None = None) -> Tensor:
+    """Σ_p fft2(z_p)·s_p over the 2 pairs of a level: [..., 2, n, n] -> [..., n, n], or added
+    in place to `into` [..., n, n]."""
     w = torch.fft.fft2(z, norm="forward")
-    return (w[..., 0, :, :] * s[0]).addcmul_(w[..., 1, :, :], s[1])  # a strided .sum(-3) is slow
+    if into is None:
+        into = w[..., 0, :, :] * s[0]
+    else:
+        into.addcmul_(w[..., 0, :, :], s[0])
+    return into.addcmul_(w[..., 1, :, :], s[1])  # a strided .sum(-3) is slow
 
 
 def _pairs(masks: Tensor) -> tuple[Tensor, Tensor]:
@@ -397,8 +402,7 @@ class SpatialPyramid(SteerablePyramid):
             h = out.shape[-1]
             # Zero-insertion up-sampling repeats the spectrum 2×2: a broadcast, not a copy.
             up = (out[..., None, :, None, :] * lof).view(*out.shape[:-2], 2 * h, 2 * h)
-            w = torch.fft.fft2(z, norm="forward")
-            out = up.addcmul_(w[..., 0, :, :], s[0]).addcmul_(w[..., 1, :, :], s[1])
+            out = _synthesise_pairs(z, s, into=up)
         out = self._add_highpass(out, pyr.highpass)
         return torch.fft.ifft2(out, norm="forward").real.contiguous()
 
