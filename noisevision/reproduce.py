@@ -338,7 +338,7 @@ def dead_leaves_encoder(preset: ReproPreset, out: Path, device: str, log: Log,
     the caller's training options only the runtime ones (workers, threads, ...) apply to it,
     since the others are meant for the preset's own recipe.
     """
-    from noisevision.train import TrainConfig, train
+    from noisevision.train import TrainConfig
 
     tag = f"[{FEATURE_VIS_DEAD_LEAVES}]"
     if _shares_feature_vis_recipe(preset):
@@ -358,16 +358,22 @@ def dead_leaves_encoder(preset: ReproPreset, out: Path, device: str, log: Log,
         "data": DEAD_LEAVES_SHAPES, "out": str(path.parent), "device": device})  # fmt: skip
     log(f"{tag} prerequisite: training {cfg.arch} + {cfg.method} ({cfg.preset}: {cfg.num_images} images × "
         f"{cfg.epochs} epochs) on {DEAD_LEAVES_SHAPES} in {path.parent}")  # fmt: skip
+    cost = {**timed_training(cfg), "source": DEAD_LEAVES_SHAPES, "shared": False}
+    atomic_write_text(cost_file, json.dumps(cost, indent=1))
+    log(f"{tag} prerequisite trained in {cost['seconds']:.0f} s: {path}")
+    return path, cost
+
+
+def timed_training(cfg: Any) -> dict[str, Any]:
+    """Train (or resume) the run of `cfg` and say what it cost this time: seconds, images, recipe."""
+    from noisevision.train import train
+
     t0 = time.perf_counter()
     train(cfg)
     seconds = time.perf_counter() - t0
     images = cfg.num_images * cfg.epochs
-    cost = {"seconds": seconds, "images": images, "images_per_s": images / seconds,
-            "preset": cfg.preset, "arch": cfg.arch, "epochs": cfg.epochs,
-            "source": DEAD_LEAVES_SHAPES, "shared": False}  # fmt: skip
-    atomic_write_text(cost_file, json.dumps(cost, indent=1))
-    log(f"{tag} prerequisite trained in {seconds:.0f} s: {path}")
-    return path, cost
+    return {"seconds": seconds, "images": images, "images_per_s": images / seconds,
+            "preset": cfg.preset, "arch": cfg.arch, "epochs": cfg.epochs}  # fmt: skip
 
 
 def _follow_moved_out(out: Path, file: Path, key: str, new: str, log: Log) -> None:
@@ -510,7 +516,7 @@ def pretrain(source: Source, preset: ReproPreset, out: Path, device: str, log: L
     Returns the encoder file and what each stage cost (OUT/runs/NAME/stages.json).
     """
     from noisevision.data.folder import MANIFEST
-    from noisevision.train import CONFIG, ENCODER, TrainConfig, train
+    from noisevision.train import CONFIG, ENCODER, TrainConfig
 
     run_dir = run_folder(out, source.name)
     stages_file = run_dir / "stages.json"
@@ -549,12 +555,7 @@ def pretrain(source: Source, preset: ReproPreset, out: Path, device: str, log: L
     log(f"[{source.name}] pre-training ({cfg.preset}: {cfg.arch}, {cfg.num_images} images × "
         f"{cfg.epochs} epochs)")  # fmt: skip
     _follow_moved_out(out, run_dir / CONFIG, "data", cfg.data, log)
-    t0 = time.perf_counter()
-    train(cfg)
-    seconds = time.perf_counter() - t0
-    images = cfg.num_images * cfg.epochs
-    stages["pretrain"] = {"seconds": seconds, "images": images, "images_per_s": images / seconds,
-                          "preset": cfg.preset, "arch": cfg.arch, "epochs": cfg.epochs}  # fmt: skip
+    stages["pretrain"] = timed_training(cfg)
     atomic_write_text(stages_file, json.dumps(stages, indent=1))
     return run_dir / ENCODER, stages
 
