@@ -212,6 +212,13 @@ def test_expensive_sources_are_rendered_once_and_cheap_ones_stream(tmp_path: Pat
     assert redo["seconds"] > fv_cost["seconds"]
 
 
+def unfinish(out: Path) -> None:
+    """Leave feature_vis-dead_leaves trained but neither saved nor probed, as an interruption would."""
+    for done in (rp.run_folder(out, FV) / "encoder.pt", rp.run_folder(out, FV) / "stages.json",
+                 rp.cell_path(out, FV, "knn")):  # fmt: skip
+        done.unlink()
+
+
 def test_a_moved_reproduction_finishes_feature_vis(tmp_path: Path, monkeypatch, visualised,
                                                    probe_folder: str) -> None:
     monkeypatch.setattr("noisevision.data.folder.default_workers", lambda device: 1)  # in-process: 1 step
@@ -220,9 +227,7 @@ def test_a_moved_reproduction_finishes_feature_vis(tmp_path: Path, monkeypatch, 
     out = tmp_path / "out"
     rp.reproduce(preset.name, out, log=lambda m: None)
     # feature_vis-dead_leaves left unfinished (trained, not yet saved nor probed), then OUT moved
-    for done in (rp.run_folder(out, FV) / "encoder.pt", rp.run_folder(out, FV) / "stages.json",
-                 rp.cell_path(out, FV, "knn")):  # fmt: skip
-        done.unlink()
+    unfinish(out)
     moved = tmp_path / "moved"
     out.rename(moved)
     logs: list[str] = []
@@ -237,9 +242,7 @@ def test_a_moved_reproduction_finishes_feature_vis(tmp_path: Path, monkeypatch, 
     # did) resumes from the same place spelled absolute.
     config = rp.run_folder(moved, FV) / "config.yaml"
     config.write_text(yaml.safe_dump({**run, "data": f"moved/data/{FV}"}, sort_keys=False))
-    for done in (rp.run_folder(moved, FV) / "encoder.pt", rp.run_folder(moved, FV) / "stages.json",
-                 rp.cell_path(moved, FV, "knn")):  # fmt: skip
-        done.unlink()
+    unfinish(moved)
     monkeypatch.chdir(tmp_path)
     rp.reproduce(preset.name, "moved", log=logs.append)
     assert yaml.safe_load(config.read_text())["data"] == str(moved / "data" / FV)
