@@ -16,8 +16,9 @@ from numba import njit
 def impose_spectrum(spec: np.ndarray, amplitude: np.ndarray, res: int, out: np.ndarray) -> None:
     """statistical.impose_spectrum: out = spec·A·std/|spec|, DC = the old mean, per channel.
 
-    spec, out: complex64 [B, C, N, M] (M = N: fft2 grid; M = N/2+1: rfft2 grid, where columns
-    1 … N/2-1 stand for two); amplitude: float32 [B, N, M] with unit total power.
+    spec: complex64 [B, C, N, M] (M = N: fft2 grid; M = N/2+1: rfft2 grid, where columns
+    1 … N/2-1 stand for two); amplitude: float32 [B, N, M] with unit total power; out: like spec,
+    or [B, C, N, N] for an rfft2 spec: the full fft2 grid, its other half filled by symmetry.
     """
     b, c, n, m = spec.shape
     half = m != res
@@ -47,4 +48,28 @@ def impose_spectrum(spec: np.ndarray, amplitude: np.ndarray, res: int, out: np.n
                     f = amp[r, q] * std / np.sqrt(max(p, np.float32(1e-30)))
                     y[r, q] = v * f
             y[0, 0] = mean
+            if half and y.shape[1] == res:
+                _mirror(y, m, res)
 
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _mirror(y: np.ndarray, m: int, res: int) -> None:
+    """Fill columns m … N-1 of a real image's spectrum y [N, N] from columns 0 … m-1:
+    Y(-f) = conj Y(f)."""
+    n = y.shape[0]
+    for r in range(n):
+        src = y[r]
+        dst = y[(n - r) % n]
+        for q in range(m, res):
+            dst[q] = np.conj(src[res - q])
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def full_spectrum(spec: np.ndarray, res: int, out: np.ndarray) -> None:
+    """out [..., N, N] = the fft2 grid of real images given on the rfft2 grid spec [..., N, M]."""
+    m = spec.shape[-1]
+    x = spec.reshape(-1, spec.shape[-2], m)
+    y = out.reshape(-1, out.shape[-2], res)
+    for i in range(x.shape[0]):
+        y[i, :, :m] = x[i]
+        _mirror(y[i], m, res)

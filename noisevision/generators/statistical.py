@@ -411,7 +411,7 @@ def _power(p: Tensor, res: int) -> Tensor:
     return total - p[..., -1].sum(-1) if res % 2 == 0 else total
 
 
-def impose_spectrum(spec: Tensor, amplitude: Tensor) -> Tensor:
+def impose_spectrum(spec: Tensor, amplitude: Tensor, full: bool = False) -> Tensor:
     """Give each channel the amplitude spectrum A, keeping phase, mean and std (SPEC §3).
 
     spec: complex [B, C, N, M] from torch.fft.rfft2 (M = N/2+1) or fft2 (M = N) with
@@ -419,17 +419,35 @@ def impose_spectrum(spec: Tensor, amplitude: Tensor) -> Tensor:
     Returns the new channels' spectrum phase(X)·A·std with DC = the old mean: with unit-power A
     and unit-modulus phases the new std is exactly the old one (MATLAB divides by the measured
     std, the same number). An exactly-zero coefficient stays zero (MATLAB: A·e^{i·0}), a
-    measure-zero event for these noise images.
+    measure-zero event for these noise images. `full`: spec is on the rfft2 grid and the result
+    on the full fft2 grid [B, C, N, N] (for the pyramid; rfft2 is half the cost of fft2).
     """
     res = spec.shape[-2]
     if spec.device.type == "cpu":  # one fused loop instead of ~8 passes
         from noisevision.generators import spectrum_cpu  # numba compiles (or loads) on first use
 
         spec = spec.contiguous()
-        out = torch.empty_like(spec)
+        out = spec.new_empty(*spec.shape[:-1], res) if full else torch.empty_like(spec)
         spectrum_cpu.impose_spectrum(spec.numpy(), amplitude.contiguous().numpy(), res, out.numpy())
         return out
-    return _impose_spectrum_torch(spec, amplitude)
+    out = _impose_spectrum_torch(spec, amplitude)
+    return full_spectrum(out) if full else out
+
+
+def full_spectrum(half: Tensor) -> Tensor:
+    """The fft2 grid [..., N, N] of real images from their rfft2 grid [..., N, N/2+1]:
+    X(-f) = conj X(f) fills the other columns."""
+    res, m = half.shape[-2], half.shape[-1]
+    if half.device.type == "cpu":
+        from noisevision.generators import spectrum_cpu
+
+        half = half.contiguous()
+        out = half.new_empty(*half.shape[:-1], res)
+        spectrum_cpu.full_spectrum(half.numpy(), res, out.numpy())
+        return out
+    rows = torch.arange(res, device=half.device).neg_().remainder_(res)  # row of -f_y
+    mirror = half.index_select(-2, rows)[..., 1 : res - m + 1].flip(-1).conj()
+    return torch.cat((half, mirror), -1)
 
 
 def _impose_spectrum_torch(spec: Tensor, amplitude: Tensor) -> Tensor:
@@ -565,15 +583,15 @@ def impose_model(params: dict[str, Tensor], res: int, config: ModelConfig = Mode
     """Impose the sampled model on the white-noise start (SPEC §3): float32 [B, 3, N, N].
 
     Returns the decorrelated channels after `n_iter` rounds (see to_rgb8 for the RGB image).
-    Each round: the spectrum (on the FFT of the channels), then the WMM (its pyramid is built
-    straight from that spectrum), then the colour histograms (on pixels). Without the WMM the
-    spectrum uses the cheaper rfft2 grid.
+    Each round: the spectrum (on the rfft2 grid of the channels), then the WMM (its pyramid is
+    built straight from that spectrum, completed to the full grid), then the colour histograms
+    (on pixels).
     """
     b = params["init"].shape[0]
     dev = params["init"].device
     img = params["init"]  # [B, 3, N, N]
     if config.spectrum:
-        amplitude = spectrum_amplitude(params["alpha_x"], params["alpha_y"], res, onesided=not config.wmm)
+        amplitude = spectrum_amplitude(params["alpha_x"], params["alpha_y"], res)
     if config.wmm:
         pyramid = steerable.steerable_pyramid(res, dev, config.pyramid)
         wmm = wmm_targets(params["wmm_shape"], res, config.wmm_shape_range)
@@ -585,10 +603,9 @@ def impose_model(params: dict[str, Tensor], res: int, config: ModelConfig = Mode
             res * res,
         )
     for _ in range(config.n_iter):
-        if config.wmm:
-            spec = torch.fft.fft2(img, norm="forward")  # [B, 3, N, N]
-            if config.spectrum:
-                spec = impose_spectrum(spec, amplitude)
+        if config.wmm:  # the pyramid takes the full fft2 grid [B, 3, N, N]
+            spec = torch.fft.rfft2(img, norm="forward")
+            spec = impose_spectrum(spec, amplitude, full=True) if config.spectrum else full_spectrum(spec)
             img = impose_wmm(spec, wmm, pyramid)
         elif config.spectrum:
             spec = impose_spectrum(torch.fft.rfft2(img, norm="forward"), amplitude)
