@@ -287,6 +287,18 @@ def test_quantile_table_inverts_the_target_cdf():
     torch.testing.assert_close(table[1, [0, 3, 6, 8]], expected, atol=1e-5, rtol=0)
 
 
+def test_quantile_table_cpu_kernel_matches_torch():
+    torch.manual_seed(0)
+    for counts, n in ((torch.randint(0, 50, (6, 256)), 4096), (torch.rand(5, 801) ** 8, 1024)):
+        first, step = torch.randn(counts.shape[0]), torch.rand(counts.shape[0]) + 0.1
+        c = counts.to(torch.float64)
+        c = c + c.mean(-1, keepdim=True) * 1e-8
+        cdf = torch.cat((c.new_zeros(c.shape[0], 1), c.cumsum(-1)), -1)
+        cdf = cdf / cdf[:, -1:]
+        ref = st._quantile_table_torch(cdf, 1.0 / cdf.diff(dim=-1), first.double(), step.double(), n)
+        assert torch.equal(st.quantile_table(counts, first, step, n), ref)
+
+
 @pytest.mark.parametrize("onesided", [True, False])
 def test_spectrum_imposition_cpu_kernel_matches_torch(onesided):
     ax, ay = torch.tensor([0.7, 3.1]), torch.tensor([0.8, 3.0])
@@ -297,6 +309,20 @@ def test_spectrum_imposition_cpu_kernel_matches_torch(onesided):
     fused, ref = st.impose_spectrum(spec, amp), st._impose_spectrum_torch(spec, amp)
     torch.testing.assert_close(fused, ref, rtol=2e-5, atol=1e-6)
     assert fused[0, 1, 3, 4] == 0 and torch.equal(fused[..., 0, 0], spec[..., 0, 0].real.to(spec.dtype))
+
+
+@pytest.mark.parametrize("res", [32, 33])
+def test_full_spectrum_completes_the_rfft2_grid(res):
+    x = torch.rand(2, 3, res, res) * 100
+    half = torch.fft.rfft2(x, norm="forward")
+    m = half.shape[-1]
+    full = st.full_spectrum(half)
+    assert torch.equal(full, st._full_spectrum_torch(half)) and torch.equal(full[..., :m], half)
+    torch.testing.assert_close(full, torch.fft.fft2(x, norm="forward"), rtol=0, atol=1e-4)
+    # imposing onto the full grid = imposing on the half grid, then completing it
+    amp = st.spectrum_amplitude(torch.tensor([0.7, 3.1]), torch.tensor([0.8, 3.0]), res)
+    imposed = st.impose_spectrum(half, amp, full=True)
+    assert torch.equal(imposed, st.full_spectrum(st.impose_spectrum(half, amp)))
 
 
 def test_spectrum_amplitude_and_imposition():

@@ -91,16 +91,29 @@ def quantile_table(counts: Tensor, first_edge: Tensor, step: Tensor, n: int) -> 
     c = c + c.mean(-1, keepdim=True) * 1e-8  # histoMatch's hack: no empty bins, CDF strictly increasing
     cdf = torch.cat((c.new_zeros(g, 1), c.cumsum(-1)), -1)
     cdf = cdf / cdf[:, -1:]  # [G, nb+1] at the bin edges
+    inv_width = 1.0 / (cdf[:, 1:] - cdf[:, :-1])  # [G, nb]: inside bin j the CDF is linear
+    first64, step64 = first_edge.to(torch.float64), step.to(torch.float64)
+    if c.device.type == "cpu":
+        from noisevision.generators import histmatch_cpu
+
+        table = torch.empty(g, n + 1)
+        arrays = (cdf, inv_width, first64, step64)
+        histmatch_cpu.quantile_table(*(a.numpy() for a in arrays), n, table.numpy())
+        return table
+    return _quantile_table_torch(cdf, inv_width, first64, step64, n)
+
+
+def _quantile_table_torch(cdf: Tensor, inv_width: Tensor, first: Tensor, step: Tensor, n: int) -> Tensor:
+    g, nb = inv_width.shape
     # Bin of rank k: the last edge e with cdf_e <= k/n, i.e. with ceil(n·cdf_e) <= k.
     first_rank = torch.ceil(cdf * n).clamp_(0, n + 1).to(torch.int64)
-    first_rank += torch.arange(g, device=c.device)[:, None] * (n + 2)
+    first_rank += torch.arange(g, device=cdf.device)[:, None] * (n + 2)
     hits = _bincount(first_rank.view(-1), g * (n + 2)).view(g, n + 2)
     j = hits[:, : n + 1].cumsum(-1).to(torch.int64).sub_(1).clamp_(0, nb - 1)  # [G, n+1]
-    # Inside bin j the CDF is linear: value = edge_j + step·(k/n - cdf_j) / (cdf_{j+1} - cdf_j).
-    inv_width = 1.0 / (cdf[:, 1:] - cdf[:, :-1])  # [G, nb]
-    u = torch.arange(n + 1, device=c.device, dtype=torch.float64) / n
+    # value = edge_j + step·(k/n - cdf_j) / (cdf_{j+1} - cdf_j)
+    u = torch.arange(n + 1, device=cdf.device, dtype=torch.float64) / n
     frac = (u - cdf.gather(1, j)).mul_(inv_width.gather(1, j)).clamp_(0.0, 1.0)
-    value = frac.add_(j).mul_(step.to(torch.float64)[:, None]).add_(first_edge.to(torch.float64)[:, None])
+    value = frac.add_(j).mul_(step[:, None]).add_(first[:, None])
     return value.to(torch.float32)
 
 
@@ -431,13 +444,13 @@ def impose_spectrum(spec: Tensor, amplitude: Tensor, full: bool = False) -> Tens
         spectrum_cpu.impose_spectrum(spec.numpy(), amplitude.contiguous().numpy(), res, out.numpy())
         return out
     out = _impose_spectrum_torch(spec, amplitude)
-    return full_spectrum(out) if full else out
+    return _full_spectrum_torch(out) if full else out
 
 
 def full_spectrum(half: Tensor) -> Tensor:
     """The fft2 grid [..., N, N] of real images from their rfft2 grid [..., N, N/2+1]:
     X(-f) = conj X(f) fills the other columns."""
-    res, m = half.shape[-2], half.shape[-1]
+    res = half.shape[-2]
     if half.device.type == "cpu":
         from noisevision.generators import spectrum_cpu
 
@@ -445,6 +458,11 @@ def full_spectrum(half: Tensor) -> Tensor:
         out = half.new_empty(*half.shape[:-1], res)
         spectrum_cpu.full_spectrum(half.numpy(), res, out.numpy())
         return out
+    return _full_spectrum_torch(half)
+
+
+def _full_spectrum_torch(half: Tensor) -> Tensor:
+    res, m = half.shape[-2], half.shape[-1]
     rows = torch.arange(res, device=half.device).neg_().remainder_(res)  # row of -f_y
     mirror = half.index_select(-2, rows)[..., 1 : res - m + 1].flip(-1).conj()
     return torch.cat((half, mirror), -1)
