@@ -233,6 +233,9 @@ def test_match_histograms_gives_the_target_marginal_and_standardises():
     # the marginal itself: KS distance to the target CDF (bins of 0.5 on -200:0.5:200); as in
     # MATLAB's histoMatch the row's extremes land on the ends of the support, ±200
     dens, grid = st._wmm_density(4.0, shape)
+    w = dens / dens.sum(-1, keepdim=True)  # the target moments are the density's
+    torch.testing.assert_close(target.mean, (w * grid).sum(-1).float(), atol=1e-6, rtol=0)
+    torch.testing.assert_close(target.std, (w * grid**2).sum(-1).sqrt().float(), atol=0, rtol=1e-6)
     cdf = torch.cat((torch.zeros(3, 1, dtype=torch.float64), dens.cumsum(-1)), -1)
     cdf = cdf / cdf[:, -1:]
     edges = torch.cat((grid - 0.25, grid[-1:] + 0.25))

@@ -513,13 +513,21 @@ def _wmm_target(shape: Tensor, scale: float, n: int, shape_range: tuple[float, f
     tables = _wmm_tables(scale, n, r_low, r_high, shape.device)
     pos = ((shape - r_low) / max(r_high - r_low, 1e-12) * (WMM_SHAPE_GRID - 1)).clamp(0, WMM_SHAPE_GRID - 1)
     row = pos.floor().clamp(max=WMM_SHAPE_GRID - 2).to(torch.int64)
-    dens, x = _wmm_density(scale, shape)
-    w = dens / dens.sum(-1, keepdim=True)
-    mean = (w * x).sum(-1)
-    std = torch.sqrt((w * (x - mean[:, None]) ** 2).sum(-1))
-    return HistogramTarget(
-        tables, row, len(x), (pos - row).to(torch.float32), mean.to(torch.float32), std.to(torch.float32)
-    )
+    # The density is even on a grid symmetric about 0: mean 0, and the std from x > 0 alone.
+    log_x, x2 = _wmm_half_grid(scale, shape.device)
+    dens = torch.exp(-torch.exp(shape.to(torch.float64)[:, None] * log_x))  # h(x) for x > 0; h(0) = 1
+    std = torch.sqrt(2.0 * (dens * x2).sum(-1) / (1.0 + 2.0 * dens.sum(-1))).to(torch.float32)
+    weight = (pos - row).to(torch.float32)
+    return HistogramTarget(tables, row, 2 * len(x2) + 1, weight, torch.zeros_like(std), std)
+
+
+@functools.lru_cache(maxsize=32)
+def _wmm_half_grid(scale: float, device: torch.device) -> tuple[Tensor, Tensor]:
+    """log(x/ŝ) and x² at the grid points x > 0 (0.5 … 200), float64 [400] each."""
+    lo, hi, step = WMM_GRID
+    assert lo == -hi, "the WMM value grid must be symmetric about 0"
+    x = step * torch.arange(1, int(round(hi / step)) + 1, device=device, dtype=torch.float64)
+    return torch.log(x / scale), x * x
 
 
 def wmm_targets(
