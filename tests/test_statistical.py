@@ -290,6 +290,18 @@ def test_quantile_table_inverts_the_target_cdf():
     torch.testing.assert_close(table[1, [0, 3, 6, 8]], expected, atol=1e-5, rtol=0)
 
 
+def test_multinomial_counts_cpu_kernel_matches_torch():
+    torch.manual_seed(0)
+    props = torch.rand(4, 22) + 0.001
+    props[:, 7:] *= torch.arange(4)[:, None] > 1  # 7 colours in the first two images, 22 after
+    cdf = (props / props.sum(1, keepdim=True)).cumsum(1)
+    u = torch.rand(4, 5000)
+    u[:, :22] = cdf  # pixels exactly on the boundaries go to the next colour
+    counts = st.multinomial_counts(cdf, u)
+    assert torch.equal(counts, st._multinomial_counts_torch(cdf, u)) and (counts.sum(1) == 5000).all()
+    assert (counts[:2, 7:21] == 0).all()
+
+
 def test_quantile_table_cpu_kernel_matches_torch():
     torch.manual_seed(0)
     for counts, n in ((torch.randint(0, 50, (6, 256)), 4096), (torch.rand(5, 801) ** 8, 1024)):

@@ -310,13 +310,7 @@ def sample_color_model(rng: Rng, res: int) -> dict[str, Tensor]:
     colors = rng.uniform(MAX_COLORS, 3)  # [B, 22, 3]
     props = (0.001 + rng.uniform(MAX_COLORS)) * (slot[None] < n_colors[:, None])
     props = props / props.sum(1, keepdim=True)
-    # Multinomial counts: pixel p draws colour k = #{j: cdf_j <= u_p}, i.e. u_p in [cdf_{k-1},
-    # cdf_k); the last slot takes any pixel past a cdf_K that rounded below 1.
-    cdf = props.cumsum(1)  # [B, 22]
-    u = rng.uniform(npix)  # [B, N²]
-    label = torch.searchsorted(cdf, u, right=True).clamp_(max=MAX_COLORS - 1)
-    label += torch.arange(b, device=dev)[:, None] * MAX_COLORS
-    counts = _bincount(label.view(-1), b * MAX_COLORS).view(b, MAX_COLORS).to(torch.int64)
+    counts = multinomial_counts(props.cumsum(1), rng.uniform(npix))  # [B, 22]
     # Sorted, the pixels of colour k fill a contiguous run of counts_k positions; MATLAB reshapes
     # that column-major: position p -> (row p % N, column p // N).
     ref = torch.repeat_interleave(colors.reshape(-1, 3), counts.view(-1), dim=0, output_size=b * npix)
@@ -348,6 +342,29 @@ def sample_color_model(rng: Rng, res: int) -> dict[str, Tensor]:
         "hist_lo": lo.view(b, 3),
         "hist_step": step.view(b, 3),
     }
+
+
+def multinomial_counts(cdf: Tensor, u: Tensor) -> Tensor:
+    """Pixels per colour, int64 [B, K]: pixel p draws colour k = #{j: cdf_j <= u_p}, i.e. u_p in
+    [cdf_{k-1}, cdf_k); the last slot takes any pixel past a cdf_K that rounded below 1.
+
+    cdf: [B, K] cumulative proportions; u: [B, P] uniform numbers, one per pixel.
+    """
+    b, k = cdf.shape
+    if cdf.device.type == "cpu":
+        from noisevision.generators import color_cpu  # numba compiles (or loads) on first use
+
+        counts = torch.zeros(b, k, dtype=torch.int64)
+        color_cpu.multinomial_counts(cdf.contiguous().numpy(), u.contiguous().numpy(), counts.numpy())
+        return counts
+    return _multinomial_counts_torch(cdf, u)
+
+
+def _multinomial_counts_torch(cdf: Tensor, u: Tensor) -> Tensor:
+    b, k = cdf.shape
+    label = torch.searchsorted(cdf, u, right=True).clamp_(max=k - 1)
+    label += torch.arange(b, device=cdf.device)[:, None] * k
+    return _bincount(label.view(-1), b * k).view(b, k).to(torch.int64)
 
 
 def color_pca(img: Tensor) -> tuple[Tensor, Tensor]:
