@@ -389,14 +389,24 @@ class SpatialPyramid(SteerablePyramid):
 
     def build_from_spectrum(self, spec: Tensor) -> Pyramid:
         """Pyramid of real images given by their spectrum [..., N, N] (fft2, norm="forward")."""
+        if spec.device.type == "cpu":
+            return self._build_cpu(spec)
+        return self._build_torch(spec)
+
+    def reconstruct(self, pyr: Pyramid) -> Tensor:
+        """The real images [..., N, N] of a pyramid (MATLAB's reconSpyr; ~1 % from `build`'s input)."""
+        if pyr.low.device.type == "cpu":
+            return self._reconstruct_cpu(pyr)
+        return self._reconstruct_torch(pyr)
+
+    def _build_torch(self, spec: Tensor) -> Pyramid:
         lo, levels = spec, []
         for a, lof in zip(self.analysis, self.lo_analysis):
             levels.append(torch.fft.ifft2(lo.unsqueeze(-3) * a, norm="forward"))  # [..., 2, n, n]
             lo = _fold(lo, lof)
         return Pyramid(self._highpass(spec), levels, lo)
 
-    def reconstruct(self, pyr: Pyramid) -> Tensor:
-        """The real images [..., N, N] of a pyramid (MATLAB's reconSpyr; ~1 % from `build`'s input)."""
+    def _reconstruct_torch(self, pyr: Pyramid) -> Tensor:
         out = pyr.low
         for z, s, lof in zip(reversed(pyr.levels), reversed(self.synthesis), reversed(self.lo_synthesis)):
             h = out.shape[-1]
@@ -405,6 +415,50 @@ class SpatialPyramid(SteerablePyramid):
             out = _synthesise_pairs(z, s, into=up)
         out = self._add_highpass(out, pyr.highpass)
         return torch.fft.ifft2(out, norm="forward").real.contiguous()
+
+    # On CPU the mask products of each level run as one fused loop (steerable_cpu): the same
+    # operations in the same order, so the same bytes as the torch path.
+    def _build_cpu(self, spec: Tensor) -> Pyramid:
+        from noisevision.generators import steerable_cpu  # numba compiles (or loads) on first use
+
+        lead, res = spec.shape[:-2], self.res
+        lo = spec.reshape(-1, res, res).contiguous()
+        g = lo.shape[0]
+        hp = torch.empty(g, res, res // 2 + 1, dtype=spec.dtype)
+        levels = []
+        for lev, (a, lof) in enumerate(zip(self.analysis, self.lo_analysis)):
+            n = lo.shape[-1]
+            pairs = torch.empty(g, 2, n, n, dtype=spec.dtype)
+            low = torch.empty(g, n // 2, n // 2, dtype=spec.dtype)
+            into = hp if lev == 0 else hp[:0]  # the high-pass band comes with level 0
+            steerable_cpu.analyse_level(
+                lo.numpy(), a.numpy(), lof.numpy(), self.highpass_mask.numpy(), pairs.numpy(), low.numpy(),
+                into.numpy(),
+            )  # fmt: skip
+            levels.append(torch.fft.ifft2(pairs, norm="forward").view(*lead, 2, n, n))
+            lo = low
+        highpass = torch.fft.irfft2(hp, s=(res, res), norm="forward").view(*lead, res, res)
+        return Pyramid(highpass, levels, lo.view(*lead, *lo.shape[-2:]))
+
+    def _reconstruct_cpu(self, pyr: Pyramid) -> Tensor:
+        from noisevision.generators import steerable_cpu
+
+        lead, res = pyr.highpass.shape[:-2], self.res
+        out = pyr.low.reshape(-1, *pyr.low.shape[-2:]).contiguous()
+        g = out.shape[0]
+        hp = torch.fft.rfft2(pyr.highpass, norm="forward").view(g, res, res // 2 + 1)
+        for lev in reversed(range(self.levels)):
+            z = pyr.levels[lev]
+            n = z.shape[-1]
+            bands = torch.fft.fft2(z, norm="forward").view(g, 2, n, n)
+            dst = torch.empty(g, n, n, dtype=out.dtype)
+            steerable_cpu.synthesise_level(
+                out.numpy(), self.lo_synthesis[lev].view(n, n).numpy(), bands.numpy(),
+                self.synthesis[lev].numpy(), (hp if lev == 0 else hp[:0]).numpy(),
+                self.highpass_synthesis.numpy(), dst.numpy(),
+            )  # fmt: skip
+            out = dst
+        return torch.fft.ifft2(out, norm="forward").real.contiguous().view(*lead, res, res)
 
 
 @functools.lru_cache(maxsize=32)
