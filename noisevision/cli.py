@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from noisevision.errors import NoisevisionError
+from noisevision.memory import keep_freed_memory
 
 app = typer.Typer(
     help="noisevision: learn to see by looking at noise.",
@@ -369,6 +370,7 @@ def bench_generators(
 
 def main() -> None:
     """Console entry point: user errors become one red line and exit code 2."""
+    keep_freed_memory()  # rendering on CPU reuses its temporaries' pages (see noisevision.memory)
     try:
         app()
     except NoisevisionError as exc:

@@ -14,6 +14,7 @@ import sys
 import time
 
 from noisevision.errors import NoisevisionError
+from noisevision.memory import keep_freed_memory
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="demo", help="report folder (default: demo)")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
     args = parser.parse_args(argv)
+    keep_freed_memory()
 
     from noisevision.reproduce import REPRO_PRESETS, build_report, load_cells, reproduce, verdict
 

@@ -38,6 +38,7 @@ from PIL import Image
 
 import noisevision
 from noisevision.errors import NoisevisionError
+from noisevision.memory import keep_freed_memory
 
 MANIFEST = "noisevision.json"
 BLOCK = 1000  # images per sub-folder
@@ -281,7 +282,7 @@ def _write_missing(
 
     if device.type == "cpu" and workers > 1:
         ctx = get_context("spawn")  # fork after torch threads start is unsafe
-        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=keep_freed_memory) as pool:
             try:
                 pending: dict[Future[int], list[int]] = {}
                 for chunk in _chunks(todo, batch_size):  # keep at most 2 tasks per worker in flight

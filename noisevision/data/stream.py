@@ -31,6 +31,7 @@ from torch import Tensor
 
 from noisevision import generators
 from noisevision.errors import NoisevisionError, UnknownNameError
+from noisevision.memory import keep_freed_memory
 from noisevision.rng import Rng, mix64_int
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -243,6 +244,7 @@ def _init_worker(threads: int, _worker_id: int) -> None:
     the training threads win the cores (their OpenMP regions wait for the slowest thread, so one
     preempted training thread stalls them all); a worker still runs whenever training waits."""
     torch.set_num_threads(threads)
+    keep_freed_memory()
     if hasattr(os, "nice"):
         os.nice(10)
 
