@@ -2,8 +2,10 @@
 
 As torch operations, imposing the spectrum costs about eight full-size passes over the
 coefficients (|X|², its sum, the factor A·std/|X|, the product); this loop reads each
-coefficient twice (once for the power, once for the product). statistical.impose_spectrum calls
-it on CPU and keeps the torch operations for other devices; a test compares both paths.
+coefficient twice (once for the power, once for the product). It also completes an rfft2 grid to
+the full fft2 grid the steerable pyramid needs (half the cost of an fft2 of the real channels).
+statistical.impose_spectrum and full_spectrum call these on CPU and keep the torch operations for
+other devices; tests compare both paths.
 """
 
 from __future__ import annotations
