@@ -98,6 +98,8 @@ def test_images_are_bytes_of_their_index_at_any_batch_size_and_order(name):
     order = [5, 2, 7, 0, 3, 6, 1, 4]
     assert torch.equal(full, singles) and torch.equal(full, threes)
     assert torch.equal(full[order], gen(order, res=64, seed=3))
+    gen.cpu_chunk, gen.cpu_pixels = 3, 0  # one call rendering chunks of 3
+    assert torch.equal(full, gen(range(8), res=64, seed=3))
     # min-max rescaling of the whole image: every image reaches both 0 and 255
     flat = full.flatten(1)
     assert (flat.amin(1) == 0).all() and (flat.amax(1) == 255).all()
