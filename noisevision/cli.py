@@ -106,6 +106,7 @@ def generate(
     indices = folder.shard_range(num, k, n)
     spec = folder.DatasetSpec(name, gen.params, seed, res, num, fmt, quality)
     workers = folder.default_workers(dev) if workers is None else max(workers, 0)
+    folder.prepare_folder(out, spec)  # a foreign or unwritable folder fails before any progress bar
     where = f" (shard {k + 1}/{n}: {indices.start}..{indices.stop - 1})" if n > 1 else ""
     console.print(f"{name} → {out}: {num} images at {res} px, seed {seed}, {dev}{where}")
     with Progress(
