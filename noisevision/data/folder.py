@@ -280,7 +280,7 @@ def _write_missing(
         if on_progress:
             on_progress(count)
 
-    if device.type == "cpu" and workers > 1:
+    if device.type == "cpu" and workers > 1 and len(todo) > batch_size:  # (one batch: no worker start-up)
         ctx = get_context("spawn")  # fork after torch threads start is unsafe
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=keep_freed_memory) as pool:
             try:
