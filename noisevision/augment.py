@@ -24,7 +24,6 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.ops import roi_align
 
 from noisevision.errors import unknown_name
 from noisevision.rng import Rng
@@ -243,6 +242,8 @@ def resized_crop(x: Tensor, boxes: Tensor, size: int) -> Tensor:
     roi_align with adaptive sampling averages ceil(box/size)² bilinear samples per output pixel:
     bilinear interpolation when enlarging, an area-like (anti-aliased) filter when shrinking.
     """
+    from torchvision.ops import roi_align  # torchvision takes ~2 s to import: only when cropping
+
     rois = torch.cat([torch.arange(len(x), device=x.device, dtype=x.dtype)[:, None], boxes.to(x.dtype)], 1)
     return roi_align(x, rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
 
