@@ -5,20 +5,42 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
+NEED_GB=8 # torch's CUDA build takes ~5.6 GB in the venv, pip needs room to unpack it
+
+die() { echo "[setup] error: $*" >&2; exit 1; }
+
+# pip without the noise of the machine's index configuration; its exit status is kept.
+pip_install() {
+  local rc=0 log
+  log=$(mktemp)
+  "$VENV/bin/python" -m pip install -q --no-cache-dir "$@" >"$log" 2>&1 || rc=$?
+  grep -v '^WARNING: Location' "$log" || true
+  rm -f "$log"
+  [ "$rc" -eq 0 ] || die "pip install $* failed (exit $rc); see the lines above"
+}
 
 # Fashion-MNIST (Debian package) is the offline evaluation set.
 if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
   echo "[setup] installing Debian's dataset-fashion-mnist (offline evaluation data)"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null \
+    || die "could not install dataset-fashion-mnist with apt-get"
 fi
 
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 stamp="$VENV/.noisevision-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+    free_kb=$(df -Pk "$VENV" | awk 'NR==2 {print $4}')
+    [ "$free_kb" -ge $((NEED_GB * 1024 * 1024)) ] \
+      || die "only $((free_kb / 1024 / 1024)) GB free for $VENV; torch needs about $NEED_GB GB: free some disk space and run again"
+  fi
   echo "[setup] installing torch 2.14.1 + torchvision 0.29.1 and noisevision into $VENV"
-  "$VENV/bin/python" -m pip install -q torch==2.14.1 torchvision==0.29.1 2>&1 | grep -v '^WARNING: Location' || true
-  "$VENV/bin/python" -m pip install -q -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
-  "$VENV/bin/python" -c "import noisevision, torch, torchvision" # fail here if the install failed
+  pip_install torch==2.14.1 torchvision==0.29.1
+  pip_install -e '.[dev]'
+  # Checked from outside the checkout, so that what is imported is what was installed.
+  venv_python="$(cd "$VENV" && pwd)/bin/python"
+  (cd / && "$venv_python" -c "import noisevision, torch, torchvision, pytest") \
+    || die "the installed packages do not import; remove $VENV and run again"
   touch "$stamp"
 fi
