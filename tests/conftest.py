@@ -26,6 +26,14 @@ class _TestBlobs(Generator):
         return (colour + noise).to(torch.uint8)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Cached tensors (cache.py) go to a folder of this test run, also for the processes it starts."""
+    import os
+
+    os.environ["NOISEVISION_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+
+
 @pytest.fixture
 def run_cli(capsys, monkeypatch):
     """Run `noisevision ARGS…` in-process; returns (exit code, stdout, stderr)."""

@@ -22,6 +22,12 @@ NAMES = ["dead_leaves-squares", "dead_leaves-oriented", "dead_leaves-mixed", "de
 FLAT = NAMES[:3]
 
 
+@pytest.fixture(autouse=True)
+def _no_disk_cache(monkeypatch):
+    """The texture-bank tests count renders: no bank comes from the disk cache (see test_cache.py)."""
+    monkeypatch.setenv("NOISEVISION_CACHE", "off")
+
+
 def rng_for(g: Generator, n: int, seed: int = 0) -> Rng:
     return Rng.for_indices(g.key, seed, torch.arange(n))
 

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from noisevision.cache import entry_name, shared_tensors
 from noisevision.device import resolve_device
 from noisevision.errors import NoisevisionError
 from noisevision.generators.registry import Generator, GeneratorSpec, register
@@ -57,6 +58,8 @@ CHUNK_SCHEDULE = (6, 2)
 _CPU_GROUP = 16
 _GROUP_PIXELS = 2**24
 _EPS = 1e-9  # px: tolerance of the closed-shape test (geometry is float64)
+#: Texture-bank entries per cache file (≈ 2 s of CPU work at 128 px): the unit that processes split.
+BANK_SHARD = 64
 
 
 # --------------------------------------------------------------------------------------- radii
@@ -541,21 +544,41 @@ class DeadLeavesTextures(DeadLeaves):
         self.bank(torch.arange(self.bank_size, device=dev), res, dev)
 
     def bank(self, entries: Tensor, res: int, device: torch.device) -> Tensor:
-        """The texture bank uint8 [bank_size, 3, res, res], with at least `entries` rendered."""
+        """The texture bank uint8 [bank_size, 3, res, res], with at least `entries` rendered.
+
+        The bank is built in shards of `BANK_SHARD` entries through the on-disk cache, so that the
+        processes of one job split it and later runs read it (cache.py)."""
         key = (res, str(device))
         if key not in self._banks:
             bank = torch.zeros(self.bank_size, 3, res, res, dtype=torch.uint8, device=device)
             self._banks[key] = (bank, torch.zeros(self.bank_size, dtype=torch.bool, device=device))
         bank, ready = self._banks[key]
         missing = entries[~ready[entries]]
-        if missing.numel():
+        if not missing.numel():
+            return bank
+        seed = mix64_int(name_hash("dead_leaves texture bank") ^ self.texture_seed) & 0x7FFFFFFF
+        spans = [
+            (lo, min(lo + BANK_SHARD, self.bank_size))
+            for lo in torch.unique(missing // BANK_SHARD).mul(BANK_SHARD).tolist()
+        ]
+        names = [
+            entry_name(f"{self.texture}-{res}px-{device.type}-{lo}-{hi}", seed) for lo, hi in spans
+        ]
+
+        def render(k: int) -> Tensor:
             if self._texture_gen is None:
                 from noisevision.generators.registry import get
 
                 self._texture_gen = get(self.texture)
-            seed = mix64_int(name_hash("dead_leaves texture bank") ^ self.texture_seed) & 0x7FFFFFFF
-            bank[missing] = self._texture_gen(missing, res, seed=seed, device=device)
-            ready[missing] = True
+            lo, hi = spans[k]
+            return self._texture_gen(torch.arange(lo, hi, device=device), res, seed=seed, device=device)
+
+        for k, shard in shared_tensors(names, render):
+            lo, hi = spans[k]
+            if shard.shape != (hi - lo, 3, res, res) or shard.dtype != torch.uint8:
+                shard = render(k)  # (a foreign file under our name: never trust it)
+            bank[lo:hi] = shard.to(device)
+            ready[lo:hi] = True
         return bank
 
     def render(self, rng: Rng, res: int) -> Tensor:

@@ -1,0 +1,105 @@
+"""The on-disk cache of shared tensors: same bytes as no cache, work split between processes that
+start together, and entries of other code or damaged files never read."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import time
+
+import pytest
+import torch
+
+from noisevision import cache, generators
+from noisevision.generators import dead_leaves as dl
+from noisevision.generators import registry
+from noisevision.models import atomic_save
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def builder(calls: list[int]):
+    def build(i: int) -> torch.Tensor:
+        calls.append(i)
+        return torch.full((2, 3), i, dtype=torch.uint8)
+
+    return build
+
+
+def test_entries_are_built_once_then_read(tmp_path, monkeypatch):
+    monkeypatch.setenv("NOISEVISION_CACHE", str(tmp_path))
+    names = [cache.entry_name("t", i) for i in range(5)]
+    calls: list[int] = []
+    first = dict(cache.shared_tensors(names, builder(calls)))
+    assert sorted(calls) == list(range(5)) and sorted(first) == list(range(5))
+    calls.clear()
+    again = dict(cache.shared_tensors(names, builder(calls)))
+    assert calls == [] and all(torch.equal(first[i], again[i]) for i in range(5))
+    assert len(list(tmp_path.glob("t.*.pt"))) == 5
+
+
+def test_an_entry_locked_by_another_process_is_waited_for_not_built(tmp_path, monkeypatch):
+    monkeypatch.setenv("NOISEVISION_CACHE", str(tmp_path))
+    names = [cache.entry_name("t", i) for i in range(4)]
+    theirs = torch.full((2, 3), 77, dtype=torch.uint8)  # what the other process builds for entry 2
+    fd = os.open(tmp_path / f"{names[2]}.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # the other process holds entry 2
+    calls: list[int] = []
+    got: dict[int, torch.Tensor] = {}
+    worker = threading.Thread(target=lambda: got.update(cache.shared_tensors(names, builder(calls))))
+    worker.start()
+    deadline = time.monotonic() + 30
+    while len(calls) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sorted(calls) == [0, 1, 3]  # the others are built meanwhile …
+    assert worker.is_alive()  # … then it waits for entry 2
+    atomic_save(theirs, tmp_path / f"{names[2]}.pt")
+    os.close(fd)
+    worker.join(30)
+    assert sorted(calls) == [0, 1, 3] and torch.equal(got[2], theirs)
+
+
+def test_other_code_or_damaged_files_are_not_read(tmp_path, monkeypatch):
+    monkeypatch.setenv("NOISEVISION_CACHE", str(tmp_path))
+    name = cache.entry_name("t", 0)
+    (tmp_path / f"{name}.pt").write_bytes(b"not a tensor file")
+    calls: list[int] = []
+    (_, value), = cache.shared_tensors([name], builder(calls))
+    assert calls == [0] and torch.equal(value, torch.zeros(2, 3, dtype=torch.uint8))
+    assert torch.equal(torch.load(tmp_path / f"{name}.pt", weights_only=True), value)  # repaired
+    # The name depends on the request and on the code that renders it.
+    assert cache.entry_name("t", 1) != name
+    monkeypatch.setattr(cache, "code_fingerprint", lambda: "other code")
+    assert cache.entry_name("t", 0) != name
+
+
+@pytest.mark.parametrize("setting", ["off", "file"])
+def test_without_a_usable_folder_everything_is_built_here(tmp_path, monkeypatch, setting):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("NOISEVISION_CACHE", "off" if setting == "off" else str(blocker / "cache"))
+    calls: list[int] = []
+    assert len(dict(cache.shared_tensors(["a", "b"], builder(calls)))) == 2 and sorted(calls) == [0, 1]
+    assert cache.cache_dir() is None if setting == "off" else not (blocker / "cache").exists()
+
+
+def test_texture_bank_from_the_cache_has_the_same_bytes(tmp_path, monkeypatch):
+    monkeypatch.setattr(dl, "BANK_SHARD", 3)
+    params = dict(texture="stat-spectrum", bank_size=8)
+
+    def images():
+        return generators.get("dead_leaves-textures", **params)(range(3), res=32, seed=4)
+
+    monkeypatch.setenv("NOISEVISION_CACHE", "off")
+    plain = images()
+    monkeypatch.setenv("NOISEVISION_CACHE", str(tmp_path))
+    cold = images()
+    assert len(list(tmp_path.glob("stat-spectrum-32px-cpu-*.pt"))) == 3  # 8 entries in shards of 3
+
+    def no_rendering(name, **params):
+        raise AssertionError(f"{name} rendered although its bank is in the cache")
+
+    monkeypatch.setattr(registry, "get", no_rendering)  # (what the bank renders its textures with)
+    warm = images()
+    assert torch.equal(plain, cold) and torch.equal(plain, warm)
