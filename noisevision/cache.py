@@ -61,6 +61,12 @@ def entry_name(label: str, *parts: object) -> str:
     return f"{label}.{hashlib.sha256(repr((label, parts, code_fingerprint())).encode()).hexdigest()[:32]}"
 
 
+def is_cached(name: str) -> bool:
+    """Whether entry `name` is in the cache folder."""
+    folder = cache_dir()
+    return folder is not None and (folder / f"{name}.pt").is_file()
+
+
 def shared_tensors(names: Sequence[str], build: Callable[[int], Tensor]) -> Iterator[tuple[int, Tensor]]:
     """Yield (i, tensor) for every entry i of `names` (in some order), reading each from the cache
     or building it with `build(i)` and storing it there.

@@ -59,7 +59,14 @@ def show(
     if num < 1:
         raise NoisevisionError(f"--num must be at least 1, got {num}")
     path = sample_grid(
-        list(names), out, num=num, res=res, seed=seed, device=str(resolve_device(device)), start=start
+        list(names),
+        out,
+        num=num,
+        res=res,
+        seed=seed,
+        device=str(resolve_device(device)),
+        start=start,
+        say=lambda line: console.print(f"[dim]{line}[/]"),
     )
     console.print(f"wrote {path}")
 
@@ -109,6 +116,8 @@ def generate(
     folder.prepare_folder(out, spec)  # a foreign or unwritable folder fails before any progress bar
     where = f" (shard {k + 1}/{n}: {indices.start}..{indices.stop - 1})" if n > 1 else ""
     console.print(f"{name} → {out}: {num} images at {res} px, seed {seed}, {dev}{where}")
+    if note := gen.setup_note(res, dev):
+        console.print(f"[dim]{name} {note}[/]")
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -13,8 +14,10 @@ def sample_grid(
     seed: int = 0,
     device: str = "cpu",
     start: int = 0,
+    say: Callable[[str], None] | None = None,
 ) -> Path:
-    """Render images start..start+num-1 of each generator and save a labelled grid PNG."""
+    """Render images start..start+num-1 of each generator and save a labelled grid PNG; `say`
+    receives a line before a generator's slow one-time set-up (e.g. a texture bank)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -25,6 +28,9 @@ def sample_grid(
     gens = [generators.get(n) for n in names]  # fail on a bad name before any rendering
     rows = []
     for gen in gens:
+        at = gen.check_res(gen.spec.default_res if res is None else res)
+        if say and (note := gen.setup_note(at, device)):
+            say(f"{gen.name} {note}")
         rows.append(gen(range(start, start + num), res=res, seed=seed, device=device).cpu())
     cell = 1.3
     fig, axes = plt.subplots(

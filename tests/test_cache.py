@@ -103,3 +103,18 @@ def test_texture_bank_from_the_cache_has_the_same_bytes(tmp_path, monkeypatch):
     monkeypatch.setattr(registry, "get", no_rendering)  # (what the bank renders its textures with)
     warm = images()
     assert torch.equal(plain, cold) and torch.equal(plain, warm)
+
+
+def test_setup_note_only_while_the_bank_is_still_to_render(tmp_path, monkeypatch):
+    monkeypatch.setattr(dl, "BANK_SHARD", 4)
+    monkeypatch.setenv("NOISEVISION_CACHE", str(tmp_path))
+
+    def fresh():
+        return generators.get("dead_leaves-textures", texture="stat-spectrum", bank_size=8)
+
+    g = fresh()
+    assert "texture bank: 8 stat-spectrum images at 32 px" in g.setup_note(32)
+    g.prepare(32)
+    assert g.setup_note(32) is None and fresh().setup_note(32) is None  # built here, then on disk
+    assert fresh().setup_note(48) is not None  # another resolution, another bank
+    assert generators.get("dead_leaves-mixed").setup_note(32) is None

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from noisevision.cache import entry_name, shared_tensors
+from noisevision.cache import cache_dir, entry_name, is_cached, shared_tensors
 from noisevision.device import resolve_device
 from noisevision.errors import NoisevisionError
 from noisevision.generators.registry import Generator, GeneratorSpec, register
@@ -543,6 +543,23 @@ class DeadLeavesTextures(DeadLeaves):
         res = self.check_res(self.spec.default_res if res is None else res)
         self.bank(torch.arange(self.bank_size, device=dev), res, dev)
 
+    def setup_note(self, res: int, device: str | torch.device = "cpu") -> str | None:
+        dev, folder = resolve_device(device), cache_dir()
+        if (res, str(dev)) in self._banks and bool(self._banks[res, str(dev)][1].all()):
+            return None
+        spans = [(lo, min(lo + BANK_SHARD, self.bank_size)) for lo in range(0, self.bank_size, BANK_SHARD)]
+        if folder is not None and all(is_cached(self._shard_name(lo, hi, res, dev)) for lo, hi in spans):
+            return None
+        kept = f", kept in {folder} for later runs" if folder is not None else ""
+        return f"first renders its texture bank: {self.bank_size} {self.texture} images at {res} px{kept}"
+
+    def _bank_seed(self) -> int:
+        return mix64_int(name_hash("dead_leaves texture bank") ^ self.texture_seed) & 0x7FFFFFFF
+
+    def _shard_name(self, lo: int, hi: int, res: int, device: torch.device) -> str:
+        """Cache entry of bank entries lo..hi-1 (the texture's bytes may differ between devices)."""
+        return entry_name(f"{self.texture}-{res}px-{device.type}-{lo}-{hi}", self._bank_seed())
+
     def bank(self, entries: Tensor, res: int, device: torch.device) -> Tensor:
         """The texture bank uint8 [bank_size, 3, res, res], with at least `entries` rendered.
 
@@ -556,14 +573,12 @@ class DeadLeavesTextures(DeadLeaves):
         missing = entries[~ready[entries]]
         if not missing.numel():
             return bank
-        seed = mix64_int(name_hash("dead_leaves texture bank") ^ self.texture_seed) & 0x7FFFFFFF
+        seed = self._bank_seed()
         spans = [
             (lo, min(lo + BANK_SHARD, self.bank_size))
             for lo in torch.unique(missing // BANK_SHARD).mul(BANK_SHARD).tolist()
         ]
-        names = [
-            entry_name(f"{self.texture}-{res}px-{device.type}-{lo}-{hi}", seed) for lo, hi in spans
-        ]
+        names = [self._shard_name(lo, hi, res, device) for lo, hi in spans]
 
         def render(k: int) -> Tensor:
             if self._texture_gen is None:

@@ -70,6 +70,11 @@ class Generator:
         """Build now what calls at this resolution share and would otherwise build lazily (e.g. a
         texture bank), so that timing the calls after it measures the steady state."""
 
+    def setup_note(self, res: int, device: str | torch.device = "cpu") -> str | None:
+        """What the first call at this resolution will build before its images, in words (for a
+        progress display); None when there is nothing slow to build."""
+        return None
+
     def render_indices(self, indices: Tensor, seed: int, res: int) -> Tensor:
         """Render images `indices` (int64 [B] on the device): their keys, then `render`.
 
