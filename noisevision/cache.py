@@ -17,6 +17,7 @@ import fcntl
 import functools
 import hashlib
 import importlib.metadata
+import inspect
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -53,6 +54,23 @@ def code_fingerprint() -> str:
         except importlib.metadata.PackageNotFoundError:
             pass
     return h.hexdigest()
+
+
+@functools.cache
+def _file_hash(path: str) -> str:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+def source_hash(obj: object) -> str:
+    """Hash of the file that defines `obj`'s class: code registered from outside this package (a
+    user's own texture generator) is part of an entry's name too."""
+    try:
+        return _file_hash(inspect.getfile(type(obj)))
+    except (TypeError, OSError):
+        return ""
 
 
 def entry_name(label: str, *parts: object) -> str:

@@ -13,7 +13,8 @@ import torch
 
 from noisevision import cache, generators
 from noisevision.generators import dead_leaves as dl
-from noisevision.generators import registry
+from noisevision.generators.registry import Generator
+from noisevision.generators.statistical import StatisticalModel
 from noisevision.models import atomic_save
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -97,10 +98,10 @@ def test_texture_bank_from_the_cache_has_the_same_bytes(tmp_path, monkeypatch):
     cold = images()
     assert len(list(tmp_path.glob("stat-spectrum-32px-cpu-*.pt"))) == 3  # 8 entries in shards of 3
 
-    def no_rendering(name, **params):
-        raise AssertionError(f"{name} rendered although its bank is in the cache")
+    def no_rendering(self, *args, **kwargs):
+        raise AssertionError("textures rendered although the bank is in the cache")
 
-    monkeypatch.setattr(registry, "get", no_rendering)  # (what the bank renders its textures with)
+    monkeypatch.setattr(StatisticalModel, "render_indices", no_rendering)
     warm = images()
     assert torch.equal(plain, cold) and torch.equal(plain, warm)
 
@@ -118,3 +119,16 @@ def test_setup_note_only_while_the_bank_is_still_to_render(tmp_path, monkeypatch
     assert g.setup_note(32) is None and fresh().setup_note(32) is None  # built here, then on disk
     assert fresh().setup_note(48) is not None  # another resolution, another bank
     assert generators.get("dead_leaves-mixed").setup_note(32) is None
+
+
+def test_a_texture_generator_from_outside_the_package_is_part_of_the_name(tmp_path):
+    g = generators.get("dead_leaves-textures", texture="stat-spectrum")
+    own = g._shard_name(0, 64, 32, torch.device("cpu"))
+    assert own == g._shard_name(0, 64, 32, torch.device("cpu"))
+    g._texture_gen = NoiseLike(g._texture().spec)  # same name, code from another file
+    assert g._shard_name(0, 64, 32, torch.device("cpu")) != own
+
+
+class NoiseLike(Generator):
+    def render(self, rng, res):
+        return rng.randint(0, 256, 3, res, res).to(torch.uint8)

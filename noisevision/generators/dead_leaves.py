@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from noisevision.cache import cache_dir, entry_name, is_cached, shared_tensors
+from noisevision.cache import cache_dir, entry_name, is_cached, shared_tensors, source_hash
 from noisevision.device import resolve_device
 from noisevision.errors import NoisevisionError
 from noisevision.generators.registry import Generator, GeneratorSpec, register
@@ -556,9 +556,17 @@ class DeadLeavesTextures(DeadLeaves):
     def _bank_seed(self) -> int:
         return mix64_int(name_hash("dead_leaves texture bank") ^ self.texture_seed) & 0x7FFFFFFF
 
+    def _texture(self) -> Generator:
+        if self._texture_gen is None:
+            from noisevision.generators.registry import get
+
+            self._texture_gen = get(self.texture)
+        return self._texture_gen
+
     def _shard_name(self, lo: int, hi: int, res: int, device: torch.device) -> str:
         """Cache entry of bank entries lo..hi-1 (the texture's bytes may differ between devices)."""
-        return entry_name(f"{self.texture}-{res}px-{device.type}-{lo}-{hi}", self._bank_seed())
+        label = f"{self.texture}-{res}px-{device.type}-{lo}-{hi}"
+        return entry_name(label, self._bank_seed(), source_hash(self._texture()))
 
     def bank(self, entries: Tensor, res: int, device: torch.device) -> Tensor:
         """The texture bank uint8 [bank_size, 3, res, res], with at least `entries` rendered.
@@ -581,12 +589,8 @@ class DeadLeavesTextures(DeadLeaves):
         names = [self._shard_name(lo, hi, res, device) for lo, hi in spans]
 
         def render(k: int) -> Tensor:
-            if self._texture_gen is None:
-                from noisevision.generators.registry import get
-
-                self._texture_gen = get(self.texture)
             lo, hi = spans[k]
-            return self._texture_gen(torch.arange(lo, hi, device=device), res, seed=seed, device=device)
+            return self._texture()(torch.arange(lo, hi, device=device), res, seed=seed, device=device)
 
         for k, shard in shared_tensors(names, render):
             lo, hi = spans[k]
