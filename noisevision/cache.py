@@ -13,7 +13,6 @@ NOISEVISION_CACHE=off turns the cache off. Deleting the folder is always safe.
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import hashlib
 import importlib.metadata
@@ -27,6 +26,11 @@ import torch
 from torch import Tensor
 
 import noisevision
+
+try:
+    import fcntl
+except ImportError:  # (Windows: no locks; processes that start together may build an entry twice)
+    fcntl = None
 
 
 def cache_dir() -> Path | None:
@@ -135,6 +139,9 @@ def _read_or_build(path: Path, build: Callable[[], Tensor]) -> Tensor:
 def _locked(path: Path, wait: bool) -> Iterator[bool]:
     """Hold an exclusive lock on `path` (created if needed); yields False when `wait` is False and
     another process holds it."""
+    if fcntl is None:
+        yield True
+        return
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError:
@@ -146,6 +153,8 @@ def _locked(path: Path, wait: bool) -> Iterator[bool]:
         except BlockingIOError:
             yield False
             return
+        except OSError:  # a file system without locks: build without one
+            pass
         yield True
     finally:
         os.close(fd)  # (releases the lock)
