@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from noisevision import generators
+from noisevision import generators, reference
 from noisevision.errors import NoisevisionError
 from noisevision.generators import dead_leaves as dl
 from noisevision.generators.registry import Generator, register
@@ -235,47 +235,17 @@ def test_shapes_are_clipped_at_the_border():
     assert (visible[0] == 0).sum() == 8 * 8  # the corner pixel and 7 px right of it / above it
 
 
-def painter(g: dl.DeadLeaves, rng: Rng, res: int) -> tuple[np.ndarray, np.ndarray]:
-    """The original algorithm, literally: paint shape after shape until no pixel is black.
-
-    Inside tests are written independently of the library: cross products with the polygon's
-    vertices, distance for circles, pixel centres at integer coordinates.
-    """
-    lv = g.leaves(rng, res, 0, g.max_shapes)
-    kind, rho, cx, cy = (t.numpy() for t in (lv.kind, lv.rho, lv.cx, lv.cy))
-    phi = lv.phi.numpy()
-    y, x = np.mgrid[0:res, 0:res].astype(float)
-    visible = np.full((rng.batch, res, res), -1)
-    n_stop = np.full(rng.batch, g.max_shapes)
-    for b in range(rng.batch):
-        for s in range(g.max_shapes):
-            px, py = x - cx[b, s], y - cy[b, s]
-            if kind[b, s] == dl.CIRCLE:
-                inside = px * px + py * py <= rho[b, s] ** 2
-            else:
-                vx, vy = rho[b, s] * np.cos(phi[b, s]), rho[b, s] * np.sin(phi[b, s])
-                inside = np.ones_like(px, dtype=bool)
-                for k in range(4):
-                    ex, ey = vx[(k + 1) % 4] - vx[k], vy[(k + 1) % 4] - vy[k]
-                    length = math.hypot(ex, ey)
-                    if length > 0:
-                        cross = ex * (py - vy[k]) - ey * (px - vx[k])
-                        inside &= cross >= -1e-9 * length
-            visible[b][inside] = s
-            if (visible[b] >= 0).all():
-                n_stop[b] = s + 1
-                break
-    return visible, n_stop
-
-
 @pytest.mark.parametrize("name", FLAT)
 def test_same_images_as_the_painters_algorithm(name):
+    """The original algorithm, literally (noisevision.reference): shape after shape over the whole
+    image until no pixel is black; the same shapes, so the same layout and bytes."""
     g = generators.get(name)
     rng = rng_for(g, 2, seed=3)
     visible, n_stop = g.layout(rng, 24)
-    ref_visible, ref_n_stop = painter(g, rng, 24)
+    ref_images, ref_visible, ref_n_stop = reference.paint_dead_leaves(g, rng, 24)
     assert n_stop.tolist() == ref_n_stop.tolist()
     assert np.array_equal(visible.numpy(), ref_visible)
+    assert np.array_equal(g.render(rng, 24).numpy(), ref_images)
 
 
 # ------------------------------------------------------------------------------- determinism
@@ -362,6 +332,6 @@ def test_same_images_as_the_painters_algorithm_full_size(name, res):
     g = generators.get(name)
     rng = rng_for(g, 2, seed=11)
     visible, n_stop = g.layout(rng, res)
-    ref_visible, ref_n_stop = painter(g, rng, res)
+    _, ref_visible, ref_n_stop = reference.paint_dead_leaves(g, rng, res)
     assert n_stop.tolist() == ref_n_stop.tolist()
     assert np.array_equal(visible.numpy(), ref_visible)
