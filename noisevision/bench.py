@@ -109,3 +109,28 @@ def bench_generator(
 
     median, rates = throughput(step, batch, device, repeats=repeats, min_time=min_time, warmup=0)
     return median, rates, batch, setup
+
+
+def bench_reference(name: str, res: int, images: int = 5) -> tuple[float, list[float]] | None:
+    """images/s of the plain per-image recipe of `name` (noisevision.reference) on CPU: `images`
+    images, one at a time after a warm-up image, over their total time (images differ in cost,
+    e.g. in their number of shapes), with the per-image rates; None when it has no reference.
+
+    Raises NoisevisionError when the reference needs a library that is missing (pyrtools).
+    """
+    from noisevision import generators, reference
+    from noisevision.errors import NoisevisionError
+
+    gen = generators.get(name)
+    if not reference.has_reference(gen):
+        return None
+    try:
+        reference.render_reference(gen, [10**6], res)  # warm-up: imports, first-call costs
+    except ModuleNotFoundError as exc:
+        raise NoisevisionError(f"the reference of '{name}' needs {exc.name}: pip install {exc.name}") from exc
+    seconds = []
+    for i in range(images):
+        start = time.perf_counter()
+        reference.render_reference(gen, [i], res)
+        seconds.append(time.perf_counter() - start)
+    return images / sum(seconds), [1.0 / s for s in seconds]

@@ -349,12 +349,16 @@ def bench_generators(
     threads: int | None = typer.Option(1, "--threads", help="torch CPU threads (default 1: one core)."),
     repeats: int = typer.Option(5, "--repeats", help="Timed runs per generator (median reported)."),
     min_time: float = typer.Option(0.5, "--min-time", help="Seconds per timed run."),
+    reference: bool = typer.Option(
+        False, "--reference", help="Also time the original recipe, image by image (dead leaves and "
+        "statistical models, on CPU; slow), and print the speed-up.",
+    ),  # fmt: skip
 ) -> None:
     """Images/s of every registered generator, one line each (median of repeats)."""
     import torch
 
     from noisevision import generators
-    from noisevision.bench import bench_generator, machine_line
+    from noisevision.bench import bench_generator, bench_reference, machine_line
     from noisevision.device import resolve_device
 
     if threads:
@@ -376,6 +380,17 @@ def bench_generators(
         spread += f", batch {used}" if used != batch else ""
         spread += f"; set-up {setup:,.1f} s first)" if setup >= 0.1 else ")"
         console.print(f"{n:32s} {median:10,.2f} img/s  {spread}", soft_wrap=True)
+        if reference:
+            try:
+                ref = bench_reference(n, res)
+            except NoisevisionError as exc:
+                console.print(f"{'  reference':32s} skipped: {exc}", soft_wrap=True)
+                continue
+            if ref is not None:
+                ref_median, rates = ref
+                spread = f"(min {min(rates):,.2f}, max {max(rates):,.2f}, {len(rates)} images, cpu)"
+                line = f"{'  reference, image by image':32s} {ref_median:10,.2f} img/s  {spread}"
+                console.print(f"{line}: {median / ref_median:,.0f}× faster", soft_wrap=True)
 
 
 def main() -> None:

@@ -205,6 +205,15 @@ def test_bench_generators_prints_rates(run_cli):
     assert "threads 1" in stdout and "img/s" in stdout.split("test-blobs", 1)[1]
 
 
+def test_bench_generators_times_the_reference_recipe_beside(run_cli):
+    args = ("--res", "32", "--batch", "4", "--repeats", "1", "--min-time", "0.01", "--reference")
+    code, stdout, _ = run_cli("bench", "generators", "dead_leaves-squares", "test-blobs", *args)
+    assert code == 0
+    squares, blobs = stdout.split("dead_leaves-squares", 1)[1].split("test-blobs")
+    assert "reference, image by image" in squares and "5 images, cpu" in squares and "× faster" in squares
+    assert "reference" not in blobs  # no reference recipe: no line
+
+
 def test_two_worker_processes_write_the_same_bytes(run_cli, tmp_path):
     common = ("--num", "20", "--res", "32", "--batch-size", "3", "--format", "png")
     one, two = tmp_path / "one", tmp_path / "two"
