@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
-NEED_GB=8 # torch's CUDA build takes ~5.6 GB in the venv, pip needs room to unpack it
+NEED_GB=7 # the venv takes ~6.1 GB (torch's CUDA build), plus room for pip's work
 
 die() { echo "[setup] error: $*" >&2; exit 1; }
 
