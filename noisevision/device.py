@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -38,3 +40,23 @@ def rank_device(device: str | torch.device | None = None) -> torch.device:
     if dev.type == "cuda" and dev.index is None and "LOCAL_RANK" in os.environ:
         dev = resolve_device(f"cuda:{int(os.environ['LOCAL_RANK'])}")
     return dev
+
+
+@contextmanager
+def one_cpu_thread() -> Iterator[None]:
+    """Run torch's CPU operations on one thread inside the block (the count is restored after).
+
+    For generators whose bytes would otherwise depend on the thread count: torch's multi-threaded
+    c2r FFT (irfft2) rounds differently from the single-threaded one, and the statistical models'
+    histogram matching carries such last-bit differences into visible ones. Processes (`generate`,
+    training streams), not threads, are what spread rendering over CPU cores.
+    """
+    before = torch.get_num_threads()
+    if before == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -424,3 +424,24 @@ def test_same_images_as_the_plain_per_image_recipe(name):
         assert (ours - ref).abs().mean() < 3.0, res
         for a, b in zip(ours, ref):
             assert torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1] > 0.99
+
+
+def test_same_bytes_at_any_torch_thread_count(monkeypatch):
+    """A multi-threaded irfft2 rounds differently, and the histogram matching makes that visible:
+    CPU rendering runs on one thread whatever the caller's setting (and restores it)."""
+    monkeypatch.setenv("NOISEVISION_CACHE", "off")  # (the texture bank is rendered by each call)
+    before = torch.get_num_threads()
+    names = [*st.VARIANTS, "dead_leaves-textures"]
+    try:
+        images = {}
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            images[threads] = [
+                generators.get(n, **({"bank_size": 8} if n.startswith("dead") else {}))(range(3), res=64)
+                for n in names
+            ]
+            assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
+    for name, one, two in zip(names, images[1], images[2], strict=True):
+        assert torch.equal(one, two), name
