@@ -47,9 +47,10 @@ def one_cpu_thread() -> Iterator[None]:
     """Run torch's CPU operations on one thread inside the block (the count is restored after).
 
     For generators whose bytes would otherwise depend on the thread count: torch's multi-threaded
-    c2r FFT (irfft2) rounds differently from the single-threaded one, and the statistical models'
-    histogram matching carries such last-bit differences into visible ones. Processes (`generate`,
-    training streams), not threads, are what spread rendering over CPU cores.
+    c2r FFT (irfft2) and convolutions round differently from single-threaded ones, and the
+    statistical models' histogram matching or feature visualisation's gradient ascent carries such
+    last-bit differences into visible ones. Processes (`generate`, training streams), not threads,
+    are what spread rendering over CPU cores.
     """
     before = torch.get_num_threads()
     if before == 1:

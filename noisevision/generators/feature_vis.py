@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from noisevision.augment import IMAGENET_MEAN, IMAGENET_STD
+from noisevision.device import one_cpu_thread
 from noisevision.errors import NoisevisionError
 from noisevision.generators import registry
 from noisevision.generators.registry import Generator, GeneratorSpec, register
@@ -222,6 +223,13 @@ class FeatureVis(Generator):
         return encoder_resnet50(self.encoder, device)
 
     def render_indices(self, indices: Tensor, seed: int, res: int) -> Tensor:
+        if indices.device.type == "cpu":
+            # Multi-threaded convolutions round differently: the same bytes at any thread count.
+            with one_cpu_thread():
+                return self._render_blocks(indices, seed, res)
+        return self._render_blocks(indices, seed, res)
+
+    def _render_blocks(self, indices: Tensor, seed: int, res: int) -> Tensor:
         targets(indices)  # fail on an index out of range before any work
         model = self.network(seed, indices.device)
         out = torch.empty(len(indices), 3, res, res, dtype=torch.uint8, device=indices.device)
