@@ -346,7 +346,10 @@ def bench_generators(
     device: str = typer.Option("cpu", "--device"),
     res: int = typer.Option(128, "--res", help="Resolution (generators that cannot make it are skipped)."),
     batch: int = typer.Option(64, "--batch", help="Images per call."),
-    threads: int | None = typer.Option(1, "--threads", help="torch CPU threads (default 1: one core)."),
+    threads: int | None = typer.Option(
+        1, "--threads", help="torch CPU threads (default 1: one core; statistical models and feature "
+        "visualisation always render on one, for the same bytes at any thread count).",
+    ),  # fmt: skip
     repeats: int = typer.Option(5, "--repeats", help="Timed runs per generator (median reported)."),
     min_time: float = typer.Option(0.5, "--min-time", help="Seconds per timed run."),
     reference: bool = typer.Option(
