@@ -35,7 +35,7 @@ import yaml
 
 from noisevision import augment
 from noisevision.data.folder import atomic_write_bytes
-from noisevision.data.stream import IndexPlan, StepDataset, iterate_steps, open_source
+from noisevision.data.stream import GeneratorSource, IndexPlan, StepDataset, iterate_steps, open_source
 from noisevision.device import resolve_device
 from noisevision.errors import NoisevisionError, unknown_name
 from noisevision.methods import METHODS, build_method
@@ -262,6 +262,10 @@ class _Progress:
             self.task = self.bar.add_task("train", total=total, completed=done, info="")
             self.bar.start()
 
+    def note(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.console.print(f"[dim]{text}[/]", highlight=False)
+
     def update(self, description: str, info: str) -> None:
         if self.bar is not None:
             self.bar.update(self.task, advance=1, description=description, info=info)
@@ -398,6 +402,9 @@ def _train(cfg: TrainConfig, device: torch.device) -> Path:
     steps = plan.steps_per_epoch
     log = _Logger(out, rank, start_epoch * steps + start_step, start_epoch)
     progress = _Progress(cfg.progress and rank == 0, cfg.epochs * steps, start_epoch * steps + start_step)
+    for part in getattr(source, "sources", [source]):  # slow one-time set-up, e.g. a texture bank
+        if isinstance(part, GeneratorSource) and (note := part.gen.setup_note(part.res, render_device)):
+            progress.note(f"{part.name} {note}")
     method.train()
 
     def checkpoint(epoch: int, step: int) -> None:
