@@ -32,7 +32,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from noisevision.augment import IMAGENET_MEAN, IMAGENET_STD
-from noisevision.device import one_cpu_thread
 from noisevision.errors import NoisevisionError
 from noisevision.generators import registry
 from noisevision.generators.registry import Generator, GeneratorSpec, register
@@ -204,6 +203,8 @@ def to_uint8_minmax(img: Tensor) -> Tensor:
 class FeatureVis(Generator):
     """Feature visualizations of a ResNet-50 (random, or from an encoder file)."""
 
+    single_cpu_thread = True  # multi-threaded convolutions round differently; gradient ascent shows it
+
     def __init__(self, spec: GeneratorSpec, steps: int = STEPS, block: int = 8, encoder: str | None = None):
         super().__init__(spec, steps=steps, block=block, **({"encoder": encoder} if encoder else {}))
         if steps < 1 or block < 1:
@@ -223,13 +224,6 @@ class FeatureVis(Generator):
         return encoder_resnet50(self.encoder, device)
 
     def render_indices(self, indices: Tensor, seed: int, res: int) -> Tensor:
-        if indices.device.type == "cpu":
-            # Multi-threaded convolutions round differently: the same bytes at any thread count.
-            with one_cpu_thread():
-                return self._render_blocks(indices, seed, res)
-        return self._render_blocks(indices, seed, res)
-
-    def _render_blocks(self, indices: Tensor, seed: int, res: int) -> Tensor:
         targets(indices)  # fail on an index out of range before any work
         model = self.network(seed, indices.device)
         out = torch.empty(len(indices), 3, res, res, dtype=torch.uint8, device=indices.device)

@@ -11,6 +11,7 @@ index (noisevision.rng) and the family code only ever draws from those keys.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from noisevision.device import resolve_device
+from noisevision.device import one_cpu_thread, resolve_device
 from noisevision.errors import NoisevisionError, unknown_name
 from noisevision.rng import Rng, as_indices
 
@@ -33,6 +34,9 @@ class Generator:
 
     #: Largest batch rendered in one go (memory bound); subclasses may lower it.
     max_batch: int = 256
+    #: Render on one CPU thread whatever torch's setting (device.one_cpu_thread): for families
+    #: whose bytes would otherwise depend on the thread count.
+    single_cpu_thread: bool = False
 
     def __init__(self, spec: GeneratorSpec, **params: Any):
         self.spec = spec
@@ -58,7 +62,8 @@ class Generator:
         if idx.numel() == 0:
             return torch.empty(0, 3, res, res, dtype=torch.uint8, device=dev)
         out = []
-        with torch.no_grad():
+        exact = self.single_cpu_thread and dev.type == "cpu"
+        with torch.no_grad(), one_cpu_thread() if exact else contextlib.nullcontext():
             for chunk in idx.split(self.max_batch):
                 out.append(self.render_indices(chunk, int(seed), res))
         return torch.cat(out) if len(out) > 1 else out[0]

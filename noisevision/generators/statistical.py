@@ -24,7 +24,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from noisevision.device import one_cpu_thread
 from noisevision.errors import NoisevisionError
 from noisevision.generators import steerable
 from noisevision.generators.registry import Generator, GeneratorSpec, register
@@ -711,6 +710,7 @@ class StatisticalModel(Generator):
     cpu_pixels = 16 * 128 * 128
     cpu_chunk = 8
     gpu_pixels = 256 * 128 * 128
+    single_cpu_thread = True  # a multi-threaded irfft2 rounds differently; histogram matching shows it
 
     def __init__(
         self,
@@ -757,12 +757,10 @@ class StatisticalModel(Generator):
 
     def render(self, rng: Rng, res: int) -> Tensor:
         """uint8 [B, 3, res, res] for the keys of `rng` (each image depends on its key only)."""
-        if rng.device.type != "cpu":
-            return self._render_chunks(rng, res, max(1, self.gpu_pixels // (res * res)))
-        with one_cpu_thread():  # the same bytes at any torch thread count (see one_cpu_thread)
-            return self._render_chunks(rng, res, max(self.cpu_chunk, self.cpu_pixels // (res * res)))
-
-    def _render_chunks(self, rng: Rng, res: int, chunk: int) -> Tensor:
+        if rng.device.type == "cpu":
+            chunk = max(self.cpu_chunk, self.cpu_pixels // (res * res))
+        else:
+            chunk = max(1, self.gpu_pixels // (res * res))
         if rng.batch > chunk:
             return torch.cat([self._render(Rng(keys), res) for keys in rng.keys.split(chunk)])
         return self._render(rng, res)
