@@ -29,15 +29,18 @@ from noisevision.rng import Rng, as_indices
 
 def has_reference(gen: Generator) -> bool:
     """Whether `render_reference` knows `gen`'s recipe."""
-    flat = isinstance(gen, dl.DeadLeaves) and not isinstance(gen, dl.DeadLeavesTextures)
-    return flat or isinstance(gen, st.StatisticalModel)
+    return _flat_dead_leaves(gen) or isinstance(gen, st.StatisticalModel)
+
+
+def _flat_dead_leaves(gen: Generator) -> bool:
+    return isinstance(gen, dl.DeadLeaves) and not isinstance(gen, dl.DeadLeavesTextures)
 
 
 def render_reference(gen: Generator, indices: Any, res: int, seed: int = 0) -> torch.Tensor:
     """Images `indices` of `gen` by the plain reference recipe: uint8 [B, 3, res, res] on CPU."""
     res = gen.check_res(res)
     rng = Rng.for_indices(gen.key, seed, as_indices(indices))
-    if isinstance(gen, dl.DeadLeaves) and not isinstance(gen, dl.DeadLeavesTextures):
+    if _flat_dead_leaves(gen):
         return torch.from_numpy(paint_dead_leaves(gen, rng, res)[0])
     if isinstance(gen, st.StatisticalModel):
         params = gen.sample_params(rng, res)

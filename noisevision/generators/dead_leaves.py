@@ -23,7 +23,7 @@ to the right, y downwards, angles are measured from +x towards +y.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -547,7 +547,7 @@ class DeadLeavesTextures(DeadLeaves):
         dev, folder = resolve_device(device), cache_dir()
         if (res, str(dev)) in self._banks and bool(self._banks[res, str(dev)][1].all()):
             return None
-        spans = [(lo, min(lo + BANK_SHARD, self.bank_size)) for lo in range(0, self.bank_size, BANK_SHARD)]
+        spans = self._shard_spans(range(0, self.bank_size, BANK_SHARD))
         if folder is not None and all(is_cached(self._shard_name(lo, hi, res, dev)) for lo, hi in spans):
             return None
         kept = f", kept in {folder} for later runs" if folder is not None else ""
@@ -562,6 +562,10 @@ class DeadLeavesTextures(DeadLeaves):
 
             self._texture_gen = get(self.texture)
         return self._texture_gen
+
+    def _shard_spans(self, starts: Iterable[int]) -> list[tuple[int, int]]:
+        """Bank entries lo .. hi-1 of the shards starting at `starts`."""
+        return [(lo, min(lo + BANK_SHARD, self.bank_size)) for lo in starts]
 
     def _shard_name(self, lo: int, hi: int, res: int, device: torch.device) -> str:
         """Cache entry of bank entries lo..hi-1 (the texture's bytes may differ between devices)."""
@@ -582,10 +586,7 @@ class DeadLeavesTextures(DeadLeaves):
         if not missing.numel():
             return bank
         seed = self._bank_seed()
-        spans = [
-            (lo, min(lo + BANK_SHARD, self.bank_size))
-            for lo in torch.unique(missing // BANK_SHARD).mul(BANK_SHARD).tolist()
-        ]
+        spans = self._shard_spans(torch.unique(missing // BANK_SHARD).mul(BANK_SHARD).tolist())
         names = [self._shard_name(lo, hi, res, device) for lo, hi in spans]
 
         def render(k: int) -> Tensor:
