@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from noisevision.errors import NoisevisionError
+from noisevision.errors import NoisevisionError, StopRequested
 from noisevision.memory import keep_freed_memory
 
 app = typer.Typer(
@@ -166,9 +166,20 @@ def train(
     checkpoint_minutes: float | None = typer.Option(
         None, "--checkpoint-minutes", help="Also checkpoint inside an epoch this often (default 30)."
     ),
-    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+    precision: str = typer.Option(
+        "auto", "--precision", help="fp32, bf16 or fp16 autocast (auto: bf16 on GPUs with it, else fp32)."
+    ),
+    channels_last: bool | None = typer.Option(
+        None, "--channels-last/--no-channels-last", help="NHWC memory layout (default: on with CUDA)."
+    ),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile the encoder (slow start)."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress display."),
 ) -> None:
-    """Pre-train an encoder on streamed noise images; run again to resume (torchrun for DDP)."""
+    """Pre-train an encoder on streamed noise images; run again to resume (torchrun for DDP).
+
+    SIGTERM or SIGUSR1 (e.g. a cluster pre-empting the job) write a checkpoint at the next step and
+    stop; the same command resumes there. Without a terminal, progress is printed as plain lines.
+    """
     from noisevision.train import TrainConfig, parse_options
     from noisevision.train import train as run_training
 
@@ -177,7 +188,8 @@ def train(
         method=method, method_kwargs=parse_options(method_opt, method), epochs=epochs,
         batch_size=batch_size, lr=lr, res=res, input_size=input_size, num_images=num_images,
         fresh=fresh or None, bn_groups=bn_groups, device=device, workers=workers, threads=threads,
-        seed=seed, checkpoint_minutes=checkpoint_minutes, progress=not no_progress,
+        seed=seed, checkpoint_minutes=checkpoint_minutes, progress=not no_progress, precision=precision,
+        channels_last=channels_last, compile=compile_ or None,
     )
     run_dir = run_training(cfg)
     if os.environ.get("RANK", "0") == "0":  # once under torchrun
@@ -404,6 +416,9 @@ def main() -> None:
     except NoisevisionError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    except StopRequested as exc:  # SIGTERM / SIGUSR1 during training: checkpointed, resumable
+        err_console.print(f"[yellow]stopped[/] by {exc}", highlight=False, soft_wrap=True)
+        sys.exit(128 + exc.signum)
     except SystemExit as exc:  # typer turns Ctrl-C into exit code 130
         if exc.code == 130:
             err_console.print("[yellow]interrupted[/]: run the same command again to resume")

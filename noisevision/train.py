@@ -23,6 +23,8 @@ import copy
 import json
 import math
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -37,11 +39,13 @@ from noisevision import augment
 from noisevision.data.folder import atomic_write_bytes
 from noisevision.data.stream import GeneratorSource, IndexPlan, StepDataset, iterate_steps, open_source
 from noisevision.device import resolve_device
-from noisevision.errors import NoisevisionError, unknown_name
+from noisevision.errors import NoisevisionError, StopRequested, unknown_name
 from noisevision.methods import METHODS, build_method
 from noisevision.methods.common import gather, world
 from noisevision.models import ARCHS, atomic_save, build_encoder, save_encoder
+from noisevision.precision import PRECISIONS, autocast, grad_scaler, resolve_precision
 from noisevision.presets import get_preset
+from noisevision.progress import Progress
 
 CHECKPOINT = "checkpoint.pt"
 ENCODER = "encoder.pt"
@@ -86,8 +90,14 @@ class TrainConfig:
     log_every: int = 10
     progress: bool = True
     checkpoint_minutes: float = 30.0  # also checkpoint inside an epoch when this much time has passed
+    precision: str = "auto"  # fp32 | bf16 | fp16 autocast; auto: bf16 on GPUs that have it, else fp32
+    channels_last: bool | None = None  # NHWC activations; None: on CUDA only
+    compile: bool = False  # torch.compile the encoder(s)
 
-    RUNTIME = ("out", "device", "workers", "threads", "log_every", "progress", "checkpoint_minutes")
+    RUNTIME = (
+        "out", "device", "workers", "threads", "log_every", "progress", "checkpoint_minutes",
+        "precision", "channels_last", "compile",
+    )
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> TrainConfig:
@@ -140,6 +150,10 @@ class TrainConfig:
             raise NoisevisionError(f"--workers must be 0 or more, got {self.workers}")
         if not self.checkpoint_minutes >= 0:
             raise NoisevisionError(f"--checkpoint-minutes must be 0 or more, got {self.checkpoint_minutes}")
+        if self.log_every < 1:
+            raise NoisevisionError(f"log_every must be at least 1, got {self.log_every}")
+        if str(self.precision).lower() not in PRECISIONS:
+            raise NoisevisionError(f"unknown precision '{self.precision}': use {', '.join(PRECISIONS)}")
 
 
 def parse_options(items: list[str] | None, what: str | None = None) -> dict[str, Any] | None:
@@ -239,44 +253,12 @@ def _init_distributed(device_arg: str) -> tuple[bool, torch.device]:
 
 
 # ---------------------------------------------------------------------------------------- training
-class _Progress:
-    """A rich progress bar with ETA on rank 0, nothing elsewhere."""
-
-    def __init__(self, enabled: bool, total: int, done: int):
-        self.bar = None
-        if enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self.bar = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                TimeRemainingColumn(),
-            )
-            self.task = self.bar.add_task("train", total=total, completed=done, info="")
-            self.bar.start()
-
-    def note(self, text: str) -> None:
-        if self.bar is not None:
-            self.bar.console.print(f"[dim]{text}[/]", highlight=False)
-
-    def update(self, description: str, info: str) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, advance=1, description=description, info=info)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
 def train(cfg: TrainConfig) -> Path:
-    """Train (or resume) the run `cfg` describes; returns the run folder (encoder in encoder.pt)."""
+    """Train (or resume) the run `cfg` describes; returns the run folder (encoder in encoder.pt).
+
+    SIGTERM or SIGUSR1 (a cluster pre-empting the job) make it write a checkpoint at the next step
+    and raise `StopRequested`; the same call later resumes there.
+    """
     cfg.validate()
     created, device = _init_distributed(cfg.device)
     try:
@@ -291,6 +273,15 @@ def train(cfg: TrainConfig) -> Path:
 
 
 @dataclass
+class Numerics:
+    """How the step computes: autocast precision, memory layout, fp16 loss scaling."""
+
+    precision: str = "fp32"
+    channels_last: bool = False
+    scaler: torch.amp.GradScaler | None = None
+
+
+@dataclass
 class Components:
     """What a run is made of, built from its config (shared by `train` and `bench train`)."""
 
@@ -299,12 +290,14 @@ class Components:
     method: torch.nn.Module  # methods.Method, on the device
     optimizer: torch.optim.Optimizer
     aug: augment.AugmentConfig
+    numerics: Numerics = field(default_factory=Numerics)
 
 
 def build_components(cfg: TrainConfig, device: torch.device) -> Components:
     """Source, plan, encoder + method, optimiser and augmentation of `cfg`; every user error
     (unknown names, bad sizes) is raised here, before anything is written."""
     _, size = world()
+    precision = resolve_precision(cfg.precision, device)
     source = open_source(cfg.data, cfg.res, cfg.seed)
     if cfg.fresh and source.size is not None:
         raise NoisevisionError("--fresh needs a generator: a folder holds a fixed set of images")
@@ -335,26 +328,84 @@ def build_components(cfg: TrainConfig, device: torch.device) -> Components:
         raise NoisevisionError(str(exc)) from exc
     if (cfg.batch_size // size) % groups:
         raise NoisevisionError(f"batch size {cfg.batch_size} does not split into {cfg.bn_groups} BN groups")
+    channels_last = device.type == "cuda" if cfg.channels_last is None else bool(cfg.channels_last)
+    if channels_last:
+        method.to(memory_format=torch.channels_last)  # conv weights NHWC: tensor-core friendly
+    if cfg.compile:
+        for net in (method.encoder, getattr(method, "key_encoder", None)):
+            if net is not None:
+                net.compile()  # in place: parameter names (and so checkpoints) stay the same
     optimizer = torch.optim.SGD(
         [p for p in method.parameters() if p.requires_grad],
         lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
     )
-    return Components(source, plan, method, optimizer, augment.get_augment(cfg.augment, encoder.input_size))
+    numerics = Numerics(precision, channels_last, grad_scaler(device, precision))
+    aug = augment.get_augment(cfg.augment, encoder.input_size)
+    return Components(source, plan, method, optimizer, aug, numerics)
 
 
 def train_step(
     model: torch.nn.Module, optimizer: torch.optim.Optimizer, aug: augment.AugmentConfig,
     images: torch.Tensor, indices: torch.Tensor, seed: int, epoch: int, step: int,
-) -> dict[str, float]:
-    """One optimisation step on uint8 images [b, 3, r, r] (on the device): the logged terms."""
-    v1, v2 = augment.two_views(aug, images, indices, seed, epoch)
-    loss, terms = model(v1, v2, step=step)
-    if not torch.isfinite(loss):
-        raise NoisevisionError(f"loss became {loss.item()} at step {step}: lower --lr")
+    numerics: Numerics | None = None,
+) -> dict[str, torch.Tensor]:
+    """One optimisation step on uint8 images [b, 3, r, r] (on the device): the logged terms, as
+    detached 0-d tensors on the device (reading them waits for the GPU: do it only when logging)."""
+    num = numerics or Numerics()
+    v1, v2 = augment.two_views(aug, images, indices, seed, epoch)  # fp32, outside autocast
+    if num.channels_last:
+        v1 = v1.contiguous(memory_format=torch.channels_last)
+        v2 = v2.contiguous(memory_format=torch.channels_last)
+    with autocast(images.device, num.precision):
+        loss, terms = model(v1, v2, step=step)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return {k: float(v) for k, v in terms.items()}
+    if num.scaler is not None and num.scaler.is_enabled():
+        num.scaler.scale(loss).backward()
+        num.scaler.step(optimizer)  # skips the step when fp16 gradients overflowed
+        num.scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    return {k: v.detach() for k, v in terms.items()}
+
+
+def check_finite(terms: dict[str, torch.Tensor], step: int) -> dict[str, float]:
+    """The terms as floats; NoisevisionError when the loss is not finite."""
+    values = {k: float(v) for k, v in terms.items()}
+    if not math.isfinite(values["loss"]):
+        raise NoisevisionError(f"loss became {values['loss']} at step {step}: lower --lr")
+    return values
+
+
+class _StopSignals:
+    """SIGTERM / SIGUSR1 ask the loop to checkpoint and stop at the next step (main thread only)."""
+
+    SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGUSR1") if hasattr(signal, n))
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        self.received = signum
+
+    def agreed(self, device: torch.device) -> int | None:
+        """The signal to stop on, the same on every rank (any rank's signal stops them all)."""
+        if world()[1] == 1:
+            return self.received
+        flag = torch.tensor([self.received or 0], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return int(flag) or None
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
 
 def _train(cfg: TrainConfig, device: torch.device) -> Path:
@@ -368,20 +419,31 @@ def _train(cfg: TrainConfig, device: torch.device) -> Path:
         torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its kernels
     parts = build_components(cfg, device)
     source, plan, method, optimizer = parts.source, parts.plan, parts.method, parts.optimizer
+    numerics = parts.numerics
     encoder = method.encoder
 
     ckpt = _rank0_first(lambda: _prepare_run_dir(cfg, rank))
     start_epoch, start_step, images_seen, sums = 0, 0, 0, {}
+    notes = []
     if ckpt is not None:
         method.load_state_dict(ckpt["method"])
         optimizer.load_state_dict(ckpt["optimizer"])
+        if "scaler" in ckpt and numerics.scaler is not None:
+            numerics.scaler.load_state_dict(ckpt["scaler"])
         torch.set_rng_state(ckpt["torch_rng"])
         start_epoch, start_step, images_seen = ckpt["epoch"], ckpt.get("step", 0), ckpt["images_seen"]
         sums = dict(ckpt.get("epoch_sums", {}))  # loss sums of the steps done in an unfinished epoch
+        before = ckpt.get("numerics", {})
+        now = {"precision": numerics.precision, "device": device.type}
+        changed = {k: (before[k], v) for k, v in now.items() if k in before and before[k] != v}
+        if changed:
+            what = ", ".join(f"{k} {a} → {b}" for k, (a, b) in changed.items())
+            notes.append(f"resuming with {what}: the result will differ from an uninterrupted run")
     meta = {
         "data": cfg.data, "source": source.describe(), "preset": cfg.preset, "arch": cfg.arch,
         "method": cfg.method, "epochs": cfg.epochs, "input_size": encoder.input_size,
         "res": source.res, "num_images": cfg.num_images, "fresh": cfg.fresh, "seed": cfg.seed,
+        "precision": numerics.precision,
     }
     if start_epoch >= cfg.epochs:
         if rank == 0 and not (out / ENCODER).is_file():
@@ -401,7 +463,13 @@ def _train(cfg: TrainConfig, device: torch.device) -> Path:
     dataset = StepDataset(source, plan, (start_epoch, start_step), cfg.epochs, rank, size, render_device)
     steps = plan.steps_per_epoch
     log = _Logger(out, rank, start_epoch * steps + start_step, start_epoch)
-    progress = _Progress(cfg.progress and rank == 0, cfg.epochs * steps, start_epoch * steps + start_step)
+    progress = Progress(
+        "train", cfg.epochs * steps, start_epoch * steps + start_step, enabled=cfg.progress and rank == 0,
+        unit_items=cfg.batch_size,
+    )
+    if rank == 0:
+        for note in notes:
+            progress.note(note)
     for part in getattr(source, "sources", [source]):  # slow one-time set-up, e.g. a texture bank
         if isinstance(part, GeneratorSource) and (note := part.gen.setup_note(part.res, render_device)):
             progress.note(f"{part.name} {note}")
@@ -414,44 +482,67 @@ def _train(cfg: TrainConfig, device: torch.device) -> Path:
                 "format": CHECKPOINT_FORMAT, "config": cfg.identity(), "epoch": epoch, "step": step,
                 "images_seen": images_seen, "method": method.state_dict(),
                 "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
-                "epoch_sums": sums if step else {},
+                "scaler": numerics.scaler.state_dict() if numerics.scaler is not None else {},
+                "numerics": {"precision": numerics.precision, "device": device.type},
+                "epoch_sums": {k: float(v) for k, v in sums.items()} if step else {},
             },
             out / CHECKPOINT,
         )  # fmt: skip
 
     t_last = t_epoch = t_saved = time.perf_counter()
     first_step = start_step  # the first step of the current epoch run by this attempt
+    since_log = 0  # steps run by this attempt since the last log line
+    # The loss terms stay on the device between log lines, so that the CPU never waits for the GPU.
+    sums = {k: torch.tensor(float(v), dtype=torch.float64, device=device) for k, v in sums.items()}
+    stop = _StopSignals()
     try:
-        for epoch, step, idx, images in iterate_steps(dataset, workers):
-            global_step = epoch * steps + step
-            lr = lr_at(cfg, epoch, step, steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            images = images.to(device, non_blocking=True)
-            terms = train_step(model, optimizer, parts.aug, images, idx, cfg.seed, epoch, global_step)
-            images_seen += cfg.batch_size
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + v
-            if (step + 1) % cfg.log_every == 0 or step + 1 == steps:
-                now = time.perf_counter()
-                n_steps = (step % cfg.log_every) + 1
-                rate = n_steps * cfg.batch_size / max(now - t_last, 1e-9)
-                t_last = now
-                log.scalars(global_step + 1, {**terms, "lr": lr, "images_per_s": rate})
-            progress.update(f"epoch {epoch + 1}/{cfg.epochs}", f"loss {terms['loss']:.3f}")
-            if step + 1 == steps:  # end of epoch: checkpoint, then epoch means
-                if rank == 0:
-                    checkpoint(epoch + 1, 0)
-                now = t_saved = time.perf_counter()
-                means = {k: v / steps for k, v in sums.items()}
-                log.epoch({"epoch": epoch + 1, **means, "lr": lr,
-                           "images_per_s": (steps - first_step) * cfg.batch_size / (now - t_epoch)})
-                sums, t_epoch, first_step = {}, now, 0
-                if size > 1:
-                    _check_in_sync(method)
-            elif rank == 0 and time.perf_counter() - t_saved >= 60.0 * cfg.checkpoint_minutes:
-                checkpoint(epoch, step + 1)  # long epochs: lose at most checkpoint_minutes of work
-                t_saved = time.perf_counter()
+        with stop:
+            for epoch, step, idx, images in iterate_steps(dataset, workers):
+                global_step = epoch * steps + step
+                lr = lr_at(cfg, epoch, step, steps)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                images = images.to(device, non_blocking=True)
+                terms = train_step(model, optimizer, parts.aug, images, idx, cfg.seed, epoch, global_step,
+                                   numerics)  # fmt: skip
+                images_seen += cfg.batch_size
+                since_log += 1
+                for k, v in terms.items():
+                    sums[k] = sums[k] + v.double() if k in sums else v.double().clone()
+                end_of_epoch = step + 1 == steps
+                logged = (step + 1) % cfg.log_every == 0 or end_of_epoch
+                if logged:
+                    values = check_finite(terms, global_step)
+                    now = time.perf_counter()
+                    rate = since_log * cfg.batch_size / max(now - t_last, 1e-9)
+                    t_last, since_log = now, 0
+                    log.scalars(global_step + 1, {**values, "lr": lr, "images_per_s": rate})
+                    progress.update(0, loss=f"{values['loss']:.3f}")
+                progress.update(1, epoch=f"{epoch + 1}/{cfg.epochs}")
+                if end_of_epoch:  # checkpoint, then epoch means
+                    means = {k: float(v) / steps for k, v in sums.items()}
+                    if not math.isfinite(means["loss"]):
+                        raise NoisevisionError(f"mean loss {means['loss']} in epoch {epoch + 1}: lower --lr")
+                    if rank == 0:
+                        checkpoint(epoch + 1, 0)
+                    now = t_saved = time.perf_counter()
+                    log.epoch({"epoch": epoch + 1, **means, "lr": lr,
+                               "images_per_s": (steps - first_step) * cfg.batch_size / (now - t_epoch)})
+                    sums, t_epoch, first_step = {}, now, 0
+                    if size > 1:
+                        _check_in_sync(method)
+                elif rank == 0 and time.perf_counter() - t_saved >= 60.0 * cfg.checkpoint_minutes:
+                    check_finite(terms, global_step)
+                    checkpoint(epoch, step + 1)  # long epochs: lose at most checkpoint_minutes of work
+                    t_saved = time.perf_counter()
+                last = epoch * steps + step + 1 == cfg.epochs * steps
+                if not last and (signum := _stop_now(stop, device, size == 1 or logged)):
+                    if end_of_epoch:  # just checkpointed
+                        raise StopRequested(signum, epoch + 1, 0, steps)
+                    check_finite(terms, global_step)
+                    if rank == 0:
+                        checkpoint(epoch, step + 1)
+                    raise StopRequested(signum, epoch, step + 1, steps)
     finally:
         progress.close()
         log.close()
@@ -460,6 +551,11 @@ def _train(cfg: TrainConfig, device: torch.device) -> Path:
     if size > 1:
         dist.barrier()
     return out
+
+
+def _stop_now(stop: _StopSignals, device: torch.device, check: bool) -> int | None:
+    """The stop signal to act on now, if any (under DDP the ranks agree at log steps only)."""
+    return stop.agreed(device) if check else None
 
 
 def _check_in_sync(method: torch.nn.Module) -> None:

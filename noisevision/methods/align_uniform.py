@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from noisevision.methods.base import Method
 from noisevision.methods.common import align_loss, embed_pair, gather_with_grad, uniform_loss
+from noisevision.precision import full_precision
 
 
 class AlignUniform(Method):
@@ -30,9 +31,10 @@ class AlignUniform(Method):
 
     def forward(self, v1: Tensor, v2: Tensor, step: int = 0) -> tuple[Tensor, dict[str, Tensor]]:
         x, y = embed_pair(self.encoder, v1, v2, self.groups)  # [b, D] each, this rank's share
-        x = gather_with_grad(F.normalize(x, dim=1))  # [B, D], the global batch
-        y = gather_with_grad(F.normalize(y, dim=1))
-        align = align_loss(x, y, self.align_alpha)
-        unif = (uniform_loss(x, self.unif_t) + uniform_loss(y, self.unif_t)) / 2
-        loss = self.align_w * align + self.unif_w * unif
+        with full_precision(x):  # exp(−t‖x_i − x_j‖²) needs fp32 under a bf16/fp16 autocast
+            x = gather_with_grad(F.normalize(x.float(), dim=1))  # [B, D], the global batch
+            y = gather_with_grad(F.normalize(y.float(), dim=1))
+            align = align_loss(x, y, self.align_alpha)
+            unif = (uniform_loss(x, self.unif_t) + uniform_loss(y, self.unif_t)) / 2
+            loss = self.align_w * align + self.unif_w * unif
         return loss, {"loss": loss.detach(), "align": align.detach(), "uniform": unif.detach()}

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from noisevision.methods.base import Method
 from noisevision.methods.common import align_uniform_metrics, embed, gather, world
+from noisevision.precision import full_precision
 from noisevision.rng import mix64_int
 
 
@@ -58,7 +59,7 @@ class MoCo(Method):
         gen = torch.Generator().manual_seed(mix64_int(self.seed * 1_000_003 + step) & 0x7FFFFFFF)
         perm = torch.randperm(all_v2.shape[0], generator=gen).to(v2.device)  # same on every rank
         mine = all_v2[perm[rank * b : (rank + 1) * b]]
-        k = F.normalize(embed(self.key_encoder, mine, self.groups), dim=1)
+        k = F.normalize(embed(self.key_encoder, mine, self.groups).float(), dim=1)
         k_shuffled = gather(k)  # [B, D] in permuted order
         k_all = torch.empty_like(k_shuffled)
         k_all[perm] = k_shuffled  # undo the shuffle
@@ -76,14 +77,16 @@ class MoCo(Method):
     def forward(self, v1: Tensor, v2: Tensor, step: int = 0) -> tuple[Tensor, dict[str, Tensor]]:
         rank, _ = world()
         b = v1.shape[0]
-        q = F.normalize(embed(self.encoder, v1, self.groups), dim=1)  # queries: [b, D]
+        q = embed(self.encoder, v1, self.groups)  # queries: [b, D]
         self._momentum_update_key_encoder()
         k_all = self._shuffled_keys(v2, step)  # [B, D]
         k = k_all[rank * b : (rank + 1) * b]  # this rank's keys: [b, D]
-        l_pos = (q * k).sum(dim=1, keepdim=True)  # [b, 1]
-        l_neg = q @ self.queue.clone().detach()  # [b, K]
-        logits = torch.cat([l_pos, l_neg], dim=1) / self.temperature
-        labels = torch.zeros(b, dtype=torch.long, device=q.device)  # the positive is column 0
-        loss = F.cross_entropy(logits, labels)
+        with full_precision(q):  # logits / T against 65k negatives in fp32 under bf16/fp16 autocast
+            q = F.normalize(q.float(), dim=1)
+            l_pos = (q * k).sum(dim=1, keepdim=True)  # [b, 1]
+            l_neg = q @ self.queue.clone().detach()  # [b, K]
+            logits = torch.cat([l_pos, l_neg], dim=1) / self.temperature
+            labels = torch.zeros(b, dtype=torch.long, device=q.device)  # the positive is column 0
+            loss = F.cross_entropy(logits, labels)
         self._dequeue_and_enqueue(k_all)
         return loss, {"loss": loss.detach(), **align_uniform_metrics(q, k)}

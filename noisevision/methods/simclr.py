@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from noisevision.methods.base import Method
 from noisevision.methods.common import align_uniform_metrics, embed_pair, gather_with_grad
+from noisevision.precision import full_precision
 
 
 def nt_xent(z1: Tensor, z2: Tensor, temperature: float) -> Tensor:
@@ -31,7 +32,8 @@ class SimCLR(Method):
 
     def forward(self, v1: Tensor, v2: Tensor, step: int = 0) -> tuple[Tensor, dict[str, Tensor]]:
         x, y = embed_pair(self.encoder, v1, v2, self.groups)
-        x = gather_with_grad(F.normalize(x, dim=1))  # [B, D]
-        y = gather_with_grad(F.normalize(y, dim=1))
-        loss = nt_xent(x, y, self.temperature)
+        with full_precision(x):  # similarities / T in fp32 under a bf16/fp16 autocast
+            x = gather_with_grad(F.normalize(x.float(), dim=1))  # [B, D]
+            y = gather_with_grad(F.normalize(y.float(), dim=1))
+            loss = nt_xent(x, y, self.temperature)
         return loss, {"loss": loss.detach(), **align_uniform_metrics(x, y)}
