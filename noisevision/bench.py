@@ -134,3 +134,52 @@ def bench_reference(name: str, res: int, images: int = 5) -> tuple[float, list[f
         reference.render_reference(gen, [i], res)
         seconds.append(time.perf_counter() - start)
     return images / sum(seconds), [1.0 / s for s in seconds]
+
+
+# ---------------------------------------------------------------------------------------- evaluation input
+#: Frame sizes of ImageNet's most common photos (landscape, portrait, 3:2), width × height.
+PHOTO_SIZES = ((500, 375), (375, 500), (500, 333))
+
+
+def write_photo_folder(root, classes: int = 4, per_class: int = 32, seed: int = 0,
+                       generator: str = "stat-spectrum_color") -> None:
+    """An ImageNet-style folder of JPEGs (quality 90) at the usual photo sizes, for benchmarks:
+    ROOT/{train,val}/class<k>/<i>.jpg, the pictures resized from a generator's images."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    from noisevision import generators
+
+    gen = generators.get(generator)
+    root = Path(root)
+    total = classes * per_class
+    images = gen(range(2 * total), res=128, seed=seed)
+    for k, img in enumerate(images):
+        split, i = ("train", k) if k < total else ("val", k - total)
+        w, h = PHOTO_SIZES[k % len(PHOTO_SIZES)]
+        path = root / split / f"class{i % classes}" / f"{i}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pic = Image.fromarray(img.permute(1, 2, 0).numpy()).resize((w, h), Image.BICUBIC)
+        pic.save(path, quality=90)
+
+
+def bench_eval_input(data, model, view, device: torch.device, decoder: str, batch_size: int,
+                     workers: int, precision: str = "fp32", features: bool = True) -> float:
+    """Images/s of reading `data` (an ImageSet of files) into probe inputs on `device` with
+    `decoder`, and, with `features`, through `model.features` (autocast `precision`) too."""
+    from noisevision.evaluate import extract_features, iterate_views
+
+    def run(images) -> None:
+        if features:
+            extract_features(model, images, view, model.default_layer, device, batch_size, workers,
+                             precision, decoder)  # fmt: skip
+        else:
+            for _ in iterate_views(images, view, batch_size, device, None, workers, decoder):
+                pass
+        _sync(device)
+
+    run(data.take(torch.arange(min(len(data), batch_size))))  # imports, kernels, cuDNN's choice
+    start = time.perf_counter()
+    run(data)
+    return len(data) / (time.perf_counter() - start)

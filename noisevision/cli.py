@@ -219,6 +219,14 @@ def eval_cmd(
     input_size: int | None = typer.Option(None, "--input-size", help="Input side of a baseline."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto."),
     workers: int = typer.Option(2, "--workers", help="Decoding processes for image folders."),
+    decoder: str = typer.Option(
+        "auto", "--decoder", help="Image files: draft (PIL at a reduced JPEG scale, crops on the device), "
+        "device (nvJPEG on the GPU), pil (full-size, per image); auto: device on CUDA, else draft.",
+    ),  # fmt: skip
+    precision: str = typer.Option(
+        "auto", "--precision", help="Encoder autocast: fp32, bf16, fp16 (auto: bf16 on GPUs, else fp32)."
+    ),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress display."),
     download: bool = typer.Option(
         False, "--download", help="Allow downloading CIFAR/STL-10 from the internet."
     ),
@@ -235,7 +243,7 @@ def eval_cmd(
     settings = ProbeSettings(
         probes=tuple(probe or ("fast", "knn")), layer=layer, protocol=protocol, epochs=epochs,
         subset=subset, test_subset=test_subset, shots=shots, lowshot_seeds=seeds,
-        workers=workers, seed=seed,
+        workers=workers, seed=seed, precision=precision, decoder=decoder, progress=not no_progress,
     )  # fmt: skip
     settings.check()
     dev = resolve_device(device)
@@ -350,6 +358,69 @@ def bench_train_cmd(
     console.print(
         "  ".join(f"{r.name}/in-memory {r.images_per_s / base:.2f}" for r in results[1:])
     )
+
+
+@bench_app.command("eval")
+def bench_eval_cmd(
+    folder: Path | None = typer.Option(
+        None, "--folder", help="ImageFolder-style set (train/<class>/*); default: a temporary folder of "
+        "JPEG photos (500×375 and the like), written first.",
+    ),  # fmt: skip
+    images: int = typer.Option(1024, "--images", help="Images read per measurement."),
+    arch: str = typer.Option("resnet50", "--arch", help="Encoder whose features are extracted."),
+    input_size: int | None = typer.Option(None, "--input-size", help="Probe input side (default: arch's)."),
+    batch_size: int = typer.Option(256, "--batch-size"),
+    workers: int = typer.Option(2, "--workers", help="Decoding processes."),
+    decoders: str | None = typer.Option(
+        None, "--decoders", help="Comma-separated: pil, draft, device (default: pil, draft; device on CUDA)."
+    ),
+    device: str = typer.Option("cpu", "--device"),
+    precision: str = typer.Option("auto", "--precision", help="Encoder autocast (auto: bf16 on GPUs)."),
+) -> None:
+    """Evaluation input: images/s of reading image files into probe inputs, and of feature extraction,
+    for each decoder side by side (the plain full-size PIL path first)."""
+    import functools
+    import tempfile
+
+    import torch
+
+    from noisevision.bench import bench_eval_input, machine_line, write_photo_folder
+    from noisevision.data.decode import resolve_decoder
+    from noisevision.data.eval_datasets import balanced_subset, load_image_folder
+    from noisevision.device import resolve_device
+    from noisevision.evaluate import View
+    from noisevision.models import build_encoder
+    from noisevision.precision import resolve_precision
+
+    dev = resolve_device(device)
+    precision = resolve_precision(precision, dev)
+    names = decoders.split(",") if decoders else ["pil", "draft"] + (["device"] if dev.type == "cuda" else [])
+    for name in names:
+        resolve_decoder(name, dev)
+    for flag, value in (("--images", images), ("--batch-size", batch_size)):
+        if value < 1:
+            raise NoisevisionError(f"{flag} must be at least 1, got {value}")
+    model = build_encoder(arch, **({"input_size": input_size} if input_size else {})).to(dev).eval()
+    if dev.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    view = View(int(model.input_size), False)
+    with tempfile.TemporaryDirectory(prefix="noisevision-bench-") as tmp:
+        if folder is None:
+            folder = Path(tmp)
+            console.print(f"writing {images} JPEG photos to a temporary folder …")
+            write_photo_folder(folder, classes=8, per_class=-(-images // 8))
+        data = load_image_folder(folder).train
+        data = data.take(balanced_subset(data.labels, images))
+        console.print(
+            f"# {machine_line(dev)} | {arch} at {view.size} px, {precision} | {len(data)} files of "
+            f"{folder} | batch {batch_size} | {workers} workers", soft_wrap=True,
+        )  # fmt: skip
+        run = functools.partial(bench_eval_input, data, model, view, dev, batch_size=batch_size,
+                                workers=workers, precision=precision)  # fmt: skip
+        for name in names:
+            inp, feat = run(decoder=name, features=False), run(decoder=name)
+            line = f"{name:8s} input {inp:10,.1f} img/s   features {feat:10,.1f} img/s"
+            console.print(line, soft_wrap=True)
 
 
 @bench_app.command("generators")

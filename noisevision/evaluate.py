@@ -21,6 +21,7 @@ A probe model is any module with `features(x, layer) -> [B, F]`, `feature_layers
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -34,8 +35,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from noisevision.augment import IMAGENET_MEAN, IMAGENET_STD, PAPER_MEAN, PAPER_STD, crop_boxes, resized_crop
+from noisevision.data.decode import DECODERS, Crop, iterate_file_crops, normalise, resolve_decoder, test_crop
 from noisevision.data.eval_datasets import EvalDataset, ImageSet, balanced_subset, to_rgb
 from noisevision.errors import NoisevisionError, unknown_name
+from noisevision.precision import PRECISIONS, autocast, resolve_precision
+from noisevision.progress import Progress
 
 # The probes normalise as the encoder's training did: SPEC §7's statistics ("small", also the
 # paper's probe, SPEC §9) or ImageNet's (MoCo, SPEC §8).
@@ -104,6 +108,9 @@ class ProbeSettings:
     batch_size: int = 256  # feature extraction
     workers: int = 2  # decoding processes for file datasets
     seed: int = 0
+    precision: str = "auto"  # the encoder's autocast (noisevision.precision); probes train in fp32
+    decoder: str = "auto"  # how files are decoded (noisevision.data.decode)
+    progress: bool = False  # progress display of feature extraction and the linear probe
 
     def check(self) -> None:
         for p in self.probes:
@@ -111,6 +118,12 @@ class ProbeSettings:
                 raise unknown_name("probe", p, list(PROBES))
         if self.protocol is not None and self.protocol not in PROTOCOLS:
             raise unknown_name("linear protocol", self.protocol, list(PROTOCOLS))
+        if str(self.precision).lower() not in PRECISIONS:
+            raise NoisevisionError(f"unknown precision '{self.precision}': use {', '.join(PRECISIONS)}")
+        if self.decoder not in DECODERS:
+            raise unknown_name("decoder", self.decoder, list(DECODERS))
+        if self.workers < 0:
+            raise NoisevisionError(f"--workers must be 0 or more, got {self.workers}")
         for name in ("epochs", "fast_epochs", "knn_k", "shots", "lowshot_seeds", "batch_size"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -284,7 +297,7 @@ def batch_view(images: Tensor, view: View, gen: torch.Generator | None = None) -
 
 
 class _FileViews(torch.utils.data.Dataset):
-    """Per-file decoding + transform (file datasets hold images of different sizes)."""
+    """The "pil" decoder: full-size decoding + the whole transform per file, in the worker."""
 
     def __init__(self, data: ImageSet, view: View, seed: int):
         self.data, self.view, self.seed = data, view, seed
@@ -299,12 +312,32 @@ class _FileViews(torch.utils.data.Dataset):
         return x, int(self.data.labels[i])
 
 
+@dataclass(frozen=True)
+class _ViewCrops:
+    """The crop of file order[pos] for `view` (picklable, for DataLoader workers): the train view
+    draws from the same per-file generator as the "pil" path, so both crop the same boxes."""
+
+    view: View
+    seed: int
+    order: tuple[int, ...]
+
+    def __call__(self, pos: int, height: int, width: int) -> Crop:
+        if not self.view.train:
+            return test_crop(height, width, self.view.size, self.view.resize_to)
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.order[pos])
+        box = random_resized_boxes(1, height, width, self.view.crop_scale, gen)[0]
+        flip = bool(torch.rand(1, generator=gen)[0] < 0.5)
+        return Crop(tuple(float(v) for v in box), flip)
+
+
 def iterate_views(data: ImageSet, view: View, batch_size: int, device: torch.device,
-                  shuffle_seed: int | None = None, workers: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
+                  shuffle_seed: int | None = None, workers: int = 0,
+                  decoder: str = "pil") -> Iterator[tuple[Tensor, Tensor]]:
     """Yield (normalised float [B, 3, s, s] on `device`, labels [B]) over `data`.
 
-    In-memory sets are transformed a whole batch at a time on the device; file sets are decoded in
-    `workers` processes. `shuffle_seed` (None: data order) also seeds the augmentation.
+    In-memory sets are transformed a whole batch at a time on the device; file sets are read in
+    `workers` processes with `decoder` (noisevision.data.decode). `shuffle_seed` (None: data
+    order) also seeds the augmentation.
     """
     n = len(data)
     order = torch.arange(n)
@@ -316,6 +349,14 @@ def iterate_views(data: ImageSet, view: View, batch_size: int, device: torch.dev
         for idx in order.split(batch_size):
             x = batch_view(data.images[idx].to(device, non_blocking=True), view, gen)
             yield x, data.labels[idx].to(device)
+        return
+    if decoder != "pil":
+        assert data.paths is not None
+        crops = _ViewCrops(view, shuffle_seed or 0, tuple(order.tolist()))
+        paths = [data.paths[i] for i in crops.order]
+        for x, y in iterate_file_crops(paths, data.labels[order], crops, view.size, batch_size, device,
+                                       decoder, workers, pin=device.type == "cuda"):  # fmt: skip
+            yield normalise(x, view.mean, view.std), y
         return
     loader = torch.utils.data.DataLoader(
         torch.utils.data.Subset(_FileViews(data, view, shuffle_seed or 0), order.tolist()),
@@ -339,13 +380,21 @@ def feature_layer(model: nn.Module, layer: str | None) -> str:
 
 @torch.no_grad()
 def extract_features(model: nn.Module, data: ImageSet, view: View, layer: str, device: torch.device,
-                     batch_size: int = 256, workers: int = 0) -> tuple[Tensor, Tensor]:
-    """Frozen features of every image (test view, data order): float32 [N, F] and labels [N] (CPU)."""
+                     batch_size: int = 256, workers: int = 0, precision: str = "fp32",
+                     decoder: str = "pil", progress: Progress | None = None) -> tuple[Tensor, Tensor]:
+    """Frozen features of every image (test view, data order): float32 [N, F] and labels [N], on
+    `device` (the probes run there)."""
     model.eval()
+    channels_last = device.type == "cuda"
     feats, labels = [], []
-    for x, y in iterate_views(data, view, batch_size, device, None, workers):
-        feats.append(model.features(x, layer).float().cpu())
-        labels.append(y.cpu())
+    for x, y in iterate_views(data, view, batch_size, device, None, workers, decoder):
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(device, precision):
+            feats.append(model.features(x, layer).float())
+        labels.append(y)
+        if progress is not None:
+            progress.update(len(y))
     return torch.cat(feats), torch.cat(labels)
 
 
@@ -433,23 +482,28 @@ def top1(head: nn.Module, x: Tensor, y: Tensor, batch: int = 4096) -> float:
     device = next(head.parameters()).device
     correct = 0
     for xs, ys in zip(x.split(batch), y.split(batch), strict=True):
-        correct += int((head(xs.to(device)).argmax(1).cpu() == ys).sum())
+        correct += int((head(xs.to(device)).argmax(1) == ys.to(device)).sum())
     return 100.0 * correct / max(1, len(y))
 
 
 @torch.no_grad()
 def knn_top1(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, num_classes: int,
              k: int = 20, temperature: float = 0.07, chunk: int = 1024) -> float:
-    """Weighted k-NN top-1 (%): cosine similarity, the k nearest vote with weight exp(sim / T)."""
+    """Weighted k-NN top-1 (%): cosine similarity, the k nearest vote with weight exp(sim / T).
+
+    Runs on the device of `train_x` (the features' device: the GPU when they were extracted there).
+    """
+    device = train_x.device
     train_n = F.normalize(train_x.float(), dim=1)
+    train_y = train_y.to(device)
     k = min(k, len(train_n))
-    correct = 0
+    correct = torch.zeros((), dtype=torch.int64, device=device)
     for xs, ys in zip(test_x.split(chunk), test_y.split(chunk), strict=True):
-        sim, idx = (F.normalize(xs.float(), dim=1) @ train_n.T).topk(k, dim=1)  # [b, k]
-        votes = torch.zeros(len(xs), num_classes)
+        sim, idx = (F.normalize(xs.to(device).float(), dim=1) @ train_n.T).topk(k, dim=1)  # [b, k]
+        votes = torch.zeros(len(xs), num_classes, device=device)
         votes.scatter_add_(1, train_y[idx], torch.exp(sim / temperature))
-        correct += int((votes.argmax(1) == ys).sum())
-    return 100.0 * correct / max(1, len(test_y))
+        correct += (votes.argmax(1) == ys.to(device)).sum()
+    return 100.0 * int(correct) / max(1, len(test_y))
 
 
 # ---------------------------------------------------------------------------------- probes
@@ -474,7 +528,7 @@ def cached_probes(train_f: Tensor, train_y: Tensor, test_f: Tensor, test_y: Tens
         t0 = time.perf_counter()
         accs = []
         for s in range(settings.lowshot_seeds):
-            idx = balanced_subset(train_y, settings.shots * num_classes, seed=1000 + s)
+            idx = balanced_subset(train_y.cpu(), settings.shots * num_classes, seed=1000 + s).to(tr.device)
             head = fit_linear(tr[idx], train_y[idx], num_classes, settings.fast_epochs, s,
                               device=device, min_steps=settings.min_steps)  # fmt: skip
             accs.append(top1(head, te, test_y))
@@ -489,39 +543,55 @@ def cached_probes(train_f: Tensor, train_y: Tensor, test_f: Tensor, test_y: Tens
 
 def linear_probe(model: nn.Module, dataset: EvalDataset, layer: str, protocol: LinearProtocol,
                  epochs: int, device: torch.device, seed: int = 0, workers: int = 0,
-                 log: Log | None = None) -> dict[str, Any]:
-    """SPEC §9's linear probe: augmented train view every epoch, LAST epoch's top-1 on test."""
+                 log: Log | None = None, precision: str = "fp32", decoder: str = "pil",
+                 progress: bool = False) -> dict[str, Any]:
+    """SPEC §9's linear probe: augmented train view every epoch, LAST epoch's top-1 on test.
+
+    The frozen encoder runs under `precision`'s autocast; the linear layer trains in fp32.
+    """
     mean, std = NORMALIZATIONS[protocol.normalization]
     size = int(model.input_size)
     train_view = View(size, True, protocol.crop_scale, protocol.test_resize, mean, std)
     test_view = replace(train_view, train=False)
     model.eval()
-    with torch.no_grad():
-        probe_x, _ = next(iterate_views(dataset.test.take(torch.arange(2)), test_view, 2, device))
-        in_dim = model.features(probe_x, layer).shape[1]
+
+    @torch.no_grad()
+    def features(x: Tensor) -> Tensor:
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(device, precision):
+            return model.features(x, layer).float()
+
+    probe_x, _ = next(iterate_views(dataset.test.take(torch.arange(2)), test_view, 2, device))
+    in_dim = features(probe_x).shape[1]
     head = _new_linear(in_dim, dataset.num_classes, seed, device)
     opt = _optimizer(head.parameters(), protocol)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, _milestones(protocol, epochs), protocol.gamma)
     t0, losses = time.perf_counter(), []
+    n_train = len(dataset.train)
+    bar = Progress("linear probe", epochs * n_train + len(dataset.test), enabled=progress)
     for epoch in range(epochs):
-        total, count = 0.0, 0
+        total = torch.zeros((), dtype=torch.float64, device=device)
         for x, y in iterate_views(dataset.train, train_view, protocol.batch_size, device,
-                                  shuffle_seed=seed * 10_007 + epoch, workers=workers):  # fmt: skip
-            with torch.no_grad():
-                f = model.features(x, layer)
-            loss = F.cross_entropy(head(f), y)
+                                  shuffle_seed=seed * 10_007 + epoch, workers=workers,
+                                  decoder=decoder):  # fmt: skip
+            loss = F.cross_entropy(head(features(x)), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total, count = total + float(loss.detach()) * len(y), count + len(y)
+            total += loss.detach().double() * len(y)
+            bar.update(len(y), epoch=f"{epoch + 1}/{epochs}")
         sched.step()
-        losses.append(total / max(1, count))
+        losses.append(float(total) / max(1, n_train))
+        bar.update(0, loss=f"{losses[-1]:.4f}")
         if log:
             log(f"linear probe epoch {epoch + 1}/{epochs}: loss {losses[-1]:.4f}")
     correct = 0
     with torch.no_grad():
-        for x, y in iterate_views(dataset.test, test_view, 256, device, None, workers):
-            correct += int((head(model.features(x, layer)).argmax(1) == y).sum())
+        for x, y in iterate_views(dataset.test, test_view, 256, device, None, workers, decoder):
+            correct += int((head(features(x)).argmax(1) == y).sum())
+            bar.update(len(y))
+    bar.close()
     return {
         "top1": 100.0 * correct / max(1, len(dataset.test)),
         "protocol": protocol.name, "epochs": epochs, "train_loss": losses, "feature_dim": in_dim,
@@ -540,6 +610,8 @@ class EvalResult:
     n_test: int
     protocol: str
     device: str
+    precision: str = "fp32"
+    decoder: str = "in memory"
     probes: dict[str, dict[str, Any]] = field(default_factory=dict)
     feature_seconds: float = 0.0
     seconds: float = 0.0
@@ -566,6 +638,8 @@ def evaluate(model: nn.Module, dataset: EvalDataset, settings: ProbeSettings | N
     settings = settings or ProbeSettings()
     settings.check()
     device = torch.device(device)
+    precision = resolve_precision(settings.precision, device)
+    decoder = resolve_decoder(settings.decoder, device)
     t_start = time.perf_counter()
     layer = feature_layer(model, settings.layer)
     protocol = PROTOCOLS[settings.protocol or protocol_for(meta or {})]
@@ -573,13 +647,18 @@ def evaluate(model: nn.Module, dataset: EvalDataset, settings: ProbeSettings | N
     mean, std = NORMALIZATIONS[protocol.normalization]
     test_view = View(int(model.input_size), False, protocol.crop_scale, protocol.test_resize, mean, std)
     model = model.to(device).eval()
-    result = EvalResult(dataset.name, layer, 0, len(data.train), len(data.test), protocol.name, str(device))
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    result = EvalResult(dataset.name, layer, 0, len(data.train), len(data.test), protocol.name, str(device),
+                        precision=precision, decoder=decoder if not data.train.in_memory else "in memory")
     if any(p != "linear" for p in settings.probes):
         t0 = time.perf_counter()
-        train_f, train_y = extract_features(model, data.train, test_view, layer, device,
-                                            settings.batch_size, settings.workers)  # fmt: skip
-        test_f, test_y = extract_features(model, data.test, test_view, layer, device,
-                                          settings.batch_size, settings.workers)  # fmt: skip
+        extract = functools.partial(extract_features, model, layer=layer, device=device, view=test_view,
+                                    batch_size=settings.batch_size, workers=settings.workers,
+                                    precision=precision, decoder=decoder)  # fmt: skip
+        with Progress("features", len(data.train) + len(data.test), enabled=settings.progress) as bar:
+            train_f, train_y = extract(data=data.train, progress=bar)
+            test_f, test_y = extract(data=data.test, progress=bar)
         result.feature_seconds = time.perf_counter() - t0
         result.feature_dim = train_f.shape[1]
         if log:
@@ -591,7 +670,8 @@ def evaluate(model: nn.Module, dataset: EvalDataset, settings: ProbeSettings | N
     if "linear" in settings.probes:
         epochs = settings.epochs or protocol.epochs
         result.probes["linear"] = linear_probe(model, data, layer, protocol, epochs, device,
-                                               settings.seed, settings.workers, log)  # fmt: skip
+                                               settings.seed, settings.workers, log, precision, decoder,
+                                               settings.progress)  # fmt: skip
         result.feature_dim = result.feature_dim or result.probes["linear"]["feature_dim"]
     # Keep the order the caller asked for.
     result.probes = {p: result.probes[p] for p in settings.probes}

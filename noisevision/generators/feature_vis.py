@@ -6,7 +6,8 @@ lucid/lucent: a Fourier spectrum scaled by 1/f, a fixed colour-decorrelation mat
 spectrum initialised N(0, 0.01²); Adam (lr 0.05) runs 128 steps, each through fresh random
 transforms (pad 12 with 0.5, jitter 8, scale 0.90..1.10 step 0.02, rotate −10..10°, jitter 4,
 resize back to the image size) and ImageNet normalisation. The last image is min–max scaled to
-0..255. Transform parameters are drawn per image and step from the image's key.
+0..255. Transform parameters are drawn per image and step from the image's key. The network runs
+under the `precision` parameter's autocast (auto: bf16 on GPUs that have it, fp32 on CPU).
 
 Names: `feature_vis-random` (a random torchvision ResNet-50, weights from the seed, eval mode) and
 `feature_vis-<encoder.pt>` for an encoder file written by `noisevision.models.save_encoder`
@@ -35,6 +36,7 @@ from noisevision.augment import IMAGENET_MEAN, IMAGENET_STD
 from noisevision.errors import NoisevisionError
 from noisevision.generators import registry
 from noisevision.generators.registry import Generator, GeneratorSpec, register
+from noisevision.precision import autocast, resolve_precision
 from noisevision.rng import Rng, mix64_int, name_hash
 
 UNITS = 2048
@@ -174,8 +176,13 @@ def encoder_resnet50(path: str, device: torch.device) -> Features:
 
 
 # ------------------------------------------------------------------------------------ generator
-def visualise(model: Features, rng: Rng, units: Tensor, res: int, steps: int) -> Tensor:
-    """Optimise one image per target: units [B, 2] (−1 = none) -> float images in (0, 1) [B, 3, res, res]."""
+def visualise(model: Features, rng: Rng, units: Tensor, res: int, steps: int,
+              precision: str = "fp32") -> Tensor:
+    """Optimise one image per target: units [B, 2] (−1 = none) -> float images in (0, 1) [B, 3, res, res].
+
+    `precision` is the network's autocast (noisevision.precision); the image parameters, their
+    transforms and the objective stay in fp32.
+    """
     b, dev = rng.batch, rng.device
     scale = spectrum_scale(res, dev)
     spectrum = (rng.child("init").normal(3, res, res // 2 + 1, 2) * INIT_STD).requires_grad_(True)
@@ -185,8 +192,10 @@ def visualise(model: Features, rng: Rng, units: Tensor, res: int, steps: int) ->
     steps_rng = rng.child("transforms")
     with torch.enable_grad():
         for step in range(steps):
-            feats = model(transform(spectrum_to_image(spectrum, scale), steps_rng.child(step)))
-            loss = -(feats * weight).sum()  # a sum: each image's gradient is its own
+            x = transform(spectrum_to_image(spectrum, scale), steps_rng.child(step))
+            with autocast(dev, precision):
+                feats = model(x)
+            loss = -(feats.float() * weight).sum()  # a sum: each image's gradient is its own
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -205,11 +214,16 @@ class FeatureVis(Generator):
 
     single_cpu_thread = True  # multi-threaded convolutions round differently; gradient ascent shows it
 
-    def __init__(self, spec: GeneratorSpec, steps: int = STEPS, block: int = 8, encoder: str | None = None):
-        super().__init__(spec, steps=steps, block=block, **({"encoder": encoder} if encoder else {}))
+    def __init__(self, spec: GeneratorSpec, steps: int = STEPS, block: int = 8, encoder: str | None = None,
+                 precision: str = "auto"):
+        extra = {"encoder": encoder} if encoder else {}
+        if precision != "auto":
+            extra["precision"] = precision
+        super().__init__(spec, steps=steps, block=block, **extra)
         if steps < 1 or block < 1:
             raise NoisevisionError("feature visualizations need steps >= 1 and block >= 1")
-        self.steps, self.block, self.encoder = int(steps), int(block), encoder
+        resolve_precision(precision, "cpu")  # a misspelt precision fails here
+        self.steps, self.block, self.encoder, self.precision = int(steps), int(block), encoder, precision
         self.max_batch = 4 * self.block
 
     @property
@@ -230,7 +244,8 @@ class FeatureVis(Generator):
         for first in (indices // self.block).unique().tolist():  # each block is one optimisation
             block = torch.arange(first * self.block, (first + 1) * self.block, device=indices.device)
             rng = Rng.for_indices(self.key, seed, block)
-            images = to_uint8_minmax(visualise(model, rng, targets(block), res, self.steps))
+            precision = resolve_precision(self.precision, indices.device)
+            images = to_uint8_minmax(visualise(model, rng, targets(block), res, self.steps, precision))
             hit = (indices // self.block) == first
             out[hit] = images[indices[hit] - first * self.block]
         return out
