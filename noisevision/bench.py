@@ -71,7 +71,8 @@ def throughput(
 
 
 def bench_generator(
-    name: str, res: int | None, batch: int, device: torch.device, repeats: int = 5, min_time: float = 0.5
+    name: str, res: int | None, batch: int, device: torch.device, repeats: int = 5, min_time: float = 0.5,
+    params: dict | None = None,
 ) -> tuple[float, list[float], int, float]:
     """images/s of one generator rendering fresh index batches (as a training stream would).
 
@@ -84,7 +85,7 @@ def bench_generator(
     """
     from noisevision import generators
 
-    gen = generators.get(name)
+    gen = generators.get(name, **(params or {}))
     start = time.perf_counter()
     gen.prepare(res, device)
     _sync(device)

@@ -173,6 +173,10 @@ def train(
         None, "--channels-last/--no-channels-last", help="NHWC memory layout (default: on with CUDA)."
     ),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the encoder (slow start)."),
+    deterministic: bool = typer.Option(
+        False, "--deterministic", help="GPU: deterministic kernels only (a resumed run equals an "
+        "uninterrupted one bit for bit; slower).",
+    ),  # fmt: skip
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress display."),
 ) -> None:
     """Pre-train an encoder on streamed noise images; run again to resume (torchrun for DDP).
@@ -189,7 +193,7 @@ def train(
         batch_size=batch_size, lr=lr, res=res, input_size=input_size, num_images=num_images,
         fresh=fresh or None, bn_groups=bn_groups, device=device, workers=workers, threads=threads,
         seed=seed, checkpoint_minutes=checkpoint_minutes, progress=not no_progress, precision=precision,
-        channels_last=channels_last, compile=compile_ or None,
+        channels_last=channels_last, compile=compile_ or None, deterministic=deterministic or None,
     )
     run_dir = run_training(cfg)
     if os.environ.get("RANK", "0") == "0":  # once under torchrun
@@ -330,27 +334,37 @@ def bench_train_cmd(
     device: str = typer.Option("cpu", "--device"),
     workers: int | None = typer.Option(None, "--workers", help="Rendering/decoding processes."),
     threads: int | None = typer.Option(None, "--threads", help="torch threads of the training process."),
+    precision: str = typer.Option("auto", "--precision", help="fp32, bf16, fp16 (auto: bf16 on GPUs)."),
+    modes: str = typer.Option("in-memory,streamed,folder", "--modes", help="Which of the three to time."),
 ) -> None:
     """Training images/s from (a) memory, (b) the streamed generator, (c) a JPEG folder."""
     import torch
 
     from noisevision.bench import machine_line
     from noisevision.device import resolve_device
+    from noisevision.precision import resolve_precision
     from noisevision.train import TrainConfig
-    from noisevision.train_bench import bench_train
+    from noisevision.train_bench import MODES, bench_train
 
     if threads:
         torch.set_num_threads(threads)
     if steps < 1:
         raise NoisevisionError(f"--steps must be at least 1, got {steps}")
     dev = resolve_device(device)
-    cfg = TrainConfig.from_preset(preset, data=data, arch=arch, res=res, batch_size=batch_size)
+    cfg = TrainConfig.from_preset(preset, data=data, arch=arch, res=res, batch_size=batch_size,
+                                  precision=precision, out="unused")  # fmt: skip
+    cfg.validate()
+    chosen = tuple(m.strip() for m in modes.split(",") if m.strip())
+    for m in chosen:
+        if m not in MODES:
+            raise NoisevisionError(f"unknown mode '{m}': use {', '.join(MODES)}")
     n_workers = (0 if dev.type == "cuda" else 1) if workers is None else workers
     console.print(
-        f"# {machine_line(dev)} | {arch} {cfg.method} | {data} at {res} px | batch {batch_size} | "
-        f"{steps} steps × {rounds} rounds | workers {n_workers} (1 thread each)"
-    )
-    results = bench_train(cfg, dev, steps, workers=workers, rounds=max(1, rounds))
+        f"# {machine_line(dev)} | {arch} {cfg.method} {resolve_precision(precision, dev)} | {data} at "
+        f"{res} px | batch {batch_size} | {steps} steps × {rounds} rounds | workers {n_workers} "
+        "(1 thread each)", soft_wrap=True,
+    )  # fmt: skip
+    results = bench_train(cfg, dev, steps, workers=workers, rounds=max(1, rounds), modes=chosen)
     base = results[0].images_per_s
     for r in results:
         each = ", ".join(f"{x:,.1f}" for x in r.rounds)

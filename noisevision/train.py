@@ -19,6 +19,7 @@ batch.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -26,7 +27,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -93,10 +94,11 @@ class TrainConfig:
     precision: str = "auto"  # fp32 | bf16 | fp16 autocast; auto: bf16 on GPUs that have it, else fp32
     channels_last: bool | None = None  # NHWC activations; None: on CUDA only
     compile: bool = False  # torch.compile the encoder(s)
+    deterministic: bool = False  # GPU: deterministic kernels, so that a resumed run is bit-exact there too
 
     RUNTIME = (
         "out", "device", "workers", "threads", "log_every", "progress", "checkpoint_minutes",
-        "precision", "channels_last", "compile",
+        "precision", "channels_last", "compile", "deterministic",
     )
 
     @classmethod
@@ -262,7 +264,8 @@ def train(cfg: TrainConfig) -> Path:
     cfg.validate()
     created, device = _init_distributed(cfg.device)
     try:
-        return _train(cfg, device)
+        with _kernel_choice(device, cfg.deterministic):
+            return _train(cfg, device)
     except torch.cuda.OutOfMemoryError as exc:
         raise NoisevisionError(
             f"out of GPU memory at batch size {cfg.batch_size}: lower --batch-size (or use more GPUs)"
@@ -270,6 +273,28 @@ def train(cfg: TrainConfig) -> Path:
     finally:
         if created:
             dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def _kernel_choice(device: torch.device, deterministic: bool) -> Iterator[None]:
+    """cuDNN picks its fastest kernels by timing them (fixed input shapes), or, `deterministic`,
+    deterministic kernels only: on a GPU that is what makes an interrupted and resumed run equal
+    bit for bit to an uninterrupted one (CPU kernels are deterministic anyway). Restored after."""
+    before = (
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
+        torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+    )  # fmt: skip
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's deterministic mode
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = before[:2]
+        torch.use_deterministic_algorithms(before[2], warn_only=before[3])
 
 
 @dataclass
@@ -415,8 +440,6 @@ def _train(cfg: TrainConfig, device: torch.device) -> Path:
         torch.set_num_threads(cfg.threads)
     elif size > 1 and device.type == "cpu":
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", size))))
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its kernels
     parts = build_components(cfg, device)
     source, plan, method, optimizer = parts.source, parts.plan, parts.method, parts.optimizer
     numerics = parts.numerics

@@ -38,8 +38,11 @@ def _timed(parts: Components, cfg: TrainConfig, batches: Iterable, warmup: int) 
     n, t0 = 0, None
     for k, (epoch, _step, idx, images) in enumerate(batches):
         if k == warmup:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
             t0 = time.perf_counter()
-        train_step(parts.method, parts.optimizer, parts.aug, images.to(device), idx, cfg.seed, epoch, k)
+        train_step(parts.method, parts.optimizer, parts.aug, images.to(device), idx, cfg.seed, epoch, k,
+                   parts.numerics)  # fmt: skip
         if k >= warmup:
             n += len(idx)
     if device.type == "cuda":
@@ -52,9 +55,14 @@ def _write_jpegs(images: torch.Tensor, root: Path) -> None:
         Image.fromarray(img.permute(1, 2, 0).numpy()).save(root / f"{i:08d}.jpg", quality=95)
 
 
+MODES = ("in-memory", "streamed", "folder")
+
+
 def bench_train(cfg: TrainConfig, device: torch.device, steps: int, warmup: int = 1,
-                workers: int | None = None, rounds: int = 2) -> list[BenchResult]:
-    """Images/s of (a) in-memory, (b) streamed and (c) JPEG-folder training for `cfg`."""
+                workers: int | None = None, rounds: int = 2,
+                modes: tuple[str, ...] = MODES) -> list[BenchResult]:
+    """Images/s of (a) in-memory, (b) streamed and (c) JPEG-folder training for `cfg` (the `modes`
+    asked for; in-memory is always measured, as the reference)."""
     total = steps + warmup
     cfg = replace(cfg, num_images=cfg.batch_size * total, fresh=False)
     parts = build_components(cfg, device)
@@ -63,14 +71,21 @@ def bench_train(cfg: TrainConfig, device: torch.device, steps: int, warmup: int 
     workers = (0 if device.type == "cuda" else 1) if workers is None else workers
     stream = StepDataset(source, plan, (0, 0), 1, device=device if workers == 0 else "cpu")
     cached = [stream[k] for k in range(total)]  # (a) the same images (b) and (c) see
-    rates: dict[str, list[float]] = {"in-memory": [], "streamed": [], "folder": []}
+    modes = ("in-memory", *(m for m in modes if m != "in-memory"))
+    rates: dict[str, list[float]] = {m: [] for m in modes}
     with tempfile.TemporaryDirectory(prefix="noisevision-bench-") as tmp:
-        images = torch.cat([c[3].cpu() for c in cached])
-        order = torch.cat([c[2].cpu() for c in cached])
-        _write_jpegs(images[torch.argsort(order)], Path(tmp))  # file i holds image i
-        folder = StepDataset(open_source(tmp, source.res), plan, (0, 0), 1)
+        folder = None
+        if "folder" in modes:
+            images = torch.cat([c[3].cpu() for c in cached])
+            order = torch.cat([c[2].cpu() for c in cached])
+            _write_jpegs(images[torch.argsort(order)], Path(tmp))  # file i holds image i
+            folder = StepDataset(open_source(tmp, source.res), plan, (0, 0), 1)
+        feeds = {
+            "in-memory": lambda: cached,
+            "streamed": lambda: iterate_steps(stream, workers),
+            "folder": lambda: iterate_steps(folder, max(1, workers)),
+        }
         for _ in range(rounds):
-            rates["in-memory"].append(_timed(parts, cfg, cached, warmup))
-            rates["streamed"].append(_timed(parts, cfg, iterate_steps(stream, workers), warmup))
-            rates["folder"].append(_timed(parts, cfg, iterate_steps(folder, max(1, workers)), warmup))
+            for mode in modes:
+                rates[mode].append(_timed(parts, cfg, feeds[mode](), warmup))
     return [BenchResult(name, max(r), r) for name, r in rates.items()]

@@ -3,6 +3,8 @@ tiny image-folder probe set."""
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 
 import numpy as np
@@ -26,12 +28,39 @@ class _TestBlobs(Generator):
         return (colour + noise).to(torch.uint8)
 
 
+# cuBLAS's deterministic mode must be chosen before its first use (train --deterministic in tests).
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _private_cache(tmp_path_factory):
     """Cached tensors (cache.py) go to a folder of this test run, also for the processes it starts."""
-    import os
-
     os.environ["NOISEVISION_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="session")
+def check_device() -> torch.device:
+    """The device of the `cuda` tests: CUDA, or the device NOISEVISION_CHECK_DEVICE names
+    (scripts/gpu-check runs them on the CPU at toy sizes where there is no GPU); skipped otherwise."""
+    forced = os.environ.get("NOISEVISION_CHECK_DEVICE")
+    if forced:
+        return torch.device(forced)
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA (or NOISEVISION_CHECK_DEVICE=cpu)")
+    return torch.device("cuda")
+
+
+@pytest.fixture
+def check_report(request):
+    """record(**values): one JSON line per call in NOISEVISION_CHECK_REPORT (read by gpu-check)."""
+    path = os.environ.get("NOISEVISION_CHECK_REPORT")
+
+    def record(**values) -> None:
+        if path:
+            with open(path, "a") as f:
+                f.write(json.dumps({"test": request.node.name, **values}) + "\n")
+
+    return record
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ index (noisevision.rng) and the family code only ever draws from those keys.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,7 +63,7 @@ class Generator:
             return torch.empty(0, 3, res, res, dtype=torch.uint8, device=dev)
         out = []
         exact = self.single_cpu_thread and dev.type == "cpu"
-        with torch.no_grad(), one_cpu_thread() if exact else contextlib.nullcontext():
+        with torch.no_grad(), one_cpu_thread() if exact else exact_gpu_math(dev):
             for chunk in idx.split(self.max_batch):
                 out.append(self.render_indices(chunk, int(seed), res))
         return torch.cat(out) if len(out) > 1 else out[0]
@@ -114,6 +114,23 @@ class Generator:
     def __repr__(self) -> str:
         args = "".join(f", {k}={v!r}" for k, v in self.params.items())
         return f"{type(self).__name__}({self.name!r}{args})"
+
+
+@contextlib.contextmanager
+def exact_gpu_math(device: torch.device) -> Iterator[None]:
+    """On CUDA: full fp32 convolutions and matrix products (no TF32) and deterministic cuDNN
+    algorithms chosen without timing them, so that an image's bytes do not depend on what else ran
+    before it (e.g. training's cudnn.benchmark) or on the run. Restored afterwards."""
+    if device.type != "cuda":
+        yield
+        return
+    matmul_tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True, allow_tf32=False):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,207 @@
+"""Checks on a GPU (`pytest -m cuda`; scripts/gpu-check runs them).
+
+Skipped without CUDA. NOISEVISION_CHECK_DEVICE=cpu runs them on the CPU at toy sizes instead (the
+device-against-CPU comparisons are then trivially equal, but the code paths run): gpu-check's CPU
+mode, which CI runs, so that these tests cannot rot while no GPU is around.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import noisevision.train as train_mod
+from noisevision import generators
+from noisevision.data import folder
+from noisevision.errors import StopRequested
+from noisevision.models import load_encoder
+
+pytestmark = pytest.mark.cuda
+
+NAMES = [n for n in generators.names() if n != "test-blobs"]
+#: Largest mean absolute difference (grey levels) between a family's CUDA and CPU images. Dead
+#: leaves are integer geometry in float64 (the same bytes are expected); the statistical models
+#: histogram-match FFT outputs (the CPU reference agrees with the batched code to 0-1.5); StyleGAN
+#: and fractals standardise sums of products; feature visualisation is a 128-step gradient ascent
+#: whose end point drifts with every rounding difference (here 8 steps, for its statistics).
+MAD_TOLERANCE = {
+    "dead leaves": 0.5, "statistical": 2.0, "random StyleGAN": 2.0, "fractals": 1.0,
+    "feature visualization": 25.0,
+}  # fmt: skip
+
+
+def toy(device: torch.device) -> bool:
+    return device.type == "cpu"
+
+
+def setting(name: str, device: torch.device) -> tuple[dict, int, list[int]]:
+    """(parameters, resolution, indices) for checking `name`: small, and crossing the blocks of
+    indices that share a network (StyleGAN: 400, feature visualisation: 8)."""
+    spec = generators.spec(name)
+    res = 128 if spec.resolutions else 64
+    if spec.family == "feature visualization":
+        steps, last = (2, 12) if toy(device) else (8, 20)
+        return {"steps": steps, "precision": "fp32"}, res, list(range(4, last))
+    if spec.family == "random StyleGAN":
+        return {}, res, list(range(396, 402 if toy(device) else 406))
+    return {}, res, list(range(3, 9 if toy(device) else 19))
+
+
+def image_statistics(images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-image statistics of uint8 images [B, 3, H, W] that the generator tests check: colour
+    means and spreads, spectrum slope, distinct colours (≈ visible shapes of dead leaves), edges."""
+    x = images.double()
+    grey = x.mean(1)
+    n = grey.shape[-1]
+    amp = torch.fft.fft2(grey - grey.mean((-2, -1), keepdim=True)).abs()
+    f = torch.fft.fftfreq(n, dtype=torch.float64) * n
+    radius = torch.sqrt(f[:, None] ** 2 + f[None, :] ** 2)
+    edges = torch.logspace(math.log10(2), math.log10(n / 2.5), 7, dtype=torch.float64)
+    mids = [(a, b) for a, b in zip(edges[:-1], edges[1:])]
+    logf = torch.stack([torch.log(torch.sqrt(a * b)) for a, b in mids])
+    loga = torch.stack([torch.log(amp[:, (radius >= a) & (radius < b)].mean(-1) + 1e-9) for a, b in mids], -1)
+    xc = logf - logf.mean()
+    slope = ((loga - loga.mean(-1, keepdim=True)) * xc).sum(-1) / (xc * xc).sum()
+    packed = (images.long()[:, 0] * 65536 + images.long()[:, 1] * 256 + images.long()[:, 2]).flatten(1)
+    colours = torch.tensor([float(row.unique().numel()) for row in packed], dtype=torch.float64)
+    gradient = (grey[:, 1:] - grey[:, :-1]).abs().mean((-2, -1))
+    return {
+        "mean": x.mean((1, 2, 3)), "std": x.std((2, 3)).mean(1), "slope": slope,
+        "red-blue": (x[:, 0] - x[:, 2]).mean((-2, -1)), "colours": colours.log(), "gradient": gradient,
+    }  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------- generators
+@pytest.mark.parametrize("name", NAMES)
+def test_device_images_do_not_depend_on_batch_or_order(name, check_device):
+    params, res, idx = setting(name, check_device)
+    gen = generators.get(name, **params)
+    whole = gen(idx, res=res, seed=1, device=check_device)
+    assert whole.device.type == check_device.type and whole.dtype == torch.uint8
+    backwards = gen(idx[::-1], res=res, seed=1, device=check_device).flip(0)
+    pieces = [gen(idx[i : i + 5], res=res, seed=1, device=check_device) for i in range(0, len(idx), 5)]
+    pieces = torch.cat(pieces)
+    assert torch.equal(whole, backwards), "another order gave other bytes"
+    assert torch.equal(whole, pieces), "other batch sizes gave other bytes"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_device_images_agree_with_cpu_images(name, check_device, check_report):
+    params, res, idx = setting(name, check_device)
+    gen = generators.get(name, **params)
+    cpu = gen(idx, res=res, seed=1, device="cpu")
+    dev = gen(idx, res=res, seed=1, device=check_device).cpu()
+    diff = (dev.float() - cpu.float()).abs()
+    mad, same = float(diff.mean()), float((diff == 0).float().mean())
+    stats_cpu, stats_dev = image_statistics(cpu), image_statistics(dev)
+    gaps = {}
+    for key, a in stats_cpu.items():
+        b = stats_dev[key]
+        # the device's images drawn from the same distribution: means within a third of the spread
+        gaps[key] = float((b.mean() - a.mean()).abs() / (a.std() + 1e-3 * a.abs().mean() + 1e-9))
+    family = generators.spec(name).family
+    check_report(generator=name, family=family, res=res, images=len(idx), mad=mad, identical=same,
+                 statistic_gaps=gaps)  # fmt: skip
+    assert mad <= MAD_TOLERANCE[family], f"{name}: mean |CUDA − CPU| = {mad:.3f} grey levels"
+    worst = max(gaps, key=gaps.get)
+    assert gaps[worst] <= 1 / 3, f"{name}: statistic '{worst}' differs by {gaps[worst]:.2f} spreads"
+
+
+# ---------------------------------------------------------------------------------------- training
+def run_cfg(out, method: str, device: torch.device, **kw):
+    method_kwargs = {"queue_size": 32, "momentum": 0.9} if method == "moco_v2" else {}
+    values = dict(
+        data="dead_leaves-mixed", out=str(out), arch="resnet18-s", arch_kwargs={"width": 0.125},
+        method=method, method_kwargs=method_kwargs, input_size=32, res=64, num_images=32, batch_size=8,
+        epochs=5, device=str(device), workers=0, progress=False, log_every=1, precision="bf16",
+        deterministic=True, checkpoint_minutes=1e9,
+    )  # fmt: skip
+    values.update(kw)
+    return train_mod.TrainConfig.from_preset("tiny", **values)
+
+
+def weights(run_dir):
+    enc, meta = load_encoder(run_dir / "encoder.pt")
+    return enc.state_dict(), meta
+
+
+@pytest.mark.parametrize("method", ["align_uniform", "moco_v2", "simclr"])
+def test_methods_train_in_bf16_and_resume_exactly_after_sigterm(method, check_device, tmp_path, monkeypatch):
+    """20 steps (5 epochs of 4) in bf16 on the device; a SIGTERM at step 10 checkpoints mid-epoch,
+    and the resumed run ends with the uninterrupted run's weights, bit for bit."""
+    whole_dir = train_mod.train(run_cfg(tmp_path / "whole", method, check_device))
+    whole, meta = weights(whole_dir)
+    assert meta["precision"] == "bf16" and meta["images_seen"] == 160
+    losses = [json.loads(x)["loss"] for x in (whole_dir / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses) == 5 and all(math.isfinite(v) for v in losses)
+
+    real = train_mod.train_step
+
+    def signal_at_step_10(*args):
+        if args[7] == 10:  # global step
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args)
+
+    monkeypatch.setattr(train_mod, "train_step", signal_at_step_10)
+    with pytest.raises(StopRequested, match="SIGTERM: checkpoint written at epoch 3, step 3/4"):
+        train_mod.train(run_cfg(tmp_path / "cut", method, check_device))
+    monkeypatch.undo()
+    ckpt = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
+    assert (ckpt["epoch"], ckpt["step"]) == (2, 3)
+    resumed, _ = weights(train_mod.train(run_cfg(tmp_path / "cut", method, check_device)))
+    for k in whole:
+        assert torch.equal(resumed[k], whole[k]), f"{method}: {k} differs after the resume"
+
+
+def test_streamed_training_renders_on_the_training_device(check_device, tmp_path, monkeypatch):
+    seen = []
+    real = train_mod.train_step
+
+    def spy(*args):
+        seen.append(args[3].device.type)
+        return real(*args)
+
+    monkeypatch.setattr(train_mod, "train_step", spy)
+    train_mod.train(run_cfg(tmp_path / "run", "align_uniform", check_device, epochs=1, precision="auto"))
+    assert set(seen) == {check_device.type}
+
+
+# ---------------------------------------------------------------------------------------- generate / eval
+def test_generate_on_the_device_writes_the_cpu_folder(run_cli, check_device, tmp_path):
+    n = 24 if toy(check_device) else 300
+    args = ["generate", "dead_leaves-mixed", "--num", str(n), "--res", "64", "--batch-size", "32"]
+    assert run_cli(*args, "--out", tmp_path / "cpu", "--device", "cpu", "--workers", "1")[0] == 0
+    code, out, err = run_cli(*args, "--out", tmp_path / "dev", "--device", str(check_device))
+    assert code == 0, err
+    files = {d: sorted((tmp_path / d / "train").rglob("*.jpg")) for d in ("cpu", "dev")}
+    assert len(files["cpu"]) == len(files["dev"]) == n
+    manifests = [json.loads((tmp_path / d / folder.MANIFEST).read_text()) for d in ("cpu", "dev")]
+    assert manifests[0] == manifests[1]
+    read = lambda path: np.asarray(Image.open(path), dtype=np.float64)  # noqa: E731
+    assert [a.name for a in files["cpu"]] == [b.name for b in files["dev"]]
+    mad = np.mean([np.abs(read(a) - read(b)).mean() for a, b in zip(files["cpu"][:50], files["dev"][:50])])
+    assert mad <= MAD_TOLERANCE["dead leaves"]
+
+
+def test_probes_on_the_device_agree_with_the_cpu(check_device, probe_set, check_report):
+    from noisevision.data.eval_datasets import load_eval_dataset
+    from noisevision.evaluate import ProbeSettings, evaluate, random_encoder
+
+    data = load_eval_dataset(probe_set(12))
+    settings = ProbeSettings(probes=("fast", "knn"), workers=0, precision="fp32")
+    model = random_encoder("resnet18-s", seed=0, width=0.25, input_size=32)
+    on_cpu = evaluate(model, data, settings, "cpu")
+    on_dev = evaluate(model, data, settings, check_device)
+    assert on_dev.device == str(check_device) and on_dev.decoder in ("draft", "device")
+    bf16 = evaluate(model, data, ProbeSettings(probes=("knn",), workers=0, precision="bf16"), check_device)
+    check_report(cpu=on_cpu.probes["knn"]["top1"], device=on_dev.probes["knn"]["top1"],
+                 device_bf16=bf16.probes["knn"]["top1"])  # fmt: skip
+    assert on_dev.probes["knn"]["top1"] == on_cpu.probes["knn"]["top1"] == 100.0
+    assert on_dev.probes["fast"]["top1"] == 100.0 and bf16.probes["knn"]["top1"] == 100.0
