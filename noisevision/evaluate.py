@@ -35,7 +35,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from noisevision.augment import IMAGENET_MEAN, IMAGENET_STD, PAPER_MEAN, PAPER_STD, crop_boxes, resized_crop
-from noisevision.data.decode import DECODERS, Crop, iterate_file_crops, normalise, resolve_decoder, test_crop
+from noisevision.data.decode import (
+    DECODERS,
+    Crop,
+    centre_crop,
+    iterate_file_crops,
+    normalise,
+    resolve_decoder,
+)
 from noisevision.data.eval_datasets import EvalDataset, ImageSet, balanced_subset, to_rgb
 from noisevision.errors import NoisevisionError, unknown_name
 from noisevision.precision import PRECISIONS, autocast, resolve_precision
@@ -323,7 +330,7 @@ class _ViewCrops:
 
     def __call__(self, pos: int, height: int, width: int) -> Crop:
         if not self.view.train:
-            return test_crop(height, width, self.view.size, self.view.resize_to)
+            return centre_crop(height, width, self.view.size, self.view.resize_to)
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.order[pos])
         box = random_resized_boxes(1, height, width, self.view.crop_scale, gen)[0]
         flip = bool(torch.rand(1, generator=gen)[0] < 0.5)

@@ -53,7 +53,7 @@ class Crop:
     flip: bool
 
 
-def test_crop(height: int, width: int, size: int, resize_to: int) -> Crop:
+def centre_crop(height: int, width: int, size: int, resize_to: int) -> Crop:
     """Resize the short side to `resize_to`, then the central size×size crop, as a box of the
     original image (the same rounding as resizing first)."""
     r = resize_to / min(height, width)
