@@ -302,7 +302,7 @@ def profile(out: Path, device: torch.device, toy: bool) -> None:
     from noisevision.train import TrainConfig, build_components, train_step
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    sort = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
+    sorts = ("device_time_total", "self_device_time_total") if device.type == "cuda" else ("cpu_time_total",)
     batch = 8 if toy else 256
     jobs: list[tuple[str, Callable[[], object]]] = []
     for name, res in (("dead_leaves-mixed", 128), ("stat-spectrum_color_wmm", 128),
@@ -334,7 +334,9 @@ def profile(out: Path, device: torch.device, toy: bool) -> None:
                 job()
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
-            f.write(f"==== {title}\n{prof.key_averages().table(sort_by=sort, row_limit=25)}\n\n")
+            for sort in sorts:
+                table = prof.key_averages().table(sort_by=sort, row_limit=25)
+                f.write(f"==== {title}, by {sort}\n{table}\n\n")
             say(f"profiled {title}")
 
 
