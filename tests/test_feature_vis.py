@@ -90,3 +90,20 @@ def test_resnet50_encoder_file_renders(tmp_path):
 def test_list_shows_encoder_names(run_cli):
     code, out, _ = run_cli("list")
     assert code == 0 and "feature_vis-random" in out and "feature_vis-<encoder.pt>" in out
+
+
+def test_bilinear_sampling_is_grid_samples_by_gathers():
+    """The transform samples by gathers (a deterministic backward on GPUs): same values and
+    gradients as grid_sample (bilinear, zero padding, align_corners), to float rounding."""
+    import torch.nn.functional as F
+
+    from noisevision.generators.feature_vis import bilinear
+
+    gen = torch.Generator().manual_seed(0)
+    img = torch.rand(2, 3, 40, 40, generator=gen, requires_grad=True)
+    xy = torch.rand(2, 16, 16, 2, generator=gen) * 44 - 2  # some samples fall outside
+    ours = bilinear(img, xy)
+    ref = F.grid_sample(img, xy / 39 * 2 - 1, mode="bilinear", padding_mode="zeros", align_corners=True)
+    torch.testing.assert_close(ours, ref, atol=2e-5, rtol=0)
+    g_ours, g_ref = (torch.autograd.grad(t.square().sum(), img)[0] for t in (ours, ref))
+    torch.testing.assert_close(g_ours, g_ref, atol=2e-5, rtol=0)

@@ -99,7 +99,7 @@ def transform(img: Tensor, rng: Rng) -> Tensor:
     Forward chain: pad 12 (0.5) -> translate d1 ∈ 0..7 -> resize by s to n = ⌈s·P⌉ (+ zero pad
     back to ~P when s < 1) -> rotate θ about the centre -> translate d2 ∈ 0..3 -> resize to S.
     Each output pixel is traced back through the chain (zero where a stage had no pixel) and the
-    padded image sampled bilinearly once. Then ImageNet normalisation.
+    padded image sampled bilinearly once (`bilinear`). Then ImageNet normalisation.
     """
     b, _, s, _ = img.shape
     dev = img.device
@@ -127,12 +127,34 @@ def transform(img: Tensor, rng: Rng) -> Tensor:
     valid &= _inside(x, n)
     x = x * ((p_size - 1) / (n - 1))[:, None, None, None] - d1[:, None, None]  # in the padded image
     padded = F.pad(img, [PAD] * 4, value=0.5)
-    g = x / (p_size - 1) * 2 - 1
-    out = F.grid_sample(padded, g, mode="bilinear", padding_mode="zeros", align_corners=True)
-    out = out * valid[:, None]
+    out = bilinear(padded, x) * valid[:, None]
     mean = torch.tensor(IMAGENET_MEAN, device=dev)[:, None, None]
     std = torch.tensor(IMAGENET_STD, device=dev)[:, None, None]
     return (out - mean) / std
+
+
+def bilinear(img: Tensor, xy: Tensor) -> Tensor:
+    """img [B, C, H, W] sampled bilinearly at pixel coordinates xy [B, S, S, 2] (x, y), zero
+    outside: [B, C, S, S], what grid_sample (bilinear, zeros, align_corners) computes.
+
+    By gathers: their backward is a scatter-add, which deterministic mode makes order-free on a
+    GPU, where grid_sample's backward adds atomically in a different order from run to run.
+    """
+    b, c, h, w = img.shape
+    x, y = xy[..., 0], xy[..., 1]
+    x0, y0 = torch.floor(x), torch.floor(y)
+    fx, fy = x - x0, y - y0
+    x0, y0 = x0.long(), y0.long()
+    flat = img.reshape(b, c, h * w)
+    out = None
+    for dy, wy in ((0, 1 - fy), (1, fy)):
+        for dx, wx in ((0, 1 - fx), (1, fx)):
+            xi, yi = x0 + dx, y0 + dy
+            inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+            idx = (yi.clamp(0, h - 1) * w + xi.clamp(0, w - 1)).reshape(b, 1, -1).expand(b, c, -1)
+            term = flat.gather(2, idx).reshape(b, c, *x.shape[1:]) * (wx * wy * inside)[:, None]
+            out = term if out is None else out + term
+    return out
 
 
 def _inside(x: Tensor, size: Tensor) -> Tensor:

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from noisevision.errors import NoisevisionError
-from noisevision.generators.registry import Generator, GeneratorSpec, register
+from noisevision.generators.registry import Generator, GeneratorSpec, order_free, register
 from noisevision.rng import Rng
 
 WALKERS = 1000
@@ -95,7 +95,8 @@ def to_pixels(pts: Tensor, size: int, margin: int) -> tuple[Tensor, Tensor]:
 def hit_counts(pixels: Tensor, valid: Tensor, size: int) -> Tensor:
     """Points per pixel, int32 [B, size, size] (integer adds: exact and order-free)."""
     counts = torch.zeros(pixels.shape[0], size * size, dtype=torch.int32, device=pixels.device)
-    counts.scatter_add_(1, pixels, valid.to(torch.int32))
+    with order_free():
+        counts.scatter_add_(1, pixels, valid.to(torch.int32))
     return counts.view(-1, size, size)
 
 
@@ -319,7 +320,8 @@ class SVDFractal(Generator):
         # integer accumulation of counts and colours (1/256 steps): exact on every device
         counts = hit_counts(pixels, valid, res).view(b, -1)
         col = torch.zeros(b, res * res, 3, dtype=torch.int64, device=dev)
-        col.scatter_add_(1, pixels[..., None].expand(-1, -1, 3), (colour * 256).long() * valid[..., None])
+        with order_free():
+            col.scatter_add_(1, pixels[..., None].expand(-1, -1, 3), (colour * 256).long() * valid[..., None])
         mean = col.float() / (256 * counts.clamp_min(1)[..., None])  # [B, HW, 3]
         density = torch.log1p(counts.float())
         alpha = (density / density.amax(1, keepdim=True).clamp_min(1e-6)).sqrt()[..., None]

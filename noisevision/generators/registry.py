@@ -12,6 +12,7 @@ index (noisevision.rng) and the family code only ever draws from those keys.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,19 +119,49 @@ class Generator:
 
 @contextlib.contextmanager
 def exact_gpu_math(device: torch.device) -> Iterator[None]:
-    """On CUDA: full fp32 convolutions and matrix products (no TF32) and deterministic cuDNN
-    algorithms chosen without timing them, so that an image's bytes do not depend on what else ran
-    before it (e.g. training's cudnn.benchmark) or on the run. Restored afterwards."""
+    """On CUDA: full fp32 convolutions and matrix products (no TF32), deterministic cuDNN kernels
+    chosen without timing them, and PyTorch's deterministic algorithms (a floating-point cumsum,
+    scatter_add or gather backward otherwise adds in a different order from run to run), so that
+    an image's bytes never depend on the run or on what ran before it (e.g. training's
+    cudnn.benchmark). Everything is restored afterwards."""
     if device.type != "cuda":
         yield
         return
-    matmul_tf32 = torch.backends.cuda.matmul.allow_tf32
+    import torch.utils.deterministic as det
+
+    saved = (
+        torch.backends.cuda.matmul.allow_tf32, torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(), det.fill_uninitialized_memory,
+    )  # fmt: skip
     torch.backends.cuda.matmul.allow_tf32 = False
+    # warn_only: a 1×1 adaptive pooling's backward (feature visualisation) has no deterministic
+    # kernel but adds one value per element, which is deterministic in effect
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    det.fill_uninitialized_memory = False  # deterministic mode would fill every torch.empty
     try:
         with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True, allow_tf32=False):
-            yield
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*does not have a deterministic implementation.*")
+                yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
+        torch.backends.cuda.matmul.allow_tf32 = saved[0]
+        torch.use_deterministic_algorithms(saved[1], warn_only=saved[2])
+        det.fill_uninitialized_memory = saved[3]
+
+
+@contextlib.contextmanager
+def order_free(enabled: bool = True) -> Iterator[None]:
+    """Lift deterministic-algorithms mode around an operation whose result cannot depend on the
+    order of its additions (e.g. counting by adding ones), so that it keeps its fast kernel."""
+    if not enabled or not torch.are_deterministic_algorithms_enabled():
+        yield
+        return
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(False)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(True, warn_only=warn_only)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from noisevision.errors import NoisevisionError
 from noisevision.generators import steerable
-from noisevision.generators.registry import Generator, GeneratorSpec, register
+from noisevision.generators.registry import Generator, GeneratorSpec, order_free, register
 from noisevision.rng import Rng
 
 MAX_COLORS = 22  # K = 3 + floor(20 U) is at most 22
@@ -44,7 +44,8 @@ def _bincount(index: Tensor, size: int) -> Tensor:
     if index.device.type == "cpu":
         return torch.bincount(index, minlength=size)
     ones = torch.ones(1, device=index.device).expand(index.numel())
-    return torch.zeros(size, device=index.device).index_add_(0, index, ones)
+    with order_free():  # sums of ones: exact in any order, so the fast atomic kernel is kept
+        return torch.zeros(size, device=index.device).index_add_(0, index, ones)
 
 
 # ============================================================================ histogram matching
@@ -704,9 +705,10 @@ class StatisticalModel(Generator):
 
     # Up to 256 images per call: GPUs need large batches. Each 128 px image needs ≈10 MB of
     # bands and temporaries, so on a GPU chunks shrink with the pixel count (256 at 128 px, 64 at
-    # 256 px). On CPU, chunks of 16 images at 128 px (64 at 64 px; at least 8): per-call costs
-    # spread over more images, while the temporaries stay small (measured best at 64, 128 and
-    # 256 px, alternating chunk sizes in one process).
+    # 256 px), and every chunk is rendered at that size (see `render`). On CPU, chunks of 16
+    # images at 128 px (64 at 64 px; at least 8): per-call costs spread over more images, while
+    # the temporaries stay small (measured best at 64, 128 and 256 px, alternating chunk sizes in
+    # one process).
     cpu_pixels = 16 * 128 * 128
     cpu_chunk = 8
     gpu_pixels = 256 * 128 * 128
@@ -756,14 +758,24 @@ class StatisticalModel(Generator):
         return sample_params(rng, res, self.config)
 
     def render(self, rng: Rng, res: int) -> Tensor:
-        """uint8 [B, 3, res, res] for the keys of `rng` (each image depends on its key only)."""
+        """uint8 [B, 3, res, res] for the keys of `rng` (each image depends on its key only).
+
+        On a GPU every chunk has the same number of images, the last one filled up with copies
+        of its last key: cuFFT and the reduction kernels choose their algorithms by tensor shape,
+        so an image is rendered by the same kernels whatever the size of its batch.
+        """
         if rng.device.type == "cpu":
             chunk = max(self.cpu_chunk, self.cpu_pixels // (res * res))
-        else:
-            chunk = max(1, self.gpu_pixels // (res * res))
-        if rng.batch > chunk:
-            return torch.cat([self._render(Rng(keys), res) for keys in rng.keys.split(chunk)])
-        return self._render(rng, res)
+            if rng.batch > chunk:
+                return torch.cat([self._render(Rng(keys), res) for keys in rng.keys.split(chunk)])
+            return self._render(rng, res)
+        chunk = max(1, self.gpu_pixels // (res * res))
+        out = []
+        for keys in rng.keys.split(chunk):
+            n = len(keys)
+            full = torch.cat([keys, keys[-1:].expand(chunk - n)]) if n < chunk else keys
+            out.append(self._render(Rng(full), res)[:n])
+        return torch.cat(out) if len(out) > 1 else out[0]
 
     def _render(self, rng: Rng, res: int) -> Tensor:
         return synthesize(self.sample_params(rng, res), res, self.config)
