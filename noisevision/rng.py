@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from noisevision import rng_cuda
+
 _MASK = (1 << 64) - 1
 
 
@@ -37,7 +39,9 @@ def _srl(x: Tensor, k: int) -> Tensor:
 
 
 def mix64(x: Tensor) -> Tensor:
-    """SplitMix64 finaliser: a bijective 64-bit mixer on int64 tensors."""
+    """SplitMix64 finaliser: a bijective 64-bit mixer on int64 tensors (a new tensor)."""
+    if x.device.type == "cuda" and rng_cuda.available(x.device):
+        return rng_cuda.mix64(x)  # one fused kernel instead of nine
     x = x ^ _srl(x, 30)  # the only copy: the rest works in place on it
     x.mul_(_M1)
     x.bitwise_xor_(_srl(x, 27)).mul_(_M2)
@@ -115,7 +119,10 @@ class Rng:
     # ------------------------------------------------------------------ raw bits
     def bits(self, *shape: int) -> Tensor:
         """Random int64 words, shape [B, *shape], all 64 bits random."""
-        state, n = self._draw(), math.prod(shape)
+        n = math.prod(shape)
+        if self._fused():
+            return rng_cuda.draw(self.keys, self._next_salt(), n, rng_cuda.WORDS).reshape(self.batch, *shape)
+        state = self._draw()
         if self.device.type == "cpu":
             from noisevision import rng_cpu  # numba compiles (or loads) on first use
 
@@ -124,16 +131,26 @@ class Rng:
             return out.reshape(self.batch, *shape)
         return hash_words(state, n).reshape(self.batch, *shape)
 
+    def _next_salt(self) -> int:
+        """A new draw: the salt its per-image states are derived with."""
+        self._draws += 1
+        return mix64_int(self._draws * 0x632BE59BD9B4E019)
+
     def _draw(self) -> Tensor:
         """A new draw: the per-image state [B] its words are hashed from."""
-        self._draws += 1
-        return mix64(self.keys ^ mix64_int(self._draws * 0x632BE59BD9B4E019))
+        return mix64(self.keys ^ self._next_salt())
+
+    def _fused(self) -> bool:
+        """Whether this batch's draws run as fused kernels (rng_cuda: CUDA with Triton)."""
+        return self.device.type != "cpu" and rng_cuda.available(self.device)
 
     # ------------------------------------------------------------------ distributions
     def uniform(self, *shape: int, low: float = 0.0, high: float = 1.0) -> Tensor:
         """Uniform float32 in [low, high), 24 random bits."""
         n = math.prod(shape)
-        if self.device.type == "cpu":
+        if self._fused():
+            u = rng_cuda.draw(self.keys, self._next_salt(), n, rng_cuda.UNIFORM)
+        elif self.device.type == "cpu":
             from noisevision import rng_cpu
 
             u = torch.empty(self.batch, n, dtype=torch.float32)
@@ -156,6 +173,11 @@ class Rng:
         span = high - low
         if span <= 0:
             raise ValueError("randint needs high > low")
+        if self._fused():
+            n = math.prod(shape)
+            return rng_cuda.draw(self.keys, self._next_salt(), n, rng_cuda.RANDINT, low, span).reshape(
+                self.batch, *shape
+            )
         return low + (_srl(self.bits(*shape), 33) % span)
 
     def laplace(self, *shape: int, scale: float = 1.0) -> Tensor:

@@ -79,6 +79,23 @@ def image_statistics(images: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 # ---------------------------------------------------------------------------------------- generators
+def test_device_random_numbers_are_the_cpu_ones(check_device):
+    """The device's draws (fused Triton kernels on CUDA) are the CPU's (numba), bit for bit; normal
+    numbers to the last bits of log and cos."""
+    from noisevision.rng import Rng
+
+    def draws(device: torch.device) -> list[torch.Tensor]:
+        r = Rng.for_indices("check", 5, torch.arange(37, device=device))
+        sub = r.child("sub", torch.arange(3, device=device).expand(37, 3))
+        return [r.keys, r.bits(3, 5), r.uniform(1001), r.randint(-4, 250, 6), sub.uniform(2), r.normal(64)]
+
+    on_cpu, on_dev = draws(torch.device("cpu")), draws(check_device)
+    assert all(t.device.type == check_device.type for t in on_dev)
+    for a, b in zip(on_cpu[:-1], on_dev[:-1]):
+        assert torch.equal(a, b.cpu()), "the device drew other numbers"
+    torch.testing.assert_close(on_cpu[-1], on_dev[-1].cpu(), atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_device_images_do_not_depend_on_batch_or_order(name, check_device):
     params, res, idx = setting(name, check_device)

@@ -1,5 +1,9 @@
 import math
+import os
+import subprocess
+import sys
 
+import pytest
 import torch
 
 from noisevision.rng import Rng, hash_words, mix64, mix64_int, uniform24
@@ -58,3 +62,32 @@ def test_child_streams_are_per_entry_and_deterministic():
     k1 = r.child("regions", sub).keys
     k2 = Rng.for_indices("c", 0, torch.arange(3)).child("regions", sub).keys
     assert k1.shape == (12,) and torch.equal(k1, k2) and k1.unique().numel() == 12
+
+
+def test_fused_gpu_kernels_give_the_tensor_code_words():
+    """rng_cuda's Triton kernels, run by Triton's interpreter on the CPU: the words, uniforms,
+    integers and mixes of the tensor code, bit for bit (on a GPU, `pytest -m cuda` checks them
+    against the CPU's numba kernels)."""
+    pytest.importorskip("triton")
+    script = """
+import torch
+from noisevision import rng_cuda
+from noisevision.rng import Rng, _srl, hash_words, mix64, mix64_int, uniform24
+assert rng_cuda.available(torch.device("cpu"))
+keys = Rng.for_indices("x", 3, torch.arange(5)).keys
+salt = mix64_int(7 * 0x632BE59BD9B4E019)
+state = mix64(keys ^ salt)
+for n in (1, 2, 7, 300):
+    assert torch.equal(rng_cuda.draw(keys, salt, n, rng_cuda.WORDS), hash_words(state, n))
+    ref = uniform24(hash_words(state, (n + 1) // 2), n)
+    assert torch.equal(rng_cuda.draw(keys, salt, n, rng_cuda.UNIFORM), ref)
+    ref = -3 + (_srl(hash_words(state, n), 33) % 1000)
+    assert torch.equal(rng_cuda.draw(keys, salt, n, rng_cuda.RANDINT, -3, 1000), ref)
+x = torch.randint(-2**62, 2**62, (3, 4))
+assert torch.equal(rng_cuda.mix64(x), mix64(x))
+print("same")
+"""
+    env = {**os.environ, "TRITON_INTERPRET": "1", "NOISEVISION_TRITON": "1"}
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert proc.returncode == 0 and "same" in proc.stdout, proc.stderr[-2000:]

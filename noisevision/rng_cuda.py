@@ -1,0 +1,77 @@
+"""`noisevision.rng`'s hashing on CUDA as fused Triton kernels: one launch per draw.
+
+As tensor code, a draw is about 30 int64 operations (SplitMix64 of the key, then of every
+counter, emulated logical shifts, the 24-bit fields), each a kernel launch: generators that make
+hundreds of draws per batch spent most of their time launching them. The kernels compute the same
+words and the same floats bit for bit (tests compare them with the tensor code, through Triton's
+interpreter on a CPU), so images do not depend on which path ran.
+
+`available(device)` says whether the kernels can run there (CUDA and Triton present, and not
+switched off with NOISEVISION_TRITON=0).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+from torch import Tensor
+
+WORDS, UNIFORM, RANDINT, MIX = range(4)
+_BLOCK = 1024
+
+
+@functools.lru_cache(maxsize=1)
+def _kernels():
+    """(triton, draw_kernel, mix_kernel), imported on first use (Triton takes a while to load)."""
+    import triton
+
+    from noisevision import _rng_triton
+
+    return triton, _rng_triton.draw_kernel, _rng_triton.mix_kernel
+
+
+_AVAILABLE: dict[str, bool] = {}
+
+
+def available(device: torch.device) -> bool:
+    """Whether the kernels run on `device` (CUDA, Triton importable, NOISEVISION_TRITON not 0;
+    on a CPU only under Triton's interpreter, TRITON_INTERPRET=1, which the tests use)."""
+    if os.environ.get("NOISEVISION_TRITON", "1") == "0":
+        return False
+    kind = device.type
+    if kind not in _AVAILABLE:
+        ok = kind == "cuda" or (kind == "cpu" and os.environ.get("TRITON_INTERPRET") == "1")
+        if ok:
+            try:
+                _kernels()
+            except Exception:  # no Triton, or one that cannot run here: the tensor code runs instead
+                ok = False
+        _AVAILABLE[kind] = ok
+    return _AVAILABLE[kind]
+
+
+def draw(keys: Tensor, salt: int, n: int, mode: int, low: int = 0, span: int = 1) -> Tensor:
+    """One draw of n values per key: WORDS (int64), UNIFORM (float32 in [0, 1)) or RANDINT
+    (int64 in [low, low + span)); [B, n]."""
+    triton, draw_kernel, _ = _kernels()
+    b = keys.shape[0]
+    dtype = torch.float32 if mode == UNIFORM else torch.int64
+    out = torch.empty(b, n, dtype=dtype, device=keys.device)
+    total = b * n
+    if total:
+        m = (n + 1) // 2
+        grid = (triton.cdiv(total, _BLOCK),)
+        draw_kernel[grid](keys.contiguous(), out, salt, n, m, total, low, span, MODE=mode, BLOCK=_BLOCK)
+    return out
+
+
+def mix64(x: Tensor) -> Tensor:
+    """SplitMix64's finaliser of every element of an int64 tensor (a new tensor)."""
+    triton, _, mix_kernel = _kernels()
+    x = x.contiguous()
+    out = torch.empty_like(x)
+    if x.numel():
+        mix_kernel[(triton.cdiv(x.numel(), _BLOCK),)](x, out, x.numel(), BLOCK=_BLOCK)
+    return out
