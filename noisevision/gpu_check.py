@@ -353,14 +353,27 @@ def markdown(check: Check) -> str:
     t = check.tests
     lines += ["", f"**pytest -m cuda**: {t.get('passed', 0)} passed, {t.get('failed', 0)} failed, "
               f"{t.get('skipped', 0)} skipped ({t.get('seconds', '?')} s)", ""]  # fmt: skip
-    measured = [m for m in t.get("measured", []) if "mad" in m]
-    if measured:
-        lines += ["| generator | mean abs. difference CUDA − CPU (grey levels) | identical pixels | "
-                  "largest statistic gap (spreads) |", "|---|---|---|---|"]  # fmt: skip
-        for m in measured:
-            key = max(m["statistic_gaps"], key=m["statistic_gaps"].get)
-            lines.append(f"| {m['generator']} | {m['mad']:.3f} | {100 * m['identical']:.1f} % | "
-                         f"{m['statistic_gaps'][key]:.3f} ({key}) |")  # fmt: skip
+    per_generator: dict[str, dict] = {}
+    for m in t.get("measured", []):
+        if "generator" in m:
+            per_generator.setdefault(m["generator"], {}).update(m)
+    if per_generator:
+        lines += ["| generator | mean abs. difference device − CPU (grey levels) | identical pixels | "
+                  "largest statistic gap (spreads) | other order / batch sizes on the device |",
+                  "|---|---|---|---|---|"]  # fmt: skip
+        for name, m in per_generator.items():
+            cells = ["", "", ""]
+            if "mad" in m:
+                key = max(m["statistic_gaps"], key=m["statistic_gaps"].get)
+                cells = [f"{m['mad']:.3f}", f"{100 * m['identical']:.1f} %",
+                         f"{m['statistic_gaps'][key]:.3f} ({key})"]  # fmt: skip
+            batch = ""
+            if "batch_gaps" in m:
+                g = m["batch_gaps"]
+                batch = " / ".join(_gap(g[k]) for k in ("backwards", "in pieces"))
+                if g["again"]["max"]:
+                    batch += f"; **differs from run to run** (±{g['again']['max']})"
+            lines.append(f"| {name} | " + " | ".join([*cells, batch]) + " |")
     if check.generators:
         by_name: dict[str, dict[int, dict]] = {}
         for g in check.generators:
@@ -400,6 +413,10 @@ def markdown(check: Check) -> str:
     if check.skipped:
         lines += ["", "Skipped for time: " + "; ".join(check.skipped)]
     return "\n".join(lines) + "\n"
+
+
+def _gap(g: dict) -> str:
+    return "same bytes" if g["max"] == 0 else f"±{g['max']} on {100 * g['pixels']:.2f} % of pixels"
 
 
 def targets(check: Check) -> list[str]:

@@ -253,3 +253,10 @@ def test_worker_tasks_reuse_their_generator(tmp_path, monkeypatch):
         torch.set_num_threads(threads)  # the task narrows this process to one thread
     assert made == ["dead_leaves-squares"]
     assert len(list((tmp_path / "d" / "train").rglob("*.png"))) == 4
+
+
+def test_device_blocks_are_aligned_and_cover_the_missing_indices():
+    blocks = list(folder._aligned_blocks([3, 5, 70, 130, 131], 64))
+    assert [(b[0], b[-1], len(b), todo) for b, todo in blocks] == [
+        (0, 63, 64, [3, 5]), (64, 127, 64, [70]), (128, 191, 64, [130, 131])
+    ]

@@ -32,9 +32,15 @@ NAMES = [n for n in generators.names() if n != "test-blobs"]
 #: and fractals standardise sums of products; feature visualisation is a 128-step gradient ascent
 #: whose end point drifts with every rounding difference (here 8 steps, for its statistics).
 MAD_TOLERANCE = {
-    "dead leaves": 0.5, "statistical": 2.0, "random StyleGAN": 2.0, "fractals": 1.0,
-    "feature visualization": 25.0,
+    "dead leaves": 0.5, "statistical": 2.0, "random StyleGAN": 5.0, "fractals": 1.0,
+    "feature visualization": 25.0, "dead_leaves-textures": 2.0,  # its textures are statistical images
 }  # fmt: skip
+#: Families whose GPU bytes may depend on the other images of the batch: StyleGAN renders each
+#: network's images together, and the kernels cuDNN and the reductions pick for a group depend on
+#: its size. On a GPU their images must still be the same from run to run, and within one grey
+#: level in any batch (`generate` renders fixed blocks of indices, so its folders do not depend on
+#: the batch size, worker count, shard or restart).
+BATCH_SHAPED_ON_GPU = {"random StyleGAN"}
 
 
 def toy(device: torch.device) -> bool:
@@ -97,16 +103,27 @@ def test_device_random_numbers_are_the_cpu_ones(check_device):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_device_images_do_not_depend_on_batch_or_order(name, check_device):
+def test_device_images_do_not_depend_on_batch_or_order(name, check_device, check_report):
     params, res, idx = setting(name, check_device)
     gen = generators.get(name, **params)
     whole = gen(idx, res=res, seed=1, device=check_device)
     assert whole.device.type == check_device.type and whole.dtype == torch.uint8
+    again = gen(idx, res=res, seed=1, device=check_device)
     backwards = gen(idx[::-1], res=res, seed=1, device=check_device).flip(0)
     pieces = [gen(idx[i : i + 5], res=res, seed=1, device=check_device) for i in range(0, len(idx), 5)]
     pieces = torch.cat(pieces)
-    assert torch.equal(whole, backwards), "another order gave other bytes"
-    assert torch.equal(whole, pieces), "other batch sizes gave other bytes"
+    gaps = {}
+    for what, other in (("again", again), ("backwards", backwards), ("in pieces", pieces)):
+        diff = (other.int() - whole.int()).abs()
+        gaps[what] = {"max": int(diff.max()), "pixels": float((diff > 0).float().mean())}
+    check_report(generator=name, batch_gaps=gaps)
+    assert torch.equal(whole, again), f"{name}: the same request gave other bytes ({gaps['again']})"
+    if check_device.type == "cuda" and generators.spec(name).family in BATCH_SHAPED_ON_GPU:
+        for what in ("backwards", "in pieces"):
+            assert gaps[what]["max"] <= 1 and gaps[what]["pixels"] <= 0.02, f"{name} {what}: {gaps[what]}"
+    else:
+        assert torch.equal(whole, backwards), f"another order gave other bytes ({gaps['backwards']})"
+        assert torch.equal(whole, pieces), f"other batch sizes gave other bytes ({gaps['in pieces']})"
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -126,7 +143,8 @@ def test_device_images_agree_with_cpu_images(name, check_device, check_report):
     family = generators.spec(name).family
     check_report(generator=name, family=family, res=res, images=len(idx), mad=mad, identical=same,
                  statistic_gaps=gaps)  # fmt: skip
-    assert mad <= MAD_TOLERANCE[family], f"{name}: mean |CUDA − CPU| = {mad:.3f} grey levels"
+    tolerance = MAD_TOLERANCE.get(name, MAD_TOLERANCE[family])
+    assert mad <= tolerance, f"{name}: mean |CUDA − CPU| = {mad:.3f} grey levels"
     worst = max(gaps, key=gaps.get)
     assert gaps[worst] <= 1 / 3, f"{name}: statistic '{worst}' differs by {gaps[worst]:.2f} spreads"
 
@@ -205,6 +223,25 @@ def test_generate_on_the_device_writes_the_cpu_folder(run_cli, check_device, tmp
     assert [a.name for a in files["cpu"]] == [b.name for b in files["dev"]]
     mad = np.mean([np.abs(read(a) - read(b)).mean() for a, b in zip(files["cpu"][:50], files["dev"][:50])])
     assert mad <= MAD_TOLERANCE["dead leaves"]
+
+
+@pytest.mark.parametrize("name", ["stat-spectrum_color", "stylegan-oriented"])
+def test_generate_on_the_device_resumes_to_the_same_bytes(name, run_cli, check_device, tmp_path):
+    """Files deleted from a folder written on the device come back with the same bytes, whatever
+    the batch size of the run that rewrites them (the device renders fixed blocks of indices)."""
+    n = 12 if toy(check_device) else 150
+    res = "128" if generators.spec(name).resolutions else "64"
+    args = ["generate", name, "--num", str(n), "--res", res, "--format", "png", "--out", tmp_path / "d",
+            "--device", str(check_device)]  # fmt: skip
+    assert run_cli(*args, "--batch-size", "64")[0] == 0
+    files = sorted((tmp_path / "d" / "train").rglob("*.png"))
+    before = {f.name: f.read_bytes() for f in files}
+    for f in files[1::7]:
+        f.unlink()
+    code, out, err = run_cli(*args, "--batch-size", "5")
+    assert code == 0, err
+    after = {f.name: f.read_bytes() for f in sorted((tmp_path / "d" / "train").rglob("*.png"))}
+    assert after == before
 
 
 def test_probes_on_the_device_agree_with_the_cpu(check_device, probe_set, check_report):

@@ -243,7 +243,8 @@ def write_dataset(
     """Write the missing images of `indices` into `root`; returns how many were written.
 
     CPU: `workers` processes each render and encode whole batches (one torch thread each).
-    CUDA: this process renders on the GPU, a thread pool encodes (PIL releases the GIL).
+    CUDA: this process renders on the GPU, always in the generator's fixed blocks of indices
+    (`Generator.device_block`), and a thread pool encodes (PIL releases the GIL).
     """
     prepare_folder(root, spec)
     todo = missing_indices(root, indices, spec.format)
@@ -301,9 +302,14 @@ def _write_missing(
     from noisevision import generators
 
     gen = generators.get(spec.generator, **spec.params)
+    if device.type == "cpu":
+        batches = ((chunk, chunk) for chunk in _chunks(todo, batch_size))
+    else:  # GPU kernels may round by batch shape: always render the same blocks of indices
+        batches = _aligned_blocks(todo, gen.device_block(spec.res))
     with ThreadPoolExecutor(max(workers, 1)) as pool:
-        for chunk in _chunks(todo, batch_size):
-            images = gen(chunk, res=spec.res, seed=spec.seed, device=device).cpu()
+        for rendered, chunk in batches:
+            images = gen(rendered, res=spec.res, seed=spec.seed, device=device).cpu()
+            wanted = set(chunk)
             jobs = [
                 pool.submit(
                     lambda i, img: atomic_write_bytes(
@@ -312,12 +318,24 @@ def _write_missing(
                     i,
                     img,
                 )
-                for i, img in zip(chunk, images)
+                for i, img in zip(rendered, images)
+                if i in wanted
             ]
             for j in jobs:
                 j.result()
             done_with(chunk, len(chunk))
     return written
+
+
+def _aligned_blocks(todo: list[int], size: int) -> Iterator[tuple[list[int], list[int]]]:
+    """(block, its indices in `todo`) for every block [k·size, (k+1)·size) that holds some of
+    `todo`: rendering whole fixed blocks makes each image's batch the same at any batch size,
+    worker count, shard or restart."""
+    blocks: dict[int, list[int]] = {}
+    for i in todo:
+        blocks.setdefault(i // size, []).append(i)
+    for k, chunk in blocks.items():
+        yield list(range(k * size, (k + 1) * size)), chunk
 
 
 def check_free_space(root: Path, spec: DatasetSpec, written: list[int], remaining: int) -> None:

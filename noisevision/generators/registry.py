@@ -76,6 +76,10 @@ class Generator:
         """Build now what calls at this resolution share and would otherwise build lazily (e.g. a
         texture bank), so that timing the calls after it measures the steady state."""
 
+    def device_block(self, res: int) -> int:
+        """How many consecutive indices `generate` renders together on a GPU (aligned blocks)."""
+        return self.max_batch
+
     def setup_note(self, res: int, device: str | torch.device = "cpu") -> str | None:
         """What the first call at this resolution will build before its images, in words (for a
         progress display); None when there is nothing slow to build."""

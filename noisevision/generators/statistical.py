@@ -753,6 +753,9 @@ class StatisticalModel(Generator):
             )
         return res
 
+    def device_block(self, res: int) -> int:
+        return max(1, self.gpu_pixels // (res * res))
+
     def sample_params(self, rng: Rng, res: int) -> dict[str, Tensor]:
         """Per-image model parameters for the keys of `rng` (see module-level sample_params)."""
         return sample_params(rng, res, self.config)
@@ -769,7 +772,7 @@ class StatisticalModel(Generator):
             if rng.batch > chunk:
                 return torch.cat([self._render(Rng(keys), res) for keys in rng.keys.split(chunk)])
             return self._render(rng, res)
-        chunk = max(1, self.gpu_pixels // (res * res))
+        chunk = self.device_block(res)
         out = []
         for keys in rng.keys.split(chunk):
             n = len(keys)
