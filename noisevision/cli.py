@@ -177,6 +177,10 @@ def train(
         False, "--deterministic", help="GPU: deterministic kernels only (a resumed run equals an "
         "uninterrupted one bit for bit; slower).",
     ),  # fmt: skip
+    cache_images: str = typer.Option(
+        "auto", "--cache-images", help="Keep a generated dataset on the GPU after its first epoch: auto "
+        "(when it takes at most half the free memory), on, off.",
+    ),  # fmt: skip
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress display."),
 ) -> None:
     """Pre-train an encoder on streamed noise images; run again to resume (torchrun for DDP).
@@ -194,6 +198,7 @@ def train(
         fresh=fresh or None, bn_groups=bn_groups, device=device, workers=workers, threads=threads,
         seed=seed, checkpoint_minutes=checkpoint_minutes, progress=not no_progress, precision=precision,
         channels_last=channels_last, compile=compile_ or None, deterministic=deterministic or None,
+        cache_images=cache_images,
     )
     run_dir = run_training(cfg)
     if os.environ.get("RANK", "0") == "0":  # once under torchrun
@@ -335,9 +340,12 @@ def bench_train_cmd(
     workers: int | None = typer.Option(None, "--workers", help="Rendering/decoding processes."),
     threads: int | None = typer.Option(None, "--threads", help="torch threads of the training process."),
     precision: str = typer.Option("auto", "--precision", help="fp32, bf16, fp16 (auto: bf16 on GPUs)."),
-    modes: str = typer.Option("in-memory,streamed,folder", "--modes", help="Which of the three to time."),
+    modes: str = typer.Option(
+        "in-memory,streamed,cached,folder", "--modes", help="Which feeds to time (comma-separated)."
+    ),
 ) -> None:
-    """Training images/s from (a) memory, (b) the streamed generator, (c) a JPEG folder."""
+    """Training images/s fed from memory, streamed from the generator, from the device cache of
+    the streamed images (the epochs after the first), and from a folder of JPEGs."""
     import torch
 
     from noisevision.bench import machine_line

@@ -38,7 +38,15 @@ import yaml
 
 from noisevision import augment
 from noisevision.data.folder import atomic_write_bytes
-from noisevision.data.stream import GeneratorSource, IndexPlan, StepDataset, iterate_steps, open_source
+from noisevision.data.stream import (
+    CachedSource,
+    GeneratorSource,
+    IndexPlan,
+    StepDataset,
+    batch_invariant,
+    iterate_steps,
+    open_source,
+)
 from noisevision.device import resolve_device
 from noisevision.errors import NoisevisionError, StopRequested, unknown_name
 from noisevision.methods import METHODS, build_method
@@ -95,11 +103,13 @@ class TrainConfig:
     channels_last: bool | None = None  # NHWC activations; None: on CUDA only
     compile: bool = False  # torch.compile the encoder(s)
     deterministic: bool = False  # GPU: deterministic kernels, so that a resumed run is bit-exact there too
+    cache_images: str = "auto"  # keep a generated dataset on the GPU after epoch 1: auto | on | off
 
     RUNTIME = (
         "out", "device", "workers", "threads", "log_every", "progress", "checkpoint_minutes",
-        "precision", "channels_last", "compile", "deterministic",
+        "precision", "channels_last", "compile", "deterministic", "cache_images",
     )
+    CACHE_MODES = ("auto", "on", "off")
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> TrainConfig:
@@ -156,6 +166,8 @@ class TrainConfig:
             raise NoisevisionError(f"log_every must be at least 1, got {self.log_every}")
         if str(self.precision).lower() not in PRECISIONS:
             raise NoisevisionError(f"unknown precision '{self.precision}': use {', '.join(PRECISIONS)}")
+        if self.cache_images not in self.CACHE_MODES:
+            raise NoisevisionError(f"--cache-images must be auto, on or off, not '{self.cache_images}'")
 
 
 def parse_options(items: list[str] | None, what: str | None = None) -> dict[str, Any] | None:
@@ -483,6 +495,9 @@ def _train(cfg: TrainConfig, device: torch.device) -> Path:
     if source.size is not None and device.type == "cuda" and cfg.workers is None:
         workers = 4  # folders decode on the CPU
     render_device = device if workers == 0 else torch.device("cpu")
+    if workers == 0 and (note := _cache_choice(cfg, source, device)):
+        source = CachedSource(source, cfg.num_images, device)
+        notes.append(note)
     dataset = StepDataset(source, plan, (start_epoch, start_step), cfg.epochs, rank, size, render_device)
     steps = plan.steps_per_epoch
     log = _Logger(out, rank, start_epoch * steps + start_step, start_epoch)
@@ -574,6 +589,24 @@ def _train(cfg: TrainConfig, device: torch.device) -> Path:
     if size > 1:
         dist.barrier()
     return out
+
+
+def _cache_choice(cfg: TrainConfig, source: Any, device: torch.device) -> str | None:
+    """Why the generated dataset is kept on `device` after its first rendering, or None when it
+    is not: a fixed set of generated images (not --fresh, not a folder) whose bytes do not depend
+    on their batch there; with 'auto', on a GPU and when it takes at most half its free memory."""
+    if cfg.cache_images == "off" or cfg.fresh or source.size is not None:
+        return None
+    if not batch_invariant(source, device):
+        return None  # re-rendered in another batch, an image could differ from its cached bytes
+    nbytes = CachedSource.nbytes(source, cfg.num_images)
+    if cfg.cache_images == "auto":
+        if device.type != "cuda" or nbytes > torch.cuda.mem_get_info(device)[0] // 2:
+            return None
+    return (
+        f"keeping the {cfg.num_images:,} images ({nbytes / 1e9:.1f} GB) on {device} after their first "
+        "rendering (--cache-images off renders them every epoch)"
+    )
 
 
 def _stop_now(stop: _StopSignals, device: torch.device, check: bool) -> int | None:

@@ -300,7 +300,7 @@ def test_parse_options():
 def test_bench_train_measures_three_pipelines():
     cfg = tiny_cfg("unused", batch_size=4)
     results = bench_train(cfg, torch.device("cpu"), steps=1, workers=1, rounds=2)
-    assert [r.name for r in results] == ["in-memory", "streamed", "folder"]
+    assert [r.name for r in results] == ["in-memory", "streamed", "cached", "folder"]
     assert all(r.images_per_s == max(r.rounds) > 0 and len(r.rounds) == 2 for r in results)
 
 
@@ -311,3 +311,27 @@ def test_out_of_gpu_memory_is_a_hint(tmp_path, monkeypatch):
     monkeypatch.setattr(train_mod, "_train", oom)
     with pytest.raises(NoisevisionError, match="lower --batch-size"):
         train(tiny_cfg(tmp_path / "run"))
+
+
+def test_cached_images_give_the_same_run_and_render_once(tmp_path, monkeypatch):
+    """--cache-images on: epoch 1 renders every image once, later epochs read them back, and
+    the weights are those of a run that renders every epoch."""
+    from noisevision.data import stream
+
+    calls = []
+    real = stream.GeneratorSource.render
+
+    def counting(self, indices, device="cpu"):
+        calls.append(len(indices))
+        return real(self, indices, device)
+
+    monkeypatch.setattr(stream.GeneratorSource, "render", counting)
+    cached, _ = state(train(tiny_cfg(tmp_path / "cached", epochs=3, cache_images="on")) / "encoder.pt")
+    assert sum(calls) == 16  # 16 images, 3 epochs
+    calls.clear()
+    plain, _ = state(train(tiny_cfg(tmp_path / "plain", epochs=3, cache_images="off")) / "encoder.pt")
+    assert sum(calls) == 48
+    for k in plain:
+        assert torch.equal(cached[k], plain[k]), k
+    with pytest.raises(NoisevisionError, match="--cache-images must be auto, on or off"):
+        train(tiny_cfg(tmp_path / "bad", cache_images="yes"))

@@ -150,6 +150,45 @@ class FolderSource:
         return {"kind": "folder", "root": str(self.root.resolve()), "files": self.size, "res": self.res}
 
 
+class CachedSource:
+    """A fixed set of generated images kept on the training device once rendered: the first epoch
+    renders them, the others read them back (`--cache-images`).
+
+    Only for sources whose images are the same whatever batch renders them on that device
+    (`batch_invariant`): then reading an image back gives the bytes rendering it again would.
+    """
+
+    def __init__(self, source: ImageSource, num_images: int, device: torch.device):
+        self.source, self.num_images, self.device = source, num_images, device
+        self.name, self.res, self.size = source.name, source.res, source.size
+        self.images: Tensor | None = None
+        self.filled = torch.zeros(num_images, dtype=torch.bool)  # on the host: no GPU sync per step
+
+    @staticmethod
+    def nbytes(source: ImageSource, num_images: int) -> int:
+        return num_images * 3 * source.res * source.res
+
+    def render(self, indices: Tensor, device: torch.device | str = "cpu") -> Tensor:
+        if self.images is None:
+            shape = (self.num_images, 3, self.res, self.res)
+            self.images = torch.empty(shape, dtype=torch.uint8, device=self.device)
+        host = indices.cpu()
+        missing = host[~self.filled[host]]
+        if missing.numel():
+            self.images[missing.to(self.device)] = self.source.render(missing, self.device)
+            self.filled[missing] = True
+        return self.images[indices.to(self.device)].to(device)
+
+    def describe(self) -> dict[str, Any]:
+        return self.source.describe()
+
+
+def batch_invariant(source: ImageSource, device: torch.device) -> bool:
+    """Whether every image of `source` has the same bytes in any batch on `device`."""
+    parts = getattr(source, "sources", [source])
+    return all(isinstance(p, GeneratorSource) and p.gen.batch_invariant(device) for p in parts)
+
+
 def parse_mix(data: str) -> list[tuple[str, float]]:
     """'A+B' -> [(A, 1), (B, 1)]; 'A:0.7+B:0.3' -> [(A, 0.7), (B, 0.3)]."""
     parts = []

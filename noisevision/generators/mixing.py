@@ -42,6 +42,9 @@ class Mix(Generator):
         self.weighting = weighting
         self.max_batch = min(64, *(c.max_batch for c in components))  # K uint8 images per image
 
+    def batch_invariant(self, device: torch.device) -> bool:
+        return all(c.batch_invariant(device) for c in self.components)
+
     def render_indices(self, indices: Tensor, seed: int, res: int) -> Tensor:
         b, k, dev = len(indices), self.k, indices.device
         rng = Rng.for_indices(self.key, seed, indices)

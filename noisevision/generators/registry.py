@@ -76,6 +76,11 @@ class Generator:
         """Build now what calls at this resolution share and would otherwise build lazily (e.g. a
         texture bank), so that timing the calls after it measures the steady state."""
 
+    def batch_invariant(self, device: torch.device) -> bool:
+        """Whether an image's bytes are the same in any batch on `device` (on CPUs always; on a
+        GPU unless the family's kernels round by batch shape, see `device_block`)."""
+        return True
+
     def device_block(self, res: int) -> int:
         """How many consecutive indices `generate` renders together on a GPU (aligned blocks)."""
         return self.max_batch

@@ -562,6 +562,11 @@ class RandomStyleGAN(Generator):
         # dense activations take ~100 MB per image at 256 px; the tied variants a few MB
         self.max_batch = 16 if self.variant.bank is None else 64
 
+    def batch_invariant(self, device: torch.device) -> bool:
+        # A network's images are rendered together, and on a GPU the kernels chosen for the
+        # group round by its size: an image may move by a grey level with its batch.
+        return torch.device(device).type == "cpu"
+
     def render_indices(self, indices: Tensor, seed: int, res: int) -> Tensor:
         return to_uint8(self.render_unclipped(indices, seed, res))
 
