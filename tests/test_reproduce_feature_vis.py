@@ -39,8 +39,8 @@ def visualised(monkeypatch) -> list[str]:
         return real_network(self, seed, device)
 
     monkeypatch.setattr(fv.FeatureVis, "network", network)
-    monkeypatch.setattr(fv, "visualise", lambda model, rng, units, res, steps: real_visualise(
-        model, rng, units, res, 1))  # fmt: skip
+    monkeypatch.setattr(fv, "visualise", lambda model, rng, units, res, steps, *rest: real_visualise(
+        model, rng, units, res, 1, *rest))  # fmt: skip
     monkeypatch.setattr(rp, "measure_generation", lambda name, res, seed: real_measure(name, res, seed, 8))
     return seen
 
