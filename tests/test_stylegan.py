@@ -229,3 +229,13 @@ def test_highfreq_has_more_high_frequency_energy_than_random():
     random = _high_frequency_fraction(render("stylegan-random", idx))
     highfreq = _high_frequency_fraction(render("stylegan-highfreq", idx))
     assert highfreq.median() > 3 * random.median()
+
+
+def test_a_batch_over_many_networks_is_its_images_rendered_alone():
+    """stylegan-oriented renders a batch in random order (an image per network) in one pass, each
+    image reading its own network: the bytes of every image rendered alone."""
+    gen = generators.get("stylegan-oriented")
+    idx = [2805, 17, 1203, 400, 3999, 5, 1604]  # networks 7, 0, 3, 1, 9, 0, 4
+    batch = gen(idx, res=128, seed=3)
+    for i, img in zip(idx, batch):
+        assert torch.equal(img, gen([i], res=128, seed=3)[0]), i

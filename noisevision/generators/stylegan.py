@@ -29,6 +29,7 @@ StyleGAN2's non-fused form, image by image.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -239,30 +240,81 @@ class Network:
     noise_bank: list[Tensor] | None  # bank-noise variants, per conv: [100, r, r]
 
 
-@lru_cache(maxsize=4)
-def build_network(key: str, variant: Variant, seed: int, k: int, res: int, device: torch.device) -> Network:
-    """Network k (images [400k, 400k+400)) of generator `key`: a pure function of its arguments.
-
-    Cached (a few networks) so that consecutive batches of the same block cost nothing to set up.
-    """
-    rng = Rng.for_indices(key + "/net", seed, torch.tensor([k], device=device))
+def build_networks(key: str, variant: Variant, seed: int, ks: list[int], res: int,
+                   device: torch.device) -> list[Network]:
+    """Networks ks of generator `key` (network k serves images [400k, 400k+400)), drawn together:
+    each a pure function of (key, variant, seed, k, res), the same as drawn alone."""
+    rng = Rng.for_indices(key + "/net", seed, torch.tensor(ks, device=device))
     blocks = synthesis_blocks(res)
     convs = [c for b in blocks for c in b.convs]
-    const = rng.normal(blocks[0].channels, 4, 4)[0]
-    affine = [rng.normal(c.c_in, W_DIM)[0] for c in convs]
-    rgb_affine = [rng.normal(b.channels, W_DIM)[0] for b in blocks]
+    const = rng.normal(blocks[0].channels, 4, 4)
+    affine = [rng.normal(c.c_in, W_DIM) for c in convs]
+    rgb_affine = [rng.normal(b.channels, W_DIM) for b in blocks]
     weight = rgb_weight = noise_bank = None
     if variant.bank is None:
-        weight = [rng.normal(c.c_out, c.c_in, 3, 3)[0] for c in convs]
-        rgb_weight = [rng.normal(3, b.channels)[0] for b in blocks]
+        weight = [rng.normal(c.c_out, c.c_in, 3, 3) for c in convs]
+        rgb_weight = [rng.normal(3, b.channels) for b in blocks]
     if variant.noise == "bank":
+        layer = torch.arange(len(convs), device=device).expand(len(ks), -1)
+        per_layer = rng.child("noise", layer)  # one key per (network, layer)
         noise_bank = [
-            pink_noise(
-                rng.child("noise", torch.tensor([i], device=device)), NOISE_BANK_SIZE, c.res, variant.envelope
-            )[0]
+            pink_noise(Rng(per_layer.keys.view(len(ks), -1)[:, i]), NOISE_BANK_SIZE, c.res, variant.envelope)
             for i, c in enumerate(convs)
         ]
-    return Network(const, affine, rgb_affine, weight, rgb_weight, noise_bank)
+
+    def part(tensors: list[Tensor] | None, i: int) -> list[Tensor] | None:
+        return None if tensors is None else [t[i] for t in tensors]
+
+    return [
+        Network(const[i], part(affine, i), part(rgb_affine, i), part(weight, i), part(rgb_weight, i),
+                part(noise_bank, i))  # fmt: skip
+        for i in range(len(ks))
+    ]
+
+
+def build_network(key: str, variant: Variant, seed: int, k: int, res: int, device: torch.device) -> Network:
+    """Network k (images [400k, 400k+400)) of generator `key`: a pure function of its arguments."""
+    return networks(key, variant, seed, [k], res, device)[0]
+
+
+#: Networks kept per device: a batch of images in random order needs one per image, and building
+#: those it lacks in one set of draws is what makes random-order batches cheap; consecutive
+#: batches of consecutive indices reuse theirs. ≈ 18 MB each at 256 px (oriented).
+_CACHE_SIZE = {"cpu": 8, "cuda": 256}
+_NETWORKS: OrderedDict[tuple, Network] = OrderedDict()
+
+
+def networks(key: str, variant: Variant, seed: int, ks: list[int], res: int,
+             device: torch.device) -> list[Network]:
+    """Networks ks, from the cache or built (together) and cached."""
+    tags = [(key, variant, seed, k, res, str(device)) for k in ks]
+    missing = [k for k, tag in zip(ks, tags) if tag not in _NETWORKS]
+    if missing:
+        for k, net in zip(missing, build_networks(key, variant, seed, missing, res, device)):
+            _NETWORKS[(key, variant, seed, k, res, str(device))] = net
+    for tag in tags:
+        _NETWORKS.move_to_end(tag)
+    out = [_NETWORKS[tag] for tag in tags]
+    limit = max(_CACHE_SIZE.get(torch.device(device).type, 8), len(ks))
+    while len(_NETWORKS) > limit:
+        _NETWORKS.popitem(last=False)
+    return out
+
+
+def per_image_network(nets: list[Network], slot: Tensor) -> Network:
+    """The parts the shared-noise variant's synthesis reads, one per image: image b gets network
+    nets[slot[b]] (const [B, C, 4, 4], affines [B, C, 512])."""
+
+    def gather(tensors: list[Tensor]) -> Tensor:
+        return torch.stack(tensors)[slot]
+
+    first = nets[0]
+    return Network(
+        gather([n.const for n in nets]),
+        [gather([n.affine[i] for n in nets]) for i in range(len(first.affine))],
+        [gather([n.rgb_affine[i] for n in nets]) for i in range(len(first.rgb_affine))],
+        None, None, None,
+    )  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------ layers
@@ -470,8 +522,8 @@ def sample_draws(net: Network, variant: Variant, rng: Rng, res: int) -> ImageDra
     convs = [c for block in blocks for c in block.convs]
     ws = F.leaky_relu(rng.child("w").normal(num_latents(res), W_DIM), 0.2)  # [B, L, 512]
 
-    def style(affine: Tensor, w_index: int) -> Tensor:
-        return per_image_matmul(ws[:, w_index], affine.T) / math.sqrt(W_DIM) + 1.0  # [B, C]
+    def style(affine: Tensor, w_index: int) -> Tensor:  # affine [C, 512], or [B, C, 512] per image
+        return per_image_matmul(ws[:, w_index], affine.transpose(-1, -2)) / math.sqrt(W_DIM) + 1.0  # [B, C]
 
     styles = [style(a, c.w_index) for a, c in zip(net.affine, convs)]
     rgb_rng = rng.child("rgb")
@@ -533,7 +585,9 @@ def synthesise_tied(net: Network, d: ImageDraws, res: int) -> Tensor:
     n_convs = len(d.styles)
     m = [f * s[:, :, None, None] for f, s in zip(d.filters, d.styles)]  # modulated [B, C_in, 3, 3]
     readers = [mi.flatten(2).transpose(1, 2) for mi in m]  # [B, 9, C_in]: taps of the next conv
-    taps = per_image_matmul(readers[0], net.const.flatten(1))  # [B, 9, 16]: reads the constant
+    const = net.const.flatten(-2)  # [C, 16], or per image [B, C, 16]
+    const = const if const.dim() == 2 else const[:, None]
+    taps = per_image_matmul(readers[0], const)  # [B, 9, 16]: reads the constant
     img, li = None, 0
     for bi, block in enumerate(blocks):
         for conv in block.convs:
@@ -573,16 +627,25 @@ class RandomStyleGAN(Generator):
     def render_unclipped(self, indices: Tensor, seed: int, res: int) -> Tensor:
         """Images with their colour statistics, before clipping: float32 [B, 3, res, res].
 
-        The batch is grouped by network k = index // 400, each group rendered through its network.
+        Image i uses network k = i // 400. The shared-noise variant (oriented) renders the whole
+        batch at once, each image reading its own network's constant and affines, so that a batch
+        in random order (one network per image) costs about what one network's batch does. The
+        others hold per-network dense weights or noise banks (≈ 100 MB each) and render the batch
+        group by group.
         """
         rng = Rng.for_indices(self.key, seed, indices)
         nets = indices // self.images_per_network
         synthesise = synthesise_dense if self.variant.bank is None else synthesise_tied
+        ks = nets.unique()
+        built = networks(self.key, self.variant, seed, ks.tolist(), res, indices.device)
+        if self.variant.noise == "shared" and len(built) > 1:
+            net = per_image_network(built, torch.searchsorted(ks, nets))
+            img = synthesise(net, sample_draws(net, self.variant, rng, res), res)
+            return apply_colour_statistics(img, *colour_statistics(rng.child("colour")))
         out = torch.empty(len(indices), 3, res, res, device=indices.device)
-        for k in nets.unique().tolist():
+        for k, net in zip(ks.tolist(), built):
             sel = (nets == k).nonzero()[:, 0]
             group = Rng(rng.keys[sel])
-            net = build_network(self.key, self.variant, seed, k, res, indices.device)
             img = synthesise(net, sample_draws(net, self.variant, group, res), res)
             out[sel] = apply_colour_statistics(img, *colour_statistics(group.child("colour")))
         return out
