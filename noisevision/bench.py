@@ -98,7 +98,9 @@ def bench_generator(
         return (time.perf_counter() - start) / count
 
     per_image = seconds_per_image(10**6, min(batch, 2))  # warm-up + cost probe
-    if per_image * batch > 10.0:  # slow, or one-time costs (JIT compilation, tables): probe again
+    if device.type == "cuda":  # the warm-up held one-time costs; a GPU needs a batch to show its rate
+        per_image = seconds_per_image(10**6 + 2, min(batch, 16))
+    elif per_image * batch > 10.0:  # slow, or one-time costs (JIT compilation, tables): probe again
         per_image = seconds_per_image(10**6 + 2, 1)
     if per_image * batch > 10.0:  # seconds per call: only really slow generators are cut down
         batch = max(1, int(10.0 / per_image))
