@@ -41,7 +41,7 @@ def _srl(x: Tensor, k: int) -> Tensor:
 def mix64(x: Tensor) -> Tensor:
     """SplitMix64 finaliser: a bijective 64-bit mixer on int64 tensors (a new tensor)."""
     if x.device.type == "cuda" and rng_cuda.available(x.device):
-        return rng_cuda.mix64(x)  # one fused kernel instead of nine
+        return rng_cuda.mix64_fused(x)  # one fused kernel instead of nine
     x = x ^ _srl(x, 30)  # the only copy: the rest works in place on it
     x.mul_(_M1)
     x.bitwise_xor_(_srl(x, 27)).mul_(_M2)

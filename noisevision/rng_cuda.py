@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 
 import torch
 from torch import Tensor
@@ -37,19 +38,46 @@ _AVAILABLE: dict[str, bool] = {}
 
 def available(device: torch.device) -> bool:
     """Whether the kernels run on `device` (CUDA, Triton importable, NOISEVISION_TRITON not 0;
-    on a CPU only under Triton's interpreter, TRITON_INTERPRET=1, which the tests use)."""
+    on a CPU only under Triton's interpreter, TRITON_INTERPRET=1, which the tests use).
+
+    The first time, every kernel runs once on a few keys and must give the tensor code's numbers
+    (`self_check`); a Triton that cannot compile them, or computes otherwise, is not used.
+    """
     if os.environ.get("NOISEVISION_TRITON", "1") == "0":
         return False
     kind = device.type
     if kind not in _AVAILABLE:
         ok = kind == "cuda" or (kind == "cpu" and os.environ.get("TRITON_INTERPRET") == "1")
+        _AVAILABLE[kind] = False  # (self_check's own draws use the tensor code)
         if ok:
             try:
-                _kernels()
-            except Exception:  # no Triton, or one that cannot run here: the tensor code runs instead
+                ok = self_check(device)
+            except Exception as exc:  # no Triton, or one that cannot compile here
+                warnings.warn(f"noisevision: fused random-number kernels unavailable ({exc}); "
+                              "using tensor code", stacklevel=2)  # fmt: skip
                 ok = False
         _AVAILABLE[kind] = ok
     return _AVAILABLE[kind]
+
+
+def self_check(device: torch.device) -> bool:
+    """Each kernel on a few keys equals the tensor code (noisevision.rng)."""
+    from noisevision.rng import _srl, hash_words, mix64, mix64_int, uniform24
+
+    keys = torch.arange(-3, 4, device=device, dtype=torch.int64) * 0x9E3779B97F4A7C1
+    salt = mix64_int(0x632BE59BD9B4E019)
+    state = mix64(keys ^ salt)
+    n = 5
+    same = [
+        torch.equal(draw(keys, salt, n, WORDS), hash_words(state, n)),
+        torch.equal(draw(keys, salt, n, UNIFORM), uniform24(hash_words(state, (n + 1) // 2), n)),
+        torch.equal(draw(keys, salt, n, RANDINT, -2, 77), -2 + _srl(hash_words(state, n), 33) % 77),
+        torch.equal(mix64_fused(keys), mix64(keys)),
+    ]
+    if not all(same):
+        warnings.warn("noisevision: fused random-number kernels disagree with the tensor code here; "
+                      "using tensor code", stacklevel=2)  # fmt: skip
+    return all(same)
 
 
 def draw(keys: Tensor, salt: int, n: int, mode: int, low: int = 0, span: int = 1) -> Tensor:
@@ -67,7 +95,7 @@ def draw(keys: Tensor, salt: int, n: int, mode: int, low: int = 0, span: int = 1
     return out
 
 
-def mix64(x: Tensor) -> Tensor:
+def mix64_fused(x: Tensor) -> Tensor:
     """SplitMix64's finaliser of every element of an int64 tensor (a new tensor)."""
     triton, _, mix_kernel = _kernels()
     x = x.contiguous()

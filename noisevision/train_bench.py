@@ -70,6 +70,8 @@ def _write_jpegs(images: torch.Tensor, order: torch.Tensor, root: Path) -> None:
 class _Reindexed(torch.utils.data.Dataset):
     """Step k of `steps` ((epoch, step, folder positions, _)) read from the folder source."""
 
+    device = "cpu"  # decoded in the workers (iterate_steps pins their batches for a GPU)
+
     def __init__(self, source, steps):
         self.source, self.steps = source, steps
 

@@ -84,7 +84,8 @@ for n in (1, 2, 7, 300):
     ref = -3 + (_srl(hash_words(state, n), 33) % 1000)
     assert torch.equal(rng_cuda.draw(keys, salt, n, rng_cuda.RANDINT, -3, 1000), ref)
 x = torch.randint(-2**62, 2**62, (3, 4))
-assert torch.equal(rng_cuda.mix64(x), mix64(x))
+assert torch.equal(rng_cuda.mix64_fused(x), mix64(x))
+assert rng_cuda.self_check(torch.device('cpu'))
 print("same")
 """
     env = {**os.environ, "TRITON_INTERPRET": "1", "NOISEVISION_TRITON": "1"}
