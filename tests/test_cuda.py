@@ -35,13 +35,13 @@ MAD_TOLERANCE = {
     "dead leaves": 0.5, "statistical": 2.0, "random StyleGAN": 5.0, "fractals": 1.0,
     "feature visualization": 25.0, "dead_leaves-textures": 2.0,  # its textures are statistical images
 }  # fmt: skip
-#: Families whose GPU bytes may depend on the other images of the batch: StyleGAN renders each
-#: network's images together, and the kernels cuDNN and the reductions pick for a group depend on
-#: its size. On a GPU their images must still be the same from run to run, and within one grey
-#: level in any batch (`generate` renders fixed blocks of indices, so its folders do not depend on
-#: the batch size, worker count, shard or restart).
-BATCH_SHAPED_ON_GPU = {"random StyleGAN"}
-
+#: Families whose GPU bytes may depend on the other images of the batch (`batch_invariant`): an
+#: image must still be the same from run to run, and `generate` renders fixed blocks of indices, so
+#: its folders do not depend on the batch size, worker count, shard or restart. StyleGAN renders
+#: each network's images together, and the kernels chosen for a group round by its size: a grey
+#: level at most. The statistical models' ten rounds of matching carry last-bit differences of
+#: cuFFT and the reductions into visible ones: the images must stay statistically the same.
+BATCH_SHAPED_ON_GPU = {"random StyleGAN": 1, "statistical": None}  # largest allowed difference
 
 def toy(device: torch.device) -> bool:
     return device.type == "cpu"
@@ -118,9 +118,18 @@ def test_device_images_do_not_depend_on_batch_or_order(name, check_device, check
         gaps[what] = {"max": int(diff.max()), "pixels": float((diff > 0).float().mean())}
     check_report(generator=name, batch_gaps=gaps)
     assert torch.equal(whole, again), f"{name}: the same request gave other bytes ({gaps['again']})"
-    if check_device.type == "cuda" and generators.spec(name).family in BATCH_SHAPED_ON_GPU:
-        for what in ("backwards", "in pieces"):
-            assert gaps[what]["max"] <= 1 and gaps[what]["pixels"] <= 0.02, f"{name} {what}: {gaps[what]}"
+    family = generators.spec(name).family
+    shaped = check_device.type == "cuda" and family in BATCH_SHAPED_ON_GPU
+    assert gen.batch_invariant(check_device) == (not shaped)
+    if shaped:
+        bound = BATCH_SHAPED_ON_GPU[family]
+        for what, other in (("backwards", backwards), ("in pieces", pieces)):
+            if bound is not None:
+                assert gaps[what]["max"] <= bound and gaps[what]["pixels"] <= 0.02, (name, what, gaps[what])
+            a, b = image_statistics(whole.cpu()), image_statistics(other.cpu())
+            for key in a:
+                gap = float((a[key].mean() - b[key].mean()).abs() / (a[key].std() + 1e-9))
+                assert gap <= 0.1, f"{name} {what}: statistic {key} moved by {gap:.2f} spreads"
     else:
         assert torch.equal(whole, backwards), f"another order gave other bytes ({gaps['backwards']})"
         assert torch.equal(whole, pieces), f"other batch sizes gave other bytes ({gaps['in pieces']})"

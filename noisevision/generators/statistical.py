@@ -705,10 +705,9 @@ class StatisticalModel(Generator):
 
     # Up to 256 images per call: GPUs need large batches. Each 128 px image needs ≈10 MB of
     # bands and temporaries, so on a GPU chunks shrink with the pixel count (256 at 128 px, 64 at
-    # 256 px), and every chunk is rendered at that size (see `render`). On CPU, chunks of 16
-    # images at 128 px (64 at 64 px; at least 8): per-call costs spread over more images, while
-    # the temporaries stay small (measured best at 64, 128 and 256 px, alternating chunk sizes in
-    # one process).
+    # 256 px). On CPU, chunks of 16 images at 128 px (64 at 64 px; at least 8): per-call costs
+    # spread over more images, while the temporaries stay small (measured best at 64, 128 and
+    # 256 px, alternating chunk sizes in one process).
     cpu_pixels = 16 * 128 * 128
     cpu_chunk = 8
     gpu_pixels = 256 * 128 * 128
@@ -761,24 +760,21 @@ class StatisticalModel(Generator):
         return sample_params(rng, res, self.config)
 
     def render(self, rng: Rng, res: int) -> Tensor:
-        """uint8 [B, 3, res, res] for the keys of `rng` (each image depends on its key only).
-
-        On a GPU every chunk has the same number of images, the last one filled up with copies
-        of its last key: cuFFT and the reduction kernels choose their algorithms by tensor shape,
-        so an image is rendered by the same kernels whatever the size of its batch.
-        """
+        """uint8 [B, 3, res, res] for the keys of `rng` (each image depends on its key only)."""
         if rng.device.type == "cpu":
             chunk = max(self.cpu_chunk, self.cpu_pixels // (res * res))
-            if rng.batch > chunk:
-                return torch.cat([self._render(Rng(keys), res) for keys in rng.keys.split(chunk)])
-            return self._render(rng, res)
-        chunk = self.device_block(res)
-        out = []
-        for keys in rng.keys.split(chunk):
-            n = len(keys)
-            full = torch.cat([keys, keys[-1:].expand(chunk - n)]) if n < chunk else keys
-            out.append(self._render(Rng(full), res)[:n])
-        return torch.cat(out) if len(out) > 1 else out[0]
+        else:
+            chunk = self.device_block(res)
+        if rng.batch > chunk:
+            return torch.cat([self._render(Rng(keys), res) for keys in rng.keys.split(chunk)])
+        return self._render(rng, res)
+
+    def batch_invariant(self, device: torch.device) -> bool:
+        # On a GPU, cuFFT and the reductions round by the batch's shape and an image's place in
+        # it, and the ten rounds of spectrum and histogram matching carry last bits into visible
+        # differences: the same request gives the same bytes, another batch statistically the
+        # same image (generate renders fixed blocks; see Generator.device_block).
+        return torch.device(device).type == "cpu"
 
     def _render(self, rng: Rng, res: int) -> Tensor:
         return synthesize(self.sample_params(rng, res), res, self.config)

@@ -72,6 +72,10 @@ def gather_with_grad(x: Tensor) -> Tensor:
     return x if world()[1] == 1 else _GatherWithGrad.apply(x)
 
 
+#: Default of `fused` for GPU batches (see `embed`).
+FUSED_ON_GPU = True
+
+
 def embed(encoder: nn.Module, x: Tensor, groups: int, fused: bool | None = None) -> Tensor:
     """encoder(x) with BN statistics computed separately in `groups` equal chunks: [B, D].
 
@@ -84,7 +88,7 @@ def embed(encoder: nn.Module, x: Tensor, groups: int, fused: bool | None = None)
         return encoder(x)
     if x.shape[0] % groups:
         raise ValueError(f"batch of {x.shape[0]} does not split into {groups} BN groups")
-    if x.is_cuda if fused is None else fused:
+    if (x.is_cuda and FUSED_ON_GPU) if fused is None else fused:
         with batch_norm_groups(encoder, groups):
             return encoder(x)
     return torch.cat([encoder(chunk) for chunk in x.chunk(groups)])
@@ -97,7 +101,7 @@ def embed_pair(encoder: nn.Module, v1: Tensor, v2: Tensor, groups: int,
 
     `fused` as in `embed`: one call, group g being (v1's chunk g, v2's chunk g).
     """
-    if groups > 1 and (v1.is_cuda if fused is None else fused):
+    if groups > 1 and ((v1.is_cuda and FUSED_ON_GPU) if fused is None else fused):
         pairs = torch.stack([v1.unflatten(0, (groups, -1)), v2.unflatten(0, (groups, -1))], 1)
         z = embed(encoder, pairs.flatten(0, 2), groups, fused=True)  # [G·2·b, D]
         z = z.unflatten(0, (groups, 2, -1))
