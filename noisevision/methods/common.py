@@ -10,10 +10,6 @@ DDP runs testable against single-process ones. `None` means one group per rank (
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
@@ -72,100 +68,24 @@ def gather_with_grad(x: Tensor) -> Tensor:
     return x if world()[1] == 1 else _GatherWithGrad.apply(x)
 
 
-#: Default of `fused` for GPU batches (see `embed`).
-FUSED_ON_GPU = True
-
-
-def embed(encoder: nn.Module, x: Tensor, groups: int, fused: bool | None = None) -> Tensor:
-    """encoder(x) with BN statistics computed separately in `groups` equal chunks: [B, D].
-
-    `fused` (default: on a GPU) runs the whole batch through the encoder once, every BN layer
-    normalising each group with its own statistics (`grouped_batch_norm`); otherwise the encoder
-    runs once per chunk. The arithmetic is the same up to rounding; fused, a ResNet-50 with
-    MoCo's 8 groups launches 8 times fewer kernels.
-    """
+def embed(encoder: nn.Module, x: Tensor, groups: int) -> Tensor:
+    """encoder(x) with BN statistics computed separately in `groups` equal chunks: [B, D]."""
     if groups == 1:
         return encoder(x)
     if x.shape[0] % groups:
         raise ValueError(f"batch of {x.shape[0]} does not split into {groups} BN groups")
-    if (x.is_cuda and FUSED_ON_GPU) if fused is None else fused:
-        with batch_norm_groups(encoder, groups):
-            return encoder(x)
     return torch.cat([encoder(chunk) for chunk in x.chunk(groups)])
 
 
-def embed_pair(encoder: nn.Module, v1: Tensor, v2: Tensor, groups: int,
-               fused: bool | None = None) -> tuple[Tensor, Tensor]:
+def embed_pair(encoder: nn.Module, v1: Tensor, v2: Tensor, groups: int) -> tuple[Tensor, Tensor]:
     """Both views through one encoder call per group (views of a group share BN statistics, as in
-    the align/uniform reference code that forwards cat(x, y)): ([B, D], [B, D]).
-
-    `fused` as in `embed`: one call, group g being (v1's chunk g, v2's chunk g).
-    """
-    if groups > 1 and ((v1.is_cuda and FUSED_ON_GPU) if fused is None else fused):
-        pairs = torch.stack([v1.unflatten(0, (groups, -1)), v2.unflatten(0, (groups, -1))], 1)
-        z = embed(encoder, pairs.flatten(0, 2), groups, fused=True)  # [G·2·b, D]
-        z = z.unflatten(0, (groups, 2, -1))
-        return z[:, 0].flatten(0, 1), z[:, 1].flatten(0, 1)
+    the align/uniform reference code that forwards cat(x, y)): ([B, D], [B, D])."""
     z1, z2 = [], []
     for a, b in zip(v1.chunk(groups), v2.chunk(groups)):
         za, zb = encoder(torch.cat([a, b])).split([len(a), len(b)])
         z1.append(za)
         z2.append(zb)
     return torch.cat(z1), torch.cat(z2)
-
-
-def grouped_batch_norm(bn: nn.modules.batchnorm._BatchNorm, x: Tensor, groups: int) -> Tensor:
-    """`bn` in training mode on x [G·n, C, …] as if called once per consecutive group of n:
-    each group normalised with its own (biased) variance and mean, and the running statistics
-    updated as by G calls in a row. Statistics in fp32 whatever the input's dtype."""
-    if not bn.training or groups == 1:
-        return type(bn).forward(bn, x)
-    c = x.shape[1]
-    xg = x.unflatten(0, (groups, -1)).float()  # [G, n, C, …]
-    dims = (1, *range(3, xg.dim()))
-    var, mean = torch.var_mean(xg, dim=dims, correction=0, keepdim=True)  # [G, 1, C, 1…]
-    shape = (1, 1, c) + (1,) * (x.dim() - 2)
-    scale = torch.rsqrt(var + bn.eps)
-    if bn.weight is not None:
-        scale = scale * bn.weight.view(shape)
-    shift = -mean * scale if bn.bias is None else bn.bias.view(shape) - mean * scale
-    y = torch.addcmul(shift, xg, scale).to(x.dtype).flatten(0, 1)
-    if bn.training and bn.track_running_stats and bn.running_mean is not None:
-        with torch.no_grad():
-            count = xg[0].numel() // c
-            _update_running(bn, mean.view(groups, c), var.view(groups, c) * (count / max(count - 1, 1)))
-    return y
-
-
-def _update_running(bn: nn.modules.batchnorm._BatchNorm, means: Tensor, variances: Tensor) -> None:
-    """G updates in a row, r ← (1 − m)·r + m·s_g, in closed form:
-    r_G = (1 − m)^G·r + Σ_g m·(1 − m)^(G−1−g)·s_g."""
-    g = means.shape[0]
-    bn.num_batches_tracked.add_(g)
-    m = bn.momentum
-    if m is None:  # cumulative average: one group at a time
-        for k in range(g):
-            n = float(bn.num_batches_tracked - g + k + 1)
-            bn.running_mean.mul_(1 - 1 / n).add_(means[k] / n)
-            bn.running_var.mul_(1 - 1 / n).add_(variances[k] / n)
-        return
-    w = m * (1 - m) ** torch.arange(g - 1, -1, -1, device=means.device, dtype=means.dtype)
-    bn.running_mean.mul_((1 - m) ** g).add_((w[:, None] * means).sum(0).to(bn.running_mean.dtype))
-    bn.running_var.mul_((1 - m) ** g).add_((w[:, None] * variances).sum(0).to(bn.running_var.dtype))
-
-
-@contextmanager
-def batch_norm_groups(encoder: nn.Module, groups: int) -> Iterator[None]:
-    """Inside the block, every BN layer of `encoder` normalises `groups` groups of its batch
-    separately (`grouped_batch_norm`)."""
-    layers = [m for m in encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    for bn in layers:
-        bn.forward = functools.partial(grouped_batch_norm, bn, groups=groups)
-    try:
-        yield
-    finally:
-        for bn in layers:
-            del bn.forward
 
 
 def align_loss(x: Tensor, y: Tensor, alpha: float = 2.0) -> Tensor:
