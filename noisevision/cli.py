@@ -85,18 +85,16 @@ def generate(
     workers: int | None = typer.Option(None, "--workers", help="Processes (CPU) or encoder threads."),
     batch_size: int = typer.Option(64, "--batch-size", help="Images rendered per batch."),
 ) -> None:
-    """Write an ImageFolder dataset DIR/train/<block>/<index>.<format> plus a manifest; resumable."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
+    """Write an ImageFolder dataset DIR/train/<block>/<index>.<format> plus a manifest; resumable.
 
+    SIGTERM or SIGUSR1 stop it once the images being written are finished; the same command
+    resumes. Without a terminal, progress is printed as plain lines.
+    """
     from noisevision import generators
     from noisevision.data import folder
     from noisevision.device import rank_device
+    from noisevision.progress import Progress
+    from noisevision.stopping import raising_on_stop_signals
 
     if num < 1:
         raise NoisevisionError(f"--num must be a positive number of images, got {num}")
@@ -115,26 +113,21 @@ def generate(
     workers = folder.default_workers(dev) if workers is None else max(workers, 0)
     folder.prepare_folder(out, spec)  # a foreign or unwritable folder fails before any progress bar
     where = f" (shard {k + 1}/{n}: {indices.start}..{indices.stop - 1})" if n > 1 else ""
-    console.print(f"{name} → {out}: {num} images at {res} px, seed {seed}, {dev}{where}")
+    console.print(f"{name} → {out}: {num} images at {res} px, seed {seed}, {dev}{where}", soft_wrap=True)
     if note := gen.setup_note(res, dev):
-        console.print(f"[dim]{name} {note}[/]")
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeRemainingColumn(),
-        console=console,
-    ) as progress:
-        task = progress.add_task(name, total=len(indices), rate="")
-        start, done = time.perf_counter(), [0]
+        console.print(f"[dim]{name} {note}[/]", soft_wrap=True)
+    start, first = time.perf_counter(), [True]
+    with Progress(name, len(indices), console=console) as progress:
 
         def advance(count: int) -> None:
-            done[0] += count
-            rate = done[0] / max(time.perf_counter() - start, 1e-9)
-            progress.update(task, advance=count, rate=f"{rate:,.0f} img/s")
+            if first[0]:  # the first call reports the images already there
+                first[0] = False
+                progress.already_done(count)
+            else:
+                progress.update(count)
 
-        written = folder.write_dataset(out, spec, indices, dev, workers, batch_size, advance)
+        with raising_on_stop_signals("the images being written were finished"):
+            written = folder.write_dataset(out, spec, indices, dev, workers, batch_size, advance)
     elapsed = time.perf_counter() - start
     console.print(
         f"wrote {written} images ({len(indices) - written} already there) in {elapsed:.1f} s"
@@ -509,7 +502,7 @@ def main() -> None:
     except NoisevisionError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except StopRequested as exc:  # SIGTERM / SIGUSR1 during training: checkpointed, resumable
+    except StopRequested as exc:  # SIGTERM / SIGUSR1: what was done is kept, resumable
         err_console.print(f"[yellow]stopped[/] by {exc}", highlight=False, soft_wrap=True)
         sys.exit(128 + exc.signum)
     except SystemExit as exc:  # typer turns Ctrl-C into exit code 130

@@ -19,13 +19,19 @@ def unknown_name(kind: str, name: str, known: list[str]) -> UnknownNameError:
 
 
 class StopRequested(Exception):
-    """Work stopped on a signal (SIGTERM, SIGUSR1) after saving its state; running it again resumes."""
+    """Work stopped on a signal (SIGTERM, SIGUSR1) after saving its state; running it again resumes.
 
-    def __init__(self, signum: int, epoch: int, step: int, steps: int):
-        """(epoch, step): where training resumes, as the checkpoint stores it."""
+    `saved` says what was kept, e.g. "checkpoint written at epoch 3, step 10/136".
+    """
+
+    def __init__(self, signum: int, saved: str):
         import signal
 
         self.signum = signum
-        name = signal.Signals(signum).name
-        where = f"epoch {epoch + 1}, step {step}/{steps}" if step else f"the end of epoch {epoch}"
-        super().__init__(f"{name}: checkpoint written at {where}; run the same command again to resume")
+        super().__init__(f"{signal.Signals(signum).name}: {saved}; run the same command again to resume")
+
+
+def checkpoint_place(epoch: int, step: int, steps: int) -> str:
+    """Where a training checkpoint resumes, (epoch, step) as stored in it, in words."""
+    where = f"epoch {epoch + 1}, step {step}/{steps}" if step else f"the end of epoch {epoch}"
+    return f"checkpoint written at {where}"

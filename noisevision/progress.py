@@ -96,6 +96,13 @@ class Progress:
         return " | ".join(parts)
 
     # ------------------------------------------------------------------ updates
+    def already_done(self, done: int) -> None:
+        """Work found done before this run started (a resume): shown, not counted in the rate."""
+        self.done = self.start_done = done
+        self.t0 = time.perf_counter()
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done)
+
     def update(self, advance: int = 1, **fields: Any) -> None:
         self.done += advance
         self.fields.update(fields)

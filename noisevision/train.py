@@ -24,8 +24,6 @@ import copy
 import json
 import math
 import os
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
@@ -48,13 +46,14 @@ from noisevision.data.stream import (
     open_source,
 )
 from noisevision.device import resolve_device
-from noisevision.errors import NoisevisionError, StopRequested, unknown_name
+from noisevision.errors import NoisevisionError, StopRequested, checkpoint_place, unknown_name
 from noisevision.methods import METHODS, build_method
 from noisevision.methods.common import gather, world
 from noisevision.models import ARCHS, atomic_save, build_encoder, save_encoder
 from noisevision.precision import PRECISIONS, autocast, grad_scaler, resolve_precision
 from noisevision.presets import get_preset
 from noisevision.progress import Progress
+from noisevision.stopping import StopSignals
 
 CHECKPOINT = "checkpoint.pt"
 ENCODER = "encoder.pt"
@@ -414,23 +413,8 @@ def check_finite(terms: dict[str, torch.Tensor], step: int) -> dict[str, float]:
     return values
 
 
-class _StopSignals:
-    """SIGTERM / SIGUSR1 ask the loop to checkpoint and stop at the next step (main thread only)."""
-
-    SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGUSR1") if hasattr(signal, n))
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self.previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            for sig in self.SIGNALS:
-                self.previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, _frame: Any) -> None:
-        self.received = signum
+class _StopSignals(StopSignals):
+    """StopSignals with the ranks of a DDP run agreeing on when to stop."""
 
     def agreed(self, device: torch.device) -> int | None:
         """The signal to stop on, the same on every rank (any rank's signal stops them all)."""
@@ -439,10 +423,6 @@ class _StopSignals:
         flag = torch.tensor([self.received or 0], device=device)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return int(flag) or None
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
 
 
 def _train(cfg: TrainConfig, device: torch.device) -> Path:
@@ -576,11 +556,11 @@ def _train(cfg: TrainConfig, device: torch.device) -> Path:
                 last = epoch * steps + step + 1 == cfg.epochs * steps
                 if not last and (signum := _stop_now(stop, device, size == 1 or logged)):
                     if end_of_epoch:  # just checkpointed
-                        raise StopRequested(signum, epoch + 1, 0, steps)
+                        raise StopRequested(signum, checkpoint_place(epoch + 1, 0, steps))
                     check_finite(terms, global_step)
                     if rank == 0:
                         checkpoint(epoch, step + 1)
-                    raise StopRequested(signum, epoch, step + 1, steps)
+                    raise StopRequested(signum, checkpoint_place(epoch, step + 1, steps))
     finally:
         progress.close()
         log.close()

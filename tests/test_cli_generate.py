@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -260,3 +261,80 @@ def test_device_blocks_are_aligned_and_cover_the_missing_indices():
     assert [(b[0], b[-1], len(b), todo) for b, todo in blocks] == [
         (0, 63, 64, [3, 5]), (64, 127, 64, [70]), (128, 191, 64, [130, 131])
     ]
+
+
+def _generate_in_background(out: Path, num: int):
+    import os
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "noisevision.cli", "generate", "stat-spectrum_color_wmm", "--num",
+            str(num), "--res", "64", "--out", str(out), "--workers", "2", "--batch-size", "4",
+            "--format", "png"]  # fmt: skip
+    env = {**os.environ, "NOISEVISION_PROGRESS_SECONDS": "3600"}
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _wait_for_files(out: Path, count: int, proc, timeout: float = 120.0) -> None:
+    import time
+
+    start = time.time()
+    while len(list((out / "train").rglob("*.png"))) < count:
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() - start < timeout
+        time.sleep(0.2)
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is `pid` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="signals and /proc as on Linux")
+def test_sigterm_finishes_the_files_in_flight_and_resumes(tmp_path):
+    import signal
+
+    out = tmp_path / "d"
+    proc = _generate_in_background(out, 400)
+    _wait_for_files(out, 8, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert err.strip().splitlines() == [
+        "stopped by SIGTERM: the images being written were finished; run the same command again to resume"
+    ]
+    assert not list(out.rglob("*.tmp"))  # every file in flight was finished
+    done = len(list((out / "train").rglob("*.png")))
+    assert 8 <= done < 400
+    rerun = _generate_in_background(out, 400)
+    stdout, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err
+    assert f"({done} already there)" in stdout
+    assert len(list((out / "train").rglob("*.png"))) == 400
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="signals and /proc as on Linux")
+def test_a_killed_generate_leaves_no_worker_running(tmp_path):
+    import signal
+    import time
+
+    proc = _generate_in_background(tmp_path / "d", 400)
+    _wait_for_files(tmp_path / "d", 4, proc)
+    workers = _children(proc.pid)
+    assert workers
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    deadline = time.time() + 10
+    while any(Path(f"/proc/{w}").exists() and "Z" not in (Path(f"/proc/{w}/stat").read_text().split()[2:3])
+              for w in workers):  # fmt: skip
+        assert time.time() < deadline, "worker processes outlived their parent"
+        time.sleep(0.2)

@@ -1,6 +1,7 @@
 """Training runs: data plan, sources, end-to-end, exact resume, errors, DDP."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -335,3 +336,81 @@ def test_cached_images_give_the_same_run_and_render_once(tmp_path, monkeypatch):
         assert torch.equal(cached[k], plain[k]), k
     with pytest.raises(NoisevisionError, match="--cache-images must be auto, on or off"):
         train(tiny_cfg(tmp_path / "bad", cache_images="yes"))
+
+
+@pytest.mark.parametrize("options", [
+    {"precision": "bf16", "channels_last": True},
+    {"precision": "bf16", "channels_last": True, "compile": True},
+], ids=["bf16-channels_last", "bf16-channels_last-compiled"])
+def test_mixed_precision_layout_and_compile_resume_exactly(tmp_path, monkeypatch, options):
+    """bf16 autocast, NHWC and torch.compile on the CPU: finite losses, and a run interrupted after
+    its first epoch resumes to the uninterrupted run's weights."""
+    cfg = dict(epochs=2, method="moco_v2", method_kwargs={"queue_size": 16, "momentum": 0.9}, **options)
+    whole_dir = train(tiny_cfg(tmp_path / "whole", **cfg))
+    whole, meta = state(whole_dir / "encoder.pt")
+    assert meta["precision"] == "bf16"
+    losses = [json.loads(x)["loss"] for x in (whole_dir / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
+    _interrupt_at(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_cfg(tmp_path / "cut", **cfg))
+    monkeypatch.undo()
+    resumed, _ = state(train(tiny_cfg(tmp_path / "cut", **cfg)) / "encoder.pt")
+    for k in whole:
+        assert torch.equal(resumed[k], whole[k]), k
+
+
+def test_sigterm_checkpoints_mid_epoch_and_resumes_exactly(tmp_path, monkeypatch):
+    """A cluster's SIGTERM: a checkpoint at the next step, StopRequested (the CLI exits with 143),
+    and the resumed run ends with the uninterrupted run's weights."""
+    import signal
+
+    from noisevision.errors import StopRequested
+
+    cfg = dict(epochs=2, num_images=32)
+    whole, _ = state(train(tiny_cfg(tmp_path / "whole", **cfg)) / "encoder.pt")
+    real = train_mod.train_step
+
+    def signal_at_step_2(*args):
+        if args[7] == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args)
+
+    monkeypatch.setattr(train_mod, "train_step", signal_at_step_2)
+    with pytest.raises(StopRequested, match="SIGTERM: checkpoint written at epoch 1, step 3/4; run the same"):
+        train(tiny_cfg(tmp_path / "cut", **cfg))
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone again
+    monkeypatch.undo()
+    resumed, _ = state(train(tiny_cfg(tmp_path / "cut", **cfg)) / "encoder.pt")
+    for k in whole:
+        assert torch.equal(resumed[k], whole[k]), k
+
+
+def test_cli_stops_on_sigterm_with_one_line(run_cli, tmp_path, monkeypatch):
+    import signal
+
+    real = train_mod.train_step
+
+    def signal_now(*args):
+        os.kill(os.getpid(), signal.SIGUSR1)
+        return real(*args)
+
+    monkeypatch.setattr(train_mod, "train_step", signal_now)
+    code, _, err = run_cli("train", "--data", "test-blobs", "--out", tmp_path / "r", "--preset", "tiny",
+                           "--epochs", "2", "--batch-size", "8", "--num-images", "16", "--res", "32",
+                           "--device", "cpu", "--workers", "0", "--no-progress")  # fmt: skip
+    assert code == 128 + signal.SIGUSR1
+    assert err.strip().splitlines() == [
+        "stopped by SIGUSR1: checkpoint written at epoch 1, step 1/2; run the same command again to resume"
+    ]
+
+
+def test_plain_progress_lines_without_a_terminal(run_cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("NOISEVISION_PROGRESS_SECONDS", "0")
+    code, out, _ = run_cli("train", "--data", "test-blobs", "--out", tmp_path / "r", "--preset", "tiny",
+                           "--epochs", "1", "--batch-size", "8", "--num-images", "16", "--res", "32",
+                           "--device", "cpu", "--workers", "0")  # fmt: skip
+    assert code == 0
+    lines = [x for x in out.splitlines() if x.startswith("train: ")]
+    assert lines and "2/2 (100.0%)" in lines[-1] and "img/s" in lines[-1] and "epoch 1/1" in lines[-1]
+    assert "\r" not in out and "\x1b[" not in out  # no live display, no colour codes

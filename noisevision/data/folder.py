@@ -39,6 +39,7 @@ from PIL import Image
 import noisevision
 from noisevision.errors import NoisevisionError
 from noisevision.memory import keep_freed_memory
+from noisevision.stopping import die_with_parent, ignore_stop_signals
 
 MANIFEST = "noisevision.json"
 BLOCK = 1000  # images per sub-folder
@@ -226,6 +227,14 @@ def _render_and_write(root: str, spec: DatasetSpec, indices: list[int], device: 
     return len(indices)
 
 
+def _init_worker() -> None:
+    """A writer process: stop signals are the parent's to handle (it lets the tasks in flight
+    finish), and the process ends with its parent (Linux), never left running on its own."""
+    keep_freed_memory()
+    ignore_stop_signals()
+    die_with_parent()
+
+
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -283,7 +292,7 @@ def _write_missing(
 
     if device.type == "cpu" and workers > 1 and len(todo) > batch_size:  # (one batch: no worker start-up)
         ctx = get_context("spawn")  # fork after torch threads start is unsafe
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=keep_freed_memory) as pool:
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
             try:
                 pending: dict[Future[int], list[int]] = {}
                 for chunk in _chunks(todo, batch_size):  # keep at most 2 tasks per worker in flight
