@@ -84,6 +84,10 @@ def generate(
     shard: str | None = typer.Option(None, "--shard", help="K/N: write only the K-th of N index ranges."),
     workers: int | None = typer.Option(None, "--workers", help="Processes (CPU) or encoder threads."),
     batch_size: int = typer.Option(64, "--batch-size", help="Images rendered per batch."),
+    precision: str | None = typer.Option(
+        None, "--precision", help="Feature visualizations: the network's autocast, fp32, bf16 or fp16 "
+        "(default auto: bf16 on GPUs, fp32 on CPU).",
+    ),  # fmt: skip
 ) -> None:
     """Write an ImageFolder dataset DIR/train/<block>/<index>.<format> plus a manifest; resumable.
 
@@ -104,7 +108,13 @@ def generate(
         raise NoisevisionError(f"--quality must be in 1..100, got {quality}")
     if batch_size < 1:
         raise NoisevisionError(f"--batch-size must be at least 1, got {batch_size}")
-    gen = generators.get(name)
+    params = {}
+    if precision is not None:
+        if not name.startswith("feature_vis-"):
+            raise NoisevisionError(f"--precision sets the network precision of feature visualizations; "
+                                   f"'{name}' has none")  # fmt: skip
+        params["precision"] = precision
+    gen = generators.get(name, **params)
     res = gen.check_res(gen.spec.default_res if res is None else res)
     dev = rank_device(device)  # under torchrun, each rank its own GPU (and its own shard below)
     k, n = folder.parse_shard(shard)

@@ -112,7 +112,7 @@ class ReproPreset:
     feature_vis_train_overrides: dict[str, Any] = field(default_factory=dict)
 
     def probe_settings(self, **overrides: Any) -> ProbeSettings:
-        values = {**self.probe, **{k: v for k, v in overrides.items() if v is not None}}
+        values = {"progress": True, **self.probe, **{k: v for k, v in overrides.items() if v is not None}}
         return ProbeSettings(**values)
 
 
