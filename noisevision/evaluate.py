@@ -362,7 +362,8 @@ def iterate_views(data: ImageSet, view: View, batch_size: int, device: torch.dev
         crops = _ViewCrops(view, shuffle_seed or 0, tuple(order.tolist()))
         paths = [data.paths[i] for i in crops.order]
         for x, y in iterate_file_crops(paths, data.labels[order], crops, view.size, batch_size, device,
-                                       decoder, workers, pin=device.type == "cuda"):  # fmt: skip
+                                       decoder, workers, pin=device.type == "cuda",
+                                       resize_to=None if view.train else view.resize_to):  # fmt: skip
             yield normalise(x, view.mean, view.std), y
         return
     loader = torch.utils.data.DataLoader(

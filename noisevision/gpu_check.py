@@ -204,6 +204,7 @@ def bench_generators(check: Check, device: torch.device, toy: bool, budget: Budg
 
 
 def bench_training(check: Check, device: torch.device, toy: bool, budget: Budget) -> None:
+    from noisevision import generators
     from noisevision.train import TrainConfig
     from noisevision.train_bench import bench_train
 
@@ -230,8 +231,9 @@ def bench_training(check: Check, device: torch.device, toy: bool, budget: Budget
             traceback.print_exc()
             continue
         rates = {r.name: r.images_per_s for r in results}
+        res = cfg.res or generators.spec(data).default_res
         for mode, rate in rates.items():
-            row = {"preset": preset, "arch": cfg.arch, "method": cfg.method, "data": data, "res": cfg.res,
+            row = {"preset": preset, "arch": cfg.arch, "method": cfg.method, "data": data, "res": res,
                    "input_size": cfg.input_size, "batch": cfg.batch_size, "precision": precision,
                    "mode": mode, "img_s": round(rate, 1),
                    "full_run_hours": round(full_run_hours(cfg, mode, rates), 2)}  # fmt: skip
