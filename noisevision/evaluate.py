@@ -35,14 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from noisevision.augment import IMAGENET_MEAN, IMAGENET_STD, PAPER_MEAN, PAPER_STD, crop_boxes, resized_crop
-from noisevision.data.decode import (
-    DECODERS,
-    Crop,
-    centre_crop,
-    iterate_file_crops,
-    normalise,
-    resolve_decoder,
-)
+from noisevision.data.decode import DECODERS, Crop, centre_crop, iterate_file_crops, resolve_decoder
 from noisevision.data.eval_datasets import EvalDataset, ImageSet, balanced_subset, to_rgb
 from noisevision.errors import NoisevisionError, unknown_name
 from noisevision.precision import PRECISIONS, autocast, resolve_precision
@@ -361,10 +354,10 @@ def iterate_views(data: ImageSet, view: View, batch_size: int, device: torch.dev
         assert data.paths is not None
         crops = _ViewCrops(view, shuffle_seed or 0, tuple(order.tolist()))
         paths = [data.paths[i] for i in crops.order]
-        for x, y in iterate_file_crops(paths, data.labels[order], crops, view.size, batch_size, device,
-                                       decoder, workers, pin=device.type == "cuda",
-                                       resize_to=None if view.train else view.resize_to):  # fmt: skip
-            yield normalise(x, view.mean, view.std), y
+        yield from iterate_file_crops(paths, data.labels[order], crops, view.size, batch_size, device,
+                                      decoder, workers, pin=device.type == "cuda",
+                                      resize_to=None if view.train else view.resize_to,
+                                      mean=view.mean, std=view.std)  # fmt: skip
         return
     loader = torch.utils.data.DataLoader(
         torch.utils.data.Subset(_FileViews(data, view, shuffle_seed or 0), order.tolist()),

@@ -162,9 +162,11 @@ class FileCrops(torch.utils.data.Dataset):
     """
 
     def __init__(self, paths: Sequence[str], labels: Tensor, crop_for: Callable[[int, int, int], Crop],
-                 size: int, keep_jpeg: bool = False, crop_here: bool = False, resize_to: int | None = None):
+                 size: int, keep_jpeg: bool = False, crop_here: bool = False, resize_to: int | None = None,
+                 mean: Sequence[float] = (0.0, 0.0, 0.0), std: Sequence[float] = (1.0, 1.0, 1.0)):
         self.paths, self.labels, self.crop_for = paths, labels, crop_for
         self.size, self.keep_jpeg, self.crop_here, self.resize_to = size, keep_jpeg, crop_here, resize_to
+        self.mean, self.std = mean, std
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -175,8 +177,11 @@ class FileCrops(torch.utils.data.Dataset):
         if not self.crop_here:
             return data, crop, jpeg, int(self.labels[i])
         if self.resize_to is not None:
-            return resize_centre(data, self.size, self.resize_to), int(self.labels[i])
-        return crop_batch([data], [crop], self.size, torch.device("cpu"))[0], int(self.labels[i])
+            x = resize_centre(data, self.size, self.resize_to)
+        else:
+            x = crop_batch([data], [crop], self.size, torch.device("cpu"))[0]
+        # normalised here, per image: a contiguous small tensor (the batch is only stacked)
+        return normalise(x[None], self.mean, self.std)[0], int(self.labels[i])
 
 
 def resize_centre(image: Tensor, size: int, resize_to: int) -> Tensor:
@@ -218,8 +223,11 @@ def _collate(items: list[tuple[Tensor, Crop, bool, int]]) -> tuple[Packed, list,
 
 def iterate_file_crops(paths: Sequence[str], labels: Tensor, crop_for: Callable[[int, int, int], Crop],
                        size: int, batch_size: int, device: torch.device, decoder: str, workers: int,
-                       pin: bool = False, resize_to: int | None = None) -> Iterator[tuple[Tensor, Tensor]]:
-    """(float [B, 3, size, size] in [0, 1] on `device`, labels [B] on `device`) over the files, in order.
+                       pin: bool = False, resize_to: int | None = None,
+                       mean: Sequence[float] = (0.0, 0.0, 0.0),
+                       std: Sequence[float] = (1.0, 1.0, 1.0)) -> Iterator[tuple[Tensor, Tensor]]:
+    """(float [B, 3, size, size] on `device`, normalised by mean / std, labels [B] on `device`)
+    over the files, in order.
 
     `crop_for(i, height, width)` gives file i's crop in its full-size pixel coordinates;
     `resize_to` marks a test view (see FileCrops). For a CPU device the workers crop too (the
@@ -228,7 +236,7 @@ def iterate_file_crops(paths: Sequence[str], labels: Tensor, crop_for: Callable[
     """
     on_cpu = device.type == "cpu"
     dataset = FileCrops(paths, labels, crop_for, size, keep_jpeg=decoder == "device", crop_here=on_cpu,
-                        resize_to=resize_to)  # fmt: skip
+                        resize_to=resize_to, mean=mean, std=std)  # fmt: skip
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, num_workers=workers, collate_fn=None if on_cpu else _collate,
         pin_memory=pin, persistent_workers=False,
@@ -239,4 +247,4 @@ def iterate_file_crops(paths: Sequence[str], labels: Tensor, crop_for: Callable[
     for packed, crops, jpeg, y in loader:
         data = packed.unpack()
         images = decode_on_device(data, jpeg, device) if decoder == "device" else data
-        yield crop_batch(images, crops, size, device), y.to(device, non_blocking=True)
+        yield normalise(crop_batch(images, crops, size, device), mean, std), y.to(device, non_blocking=True)
