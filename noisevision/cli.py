@@ -486,7 +486,7 @@ def bench_generators(
     todo = list(names) if names else generators.names()
     for n in todo:
         generators.spec(n) if n in generators.names() else generators.get(n)
-    console.print(f"# {machine_line(dev)} | res {res} | batch {batch}")
+    console.print(f"# {machine_line(dev)} | res {res} | batch {batch}", soft_wrap=True)
     for n in todo:
         gen = generators.get(n)
         try:
