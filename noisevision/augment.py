@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from noisevision.errors import unknown_name
+from noisevision.registry import Registry
 from noisevision.rng import Rng
 
 #: SPEC §7 normalisation (the paper's small-scale data statistics).
@@ -54,23 +54,24 @@ class AugmentConfig:
     std: tuple[float, float, float] = PAPER_STD
 
 
-AUGMENTATIONS: dict[str, AugmentConfig] = {
-    "small": AugmentConfig(),
-    # Short CPU runs: larger crops (30–100 % of the image) make the two views overlap, so the
-    # invariances are found within a few hundred steps instead of many epochs.
-    "small-mild": AugmentConfig(scale=(0.3, 1.0)),
-    "mocov2": AugmentConfig(
-        size=224, scale=(0.2, 1.0), jitter=(0.4, 0.4, 0.4, 0.1), jitter_p=0.8, gray_p=0.2,
-        blur_p=0.5, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-    ),
-}
+AUGMENTATIONS: Registry[AugmentConfig] = Registry("augmentation")
+AUGMENTATIONS.add("small", AugmentConfig(),
+                  "SPEC §7 views: 64 px crops of 8–100 %, jitter always, paper statistics")  # fmt: skip
+# Short CPU runs: larger crops make the two views overlap, so the invariances are found within a
+# few hundred steps instead of many epochs.
+AUGMENTATIONS.add("small-mild", AugmentConfig(scale=(0.3, 1.0)),
+                  "small with crops of 30–100 % (short CPU runs)")  # fmt: skip
+AUGMENTATIONS.add(
+    "mocov2",
+    AugmentConfig(size=224, scale=(0.2, 1.0), jitter=(0.4, 0.4, 0.4, 0.1), jitter_p=0.8, gray_p=0.2,
+                  blur_p=0.5, mean=IMAGENET_MEAN, std=IMAGENET_STD),  # fmt: skip
+    "MoCo v2's aug-plus (SPEC §8): 224 px crops of 20–100 %, jitter p 0.8, blur p 0.5, ImageNet statistics",
+)
 
 
 def get_augment(name: str, size: int | None = None) -> AugmentConfig:
     """The registered pipeline `name`, with its output side replaced by `size` if given."""
-    if name not in AUGMENTATIONS:
-        raise unknown_name("augmentation", name, list(AUGMENTATIONS))
-    cfg = AUGMENTATIONS[name]
+    cfg = AUGMENTATIONS.get(name)
     return cfg if size is None else replace(cfg, size=size)
 
 

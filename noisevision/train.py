@@ -46,13 +46,14 @@ from noisevision.data.stream import (
     open_source,
 )
 from noisevision.device import resolve_device
-from noisevision.errors import NoisevisionError, StopRequested, checkpoint_place, unknown_name
+from noisevision.errors import NoisevisionError, StopRequested, checkpoint_place
 from noisevision.methods import METHODS, build_method
 from noisevision.methods.common import gather, world
 from noisevision.models import ARCHS, atomic_save, build_encoder, save_encoder
 from noisevision.precision import PRECISIONS, autocast, grad_scaler, resolve_precision
-from noisevision.presets import get_preset
+from noisevision.presets import BASE, get_preset
 from noisevision.progress import Progress
+from noisevision.registry import Registry
 from noisevision.stopping import StopSignals
 
 CHECKPOINT = "checkpoint.pt"
@@ -60,36 +61,42 @@ ENCODER = "encoder.pt"
 CONFIG = "config.yaml"
 METRICS = "metrics.jsonl"
 CHECKPOINT_FORMAT = "noisevision-train-checkpoint"
-SCHEDULES = ("multistep", "cosine", "constant")
+
+
+def _base(name: str) -> Any:
+    """A recipe field's default: paper-small's value (presets.BASE), copied if mutable."""
+    value = BASE[name]
+    return field(default_factory=lambda: copy.deepcopy(value)) if isinstance(value, dict) else value
 
 
 @dataclass
 class TrainConfig:
-    """Every hyper-parameter of a run. Fields after `seed` only say how to run it (device, workers,
-    logging) and may change between a run and its resumption; all others define the run."""
+    """Every hyper-parameter of a run; the recipe fields default to paper-small's (presets.BASE).
+    Fields after `seed` only say how to run it (device, workers, logging) and may change between
+    a run and its resumption; all others define the run."""
 
     data: str = ""
     preset: str = "paper-small"
-    arch: str = "smallalexnet"
-    arch_kwargs: dict[str, Any] = field(default_factory=dict)
-    method: str = "align_uniform"
-    method_kwargs: dict[str, Any] = field(default_factory=dict)
-    augment: str = "small"
-    input_size: int | None = None  # crop side fed to the encoder; None: the encoder's own
-    res: int | None = None  # generation resolution; None: the generator's default
-    num_images: int = 105_000
-    fresh: bool = False  # new indices every epoch instead of the fixed 0..num_images-1
-    epochs: int = 200
-    batch_size: int = 768  # global, over all processes
-    lr: float = 0.36
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    schedule: str = "multistep"
-    milestones: tuple[int, ...] = (155, 170, 185)
-    gamma: float = 0.1
-    warmup_epochs: int = 0  # linear warm-up, per step
-    bn_groups: int | None = None  # BN groups over the global batch (methods.common); None: per rank
-    seed: int = 0
+    arch: str = _base("arch")
+    arch_kwargs: dict[str, Any] = _base("arch_kwargs")
+    method: str = _base("method")
+    method_kwargs: dict[str, Any] = _base("method_kwargs")
+    augment: str = _base("augment")
+    input_size: int | None = _base("input_size")  # crop side fed to the encoder; None: the encoder's own
+    res: int | None = _base("res")  # generation resolution; None: the generator's default
+    num_images: int = _base("num_images")
+    fresh: bool = _base("fresh")  # new indices every epoch instead of the fixed 0..num_images-1
+    epochs: int = _base("epochs")
+    batch_size: int = _base("batch_size")  # global, over all processes
+    lr: float = _base("lr")
+    momentum: float = _base("momentum")
+    weight_decay: float = _base("weight_decay")
+    schedule: str = _base("schedule")  # a name in SCHEDULES
+    milestones: tuple[int, ...] = _base("milestones")
+    gamma: float = _base("gamma")
+    warmup_epochs: int = _base("warmup_epochs")  # linear warm-up, per step
+    bn_groups: int | None = _base("bn_groups")  # BN groups over the global batch (methods.common)
+    seed: int = _base("seed")
     # ---- how to run (not part of the run's identity)
     out: str = ""
     device: str = "auto"
@@ -144,13 +151,9 @@ class TrainConfig:
             raise NoisevisionError("no training data: pass --data GENERATOR|FOLDER")
         if not self.out:
             raise NoisevisionError("no run folder: pass --out RUN_DIR")
-        if self.arch not in ARCHS:
-            raise unknown_name("architecture", self.arch, list(ARCHS))
-        if self.method not in METHODS:
-            raise unknown_name("method", self.method, list(METHODS))
-        augment.get_augment(self.augment)
-        if self.schedule not in SCHEDULES:
-            raise NoisevisionError(f"unknown schedule '{self.schedule}': use {', '.join(SCHEDULES)}")
+        for table, name in ((ARCHS, self.arch), (METHODS, self.method), (augment.AUGMENTATIONS, self.augment),
+                            (SCHEDULES, self.schedule)):  # fmt: skip
+            table.entry(name)  # an unknown name: one line with the closest ones
         for name in ("epochs", "batch_size", "num_images"):
             if getattr(self, name) < 1:
                 flag = name.replace("_", "-")
@@ -182,14 +185,17 @@ def parse_options(items: list[str] | None, what: str | None = None) -> dict[str,
     return opts
 
 
+SCHEDULES: Registry[Callable[[TrainConfig, int], float]] = Registry("schedule")
+SCHEDULES.add("multistep", lambda cfg, epoch: cfg.lr * cfg.gamma ** sum(epoch >= m for m in cfg.milestones),
+              "lr × gamma at each milestone epoch (paper-small)")  # fmt: skip
+SCHEDULES.add("cosine", lambda cfg, epoch: cfg.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / cfg.epochs)),
+              "MoCo's: lr · ½(1 + cos(π · epoch / epochs)), per epoch")  # fmt: skip
+SCHEDULES.add("constant", lambda cfg, epoch: cfg.lr, "lr throughout")
+
+
 def lr_at(cfg: TrainConfig, epoch: int, step: int, steps_per_epoch: int) -> float:
     """Learning rate of one step: per-epoch schedule (as the reference code) × per-step warm-up."""
-    if cfg.schedule == "multistep":
-        lr = cfg.lr * cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
-    elif cfg.schedule == "cosine":  # MoCo's: 0.5·(1 + cos(π·epoch/epochs)) per epoch
-        lr = cfg.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / cfg.epochs))
-    else:
-        lr = cfg.lr
+    lr = SCHEDULES.get(cfg.schedule)(cfg, epoch)
     if epoch < cfg.warmup_epochs:
         lr *= (epoch * steps_per_epoch + step + 1) / (cfg.warmup_epochs * steps_per_epoch)
     return lr

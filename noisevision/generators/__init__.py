@@ -4,9 +4,11 @@ Importing this package registers every family.
 """
 
 from noisevision.generators.registry import (  # noqa: I001 (family modules below, in list order)
+    GENERATORS,
     Generator,
     GeneratorSpec,
     get,
+    list_columns,
     names,
     register,
     register_resolver,
@@ -18,9 +20,11 @@ from noisevision.generators.registry import (  # noqa: I001 (family modules belo
 from noisevision.generators import dead_leaves, statistical, stylegan, feature_vis, fractals, mixing  # noqa: E402,F401
 
 __all__ = [
+    "GENERATORS",
     "Generator",
     "GeneratorSpec",
     "get",
+    "list_columns",
     "names",
     "register",
     "register_resolver",

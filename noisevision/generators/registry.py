@@ -21,7 +21,8 @@ import torch
 from torch import Tensor
 
 from noisevision.device import one_cpu_thread, resolve_device
-from noisevision.errors import NoisevisionError, unknown_name
+from noisevision.errors import NoisevisionError
+from noisevision.registry import Entry, Registry
 from noisevision.rng import Rng, as_indices
 
 
@@ -188,8 +189,9 @@ class GeneratorSpec:
     resolutions: tuple[int, ...] | None = None  # None: any resolution >= min_res
 
 
-_REGISTRY: dict[str, GeneratorSpec] = {}
-# Parametric names (e.g. "mix6:a+b", "feature_vis-<file>"): resolvers tried in order on a miss.
+GENERATORS: Registry[GeneratorSpec] = Registry("generator")
+# Parametric names (e.g. "mix6:a+b", "feature_vis-<file>"): resolvers tried in order on a miss;
+# they take the user's parameters too, so they live beside the table rather than in it.
 _RESOLVERS: list[Callable[[str, dict[str, Any]], Generator | None]] = []
 _RESOLVER_USAGE: list[str] = []  # one line per resolver for `noisevision list`
 
@@ -211,11 +213,9 @@ def register(
     """
 
     def deco(cls: type[Generator]) -> type[Generator]:
-        if name in _REGISTRY:
-            raise ValueError(f"generator '{name}' registered twice")
-        _REGISTRY[name] = GeneratorSpec(
-            name, family, label, default_res, description, cls, dict(defaults), min_res, resolutions
-        )
+        spec = GeneratorSpec(name, family, label, default_res, description, cls, dict(defaults), min_res,
+                             resolutions)  # fmt: skip
+        GENERATORS.add(name, spec, description, **defaults)
         return cls
 
     return deco
@@ -238,13 +238,12 @@ def resolver_usages() -> list[str]:
 
 def get(name: str, **params: Any) -> Generator:
     """Build the generator registered as `name`, user `params` overriding its defaults."""
-    spec = _REGISTRY.get(name)
-    if spec is None:
+    if name not in GENERATORS:
         for resolve in _RESOLVERS:
             gen = resolve(name, params)
             if gen is not None:
                 return gen
-        raise unknown_name("generator", name, list(_REGISTRY))
+    spec = GENERATORS.get(name)  # an unknown name: "did you mean …"
     kwargs = {**spec.defaults, **params}
     try:
         return spec.build(spec, **kwargs)
@@ -254,14 +253,18 @@ def get(name: str, **params: Any) -> Generator:
 
 def specs() -> list[GeneratorSpec]:
     """All registered generators, in registration order."""
-    return list(_REGISTRY.values())
+    return [e.value for e in GENERATORS.entries()]
 
 
 def names() -> list[str]:
-    return list(_REGISTRY)
+    return GENERATORS.names()
 
 
 def spec(name: str) -> GeneratorSpec:
-    if name not in _REGISTRY:
-        raise unknown_name("generator", name, list(_REGISTRY))
-    return _REGISTRY[name]
+    return GENERATORS.get(name)
+
+
+def list_columns(entry: Entry[GeneratorSpec]) -> dict[str, Any]:
+    """The columns of a generator's row in `noisevision list` beyond name and description."""
+    s = entry.value
+    return {"family": s.family, "paper label": s.label or "-", "res": s.default_res}

@@ -10,28 +10,26 @@ from typing import Any
 
 from torch import nn
 
-from noisevision.errors import NoisevisionError, unknown_name
+from noisevision.errors import NoisevisionError
 from noisevision.methods.align_uniform import AlignUniform
 from noisevision.methods.base import Method
 from noisevision.methods.moco import MoCo
 from noisevision.methods.simclr import SimCLR
+from noisevision.registry import Registry
 
-METHODS: dict[str, type[Method]] = {
-    "align_uniform": AlignUniform,  # SPEC §7
-    "moco_v2": MoCo,  # SPEC §8
-    "simclr": SimCLR,
-}
+METHODS: Registry[type[Method]] = Registry("method")
+METHODS.add("align_uniform", AlignUniform, "alignment + uniformity of the two views' embeddings (SPEC §7)")
+METHODS.add("moco_v2", MoCo, "MoCo v2: momentum key encoder, 65k-key queue, shuffle-BN (SPEC §8)")
+METHODS.add("simclr", SimCLR, "SimCLR's NT-Xent over the batch's 2N views")
 
 
 def method_names() -> list[str]:
-    return list(METHODS)
+    return METHODS.names()
 
 
 def build_method(name: str, encoder: nn.Module, **kw: Any) -> Method:
     """The method registered as `name`, wrapping `encoder`; `kw` are its hyper-parameters."""
     cls = METHODS.get(name)
-    if cls is None:
-        raise unknown_name("method", name, list(METHODS))
     try:
         return cls(encoder, **kw)
     except TypeError as exc:

@@ -16,61 +16,40 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from noisevision.errors import NoisevisionError, unknown_name
+from noisevision.errors import NoisevisionError
 from noisevision.models.resnet import ResNetEncoder
 from noisevision.models.small_alexnet import SmallAlexNet
+from noisevision.registry import Registry
 
 FORMAT = "noisevision-encoder"
 VERSION = 1
 
 
-@dataclass(frozen=True)
-class ArchSpec:
-    """One registry row: a class and the fixed keyword arguments of this name."""
-
-    name: str
-    build: Callable[..., nn.Module]
-    defaults: dict[str, Any] = field(default_factory=dict)
-    description: str = ""
-
-
-ARCHS: dict[str, ArchSpec] = {
-    spec.name: spec
-    for spec in (
-        ArchSpec("smallalexnet", SmallAlexNet, {}, "SPEC §7 encoder, 64 px input, fc6 probe"),
-        ArchSpec("resnet18", ResNetEncoder, {"depth": 18}, "torchvision ResNet-18, 224 px"),
-        ArchSpec("resnet50", ResNetEncoder, {"depth": 50}, "torchvision ResNet-50, 224 px (SPEC §8)"),
-        ArchSpec(
-            "resnet18-s", ResNetEncoder, {"depth": 18, "small_stem": True, "input_size": 64},
-            "ResNet-18, 3×3 stem, no max-pool, for 32–64 px",
-        ),
-        ArchSpec(
-            "resnet50-s", ResNetEncoder, {"depth": 50, "small_stem": True, "input_size": 64},
-            "ResNet-50, 3×3 stem, no max-pool, for 32–64 px",
-        ),
-    )
-}
+ARCHS: Registry[Callable[..., nn.Module]] = Registry("architecture")
+ARCHS.add("smallalexnet", SmallAlexNet, "SPEC §7 encoder, 64 px input, fc6 probe")
+ARCHS.add("resnet18", ResNetEncoder, "torchvision ResNet-18, 224 px", depth=18)
+ARCHS.add("resnet50", ResNetEncoder, "torchvision ResNet-50, 224 px (SPEC §8)", depth=50)
+ARCHS.add("resnet18-s", ResNetEncoder, "ResNet-18, 3×3 stem, no max-pool, for 32–64 px", depth=18,
+          small_stem=True, input_size=64)  # fmt: skip
+ARCHS.add("resnet50-s", ResNetEncoder, "ResNet-50, 3×3 stem, no max-pool, for 32–64 px", depth=50,
+          small_stem=True, input_size=64)  # fmt: skip
 
 
 def arch_names() -> list[str]:
-    return list(ARCHS)
+    return ARCHS.names()
 
 
 def build_encoder(arch: str, **kw: Any) -> nn.Module:
     """Build the encoder registered as `arch`; `kw` overrides its defaults (width, input_size, ...)."""
-    spec = ARCHS.get(arch)
-    if spec is None:
-        raise unknown_name("architecture", arch, list(ARCHS))
-    kwargs = {**spec.defaults, **kw}
+    entry = ARCHS.entry(arch)
     try:
-        encoder = spec.build(**kwargs)
+        encoder = entry.value(**{**entry.defaults, **kw})
     except (TypeError, ValueError) as exc:
         raise NoisevisionError(f"bad options for architecture '{arch}': {exc}") from exc
     encoder.arch = arch
