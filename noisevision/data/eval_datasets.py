@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from noisevision.errors import NoisevisionError, unknown_name
+from noisevision.errors import NoisevisionError
+from noisevision.registry import Registry
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
@@ -319,18 +320,32 @@ def load_torchvision(name: str, download: bool = False, root: Path | None = None
 
 
 # ---------------------------------------------------------------------------------- one name each
-DATASET_NAMES = ("fashion-mnist", "imagefolder:PATH", "imagenet100:PATH", *_TORCHVISION)
+@dataclass(frozen=True)
+class DatasetLoader:
+    """How a name (`kind` or `kind:ARG`) loads its set: load(arg, download), arg "" when absent."""
+
+    load: Callable[[str, bool], EvalDataset]
+    needs_path: bool = False  # the name must come with a folder: kind:PATH
+
+
+DATASETS: Registry[DatasetLoader] = Registry("evaluation dataset")
+DATASETS.add("fashion-mnist", DatasetLoader(lambda arg, _dl: load_fashion_mnist(arg or None)),
+             "Fashion-MNIST from the Debian package dataset-fashion-mnist (offline), in memory")  # fmt: skip
+DATASETS.add("imagefolder", DatasetLoader(lambda arg, _dl: load_image_folder(arg), needs_path=True),
+             "imagefolder:PATH: PATH/train/<class>/* and PATH/val/<class>/*")  # fmt: skip
+DATASETS.add("imagenet100", DatasetLoader(lambda arg, _dl: load_imagenet100(arg), needs_path=True),
+             "imagenet100:PATH: the 100 SPEC §9 classes read in place from an ImageNet folder")  # fmt: skip
+for _name, (_, _size, _) in _TORCHVISION.items():
+    DATASETS.add(
+        _name, DatasetLoader(lambda arg, dl, n=_name: load_torchvision(n, dl, Path(arg) if arg else None)),
+        f"torchvision's {_name} (downloaded with --download only, ~{_size})",
+    )  # fmt: skip
 
 
 def load_eval_dataset(name: str, download: bool = False) -> EvalDataset:
     """Resolve an evaluation set by name (see the module docstring); NoisevisionError if unusable."""
     kind, _, arg = name.partition(":")
-    if kind == "fashion-mnist":
-        return load_fashion_mnist(arg or None)
-    if kind in ("imagefolder", "imagenet100"):
-        if not arg:
-            raise NoisevisionError(f"dataset '{kind}' needs a folder: write {kind}:/path/to/folder")
-        return load_image_folder(arg) if kind == "imagefolder" else load_imagenet100(arg)
-    if kind in _TORCHVISION:
-        return load_torchvision(kind, download=download, root=Path(arg) if arg else None)
-    raise unknown_name("evaluation dataset", name, list(DATASET_NAMES))
+    loader = DATASETS.get(kind)
+    if loader.needs_path and not arg:
+        raise NoisevisionError(f"dataset '{kind}' needs a folder: write {kind}:/path/to/folder")
+    return loader.load(arg, download)
