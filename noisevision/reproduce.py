@@ -235,7 +235,7 @@ def resolve_sources(preset: ReproPreset, generators: list[str] | None = None,
             raise NoisevisionError(f"--extra-data {name}={folder}: no such folder")
         sources.append(Source(name, "folder", "image folder", name, str(Path(folder).resolve())))
     for b in preset.baselines:
-        sources.append(Source(b, "baseline", "baseline", BASELINES[b].label))
+        sources.append(Source(b, "baseline", "baseline", BASELINES.get(b).label))
     if feature_vis_encoder and fv_source not in sources:
         notes.append(f"--feature-vis-encoder unused: {FEATURE_VIS_DEAD_LEAVES} is not among the generators")
     return sources, notes

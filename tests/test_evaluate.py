@@ -10,8 +10,10 @@ import torch
 from torch import nn
 
 from noisevision import evaluate as ev
+from noisevision.augment import PAPER_MEAN, PAPER_STD
 from noisevision.data.eval_datasets import EvalDataset, ImageSet
 from noisevision.errors import NoisevisionError
+from noisevision.evaluate import probes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -107,22 +109,26 @@ def test_probes_are_deterministic_for_a_seed() -> None:
     assert a["lowshot"]["per_seed"] == b["lowshot"]["per_seed"]
 
 
-def test_train_view_is_seeded_and_in_range() -> None:
+def test_train_view_is_seeded_per_image_and_in_range() -> None:
+    """Train views draw from the counter-based streams of (seed, image index): the same view of an
+    image whatever its batch, another with another seed."""
     ds = colour_dataset(n_per_class=4)
     view = ev.View(16, True)
-    x1 = ev.batch_view(ds.train.images, view, torch.Generator().manual_seed(3))
-    x2 = ev.batch_view(ds.train.images, view, torch.Generator().manual_seed(3))
-    x3 = ev.batch_view(ds.train.images, view, torch.Generator().manual_seed(4))
-    assert x1.shape == (12, 3, 16, 16) and torch.equal(x1, x2) and not torch.equal(x1, x3)
+    idx = torch.arange(12)
+    x1 = ev.batch_view(ds.train.images, view, ev.view_rng(3, idx))
+    x2 = ev.batch_view(ds.train.images[[5, 2]], view, ev.view_rng(3, idx[[5, 2]]))
+    x3 = ev.batch_view(ds.train.images, view, ev.view_rng(4, idx))
+    assert x1.shape == (12, 3, 16, 16) and torch.equal(x1[[5, 2]], x2) and not torch.equal(x1, x3)
     test = ev.batch_view(ds.train.images, ev.View(16, False))  # Resize(18) + CenterCrop(16)
     assert test.shape == (12, 3, 16, 16)
-    lo = (0 - torch.tensor(ev.PAPER_MEAN)) / torch.tensor(ev.PAPER_STD)
+    lo = (0 - torch.tensor(PAPER_MEAN)) / torch.tensor(PAPER_STD)
     assert (test.amin((0, 2, 3)) >= lo - 1e-5).all()
 
 
-def test_random_resized_boxes_follow_torchvision_ranges() -> None:
-    g = torch.Generator().manual_seed(0)
-    boxes = ev.random_resized_boxes(4000, 28, 28, (0.08, 1.0), g)
+def test_train_crops_follow_torchvision_ranges() -> None:
+    from noisevision.evaluate.views import train_crops
+
+    boxes, flip = train_crops(ev.view_rng(0, torch.arange(4000)), 28, 28, ev.View(16, True))
     w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     assert (boxes[:, :2] >= 0).all() and (boxes[:, 2] <= 28).all() and (boxes[:, 3] <= 28).all()
     area = w * h / 28**2
@@ -130,6 +136,7 @@ def test_random_resized_boxes_follow_torchvision_ranges() -> None:
     assert 0.4 < area.mean() < 0.7  # mostly U(0.08, 1) area (mean 0.54)
     ratio = w / h
     assert ratio.min() >= 0.6 and ratio.max() <= 1.6
+    assert 0.45 < flip.float().mean() < 0.55
 
 
 def test_baselines_features() -> None:
@@ -150,10 +157,10 @@ def test_cnn_random_is_reproducible() -> None:
 
 
 def test_protocols_match_spec() -> None:
-    paper, moco = ev.PROTOCOLS["paper"], ev.PROTOCOLS["moco"]
+    paper, moco = ev.PROTOCOLS.get("paper"), ev.PROTOCOLS.get("moco")
     assert (paper.optimizer, paper.lr, paper.betas, paper.batch_size, paper.epochs) == (
         "adam", 1e-3, (0.5, 0.999), 128, 100)
-    assert ev._milestones(paper, 100) == [60, 80] and paper.gamma == 0.2
+    assert probes._milestones(paper, 100) == [60, 80] and paper.gamma == 0.2
     assert round(paper.test_resize * 64) == 70
     assert (moco.optimizer, moco.lr, moco.weight_decay, moco.batch_size, moco.gamma) == (
         "sgd", 30.0, 0.0, 256, 0.1)

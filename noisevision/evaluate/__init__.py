@@ -1,0 +1,137 @@
+"""Judging a frozen encoder on real images: the probes (SPEC §9) of an encoder or a baseline (SPEC §6).
+
+    result = evaluate(model, load_eval_dataset("fashion-mnist"), ProbeSettings(probes=("fast", "knn")))
+
+`probes` holds the probes and their classifier loop, `baselines` the baseline models and
+`load_probe_model`, `views` how images become probe inputs; `evaluate` runs a set of probes:
+features of every image once for the probes that work on a cache, the linear probe on its own.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from noisevision.data.decode import resolve_decoder
+from noisevision.data.eval_datasets import EvalDataset
+from noisevision.evaluate.baselines import (
+    BASELINES,
+    MeanColors,
+    RawPixels,
+    build_baseline,
+    load_probe_model,
+    random_encoder,
+)
+from noisevision.evaluate.probes import (
+    PROBES,
+    PROTOCOLS,
+    Cache,
+    LinearProtocol,
+    Log,
+    ProbeSettings,
+    cached_probes,
+    extract_features,
+    feature_layer,
+    fit_linear,
+    knn_top1,
+    linear_probe,
+    protocol_for,
+    standardize,
+    top1,
+)
+from noisevision.evaluate.views import NORMALIZATIONS, View, batch_view, iterate_views, view_rng
+from noisevision.precision import resolve_precision
+from noisevision.progress import Progress
+
+
+@dataclass
+class EvalResult:
+    """What `evaluate` measured: one entry per probe plus the shared context."""
+
+    dataset: str
+    layer: str
+    feature_dim: int
+    n_train: int
+    n_test: int
+    protocol: str
+    device: str
+    precision: str = "fp32"
+    decoder: str = "in memory"
+    probes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    feature_seconds: float = 0.0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        """One terminal line: every probe's top-1."""
+        parts = []
+        for name, r in self.probes.items():
+            if name == "lowshot":
+                parts.append(f"lowshot({r['shots']}/class) {r['top1']:.2f}±{r['std']:.2f}")
+            else:
+                parts.append(f"{name} {r['top1']:.2f}")
+        return (f"{' · '.join(parts)}  [{self.dataset}, layer {self.layer}, "
+                f"{self.n_train}/{self.n_test} images, {self.seconds:.1f} s]")  # fmt: skip
+
+
+def evaluate(model: nn.Module, dataset: EvalDataset, settings: ProbeSettings | None = None,
+             device: torch.device | str = "cpu", meta: dict[str, Any] | None = None,
+             log: Log | None = None) -> EvalResult:
+    """Run `settings.probes` for a frozen probe model on `dataset` (subset first if asked)."""
+    settings = settings or ProbeSettings()
+    settings.check()
+    device = torch.device(device)
+    precision = resolve_precision(settings.precision, device)
+    decoder = resolve_decoder(settings.decoder, device)
+    t_start = time.perf_counter()
+    layer = feature_layer(model, settings.layer)
+    protocol = PROTOCOLS.get(settings.protocol or protocol_for(meta or {}))
+    data = dataset.subset(settings.subset, settings.test_subset, settings.seed)
+    mean, std = NORMALIZATIONS[protocol.normalization]
+    test_view = View(int(model.input_size), False, protocol.crop_scale, protocol.test_resize, mean, std)
+    model = model.to(device).eval()
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    result = EvalResult(dataset.name, layer, 0, len(data.train), len(data.test), protocol.name, str(device),
+                        precision=precision, decoder=decoder if not data.train.in_memory else "in memory")
+    if any(PROBES.get(p).run is not None for p in settings.probes):
+        t0 = time.perf_counter()
+        extract = functools.partial(extract_features, model, layer=layer, device=device, view=test_view,
+                                    batch_size=settings.batch_size, workers=settings.workers,
+                                    precision=precision, decoder=decoder)  # fmt: skip
+        with Progress("features", len(data.train) + len(data.test), enabled=settings.progress) as bar:
+            train_f, train_y = extract(data=data.train, progress=bar)
+            test_f, test_y = extract(data=data.test, progress=bar)
+        result.feature_seconds = time.perf_counter() - t0
+        result.feature_dim = train_f.shape[1]
+        if log:
+            n = len(train_f) + len(test_f)
+            log(f"features: {n} images, {result.feature_dim}-d, {result.feature_seconds:.1f} s "
+                f"({n / max(result.feature_seconds, 1e-9):.0f} images/s)")  # fmt: skip
+        cache = Cache(train_f, test_f, train_y, test_y, dataset.num_classes)
+        result.probes.update(cached_probes(cache, settings, device))
+    if "linear" in settings.probes:
+        epochs = settings.epochs or protocol.epochs
+        result.probes["linear"] = linear_probe(model, data, layer, protocol, epochs, device,
+                                               settings.seed, settings.workers, log, precision, decoder,
+                                               settings.progress)  # fmt: skip
+        result.feature_dim = result.feature_dim or result.probes["linear"]["feature_dim"]
+    # Keep the order the caller asked for.
+    result.probes = {p: result.probes[p] for p in settings.probes}
+    result.seconds = time.perf_counter() - t_start
+    return result
+
+
+__all__ = [
+    "BASELINES", "NORMALIZATIONS", "PROBES", "PROTOCOLS", "Cache", "EvalResult", "LinearProtocol",
+    "MeanColors", "ProbeSettings", "RawPixels", "View", "batch_view", "build_baseline", "evaluate",
+    "extract_features", "feature_layer", "fit_linear", "iterate_views", "knn_top1", "linear_probe",
+    "load_probe_model", "protocol_for", "random_encoder", "standardize", "top1", "view_rng",
+]  # fmt: skip

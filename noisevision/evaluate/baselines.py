@@ -1,0 +1,121 @@
+"""The baselines of SPEC §6 as probe models: CNN – Random, Raw pixels, Mean colors.
+
+A probe model is any module with `features(x, layer) -> [B, F]`, `feature_layers`, `default_layer`
+and `input_size`: the encoders of noisevision.models and the baselines here. `load_probe_model`
+turns what `noisevision eval` is given (an encoder file, a run folder or a baseline name) into one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from noisevision.errors import NoisevisionError
+from noisevision.registry import Registry
+
+
+class RawPixels(nn.Module):
+    """Baseline "Raw pixels" (SPEC §6): the probe input itself, area-resized to ≤ `size`² pixels."""
+
+    feature_layers = ("pixels",)
+    default_layer = "pixels"
+
+    def __init__(self, input_size: int = 64, size: int = 32):
+        super().__init__()
+        self.input_size, self.size = input_size, size
+
+    def features(self, x: Tensor, layer: str | None = None) -> Tensor:
+        side = min(self.size, x.shape[-1])
+        return F.adaptive_avg_pool2d(x, side).flatten(1)  # [B, 3·side²]
+
+
+class MeanColors(nn.Module):
+    """Baseline "Mean colors" (SPEC §6): the image's mean colour, 3 numbers."""
+
+    feature_layers = ("mean",)
+    default_layer = "mean"
+
+    def __init__(self, input_size: int = 64):
+        super().__init__()
+        self.input_size = input_size
+
+    def features(self, x: Tensor, layer: str | None = None) -> Tensor:
+        return x.mean(dim=(2, 3))  # [B, 3]
+
+
+def random_encoder(arch: str, seed: int = 0, **arch_kwargs: Any) -> nn.Module:
+    """CNN-Random: `arch` with its initial random weights, drawn from `seed` (global RNG untouched)."""
+    from noisevision.models import build_encoder
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_encoder(arch, **arch_kwargs)
+
+
+def _cnn_random(input_size: int, arch: str | None, arch_kwargs: dict[str, Any], seed: int) -> nn.Module:
+    if arch is None:
+        raise NoisevisionError("cnn-random needs an architecture: write cnn-random:ARCH")
+    return random_encoder(arch, seed, **arch_kwargs)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    label: str  # the paper's row name (SPEC §10)
+    build: Callable[[int, str | None, dict[str, Any], int], nn.Module]  # (input_size, arch, kwargs, seed)
+
+
+BASELINES: Registry[Baseline] = Registry("baseline")
+BASELINES.add("cnn-random", Baseline("CNN – Random", _cnn_random),
+              "the architecture with random weights (cnn-random:ARCH or cnn-random:ENCODER)")  # fmt: skip
+BASELINES.add("raw-pixels", Baseline("Raw pixels", lambda size, *_: RawPixels(size)),
+              "linear probe on the resized pixels")  # fmt: skip
+BASELINES.add("mean-colors", Baseline("Mean colors", lambda size, *_: MeanColors(size)),
+              "linear probe on the image's mean colour")  # fmt: skip
+
+
+def build_baseline(name: str, input_size: int = 64, arch: str | None = None,
+                   arch_kwargs: dict[str, Any] | None = None, seed: int = 0) -> nn.Module:
+    """A baseline probe model by name; "cnn-random" needs the architecture to copy."""
+    return BASELINES.get(name).build(input_size, arch, dict(arch_kwargs or {}), seed)
+
+
+def load_probe_model(spec: str, device: torch.device | str = "cpu",
+                     input_size: int | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """An encoder file / run folder, or a baseline: "cnn-random:ARCH" (or "cnn-random:ENCODER",
+    the architecture of an encoder file), "raw-pixels", "mean-colors".
+
+    Returns the model (eval mode, on `device`) and its metadata (training info for encoder files).
+    """
+    from noisevision.models import load_encoder
+
+    name, _, arg = spec.partition(":")
+    if name in BASELINES and not Path(spec).exists():
+        arch, kwargs = arg or None, {"input_size": input_size} if input_size else {}
+        if name == "cnn-random" and arg and (Path(arg).is_file() or Path(arg).is_dir()):
+            # cnn-random:ENCODER = that encoder's architecture and options, random weights.
+            trained, _ = load_probe_model(arg, "cpu")
+            arch, kwargs = trained.arch, {**trained.arch_kwargs, **kwargs}
+        size = input_size or 64
+        model = build_baseline(name, size, arch=arch, arch_kwargs=kwargs)
+        size = getattr(model, "input_size", size)
+        meta: dict[str, Any] = {"baseline": name, "arch": arch or name, "input_size": size}
+        return model.to(device).eval(), meta
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if not (path / "encoder.pt").is_file():
+            raise NoisevisionError(f"folder {path} has no encoder.pt: pass a training run folder or file")
+        path = path / "encoder.pt"
+    if not path.exists():
+        raise NoisevisionError(
+            f"encoder '{spec}' not found: give an encoder file, a run folder, or one of "
+            f"{', '.join(n + (':ARCH' if n == 'cnn-random' else '') for n in BASELINES)}"
+        )
+    model, meta = load_encoder(path, map_location=device)
+    meta = {**meta, "arch": getattr(model, "arch", meta.get("arch")), "path": str(path)}
+    return model.eval(), meta
