@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 import noisevision
+from noisevision.io import atomic_save
 
 try:
     import fcntl
@@ -126,8 +127,6 @@ def _read_or_build(path: Path, build: Callable[[], Tensor]) -> Tensor:
         except Exception:  # unreadable (a damaged disk): build it again below
             pass
     value = build()
-    from noisevision.models import atomic_save  # (imported here: the generators don't need models)
-
     try:
         atomic_save(value.cpu(), path)
     except OSError:  # a full or read-only disk only costs the next run the time to build it again

@@ -35,7 +35,6 @@ import torch.distributed as dist
 import yaml
 
 from noisevision import augment
-from noisevision.data.folder import atomic_write_bytes
 from noisevision.data.stream import (
     CachedSource,
     GeneratorSource,
@@ -47,9 +46,10 @@ from noisevision.data.stream import (
 )
 from noisevision.device import resolve_device
 from noisevision.errors import NoisevisionError, StopRequested, checkpoint_place
+from noisevision.io import atomic_save, atomic_write_text
 from noisevision.methods import METHODS, build_method
 from noisevision.methods.common import gather, world
-from noisevision.models import ARCHS, atomic_save, build_encoder, save_encoder
+from noisevision.models import ARCHS, build_encoder, save_encoder
 from noisevision.precision import PRECISIONS, autocast, grad_scaler, resolve_precision
 from noisevision.presets import BASE, get_preset
 from noisevision.progress import Progress
@@ -232,7 +232,7 @@ def _prepare_run_dir(cfg: TrainConfig, rank: int) -> dict[str, Any] | None:
     if out.exists() and any(out.iterdir()):
         raise NoisevisionError(f"{out} exists and is not a noisevision run folder: choose another --out")
     if rank == 0:
-        atomic_write_bytes(cfg_file, yaml.safe_dump(cfg.identity(), sort_keys=False).encode())
+        atomic_write_text(cfg_file, yaml.safe_dump(cfg.identity(), sort_keys=False))
     return None
 
 

@@ -15,7 +15,7 @@ from noisevision import cache, generators
 from noisevision.generators import dead_leaves as dl
 from noisevision.generators.registry import Generator
 from noisevision.generators.statistical import StatisticalModel
-from noisevision.models import atomic_save
+from noisevision.io import atomic_save
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

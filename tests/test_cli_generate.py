@@ -94,10 +94,10 @@ def test_a_disk_too_small_stops_early_in_one_line_and_resumes(run_cli, tmp_path,
 def test_a_full_disk_is_one_line(run_cli, tmp_path, monkeypatch):
     real_write = folder.atomic_write_bytes
 
-    def no_space_for_images(path, data):
+    def no_space_for_images(path, data, durable=True):
         if path.suffix == ".jpg":
             raise OSError(28, "No space left on device")
-        return real_write(path, data)
+        return real_write(path, data, durable)
 
     monkeypatch.setattr(folder, "atomic_write_bytes", no_space_for_images)
     code, _, err = run_cli(*gen_args(tmp_path / "out"))

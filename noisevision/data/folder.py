@@ -18,7 +18,6 @@ import io
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import (
@@ -38,6 +37,7 @@ from PIL import Image
 
 import noisevision
 from noisevision.errors import NoisevisionError
+from noisevision.io import atomic_write_bytes
 from noisevision.memory import keep_freed_memory
 from noisevision.stopping import die_with_parent, ignore_stop_signals
 
@@ -99,19 +99,6 @@ def read_manifest(root: Path) -> dict[str, Any] | None:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise NoisevisionError(f"{path} is unreadable ({exc}): move the folder away or fix it") from exc
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see either nothing or the whole file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def prepare_folder(root: Path, spec: DatasetSpec) -> None:
@@ -208,6 +195,12 @@ def encode(image: torch.Tensor, fmt: str, quality: int) -> bytes:
     return buf.getvalue()
 
 
+def write_image(root: Path, spec: DatasetSpec, index: int, image: torch.Tensor) -> None:
+    """Image `index` (uint8 [3, H, W]) to its file, atomically (not fsynced: see noisevision.io)."""
+    data = encode(image, spec.format, spec.quality)
+    atomic_write_bytes(image_path(root, index, spec.format), data, durable=False)
+
+
 # A worker process's generators, kept across its tasks: what a generator builds once (e.g.
 # dead_leaves-textures' texture bank, ~30 s of CPU) is then built once per worker, not per task.
 _WORKER_GENERATORS: dict[str, Any] = {}
@@ -223,7 +216,7 @@ def _render_and_write(root: str, spec: DatasetSpec, indices: list[int], device: 
         _WORKER_GENERATORS[key] = generators.get(spec.generator, **spec.params)
     images = _WORKER_GENERATORS[key](indices, res=spec.res, seed=spec.seed, device=device).cpu()
     for i, img in zip(indices, images):
-        atomic_write_bytes(image_path(Path(root), i, spec.format), encode(img, spec.format, spec.quality))
+        write_image(Path(root), spec, i, img)
     return len(indices)
 
 
@@ -319,17 +312,8 @@ def _write_missing(
         for rendered, chunk in batches:
             images = gen(rendered, res=spec.res, seed=spec.seed, device=device).cpu()
             wanted = set(chunk)
-            jobs = [
-                pool.submit(
-                    lambda i, img: atomic_write_bytes(
-                        image_path(root, i, spec.format), encode(img, spec.format, spec.quality)
-                    ),
-                    i,
-                    img,
-                )
-                for i, img in zip(rendered, images)
-                if i in wanted
-            ]
+            jobs = [pool.submit(write_image, root, spec, i, img)
+                    for i, img in zip(rendered, images) if i in wanted]  # fmt: skip
             for j in jobs:
                 j.result()
             done_with(chunk, len(chunk))

@@ -13,8 +13,6 @@ can rebuild it.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ import torch
 from torch import nn
 
 from noisevision.errors import NoisevisionError
+from noisevision.io import atomic_save
 from noisevision.models.resnet import ResNetEncoder
 from noisevision.models.small_alexnet import SmallAlexNet
 from noisevision.registry import Registry
@@ -55,27 +54,6 @@ def build_encoder(arch: str, **kw: Any) -> nn.Module:
     encoder.arch = arch
     encoder.arch_kwargs = dict(kw)
     return encoder
-
-
-def atomic_save(obj: Any, path: str | Path) -> Path:
-    """torch.save to a temporary file in the same folder, fsync, then os.replace: never a torn file.
-
-    (data.folder.atomic_write_bytes takes bytes; a checkpoint of several hundred MB is streamed to
-    disk here instead of being serialised in memory first.)
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def save_encoder(path: str | Path, encoder: nn.Module, meta: dict[str, Any]) -> Path:
