@@ -96,7 +96,7 @@ def generate(
     """
     from noisevision import generators
     from noisevision.data import folder
-    from noisevision.device import rank_device
+    from noisevision.device import default_workers, rank_device
     from noisevision.progress import Progress
     from noisevision.stopping import raising_on_stop_signals
 
@@ -120,7 +120,7 @@ def generate(
     k, n = folder.parse_shard(shard)
     indices = folder.shard_range(num, k, n)
     spec = folder.DatasetSpec(name, gen.params, seed, res, num, fmt, quality)
-    workers = folder.default_workers(dev) if workers is None else max(workers, 0)
+    workers = default_workers(dev, "generate") if workers is None else max(workers, 0)
     folder.prepare_folder(out, spec)  # a foreign or unwritable folder fails before any progress bar
     where = f" (shard {k + 1}/{n}: {indices.start}..{indices.stop - 1})" if n > 1 else ""
     console.print(f"{name} → {out}: {num} images at {res} px, seed {seed}, {dev}{where}", soft_wrap=True)
@@ -352,7 +352,7 @@ def bench_train_cmd(
     import torch
 
     from noisevision.bench import machine_line
-    from noisevision.device import resolve_device
+    from noisevision.device import default_workers, resolve_device
     from noisevision.precision import resolve_precision
     from noisevision.train import TrainConfig
     from noisevision.train_bench import MODES, bench_train
@@ -369,7 +369,7 @@ def bench_train_cmd(
     for m in chosen:
         if m not in MODES:
             raise NoisevisionError(f"unknown mode '{m}': use {', '.join(MODES)}")
-    n_workers = (0 if dev.type == "cuda" else 1) if workers is None else workers
+    n_workers = default_workers(dev, "train") if workers is None else workers
     console.print(
         f"# {machine_line(dev)} | {arch} {cfg.method} {resolve_precision(precision, dev)} | {data} at "
         f"{res} px | batch {batch_size} | {steps} steps × {rounds} rounds | workers {n_workers} "

@@ -61,3 +61,27 @@ def one_cpu_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def default_workers(device: torch.device, job: str) -> int:
+    """Worker processes (or threads) beside the main process when the user gives none.
+
+    "generate": on CPU one rendering process per core; beside a GPU, encoder threads on half the
+    cores. "train": the processes that render or decode training images while the step runs: on
+    CPU one (the step takes the other cores); on a GPU none for generators, which render on it,
+    and four for image folders, whose files are decoded on the CPU. "train-folder" is that last
+    case.
+    """
+    cuda = device.type == "cuda"
+    if job == "generate":
+        return max(2, available_cores() // 2) if cuda else available_cores()
+    if job == "train":
+        return 0 if cuda else 1
+    if job == "train-folder":
+        return 4 if cuda else 1
+    raise ValueError(f"unknown job '{job}'")

@@ -476,13 +476,12 @@ def materialize(name: str, res: int | None, seed: int, num: int, root: Path, dev
     """
     from noisevision.data.folder import (
         DatasetSpec,
-        default_workers,
         parse_shard,
         shard_range,
         wait_until_complete,
         write_dataset,
     )
-    from noisevision.device import rank_device
+    from noisevision.device import default_workers, rank_device
 
     shard, shards = parse_shard(None)
     dev = rank_device(device)
@@ -490,7 +489,7 @@ def materialize(name: str, res: int | None, seed: int, num: int, root: Path, dev
     spec = DatasetSpec(generator=name, params={}, seed=seed, res=res, num=num)
     share = shard_range(num, shard, shards)
     t0 = time.perf_counter()
-    written = write_dataset(root, spec, share, dev, default_workers(dev), batch_size=64)
+    written = write_dataset(root, spec, share, dev, default_workers(dev, "generate"), batch_size=64)
     seconds = time.perf_counter() - t0
     where = f" (share {shard + 1}/{shards}: {share.start}..{share.stop - 1})" if shards > 1 else ""
     log(f"[{name}] generated {written} images at {res} px in {seconds:.1f} s{where}; "

@@ -44,7 +44,7 @@ from noisevision.data.stream import (
     iterate_steps,
     open_source,
 )
-from noisevision.device import resolve_device
+from noisevision.device import default_workers, resolve_device
 from noisevision.errors import NoisevisionError, StopRequested, checkpoint_place
 from noisevision.io import atomic_save, atomic_write_text
 from noisevision.methods import METHODS, build_method
@@ -477,9 +477,9 @@ def _train(cfg: TrainConfig, device: torch.device) -> Path:
             method, device_ids=[device.index] if device.type == "cuda" else None,
             forward_sync_buffers=False,  # MoCo's queue is identical everywhere; BN stats stay per rank
         )
-    workers = cfg.workers if cfg.workers is not None else (0 if device.type == "cuda" else 1)
-    if source.size is not None and device.type == "cuda" and cfg.workers is None:
-        workers = 4  # folders decode on the CPU
+    workers = cfg.workers
+    if workers is None:
+        workers = default_workers(device, "train" if source.size is None else "train-folder")
     render_device = device if workers == 0 else torch.device("cpu")
     if workers == 0 and (note := _cache_choice(cfg, source, device)):
         source = CachedSource(source, cfg.num_images, device)

@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 
 from noisevision.data.stream import CachedSource, StepDataset, iterate_steps, open_source
+from noisevision.device import default_workers
 from noisevision.errors import NoisevisionError
 from noisevision.train import Components, TrainConfig, build_components, train_step
 
@@ -105,7 +106,7 @@ def bench_train(cfg: TrainConfig, device: torch.device, steps: int, warmup: int 
     plan, source = parts.plan, parts.source
     if plan.steps_per_epoch < total:
         raise NoisevisionError(f"{cfg.num_images} images make fewer than {total} steps of {cfg.batch_size}")
-    workers = (0 if device.type == "cuda" else 1) if workers is None else workers
+    workers = default_workers(device, "train") if workers is None else workers
     render_device = device if workers == 0 else torch.device("cpu")
     stream = StepDataset(source, plan, (0, 0), 1, device=render_device)
     cached = [stream[k] for k in range(total)]  # (a) the same images (b), (c) and (d) see

@@ -242,7 +242,7 @@ def test_materialize_renders_this_ranks_share_then_waits_for_the_others(tmp_path
     real_wait = folder.wait_until_complete
     monkeypatch.setattr(folder, "wait_until_complete",
                         lambda *a, **k: real_wait(*a, **k, sleep=other_rank_finishes))  # fmt: skip
-    monkeypatch.setattr(folder, "default_workers", lambda device: 1)
+    monkeypatch.setattr("noisevision.device.default_workers", lambda device, job: 1)
     record = rp.materialize("test-blobs", 32, 3, 10, root, "cpu", logs.append)
     assert logs[0].startswith("[test-blobs] generated 5 images at 32 px") and "(share 2/2: 5..9)" in logs[0]
     assert logs[1] == "[test-blobs] waiting for 5 images from the other ranks"

@@ -180,7 +180,7 @@ def test_bad_feature_vis_encoder_is_one_line(tmp_path: Path, run_cli) -> None:
 def test_expensive_sources_are_rendered_once_and_cheap_ones_stream(tmp_path: Path, monkeypatch, visualised,
                                                                     probe_folder: str) -> None:
     """The paper presets' policy: feature visualizations train from OUT/data/NAME, rendered once."""
-    monkeypatch.setattr("noisevision.data.folder.default_workers", lambda device: 1)  # in-process: 1 step
+    monkeypatch.setattr("noisevision.device.default_workers", lambda device, job: 1)  # in-process: 1 step
     preset = replace(small_preset(("dead_leaves-squares", "feature_vis-random"), probe_folder),
                      materialize="expensive")  # fmt: skip
     monkeypatch.setitem(rp.REPRO_PRESETS, preset.name, preset)
@@ -221,7 +221,7 @@ def unfinish(out: Path) -> None:
 
 def test_a_moved_reproduction_finishes_feature_vis(tmp_path: Path, monkeypatch, visualised,
                                                    probe_folder: str) -> None:
-    monkeypatch.setattr("noisevision.data.folder.default_workers", lambda device: 1)  # in-process: 1 step
+    monkeypatch.setattr("noisevision.device.default_workers", lambda device, job: 1)  # in-process: 1 step
     preset = replace(small_preset(("dead_leaves-mixed", FV), probe_folder), materialize="expensive")
     monkeypatch.setitem(rp.REPRO_PRESETS, preset.name, preset)
     out = tmp_path / "out"

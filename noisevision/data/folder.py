@@ -347,9 +347,3 @@ def check_free_space(root: Path, spec: DatasetSpec, written: list[int], remainin
             f"{free / 1e9:.1f} GB are free; free some space (or write a --shard elsewhere) and run the "
             "same command again: it resumes"
         )
-
-
-def default_workers(device: torch.device) -> int:
-    """All cores for CPU rendering; a few encoder threads beside a GPU."""
-    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return n if device.type == "cpu" else max(2, n // 2)
