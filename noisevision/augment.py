@@ -243,7 +243,7 @@ def resized_crop(x: Tensor, boxes: Tensor, size: int) -> Tensor:
     roi_align with adaptive sampling averages ceil(box/size)² bilinear samples per output pixel:
     bilinear interpolation when enlarging, an area-like (anti-aliased) filter when shrinking.
     """
-    from torchvision.ops import roi_align  # torchvision takes ~2 s to import: only when cropping
+    from torchvision.ops import roi_align  # torchvision is slow to import: only when cropping
 
     rois = torch.cat([torch.arange(len(x), device=x.device, dtype=x.dtype)[:, None], boxes.to(x.dtype)], 1)
     return roi_align(x, rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=-1, aligned=True)

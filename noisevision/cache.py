@@ -1,7 +1,7 @@
 """On-disk cache of tensors that are slow to build and shared by processes and runs.
 
-Its user is dead_leaves-textures' texture bank: 512 Spectrum+Color+WMM images take ~20 s on a CPU
-core, and every worker of `generate`, every data-loader worker and every later run needs the same
+Its user is dead_leaves-textures' texture bank: 512 Spectrum+Color+WMM images, tens of seconds of
+CPU work, and every worker of `generate`, every data-loader worker and every later run needs the same
 bank. An entry is named by a hash of what determines its bytes (the request, the package's
 generator code and the versions of torch and numba), so an entry from other code is never read.
 Files are written atomically, and a lock file per entry lets processes that start together split

@@ -52,7 +52,7 @@ _add(
 # SmallAlexNet is too slow for a CPU demo, and its random fc6 features are already strong on
 # Fashion-MNIST; a quarter-width ResNet-18 on 32 px crops learns within minutes.
 _add(
-    "tiny", "quick CPU demo: ResNet-18-s at width 1/4, 32 px crops of 64 px images, ~100 s",
+    "tiny", "quick CPU demo: ResNet-18-s at width 1/4, 32 px crops of 64 px images, 3 epochs",
     arch="resnet18-s", arch_kwargs={"width": 0.25, "head": "linear", "out_dim": 128},
     augment="small-mild", input_size=32, res=64, num_images=3072, epochs=3, batch_size=128, lr=0.1,
     schedule="cosine", milestones=(), warmup_epochs=1,

@@ -121,7 +121,7 @@ REPRO_PRESETS: dict[str, ReproPreset] = {
     for p in (
         ReproPreset(
             "tiny",
-            "CPU demo (10–15 min on 2 free cores): 4 generator families + baselines, Fashion-MNIST probes",
+            "CPU demo: 4 generator families + baselines, Fashion-MNIST probes",
             # One fast generator per family (CPU rendering is the bottleneck).
             generators=(
                 "dead_leaves-mixed",

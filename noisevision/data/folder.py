@@ -202,7 +202,7 @@ def write_image(root: Path, spec: DatasetSpec, index: int, image: torch.Tensor) 
 
 
 # A worker process's generators, kept across its tasks: what a generator builds once (e.g.
-# dead_leaves-textures' texture bank, ~30 s of CPU) is then built once per worker, not per task.
+# dead_leaves-textures' texture bank) is then built once per worker, not per task.
 _WORKER_GENERATORS: dict[str, Any] = {}
 
 

@@ -1,8 +1,8 @@
 """The colour model's multinomial pixel counts as one CPU loop (numba).
 
 torch.searchsorted of every pixel's uniform number among the ≤ 22 CDF values, then a bincount,
-costs ~27 ns per pixel on one core; a lookup table over 4096 buckets of [0, 1) finds the label
-of almost every pixel with one read. statistical.sample_color_model calls it on CPU and keeps
+is a binary search per pixel; a lookup table over 4096 buckets of [0, 1) finds the label of
+almost every pixel with one read. statistical.sample_color_model calls it on CPU and keeps
 the torch operations for other devices; a test compares both paths.
 """
 

@@ -58,14 +58,19 @@ CHUNK_SCHEDULE = (6, 2)
 _CPU_GROUP = 16
 _GROUP_PIXELS = 2**24
 _EPS = 1e-9  # px: tolerance of the closed-shape test (geometry is float64)
-#: Texture-bank entries per cache file (≈ 2 s of CPU work at 128 px): the unit that processes split.
+#: Texture-bank entries per cache file: the unit of work that processes split between them.
 BANK_SHARD = 64
 
 
 # --------------------------------------------------------------------------------------- radii
-def radius_cdf(
-    sigma: float = 3.0, r_min: float = 0.03, r_max: float = 1.0, grid: int = 200
-) -> tuple[Tensor, Tensor]:
+#: SPEC §2's radius law, the one place it is written: radii r_k on a grid of `grid` points in
+#: [r_min, r_max] (fractions of the image side) with mass r^-sigma − r_max^-sigma.
+RADIUS_LAW: dict[str, Any] = dict(sigma=3.0, r_min=0.03, r_max=1.0, grid=200)
+MAX_SHAPES = 5000  # painting stops here even if a pixel is still bare (SPEC §2)
+
+
+def radius_cdf(sigma: float = RADIUS_LAW["sigma"], r_min: float = RADIUS_LAW["r_min"],
+               r_max: float = RADIUS_LAW["r_max"], grid: int = RADIUS_LAW["grid"]) -> tuple[Tensor, Tensor]:
     """Radius grid r_k (fractions of the image side) and its CDF F_k, float64 [grid] each (SPEC §2).
 
     Mass d_k = r_k^-sigma - r_max^-sigma (a power law that reaches zero at r_max).
@@ -187,8 +192,8 @@ def _row_bounds(leaves: Leaves, slots: int) -> tuple[Tensor, Tensor, Tensor, Ten
     def side(mask: Tensor, inactive: float) -> tuple[Tensor, Tensor]:
         # Pack the masked edges into the first slots (slot = rank among the masked edges);
         # the others go to a spare slot that is dropped.
-        # On CUDA the scan runs over the leading dim: its kernel for a last dim of 4 took 45 % of
-        # dead_leaves-mixed's GPU time (on CPU the last-dim scan is the faster one).
+        # On CUDA the scan runs over the leading dim: its kernel for a last dim of 4 is slow there
+        # (on CPU the last-dim scan is the faster one).
         rank = mask.movedim(-1, 0).cumsum(0).movedim(0, -1) if mask.is_cuda else mask.cumsum(-1)
         slot = torch.where(mask, rank - 1, slots)
         a = alpha.new_full((*mask.shape[:-1], slots + 1), inactive).scatter_(-1, slot, alpha)
@@ -308,7 +313,7 @@ def leaf_map(
     draw: DrawFn,
     batch: int,
     res: int,
-    max_shapes: int = 5000,
+    max_shapes: int = MAX_SHAPES,
     device: torch.device | str = "cpu",
     slots: int = 3,
     circles: bool | None = None,
@@ -370,11 +375,11 @@ class DeadLeaves(Generator):
         spec: GeneratorSpec,
         *,
         shapes: str = "squares",
-        sigma: float = 3.0,
-        r_min: float = 0.03,
-        r_max: float = 1.0,
-        grid: int = 200,
-        max_shapes: int = 5000,
+        sigma: float = RADIUS_LAW["sigma"],
+        r_min: float = RADIUS_LAW["r_min"],
+        r_max: float = RADIUS_LAW["r_max"],
+        grid: int = RADIUS_LAW["grid"],
+        max_shapes: int = MAX_SHAPES,
     ):
         if shapes not in SHAPE_SETS:
             raise NoisevisionError(

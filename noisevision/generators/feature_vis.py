@@ -16,8 +16,8 @@ holding a ResNet-50 (e.g. one trained on dead leaves, the paper's feature_vis-de
 Batching and determinism: image i is optimised together with the other images of its block of
 `block` indices, always the same block, so its bytes never depend on the request (a conv's
 numerics may depend on the batch size). A request renders every block it touches.
-Cost: one step is a ResNet-50 forward and input-gradient pass; on one CPU core at 256 px that is
-~0.6 s per image, ~80 s per image for the 128 steps. A GPU is the practical device.
+Cost: 128 ResNet-50 forward and input-gradient passes per image, a minute or more per image on
+one CPU core at 256 px: a GPU is the practical device.
 """
 
 from __future__ import annotations
@@ -279,7 +279,7 @@ register(
     label="Feature vis. – Random",
     default_res=256,
     min_res=32,
-    description="Images maximising units of a random ResNet-50 (slow on CPU: ~80 s/image).",
+    description="Images maximising units of a random ResNet-50 (slow on CPU: a GPU is the device for it).",
 )(FeatureVis)
 
 

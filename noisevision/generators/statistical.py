@@ -16,9 +16,11 @@ number comes from the image's own key, so an image is the same bytes at any batc
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -403,9 +405,7 @@ def unproject_colors(chan: Tensor, pc: Tensor, mean: Tensor) -> Tensor:
 
 
 # ============================================================================ spectrum
-def sample_slopes(
-    rng: Rng, slope_range: tuple[float, float] = (0.5, 3.5), jitter: float = 0.05
-) -> dict[str, Tensor]:
+def sample_slopes(rng: Rng, slope_range: tuple[float, float], jitter: float) -> dict[str, Tensor]:
     """s ~ U(slope_range), d ~ N(0, jitter²); α_x = s + d, α_y = s − d (SPEC §3). [B] each."""
     s = rng.uniform(low=slope_range[0], high=slope_range[1])
     d = rng.normal(std=jitter)
@@ -596,7 +596,8 @@ def impose_wmm(
 # ============================================================================ the generator
 @dataclass(frozen=True)
 class ModelConfig:
-    """What a variant imposes and the model's hyper-parameters (SPEC §3 defaults)."""
+    """What a variant imposes and the model's hyper-parameters: the one place their SPEC §3
+    values are written."""
 
     spectrum: bool = True
     wmm: bool = True
@@ -606,6 +607,12 @@ class ModelConfig:
     slope_jitter: float = 0.05  # d ~ N(0, slope_jitter²): α_x = s + d, α_y = s - d
     wmm_shape_range: tuple[float, float] = (0.4, 0.8)  # band shapes r ~ U(wmm_shape_range)
     pyramid: str = "spatial"  # steerable pyramid of the WMM: "spatial" (MATLAB's) or "frequency"
+
+
+#: A statistical generator's parameters and their defaults: ModelConfig's, but for the variant's switches.
+PARAMETERS: dict[str, Any] = {
+    f.name: f.default for f in dataclasses.fields(ModelConfig) if f.name not in ("spectrum", "wmm", "color")
+}
 
 
 def sample_params(rng: Rng, res: int, config: ModelConfig = ModelConfig()) -> dict[str, Tensor]:
@@ -698,31 +705,28 @@ VARIANTS: dict[str, tuple[str, tuple[bool, bool, bool], str]] = {
 class StatisticalModel(Generator):
     """The four statistical-model datasets (SPEC §3); the registered name picks what is imposed.
 
-    Parameters (SPEC §3 defaults): n_iter=10, slope_range=(0.5, 3.5), slope_jitter=0.05,
-    wmm_shape_range=(0.4, 0.8). `sample_params(rng, res)` gives the per-image model, `render`
-    the images (dead_leaves-textures renders its texture bank with it).
+    Parameters: those of ModelConfig (`PARAMETERS`, SPEC §3's values by default).
+    `sample_params(rng, res)` gives the per-image model, `render` the images (dead_leaves-textures
+    renders its texture bank with it).
     """
 
     # Up to 256 images per call: GPUs need large batches. Each 128 px image needs ≈10 MB of
     # bands and temporaries, so on a GPU chunks shrink with the pixel count (256 at 128 px, 64 at
     # 256 px). On CPU, chunks of 16 images at 128 px (64 at 64 px; at least 8): per-call costs
-    # spread over more images, while the temporaries stay small (measured best at 64, 128 and
-    # 256 px, alternating chunk sizes in one process).
+    # spread over more images, while the temporaries stay in cache.
     cpu_pixels = 16 * 128 * 128
     cpu_chunk = 8
     gpu_pixels = 256 * 128 * 128
     single_cpu_thread = True  # a multi-threaded irfft2 rounds differently; histogram matching shows it
 
-    def __init__(
-        self,
-        spec: GeneratorSpec,
-        *,
-        n_iter: int = 10,
-        slope_range: tuple[float, float] = (0.5, 3.5),
-        slope_jitter: float = 0.05,
-        wmm_shape_range: tuple[float, float] = (0.4, 0.8),
-        pyramid: str = "spatial",
-    ):
+    def __init__(self, spec: GeneratorSpec, **params: Any):
+        unknown = set(params) - set(PARAMETERS)
+        if unknown:
+            known = ", ".join(PARAMETERS)
+            raise TypeError(f"unexpected parameter(s) {', '.join(sorted(unknown))}; known: {known}")
+        values = {**PARAMETERS, **params}
+        n_iter, pyramid, slope_jitter = values["n_iter"], values["pyramid"], values["slope_jitter"]
+        slope_range, wmm_shape_range = values["slope_range"], values["wmm_shape_range"]
         if int(n_iter) < 1:
             raise NoisevisionError(f"n_iter must be at least 1, not {n_iter}")
         slope_range = (float(slope_range[0]), float(slope_range[1]))

@@ -567,7 +567,7 @@ def synthesise_dense(net: Network, d: ImageDraws, res: int) -> Tensor:
     for bi, block in enumerate(synthesis_blocks(res)):
         for conv in block.convs:
             # Image by image: oneDNN/cuDNN pick conv algorithms by batch size, and an image must be
-            # the same bytes in any batch (SPEC §1). At ~45 GMAC per image the loop costs nothing.
+            # the same bytes in any batch (SPEC §1); per image, the loop's overhead is negligible.
             pairs = zip(x.split(1), d.styles[li].split(1))
             x = torch.cat([modulated_conv2d(xi, net.weight[li], si, conv.up) for xi, si in pairs])
             x = x.relu_().mul_(RELU_GAIN)
