@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from noisevision.reproduce import REPRO_PRESETS, build_report, load_cells, reproduce, verdict
 
-    preset = REPRO_PRESETS["tiny"]
+    preset = REPRO_PRESETS.get("tiny")
     print(f"noisevision demo: {preset.description}")
     t0 = time.perf_counter()
     try:

@@ -15,6 +15,8 @@ from noisevision import reproduce as rp
 from noisevision.data import folder
 from noisevision.data.eval_datasets import EvalDataset, ImageSet
 from noisevision.errors import NoisevisionError
+from noisevision.io import atomic_write_text
+from noisevision.reproduce import run as rp_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -34,7 +36,7 @@ def fake_cell(source: str, probe: str, top1: float, kind: str = "generator", fam
 
 def write_cells(out: Path, cells: list[dict]) -> None:
     for c in cells:
-        rp.atomic_write_text(rp.cell_path(out, c["source"], c["probe"]), json.dumps(c))
+        atomic_write_text(rp.cell_path(out, c["source"], c["probe"]), json.dumps(c))
 
 
 def sample_cells() -> list[dict]:
@@ -55,7 +57,7 @@ def sample_cells() -> list[dict]:
 
 def test_report_from_results_files(tmp_path: Path) -> None:
     write_cells(tmp_path, sample_cells())
-    rp.atomic_write_text(tmp_path / "plan.json", json.dumps({
+    atomic_write_text(tmp_path / "plan.json", json.dumps({
         "preset": "tiny", "dataset": "fashion-mnist", "probes": ["fast", "knn"],
         "sources": ["dead_leaves-mixed", "stylegan-oriented", "my-photos", "cnn-random",
                     "mean-colors", "stat-wmm"],
@@ -104,7 +106,7 @@ def test_resume_skips_finished_cells(tmp_path: Path, monkeypatch) -> None:
     preset = rp.ReproPreset("t", "test", (), "tiny", probe=dict(probes=("fast", "knn"), min_steps=20))
     source = rp.Source("mean-colors", "baseline", "baseline", "Mean colors")
     settings = preset.probe_settings()
-    cells = rp.run_source(source, preset, tmp_path, "toy", _toy_dataset(), settings, "cpu",
+    cells = rp_run.run_source(source, preset, tmp_path, "toy", _toy_dataset(), settings, "cpu",
                           lambda m: None, {})  # fmt: skip
     assert [c["probe"] for c in cells] == ["fast", "knn"]
     written = rp.read_cell(rp.cell_path(tmp_path, "mean-colors", "fast"))
@@ -114,15 +116,15 @@ def test_resume_skips_finished_cells(tmp_path: Path, monkeypatch) -> None:
     def fail(*args, **kwargs):
         raise AssertionError("a finished cell was run again")
 
-    monkeypatch.setattr(rp, "evaluate", fail)
+    monkeypatch.setattr(rp_run, "evaluate", fail)
     logs: list[str] = []
-    assert rp.run_source(source, preset, tmp_path, "toy", _toy_dataset(), settings, "cpu",
+    assert rp_run.run_source(source, preset, tmp_path, "toy", _toy_dataset(), settings, "cpu",
                          logs.append, {}) == []  # fmt: skip
     assert "skipped" in logs[0]
     # A missing cell (e.g. a killed run) is the only one redone.
     rp.cell_path(tmp_path, "mean-colors", "knn").unlink()
     monkeypatch.undo()
-    redo = rp.run_source(source, preset, tmp_path, "toy", _toy_dataset(), settings, "cpu",
+    redo = rp_run.run_source(source, preset, tmp_path, "toy", _toy_dataset(), settings, "cpu",
                          lambda m: None, {})  # fmt: skip
     assert [c["probe"] for c in redo] == ["knn"]
 
@@ -131,7 +133,7 @@ def test_presets_and_sources() -> None:
     for name in ("tiny", "paper-small", "paper-large"):
         preset = rp.get_repro_preset(name)
         preset.probe_settings().check()
-    assert set(rp.SPEC_DATASETS) <= {g.split("|")[0] for g in rp.REPRO_PRESETS["paper-small"].generators}
+    assert set(rp.SPEC_DATASETS) <= {g.split("|")[0] for g in rp.REPRO_PRESETS.get("paper-small").generators}
     with pytest.raises(NoisevisionError, match="unknown reproduction preset"):
         rp.get_repro_preset("huge")
     preset = rp.ReproPreset("t", "test", ("no-such-gen|dead_leaves-mixed", "nothing-here"), "tiny")
@@ -147,7 +149,7 @@ def test_presets_and_sources() -> None:
 
 
 def test_tiny_preset_spans_families() -> None:
-    sources, _ = rp.resolve_sources(rp.REPRO_PRESETS["tiny"])
+    sources, _ = rp.resolve_sources(rp.REPRO_PRESETS.get("tiny"))
     trained = [s for s in sources if s.kind == "generator"]
     assert len(trained) >= 4 and len({s.family for s in trained}) >= 4
     assert [s.name for s in sources[-3:]] == ["cnn-random", "raw-pixels", "mean-colors"]
@@ -158,7 +160,7 @@ def test_bad_inputs(tmp_path: Path) -> None:
         rp.parse_extra_data(["photos"])
     assert rp.parse_extra_data(["a=/x", "b=y=z"]) == {"a": "/x", "b": "y=z"}
     with pytest.raises(NoisevisionError, match="no such folder"):
-        rp.resolve_sources(rp.REPRO_PRESETS["tiny"], extra_data={"a": str(tmp_path / "missing")})
+        rp.resolve_sources(rp.REPRO_PRESETS.get("tiny"), extra_data={"a": str(tmp_path / "missing")})
     with pytest.raises(NoisevisionError, match="--eval-dataset imagenet100:/path/to/folder"):
         rp.reproduce("paper-small", tmp_path)
 
@@ -180,9 +182,8 @@ def test_end_to_end_tiny_reproduction(tmp_path: Path, monkeypatch, materialize: 
         materialize=materialize, eval_dataset=probe,
         probe=dict(probes=("fast", "knn"), workers=0, min_steps=20),
     )  # fmt: skip
-    monkeypatch.setitem(rp.REPRO_PRESETS, "mini", preset)
     out = tmp_path / "out"
-    rp.reproduce("mini", out, log=lambda m: None)
+    rp.reproduce(preset, out, log=lambda m: None)
     cells = rp.load_cells(out)
     assert len(cells) == 10 and (out / "chart.png").stat().st_size > 5000
     gen = next(c for c in cells if c["source"] == "dead_leaves-mixed")
@@ -194,34 +195,33 @@ def test_end_to_end_tiny_reproduction(tmp_path: Path, monkeypatch, materialize: 
 def test_a_failing_source_is_noted_and_the_rest_runs(tmp_path: Path, monkeypatch, probe_set) -> None:
     preset = rp.ReproPreset("base", "test", (), "tiny", eval_dataset=probe_set(1),
                             probe=dict(probes=("knn",), workers=0))  # fmt: skip
-    monkeypatch.setitem(rp.REPRO_PRESETS, "base", preset)
-    real = rp.run_source
+    real = rp_run.run_source
 
     def flaky(source, *args, **kwargs):
         if source.name == "raw-pixels":
             raise NoisevisionError("disk full")
         return real(source, *args, **kwargs)
 
-    monkeypatch.setattr(rp, "run_source", flaky)
-    rp.reproduce("base", tmp_path / "out", log=lambda m: None)
+    monkeypatch.setattr(rp_run, "run_source", flaky)
+    rp.reproduce(preset, tmp_path / "out", log=lambda m: None)
     assert [c["source"] for c in rp.load_cells(tmp_path / "out")] == ["cnn-random", "mean-colors"]
     assert "raw-pixels failed: disk full" in (tmp_path / "out" / "report.md").read_text()
 
 
 def test_materialize_policy_picks_the_sources_rendered_once() -> None:
-    sources, _ = rp.resolve_sources(rp.REPRO_PRESETS["paper-small"], extra_data={"photos": "."})
+    sources, _ = rp.resolve_sources(rp.REPRO_PRESETS.get("paper-small"), extra_data={"photos": "."})
     generators = [s.name for s in sources if s.kind == "generator"]
 
     def once(policy: str) -> list[str]:
         return [s.name for s in sources if rp.renders_once(rp.materialize_selectors(policy), s)]
 
-    assert once("expensive") == ["feature_vis-random", rp.FEATURE_VIS_DEAD_LEAVES]
+    assert once("expensive") == ["feature_vis-random", "feature_vis-dead_leaves"]
     assert once("expensive, stylegan-random") == ["stylegan-random", "feature_vis-random",
-                                                  rp.FEATURE_VIS_DEAD_LEAVES]  # fmt: skip
+                                                  "feature_vis-dead_leaves"]  # fmt: skip
     assert once("random StyleGAN") == [n for n in generators if n.startswith("stylegan-")]
     assert once("all") == generators and "photos" not in generators  # folders and baselines never
     assert once("none") == []
-    assert {n: p.materialize for n, p in rp.REPRO_PRESETS.items()} == {
+    assert {e.name: e.value.materialize for e in rp.REPRO_PRESETS.entries()} == {
         "tiny": "all", "paper-small": "expensive", "paper-large": "expensive"}  # fmt: skip
     for bad, why in (("sometimes", "'sometimes' is no generator or family"), ("", "'' is no generator"),
                      ("all,expensive", "all stands alone"), ("expensive,stylegan-rand", "'stylegan-rand'")):
@@ -243,7 +243,7 @@ def test_materialize_renders_this_ranks_share_then_waits_for_the_others(tmp_path
     monkeypatch.setattr(folder, "wait_until_complete",
                         lambda *a, **k: real_wait(*a, **k, sleep=other_rank_finishes))  # fmt: skip
     monkeypatch.setattr("noisevision.device.default_workers", lambda device, job: 1)
-    record = rp.materialize("test-blobs", 32, 3, 10, root, "cpu", logs.append)
+    record = rp_run.materialize("test-blobs", 32, 3, 10, root, "cpu", logs.append)
     assert logs[0].startswith("[test-blobs] generated 5 images at 32 px") and "(share 2/2: 5..9)" in logs[0]
     assert logs[1] == "[test-blobs] waiting for 5 images from the other ranks"
     assert (record["shard"], record["images"], record["num"]) == ("2/2", 5, 10)

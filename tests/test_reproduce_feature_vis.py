@@ -14,8 +14,9 @@ from noisevision import reproduce as rp
 from noisevision.errors import NoisevisionError
 from noisevision.generators import feature_vis as fv
 from noisevision.models import build_encoder, load_encoder, save_encoder
+from noisevision.reproduce import run as rp_run
 
-FV = rp.FEATURE_VIS_DEAD_LEAVES
+FV = "feature_vis-dead_leaves"
 # The paper-large recipe (ResNet-50 + MoCo v2) shrunk to one CPU step: 4 images of 32 px.
 RESNET50_STEP = dict(num_images=4, epochs=1, batch_size=4, input_size=32, res=32, bn_groups=2, workers=0,
                      progress=False, method_kwargs={"queue_size": 16})  # fmt: skip
@@ -32,7 +33,8 @@ def visualised(monkeypatch) -> list[str]:
     """Feature visualizations cut to 1 optimisation step and a 8-image speed sample; returns the
     encoder files the rendered images came from."""
     seen: list[str] = []
-    real_network, real_visualise, real_measure = fv.FeatureVis.network, fv.visualise, rp.measure_generation
+    real_network, real_visualise = fv.FeatureVis.network, fv.visualise
+    real_measure = rp_run.measure_generation
 
     def network(self, seed, device):
         seen.append(self.encoder)
@@ -41,7 +43,8 @@ def visualised(monkeypatch) -> list[str]:
     monkeypatch.setattr(fv.FeatureVis, "network", network)
     monkeypatch.setattr(fv, "visualise", lambda model, rng, units, res, steps, *rest: real_visualise(
         model, rng, units, res, 1, *rest))  # fmt: skip
-    monkeypatch.setattr(rp, "measure_generation", lambda name, res, seed: real_measure(name, res, seed, 8))
+    monkeypatch.setattr(rp_run, "measure_generation",
+                        lambda name, res, seed: real_measure(name, res, seed, 8))
     return seen
 
 
@@ -70,31 +73,31 @@ def test_paper_presets_plan_feature_vis_dead_leaves(tmp_path: Path) -> None:
     for name, how in (("paper-large", "the ResNet-50 of the dead_leaves-mixed run"),
                       ("paper-small", "a ResNet-50 trained first on dead_leaves-mixed with the 'paper-large' "
                                       f"recipe in {prerequisites}")):  # fmt: skip
-        preset = rp.REPRO_PRESETS[name]
+        preset = rp.REPRO_PRESETS.get(name)
         sources, notes = rp.resolve_sources(preset)
         fv_row = next(s for s in sources if s.name == FV)
         assert (fv_row.kind, fv_row.family, fv_row.label) == ("generator", "feature visualization",
                                                               "Feature vis. – Dead leaves")
         assert not any(FV in n for n in notes)
-        kept, note = rp.plan_feature_vis(sources, preset, tmp_path)
-        assert kept == sources and note == f"{FV} visualises {how}"
+        kept, notes = rp.plan_prerequisites(sources, preset, tmp_path)
+        assert kept == sources and notes == [f"{FV} visualises {how}"]
         assert rp.PAPER_NUMBERS[preset.paper_scale][FV] in (39.2, 49.48)
     # Without dead_leaves-mixed and without an encoder, the chain cannot run: a note, no crash.
-    preset = rp.REPRO_PRESETS["paper-small"]
+    preset = rp.REPRO_PRESETS.get("paper-small")
     alone, _ = rp.resolve_sources(preset, generators=[FV])
-    kept, note = rp.plan_feature_vis(alone, preset, tmp_path)
+    kept, (note,) = rp.plan_prerequisites(alone, preset, tmp_path)
     assert FV not in [s.name for s in kept] and note.startswith(f"skipped {FV}: ")
     assert "--feature-vis-encoder" in note
     # ... unless an earlier run left the encoder there.
-    prerequisite = rp.dead_leaves_encoder_path(preset, tmp_path)
+    prerequisite = rp.prerequisite_path(rp.DERIVED[FV].needs, preset, tmp_path)
     prerequisite.parent.mkdir(parents=True)
     prerequisite.write_bytes(b"")
-    assert rp.plan_feature_vis(alone, preset, tmp_path)[0] == alone
+    assert rp.plan_prerequisites(alone, preset, tmp_path)[0] == alone
     # The CPU demo trains no ResNet-50, not even when asked for feature_vis-dead_leaves.
-    tiny = rp.REPRO_PRESETS["tiny"]
+    tiny = rp.REPRO_PRESETS.get("tiny")
     assert FV not in [s.name for s in rp.resolve_sources(tiny)[0]]
     asked, _ = rp.resolve_sources(tiny, generators=["dead_leaves-mixed", FV])
-    kept, note = rp.plan_feature_vis(asked, tiny, tmp_path)
+    kept, (note,) = rp.plan_prerequisites(asked, tiny, tmp_path)
     assert [s.name for s in kept] == ["dead_leaves-mixed", "cnn-random", "raw-pixels", "mean-colors"]
     assert note.startswith(f"skipped {FV}: preset 'tiny' trains no ResNet-50")
 
@@ -102,9 +105,8 @@ def test_paper_presets_plan_feature_vis_dead_leaves(tmp_path: Path) -> None:
 def test_paper_small_trains_a_resnet50_prerequisite_once(tmp_path: Path, monkeypatch, visualised,
                                                          probe_folder: str) -> None:
     preset = small_preset(("dead_leaves-mixed", FV), probe_folder)
-    monkeypatch.setitem(rp.REPRO_PRESETS, preset.name, preset)
     out, logs = tmp_path / "out", []
-    rp.reproduce(preset.name, out, log=logs.append)
+    rp.reproduce(preset, out, log=logs.append)
     prerequisite = (out / "prerequisites" / "dead_leaves-mixed-resnet50" / "encoder.pt").resolve()
     encoder, meta = load_encoder(prerequisite)
     assert (encoder.arch, meta["method"], meta["data"]) == ("resnet50", "moco_v2", "dead_leaves-mixed")
@@ -128,7 +130,7 @@ def test_paper_small_trains_a_resnet50_prerequisite_once(tmp_path: Path, monkeyp
     # A rerun finds the prerequisite and its cost, and does not train it again.
     monkeypatch.setattr("noisevision.train.train", no_training)
     again: list[str] = []
-    path, reused = rp.dead_leaves_encoder(preset, out, "cpu", again.append, {})
+    path, reused = rp_run.prerequisite_encoder(rp.DERIVED[FV], preset, out, "cpu", again.append, {})
     assert path.resolve() == prerequisite and reused == cost
     assert "reusing the prerequisite encoder" in again[0]
 
@@ -136,32 +138,31 @@ def test_paper_small_trains_a_resnet50_prerequisite_once(tmp_path: Path, monkeyp
 def test_paper_large_visualises_the_dead_leaves_run(tmp_path: Path, monkeypatch, probe_folder: str) -> None:
     preset = small_preset(("dead_leaves-mixed", FV), probe_folder, shared=True)
     out, logs = tmp_path / "out", []
-    path, cost = rp.dead_leaves_encoder(preset, out, "cpu", logs.append, {})
+    path, cost = rp_run.prerequisite_encoder(rp.DERIVED[FV], preset, out, "cpu", logs.append, {})
     assert cost["shared"] and cost["source"] == "dead_leaves-mixed"  # counted in that row already
-    assert path == rp.run_folder(out, "dead_leaves-mixed") / "encoder.pt" == rp.dead_leaves_encoder_path(
-        preset, out)  # fmt: skip
+    assert path == rp.run_folder(out, "dead_leaves-mixed") / "encoder.pt" == rp.prerequisite_path(
+        rp.DERIVED[FV].needs, preset, out)  # fmt: skip
     assert load_encoder(path)[0].arch == "resnet50" and not (out / "prerequisites").exists()
     # The dead_leaves-mixed source then finds its run done: one training for both rows.
     monkeypatch.setattr("noisevision.train.train", no_training)
     (dead_leaves,) = [s for s in rp.resolve_sources(preset)[0] if s.name == "dead_leaves-mixed"]
-    assert rp.pretrain(dead_leaves, preset, out, "cpu", logs.append, {})[0] == path
+    assert rp_run.pretrain(dead_leaves, preset, out, "cpu", logs.append, {})[0] == path
 
 
 def test_a_given_encoder_is_used_without_training_one(tmp_path: Path, monkeypatch, visualised,
                                                       probe_folder: str) -> None:
     given = save_encoder(tmp_path / "mine.pt", build_encoder("resnet50"), {}).resolve()
     preset = small_preset((FV,), probe_folder)
-    monkeypatch.setitem(rp.REPRO_PRESETS, preset.name, preset)
-    monkeypatch.setattr(rp, "dead_leaves_encoder", no_training)
+    monkeypatch.setattr(rp_run, "prerequisite_encoder", no_training)
     out = tmp_path / "out"
-    rp.reproduce(preset.name, out, feature_vis_encoder=tmp_path / "mine.pt", log=lambda m: None)
+    rp.reproduce(preset, out, feature_vis_encoder=tmp_path / "mine.pt", log=lambda m: None)
     assert set(visualised) == {str(given)} and not (out / "prerequisites").exists()
     cell = rp.read_cell(rp.cell_path(out, FV, "knn"))
     assert cell["stages"]["generation"]["data"] == f"feature_vis-{given}" and cell["source"] == FV
     plan = json.loads((out / "plan.json").read_text())
     assert plan["sources"] == [FV] and f"{FV} visualises {given} (--feature-vis-encoder)" in plan["notes"]
-    _, notes = rp.resolve_sources(rp.REPRO_PRESETS["tiny"], feature_vis_encoder=given)
-    assert notes == [f"--feature-vis-encoder unused: {FV} is not among the generators"]
+    _, notes = rp.resolve_sources(rp.REPRO_PRESETS.get("tiny"), feature_vis_encoder=given)
+    assert notes == [f"--feature-vis-encoder unused: none of {FV} is among the generators"]
 
 
 def test_bad_feature_vis_encoder_is_one_line(tmp_path: Path, run_cli) -> None:
@@ -174,7 +175,7 @@ def test_bad_feature_vis_encoder_is_one_line(tmp_path: Path, run_cli) -> None:
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
         assert not (tmp_path / "out").exists()
     with pytest.raises(NoisevisionError, match="need a ResNet-50"):
-        rp.feature_vis_source(small)
+        rp.derived_source(FV, small)
 
 
 def test_expensive_sources_are_rendered_once_and_cheap_ones_stream(tmp_path: Path, monkeypatch, visualised,
@@ -183,9 +184,8 @@ def test_expensive_sources_are_rendered_once_and_cheap_ones_stream(tmp_path: Pat
     monkeypatch.setattr("noisevision.device.default_workers", lambda device, job: 1)  # in-process: 1 step
     preset = replace(small_preset(("dead_leaves-squares", "feature_vis-random"), probe_folder),
                      materialize="expensive")  # fmt: skip
-    monkeypatch.setitem(rp.REPRO_PRESETS, preset.name, preset)
     out, logs = tmp_path / "out", []
-    rp.reproduce(preset.name, out, log=logs.append)
+    rp.reproduce(preset, out, log=logs.append)
     rendered = out / "data" / "feature_vis-random"
     trained_on = {name: yaml.safe_load((rp.run_folder(out, name) / "config.yaml").read_text())["data"]
                   for name in ("dead_leaves-squares", "feature_vis-random")}  # fmt: skip
@@ -203,11 +203,11 @@ def test_expensive_sources_are_rendered_once_and_cheap_ones_stream(tmp_path: Pat
     # A rerun renders only the missing images and keeps the cost of the run that rendered the others.
     seed = json.loads((rendered / "noisevision.json").read_text())["seed"]
     again: list[str] = []
-    same = rp.materialize("feature_vis-random", 32, seed, 16, rendered, "cpu", again.append)
+    same = rp_run.materialize("feature_vis-random", 32, seed, 16, rendered, "cpu", again.append)
     assert {**same, "data": "feature_vis-random"} == fv_cost
     assert "generated 0 images" in again[0] and "16 were there already" in again[0]
     (rendered / "train" / "00000" / "00000005.jpg").unlink()
-    redo = rp.materialize("feature_vis-random", 32, seed, 16, rendered, "cpu", again.append)
+    redo = rp_run.materialize("feature_vis-random", 32, seed, 16, rendered, "cpu", again.append)
     assert "generated 1 images" in again[1] and redo["images"] == 17
     assert redo["seconds"] > fv_cost["seconds"]
 
@@ -223,15 +223,14 @@ def test_a_moved_reproduction_finishes_feature_vis(tmp_path: Path, monkeypatch, 
                                                    probe_folder: str) -> None:
     monkeypatch.setattr("noisevision.device.default_workers", lambda device, job: 1)  # in-process: 1 step
     preset = replace(small_preset(("dead_leaves-mixed", FV), probe_folder), materialize="expensive")
-    monkeypatch.setitem(rp.REPRO_PRESETS, preset.name, preset)
     out = tmp_path / "out"
-    rp.reproduce(preset.name, out, log=lambda m: None)
+    rp.reproduce(preset, out, log=lambda m: None)
     # feature_vis-dead_leaves left unfinished (trained, not yet saved nor probed), then OUT moved
     unfinish(out)
     moved = tmp_path / "moved"
     out.rename(moved)
     logs: list[str] = []
-    rp.reproduce(preset.name, moved, log=logs.append)
+    rp.reproduce(preset, moved, log=logs.append)
     data = f"feature_vis-{(moved / 'prerequisites' / 'dead_leaves-mixed-resnet50' / 'encoder.pt').resolve()}"
     assert json.loads((moved / "data" / FV / "noisevision.json").read_text())["generator"] == data
     run = yaml.safe_load((rp.run_folder(moved, FV) / "config.yaml").read_text())
@@ -244,6 +243,6 @@ def test_a_moved_reproduction_finishes_feature_vis(tmp_path: Path, monkeypatch, 
     config.write_text(yaml.safe_dump({**run, "data": f"moved/data/{FV}"}, sort_keys=False))
     unfinish(moved)
     monkeypatch.chdir(tmp_path)
-    rp.reproduce(preset.name, "moved", log=logs.append)
+    rp.reproduce(preset, "moved", log=logs.append)
     assert yaml.safe_load(config.read_text())["data"] == str(moved / "data" / FV)
     assert rp.read_cell(rp.cell_path(moved, FV, "knn"))["top1"] >= 0

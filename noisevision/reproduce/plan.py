@@ -1,0 +1,346 @@
+"""What a reproduction consists of: its presets, data sources, materialisation policy and
+prerequisites, decided before anything runs.
+
+A source is one row of the report: a generator, an image folder (`--extra-data NAME=DIR`) or a
+baseline (SPEC §6). A source may need an encoder trained first (`Needs`): feature_vis-dead_leaves
+(SPEC §5) visualises the ResNet-50 trained with MoCo v2 on dead_leaves-mixed. That encoder is
+the dead_leaves-mixed run itself where the preset trains with that recipe (paper-large), a
+prerequisite run in OUT/prerequisites/ otherwise (paper-small), or a file the user gives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from noisevision.errors import NoisevisionError, UnknownNameError
+from noisevision.evaluate.baselines import BASELINES
+from noisevision.evaluate.probes import ProbeSettings
+from noisevision.registry import Registry
+
+# SPEC §1 datasets, in the paper's order.
+SPEC_DATASETS = (
+    "dead_leaves-squares", "dead_leaves-oriented", "dead_leaves-mixed", "dead_leaves-textures",
+    "stat-spectrum", "stat-wmm", "stat-spectrum_color", "stat-spectrum_color_wmm",
+    "stylegan-random", "stylegan-highfreq", "stylegan-sparse", "stylegan-oriented",
+    "feature_vis-random", "feature_vis-dead_leaves",
+)  # fmt: skip
+
+# SPEC §10, small scale (SmallAlexNet, ImageNet-100, read off the paper's chart, ±0.5).
+PAPER_SMALL: dict[str, float] = {
+    "mean-colors": 5.0, "raw-pixels": 8.8, "cnn-random": 20.9, "stat-spectrum": 30.6,
+    "stat-wmm": 31.4, "fractaldb": 33.4, "stylegan-random": 34.0, "feature_vis-random": 34.6,
+    "dead_leaves-squares": 35.1, "stat-spectrum_color": 36.7, "dead_leaves-oriented": 37.4,
+    "dead_leaves-mixed": 38.9, "feature_vis-dead_leaves": 39.2, "stat-spectrum_color_wmm": 39.9,
+    "dead_leaves-textures": 40.9, "stylegan-sparse": 42.0, "stylegan-highfreq": 42.1,
+    "stylegan-oriented": 43.4,
+}  # fmt: skip
+# SPEC §10, large scale (ResNet-50, MoCo v2), ImageNet-100 column.
+PAPER_LARGE: dict[str, float] = {
+    "cnn-random": 10.84, "fractaldb": 44.06, "dead_leaves-mixed": 38.34,
+    "feature_vis-dead_leaves": 49.48, "stat-spectrum_color_wmm": 56.04, "stylegan-oriented": 58.70,
+}  # fmt: skip
+PAPER_NUMBERS = {"small": PAPER_SMALL, "large": PAPER_LARGE}
+
+# Families the "expensive" materialize policy renders once: generation, not training, is their cost,
+# and streaming them would pay it once per epoch (feature visualization: 128 Adam steps through a
+# ResNet-50 per image, SPEC §5).
+EXPENSIVE_FAMILIES = ("feature visualization",)
+MATERIALIZE_HELP = (
+    "all, none, or expensive (feature visualizations), optionally with generator names or "
+    "families to render once too, comma-separated (e.g. expensive,stylegan-random)"
+)
+
+
+# ---------------------------------------------------------------------------------- presets
+@dataclass(frozen=True)
+class ReproPreset:
+    """One reproduction recipe. `generators` entries may be "a|b": the first registered name."""
+
+    name: str
+    description: str
+    generators: tuple[str, ...]
+    train_preset: str
+    train_overrides: dict[str, Any] = field(default_factory=dict)
+    baselines: tuple[str, ...] = tuple(BASELINES.names())
+    eval_dataset: str = "fashion-mnist"
+    probe: dict[str, Any] = field(default_factory=dict)  # ProbeSettings fields
+    paper_scale: str = "small"  # which SPEC §10 numbers the report shows beside ours
+    # Which generators are rendered once to OUT/data/NAME/ and trained from there instead of streamed
+    # (regenerated every epoch): MATERIALIZE_HELP, parsed by materialize_selectors.
+    materialize: str = "none"
+    distinct_images: int | None = None  # fewer distinct images, more epochs, same images seen
+    # The recipe of the encoders that sources with `needs` visualise (SPEC §5: MoCo v2, §8);
+    # None: none is trained here, such sources need a given encoder file.
+    feature_vis_train_preset: str | None = "paper-large"
+    feature_vis_train_overrides: dict[str, Any] = field(default_factory=dict)
+
+    def probe_settings(self, **overrides: Any) -> ProbeSettings:
+        values = {"progress": True, **self.probe, **{k: v for k, v in overrides.items() if v is not None}}
+        return ProbeSettings(**values)
+
+    @property
+    def shares_encoder_recipe(self) -> bool:
+        """Whether every source trains with the recipe of the encoders that sources with `needs`
+        visualise (paper-large): then a source's own run is the encoder it needs."""
+        return (self.train_preset, self.train_overrides) == (
+            self.feature_vis_train_preset, self.feature_vis_train_overrides)
+
+
+REPRO_PRESETS: Registry[ReproPreset] = Registry("reproduction preset")
+
+
+def _add(preset: ReproPreset) -> None:
+    REPRO_PRESETS.add(preset.name, preset, preset.description)
+
+
+_add(ReproPreset(
+    "tiny", "CPU demo: 4 generator families + baselines, Fashion-MNIST probes",
+    # One fast generator per family (CPU rendering is the bottleneck).
+    generators=(
+        "dead_leaves-mixed", "stat-spectrum_color|stat-spectrum_color_wmm|stat-spectrum",
+        "stylegan-oriented|stylegan-random", "fractaldb|fractal-svd",
+    ),
+    train_preset="tiny",
+    # As many training images as the training preset, over at most 2,048 distinct ones rendered
+    # once (CPU rendering of StyleGAN / fractals costs more than training on them).
+    materialize="all", distinct_images=2048,
+    feature_vis_train_preset=None,  # a ResNet-50 + MoCo v2 run is no CPU demo
+    eval_dataset="fashion-mnist",
+    probe=dict(probes=("fast", "knn", "lowshot"), subset=5000, test_subset=2000, lowshot_seeds=5,
+               protocol="paper"),
+))  # fmt: skip
+_add(ReproPreset(
+    "paper-small", "SPEC §7 + §9: SmallAlexNet on 105k images of every SPEC §1 dataset, ImageNet-100 probe",
+    generators=(*SPEC_DATASETS, "fractaldb"), train_preset="paper-small", eval_dataset="imagenet100",
+    probe=dict(probes=("linear", "fast", "knn"), protocol="paper", workers=8),
+    materialize="expensive",  # the paper trained on fixed datasets, rendered once
+))  # fmt: skip
+_add(ReproPreset(
+    "paper-large", "SPEC §8 + §9: ResNet-50 MoCo v2 on 1.3M images, MoCo's linear probe on ImageNet-100",
+    generators=(*SPEC_DATASETS, "fractaldb"), train_preset="paper-large", eval_dataset="imagenet100",
+    probe=dict(probes=("linear", "knn"), protocol="moco", workers=8), paper_scale="large",
+    materialize="expensive",
+))  # fmt: skip
+
+
+def get_repro_preset(preset: str | ReproPreset) -> ReproPreset:
+    """A registered preset by name (a ReproPreset is used as it is)."""
+    return preset if isinstance(preset, ReproPreset) else REPRO_PRESETS.get(preset)
+
+
+# ---------------------------------------------------------------------------------- sources
+@dataclass(frozen=True)
+class Needs:
+    """An encoder a source's images come from, trained first on the generator `trained_on` with
+    the preset's encoder recipe; the source's data is then `template` with its file's path."""
+
+    trained_on: str
+    template: str  # e.g. "feature_vis-{}"
+    what: str  # the encoder, in words: "a ResNet-50"
+
+
+@dataclass(frozen=True)
+class Source:
+    """One row of the report: what the encoder saw (or which baseline it is)."""
+
+    name: str
+    kind: str  # "generator" | "folder" | "baseline"
+    family: str
+    label: str
+    data: str = ""  # what noisevision.train reads (generator name or folder); "" until `needs` is met
+    needs: Needs | None = None
+
+
+#: Sources that are no registered generator but derive one from an encoder trained first (SPEC §5).
+DERIVED: dict[str, Source] = {
+    s.name: s
+    for s in (
+        Source("feature_vis-dead_leaves", "generator", "feature visualization", "Feature vis. – Dead leaves",
+               needs=Needs("dead_leaves-mixed", "feature_vis-{}", "a ResNet-50")),  # fmt: skip
+    )
+}
+
+
+def derived_source(name: str, encoder: str | Path | None = None) -> Source:
+    """The derived source `name`, its data filled in when its encoder file is given (checked
+    here, in one line: the generator must accept the file, e.g. a ResNet-50 encoder)."""
+    from noisevision.generators import get
+
+    source = DERIVED[name]
+    if encoder:
+        path = Path(encoder).resolve()
+        if not path.is_file():
+            raise NoisevisionError(f"--feature-vis-encoder {encoder}: no such file")
+        source = replace(source, data=source.needs.template.format(path))
+        get(source.data)
+    return source
+
+
+def resolve_sources(preset: ReproPreset, generators: list[str] | None = None,
+                    extra_data: dict[str, str] | None = None,
+                    feature_vis_encoder: str | Path | None = None) -> tuple[list[Source], list[str]]:
+    """The preset's sources (or `generators`), folders and baselines; plus notes on skipped names.
+
+    `feature_vis_encoder`: the encoder file the derived sources visualise instead of one trained here.
+    """
+    notes: list[str] = []
+    sources: list[Source] = []
+    derived = {name: derived_source(name, feature_vis_encoder) for name in DERIVED}  # checks the file first
+    for entry in generators or preset.generators:
+        if entry in derived:
+            if not any(s.name == entry for s in sources):
+                sources.append(derived[entry])
+            continue
+        choices = entry.split("|")
+        found = next(((c, spec) for c in choices if (spec := generator_spec(c)) is not None), None)
+        if found is None:
+            if generators:  # asked for explicitly: an error, not a note
+                from noisevision.generators import get
+
+                get(choices[0])
+            notes.append(f"skipped {' / '.join(choices)}: {_why_unavailable(choices[-1])}")
+            continue
+        name, spec = found
+        if not any(s.name == name for s in sources):
+            sources.append(Source(name, "generator", spec.family, spec.label or name, name))
+    for name, folder in (extra_data or {}).items():
+        if not Path(folder).is_dir():
+            raise NoisevisionError(f"--extra-data {name}={folder}: no such folder")
+        sources.append(Source(name, "folder", "image folder", name, str(Path(folder).resolve())))
+    for b in preset.baselines:
+        sources.append(Source(b, "baseline", "baseline", BASELINES.get(b).label))
+    if feature_vis_encoder and not any(s.needs for s in sources):
+        notes.append(f"--feature-vis-encoder unused: none of {', '.join(DERIVED)} is among the generators")
+    return sources, notes
+
+
+def generator_spec(name: str) -> Any:
+    """The registry row of `name`, also for parametric names (e.g. mix6:a+b); None if unknown."""
+    from noisevision import generators
+
+    if name in generators.GENERATORS:
+        return generators.spec(name)
+    try:
+        return generators.get(name).spec
+    except NoisevisionError:
+        return None
+
+
+def _why_unavailable(name: str) -> str:
+    from noisevision.generators import get
+
+    try:
+        get(name)
+    except UnknownNameError:
+        return "not registered in this installation"
+    except NoisevisionError as exc:  # e.g. a parametric name whose argument is missing
+        return str(exc)
+    return "unavailable"
+
+
+def generation_res(name: str, res: int | None) -> int | None:
+    """The resolution to render `name` at: `res`, or the nearest one the generator can make
+    (e.g. StyleGAN renders 128, 256 or 512 px only; training crops are resized anyway)."""
+    spec = generator_spec(name)
+    if res is None or spec is None or not spec.resolutions or res in spec.resolutions:
+        return res
+    larger = [r for r in spec.resolutions if r >= res]
+    return min(larger) if larger else max(spec.resolutions)
+
+
+def parse_extra_data(items: list[str] | None) -> dict[str, str]:
+    """["NAME=DIR", ...] -> {NAME: DIR}."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        name, sep, folder = item.partition("=")
+        if not sep or not name or not folder:
+            raise NoisevisionError(f"bad --extra-data '{item}': write NAME=DIR")
+        out[name] = folder
+    return out
+
+
+# ---------------------------------------------------------------------------------- prerequisites
+def slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+
+def run_folder(out: Path, source: str) -> Path:
+    """The training run of `source` (noisevision.train's run folder)."""
+    return out / "runs" / slug(source)
+
+
+def prerequisite_path(needs: Needs, preset: ReproPreset, out: Path) -> Path:
+    """Where the encoder a source needs is (or will be): the run of the source it trains on when
+    the preset shares the encoder's recipe, else a prerequisite run of its own."""
+    from noisevision.train import ENCODER, TrainConfig
+
+    if preset.shares_encoder_recipe:
+        return run_folder(out, needs.trained_on) / ENCODER
+    arch = TrainConfig.from_preset(preset.feature_vis_train_preset, **preset.feature_vis_train_overrides).arch
+    return out / "prerequisites" / f"{needs.trained_on}-{slug(arch)}" / ENCODER
+
+
+def plan_prerequisites(sources: list[Source], preset: ReproPreset,
+                       out: Path) -> tuple[list[Source], list[str]]:
+    """Keep each source that needs an encoder where that encoder is given, exists, or can be
+    trained here (its generator is one of this reproduction's sources); a note for each says which
+    encoder it visualises, or why it is skipped."""
+    kept, notes = [], []
+    for s in sources:
+        needs = s.needs
+        if needs is None:
+            kept.append(s)
+            continue
+        encoder = needs.what.removeprefix("a ")
+        given = f"pass --feature-vis-encoder PATH to {needs.what} encoder.pt"
+        if s.data:
+            kept.append(s)
+            notes.append(f"{s.name} visualises {s.data.removeprefix(needs.template.format(''))} "
+                         "(--feature-vis-encoder)")  # fmt: skip
+            continue
+        if preset.feature_vis_train_preset is None:
+            notes.append(f"skipped {s.name}: preset '{preset.name}' trains no {encoder} on "
+                         f"{needs.trained_on} ({given})")  # fmt: skip
+            continue
+        path = prerequisite_path(needs, preset, out)
+        if preset.shares_encoder_recipe:
+            how = f"the {encoder} of the {needs.trained_on} run"
+        else:
+            how = (f"{needs.what} trained first on {needs.trained_on} with the "
+                   f"'{preset.feature_vis_train_preset}' recipe in {path.parent}")  # fmt: skip
+        if any(o.name == needs.trained_on for o in sources) or path.is_file():
+            kept.append(s)
+            notes.append(f"{s.name} visualises {how}")
+        else:
+            notes.append(f"skipped {s.name}: it visualises {how}, but {needs.trained_on} is not among "
+                         f"the generators (add it, or {given})")  # fmt: skip
+    return kept, notes
+
+
+# ---------------------------------------------------------------------------------- materialisation
+def materialize_selectors(policy: str) -> frozenset[str]:
+    """The generator names and families a materialize policy renders once ("*": every generator)."""
+    from noisevision import generators
+
+    tokens = [t.strip() for t in policy.split(",") if t.strip()]
+    if tokens in (["all"], ["none"]):
+        return frozenset({"*"} if tokens == ["all"] else ())
+    families = {s.family for s in generators.specs()}
+    selected: set[str] = set()
+    for token in tokens or [""]:
+        if token == "expensive":
+            selected.update(EXPENSIVE_FAMILIES)
+        elif token in families or token in DERIVED or generator_spec(token) is not None:
+            selected.add(token)
+        else:
+            alone = token in ("all", "none")
+            why = f"{token} stands alone" if alone else f"'{token}' is no generator or family"
+            raise NoisevisionError(f"bad --materialize '{policy}': {why}; use {MATERIALIZE_HELP}")
+    return frozenset(selected)
+
+
+def renders_once(selectors: frozenset[str], source: Source) -> bool:
+    """Whether `source` is trained from its images rendered once (else streamed)."""
+    return source.kind == "generator" and bool({"*", source.name, source.family} & selectors)

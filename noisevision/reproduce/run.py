@@ -1,0 +1,356 @@
+"""Running a reproduction: for each source, render (or stream), pre-train, probe, and write its
+cells; every stage resumes where an interrupted run stopped.
+
+Training streams a generator (its images regenerated every epoch) or, where the preset's
+`materialize` policy says so, reads its images rendered once into OUT/data/NAME/. A source that
+needs an encoder trained first gets it here (`prerequisite_encoder`). A cell whose file exists
+is skipped, and training runs and renderings resume.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import noisevision
+from noisevision.errors import NoisevisionError
+from noisevision.evaluate import ProbeSettings, build_baseline, evaluate
+from noisevision.io import atomic_write_text
+from noisevision.reproduce.cells import cell_path, read_cell
+from noisevision.reproduce.plan import (
+    PAPER_NUMBERS,
+    Needs,
+    ReproPreset,
+    Source,
+    generation_res,
+    generator_spec,
+    get_repro_preset,
+    materialize_selectors,
+    plan_prerequisites,
+    prerequisite_path,
+    renders_once,
+    resolve_sources,
+    run_folder,
+    slug,
+)
+from noisevision.reproduce.report import build_report
+
+Log = Callable[[str], None]
+
+
+# ---------------------------------------------------------------------------------- stages
+def timed_training(cfg: Any) -> dict[str, Any]:
+    """Train (or resume) the run of `cfg` and say what it cost this time: seconds, images, recipe."""
+    from noisevision.train import train
+
+    t0 = time.perf_counter()
+    train(cfg)
+    seconds = time.perf_counter() - t0
+    images = cfg.num_images * cfg.epochs
+    return {"seconds": seconds, "images": images, "images_per_s": images / seconds,
+            "preset": cfg.preset, "arch": cfg.arch, "epochs": cfg.epochs}  # fmt: skip
+
+
+def measure_generation(name: str, res: int | None, seed: int, count: int = 64) -> dict[str, Any]:
+    """Render `count` images once, as the training stream does (CPU): images/s of the generator."""
+    from noisevision.data.stream import open_source
+
+    source = open_source(name, res, seed)
+    idx = torch.arange(count)
+    t0 = time.perf_counter()
+    source.render(idx[: min(8, count)])  # warm-up (lazy tables, first-call costs)
+    t1 = time.perf_counter()
+    source.render(idx)
+    t2 = time.perf_counter()
+    return {"res": source.res, "sample_images": count, "sample_seconds": t2 - t1,
+            "images_per_s": count / max(t2 - t1, 1e-9), "warmup_seconds": t1 - t0}  # fmt: skip
+
+
+def materialize(name: str, res: int | None, seed: int, num: int, root: Path, device: str,
+                log: Log) -> dict[str, Any]:
+    """Render images 0..num-1 of `name` once into an image folder (JPEG q95, as the paper's data).
+
+    Used where generation, not training, is the bottleneck and every epoch reuses the same images:
+    each image is rendered once instead of once per epoch. Resumable: only missing files are
+    rendered. Under torchrun (RANK/WORLD_SIZE) each rank renders its share, as `noisevision generate
+    --shard` does, on its own GPU, then waits for the other shares: training reads the whole folder.
+    Returns this process's rendering cost, summed over the runs that rendered images.
+    """
+    from noisevision import device as devices
+    from noisevision.data.folder import (
+        DatasetSpec,
+        parse_shard,
+        shard_range,
+        wait_until_complete,
+        write_dataset,
+    )
+
+    shard, shards = parse_shard(None)
+    dev = devices.rank_device(device)
+    res = res if res is not None else generator_spec(name).default_res
+    spec = DatasetSpec(generator=name, params={}, seed=seed, res=res, num=num)
+    share = shard_range(num, shard, shards)
+    t0 = time.perf_counter()
+    written = write_dataset(root, spec, share, dev, devices.default_workers(dev, "generate"), batch_size=64)
+    seconds = time.perf_counter() - t0
+    where = f" (share {shard + 1}/{shards}: {share.start}..{share.stop - 1})" if shards > 1 else ""
+    log(f"[{name}] generated {written} images at {res} px in {seconds:.1f} s{where}; "
+        f"{len(share) - written} were there already")  # fmt: skip
+    cost_file = root / ("generation.json" if shards == 1 else f"generation-{shard + 1}of{shards}.json")
+    cost = read_cell(cost_file) or {"images": 0, "seconds": 0.0}
+    if written:  # a rerun that found every image there keeps the cost of the runs that rendered them
+        cost = {"images": cost["images"] + written, "seconds": cost["seconds"] + seconds}
+        atomic_write_text(cost_file, json.dumps(cost))
+    record = {"res": res, "num": num, **cost, "folder": str(root),
+              "images_per_s": cost["images"] / cost["seconds"] if cost["images"] else None}  # fmt: skip
+    if shards > 1:
+        record["shard"] = f"{shard + 1}/{shards}"
+        record["wait_seconds"] = wait_until_complete(root, range(num), spec.format, lambda n: log(
+            f"[{name}] waiting for {n} images from the other ranks"))  # fmt: skip
+    return record
+
+
+def prerequisite_encoder(source: Source, preset: ReproPreset, out: Path, device: str, log: Log,
+                         overrides: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+    """The encoder `source` needs, trained or resumed if need be, and what training it cost.
+
+    When the preset shares the encoder's recipe (paper-large): the run of the source it trains on
+    (its cost is that row's: "shared"). Otherwise a prerequisite run with the preset's encoder
+    recipe, its cost kept beside it; of the caller's training options only the runtime ones
+    (workers, threads, ...) apply to it, since the others are meant for the preset's own recipe.
+    """
+    from noisevision.train import TrainConfig
+
+    needs: Needs = source.needs
+    tag = f"[{source.name}]"
+    if preset.shares_encoder_recipe:
+        spec = generator_spec(needs.trained_on)
+        trained_on = Source(needs.trained_on, "generator", spec.family, spec.label, needs.trained_on)
+        log(f"{tag} visualising the encoder of the {needs.trained_on} run")
+        path, stages = pretrain(trained_on, preset, out, device, log, overrides)
+        return path, {**stages["pretrain"], "source": needs.trained_on, "shared": True}
+    path = prerequisite_path(needs, preset, out)
+    cost_file = path.parent / "prerequisite.json"
+    if path.is_file():
+        log(f"{tag} reusing the prerequisite encoder {path}")
+        return path, read_cell(cost_file) or {"source": needs.trained_on, "shared": False}
+    runtime = {k: v for k, v in overrides.items() if k in TrainConfig.RUNTIME}
+    cfg = TrainConfig.from_preset(preset.feature_vis_train_preset, **{
+        **preset.feature_vis_train_overrides, **runtime,
+        "data": needs.trained_on, "out": str(path.parent), "device": device})  # fmt: skip
+    log(f"{tag} prerequisite: training {cfg.arch} + {cfg.method} ({cfg.preset}: {cfg.num_images} images × "
+        f"{cfg.epochs} epochs) on {needs.trained_on} in {path.parent}")  # fmt: skip
+    cost = {**timed_training(cfg), "source": needs.trained_on, "shared": False}
+    atomic_write_text(cost_file, json.dumps(cost, indent=1))
+    log(f"{tag} prerequisite trained in {cost['seconds']:.0f} s: {path}")
+    return path, cost
+
+
+def _follow_moved_out(out: Path, file: Path, key: str, new: str, log: Log) -> None:
+    """OUT was moved (or spelled another way) while a source was unfinished: `file` (a run's
+    config, a rendered folder's manifest) names its data (a folder in OUT, feature_vis-<an encoder
+    in OUT>) otherwise and would count as another configuration. If it names the same file, or a
+    place that is gone with the same path inside OUT, point `key` at `new`."""
+    import yaml
+
+    record = yaml.safe_load(file.read_text()) if file.is_file() else None  # JSON is YAML too
+    old = record.get(key) if isinstance(record, dict) else None
+    if not isinstance(old, str) or old == new:
+        return
+    prefix = "feature_vis-" if new.startswith("feature_vis-") else ""
+    try:
+        inside = Path(new.removeprefix(prefix)).resolve().relative_to(out.resolve()).parts
+    except ValueError:
+        return  # data from elsewhere: nothing moved with OUT
+    was = Path(old.removeprefix(prefix))
+    same = was.resolve() == Path(new.removeprefix(prefix)).resolve()  # e.g. relative vs absolute
+    moved = not was.exists() and was.parts[-len(inside):] == inside
+    if old.startswith(prefix) and (same or moved):
+        record[key] = new
+        text = yaml.safe_dump(record, sort_keys=False) if file.suffix == ".yaml" else None
+        atomic_write_text(file, text or json.dumps(record, indent=2) + "\n")
+        log(f"{out} was moved: {file} now names {new}" if moved else f"{file} now names {new}")
+
+
+def pretrain(source: Source, preset: ReproPreset, out: Path, device: str, log: Log,
+             overrides: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+    """Generate (or stream), then train, resume or reuse the encoder of `source`.
+
+    Returns the encoder file and what each stage cost (OUT/runs/NAME/stages.json).
+    """
+    from noisevision.data.folder import MANIFEST
+    from noisevision.train import CONFIG, ENCODER, TrainConfig
+
+    run_dir = run_folder(out, source.name)
+    stages_file = run_dir / "stages.json"
+    if (run_dir / ENCODER).is_file() and stages_file.is_file():
+        return run_dir / ENCODER, json.loads(stages_file.read_text())
+    stages: dict[str, Any] = {}
+    if source.needs is not None and not source.data:
+        encoder, stages["prerequisite"] = prerequisite_encoder(source, preset, out, device, log, overrides)
+        source = replace(source, data=source.needs.template.format(encoder.resolve()))
+    values = {**preset.train_overrides, **overrides}
+    cfg = TrainConfig.from_preset(preset.train_preset, **values)
+    if preset.distinct_images and cfg.num_images > preset.distinct_images and "epochs" not in values:
+        seen = cfg.num_images * cfg.epochs
+        values["num_images"] = preset.distinct_images
+        values["epochs"] = max(1, round(seen / preset.distinct_images))
+        cfg = TrainConfig.from_preset(preset.train_preset, **values)
+    data, res = source.data, cfg.res
+    if source.kind == "generator":
+        res = generation_res(source.data, cfg.res)
+        if renders_once(materialize_selectors(preset.materialize), source):
+            folder = out / "data" / slug(source.name)
+            _follow_moved_out(out, folder / MANIFEST, "generator", source.data, log)
+            stages["generation"] = materialize(source.data, res, cfg.seed, cfg.num_images, folder,
+                                               device, log)  # fmt: skip
+            data = str(folder)
+        else:
+            log(f"[{source.name}] measuring generation speed")
+            gen = measure_generation(source.data, res, cfg.seed)
+            gen["images_rendered"] = cfg.num_images * cfg.epochs  # the stream renders every epoch
+            gen["seconds"] = gen["images_rendered"] / gen["images_per_s"]
+            gen["estimated"] = True  # rendering overlaps training in the stream's worker
+            stages["generation"] = gen
+        stages["generation"]["data"] = source.data  # what was rendered, e.g. feature_vis-<encoder.pt>
+    cfg = TrainConfig.from_preset(preset.train_preset, **{**values, "res": res},
+                                  data=data, out=str(run_dir), device=device)  # fmt: skip
+    log(f"[{source.name}] pre-training ({cfg.preset}: {cfg.arch}, {cfg.num_images} images × "
+        f"{cfg.epochs} epochs)")  # fmt: skip
+    _follow_moved_out(out, run_dir / CONFIG, "data", cfg.data, log)
+    stages["pretrain"] = timed_training(cfg)
+    atomic_write_text(stages_file, json.dumps(stages, indent=1))
+    return run_dir / ENCODER, stages
+
+
+def baseline_model(source: Source, preset: ReproPreset, overrides: dict[str, Any]) -> torch.nn.Module:
+    """The baseline probe model, matching the architecture and input size the preset trains."""
+    from noisevision.train import TrainConfig
+
+    cfg = TrainConfig.from_preset(preset.train_preset, **{**preset.train_overrides, **overrides})
+    arch_kwargs = dict(cfg.arch_kwargs)
+    if cfg.input_size is not None:
+        arch_kwargs["input_size"] = cfg.input_size
+    input_size = cfg.input_size or build_baseline("cnn-random", arch=cfg.arch,
+                                                  arch_kwargs=arch_kwargs).input_size  # fmt: skip
+    return build_baseline(source.name, input_size, cfg.arch, arch_kwargs, seed=cfg.seed)
+
+
+# ---------------------------------------------------------------------------------- cells
+def run_source(source: Source, preset: ReproPreset, out: Path, dataset_name: str, dataset: Any,
+               settings: ProbeSettings, device: str, log: Log,
+               train_overrides: dict[str, Any]) -> list[dict[str, Any]]:
+    """Pre-train if needed, probe, and write the missing cells of `source`."""
+    from noisevision.device import resolve_device
+    from noisevision.models import load_encoder
+
+    todo = [p for p in settings.probes if read_cell(cell_path(out, source.name, p)) is None]
+    if not todo:
+        log(f"[{source.name}] done already: skipped")
+        return []
+    dev = resolve_device(device)
+    stages: dict[str, Any] = {}
+    encoder_path = ""
+    if source.kind == "baseline":
+        model = baseline_model(source, preset, train_overrides)
+        meta: dict[str, Any] = {"baseline": source.name}
+    else:
+        path, stages = pretrain(source, preset, out, device, log, train_overrides)
+        model, meta = load_encoder(path, map_location=dev)
+        encoder_path = str(path)
+    log(f"[{source.name}] probing on {dataset_name}: {', '.join(todo)}")
+    result = evaluate(model, dataset, replace(settings, probes=tuple(todo)), dev, meta, log=log)
+    log(f"[{source.name}] {result.summary()}")
+    n_feat = result.n_train + result.n_test
+    cells = []
+    paper = PAPER_NUMBERS.get(preset.paper_scale, {})
+    for probe, r in result.probes.items():
+        probe_stage = {"seconds": r.get("seconds", 0.0) + result.feature_seconds,
+                       "feature_seconds": result.feature_seconds,
+                       "feature_images_per_s": n_feat / max(result.feature_seconds, 1e-9)}  # fmt: skip
+        cell = {
+            "preset": preset.name, "source": source.name, "kind": source.kind,
+            "family": source.family, "label": source.label, "probe": probe,
+            "dataset": dataset_name, "top1": r["top1"], "std": r.get("std"),
+            "paper_top1": paper.get(source.name), "paper_scale": preset.paper_scale,
+            "layer": result.layer, "feature_dim": result.feature_dim, "n_train": result.n_train,
+            "n_test": result.n_test, "arch": getattr(model, "arch", type(model).__name__),
+            "device": str(dev), "stages": {**stages, "probe": probe_stage}, "details": r,
+            "encoder": encoder_path, "version": noisevision.__version__,
+            "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }  # fmt: skip
+        atomic_write_text(cell_path(out, source.name, probe), json.dumps(cell, indent=1))
+        cells.append(cell)
+    return cells
+
+
+def reproduce(preset: str | ReproPreset, out: str | Path, generators: list[str] | None = None,
+              eval_dataset: str | None = None, extra_data: dict[str, str] | None = None,
+              device: str = "auto", download: bool = False, probe_overrides: dict[str, Any] | None = None,
+              train_overrides: dict[str, Any] | None = None, feature_vis_encoder: str | Path | None = None,
+              materialize: str | None = None, log: Log = print) -> Path:
+    """Run (or resume) every cell of a preset (a name, or a ReproPreset of one's own) and write
+    the report; returns the report folder.
+
+    `feature_vis_encoder`: the encoder file feature_vis-dead_leaves visualises instead of the one
+    trained on dead_leaves-mixed here. `materialize`: which generators to render once instead of
+    streaming (MATERIALIZE_HELP), instead of the preset's choice.
+    """
+    from noisevision.data.eval_datasets import load_eval_dataset
+
+    preset = get_repro_preset(preset)
+    if materialize is not None:
+        preset = replace(preset, materialize=materialize)
+    selectors = materialize_selectors(preset.materialize)
+    out = Path(out).resolve()  # runs record their data by absolute path: resumable from any directory
+    settings = preset.probe_settings(**(probe_overrides or {}))
+    settings.check()
+    dataset_name = eval_dataset or preset.eval_dataset
+    if dataset_name in ("imagenet100", "imagefolder"):
+        raise NoisevisionError(
+            f"preset '{preset.name}' probes on {dataset_name}: pass --eval-dataset "
+            f"{dataset_name}:/path/to/folder (train/ and val/ class folders), or another set such as "
+            "fashion-mnist"
+        )
+    sources, notes = resolve_sources(preset, generators, extra_data, feature_vis_encoder)
+    sources, planned = plan_prerequisites(sources, preset, out)
+    for note in planned:
+        notes.append(note)
+        log(note)
+    once = [s.name for s in sources if renders_once(selectors, s)]
+    if once:
+        log(f"rendered once to {out / 'data'} (the others stream): {', '.join(once)}")
+    dataset = load_eval_dataset(dataset_name, download=download)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_plan(out, preset, dataset_name, sources, notes, settings)
+    t0 = time.perf_counter()
+    for source in sources:
+        try:
+            run_source(source, preset, out, dataset_name, dataset, settings, device, log,
+                       dict(train_overrides or {}))  # fmt: skip
+        except NoisevisionError as exc:  # one broken source must not stop a day-long run
+            log(f"[{source.name}] FAILED: {exc}")
+            notes.append(f"{source.name} failed: {exc}")
+            _write_plan(out, preset, dataset_name, sources, notes, settings)
+    paths = build_report(out, log=log)
+    log(f"reproduction '{preset.name}' finished in {time.perf_counter() - t0:.0f} s: "
+        f"report in {paths['markdown']}")  # fmt: skip
+    return out
+
+
+def _write_plan(out: Path, preset: ReproPreset, dataset: str, sources: list[Source],
+                notes: list[str], settings: ProbeSettings) -> None:
+    """OUT/plan.json: which cells this reproduction consists of (read back by the report)."""
+    plan = {
+        "preset": preset.name, "description": preset.description, "dataset": dataset,
+        "train_preset": preset.train_preset, "train_overrides": preset.train_overrides,
+        "probes": list(settings.probes), "sources": [s.name for s in sources], "notes": notes,
+        "paper_scale": preset.paper_scale, "materialize": preset.materialize,
+    }  # fmt: skip
+    atomic_write_text(out / "plan.json", json.dumps(plan, indent=1))
