@@ -355,21 +355,9 @@ def build_components(cfg: TrainConfig, device: torch.device) -> Components:
         arch_kwargs["input_size"] = cfg.input_size
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     encoder = build_encoder(cfg.arch, **arch_kwargs)
-    method_kwargs = dict(cfg.method_kwargs)
-    if cfg.method == "moco_v2":
-        method_kwargs.setdefault("seed", cfg.seed)
-        queue = method_kwargs.get("queue_size", 65536)
-        if queue % cfg.batch_size:
-            raise NoisevisionError(
-                f"MoCo's queue ({queue}) must be a multiple of the batch size ({cfg.batch_size})"
-            )
-    method = build_method(cfg.method, encoder, bn_groups=cfg.bn_groups, **method_kwargs).to(device)
-    try:
-        groups = method.groups
-    except ValueError as exc:
-        raise NoisevisionError(str(exc)) from exc
-    if (cfg.batch_size // size) % groups:
-        raise NoisevisionError(f"batch size {cfg.batch_size} does not split into {cfg.bn_groups} BN groups")
+    method = build_method(cfg.method, encoder, seed=cfg.seed, bn_groups=cfg.bn_groups, **cfg.method_kwargs)
+    method = method.to(device)
+    method.check_batch(cfg.batch_size)  # the method's own constraints (BN groups, MoCo's queue)
     channels_last = device.type == "cuda" if cfg.channels_last is None else bool(cfg.channels_last)
     if channels_last:
         method.to(memory_format=torch.channels_last)  # conv weights NHWC: tensor-core friendly
@@ -432,107 +420,189 @@ class _StopSignals(StopSignals):
 
 
 def _train(cfg: TrainConfig, device: torch.device) -> Path:
+    """Build, resume, run the remaining epochs, export the encoder: the whole run, top to bottom."""
     rank, size = world()
     out = Path(cfg.out)
+    _set_threads(cfg, device, size)
+    parts = build_components(cfg, device)
+    ckpt = _rank0_first(lambda: _prepare_run_dir(cfg, rank))
+    state, notes = resume(ckpt, parts, device)
+    meta = {
+        "data": cfg.data, "source": parts.source.describe(), "preset": cfg.preset, "arch": cfg.arch,
+        "method": cfg.method, "epochs": cfg.epochs, "input_size": parts.method.encoder.input_size,
+        "res": parts.source.res, "num_images": cfg.num_images, "fresh": cfg.fresh, "seed": cfg.seed,
+        "precision": parts.numerics.precision,
+    }  # fmt: skip
+    if state.epoch >= cfg.epochs:  # finished earlier: only the export may be missing
+        if rank == 0 and not (out / ENCODER).is_file():
+            save_encoder(out / ENCODER, parts.method.encoder, {**meta, "images_seen": state.images_seen})
+        return out
+    loader = open_loader(cfg, parts, state, device)
+    run_epochs(cfg, parts, loader, state, device, notes + loader.notes)
+    if rank == 0:
+        save_encoder(out / ENCODER, parts.method.encoder, {**meta, "images_seen": state.images_seen})
+    if size > 1:
+        dist.barrier()
+    return out
+
+
+def _set_threads(cfg: TrainConfig, device: torch.device, size: int) -> None:
+    """--threads, or under torchrun on CPU a fair share of the cores per process."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     elif size > 1 and device.type == "cpu":
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", size))))
-    parts = build_components(cfg, device)
-    source, plan, method, optimizer = parts.source, parts.plan, parts.method, parts.optimizer
-    numerics = parts.numerics
-    encoder = method.encoder
 
-    ckpt = _rank0_first(lambda: _prepare_run_dir(cfg, rank))
-    start_epoch, start_step, images_seen, sums = 0, 0, 0, {}
+
+# ---------------------------------------------------------------------------------------- resume state
+@dataclass
+class RunState:
+    """Where a run stands: the next (epoch, step) to run, the images seen so far, and the loss sums
+    of the steps already run in the unfinished epoch (floats in a checkpoint, device tensors while
+    training, so that the CPU never waits for the GPU between log lines)."""
+
+    epoch: int = 0
+    step: int = 0
+    images_seen: int = 0
+    sums: dict[str, Any] = field(default_factory=dict)
+
+
+def resume(
+    ckpt: dict[str, Any] | None, parts: Components, device: torch.device
+) -> tuple[RunState, list[str]]:
+    """Load a checkpoint into the run's model, optimiser, loss scaler and torch RNG; returns the
+    state to continue from (the start for None) and notes for the user."""
+    if ckpt is None:
+        return RunState(), []
+    parts.method.load_state_dict(ckpt["method"])
+    parts.optimizer.load_state_dict(ckpt["optimizer"])
+    if "scaler" in ckpt and parts.numerics.scaler is not None:
+        parts.numerics.scaler.load_state_dict(ckpt["scaler"])
+    torch.set_rng_state(ckpt["torch_rng"])
+    sums = dict(ckpt.get("epoch_sums", {}))
+    state = RunState(ckpt["epoch"], ckpt.get("step", 0), ckpt["images_seen"], sums)
+    before = ckpt.get("numerics", {})
+    now = {"precision": parts.numerics.precision, "device": device.type}
+    changed = {k: (before[k], v) for k, v in now.items() if k in before and before[k] != v}
+    if not changed:
+        return state, []
+    what = ", ".join(f"{k} {a} → {b}" for k, (a, b) in changed.items())
+    return state, [f"resuming with {what}: the result will differ from an uninterrupted run"]
+
+
+# ---------------------------------------------------------------------------------------- loader
+@dataclass
+class Loader:
+    """The run's batches from its resume point on: (epoch, step, indices, uint8 images) per step."""
+
+    dataset: StepDataset
+    workers: int  # rendering processes; 0: render in this process, on the training device
+    notes: list[str]
+
+    def __iter__(self) -> Iterator[tuple[int, int, torch.Tensor, torch.Tensor]]:
+        return iter(iterate_steps(self.dataset, self.workers))
+
+
+def open_loader(cfg: TrainConfig, parts: Components, state: RunState, device: torch.device) -> Loader:
+    """Where the images are rendered (worker processes on the CPU, or the training GPU itself),
+    whether a generated dataset stays cached on the GPU, and this rank's share of every batch."""
+    rank, size = world()
+    source = parts.source
+    workers = cfg.workers
+    if workers is None:
+        workers = default_workers(device, "train" if source.size is None else "train-folder")
+    render_device = device if workers == 0 else torch.device("cpu")
     notes = []
-    if ckpt is not None:
-        method.load_state_dict(ckpt["method"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if "scaler" in ckpt and numerics.scaler is not None:
-            numerics.scaler.load_state_dict(ckpt["scaler"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        start_epoch, start_step, images_seen = ckpt["epoch"], ckpt.get("step", 0), ckpt["images_seen"]
-        sums = dict(ckpt.get("epoch_sums", {}))  # loss sums of the steps done in an unfinished epoch
-        before = ckpt.get("numerics", {})
-        now = {"precision": numerics.precision, "device": device.type}
-        changed = {k: (before[k], v) for k, v in now.items() if k in before and before[k] != v}
-        if changed:
-            what = ", ".join(f"{k} {a} → {b}" for k, (a, b) in changed.items())
-            notes.append(f"resuming with {what}: the result will differ from an uninterrupted run")
-    meta = {
-        "data": cfg.data, "source": source.describe(), "preset": cfg.preset, "arch": cfg.arch,
-        "method": cfg.method, "epochs": cfg.epochs, "input_size": encoder.input_size,
-        "res": source.res, "num_images": cfg.num_images, "fresh": cfg.fresh, "seed": cfg.seed,
-        "precision": numerics.precision,
-    }
-    if start_epoch >= cfg.epochs:
-        if rank == 0 and not (out / ENCODER).is_file():
-            save_encoder(out / ENCODER, method.encoder, {**meta, "images_seen": images_seen})
-        return out
+    if workers == 0 and (note := _cache_choice(cfg, source, device)):
+        source = CachedSource(source, cfg.num_images, device)
+        notes.append(note)
+    for part in getattr(source, "sources", [source]):  # slow one-time set-up, e.g. a texture bank
+        if isinstance(part, GeneratorSource) and (note := part.gen.setup_note(part.res, render_device)):
+            notes.append(f"{part.name} {note}")
+    start = (state.epoch, state.step)
+    dataset = StepDataset(source, parts.plan, start, cfg.epochs, rank, size, render_device)
+    return Loader(dataset, workers, notes)
 
+
+# ---------------------------------------------------------------------------------------- checkpointer
+class Checkpointer:
+    """Writes checkpoint.pt: after every epoch and, inside long epochs, every `checkpoint_minutes`.
+    Only rank 0 writes (every rank holds the same state); each write is atomic."""
+
+    def __init__(self, cfg: TrainConfig, parts: Components, device: torch.device):
+        self.cfg, self.parts, self.device = cfg, parts, device
+        self.rank = world()[0]
+        self.every = 60.0 * cfg.checkpoint_minutes
+        self.saved = time.perf_counter()
+
+    def due(self) -> bool:
+        """Time for a checkpoint inside an epoch (on rank 0; the others never write)."""
+        return self.rank == 0 and time.perf_counter() - self.saved >= self.every
+
+    def save(self, state: RunState, epoch: int, step: int) -> None:
+        """The state before step `step` of epoch `epoch` (step 0: a finished epoch, no loss sums)."""
+        if self.rank == 0:
+            parts, scaler = self.parts, self.parts.numerics.scaler
+            atomic_save(
+                {
+                    "format": CHECKPOINT_FORMAT, "config": self.cfg.identity(), "epoch": epoch, "step": step,
+                    "images_seen": state.images_seen, "method": parts.method.state_dict(),
+                    "optimizer": parts.optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
+                    "scaler": scaler.state_dict() if scaler is not None else {},
+                    "numerics": {"precision": parts.numerics.precision, "device": self.device.type},
+                    "epoch_sums": {k: float(v) for k, v in state.sums.items()} if step else {},
+                },
+                Path(self.cfg.out) / CHECKPOINT,
+            )  # fmt: skip
+        self.saved = time.perf_counter()
+
+
+# ---------------------------------------------------------------------------------------- epoch loop
+def run_epochs(
+    cfg: TrainConfig, parts: Components, loader: Loader, state: RunState, device: torch.device,
+    notes: list[str],
+) -> None:  # fmt: skip
+    """Train from `state` to the end: a step per batch, log lines every `log_every` steps, epoch
+    means and a checkpoint per epoch; on SIGTERM / SIGUSR1 checkpoint and raise StopRequested."""
+    rank, size = world()
+    method, optimizer = parts.method, parts.optimizer
     model: torch.nn.Module = method
     if size > 1:
         model = torch.nn.parallel.DistributedDataParallel(
             method, device_ids=[device.index] if device.type == "cuda" else None,
             forward_sync_buffers=False,  # MoCo's queue is identical everywhere; BN stats stay per rank
         )
-    workers = cfg.workers
-    if workers is None:
-        workers = default_workers(device, "train" if source.size is None else "train-folder")
-    render_device = device if workers == 0 else torch.device("cpu")
-    if workers == 0 and (note := _cache_choice(cfg, source, device)):
-        source = CachedSource(source, cfg.num_images, device)
-        notes.append(note)
-    dataset = StepDataset(source, plan, (start_epoch, start_step), cfg.epochs, rank, size, render_device)
-    steps = plan.steps_per_epoch
-    log = _Logger(out, rank, start_epoch * steps + start_step, start_epoch)
+    steps = parts.plan.steps_per_epoch
+    log = _Logger(Path(cfg.out), rank, state.epoch * steps + state.step, state.epoch)
     progress = Progress(
-        "train", cfg.epochs * steps, start_epoch * steps + start_step, enabled=cfg.progress and rank == 0,
+        "train", cfg.epochs * steps, state.epoch * steps + state.step, enabled=cfg.progress and rank == 0,
         unit_items=cfg.batch_size,
     )
     if rank == 0:
         for note in notes:
             progress.note(note)
-    for part in getattr(source, "sources", [source]):  # slow one-time set-up, e.g. a texture bank
-        if isinstance(part, GeneratorSource) and (note := part.gen.setup_note(part.res, render_device)):
-            progress.note(f"{part.name} {note}")
+    saver = Checkpointer(cfg, parts, device)
     method.train()
-
-    def checkpoint(epoch: int, step: int) -> None:
-        """Save the state before step `step` of epoch `epoch` (rank 0; all ranks hold the same)."""
-        atomic_save(
-            {
-                "format": CHECKPOINT_FORMAT, "config": cfg.identity(), "epoch": epoch, "step": step,
-                "images_seen": images_seen, "method": method.state_dict(),
-                "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
-                "scaler": numerics.scaler.state_dict() if numerics.scaler is not None else {},
-                "numerics": {"precision": numerics.precision, "device": device.type},
-                "epoch_sums": {k: float(v) for k, v in sums.items()} if step else {},
-            },
-            out / CHECKPOINT,
-        )  # fmt: skip
-
-    t_last = t_epoch = t_saved = time.perf_counter()
-    first_step = start_step  # the first step of the current epoch run by this attempt
+    t_last = t_epoch = time.perf_counter()
+    first_step = state.step  # the first step of the current epoch run by this attempt
     since_log = 0  # steps run by this attempt since the last log line
-    # The loss terms stay on the device between log lines, so that the CPU never waits for the GPU.
-    sums = {k: torch.tensor(float(v), dtype=torch.float64, device=device) for k, v in sums.items()}
+    state.sums = {k: torch.tensor(float(v), dtype=torch.float64, device=device)
+                  for k, v in state.sums.items()}  # fmt: skip
     stop = _StopSignals()
     try:
         with stop:
-            for epoch, step, idx, images in iterate_steps(dataset, workers):
+            for epoch, step, idx, images in loader:
                 global_step = epoch * steps + step
                 lr = lr_at(cfg, epoch, step, steps)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 images = images.to(device, non_blocking=True)
                 terms = train_step(model, optimizer, parts.aug, images, idx, cfg.seed, epoch, global_step,
-                                   numerics)  # fmt: skip
-                images_seen += cfg.batch_size
+                                   parts.numerics)  # fmt: skip
+                state.images_seen += cfg.batch_size
                 since_log += 1
                 for k, v in terms.items():
-                    sums[k] = sums[k] + v.double() if k in sums else v.double().clone()
+                    state.sums[k] = state.sums[k] + v.double() if k in state.sums else v.double().clone()
                 end_of_epoch = step + 1 == steps
                 logged = (step + 1) % cfg.log_every == 0 or end_of_epoch
                 if logged:
@@ -544,37 +614,29 @@ def _train(cfg: TrainConfig, device: torch.device) -> Path:
                     progress.update(0, loss=f"{values['loss']:.3f}")
                 progress.update(1, epoch=f"{epoch + 1}/{cfg.epochs}")
                 if end_of_epoch:  # checkpoint, then epoch means
-                    means = {k: float(v) / steps for k, v in sums.items()}
+                    means = {k: float(v) / steps for k, v in state.sums.items()}
                     if not math.isfinite(means["loss"]):
                         raise NoisevisionError(f"mean loss {means['loss']} in epoch {epoch + 1}: lower --lr")
-                    if rank == 0:
-                        checkpoint(epoch + 1, 0)
-                    now = t_saved = time.perf_counter()
+                    saver.save(state, epoch + 1, 0)
+                    now = time.perf_counter()
                     log.epoch({"epoch": epoch + 1, **means, "lr": lr,
                                "images_per_s": (steps - first_step) * cfg.batch_size / (now - t_epoch)})
-                    sums, t_epoch, first_step = {}, now, 0
+                    state.sums, t_epoch, first_step = {}, now, 0
                     if size > 1:
                         _check_in_sync(method)
-                elif rank == 0 and time.perf_counter() - t_saved >= 60.0 * cfg.checkpoint_minutes:
+                elif saver.due():
                     check_finite(terms, global_step)
-                    checkpoint(epoch, step + 1)  # long epochs: lose at most checkpoint_minutes of work
-                    t_saved = time.perf_counter()
-                last = epoch * steps + step + 1 == cfg.epochs * steps
+                    saver.save(state, epoch, step + 1)  # long epochs: lose at most checkpoint_minutes of work
+                last = global_step + 1 == cfg.epochs * steps
                 if not last and (signum := _stop_now(stop, device, size == 1 or logged)):
                     if end_of_epoch:  # just checkpointed
                         raise StopRequested(signum, checkpoint_place(epoch + 1, 0, steps))
                     check_finite(terms, global_step)
-                    if rank == 0:
-                        checkpoint(epoch, step + 1)
+                    saver.save(state, epoch, step + 1)
                     raise StopRequested(signum, checkpoint_place(epoch, step + 1, steps))
     finally:
         progress.close()
         log.close()
-    if rank == 0:
-        save_encoder(out / ENCODER, method.encoder, {**meta, "images_seen": images_seen})
-    if size > 1:
-        dist.barrier()
-    return out
 
 
 def _cache_choice(cfg: TrainConfig, source: Any, device: torch.device) -> str | None:

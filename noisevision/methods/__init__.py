@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from torch import nn
@@ -27,9 +28,12 @@ def method_names() -> list[str]:
     return METHODS.names()
 
 
-def build_method(name: str, encoder: nn.Module, **kw: Any) -> Method:
-    """The method registered as `name`, wrapping `encoder`; `kw` are its hyper-parameters."""
+def build_method(name: str, encoder: nn.Module, seed: int | None = None, **kw: Any) -> Method:
+    """The method registered as `name`, wrapping `encoder`; `kw` are its hyper-parameters. `seed`
+    (the run's) goes to methods with randomness of their own (MoCo's shuffle) unless `kw` sets one."""
     cls = METHODS.get(name)
+    if seed is not None and "seed" in inspect.signature(cls).parameters:
+        kw.setdefault("seed", seed)
     try:
         return cls(encoder, **kw)
     except TypeError as exc:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from noisevision.methods.common import local_groups
+from noisevision.errors import NoisevisionError
+from noisevision.methods.common import local_groups, world
 
 
 class Method(nn.Module):
@@ -25,6 +26,16 @@ class Method(nn.Module):
     def groups(self) -> int:
         """BN groups of this rank's share of the batch (see methods.common)."""
         return local_groups(self.bn_groups)
+
+    def check_batch(self, batch_size: int) -> None:
+        """NoisevisionError when this method cannot train on global batches of `batch_size`
+        (called before a run writes anything); subclasses add their own constraints."""
+        try:
+            groups = self.groups
+        except ValueError as exc:
+            raise NoisevisionError(str(exc)) from exc
+        if (batch_size // world()[1]) % groups:
+            raise NoisevisionError(f"batch size {batch_size} does not split into {self.bn_groups} BN groups")
 
     def forward(self, v1: Tensor, v2: Tensor, step: int = 0) -> tuple[Tensor, dict[str, Tensor]]:
         raise NotImplementedError

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from noisevision.errors import NoisevisionError
 from noisevision.methods.base import Method
 from noisevision.methods.common import align_uniform_metrics, embed, gather, world
 from noisevision.precision import full_precision
@@ -44,6 +45,13 @@ class MoCo(Method):
         dim = encoder.out_dim
         self.register_buffer("queue", F.normalize(torch.randn(dim, queue_size), dim=0))  # [D, K]
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+
+    def check_batch(self, batch_size: int) -> None:
+        super().check_batch(batch_size)
+        if self.queue_size % batch_size:  # each step replaces a whole batch of keys
+            raise NoisevisionError(
+                f"MoCo's queue ({self.queue_size}) must be a multiple of the batch size ({batch_size})"
+            )
 
     @torch.no_grad()
     def _momentum_update_key_encoder(self) -> None:
