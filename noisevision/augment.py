@@ -56,7 +56,7 @@ class AugmentConfig:
 
 AUGMENTATIONS: Registry[AugmentConfig] = Registry("augmentation")
 AUGMENTATIONS.add("small", AugmentConfig(),
-                  "SPEC §7 views: 64 px crops of 8–100 %, jitter always, paper statistics")  # fmt: skip
+                  "paper's small scale: 64 px crops of 8–100 %, jitter always, paper statistics")  # fmt: skip
 # Short CPU runs: larger crops make the two views overlap, so the invariances are found within a
 # few hundred steps instead of many epochs.
 AUGMENTATIONS.add("small-mild", AugmentConfig(scale=(0.3, 1.0)),
@@ -65,7 +65,7 @@ AUGMENTATIONS.add(
     "mocov2",
     AugmentConfig(size=224, scale=(0.2, 1.0), jitter=(0.4, 0.4, 0.4, 0.1), jitter_p=0.8, gray_p=0.2,
                   blur_p=0.5, mean=IMAGENET_MEAN, std=IMAGENET_STD),  # fmt: skip
-    "MoCo v2's aug-plus (SPEC §8): 224 px crops of 20–100 %, jitter p 0.8, blur p 0.5, ImageNet statistics",
+    "MoCo v2's aug-plus: 224 px crops of 20–100 %, jitter p 0.8, blur p 0.5, ImageNet statistics",
 )
 
 

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import inspect
 import os
+import re
 import sys
 import time
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.padding import Padding
 from rich.table import Table
 
 from noisevision.errors import NoisevisionError, StopRequested
 from noisevision.memory import keep_freed_memory
+from noisevision.registry import LISTS, listing, registry
 
 app = typer.Typer(
     help="noisevision: learn to see by looking at noise.",
@@ -27,19 +31,76 @@ err_console = Console(stderr=True)
 
 
 @app.command("list")
-def list_generators() -> None:
-    """List every registered generator: name, family, paper label, default resolution."""
-    from noisevision import generators
+def list_cmd(
+    what: str = typer.Argument("generators", help=f"What to list: {', '.join(LISTS)}, or all."),
+    as_json: bool = typer.Option(False, "--json", help="JSON: every entry's name, columns and description."),
+) -> None:
+    """List the names that options accept: generators (default), architectures, methods, presets…
 
-    table = Table(title="noisevision generators")
-    for col in ("name", "family", "paper label", "res"):
-        table.add_column(col, no_wrap=True)
-    table.add_column("description", overflow="fold", min_width=30)
-    for s in generators.specs():
-        table.add_row(s.name, s.family, s.label or "-", str(s.default_res), s.description)
-    console.print(table)
-    for usage in generators.registry.resolver_usages():
+    On a terminal, a table whose names are never cut (descriptions wrap); through a pipe or into a
+    file, tab-separated lines under a header line, so that `noisevision list | grep NAME` finds it.
+    """
+    import json
+
+    names = list(LISTS) if what == "all" else [what]
+    if what != "all":
+        registry(what)  # an unknown list: one line with the closest names
+    listed = listing(names)
+    if as_json:
+        sys.stdout.write(json.dumps(listed, indent=1, ensure_ascii=False, default=str) + "\n")
+    elif sys.stdout.isatty():
+        for name, part in listed.items():
+            _list_table(name, part)
+    else:
+        for name, part in listed.items():
+            _list_tsv(name, part, titled=len(listed) > 1)
+
+
+def _cell(value: object) -> str:
+    """One table cell: dicts as k=v pairs, no tabs or newlines."""
+    if isinstance(value, dict):
+        value = " ".join(f"{k}={v}" for k, v in value.items()) or "-"
+    return " ".join(str(value).split())
+
+
+def _list_table(name: str, part: dict) -> None:
+    """A table whose names never wrap, its other columns wrapped between words to fit the terminal;
+    a terminal too narrow for that gets one block per entry (the name on its own line)."""
+    rows, cols = part["entries"], part["columns"]
+    cells = [[_cell(r[c]) for c in cols] for r in rows]
+    natural = [max(len(x) for x in [col, *column]) for col, column in zip(cols, zip(*cells), strict=True)]
+    shortest = [max(len(w) for x in [col, *column] for w in x.split()) for col, column in
+                zip(cols, zip(*cells), strict=True)]  # fmt: skip
+    name_width = max(len(r["name"]) for r in rows)
+    room = console.width - 3 * (len(cols) + 2) - 1 - name_width  # borders and padding
+    widths = natural if room - sum(natural) >= 30 else shortest
+    description = min(room - sum(widths), max(len(_cell(r["description"])) for r in rows))
+    if description < 20:
+        console.print(f"noisevision {name}", style="italic")
+        for r, row in zip(rows, cells, strict=True):
+            console.print(r["name"], style="bold", no_wrap=True, overflow="ignore", crop=False)
+            rest = "; ".join(f"{c}: {x}" for c, x in zip(cols, row, strict=True))
+            console.print(Padding(f"{rest + '. ' if rest else ''}{_cell(r['description'])}", (0, 0, 0, 2)),
+                          highlight=False)  # fmt: skip
+    else:
+        table = Table(title=f"noisevision {name}", title_justify="left")
+        table.add_column("name", no_wrap=True, width=name_width)
+        for col, width in zip(cols, widths, strict=True):
+            table.add_column(col, width=width, overflow="fold")
+        table.add_column("description", width=description, overflow="fold")
+        for r, row in zip(rows, cells, strict=True):
+            table.add_row(r["name"], *row, _cell(r["description"]))
+        console.print(table)
+    for usage in part["usages"]:
         console.print(f"also: {usage}", highlight=False)
+
+
+def _list_tsv(name: str, part: dict, titled: bool) -> None:
+    cols = ["name", *part["columns"], "description"]
+    lines = ([f"# {name}"] if titled else []) + ["\t".join(cols)]
+    lines += ["\t".join(_cell(r[c]) for c in cols) for r in part["entries"]]
+    lines += [f"# also: {_cell(u)}" for u in part["usages"]]
+    sys.stdout.write("\n".join(lines) + "\n")
 
 
 @app.command()
@@ -149,11 +210,13 @@ def generate(
 def train(
     data: str = typer.Option(..., "--data", help="Generator name, A+B / A:0.7+B:0.3 mix, or image folder."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder (resumed when it exists)."),
-    preset: str = typer.Option("paper-small", "--preset", help="paper-small, paper-large or tiny."),
-    arch: str | None = typer.Option(None, "--arch", help="Encoder (smallalexnet, resnet18, resnet50, …-s)."),
+    preset: str = typer.Option("paper-small", "--preset", help="Recipe: {presets}."),
+    arch: str | None = typer.Option(None, "--arch", help="Encoder: {archs}."),
     arch_opt: list[str] | None = typer.Option(None, "--arch-opt", help="Encoder option KEY=VALUE (repeat)."),
-    method: str | None = typer.Option(None, "--method", help="align_uniform, moco_v2 or simclr."),
+    method: str | None = typer.Option(None, "--method", help="{methods}."),
     method_opt: list[str] | None = typer.Option(None, "--method-opt", help="Method option KEY=VALUE."),
+    augment: str | None = typer.Option(None, "--augment", help="Augmentation: {augmentations}."),
+    schedule: str | None = typer.Option(None, "--schedule", help="Learning-rate schedule: {schedules}."),
     epochs: int | None = typer.Option(None, "--epochs"),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Global batch size."),
     lr: float | None = typer.Option(None, "--lr"),
@@ -196,7 +259,8 @@ def train(
 
     cfg = TrainConfig.from_preset(
         preset, data=data, out=str(out), arch=arch, arch_kwargs=parse_options(arch_opt, arch),
-        method=method, method_kwargs=parse_options(method_opt, method), epochs=epochs,
+        method=method, method_kwargs=parse_options(method_opt, method), augment=augment, schedule=schedule,
+        epochs=epochs,
         batch_size=batch_size, lr=lr, res=res, input_size=input_size, num_images=num_images,
         fresh=fresh or None, bn_groups=bn_groups, device=device, workers=workers, threads=threads,
         seed=seed, checkpoint_minutes=checkpoint_minutes, progress=not no_progress, precision=precision,
@@ -211,26 +275,32 @@ def train(
 @app.command("eval")
 def eval_cmd(
     encoder: str = typer.Argument(
-        ..., help="Encoder file or run folder, or a baseline: cnn-random:ARCH|ENCODER, raw-pixels, "
-        "mean-colors."
+        ..., help="Encoder file or run folder, or a baseline: {baselines}."
     ),
     dataset: str = typer.Option(
-        "fashion-mnist", "--dataset",
-        help="fashion-mnist, imagefolder:PATH, imagenet100:PATH, cifar10, cifar100, stl10.",
+        "fashion-mnist", "--dataset", help="Evaluation set: {datasets}."
     ),
     probe: list[str] | None = typer.Option(
-        None, "--probe", help="linear (SPEC §9), fast, knn, lowshot; repeat (default: fast, knn)."
+        None, "--probe", help="{probes}; repeat (default: {probe.probes})."
     ),
     layer: str | None = typer.Option(None, "--layer", help="Feature layer (default: the encoder's)."),
-    protocol: str | None = typer.Option(None, "--protocol", help="Linear recipe: paper or moco."),
-    epochs: int | None = typer.Option(None, "--epochs", help="Linear probe epochs (default 100)."),
+    protocol: str | None = typer.Option(
+        None, "--protocol", help="Linear probe recipe: {protocols} (default: moco for MoCo-trained encoders)."
+    ),
+    epochs: int | None = typer.Option(None, "--epochs", help="Linear probe epochs (default: the recipe's)."),
     subset: int | None = typer.Option(None, "--subset", help="At most N train images (balanced)."),
     test_subset: int | None = typer.Option(None, "--test-subset", help="At most N test images."),
-    shots: int = typer.Option(10, "--shots", help="Labels per class of the low-shot probe."),
-    seeds: int = typer.Option(5, "--seeds", help="Low-shot repetitions (mean ± std)."),
+    shots: int | None = typer.Option(
+        None, "--shots", help="Labels per class of the low-shot probe (default {probe.shots})."
+    ),
+    seeds: int | None = typer.Option(
+        None, "--seeds", help="Low-shot repetitions, mean ± std (default {probe.lowshot_seeds})."
+    ),
     input_size: int | None = typer.Option(None, "--input-size", help="Input side of a baseline."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto."),
-    workers: int = typer.Option(2, "--workers", help="Decoding processes for image folders."),
+    workers: int | None = typer.Option(
+        None, "--workers", help="Decoding processes for image files (default {probe.workers})."
+    ),
     decoder: str = typer.Option(
         "auto", "--decoder", help="Image files: draft (PIL at a reduced JPEG scale, crops on the device), "
         "device (nvJPEG on the GPU), pil (full-size, per image); auto: device on CUDA, else draft.",
@@ -252,10 +322,12 @@ def eval_cmd(
     from noisevision.device import resolve_device
     from noisevision.evaluate import ProbeSettings, evaluate, load_probe_model
 
+    given = {"probes": tuple(probe) if probe else None, "shots": shots, "lowshot_seeds": seeds,
+             "workers": workers}  # None: ProbeSettings' default
     settings = ProbeSettings(
-        probes=tuple(probe or ("fast", "knn")), layer=layer, protocol=protocol, epochs=epochs,
-        subset=subset, test_subset=test_subset, shots=shots, lowshot_seeds=seeds,
-        workers=workers, seed=seed, precision=precision, decoder=decoder, progress=not no_progress,
+        layer=layer, protocol=protocol, epochs=epochs, subset=subset, test_subset=test_subset, seed=seed,
+        precision=precision, decoder=decoder, progress=not no_progress,
+        **{k: v for k, v in given.items() if v is not None},
     )  # fmt: skip
     settings.check()
     dev = resolve_device(device)
@@ -274,7 +346,7 @@ def eval_cmd(
 
 @app.command()
 def reproduce(
-    preset: str = typer.Option("tiny", "--preset", help="tiny, paper-small or paper-large."),
+    preset: str = typer.Option("tiny", "--preset", help="Reproduction: {repro-presets}."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Report folder (default: reproduce-PRESET)."),
     generators: str | None = typer.Option(
         None, "--generators", help="Comma-separated generators instead of the preset's."
@@ -332,13 +404,15 @@ def reproduce(
 
 @bench_app.command("train")
 def bench_train_cmd(
-    arch: str = typer.Option("smallalexnet", "--arch"),
+    arch: str = typer.Option("smallalexnet", "--arch", help="Encoder: {archs}."),
     data: str = typer.Option("dead_leaves-mixed", "--data", help="Generator to stream from."),
     res: int = typer.Option(128, "--res", help="Generation resolution."),
     batch_size: int = typer.Option(64, "--batch-size"),
     steps: int = typer.Option(5, "--steps", help="Timed steps per mode and round (after one warm-up)."),
     rounds: int = typer.Option(2, "--rounds", help="Interleaved rounds; each mode reports its best."),
-    preset: str = typer.Option("paper-small", "--preset", help="Method, augmentation, input size."),
+    preset: str = typer.Option(
+        "paper-small", "--preset", help="Recipe whose method, augmentation, input size are timed: {presets}."
+    ),
     device: str = typer.Option("cpu", "--device"),
     workers: int | None = typer.Option(None, "--workers", help="Rendering/decoding processes."),
     threads: int | None = typer.Option(None, "--threads", help="torch threads of the training process."),
@@ -392,7 +466,7 @@ def bench_eval_cmd(
         "JPEG photos (500×375 and the like), written first.",
     ),  # fmt: skip
     images: int = typer.Option(1024, "--images", help="Images read per measurement."),
-    arch: str = typer.Option("resnet50", "--arch", help="Encoder whose features are extracted."),
+    arch: str = typer.Option("resnet50", "--arch", help="Encoder whose features are extracted: {archs}."),
     input_size: int | None = typer.Option(None, "--input-size", help="Probe input side (default: arch's)."),
     batch_size: int = typer.Option(256, "--batch-size"),
     workers: int = typer.Option(2, "--workers", help="Decoding processes."),
@@ -512,10 +586,44 @@ def bench_generators(
                 console.print(f"{line}: {median / ref_rate:,.0f}× faster", soft_wrap=True)
 
 
+# Help texts name their choices as {archs}, {datasets}, … (a registry's names) or {probe.shots}
+# (a ProbeSettings default): filled from the registries when help is shown, and only for the
+# command asked about, since the registries take seconds to import.
+_PLACEHOLDER = re.compile(r"\{([a-z][\w.-]*)\}")
+
+
+def _placeholder(key: str) -> str | None:
+    if key in LISTS:
+        return registry(key).choices()
+    if key.startswith("probe."):
+        from noisevision.evaluate.probes import ProbeSettings
+
+        value = getattr(ProbeSettings, key.removeprefix("probe."))
+        return ", ".join(value) if isinstance(value, tuple) else str(value)
+    return None
+
+
+def fill_help(argv: list[str]) -> None:
+    """Fill the help placeholders of the command `argv` asks help for (nothing otherwise)."""
+    if "--help" not in argv and "-h" not in argv:
+        return
+    words = [a for a in argv if not a.startswith("-")]
+    group, rest = (bench_app, words[1:]) if words[:1] == ["bench"] else (app, words)
+    for command in group.registered_commands:
+        name = command.name or command.callback.__name__.replace("_", "-")
+        if not rest or name != rest[0]:
+            continue
+        for param in inspect.signature(command.callback).parameters.values():
+            info = param.default
+            if isinstance(info, typer.models.ParameterInfo) and info.help:
+                info.help = _PLACEHOLDER.sub(lambda m: _placeholder(m[1]) or m[0], info.help)
+
+
 def main() -> None:
     """Console entry point: user errors become one red line and exit code 2."""
     keep_freed_memory()  # rendering on CPU reuses its temporaries' pages (see noisevision.memory)
     try:
+        fill_help(sys.argv[1:])
         app()
     except NoisevisionError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)

@@ -2,8 +2,8 @@
 
     python -m noisevision.demo [--out demo] [--device auto]
 
-Pre-trains small encoders on generators from four families, probes them and the baselines
-(SPEC §6) on Fashion-MNIST, and writes demo/report.md with bar charts. Resumable: run it again
+Pre-trains small encoders on generators from four families, probes them and the paper's
+baselines on Fashion-MNIST, and writes demo/report.md with bar charts. Resumable: run it again
 after an interruption and finished cells are skipped.
 """
 

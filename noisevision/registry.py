@@ -6,14 +6,16 @@
     ARCHS.get("resnet5O")                 # UnknownNameError: … did you mean resnet50?
 
 An entry is a name, a one-line description, a value (a builder, a class or a recipe) and the fixed
-keyword defaults of that name. Parametric names (`imagefolder:PATH`, `mix6:a+b`) are entries whose
-name is the part before the argument, or come from resolvers. `noisevision list` shows every
-registry (`REGISTRIES`).
+keyword defaults of that name. A name that takes an argument (`imagefolder:PATH`) is an entry
+under the part before the colon, with that `form`; families of names built on the fly (`mix6:a+b`)
+are resolved by their module and described here by a usage line. `noisevision list` shows every
+registry (`registries()`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import importlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -28,6 +30,11 @@ class Entry(Generic[T]):
     description: str
     value: T
     defaults: dict[str, Any] = field(default_factory=dict)
+    form: str = ""  # how the name is written when it takes an argument, e.g. "imagefolder:PATH"
+
+    @property
+    def written(self) -> str:
+        return self.form or self.name
 
 
 class Registry(Generic[T]):
@@ -36,12 +43,12 @@ class Registry(Generic[T]):
     def __init__(self, kind: str):
         self.kind = kind  # "architecture", "method", … (for errors and `list`)
         self._entries: dict[str, Entry[T]] = {}
-        self._resolvers: list[tuple[Callable[[str], Entry[T] | None], str]] = []
+        self._usages: list[str] = []
 
-    def add(self, name: str, value: T, description: str = "", **defaults: Any) -> T:
+    def add(self, name: str, value: T, description: str = "", *, form: str = "", **defaults: Any) -> T:
         if name in self._entries:
             raise ValueError(f"{self.kind} '{name}' registered twice")
-        self._entries[name] = Entry(name, description, value, dict(defaults))
+        self._entries[name] = Entry(name, description, value, dict(defaults), form)
         return value
 
     def register(self, name: str, description: str = "", **defaults: Any) -> Callable[[T], T]:
@@ -52,18 +59,14 @@ class Registry(Generic[T]):
 
         return deco
 
-    def add_resolver(self, resolve: Callable[[str], Entry[T] | None], usage: str) -> None:
-        """For parametric names: `resolve(name)` returns an entry, or None for names it does not
-        handle; `usage` says what it accepts (shown by `noisevision list`)."""
-        self._resolvers.append((resolve, usage))
+    def add_usage(self, usage: str) -> None:
+        """A family of names resolved outside the table (e.g. "mix<K>:<name>+<name>…: convex
+        mixes"), one line shown by `noisevision list` below the entries."""
+        self._usages.append(usage)
 
     def entry(self, name: str) -> Entry[T]:
         if name in self._entries:
             return self._entries[name]
-        for resolve, _ in self._resolvers:
-            found = resolve(name)
-            if found is not None:
-                return found
         raise unknown_name(self.kind, name, list(self._entries))
 
     def get(self, name: str) -> T:
@@ -76,7 +79,11 @@ class Registry(Generic[T]):
         return list(self._entries.values())
 
     def usages(self) -> list[str]:
-        return [usage for _, usage in self._resolvers]
+        return list(self._usages)
+
+    def choices(self) -> str:
+        """The names as a user writes them, for help texts: "fashion-mnist, imagefolder:PATH, …"."""
+        return ", ".join(e.written for e in self._entries.values())
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
@@ -88,27 +95,77 @@ class Registry(Generic[T]):
         return len(self._entries)
 
 
-def registries() -> dict[str, tuple[Registry[Any], Callable[[Entry[Any]], dict[str, Any]]]]:
-    """Every registry `noisevision list` shows, by its `list` name, with the columns of a row
-    beyond name and description (imports the packages that fill them)."""
-    from noisevision import augment, generators, methods, models, presets, train
-    from noisevision.data import eval_datasets
-    from noisevision.evaluate import baselines, probes
-    from noisevision.reproduce import plan
+# `noisevision list` names: where each registry lives (imported only when asked for: seconds).
+_WHERE = {
+    "generators": ("noisevision.generators", "GENERATORS"),
+    "archs": ("noisevision.models", "ARCHS"),
+    "methods": ("noisevision.methods", "METHODS"),
+    "augmentations": ("noisevision.augment", "AUGMENTATIONS"),
+    "presets": ("noisevision.presets", "PRESETS"),
+    "repro-presets": ("noisevision.reproduce.plan", "REPRO_PRESETS"),
+    "datasets": ("noisevision.data.eval_datasets", "DATASETS"),
+    "probes": ("noisevision.evaluate.probes", "PROBES"),
+    "protocols": ("noisevision.evaluate.probes", "PROTOCOLS"),
+    "baselines": ("noisevision.evaluate.baselines", "BASELINES"),
+    "schedules": ("noisevision.train", "SCHEDULES"),
+}
+LISTS = tuple(_WHERE)
 
-    def none(_: Entry[Any]) -> dict[str, Any]:
-        return {}
 
-    return {
-        "generators": (generators.GENERATORS, generators.list_columns),
-        "archs": (models.ARCHS, lambda e: {"defaults": e.defaults}),
-        "methods": (methods.METHODS, none),
-        "augmentations": (augment.AUGMENTATIONS, none),
-        "presets": (presets.PRESETS, none),
-        "repro-presets": (plan.REPRO_PRESETS, none),
-        "datasets": (eval_datasets.DATASETS, none),
-        "probes": (probes.PROBES, none),
-        "protocols": (probes.PROTOCOLS, none),
-        "baselines": (baselines.BASELINES, lambda e: {"paper label": e.value.label}),
-        "schedules": (train.SCHEDULES, none),
-    }
+def registry(name: str) -> Registry[Any]:
+    """The registry `noisevision list NAME` shows."""
+    if name not in _WHERE:
+        raise unknown_name("list", name, list(LISTS))
+    module, attr = _WHERE[name]
+    return getattr(importlib.import_module(module), attr)
+
+
+def registries() -> dict[str, Registry[Any]]:
+    """Every registry `noisevision list` shows, by its list name (imports them all)."""
+    return {name: registry(name) for name in LISTS}
+
+
+# The columns of a row beyond name and description, where a registry has some.
+def _generator(e: Entry[Any]) -> dict[str, Any]:
+    s = e.value
+    return {"family": s.family, "paper label": s.label or "-", "res": s.default_res}
+
+
+def _preset(e: Entry[Any]) -> dict[str, Any]:
+    v = e.value.values
+    return {"arch": v["arch"], "method": v["method"], "epochs": v["epochs"], "batch": v["batch_size"]}
+
+
+def _repro_preset(e: Entry[Any]) -> dict[str, Any]:
+    p = e.value
+    return {"training": p.train_preset, "sources": len(p.generators), "evaluation": p.eval_dataset}
+
+
+def _protocol(e: Entry[Any]) -> dict[str, Any]:
+    p = e.value
+    return {"optimizer": p.optimizer, "lr": p.lr, "batch": p.batch_size, "epochs": p.epochs}
+
+
+_COLUMNS: dict[str, Callable[[Entry[Any]], dict[str, Any]]] = {
+    "generators": _generator,
+    "archs": lambda e: {"defaults": e.defaults},
+    "presets": _preset,
+    "repro-presets": _repro_preset,
+    "protocols": _protocol,
+    "baselines": lambda e: {"paper label": e.value.label},
+}
+
+
+def listing(names: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """What `noisevision list` shows for the registries `names`: {list name: {"kind", "columns",
+    "entries": [{"name", **columns, "description"}], "usages"}}; "written" is a column where some
+    names take an argument (imagefolder:PATH)."""
+    out = {}
+    for name in names:
+        reg, columns = registry(name), _COLUMNS.get(name, lambda _: {})
+        written = any(e.form for e in reg.entries())  # names that take an argument: say how
+        rows = [{"name": e.name, **({"written": e.written} if written else {}), **columns(e),
+                 "description": e.description} for e in reg.entries()]  # fmt: skip
+        extra = [k for k in (rows[0] if rows else {}) if k not in ("name", "description")]
+        out[name] = {"kind": reg.kind, "columns": extra, "entries": rows, "usages": reg.usages()}
+    return out

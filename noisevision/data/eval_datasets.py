@@ -332,9 +332,11 @@ DATASETS: Registry[DatasetLoader] = Registry("evaluation dataset")
 DATASETS.add("fashion-mnist", DatasetLoader(lambda arg, _dl: load_fashion_mnist(arg or None)),
              "Fashion-MNIST from the Debian package dataset-fashion-mnist (offline), in memory")  # fmt: skip
 DATASETS.add("imagefolder", DatasetLoader(lambda arg, _dl: load_image_folder(arg), needs_path=True),
-             "imagefolder:PATH: PATH/train/<class>/* and PATH/val/<class>/*")  # fmt: skip
+             "class folders PATH/train/<class>/* and PATH/val/<class>/*",
+             form="imagefolder:PATH")  # fmt: skip
 DATASETS.add("imagenet100", DatasetLoader(lambda arg, _dl: load_imagenet100(arg), needs_path=True),
-             "imagenet100:PATH: the 100 SPEC §9 classes read in place from an ImageNet folder")  # fmt: skip
+             "the paper's 100 ImageNet classes, read in place from an ImageNet folder PATH",
+             form="imagenet100:PATH")  # fmt: skip
 for _name, (_, _size, _) in _TORCHVISION.items():
     DATASETS.add(
         _name, DatasetLoader(lambda arg, dl, n=_name: load_torchvision(n, dl, Path(arg) if arg else None)),

@@ -66,13 +66,14 @@ def _cnn_random(input_size: int, arch: str | None, arch_kwargs: dict[str, Any], 
 
 @dataclass(frozen=True)
 class Baseline:
-    label: str  # the paper's row name (SPEC §10)
+    label: str  # the paper's row name
     build: Callable[[int, str | None, dict[str, Any], int], nn.Module]  # (input_size, arch, kwargs, seed)
 
 
 BASELINES: Registry[Baseline] = Registry("baseline")
 BASELINES.add("cnn-random", Baseline("CNN – Random", _cnn_random),
-              "the architecture with random weights (cnn-random:ARCH or cnn-random:ENCODER)")  # fmt: skip
+              "an architecture (or an encoder file's) with random weights",
+              form="cnn-random:ARCH|ENCODER")  # fmt: skip
 BASELINES.add("raw-pixels", Baseline("Raw pixels", lambda size, *_: RawPixels(size)),
               "linear probe on the resized pixels")  # fmt: skip
 BASELINES.add("mean-colors", Baseline("Mean colors", lambda size, *_: MeanColors(size)),

@@ -61,7 +61,7 @@ class LinearProtocol:
 
 PROTOCOLS: Registry[LinearProtocol] = Registry("linear protocol")
 PROTOCOLS.add("paper", LinearProtocol("paper", "adam", 1e-3, betas=(0.5, 0.999), batch_size=128, gamma=0.2),
-              "SPEC §9, small scale: Adam 1e-3, batch 128, ×0.2 at 60 % and 80 %, paper stats")  # fmt: skip
+              "paper's small scale: Adam 1e-3, batch 128, ×0.2 at 60 % and 80 %, paper stats")  # fmt: skip
 PROTOCOLS.add(
     "moco",
     LinearProtocol("moco", "sgd", 30.0, momentum=0.9, batch_size=256, gamma=0.1, test_resize=256 / 224,
@@ -323,10 +323,11 @@ class Probe:
 
 
 PROBES: Registry[Probe] = Registry("probe")
-PROBES.add("linear", Probe(None), "SPEC §9: a linear layer on frozen features of augmented views, 100 epochs")
+PROBES.add("linear", Probe(None), "the paper's: a linear layer on frozen features of augmented views")
 PROBES.add("fast", Probe(_fast), "the same classifier on features cached once (test view): seconds")
-PROBES.add("knn", Probe(_knn), "weighted k-NN on the cached features (cosine, k = 20)")
-PROBES.add("lowshot", Probe(_lowshot), "the fast probe with 10 labels per class over 5 seeds (mean ± std)")
+PROBES.add("knn", Probe(_knn), f"weighted k-NN on the cached features (cosine, k = {ProbeSettings.knn_k})")
+PROBES.add("lowshot", Probe(_lowshot), f"the fast probe with {ProbeSettings.shots} labels per class over "
+           f"{ProbeSettings.lowshot_seeds} seeds (mean ± std)")  # fmt: skip
 
 
 def cached_probes(cache: Cache, settings: ProbeSettings, device: torch.device) -> dict[str, dict[str, Any]]:

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from noisevision.device import one_cpu_thread, resolve_device
 from noisevision.errors import NoisevisionError
-from noisevision.registry import Entry, Registry
+from noisevision.registry import Registry
 from noisevision.rng import Rng, as_indices
 
 
@@ -193,7 +193,6 @@ GENERATORS: Registry[GeneratorSpec] = Registry("generator")
 # Parametric names (e.g. "mix6:a+b", "feature_vis-<file>"): resolvers tried in order on a miss;
 # they take the user's parameters too, so they live beside the table rather than in it.
 _RESOLVERS: list[Callable[[str, dict[str, Any]], Generator | None]] = []
-_RESOLVER_USAGE: list[str] = []  # one line per resolver for `noisevision list`
 
 
 def register(
@@ -228,12 +227,7 @@ def register_resolver(fn: Callable[[str, dict[str, Any]], Generator | None], usa
     """
     _RESOLVERS.append(fn)
     if usage:
-        _RESOLVER_USAGE.append(usage)
-
-
-def resolver_usages() -> list[str]:
-    """What parametric names the resolvers accept, one line each."""
-    return list(_RESOLVER_USAGE)
+        GENERATORS.add_usage(usage)
 
 
 def get(name: str, **params: Any) -> Generator:
@@ -262,9 +256,3 @@ def names() -> list[str]:
 
 def spec(name: str) -> GeneratorSpec:
     return GENERATORS.get(name)
-
-
-def list_columns(entry: Entry[GeneratorSpec]) -> dict[str, Any]:
-    """The columns of a generator's row in `noisevision list` beyond name and description."""
-    s = entry.value
-    return {"family": s.family, "paper label": s.label or "-", "res": s.default_res}

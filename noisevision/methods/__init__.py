@@ -19,8 +19,9 @@ from noisevision.methods.simclr import SimCLR
 from noisevision.registry import Registry
 
 METHODS: Registry[type[Method]] = Registry("method")
-METHODS.add("align_uniform", AlignUniform, "alignment + uniformity of the two views' embeddings (SPEC §7)")
-METHODS.add("moco_v2", MoCo, "MoCo v2: momentum key encoder, 65k-key queue, shuffle-BN (SPEC §8)")
+METHODS.add("align_uniform", AlignUniform,
+            "alignment + uniformity of the views' embeddings (paper's small scale)")  # fmt: skip
+METHODS.add("moco_v2", MoCo, "MoCo v2: momentum key encoder, 65k queue, shuffle-BN (paper's large scale)")
 METHODS.add("simclr", SimCLR, "SimCLR's NT-Xent over the batch's 2N views")
 
 

@@ -16,14 +16,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from noisevision.models.encoder import Encoder
 
-DEPTHS: dict[int, tuple[type[nn.Module], tuple[int, ...]]] = {
-    18: (BasicBlock, (2, 2, 2, 2)),
-    34: (BasicBlock, (3, 4, 6, 3)),
-    50: (Bottleneck, (3, 4, 6, 3)),
+# torchvision's block class by name, blocks per stage (torchvision is imported when a ResNet is
+# built: its import takes seconds, which `--help` and the other encoders need not pay)
+DEPTHS: dict[int, tuple[str, tuple[int, ...]]] = {
+    18: ("BasicBlock", (2, 2, 2, 2)),
+    34: ("BasicBlock", (3, 4, 6, 3)),
+    50: ("Bottleneck", (3, 4, 6, 3)),
 }
 HEADS = ("mlp", "linear", "none")
 
@@ -48,7 +49,10 @@ class ResNetEncoder(Encoder):
             raise ValueError(f"ResNet depth must be one of {sorted(DEPTHS)}, not {depth}")
         if head not in HEADS:
             raise ValueError(f"head must be one of {', '.join(HEADS)}, not '{head}'")
-        block, blocks = DEPTHS[depth]
+        from torchvision.models import resnet as tv_resnet
+
+        block_name, blocks = DEPTHS[depth]
+        block = getattr(tv_resnet, block_name)
         widths = [max(1, round(c * width)) for c in (64, 128, 256, 512)]
         self.input_size = input_size
         self.inplanes = widths[0]

@@ -112,13 +112,13 @@ _add(ReproPreset(
                protocol="paper"),
 ))  # fmt: skip
 _add(ReproPreset(
-    "paper-small", "SPEC §7 + §9: SmallAlexNet on 105k images of every SPEC §1 dataset, ImageNet-100 probe",
+    "paper-small", "paper's small scale: SmallAlexNet on 105k images of each dataset, ImageNet-100 probe",
     generators=(*SPEC_DATASETS, "fractaldb"), train_preset="paper-small", eval_dataset="imagenet100",
     probe=dict(probes=("linear", "fast", "knn"), protocol="paper", workers=8),
     materialize="expensive",  # the paper trained on fixed datasets, rendered once
 ))  # fmt: skip
 _add(ReproPreset(
-    "paper-large", "SPEC §8 + §9: ResNet-50 MoCo v2 on 1.3M images, MoCo's linear probe on ImageNet-100",
+    "paper-large", "paper's large scale: ResNet-50 MoCo v2 on 1.3M images, ImageNet-100 probe",
     generators=(*SPEC_DATASETS, "fractaldb"), train_preset="paper-large", eval_dataset="imagenet100",
     probe=dict(probes=("linear", "knn"), protocol="moco", workers=8), paper_scale="large",
     materialize="expensive",

@@ -1,0 +1,5 @@
+"""`python -m noisevision …`: the same command line as `noisevision …`."""
+
+from noisevision.cli import main
+
+main()
