@@ -5,7 +5,9 @@
 
 Data flows one way: source (generator / folder) → IndexPlan (which indices each step) →
 two_views (augment on the device) → method (loss) → SGD step → checkpoint every epoch (and inside
-long epochs every `checkpoint_minutes`).
+long epochs every `checkpoint_minutes`). A run reads top to bottom in `_train`: build_components,
+the run folder, `resume` (RunState), `open_loader` (Loader), `run_epochs` (with a Checkpointer),
+then the encoder export.
 
 A run folder holds config.yaml, checkpoint.pt (written atomically after every epoch and, inside
 long epochs, every `checkpoint_minutes`), metrics.jsonl (one line per epoch), tb/ (TensorBoard)
