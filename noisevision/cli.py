@@ -469,7 +469,9 @@ def bench_eval_cmd(
     arch: str = typer.Option("resnet50", "--arch", help="Encoder whose features are extracted: {archs}."),
     input_size: int | None = typer.Option(None, "--input-size", help="Probe input side (default: arch's)."),
     batch_size: int = typer.Option(256, "--batch-size"),
-    workers: int = typer.Option(2, "--workers", help="Decoding processes."),
+    workers: int | None = typer.Option(
+        None, "--workers", help="Decoding processes (default {probe.workers})."
+    ),
     decoders: str | None = typer.Option(
         None, "--decoders", help="Comma-separated: pil, draft, device (default: pil, draft; device on CUDA)."
     ),
@@ -487,12 +489,13 @@ def bench_eval_cmd(
     from noisevision.data.decode import resolve_decoder
     from noisevision.data.eval_datasets import balanced_subset, load_image_folder
     from noisevision.device import resolve_device
-    from noisevision.evaluate import View
+    from noisevision.evaluate import ProbeSettings, View
     from noisevision.models import build_encoder
     from noisevision.precision import resolve_precision
 
     dev = resolve_device(device)
     precision = resolve_precision(precision, dev)
+    workers = ProbeSettings.workers if workers is None else workers
     names = decoders.split(",") if decoders else ["pil", "draft"] + (["device"] if dev.type == "cuda" else [])
     for name in names:
         resolve_decoder(name, dev)
