@@ -77,9 +77,9 @@ def render_markdown(cells: list[dict[str, Any]], plan: dict[str, Any], charts: d
     lines = [
         f"# noisevision reproduction: preset `{plan.get('preset', '?')}`", "",
         plan.get("description", ""), "",
-        f"Evaluation set: **{dataset}**. Paper numbers (its {scale}-scale table) are ImageNet-100 "
-        "linear-probe accuracies of the paper's own encoders: **a different dataset and budget**, shown "
-        "only as a reference for the ranking, not as a target for the values.", "",
+        f"Evaluation set: **{dataset}**. Paper numbers (from the paper's {scale}-scale table) are "
+        "ImageNet-100 linear-probe accuracies of the paper's own encoders: **a different dataset and "
+        "budget**, shown only as a reference for the ranking, not as a target for the values.", "",
     ]  # fmt: skip
     for probe in probes:
         rows = sorted((c for c in cells if c["probe"] == probe), key=lambda c: -c["top1"])
