@@ -42,10 +42,7 @@ def list_cmd(
     """
     import json
 
-    names = list(LISTS) if what == "all" else [what]
-    if what != "all":
-        registry(what)  # an unknown list: one line with the closest names
-    listed = listing(names)
+    listed = listing(LISTS if what == "all" else [what])  # an unknown list: one line, closest names
     if as_json:
         sys.stdout.write(json.dumps(listed, indent=1, ensure_ascii=False, default=str) + "\n")
     elif sys.stdout.isatty():
@@ -321,6 +318,7 @@ def eval_cmd(
     from noisevision.data.eval_datasets import load_eval_dataset
     from noisevision.device import resolve_device
     from noisevision.evaluate import ProbeSettings, evaluate, load_probe_model
+    from noisevision.io import atomic_write_text, slug
 
     given = {"probes": tuple(probe) if probe else None, "shots": shots, "lowshot_seeds": seeds,
              "workers": workers}  # None: ProbeSettings' default
@@ -335,12 +333,10 @@ def eval_cmd(
     data = load_eval_dataset(dataset, download=download)
     result = evaluate(model, data, settings, dev, meta, log=lambda m: err_console.print(m, markup=False))
     if out is None:
-        slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in dataset)
         where = Path(meta["path"]).parent if "path" in meta else Path("eval")
         stem = "" if "path" in meta else encoder.replace(":", "-") + "-"
-        out = where / f"eval-{stem}{slug}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"encoder": encoder, "meta": meta, **result.to_dict()}, indent=1))
+        out = where / f"eval-{stem}{slug(dataset)}.json"
+    atomic_write_text(out, json.dumps({"encoder": encoder, "meta": meta, **result.to_dict()}, indent=1))
     console.print(f"{encoder}: {result.summary()} -> {out}", markup=False, highlight=False, soft_wrap=True)
 
 

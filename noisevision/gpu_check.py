@@ -33,6 +33,8 @@ from typing import Any
 
 import torch
 
+from noisevision.io import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 # Targets on one H100/H200-class GPU (benchmarks, not pass/fail).
 GENERATOR_TARGETS = {"dead leaves": (128, 10_000), "statistical": (128, 10_000)}
@@ -518,5 +520,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _write(check: Check, out: Path) -> None:
-    (out / "gpu-check.json").write_text(json.dumps(check.__dict__, indent=1, default=str) + "\n")
-    (out / "gpu-check.md").write_text(markdown(check))
+    atomic_write_text(out / "gpu-check.json", json.dumps(check.__dict__, indent=1, default=str) + "\n")
+    atomic_write_text(out / "gpu-check.md", markdown(check))

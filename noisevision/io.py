@@ -1,4 +1,5 @@
-"""Atomic file writes: readers see the old file or the whole new one, never a part of either.
+"""Writing files: atomically (readers see the old file or the whole new one, never a part of
+either), under names made safe from any text (`slug`).
 
 Every writer goes through a temporary file in the target's folder, then `os.replace`; the
 temporary file is removed if anything fails. `durable` (the default) also flushes the data to the
@@ -31,6 +32,11 @@ def _atomic(path: str | Path, write: Callable[[IO[bytes]], None], durable: bool)
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def slug(text: str) -> str:
+    """`text` as a file name: letters, digits and -_. kept, everything else "_"."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes, durable: bool = True) -> Path:

@@ -23,12 +23,18 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def resolve_precision(name: str | None, device: torch.device | str) -> str:
-    """'auto'/None -> 'bf16' on a CUDA device that supports it, else 'fp32'; checks the others."""
-    device = torch.device(device)
+def check_precision(name: str | None) -> str:
+    """The precision's name, lower-case ('auto' for None); NoisevisionError for an unknown one."""
     name = "auto" if name is None else str(name).lower()
     if name not in PRECISIONS:
         raise NoisevisionError(f"unknown precision '{name}': use {', '.join(PRECISIONS)}")
+    return name
+
+
+def resolve_precision(name: str | None, device: torch.device | str) -> str:
+    """'auto'/None -> 'bf16' on a CUDA device that supports it, else 'fp32'; checks the others."""
+    device = torch.device(device)
+    name = check_precision(name)
     if name == "auto":
         return "bf16" if device.type == "cuda" and _cuda_bf16(device) else "fp32"
     if name == "bf16" and device.type == "cuda" and not _cuda_bf16(device):

@@ -51,14 +51,6 @@ class Registry(Generic[T]):
         self._entries[name] = Entry(name, description, value, dict(defaults), form)
         return value
 
-    def register(self, name: str, description: str = "", **defaults: Any) -> Callable[[T], T]:
-        """Decorator form of `add`."""
-
-        def deco(value: T) -> T:
-            return self.add(name, value, description, **defaults)
-
-        return deco
-
     def add_usage(self, usage: str) -> None:
         """A family of names resolved outside the table (e.g. "mix<K>:<name>+<name>…: convex
         mixes"), one line shown by `noisevision list` below the entries."""

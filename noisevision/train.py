@@ -52,7 +52,7 @@ from noisevision.io import atomic_save, atomic_write_text
 from noisevision.methods import METHODS, build_method
 from noisevision.methods.common import gather, world
 from noisevision.models import ARCHS, build_encoder, save_encoder
-from noisevision.precision import PRECISIONS, autocast, grad_scaler, resolve_precision
+from noisevision.precision import autocast, check_precision, grad_scaler, resolve_precision
 from noisevision.presets import BASE, get_preset
 from noisevision.progress import Progress
 from noisevision.registry import Registry
@@ -142,6 +142,13 @@ class TrainConfig:
         cfg.milestones = tuple(cfg.milestones)
         return cfg
 
+    def encoder_kwargs(self) -> dict[str, Any]:
+        """The options the encoder is built with: `arch_kwargs`, and `input_size` when set."""
+        kwargs = dict(self.arch_kwargs)
+        if self.input_size is not None:
+            kwargs["input_size"] = self.input_size
+        return kwargs
+
     def identity(self) -> dict[str, Any]:
         """The fields that define the run, JSON-normalised (tuples as lists)."""
         d = {k: v for k, v in asdict(self).items() if k not in self.RUNTIME}
@@ -168,8 +175,7 @@ class TrainConfig:
             raise NoisevisionError(f"--checkpoint-minutes must be 0 or more, got {self.checkpoint_minutes}")
         if self.log_every < 1:
             raise NoisevisionError(f"log_every must be at least 1, got {self.log_every}")
-        if str(self.precision).lower() not in PRECISIONS:
-            raise NoisevisionError(f"unknown precision '{self.precision}': use {', '.join(PRECISIONS)}")
+        check_precision(self.precision)
         if self.cache_images not in self.CACHE_MODES:
             raise NoisevisionError(f"--cache-images must be auto, on or off, not '{self.cache_images}'")
 
@@ -352,11 +358,8 @@ def build_components(cfg: TrainConfig, device: torch.device) -> Components:
     plan = IndexPlan(cfg.num_images, cfg.batch_size, cfg.seed, cfg.fresh)
     if cfg.batch_size % size:
         raise NoisevisionError(f"batch size {cfg.batch_size} does not split over {size} processes")
-    arch_kwargs = dict(cfg.arch_kwargs)
-    if cfg.input_size is not None:
-        arch_kwargs["input_size"] = cfg.input_size
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
-    encoder = build_encoder(cfg.arch, **arch_kwargs)
+    encoder = build_encoder(cfg.arch, **cfg.encoder_kwargs())
     method = build_method(cfg.method, encoder, seed=cfg.seed, bn_groups=cfg.bn_groups, **cfg.method_kwargs)
     method = method.to(device)
     method.check_batch(cfg.batch_size)  # the method's own constraints (BN groups, MoCo's queue)
@@ -709,4 +712,4 @@ def _truncate_metrics(path: Path, epochs: int) -> None:
         lines = path.read_text().splitlines(keepends=True)
         kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] <= epochs]
         if len(kept) != len(lines):
-            path.write_text("".join(kept))
+            atomic_write_text(path, "".join(kept))

@@ -34,10 +34,15 @@ DECODERS = ("auto", "draft", "device", "pil")
 JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe")
 
 
-def resolve_decoder(name: str, device: torch.device) -> str:
-    """'auto' -> 'device' on CUDA, else 'draft'; 'device' needs CUDA."""
+def check_decoder(name: str) -> None:
+    """NoisevisionError (with the closest names) for an unknown decoder."""
     if name not in DECODERS:
         raise unknown_name("decoder", name, list(DECODERS))
+
+
+def resolve_decoder(name: str, device: torch.device) -> str:
+    """'auto' -> 'device' on CUDA, else 'draft'; 'device' needs CUDA."""
+    check_decoder(name)
     if name == "auto":
         return "device" if device.type == "cuda" else "draft"
     if name == "device" and device.type != "cuda":

@@ -17,6 +17,7 @@ The linear and the fast probes train their classifier in one loop (`train_head`)
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -28,11 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from noisevision.data.decode import DECODERS
+from noisevision.data.decode import check_decoder
 from noisevision.data.eval_datasets import EvalDataset, ImageSet, balanced_subset
 from noisevision.errors import NoisevisionError
 from noisevision.evaluate.views import NORMALIZATIONS, View, iterate_views
-from noisevision.precision import PRECISIONS, autocast
+from noisevision.precision import autocast, check_precision
 from noisevision.progress import Progress
 from noisevision.registry import Registry
 
@@ -105,10 +106,8 @@ class ProbeSettings:
             PROBES.entry(p)
         if self.protocol is not None:
             PROTOCOLS.entry(self.protocol)
-        if str(self.precision).lower() not in PRECISIONS:
-            raise NoisevisionError(f"unknown precision '{self.precision}': use {', '.join(PRECISIONS)}")
-        if self.decoder not in DECODERS:
-            raise NoisevisionError(f"unknown decoder '{self.decoder}': use {', '.join(DECODERS)}")
+        check_precision(self.precision)
+        check_decoder(self.decoder)
         if self.workers < 0:
             raise NoisevisionError(f"--workers must be 0 or more, got {self.workers}")
         for name in ("epochs", "fast_epochs", "knn_k", "shots", "lowshot_seeds", "batch_size"):
@@ -128,6 +127,14 @@ def feature_layer(model: nn.Module, layer: str | None) -> str:
     return layer
 
 
+def encode(model: nn.Module, x: Tensor, layer: str, device: torch.device, precision: str) -> Tensor:
+    """Frozen features of a batch of probe inputs, float32 [B, F] (NHWC on CUDA, under autocast)."""
+    if device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    with autocast(device, precision):
+        return model.features(x, layer).float()
+
+
 @torch.no_grad()
 def extract_features(model: nn.Module, data: ImageSet, view: View, layer: str, device: torch.device,
                      batch_size: int = 256, workers: int = 0, precision: str = "fp32",
@@ -135,13 +142,9 @@ def extract_features(model: nn.Module, data: ImageSet, view: View, layer: str, d
     """Frozen features of every image (test view, data order): float32 [N, F] and labels [N], on
     `device` (the probes run there)."""
     model.eval()
-    channels_last = device.type == "cuda"
     feats, labels = [], []
     for x, y in iterate_views(data, view, batch_size, device, None, workers, decoder):
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(device, precision):
-            feats.append(model.features(x, layer).float())
+        feats.append(encode(model, x, layer, device, precision))
         labels.append(y)
         if progress is not None:
             progress.update(len(y))
@@ -283,8 +286,9 @@ class Cache:
     test_y: Tensor
     num_classes: int
 
-    @property
+    @functools.cached_property
     def standardized(self) -> tuple[Tensor, Tensor]:
+        """Computed once, shared by the fast and low-shot probes."""
         tr, te = standardize(self.train, self.test)
         return tr, te
 
@@ -357,10 +361,7 @@ def linear_probe(model: nn.Module, dataset: EvalDataset, layer: str, protocol: L
 
     @torch.no_grad()
     def features(x: Tensor) -> Tensor:
-        if device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(device, precision):
-            return model.features(x, layer).float()
+        return encode(model, x, layer, device, precision)
 
     probe_x, _ = next(iterate_views(dataset.test.take(torch.arange(2)), test_view, 2, device))
     in_dim = features(probe_x).shape[1]

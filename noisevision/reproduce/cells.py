@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from noisevision.reproduce.plan import slug
+from noisevision.io import slug
 
 
 def cell_path(out: Path, source: str, probe: str) -> Path:

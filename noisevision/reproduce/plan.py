@@ -17,6 +17,7 @@ from typing import Any
 from noisevision.errors import NoisevisionError, UnknownNameError
 from noisevision.evaluate.baselines import BASELINES
 from noisevision.evaluate.probes import ProbeSettings
+from noisevision.io import slug
 from noisevision.registry import Registry
 
 # SPEC §1 datasets, in the paper's order.
@@ -262,10 +263,6 @@ def parse_extra_data(items: list[str] | None) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------------- prerequisites
-def slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
-
-
 def run_folder(out: Path, source: str) -> Path:
     """The training run of `source` (noisevision.train's run folder)."""
     return out / "runs" / slug(source)

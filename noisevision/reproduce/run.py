@@ -21,7 +21,7 @@ import torch
 import noisevision
 from noisevision.errors import NoisevisionError
 from noisevision.evaluate import ProbeSettings, build_baseline, evaluate
-from noisevision.io import atomic_write_text
+from noisevision.io import atomic_write_text, slug
 from noisevision.reproduce.cells import cell_path, read_cell
 from noisevision.reproduce.plan import (
     PAPER_NUMBERS,
@@ -37,7 +37,6 @@ from noisevision.reproduce.plan import (
     renders_once,
     resolve_sources,
     run_folder,
-    slug,
 )
 from noisevision.reproduce.report import build_report
 
@@ -234,9 +233,7 @@ def baseline_model(source: Source, preset: ReproPreset, overrides: dict[str, Any
     from noisevision.train import TrainConfig
 
     cfg = TrainConfig.from_preset(preset.train_preset, **{**preset.train_overrides, **overrides})
-    arch_kwargs = dict(cfg.arch_kwargs)
-    if cfg.input_size is not None:
-        arch_kwargs["input_size"] = cfg.input_size
+    arch_kwargs = cfg.encoder_kwargs()
     input_size = cfg.input_size or build_baseline("cnn-random", arch=cfg.arch,
                                                   arch_kwargs=arch_kwargs).input_size  # fmt: skip
     return build_baseline(source.name, input_size, cfg.arch, arch_kwargs, seed=cfg.seed)
@@ -302,7 +299,7 @@ def reproduce(preset: str | ReproPreset, out: str | Path, generators: list[str] 
     trained on dead_leaves-mixed here. `materialize`: which generators to render once instead of
     streaming (MATERIALIZE_HELP), instead of the preset's choice.
     """
-    from noisevision.data.eval_datasets import load_eval_dataset
+    from noisevision.data.eval_datasets import DATASETS, load_eval_dataset
 
     preset = get_repro_preset(preset)
     if materialize is not None:
@@ -312,7 +309,7 @@ def reproduce(preset: str | ReproPreset, out: str | Path, generators: list[str] 
     settings = preset.probe_settings(**(probe_overrides or {}))
     settings.check()
     dataset_name = eval_dataset or preset.eval_dataset
-    if dataset_name in ("imagenet100", "imagefolder"):
+    if dataset_name in DATASETS and DATASETS.get(dataset_name).needs_path:  # a kind without its folder
         raise NoisevisionError(
             f"preset '{preset.name}' probes on {dataset_name}: pass --eval-dataset "
             f"{dataset_name}:/path/to/folder (train/ and val/ class folders), or another set such as "
