@@ -26,6 +26,8 @@ class Preset:
     name: str
     description: str
     changes: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields that differ from BASE
+    protocol: str = "paper"  # the linear-probe protocol its encoders are measured with
+
 
     @property
     def values(self) -> dict[str, Any]:
@@ -36,13 +38,14 @@ class Preset:
 PRESETS: Registry[Preset] = Registry("preset")
 
 
-def _add(name: str, description: str, **changes: Any) -> None:
-    PRESETS.add(name, Preset(name, description, changes), description)
+def _add(name: str, description: str, protocol: str = "paper", **changes: Any) -> None:
+    PRESETS.add(name, Preset(name, description, changes, protocol), description)
 
 
 _add("paper-small", "paper's small scale: SmallAlexNet + align/uniform, 105k images, batch 768, 200 epochs")
 _add(
     "paper-large", "paper's large scale: ResNet-50 + MoCo v2, 1.3M images at 256 px, batch 256, 200 epochs",
+    protocol="moco",  # MoCo's linear protocol, as the paper for its ResNet-50s
     arch="resnet50", arch_kwargs={"head": "mlp", "out_dim": 128}, method="moco_v2",
     method_kwargs={"queue_size": 65536, "momentum": 0.999, "temperature": 0.2}, augment="mocov2",
     input_size=224, res=256, num_images=1_300_000, batch_size=256, lr=0.015, schedule="cosine",

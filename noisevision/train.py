@@ -51,7 +51,7 @@ from noisevision.errors import NoisevisionError, StopRequested, checkpoint_place
 from noisevision.io import atomic_save, atomic_write_text
 from noisevision.methods import METHODS, build_method
 from noisevision.methods.common import gather, world
-from noisevision.models import ARCHS, build_encoder, save_encoder
+from noisevision.models import ARCHS, Recipe, build_encoder, save_encoder
 from noisevision.precision import autocast, check_precision, grad_scaler, resolve_precision
 from noisevision.presets import BASE, get_preset
 from noisevision.progress import Progress
@@ -438,17 +438,31 @@ def _train(cfg: TrainConfig, device: torch.device) -> Path:
         "res": parts.source.res, "num_images": cfg.num_images, "fresh": cfg.fresh, "seed": cfg.seed,
         "precision": parts.numerics.precision,
     }  # fmt: skip
+    recipe = training_recipe(cfg, parts)
+
+    def export() -> None:
+        save_encoder(out / ENCODER, parts.method.encoder, {**meta, "images_seen": state.images_seen}, recipe)
+
     if state.epoch >= cfg.epochs:  # finished earlier: only the export may be missing
         if rank == 0 and not (out / ENCODER).is_file():
-            save_encoder(out / ENCODER, parts.method.encoder, {**meta, "images_seen": state.images_seen})
+            export()
         return out
     loader = open_loader(cfg, parts, state, device)
     run_epochs(cfg, parts, loader, state, device, notes + loader.notes)
     if rank == 0:
-        save_encoder(out / ENCODER, parts.method.encoder, {**meta, "images_seen": state.images_seen})
+        export()
     if size > 1:
         dist.barrier()
     return out
+
+
+def training_recipe(cfg: TrainConfig, parts: Components) -> Recipe:
+    """What the encoder file records of how the encoder's inputs were made (models.Recipe)."""
+    encoder = parts.method.encoder
+    return Recipe(
+        parts.aug.mean, parts.aug.std, int(encoder.input_size), parts.source.res, cfg.augment,
+        encoder.default_layer, cfg.method, get_preset(cfg.preset).protocol, parts.source.describe(),
+    )  # fmt: skip
 
 
 def _set_threads(cfg: TrainConfig, device: torch.device, size: int) -> None:

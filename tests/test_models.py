@@ -6,7 +6,7 @@ import torchvision
 from torch import nn
 
 from noisevision.errors import NoisevisionError, UnknownNameError
-from noisevision.models import SmallAlexNet, build_encoder, load_encoder, save_encoder
+from noisevision.models import Recipe, SmallAlexNet, build_encoder, load_encoder, save_encoder
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,9 @@ def test_save_load_roundtrip(tmp_path):
     path = save_encoder(tmp_path / "enc.pt", enc, {"data": "test", "epochs": 3})
     assert [p.name for p in tmp_path.iterdir()] == ["enc.pt"]  # no temporary file left
     loaded, meta = load_encoder(path)
+    recipe = meta.pop("recipe")
     assert meta == {"data": "test", "epochs": 3}
+    assert recipe.input_size == 32 and recipe.layer == "pool" and recipe.protocol == "paper"
     assert loaded.arch == "resnet18-s" and loaded.input_size == 32
     x = torch.randn(2, 3, 32, 32)
     enc.eval(), loaded.eval()
@@ -112,3 +114,57 @@ def test_load_rejects_other_files(tmp_path):
     with pytest.raises(NoisevisionError, match="does not match architecture") as info:
         load_encoder(tmp_path / "wrong.pt")
     assert "\n" not in str(info.value)
+
+
+def test_recipe_is_stored_and_read_back(tmp_path):
+    enc = build_encoder("resnet18-s", width=0.125, input_size=32)
+    recipe = Recipe((0.1, 0.2, 0.3), (0.4, 0.5, 0.6), 32, 64, "mocov2", "pool", "simclr", "moco", "blobs")
+    save_encoder(tmp_path / "enc.pt", enc, {"method": "simclr"}, recipe)
+    _, meta = load_encoder(tmp_path / "enc.pt")
+    assert meta["recipe"] == recipe
+    assert torch.load(tmp_path / "enc.pt", weights_only=True)["version"] == 2
+
+
+def test_version_1_files_load_with_the_old_rule_and_one_warning(tmp_path, capsys):
+    from noisevision.augment import IMAGENET_MEAN, PAPER_MEAN
+
+    enc = build_encoder("resnet18-s", width=0.125, input_size=32)
+    for method, mean, protocol in (("moco_v2", IMAGENET_MEAN, "moco"), ("simclr", PAPER_MEAN, "paper")):
+        path = tmp_path / f"{method}.pt"
+        save_encoder(path, enc, {"method": method})
+        blob = torch.load(path, weights_only=True)
+        del blob["recipe"], blob["checksum"]
+        blob["version"] = 1
+        torch.save(blob, path)
+        _, meta = load_encoder(path)
+        load_encoder(path)  # warned once per file
+        assert meta["recipe"].mean == mean and meta["recipe"].protocol == protocol
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("warning:") and "version-1" in err
+
+
+def test_damaged_weights_are_refused(tmp_path):
+    enc = build_encoder("resnet18-s", width=0.125, input_size=32)
+    path = save_encoder(tmp_path / "enc.pt", enc, {})
+    blob = torch.load(path, weights_only=True)
+    blob["state_dict"]["conv1.weight"][0, 0, 0, 0] += 1.0  # one weight changed behind the checksum
+    torch.save(blob, tmp_path / "changed.pt")
+    with pytest.raises(NoisevisionError, match="do not match their checksum") as info:
+        load_encoder(tmp_path / "changed.pt")
+    assert "\n" not in str(info.value)
+    blob["state_dict"]["conv1.weight"][0, 0, 0, 0] = float("nan")
+    del blob["checksum"]
+    torch.save(blob, tmp_path / "nan.pt")
+    with pytest.raises(NoisevisionError, match="nan.pt: weights 'conv1.weight' hold NaN or Inf"):
+        load_encoder(tmp_path / "nan.pt")
+
+
+def test_bytes_overwritten_in_the_middle_never_load_quietly(tmp_path):
+    enc = build_encoder("resnet18-s", width=0.25, input_size=32)
+    path = save_encoder(tmp_path / "enc.pt", enc, {})
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 4096] = bytes(range(256)) * 16
+    path.write_bytes(bytes(data))
+    with pytest.raises(NoisevisionError, match="enc.pt"):
+        load_encoder(path)

@@ -414,3 +414,30 @@ def test_plain_progress_lines_without_a_terminal(run_cli, tmp_path, monkeypatch)
     lines = [x for x in out.splitlines() if x.startswith("train: ")]
     assert lines and "2/2 (100.0%)" in lines[-1] and "img/s" in lines[-1] and "epoch 1/1" in lines[-1]
     assert "\r" not in out and "\x1b[" not in out  # no live display, no colour codes
+
+
+# ---------------------------------------------------------------------------------------- encoder recipe
+@pytest.mark.parametrize("preset, method, kwargs, stats", [
+    ("paper-large", "simclr", {}, "imagenet"),  # ImageNet statistics in training: probed with them
+    ("paper-small", "moco_v2", {"queue_size": 32}, "small"),  # the paper's statistics, whatever the method
+])  # fmt: skip
+def test_probes_normalise_as_the_encoder_trained(tmp_path, monkeypatch, preset, method, kwargs, stats):
+    from test_evaluate import colour_dataset
+
+    import noisevision.evaluate as ev
+
+    cfg = TrainConfig.from_preset(
+        preset, data="test-blobs", out=str(tmp_path / "run"), method=method, method_kwargs=kwargs,
+        arch="smallalexnet", arch_kwargs={"width": 0.0625}, input_size=32, res=32, num_images=16,
+        batch_size=16, bn_groups=2, epochs=1, device="cpu", workers=0, progress=False,
+    )  # fmt: skip
+    train(cfg)
+    model, meta = load_encoder(tmp_path / "run" / "encoder.pt")
+    recipe = meta["recipe"]
+    assert (recipe.method, recipe.augment, recipe.input_size, recipe.res) == (method, cfg.augment, 32, 32)
+    assert (recipe.mean, recipe.std) == ev.NORMALIZATIONS[stats]
+    seen = []
+    real_view = ev.View
+    monkeypatch.setattr(ev, "View", lambda *a, **k: seen.append(real_view(*a, **k)) or seen[-1])
+    ev.evaluate(model, colour_dataset(8, 4), ev.ProbeSettings(probes=("knn",)), "cpu", meta)
+    assert seen and all((v.mean, v.std) == ev.NORMALIZATIONS[stats] for v in seen)

@@ -38,6 +38,7 @@ from noisevision.evaluate.probes import (
     extract_features,
     feature_layer,
     fit_linear,
+    input_stats,
     knn_top1,
     linear_probe,
     protocol_for,
@@ -91,10 +92,11 @@ def evaluate(model: nn.Module, dataset: EvalDataset, settings: ProbeSettings | N
     precision = resolve_precision(settings.precision, device)
     decoder = resolve_decoder(settings.decoder, device)
     t_start = time.perf_counter()
-    layer = feature_layer(model, settings.layer)
-    protocol = PROTOCOLS.get(settings.protocol or protocol_for(meta or {}))
+    meta = meta or {}
+    layer = feature_layer(model, settings.layer or getattr(meta.get("recipe"), "layer", None) or None)
+    protocol = PROTOCOLS.get(settings.protocol or protocol_for(meta))
     data = dataset.subset(settings.subset, settings.test_subset, settings.seed)
-    mean, std = NORMALIZATIONS[protocol.normalization]
+    mean, std = input_stats(meta, protocol)
     test_view = View(int(model.input_size), False, protocol.crop_scale, protocol.test_resize, mean, std)
     model = model.to(device).eval()
     if device.type == "cuda":
@@ -121,7 +123,7 @@ def evaluate(model: nn.Module, dataset: EvalDataset, settings: ProbeSettings | N
         epochs = settings.epochs or protocol.epochs
         result.probes["linear"] = linear_probe(model, data, layer, protocol, epochs, device,
                                                settings.seed, settings.workers, log, precision, decoder,
-                                               settings.progress)  # fmt: skip
+                                               settings.progress, (mean, std))  # fmt: skip
         result.feature_dim = result.feature_dim or result.probes["linear"]["feature_dim"]
     # Keep the order the caller asked for.
     result.probes = {p: result.probes[p] for p in settings.probes}
@@ -132,6 +134,6 @@ def evaluate(model: nn.Module, dataset: EvalDataset, settings: ProbeSettings | N
 __all__ = [
     "BASELINES", "NORMALIZATIONS", "PROBES", "PROTOCOLS", "Cache", "EvalResult", "LinearProtocol",
     "MeanColors", "ProbeSettings", "RawPixels", "View", "batch_view", "build_baseline", "evaluate",
-    "extract_features", "feature_layer", "fit_linear", "iterate_views", "knn_top1", "linear_probe",
-    "load_probe_model", "protocol_for", "random_encoder", "standardize", "top1", "view_rng",
+    "extract_features", "feature_layer", "fit_linear", "input_stats", "iterate_views", "knn_top1",
+    "linear_probe", "load_probe_model", "protocol_for", "random_encoder", "standardize", "top1", "view_rng",
 ]  # fmt: skip

@@ -72,9 +72,25 @@ PROTOCOLS.add(
 
 
 def protocol_for(meta: dict[str, Any]) -> str:
-    """SPEC §9: MoCo's linear protocol for MoCo-trained (large-scale) encoders, else the paper's."""
+    """The linear protocol an encoder's training recipe names (encoder files); for models without
+    one (baselines), MoCo's for MoCo-trained encoders, else the paper's."""
+    recipe = meta.get("recipe")
+    if recipe is not None:
+        return recipe.protocol
     method = str(meta.get("method", "")).lower()
     return "moco" if method.startswith("moco") else "paper"
+
+
+Stats = tuple[tuple[float, ...], tuple[float, ...]]  # (mean, std) per channel
+
+
+def input_stats(meta: dict[str, Any], protocol: LinearProtocol) -> Stats:
+    """The (mean, std) probe inputs are normalised with: those the encoder trained with (its
+    recipe), else the protocol's (baselines: raw pixels, random networks)."""
+    recipe = meta.get("recipe")
+    if recipe is not None:
+        return tuple(recipe.mean), tuple(recipe.std)
+    return NORMALIZATIONS[protocol.normalization]
 
 
 # ---------------------------------------------------------------------------------- settings
@@ -348,12 +364,14 @@ def cached_probes(cache: Cache, settings: ProbeSettings, device: torch.device) -
 def linear_probe(model: nn.Module, dataset: EvalDataset, layer: str, protocol: LinearProtocol,
                  epochs: int, device: torch.device, seed: int = 0, workers: int = 0,
                  log: Log | None = None, precision: str = "fp32", decoder: str = "pil",
-                 progress: bool = False) -> dict[str, Any]:
+                 progress: bool = False, stats: Stats | None = None,
+                 ) -> dict[str, Any]:  # fmt: skip
     """SPEC §9's linear probe: augmented train view every epoch, LAST epoch's top-1 on test.
 
-    The frozen encoder runs under `precision`'s autocast; the linear layer trains in fp32.
+    Inputs are normalised with `stats` (mean, std; None: the protocol's). The frozen encoder runs
+    under `precision`'s autocast; the linear layer trains in fp32.
     """
-    mean, std = NORMALIZATIONS[protocol.normalization]
+    mean, std = stats or NORMALIZATIONS[protocol.normalization]
     size = int(model.input_size)
     train_view = View(size, True, protocol.crop_scale, protocol.test_resize, mean, std)
     test_view = replace(train_view, train=False)

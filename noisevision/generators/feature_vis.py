@@ -44,6 +44,8 @@ NUM_TARGETS = UNITS + UNITS * (UNITS - 1) // 2  # single units, then pairs
 STEPS = 128
 LR = 0.05
 INIT_STD = 0.01
+Stats = tuple[tuple[float, ...], tuple[float, ...]]  # (mean, std) per channel of the network's input
+IMAGENET_STATS: Stats = (IMAGENET_MEAN, IMAGENET_STD)
 PAD = 12
 JITTER = (8, 4)  # translations before and after scale/rotate, 0..d−1 px
 SCALES = tuple(1 + (i - 5) / 50 for i in range(11))  # 0.90 .. 1.10
@@ -93,13 +95,14 @@ def spectrum_to_image(spectrum: Tensor, scale: Tensor) -> Tensor:
     return torch.sigmoid(img)
 
 
-def transform(img: Tensor, rng: Rng) -> Tensor:
+def transform(img: Tensor, rng: Rng, stats: Stats = IMAGENET_STATS) -> Tensor:
     """lucent's standard transforms with per-image parameters, as one resampling: [B, 3, S, S].
 
     Forward chain: pad 12 (0.5) -> translate d1 ∈ 0..7 -> resize by s to n = ⌈s·P⌉ (+ zero pad
     back to ~P when s < 1) -> rotate θ about the centre -> translate d2 ∈ 0..3 -> resize to S.
     Each output pixel is traced back through the chain (zero where a stage had no pixel) and the
-    padded image sampled bilinearly once (`bilinear`). Then ImageNet normalisation.
+    padded image sampled bilinearly once (`bilinear`). Then the network's normalisation `stats`
+    (mean, std: ImageNet's, or those an encoder file's recipe records).
     """
     b, _, s, _ = img.shape
     dev = img.device
@@ -128,8 +131,8 @@ def transform(img: Tensor, rng: Rng) -> Tensor:
     x = x * ((p_size - 1) / (n - 1))[:, None, None, None] - d1[:, None, None]  # in the padded image
     padded = F.pad(img, [PAD] * 4, value=0.5)
     out = bilinear(padded, x) * valid[:, None]
-    mean = torch.tensor(IMAGENET_MEAN, device=dev)[:, None, None]
-    std = torch.tensor(IMAGENET_STD, device=dev)[:, None, None]
+    mean = torch.tensor(stats[0], device=dev)[:, None, None]
+    std = torch.tensor(stats[1], device=dev)[:, None, None]
     return (out - mean) / std
 
 
@@ -167,6 +170,17 @@ def _inside(x: Tensor, size: Tensor) -> Tensor:
 Features = Callable[[Tensor], Tensor]  # x [B, 3, S, S] -> pooled last-stage features [B, 2048]
 
 
+class PooledFeatures(nn.Module):
+    """An encoder file's ResNet-50 as `Features`, with the input statistics it was trained with."""
+
+    def __init__(self, encoder: nn.Module, stats: Stats):
+        super().__init__()
+        self.encoder, self.input_stats = encoder, stats
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.encoder.features(x, "pool")
+
+
 @lru_cache(maxsize=2)
 def random_resnet50(seed: int, device: torch.device) -> Features:
     """torchvision's ResNet-50 with its default random init (weights a function of `seed`), eval
@@ -186,7 +200,7 @@ def encoder_resnet50(path: str, device: torch.device) -> Features:
     """The pooled features of a ResNet-50 encoder file (noisevision.models format), eval, frozen."""
     from noisevision.models import load_encoder
 
-    encoder, _ = load_encoder(path, map_location=device)
+    encoder, meta = load_encoder(path, map_location=device)
     arch = str(getattr(encoder, "arch", ""))
     if not arch.startswith("resnet50") or getattr(encoder, "feat_dim", 0) != UNITS:
         raise NoisevisionError(
@@ -194,7 +208,8 @@ def encoder_resnet50(path: str, device: torch.device) -> Features:
             f"ResNet-50 ({UNITS}-d pooled features)"
         )
     encoder.eval().requires_grad_(False)
-    return lambda x: encoder.features(x, "pool")
+    recipe = meta["recipe"]
+    return PooledFeatures(encoder, (tuple(recipe.mean), tuple(recipe.std)))
 
 
 # ------------------------------------------------------------------------------------ generator
@@ -206,6 +221,7 @@ def visualise(model: Features, rng: Rng, units: Tensor, res: int, steps: int,
     transforms and the objective stay in fp32.
     """
     b, dev = rng.batch, rng.device
+    stats = getattr(model, "input_stats", IMAGENET_STATS)  # a random network: ImageNet's, as lucent
     scale = spectrum_scale(res, dev)
     spectrum = (rng.child("init").normal(3, res, res // 2 + 1, 2) * INIT_STD).requires_grad_(True)
     opt = torch.optim.Adam([spectrum], lr=LR)
@@ -214,7 +230,7 @@ def visualise(model: Features, rng: Rng, units: Tensor, res: int, steps: int,
     steps_rng = rng.child("transforms")
     with torch.enable_grad():
         for step in range(steps):
-            x = transform(spectrum_to_image(spectrum, scale), steps_rng.child(step))
+            x = transform(spectrum_to_image(spectrum, scale), steps_rng.child(step), stats)
             with autocast(dev, precision):
                 feats = model(x)
             loss = -(feats.float() * weight).sum()  # a sum: each image's gradient is its own

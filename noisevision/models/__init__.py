@@ -3,17 +3,26 @@
     enc = build_encoder("smallalexnet")            # SPEC §7
     enc = build_encoder("resnet18-s", width=0.5, input_size=32)
     feats = enc.features(x, "fc6")                 # [B, F], the probe layer by default
-    save_encoder("enc.pt", enc, {"data": "dead_leaves-mixed"})
-    enc, meta = load_encoder("enc.pt")
+    save_encoder("enc.pt", enc, {"data": "dead_leaves-mixed"}, recipe)
+    enc, meta = load_encoder("enc.pt")            # meta["recipe"]: how to feed it (Recipe)
 
 Every encoder has `forward(x) -> unit-norm embedding`, `features(x, layer=None) -> [B, F]`,
 `feature_layers`, `default_layer`, `input_size`, plus `arch` / `arch_kwargs` (set here) so a file
 can rebuild it.
+
+An encoder file (version 2) holds the architecture, the weights with a checksum of them, the
+training metadata and the `Recipe`: the preprocessing the encoder was trained with (mean/std,
+input size, ...), which probes, feature visualisation and exports read instead of guessing it.
+Version-1 files (no recipe, no checksum) still load, with the recipe their method implies.
 """
 
 from __future__ import annotations
 
+import hashlib
+import sys
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +36,8 @@ from noisevision.models.small_alexnet import SmallAlexNet
 from noisevision.registry import Registry
 
 FORMAT = "noisevision-encoder"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 ARCHS: Registry[Callable[..., nn.Module]] = Registry("architecture")
@@ -56,11 +66,73 @@ def build_encoder(arch: str, **kw: Any) -> nn.Module:
     return encoder
 
 
-def save_encoder(path: str | Path, encoder: nn.Module, meta: dict[str, Any]) -> Path:
-    """Write `encoder` (built by build_encoder) and `meta` to `path` atomically."""
+@dataclass(frozen=True)
+class Recipe:
+    """How an encoder's inputs were made in training: what any code feeding it must do again."""
+
+    mean: tuple[float, float, float]  # per-channel normalisation of [0, 1] pixels
+    std: tuple[float, float, float]
+    input_size: int  # side of the square crops the encoder saw
+    res: int | None = None  # side of the training images the crops came from
+    augment: str = ""  # the augmentation pipeline (noisevision list augmentations)
+    layer: str = ""  # the default probe layer
+    method: str = ""  # the self-supervised method
+    protocol: str = "paper"  # the linear-probe protocol that suits it (noisevision list protocols)
+    data: str = ""  # what it was trained on, in words
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Recipe:
+        known = {f.name for f in fields(cls)}
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in known}
+        return cls(**values)
+
+
+def legacy_recipe(meta: dict[str, Any], encoder: nn.Module) -> Recipe:
+    """The recipe a version-1 file implies: MoCo's ImageNet statistics and protocol for MoCo-trained
+    encoders, the paper's small-scale ones for every other method (the rule before recipes)."""
+    from noisevision.augment import IMAGENET_MEAN, IMAGENET_STD, PAPER_MEAN, PAPER_STD
+
+    method = str(meta.get("method", ""))
+    moco = method.lower().startswith("moco")
+    return Recipe(
+        IMAGENET_MEAN if moco else PAPER_MEAN, IMAGENET_STD if moco else PAPER_STD,
+        int(meta.get("input_size") or encoder.input_size), meta.get("res"), "", encoder.default_layer, method,
+        "moco" if moco else "paper", str(meta.get("source", meta.get("data", ""))),
+    )  # fmt: skip
+
+
+def tensors_checksum(state: dict[str, torch.Tensor]) -> str:
+    """BLAKE2b of every tensor's name, dtype, shape and bytes, in key order."""
+    digest = hashlib.blake2b(digest_size=16)
+    for key in sorted(state):
+        t = state[key].detach().cpu().contiguous()
+        digest.update(f"{key}:{t.dtype}:{tuple(t.shape)};".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def check_finite(state: dict[str, torch.Tensor], path: Path | str) -> None:
+    """NoisevisionError naming the file and the first tensor holding NaN or Inf."""
+    for key, t in state.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise NoisevisionError(
+                f"{path}: weights '{key}' hold NaN or Inf: the file is damaged or the run diverged"
+            )
+
+
+def save_encoder(
+    path: str | Path, encoder: nn.Module, meta: dict[str, Any], recipe: Recipe | None = None
+) -> Path:
+    """Write `encoder` (built by build_encoder), `meta` and its training `recipe` to `path`
+    atomically (no recipe: the one a version-1 file would imply from `meta`)."""
     if not hasattr(encoder, "arch"):
         raise ValueError("save_encoder needs an encoder made by build_encoder (it has no .arch)")
     state = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
+    check_finite(state, path)
+    recipe = recipe or legacy_recipe(meta, encoder)
     return atomic_save(
         {
             "format": FORMAT,
@@ -68,41 +140,76 @@ def save_encoder(path: str | Path, encoder: nn.Module, meta: dict[str, Any]) -> 
             "arch": encoder.arch,
             "arch_kwargs": dict(encoder.arch_kwargs),
             "state_dict": state,
+            "checksum": tensors_checksum(state),
+            "recipe": recipe.to_dict(),
             "meta": dict(meta),
         },
         path,
     )
 
 
-def load_encoder(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild an encoder written by save_encoder; NoisevisionError for anything else."""
+def read_encoder_file(path: str | Path) -> dict[str, Any]:
+    """The checked contents of an encoder file (on the CPU): NoisevisionError for anything that is
+    not one, a version this code cannot read, weights that fail their checksum, NaN or Inf."""
     path = Path(path)
     if not path.is_file():
         raise NoisevisionError(f"encoder file {path} does not exist")
     try:
-        blob = torch.load(path, map_location=map_location, weights_only=True)
+        blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling errors come in many types
         raise NoisevisionError(f"{path} is not a readable encoder file ({type(exc).__name__})") from exc
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise NoisevisionError(f"{path} is not a noisevision encoder file")
-    if blob.get("version") != VERSION:
-        raise NoisevisionError(f"{path} has encoder format version {blob.get('version')}, expected {VERSION}")
+    if blob.get("version") not in READABLE_VERSIONS:
+        raise NoisevisionError(
+            f"{path} has encoder format version {blob.get('version')}; this noisevision reads "
+            f"{', '.join(map(str, READABLE_VERSIONS))}: upgrade noisevision"
+        )
+    if "checksum" in blob and tensors_checksum(blob["state_dict"]) != blob["checksum"]:
+        raise NoisevisionError(f"{path}: the weights do not match their checksum: the file is damaged")
+    check_finite(blob["state_dict"], path)
+    return blob
+
+
+def load_encoder(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild an encoder written by save_encoder; NoisevisionError for anything else.
+
+    Returns the encoder and its metadata, with the training recipe as `meta["recipe"]` (a Recipe).
+    """
+    blob = read_encoder_file(path)
     encoder = build_encoder(blob["arch"], **blob["arch_kwargs"])
     try:
         encoder.load_state_dict(blob["state_dict"])
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise NoisevisionError(f"{path} does not match architecture '{blob['arch']}': {first}") from exc
-    return encoder.to(map_location), dict(blob["meta"])
+    meta = dict(blob["meta"])
+    if "recipe" in blob:
+        meta["recipe"] = Recipe.from_dict(blob["recipe"])
+    else:
+        meta["recipe"] = legacy_recipe(meta, encoder)
+        _warn_legacy(str(Path(path).resolve()), meta["recipe"].protocol)
+    return encoder.to(map_location), meta
+
+
+@cache
+def _warn_legacy(path: str, protocol: str) -> None:
+    """Once per file: version 1 stored no recipe, so its normalisation is inferred."""
+    stats = "ImageNet" if protocol == "moco" else "the paper's"
+    print(f"warning: {path} is a version-1 encoder file without its training recipe: assuming {stats} "
+          "normalisation from its method", file=sys.stderr)  # fmt: skip
 
 
 __all__ = [
     "ARCHS",
+    "Recipe",
     "ResNetEncoder",
     "SmallAlexNet",
     "arch_names",
     "atomic_save",
     "build_encoder",
+    "legacy_recipe",
     "load_encoder",
+    "read_encoder_file",
     "save_encoder",
 ]
