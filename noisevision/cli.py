@@ -28,6 +28,25 @@ bench_app = typer.Typer(help="Throughput benchmarks (images/s).", no_args_is_hel
 app.add_typer(bench_app, name="bench")
 console = Console()
 err_console = Console(stderr=True)
+DEVICE_HELP = "cpu, cuda, cuda:N or auto (a GPU when there is one, else the CPU)."
+SEED_HELP = "Seed: image i of a generator is the same for the same (name, seed, i)."
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        from noisevision import __version__
+
+        console.print(f"noisevision {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """noisevision: learn to see by looking at noise."""
 
 
 @app.command("list")
@@ -104,18 +123,22 @@ def _list_tsv(name: str, part: dict, titled: bool) -> None:
 def show(
     names: list[str] = typer.Argument(..., help="Generator names (see `noisevision list`)."),
     out: Path = typer.Option(Path("grid.png"), "--out", "-o", help="PNG file to write."),
-    num: int = typer.Option(8, "--num", "-n", help="Samples per generator."),
+    num: int = typer.Option(8, "--num-images", "-n", help="Samples per generator."),
     res: int | None = typer.Option(None, "--res", help="Resolution (default: each generator's own)."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help=SEED_HELP),
     start: int = typer.Option(0, "--start", help="First image index."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    describe: bool = typer.Option(
+        False, "--describe", help="Also print each image's program (generators that draw one per image, "
+        "e.g. program-shader).",
+    ),  # fmt: skip
 ) -> None:
     """Save a labelled grid of samples, one row per generator."""
     from noisevision.device import resolve_device
     from noisevision.visualize import sample_grid
 
     if num < 1:
-        raise NoisevisionError(f"--num must be at least 1, got {num}")
+        raise NoisevisionError(f"--num-images must be at least 1, got {num}")
     path = sample_grid(
         list(names),
         out,
@@ -127,16 +150,32 @@ def show(
         say=lambda line: console.print(f"[dim]{line}[/]"),
     )
     console.print(f"wrote {path}")
+    if describe:
+        _print_programs(names, start, num, seed)
+
+
+def _print_programs(names: list[str], start: int, num: int, seed: int) -> None:
+    """`show --describe`: the program of each shown image, or a line saying a generator has none."""
+    from noisevision import generators
+
+    for name in names:
+        gen = generators.get(name)
+        if not hasattr(gen, "program_text"):
+            console.print(f"{name}: no per-image program to print (parameters: {gen.params})",
+                          markup=False, highlight=False, soft_wrap=True)  # fmt: skip
+            continue
+        for index in range(start, start + num):
+            console.print(gen.program_text(index, seed), markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
 def generate(
     name: str = typer.Argument(..., help="Generator name (see `noisevision list`)."),
     out: Path = typer.Option(..., "--out", "-o", help="Dataset folder (created; resumable)."),
-    num: int = typer.Option(..., "--num", "-n", help="Number of images (indices 0..num-1)."),
+    num: int = typer.Option(..., "--num-images", "-n", help="Number of images (indices 0..N-1)."),
     res: int | None = typer.Option(None, "--res", help="Resolution (default: the generator's own)."),
-    seed: int = typer.Option(0, "--seed"),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto."),
+    seed: int = typer.Option(0, "--seed", help=SEED_HELP),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     fmt: str = typer.Option("jpg", "--format", help="jpg or png."),
     quality: int = typer.Option(95, "--quality", help="JPEG quality (the paper's files: 95)."),
     shard: str | None = typer.Option(None, "--shard", help="K/N: write only the K-th of N index ranges."),
@@ -146,11 +185,17 @@ def generate(
         None, "--precision", help="Feature visualizations: the network's autocast, fp32, bf16 or fp16 "
         "(default auto: bf16 on GPUs, fp32 on CPU).",
     ),  # fmt: skip
+    verify: bool = typer.Option(
+        False, "--verify", help="Read every image already there and check it against its recorded "
+        "checksum (without it: its size); damaged images are rendered again.",
+    ),  # fmt: skip
 ) -> None:
     """Write an ImageFolder dataset DIR/train/<block>/<index>.<format> plus a manifest; resumable.
 
-    SIGTERM or SIGUSR1 stop it once the images being written are finished; the same command
-    resumes. Without a terminal, progress is printed as plain lines.
+    A rerun writes what is missing and renders again what is damaged (size, or with --verify
+    checksum, differing from the record). Several runs into one folder share the work. SIGTERM or
+    SIGUSR1 stop it once the images being written are finished; the same command resumes. Without a
+    terminal, progress is printed as plain lines.
     """
     from noisevision import generators
     from noisevision.data import folder
@@ -159,7 +204,7 @@ def generate(
     from noisevision.stopping import raising_on_stop_signals
 
     if num < 1:
-        raise NoisevisionError(f"--num must be a positive number of images, got {num}")
+        raise NoisevisionError(f"--num-images must be a positive number of images, got {num}")
     if fmt not in folder.FORMATS:
         raise NoisevisionError(f"--format must be jpg or png, not '{fmt}'")
     if not 1 <= quality <= 100:
@@ -195,7 +240,8 @@ def generate(
                 progress.update(count)
 
         with raising_on_stop_signals("the images being written were finished"):
-            written = folder.write_dataset(out, spec, indices, dev, workers, batch_size, advance)
+            written = folder.write_dataset(out, spec, indices, dev, workers, batch_size, advance,
+                                           verify=verify, on_note=progress.note)  # fmt: skip
     elapsed = time.perf_counter() - start
     console.print(
         f"wrote {written} images ({len(indices) - written} already there) in {elapsed:.1f} s"
@@ -205,27 +251,41 @@ def generate(
 
 @app.command()
 def train(
-    data: str = typer.Option(..., "--data", help="Generator name, A+B / A:0.7+B:0.3 mix, or image folder."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder (resumed when it exists)."),
-    preset: str = typer.Option("paper-small", "--preset", help="Recipe: {presets}."),
+    data: str | None = typer.Option(
+        None, "--data", help="Generator name, A+B / A:0.7+B:0.3 mix, or image folder."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Run folder (resumed when it exists; with --config: the config's own)."
+    ),
+    preset: str | None = typer.Option(None, "--preset", help="Recipe: {presets} (default paper-small)."),
+    config: Path | None = typer.Option(
+        None, "--config", help="A run's config.yaml (or YAML of training options): its values instead "
+        "of a preset's; the options given here override them.",
+    ),  # fmt: skip
+    settings: list[str] | None = typer.Option(
+        None, "--set", help="KEY=VALUE for any training option, e.g. momentum=0.99, milestones=[60,80], "
+        "arch_kwargs={width: 0.5} (repeat; values read as YAML).",
+    ),  # fmt: skip
     arch: str | None = typer.Option(None, "--arch", help="Encoder: {archs}."),
     arch_opt: list[str] | None = typer.Option(None, "--arch-opt", help="Encoder option KEY=VALUE (repeat)."),
     method: str | None = typer.Option(None, "--method", help="{methods}."),
     method_opt: list[str] | None = typer.Option(None, "--method-opt", help="Method option KEY=VALUE."),
     augment: str | None = typer.Option(None, "--augment", help="Augmentation: {augmentations}."),
     schedule: str | None = typer.Option(None, "--schedule", help="Learning-rate schedule: {schedules}."),
-    epochs: int | None = typer.Option(None, "--epochs"),
+    epochs: int | None = typer.Option(None, "--epochs", help="Training epochs (passes over the dataset)."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Global batch size."),
-    lr: float | None = typer.Option(None, "--lr"),
+    lr: float | None = typer.Option(None, "--lr", help="Base learning rate (SGD) of the schedule."),
     res: int | None = typer.Option(None, "--res", help="Generation resolution."),
     input_size: int | None = typer.Option(None, "--input-size", help="Crop side fed to the encoder."),
     num_images: int | None = typer.Option(None, "--num-images", help="Dataset size (indices 0..N-1)."),
     fresh: bool = typer.Option(False, "--fresh", help="New images every epoch (infinite dataset)."),
     bn_groups: int | None = typer.Option(None, "--bn-groups", help="BN groups over the global batch."),
-    device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     workers: int | None = typer.Option(None, "--workers", help="Rendering processes (CPU default 1)."),
     threads: int | None = typer.Option(None, "--threads", help="torch threads of the training process."),
-    seed: int | None = typer.Option(None, "--seed"),
+    seed: int | None = typer.Option(
+        None, "--seed", help="Seed of the images, augmentations, initial weights and data order."
+    ),
     checkpoint_minutes: float | None = typer.Option(
         None, "--checkpoint-minutes", help="Also checkpoint inside an epoch this often (default 30)."
     ),
@@ -251,22 +311,36 @@ def train(
     SIGTERM or SIGUSR1 (e.g. a cluster pre-empting the job) write a checkpoint at the next step and
     stop; the same command resumes there. Without a terminal, progress is printed as plain lines.
     """
-    from noisevision.train import TrainConfig, parse_options
+    from noisevision.train import TrainConfig, parse_options, parse_settings
     from noisevision.train import train as run_training
 
-    cfg = TrainConfig.from_preset(
-        preset, data=data, out=str(out), arch=arch, arch_kwargs=parse_options(arch_opt, arch),
+    options = dict(
+        data=data, out=str(out) if out else None, arch=arch, arch_kwargs=parse_options(arch_opt, arch),
         method=method, method_kwargs=parse_options(method_opt, method), augment=augment, schedule=schedule,
-        epochs=epochs,
-        batch_size=batch_size, lr=lr, res=res, input_size=input_size, num_images=num_images,
+        epochs=epochs, batch_size=batch_size, lr=lr, res=res, input_size=input_size, num_images=num_images,
         fresh=fresh or None, bn_groups=bn_groups, device=device, workers=workers, threads=threads,
         seed=seed, checkpoint_minutes=checkpoint_minutes, progress=not no_progress, precision=precision,
         channels_last=channels_last, compile=compile_ or None, deterministic=deterministic or None,
         cache_images=cache_images,
-    )
+    )  # fmt: skip
+    given = parse_settings(settings)
+    for key, value in given.items():
+        if options.get(key) is not None and key not in ("device", "progress", "precision", "cache_images"):
+            raise NoisevisionError(f"{key} is given twice (an option and --set {key}=…): keep one")
+        options[key] = value
+    if config is None:
+        cfg = TrainConfig.from_preset(preset or "paper-small", **options)
+    elif preset is not None:
+        raise NoisevisionError("--preset and --config both give the recipe: keep one")
+    else:
+        if options["out"] is None and config.name == "config.yaml":
+            options["out"] = str(config.parent)  # the run the file belongs to: resume it
+        cfg = TrainConfig.from_file(config, **options)
+    for key in (k for k, v in given.items() if v is None):  # --set KEY=null: None, not "not given"
+        setattr(cfg, key, None)
     run_dir = run_training(cfg)
     if os.environ.get("RANK", "0") == "0":  # once under torchrun
-        console.print(f"encoder written to {run_dir / 'encoder.pt'}")
+        console.print(f"encoder written to {run_dir / 'encoder.pt'}", highlight=False, soft_wrap=True)
 
 
 @app.command("eval")
@@ -282,8 +356,9 @@ def eval_cmd(
     ),
     layer: str | None = typer.Option(None, "--layer", help="Feature layer (default: the encoder's)."),
     protocol: str | None = typer.Option(
-        None, "--protocol", help="Linear probe recipe: {protocols} (default: moco for MoCo-trained encoders)."
-    ),
+        None, "--protocol", help="Linear probe recipe: {protocols} (default: the one the encoder file names; "
+        "inputs are always normalised as the encoder was trained).",
+    ),  # fmt: skip
     epochs: int | None = typer.Option(None, "--epochs", help="Linear probe epochs (default: the recipe's)."),
     subset: int | None = typer.Option(None, "--subset", help="At most N train images (balanced)."),
     test_subset: int | None = typer.Option(None, "--test-subset", help="At most N test images."),
@@ -294,7 +369,7 @@ def eval_cmd(
         None, "--seeds", help="Low-shot repetitions, mean ± std (default {probe.lowshot_seeds})."
     ),
     input_size: int | None = typer.Option(None, "--input-size", help="Input side of a baseline."),
-    device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     workers: int | None = typer.Option(
         None, "--workers", help="Decoding processes for image files (default {probe.workers})."
     ),
@@ -309,7 +384,7 @@ def eval_cmd(
     download: bool = typer.Option(
         False, "--download", help="Allow downloading CIFAR/STL-10 from the internet."
     ),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the subsets, the train views and the probes' init."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Results JSON (default: beside it)."),
 ) -> None:
     """Probe a frozen encoder (or a baseline) on real images; results to JSON + one line here."""
@@ -332,12 +407,38 @@ def eval_cmd(
     model, meta = load_probe_model(encoder, dev, input_size)
     data = load_eval_dataset(dataset, download=download)
     result = evaluate(model, data, settings, dev, meta, log=lambda m: err_console.print(m, markup=False))
-    if out is None:
+    if out is None:  # one file per (dataset, probes, layer): a later probe run never overwrites another
         where = Path(meta["path"]).parent if "path" in meta else Path("eval")
         stem = "" if "path" in meta else encoder.replace(":", "-") + "-"
-        out = where / f"eval-{stem}{slug(dataset)}.json"
+        out = where / f"eval-{stem}{slug(dataset)}-{'+'.join(settings.probes)}-{slug(result.layer)}.json"
+    if "recipe" in meta:
+        meta = {**meta, "recipe": meta["recipe"].to_dict()}
     atomic_write_text(out, json.dumps({"encoder": encoder, "meta": meta, **result.to_dict()}, indent=1))
     console.print(f"{encoder}: {result.summary()} -> {out}", markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def export(
+    encoder: str = typer.Argument(..., help="Encoder file or training run folder."),
+    fmt: str = typer.Option(..., "--format", help="{export-formats}."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Weights file to write (FILE.safetensors); its model card is written "
+        "beside it (README.md, or FILE.README.md when the folder has another README.md).",
+    ),  # fmt: skip
+) -> None:
+    """Write an encoder's weights as safetensors for torchvision, timm or noisevision, with a model card.
+
+    torchvision and timm get the ResNet backbone (no projection head, no fc: load it into a model
+    whose fc is nn.Identity(), as the card shows); noisevision keeps everything, and load_encoder
+    and `noisevision eval` read the file back.
+    """
+    from noisevision.export import export_encoder
+
+    done = export_encoder(encoder, fmt, out)
+    parts = sorted({k.split(".")[0] for k in done.dropped})  # e.g. "head", the projection head
+    dropped = f"; left out: {', '.join(parts)}" if parts else ""
+    console.print(f"wrote {done.weights} ({done.format}, {done.tensors} tensors{dropped}) and its model card "
+                  f"{done.card}", markup=False, highlight=False, soft_wrap=True)  # fmt: skip
 
 
 @app.command()
@@ -353,7 +454,7 @@ def reproduce(
     ),
     subset: int | None = typer.Option(None, "--subset", help="At most N probe train images."),
     test_subset: int | None = typer.Option(None, "--test-subset", help="At most N probe test images."),
-    device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     download: bool = typer.Option(
         False, "--download", help="Allow downloading CIFAR/STL-10 from the internet."
     ),
@@ -403,13 +504,13 @@ def bench_train_cmd(
     arch: str = typer.Option("smallalexnet", "--arch", help="Encoder: {archs}."),
     data: str = typer.Option("dead_leaves-mixed", "--data", help="Generator to stream from."),
     res: int = typer.Option(128, "--res", help="Generation resolution."),
-    batch_size: int = typer.Option(64, "--batch-size"),
+    batch_size: int = typer.Option(64, "--batch-size", help="Images per training step."),
     steps: int = typer.Option(5, "--steps", help="Timed steps per mode and round (after one warm-up)."),
     rounds: int = typer.Option(2, "--rounds", help="Interleaved rounds; each mode reports its best."),
     preset: str = typer.Option(
         "paper-small", "--preset", help="Recipe whose method, augmentation, input size are timed: {presets}."
     ),
-    device: str = typer.Option("cpu", "--device"),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     workers: int | None = typer.Option(None, "--workers", help="Rendering/decoding processes."),
     threads: int | None = typer.Option(None, "--threads", help="torch threads of the training process."),
     precision: str = typer.Option("auto", "--precision", help="fp32, bf16, fp16 (auto: bf16 on GPUs)."),
@@ -464,14 +565,14 @@ def bench_eval_cmd(
     images: int = typer.Option(1024, "--images", help="Images read per measurement."),
     arch: str = typer.Option("resnet50", "--arch", help="Encoder whose features are extracted: {archs}."),
     input_size: int | None = typer.Option(None, "--input-size", help="Probe input side (default: arch's)."),
-    batch_size: int = typer.Option(256, "--batch-size"),
+    batch_size: int = typer.Option(256, "--batch-size", help="Images per feature-extraction batch."),
     workers: int | None = typer.Option(
         None, "--workers", help="Decoding processes (default {probe.workers})."
     ),
     decoders: str | None = typer.Option(
         None, "--decoders", help="Comma-separated: pil, draft, device (default: pil, draft; device on CUDA)."
     ),
-    device: str = typer.Option("cpu", "--device"),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     precision: str = typer.Option("auto", "--precision", help="Encoder autocast (auto: bf16 on GPUs)."),
 ) -> None:
     """Evaluation input: images/s of reading image files into probe inputs, and of feature extraction,
@@ -532,9 +633,9 @@ def bench_eval_cmd(
 @bench_app.command("generators")
 def bench_generators(
     names: list[str] | None = typer.Argument(None, help="Generators (default: all registered)."),
-    device: str = typer.Option("cpu", "--device"),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     res: int = typer.Option(128, "--res", help="Resolution (generators that cannot make it are skipped)."),
-    batch: int = typer.Option(64, "--batch", help="Images per call."),
+    batch: int = typer.Option(64, "--batch-size", help="Images per call."),
     threads: int | None = typer.Option(
         1, "--threads", help="torch CPU threads (default 1: one core; statistical models and feature "
         "visualisation always render on one, for the same bytes at any thread count).",
@@ -618,10 +719,24 @@ def fill_help(argv: list[str]) -> None:
                 info.help = _PLACEHOLDER.sub(lambda m: _placeholder(m[1]) or m[0], info.help)
 
 
+#: Former option names, still accepted but no longer shown: --batch-size and --num-images everywhere.
+ALIASES = {"--batch": "--batch-size", "--num": "--num-images"}
+
+
+def expand_aliases(argv: list[str]) -> list[str]:
+    """argv with the former option names (also as --name=VALUE) replaced by today's."""
+    out = []
+    for arg in argv:
+        name, sep, value = arg.partition("=")
+        out.append(ALIASES[name] + sep + value if name in ALIASES else arg)
+    return out
+
+
 def main() -> None:
     """Console entry point: user errors become one red line and exit code 2."""
     keep_freed_memory()  # rendering on CPU reuses its temporaries' pages (see noisevision.memory)
     try:
+        sys.argv[1:] = expand_aliases(sys.argv[1:])
         fill_help(sys.argv[1:])
         app()
     except NoisevisionError as exc:

@@ -23,10 +23,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import math
 import os
 import time
+import types
+import typing
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -126,16 +129,27 @@ class TrainConfig:
         Options of the preset's own architecture / method do not carry over to another one, and
         given `arch_kwargs` / `method_kwargs` update the preset's rather than replace them.
         """
-        values = {"preset": name, **copy.deepcopy(get_preset(name).values)}
-        names = {f.name for f in fields(cls)}
+        return cls._build({"preset": name, **copy.deepcopy(get_preset(name).values)}, overrides)
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides: Any) -> TrainConfig:
+        """A run's config.yaml (or any YAML of TrainConfig fields), its preset filling the fields it
+        does not give, then `overrides` as in from_preset. Unknown keys and values of the wrong
+        type are one-line errors."""
+        values = read_config_file(path)
+        preset = values.get("preset", cls.preset)
+        return cls._build({"preset": preset, **copy.deepcopy(get_preset(preset).values), **values}, overrides)
+
+    @classmethod
+    def _build(cls, values: dict[str, Any], overrides: dict[str, Any]) -> TrainConfig:
+        overrides = dict(overrides)
         for key in ("arch", "method"):
             if overrides.get(key) not in (None, values.get(key)):
                 values[f"{key}_kwargs"] = {}
             if overrides.get(f"{key}_kwargs") is not None:
                 values[f"{key}_kwargs"] = {**values[f"{key}_kwargs"], **overrides.pop(f"{key}_kwargs")}
         for key, value in overrides.items():
-            if key not in names:
-                raise NoisevisionError(f"unknown training option '{key}'")
+            value = check_field(key, value, "training option")
             if value is not None:
                 values[key] = value
         cfg = cls(**values)
@@ -191,6 +205,83 @@ def parse_options(items: list[str] | None, what: str | None = None) -> dict[str,
             raise NoisevisionError(f"option '{item}' for {what or 'the run'} must look like KEY=VALUE")
         opts[key.strip()] = yaml.safe_load(value)
     return opts
+
+
+def parse_settings(items: list[str] | None) -> dict[str, Any]:
+    """--set KEY=VALUE items -> {field: value}, each a TrainConfig field of the right type."""
+    values = parse_options(items, "--set") or {}
+    return {key: check_field(key, value, "--set key") for key, value in values.items()}
+
+
+def check_field(key: str, value: Any, what: str) -> Any:
+    """`value` as TrainConfig field `key` takes it (lists as tuples, "5e-4" as a float; None: not
+    given); NoisevisionError for an unknown key or a value of another type."""
+    hints = _field_types()
+    if key not in hints:
+        raise NoisevisionError(f"unknown {what} '{key}': valid ones are {', '.join(hints)}")
+    if isinstance(value, str) and _accepts(hints[key], float):
+        with contextlib.suppress(ValueError):
+            value = float(value)  # YAML 1.1 reads 5e-4 (no dot) as a string
+    if value is not None and not _is_a(value, hints[key]):
+        raise NoisevisionError(f"{key} must be {_in_words(hints[key])}, not {value!r}")
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _in_words(hint: Any) -> str:
+    """A field's type as a user reads it: 'an integer or null', 'a list of integers'."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (types.UnionType, typing.Union):
+        return " or ".join("null" if a is type(None) else _in_words(a) for a in args)
+    if typing.get_origin(hint) is tuple:
+        return f"a list of {_in_words(args[0]).split(' ', 1)[1]}s"
+    words = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    return words.get(hint, "a mapping such as {key: value}" if typing.get_origin(hint) is dict else str(hint))
+
+
+def _accepts(hint: Any, kind: type) -> bool:
+    return hint is kind or kind in typing.get_args(hint)
+
+
+@functools.cache
+def _field_types() -> dict[str, Any]:
+    hints = typing.get_type_hints(TrainConfig)
+    return {f.name: hints[f.name] for f in fields(TrainConfig)}
+
+
+def _is_a(value: Any, hint: Any) -> bool:
+    """Whether a YAML value fits a TrainConfig annotation (int for float; list for tuple)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        return any(_is_a(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is Any:
+        return True
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if origin is tuple:
+        return isinstance(value, list | tuple) and all(_is_a(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(isinstance(k, str) for k in value)
+    return isinstance(value, hint)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The checked fields of a config YAML file (a run's config.yaml)."""
+    path = Path(path)
+    if not path.is_file():
+        raise NoisevisionError(f"config file {path} does not exist")
+    try:
+        values = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise NoisevisionError(f"{path} is not readable YAML ({type(exc).__name__})") from exc
+    if not isinstance(values, dict):
+        raise NoisevisionError(f"{path} must hold KEY: VALUE lines of training options")
+    return {str(k): check_field(str(k), v, f"key in {path.name}") for k, v in values.items()}
 
 
 SCHEDULES: Registry[Callable[[TrainConfig, int], float]] = Registry("schedule")

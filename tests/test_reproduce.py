@@ -203,7 +203,9 @@ def test_a_failing_source_is_noted_and_the_rest_runs(tmp_path: Path, monkeypatch
         return real(source, *args, **kwargs)
 
     monkeypatch.setattr(rp_run, "run_source", flaky)
-    rp.reproduce(preset, tmp_path / "out", log=lambda m: None)
+    with pytest.raises(rp.ReproductionFailed, match=r"1 of 3 sources failed.*: raw-pixels \(knn\);") as info:
+        rp.reproduce(preset, tmp_path / "out", log=lambda m: None)
+    assert "\n" not in str(info.value)
     assert [c["source"] for c in rp.load_cells(tmp_path / "out")] == ["cnn-random", "mean-colors"]
     assert "raw-pixels failed: disk full" in (tmp_path / "out" / "report.md").read_text()
 

@@ -36,12 +36,12 @@ from noisevision.reproduce.plan import (
     run_folder,
 )
 from noisevision.reproduce.report import build_report, render_chart, render_markdown, verdict
-from noisevision.reproduce.run import reproduce
+from noisevision.reproduce.run import ReproductionFailed, reproduce
 
 __all__ = [
     "DERIVED", "MATERIALIZE_HELP", "PAPER_NUMBERS", "REPRO_PRESETS", "SPEC_DATASETS", "Needs",
-    "ReproPreset", "Source", "build_report", "cell_path", "derived_source", "generation_res",
-    "get_repro_preset", "load_cells", "materialize_selectors", "parse_extra_data",
+    "ReproPreset", "ReproductionFailed", "Source", "build_report", "cell_path", "derived_source",
+    "generation_res", "get_repro_preset", "load_cells", "materialize_selectors", "parse_extra_data",
     "plan_prerequisites", "prerequisite_path", "read_cell", "render_chart", "render_markdown",
     "renders_once", "reproduce", "resolve_sources", "run_folder", "verdict",
 ]  # fmt: skip

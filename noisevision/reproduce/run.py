@@ -327,6 +327,7 @@ def reproduce(preset: str | ReproPreset, out: str | Path, generators: list[str] 
     out.mkdir(parents=True, exist_ok=True)
     _write_plan(out, preset, dataset_name, sources, notes, settings)
     t0 = time.perf_counter()
+    failed = []
     for source in sources:
         try:
             run_source(source, preset, out, dataset_name, dataset, settings, device, log,
@@ -334,11 +335,25 @@ def reproduce(preset: str | ReproPreset, out: str | Path, generators: list[str] 
         except NoisevisionError as exc:  # one broken source must not stop a day-long run
             log(f"[{source.name}] FAILED: {exc}")
             notes.append(f"{source.name} failed: {exc}")
+            failed.append(source.name)
             _write_plan(out, preset, dataset_name, sources, notes, settings)
     paths = build_report(out, log=log)
     log(f"reproduction '{preset.name}' finished in {time.perf_counter() - t0:.0f} s: "
         f"report in {paths['markdown']}")  # fmt: skip
+    if failed:
+        missing = []
+        for name in failed:
+            probes = [p for p in settings.probes if read_cell(cell_path(out, name, p)) is None]
+            missing.append(f"{name} ({', '.join(probes)})")
+        raise ReproductionFailed(
+            f"{len(failed)} of {len(sources)} sources failed, their cells are missing: {'; '.join(missing)}; "
+            "the report holds the others (the reasons are in the log above): run the same command to retry"
+        )
     return out
+
+
+class ReproductionFailed(NoisevisionError):
+    """Some cells of a reproduction failed; the report was written with the others."""
 
 
 def _write_plan(out: Path, preset: ReproPreset, dataset: str, sources: list[Source],
