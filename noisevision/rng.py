@@ -18,8 +18,22 @@ import torch
 from torch import Tensor
 
 from noisevision import rng_cuda
+from noisevision.errors import NoisevisionError
 
 _MASK = (1 << 64) - 1
+MAX_SEED = (1 << 63) - 1  # keys hash a seed modulo 2^64: larger seeds would alias smaller ones
+
+
+def check_seed(seed: object, what: str = "seed") -> int:
+    """`seed` as an int in 0 .. 2^63 - 1; NoisevisionError (one line) for anything else.
+
+    Every place a seed enters (generators, datasets, training, the CLI) goes through here, so that a
+    seed is never silently folded onto another one (2^64 would render seed 0's images)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise NoisevisionError(f"{what} must be an integer in 0..{MAX_SEED}, got {seed!r}")
+    if not 0 <= int(seed) <= MAX_SEED:
+        raise NoisevisionError(f"{what} must be in 0..{MAX_SEED} (0 to 2^63 - 1), got {seed}")
+    return int(seed)
 
 
 def _s64(v: int) -> int:
@@ -91,7 +105,7 @@ class Rng:
     @classmethod
     def for_indices(cls, tag: str, seed: int, indices: Tensor) -> Rng:
         """Keys for images `indices` of the stream named `tag` (e.g. a generator name) and `seed`."""
-        base = mix64_int(name_hash(tag) ^ mix64_int(seed))
+        base = mix64_int(name_hash(tag) ^ mix64_int(check_seed(seed)))
         return cls(mix64(indices.to(torch.int64) * _GAMMA + base))
 
     def child(self, tag: str | int, sub: Tensor | None = None) -> Rng:
@@ -187,9 +201,12 @@ class Rng:
 
 
 def as_indices(indices: Sequence[int] | Tensor | range, device: torch.device | str = "cpu") -> Tensor:
-    """Normalise user indices to a 1-D int64 tensor on `device`."""
+    """Normalise user indices to a 1-D int64 tensor on `device` (a range stays a range until here:
+    no Python list of its elements is built)."""
     if isinstance(indices, Tensor):
         t = indices
+    elif isinstance(indices, range):
+        t = torch.arange(indices.start, indices.stop, indices.step, dtype=torch.int64)
     else:
         t = torch.as_tensor(list(indices), dtype=torch.int64)
     if t.dim() != 1:

@@ -4,22 +4,29 @@ Layout (readable by torchvision's ImageFolder and the paper's training code):
 
     DIR/noisevision.json            manifest: generator, parameters, seed, resolution, count, version
     DIR/train/00000/00000000.jpg    image 0, in blocks of 1000 images per folder
+    DIR/train/00000/.index.json     size and blake2b checksum of every image of the block
     DIR/train/00001/00001000.jpg    ...
 
-Every file is written atomically (temporary name + rename), so a killed run never leaves a truncated
-image; running the same command again writes only the missing images. Several processes or machines
-can fill one folder at once with disjoint `--shard K/N` ranges.
+Every file is written atomically (temporary name + rename), its record first, so a killed run never
+leaves a truncated image; running the same command again writes only the missing images, and
+renders again those whose size differs from their record (with `--verify`, whose checksum does).
+Several processes or machines can fill one folder at once, with disjoint `--shard K/N` ranges or
+not: each claims the images it renders (a claim file it holds an flock on), so no image is rendered
+twice and a temporary file is only ever removed when no live writer owns it.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import json
 import os
 import shutil
+import signal
+import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from concurrent.futures import (
     FIRST_COMPLETED,
     Future,
@@ -27,7 +34,9 @@ from concurrent.futures import (
     ThreadPoolExecutor,
     wait,
 )
-from dataclasses import asdict, dataclass
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -35,10 +44,16 @@ from typing import Any
 import torch
 from PIL import Image
 
+try:
+    import fcntl
+except ImportError:  # Windows: no locks; one writer per folder
+    fcntl = None  # type: ignore[assignment]
+
 import noisevision
 from noisevision.errors import NoisevisionError
 from noisevision.io import atomic_write_bytes
 from noisevision.memory import keep_freed_memory
+from noisevision.rng import check_seed
 from noisevision.stopping import die_with_parent, ignore_stop_signals
 
 MANIFEST = "noisevision.json"
@@ -57,6 +72,9 @@ class DatasetSpec:
     num: int
     format: str = "jpg"
     quality: int = 95
+
+    def __post_init__(self) -> None:
+        check_seed(self.seed)
 
     def identity(self) -> dict[str, Any]:
         """Fields that must agree for two runs to write into the same folder (not `num`)."""
@@ -130,6 +148,7 @@ def prepare_folder(root: Path, spec: DatasetSpec) -> None:
             "num": num,
             "version": noisevision.__version__,
             "layout": "train/<index // 1000>/<index:08d>.<format>",
+            "checksums": f"train/<index // 1000>/{INDEX}: [size, blake2b-128] per image",
         }
         # The manifest before train/: a shard writer starting beside this one then never sees a
         # non-empty folder without a manifest (which it would refuse as foreign).
@@ -139,28 +158,264 @@ def prepare_folder(root: Path, spec: DatasetSpec) -> None:
         raise NoisevisionError(f"cannot write to '{root}': {exc.strerror or exc}") from exc
 
 
+# ---------------------------------------------------------------------------------- block bookkeeping
+# Each block folder keeps, beside its images (all hidden files, ignored by image loaders):
+#   .index.json       size and checksum of every image written there (records before the file: a
+#                     file whose record is missing or differs was never finished, or was damaged)
+#   .lock             flock'ed for the milliseconds its index, claims or temporary files change
+#   .claim-<pid>-...  images a writer renders now; the writer holds an flock on it while it lives,
+#                     so a claim left by a killed writer is seen as free (the kernel dropped its lock)
+INDEX = ".index.json"
+LOCK = ".lock"
+CLAIM = ".claim-"
+POLL_S = 1.0  # while other writers hold the only images left: seconds between looks
+
+# A file as it was seen when judged to need writing: (inode, size, mtime ns), or None when absent.
+# A writer about to claim the image looks again: a changed signature means another writer did it.
+Signature = tuple[int, int, int] | None
+Items = list[tuple[int, Signature]]  # images to write: (index, signature)
+
+_OWN_CLAIMS: set[Path] = set()  # this process's live claims (on NFS its own flocks would not conflict)
+
+
+def checksum(data: bytes) -> str:
+    """The checksum recorded for an image file: blake2b-128 of its bytes, hex."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def block_folder(root: Path, block: int) -> Path:
+    return root / "train" / f"{block:05d}"
+
+
+@contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """The block folder's lock (flock: released by the kernel if its holder dies)."""
+    fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as exc:  # a file system without locks: one writer per folder then
+                if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP):
+                    raise
+        yield
+    finally:
+        os.close(fd)
+
+
+def read_index(folder: Path) -> dict[str, tuple[int, str]]:
+    """A block's records, file name -> (size, checksum); {} when absent or unreadable (its images
+    then count as unrecorded: accepted by presence, rendered again under --verify)."""
+    try:
+        images = json.loads((folder / INDEX).read_bytes())["images"]
+        return {name: (int(size), str(digest)) for name, (size, digest) in images.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def _record(folder: Path, records: dict[str, tuple[int, str]]) -> None:
+    """Add `records` to the block's index, under its lock: writers of one block never drop each
+    other's records. The index is the same bytes for the same images, whoever wrote them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with _locked(folder):
+        index = read_index(folder)
+        index.update(records)
+        body = {"format": 1, "checksum": "blake2b-128", "images": dict(sorted(index.items()))}
+        atomic_write_bytes(folder / INDEX, json.dumps(body, separators=(",", ":")).encode(), durable=False)
+
+
+def _signature(path: Path) -> Signature:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+@dataclass
+class _Claim:
+    """Images this process renders now, and the open, flock'ed claim file that says so."""
+
+    path: Path
+    fd: int
+    indices: list[int]
+
+    def release(self) -> None:
+        self.path.unlink(missing_ok=True)
+        _OWN_CLAIMS.discard(self.path)
+        os.close(self.fd)
+
+
+def _new_claim(folder: Path, indices: list[int]) -> _Claim:
+    """A claim file for `indices` (under the block's lock), flock'ed for as long as it is held."""
+    path = folder / f"{CLAIM}{os.getpid()}-{indices[0]:08d}-{os.urandom(4).hex()}"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+    if fcntl is not None:
+        with suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "indices": indices}).encode())
+    _OWN_CLAIMS.add(path)
+    return _Claim(path, fd, indices)
+
+
+def _claimed_by_others(folder: Path, names: list[str]) -> set[int]:
+    """Indices in the claims of other live writers (under the block's lock); claims whose writer
+    died are removed."""
+    taken: set[int] = set()
+    for name in names:
+        path = folder / name
+        if not name.startswith(CLAIM) or path in _OWN_CLAIMS:
+            continue
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            continue
+        try:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:  # its writer holds it: alive
+                    with suppress(ValueError, KeyError, TypeError):
+                        taken.update(json.loads(os.pread(fd, 1 << 20, 0))["indices"])
+                    continue
+                except OSError:
+                    pass
+            path.unlink(missing_ok=True)  # its writer is gone
+        finally:
+            os.close(fd)
+    return taken
+
+
 def _temporary_index(name: str) -> int | None:
     """The image index of a temporary file atomic_write_bytes left, e.g. '.00000007.jpg.x1y2.tmp'."""
-    digits = name[1:9]
-    return int(digits) if name.startswith(".") and digits.isdigit() else None
+    digits = name[1:].split(".", 1)[0]
+    return int(digits) if name.startswith(".") and name.endswith(".tmp") and digits.isdigit() else None
+
+
+def _remove_orphans(folder: Path, names: list[str], wanted: Container[int], taken: set[int]) -> None:
+    """Temporary files of the `wanted` images that no live writer claims (`taken`), and of the
+    index, under the block's lock: left by killed writers. A live writer's temporary image files
+    are always under its claim, and its index writes under the lock."""
+    for name in names:
+        if name.endswith(".tmp"):
+            i = _temporary_index(name)
+            if (i is not None and i in wanted and i not in taken) or name.startswith(f".{INDEX}."):
+                (folder / name).unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------------- what is there
+@dataclass
+class Scan:
+    """What a dataset folder holds of `indices`: counts, and for every block folder on disk the
+    images still to (re)write with the signature they were found with. Blocks without a folder are
+    wholly missing and are not stored: a range stays a range whatever its length."""
+
+    indices: range
+    present: int = 0
+    damaged: int = 0  # there, but the size (or with verify, the checksum) differs from the record
+    unrecorded: int = 0  # there without a record (older versions): accepted unless verify
+    unverifiable: int = 0  # the same under verify: rendered again, which records them
+    redo: dict[int, dict[int, Signature]] = field(default_factory=dict)  # block -> {index: signature}
+
+    @property
+    def missing(self) -> int:
+        """Images of `indices` to write (absent or failed a check)."""
+        return len(self.indices) - self.present
+
+    def todo(self) -> Iterator[tuple[int, Items]]:
+        """(block, [(index, signature)]) for every block with images to write, in order, lazily."""
+        r = self.indices
+        for block in range(r.start // BLOCK, (r.stop - 1) // BLOCK + 1) if len(r) else ():
+            if block in self.redo:
+                items = sorted(self.redo[block].items())
+            else:
+                lo, hi = max(r.start, block * BLOCK), min(r.stop, (block + 1) * BLOCK)
+                items = [(i, None) for i in range(lo, hi)]
+            if items:
+                yield block, items
+
+    def notes(self) -> list[str]:
+        """What the scan found beyond present/absent, in words."""
+        notes = []
+        if self.damaged:
+            notes.append(f"{self.damaged} images are damaged (their size or checksum differs from the "
+                         "record): rendering them again")  # fmt: skip
+        if self.unverifiable:
+            notes.append(f"{self.unverifiable} images have no recorded checksum (written by an older "
+                         "version): rendering them again to verify them")  # fmt: skip
+        if self.unrecorded:
+            notes.append(f"{self.unrecorded} images have no recorded checksum (written by an older "
+                         "version): counted as present; --verify renders them again")  # fmt: skip
+        return notes
+
+
+def scan(root: Path, indices: range, fmt: str, verify: bool = False, clean: bool = True) -> Scan:
+    """Which images of `indices` are complete: present with the size their record gives (and with
+    `verify`, the same checksum: the whole files are read). `clean`: remove temporary files those
+    images' killed writers left (never a live writer's: see `_remove_orphans`)."""
+    result = Scan(indices)
+    if not len(indices):
+        return result
+    first, last = indices.start // BLOCK, (indices.stop - 1) // BLOCK
+    try:
+        names = os.listdir(root / "train")
+    except (FileNotFoundError, NotADirectoryError):
+        names = []
+    for name in sorted(names):
+        block = int(name) if name.isdigit() else -1
+        if first <= block <= last and name == f"{block:05d}" and (root / "train" / name).is_dir():
+            result.redo[block] = _scan_block(result, block_folder(root, block), block, fmt, verify, clean)
+    return result
+
+
+def _scan_block(result: Scan, folder: Path, block: int, fmt: str, verify: bool, clean: bool
+                ) -> dict[int, Signature]:  # fmt: skip
+    lo, hi = max(result.indices.start, block * BLOCK), min(result.indices.stop, (block + 1) * BLOCK)
+    with _locked(folder):
+        names = os.listdir(folder)
+        if clean:
+            _remove_orphans(folder, names, range(lo, hi), _claimed_by_others(folder, names))
+        index = read_index(folder)
+    there = set(names)
+    redo: dict[int, Signature] = {}
+    for i in range(lo, hi):
+        name = f"{i:08d}.{fmt}"
+        path = folder / name
+        try:
+            st = path.stat() if name in there else None
+        except FileNotFoundError:
+            st = None
+        if st is None:
+            redo[i] = None
+            continue
+        record = index.get(name)
+        if record is None and not verify:
+            ok = st.st_size > 0
+            result.unrecorded += ok
+        elif record is None:
+            ok = False
+            result.unverifiable += 1
+        else:
+            ok = st.st_size == record[0] and (not verify or _checksum_of(path) == record[1])
+            result.damaged += not ok
+        if ok:
+            result.present += 1
+        else:
+            redo[i] = (st.st_ino, st.st_size, st.st_mtime_ns)
+    return redo
+
+
+def _checksum_of(path: Path) -> str | None:
+    try:
+        return checksum(path.read_bytes())
+    except OSError:
+        return None
 
 
 def missing_indices(root: Path, indices: range, fmt: str, clean: bool = True) -> list[int]:
-    """Indices of `indices` without a complete file. `clean`: remove the leftover temporary files
-    of those indices (never others: a shard writer beside this one may be writing them)."""
-    missing = []
-    for block in range(indices.start // BLOCK, (max(indices.stop, 1) - 1) // BLOCK + 1):
-        folder = root / "train" / f"{block:05d}"
-        present: set[str] = set()
-        if folder.is_dir():
-            for name in os.listdir(folder):
-                if not name.endswith(".tmp"):
-                    present.add(name)
-                elif clean and _temporary_index(name) in indices:
-                    (folder / name).unlink(missing_ok=True)
-        lo, hi = max(indices.start, block * BLOCK), min(indices.stop, (block + 1) * BLOCK)
-        missing.extend(i for i in range(lo, hi) if f"{i:08d}.{fmt}" not in present)
-    return missing
+    """Indices of `indices` without a complete file, as a list (for small ranges; `scan` keeps
+    large ones lazy). `clean`: remove those indices' temporary files that no live writer owns."""
+    return [i for _, items in scan(root, indices, fmt, clean=clean).todo() for i, _ in items]
 
 
 def wait_until_complete(
@@ -174,13 +429,77 @@ def wait_until_complete(
     """Block until every image of `indices` is in `root`, e.g. while other shard writers finish
     theirs; `on_wait(count missing)` once before the first wait. Returns the seconds waited."""
     start = time.perf_counter()
-    missing = missing_indices(root, indices, fmt, clean=False)
+    missing = scan(root, indices, fmt, clean=False).missing
     if missing and on_wait:
-        on_wait(len(missing))
+        on_wait(missing)
     while missing:
         sleep(poll_s)
-        missing = missing_indices(root, indices, fmt, clean=False)
+        missing = scan(root, indices, fmt, clean=False).missing
     return time.perf_counter() - start
+
+
+# ---------------------------------------------------------------------------------- claiming work
+def _claim_some(folder: Path, fmt: str, items: Items, size: int, align: int | None
+                ) -> tuple[_Claim | None, Items, Items, int]:  # fmt: skip
+    """Under the block's lock, claim up to `size` of `items` (in order; with `align`, all in one
+    aligned group of indices). Returns (the claim or None, the items not looked at yet, the items
+    other live writers hold, how many items other writers have finished since the scan)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with _locked(folder):
+        names = os.listdir(folder)
+        taken = _claimed_by_others(folder, names)
+        chosen: list[int] = []
+        held: Items = []
+        done_by_others, k = 0, 0
+        while k < len(items) and len(chosen) < size:
+            i, seen = items[k]
+            if align and chosen and i // align != chosen[0] // align:
+                break
+            k += 1
+            if i in taken:
+                held.append((i, seen))
+            elif _signature(folder / f"{i:08d}.{fmt}") != seen:
+                done_by_others += 1
+            else:
+                chosen.append(i)
+        claim = None
+        if chosen:
+            claim = _new_claim(folder, chosen)
+            _remove_orphans(folder, names, set(chosen), set())
+    return claim, items[k:], held, done_by_others
+
+
+def _claims(root: Path, fmt: str, found: Scan, size: int, align: int | None = None,
+            on_others: Callable[[int], None] = lambda n: None,
+            on_wait: Callable[[int], None] = lambda n: None) -> Iterator[_Claim | None]:  # fmt: skip
+    """Claim the images still to write, `size` at a time, block by block (lazily: a range of 10^14
+    indices costs nothing up front). Images another live writer holds are left to it and looked at
+    again at the end: when nothing else is left this yields None (the caller then waits a moment on
+    its own work) until that writer has finished them, or died and left them to this one.
+    `on_others(n)`: n images turned out written by other writers; `on_wait(n)`: once, before waiting
+    for n images other writers hold."""
+    held: dict[int, Items] = {}
+
+    def claim_all(block: int, items: Items) -> Iterator[_Claim]:
+        folder = block_folder(root, block)
+        while items:
+            claim, items, theirs, others = _claim_some(folder, fmt, items, size, align)
+            held.setdefault(block, []).extend(theirs)
+            if others:
+                on_others(others)
+            if claim is not None:
+                yield claim
+
+    for block, items in found.todo():
+        yield from claim_all(block, items)
+    told = False
+    while held := {b: items for b, items in held.items() if items}:
+        if not told:
+            on_wait(sum(len(items) for items in held.values()))
+            told = True
+        yield None
+        for block in list(held):
+            yield from claim_all(block, held.pop(block))
 
 
 # ---------------------------------------------------------------------------------- writing
@@ -195,10 +514,27 @@ def encode(image: torch.Tensor, fmt: str, quality: int) -> bytes:
     return buf.getvalue()
 
 
+def _commit(root: Path, spec: DatasetSpec, indices: list[int], blobs: list[bytes],
+            map_: Callable[..., Iterable[Any]] = map) -> None:  # fmt: skip
+    """Record the images' sizes and checksums in their blocks' indexes, then write the files
+    atomically (not fsynced: see noisevision.io). In that order, a file whose record is missing or
+    differs is one a killed run never finished, and a resume renders it again."""
+    by_block: dict[int, dict[str, tuple[int, str]]] = {}
+    for i, data in zip(indices, blobs):
+        by_block.setdefault(i // BLOCK, {})[f"{i:08d}.{spec.format}"] = (len(data), checksum(data))
+    for block, records in by_block.items():
+        _record(block_folder(root, block), records)
+
+    def write(item: tuple[int, bytes]) -> None:
+        atomic_write_bytes(image_path(root, item[0], spec.format), item[1], durable=False)
+
+    for _ in map_(write, zip(indices, blobs)):
+        pass
+
+
 def write_image(root: Path, spec: DatasetSpec, index: int, image: torch.Tensor) -> None:
-    """Image `index` (uint8 [3, H, W]) to its file, atomically (not fsynced: see noisevision.io)."""
-    data = encode(image, spec.format, spec.quality)
-    atomic_write_bytes(image_path(root, index, spec.format), data, durable=False)
+    """Image `index` (uint8 [3, H, W]) to its file, with its record."""
+    _commit(root, spec, [index], [encode(image, spec.format, spec.quality)])
 
 
 # A worker process's generators, kept across its tasks: what a generator builds once (e.g.
@@ -215,22 +551,19 @@ def _render_and_write(root: str, spec: DatasetSpec, indices: list[int], device: 
     if key not in _WORKER_GENERATORS:
         _WORKER_GENERATORS[key] = generators.get(spec.generator, **spec.params)
     images = _WORKER_GENERATORS[key](indices, res=spec.res, seed=spec.seed, device=device).cpu()
-    for i, img in zip(indices, images):
-        write_image(Path(root), spec, i, img)
+    _commit(Path(root), spec, indices, [encode(img, spec.format, spec.quality) for img in images])
     return len(indices)
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int) -> None:
     """A writer process: stop signals are the parent's to handle (it lets the tasks in flight
-    finish), and the process ends with its parent (Linux), never left running on its own."""
+    finish), and the process ends with its parent (Linux: the kernel kills it; a parent that died
+    while this one started, before it could ask, is noticed here)."""
     keep_freed_memory()
     ignore_stop_signals()
     die_with_parent()
-
-
-def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def write_dataset(
@@ -241,21 +574,33 @@ def write_dataset(
     workers: int,
     batch_size: int,
     on_progress: Callable[[int], None] | None = None,
+    verify: bool = False,
+    on_note: Callable[[str], None] | None = None,
 ) -> int:
-    """Write the missing images of `indices` into `root`; returns how many were written.
+    """Write the images of `indices` that are missing or damaged into `root`; returns how many this
+    process wrote.
+
+    A resume checks each image's size against its record (`verify`: its checksum, reading every
+    file) and renders the damaged ones again. Several processes may write into one folder at once
+    (shards, or the same command twice): each claims the images it renders, so none is rendered
+    twice, and a writer whose range others hold waits for them, or takes over if they die.
 
     CPU: `workers` processes each render and encode whole batches (one torch thread each).
     CUDA: this process renders on the GPU, always in the generator's fixed blocks of indices
     (`Generator.device_block`), and a thread pool encodes (PIL releases the GIL).
+    `on_progress(n)`: first the images already there, then n more done (by this or another writer).
     """
     prepare_folder(root, spec)
-    todo = missing_indices(root, indices, spec.format)
+    found = scan(root, indices, spec.format, verify=verify)
+    for note in found.notes():
+        if on_note:
+            on_note(note)
     if on_progress:
-        on_progress(len(indices) - len(todo))  # already present
-    if not todo:
+        on_progress(found.present)
+    if not found.missing:
         return 0
     try:
-        return _write_missing(root, spec, todo, device, workers, batch_size, on_progress)
+        return _write_missing(root, spec, found, device, workers, batch_size, on_progress, on_note)
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
             raise
@@ -267,57 +612,121 @@ def write_dataset(
 def _write_missing(
     root: Path,
     spec: DatasetSpec,
-    todo: list[int],
+    found: Scan,
     device: torch.device,
     workers: int,
     batch_size: int,
     on_progress: Callable[[int], None] | None,
+    on_note: Callable[[str], None] | None,
 ) -> int:
     written = 0
 
-    def done_with(chunk: list[int], count: int) -> None:
+    def done_with(indices: list[int], count: int) -> None:
         nonlocal written
         if not written:  # the first images written tell how much room the rest needs
-            check_free_space(root, spec, chunk, len(todo) - count)
+            check_free_space(root, spec, indices, found.missing - count)
         written += count
         if on_progress:
             on_progress(count)
 
-    if device.type == "cpu" and workers > 1 and len(todo) > batch_size:  # (one batch: no worker start-up)
-        ctx = get_context("spawn")  # fork after torch threads start is unsafe
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
-            try:
-                pending: dict[Future[int], list[int]] = {}
-                for chunk in _chunks(todo, batch_size):  # keep at most 2 tasks per worker in flight
-                    pending[pool.submit(_render_and_write, str(root), spec, chunk, "cpu")] = chunk
-                    if len(pending) >= 2 * workers:
-                        done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                        for f in done:
-                            done_with(pending.pop(f), f.result())
-                for f, chunk in pending.items():
-                    done_with(chunk, f.result())
-            except BaseException:
-                pool.shutdown(wait=True, cancel_futures=True)  # finish in-flight files, start no more
-                raise
+    def waiting(n: int) -> None:
+        if on_note:
+            on_note(f"waiting for {n} images that another process is writing into {root}")
+
+    on_others = on_progress or (lambda n: None)
+    if device.type == "cpu" and workers > 1 and found.missing > batch_size:  # (one batch: no start-up)
+        work = _claims(root, spec.format, found, batch_size, None, on_others, waiting)
+        _write_with_workers(root, spec, work, workers, done_with)
         return written
 
     from noisevision import generators
 
     gen = generators.get(spec.generator, **spec.params)
-    if device.type == "cpu":
-        batches = ((chunk, chunk) for chunk in _chunks(todo, batch_size))
-    else:  # GPU kernels may round by batch shape: always render the same blocks of indices
-        batches = _aligned_blocks(todo, gen.device_block(spec.res))
+    # GPU kernels may round by batch shape: always render the same blocks of indices there
+    align = None if device.type == "cpu" else gen.device_block(spec.res)
+    work = _claims(root, spec.format, found, align or batch_size, align, on_others, waiting)
+    last: tuple[list[int], torch.Tensor] | None = None  # a block a claim in another folder shares
     with ThreadPoolExecutor(max(workers, 1)) as pool:
-        for rendered, chunk in batches:
-            images = gen(rendered, res=spec.res, seed=spec.seed, device=device).cpu()
-            wanted = set(chunk)
-            jobs = [pool.submit(write_image, root, spec, i, img)
-                    for i, img in zip(rendered, images) if i in wanted]  # fmt: skip
-            for j in jobs:
-                j.result()
-            done_with(chunk, len(chunk))
+        for claim in work:
+            if claim is None:
+                time.sleep(POLL_S)
+                continue
+            try:
+                if align is None:
+                    images = gen(claim.indices, res=spec.res, seed=spec.seed, device=device).cpu()
+                else:
+                    ((block, _),) = _aligned_blocks(claim.indices, align)
+                    if last is None or last[0] != block:
+                        last = block, gen(block, res=spec.res, seed=spec.seed, device=device).cpu()
+                    images = last[1][[i - block[0] for i in claim.indices]]
+                blobs = list(pool.map(lambda img: encode(img, spec.format, spec.quality), images))
+                _commit(root, spec, claim.indices, blobs, pool.map)
+            finally:
+                claim.release()
+            done_with(claim.indices, len(claim.indices))
     return written
+
+
+def _write_with_workers(root: Path, spec: DatasetSpec, work: Iterator[_Claim | None], workers: int,
+                        done_with: Callable[[list[int], int], None]) -> None:  # fmt: skip
+    """The claims of `work` rendered by `workers` processes, at most 2 tasks per worker in flight."""
+    ctx = get_context("spawn")  # fork after torch threads start is unsafe
+    pending: dict[Future[int], _Claim] = {}
+
+    def finish(futures: Iterable[Future[int]]) -> None:
+        for f in futures:
+            claim = pending.pop(f)
+            try:
+                count = f.result()
+            finally:
+                claim.release()
+            done_with(claim.indices, count)
+
+    init = (os.getpid(),)
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=init) as pool:
+        try:
+            for claim in work:
+                if claim is None:  # the rest is other writers': wait on our own tasks, or a moment
+                    if pending:
+                        finish(wait(pending, timeout=POLL_S, return_when=FIRST_COMPLETED)[0])
+                    else:
+                        time.sleep(POLL_S)
+                    continue
+                pending[pool.submit(_render_and_write, str(root), spec, claim.indices, "cpu")] = claim
+                while len(pending) >= 2 * workers:
+                    finish(wait(pending, return_when=FIRST_COMPLETED)[0])
+            while pending:
+                finish(wait(pending, return_when=FIRST_COMPLETED)[0])
+        except BrokenProcessPool:
+            cause = _end_workers(pool)
+            raise NoisevisionError(
+                f"a worker process died ({cause}); the images finished so far are kept: run the same "
+                "command again to resume"
+            ) from None
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # finish in-flight files, start no more
+            raise
+        finally:
+            for claim in pending.values():
+                claim.release()
+
+
+def _end_workers(pool: ProcessPoolExecutor) -> str:
+    """Kill a broken pool's remaining workers (they ignore SIGTERM, which the pool sends them);
+    returns how the first dead one ended, in words."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    ended = [p.exitcode for p in processes if p.exitcode is not None]
+    for p in processes:
+        if p.exitcode is None:
+            p.kill()
+    if not ended:
+        return "it ended without an exit status"
+    code = ended[0]
+    if code < 0:
+        with suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+        return f"killed by signal {-code}"
+    return f"exit status {code}"
 
 
 def _aligned_blocks(todo: list[int], size: int) -> Iterator[tuple[list[int], list[int]]]:
