@@ -1,0 +1,220 @@
+"""Procedural image programs: determinism, grammars, errors, diversity and spectra of the batch."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from noisevision import generators
+from noisevision.errors import NoisevisionError
+from noisevision.generators import programs as pg
+from noisevision.rng import Rng
+
+NAMES = ["program-cppn", "program-shader", "program-mixed"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def batch_256() -> dict[str, torch.Tensor]:
+    """256 images of each family at 64 px (the tiny preset's size), rendered once."""
+    return {name: generators.get(name)(range(256), res=64) for name in ("program-mixed", "program-shader")}
+
+
+def _power_slopes(img: torch.Tensor, fmin: float = 2, fmax: float = 48) -> torch.Tensor:
+    """Log-log slope of the radially averaged power spectrum of the luminance: [B]
+    (twice the amplitude slope that tests/test_statistical.py measures)."""
+    n = img.shape[-1]
+    x = img.float().mean(1)
+    x = x - x.mean((-2, -1), keepdim=True)
+    amp = torch.fft.fft2(x).abs()
+    f = torch.fft.fftfreq(n) * n
+    radius = torch.sqrt(f[:, None] ** 2 + f[None, :] ** 2)
+    edges = torch.logspace(math.log10(fmin), math.log10(fmax), 9)
+    bands = list(zip(edges[:-1], edges[1:]))
+    logf = torch.stack([torch.log(torch.sqrt(a * b)) for a, b in bands])
+    loga = torch.stack([torch.log(amp[:, (radius >= a) & (radius < b)].mean(-1)) for a, b in bands], -1)
+    xc = logf - logf.mean()
+    return 2 * ((loga - loga.mean(-1, keepdim=True)) * xc).sum(-1) / (xc * xc).sum()
+
+
+def _max_similarity(features: torch.Tensor) -> float:
+    """Largest correlation between two different rows of features [B, D]."""
+    z = features - features.mean(1, keepdim=True)
+    z = z / z.norm(dim=1, keepdim=True).clamp_min(1e-9)
+    corr = z @ z.T
+    corr.fill_diagonal_(-1)
+    return float(corr.max())
+
+
+# ============================================================================ registry and errors
+def test_the_family_is_listed_as_not_in_the_paper():
+    for name in NAMES:
+        spec = generators.spec(name)
+        assert spec.family == "procedural programs" and spec.label == "" and spec.default_res == 128
+        assert spec.description and "\n" not in spec.description
+    assert generators.get("program-mixed").params == {"grammar": "mixed", "depth": 3}
+
+
+def test_bad_parameters_are_one_line_errors():
+    with pytest.raises(NoisevisionError, match=r"depth must be an integer in 1\.\.6, got 0"):
+        generators.get("program-shader", depth=0)
+    with pytest.raises(NoisevisionError, match="unknown grammar 'lsystem'.*cppn, shader, mixed"):
+        generators.get("program-mixed", grammar="lsystem")
+    with pytest.raises(NoisevisionError, match="bad parameters"):
+        generators.get("program-mixed", colours=3)
+    with pytest.raises(NoisevisionError, match="depth must be an integer"):
+        generators.get("program-cppn:depth=0")
+    with pytest.raises(NoisevisionError, match="write program-cppn:depth=N"):
+        generators.get("program-cppn:width=3")
+    with pytest.raises(NoisevisionError, match="did you mean"):
+        generators.get("program-shaders:depth=2")
+
+
+def test_cli_errors_are_one_line(run_cli, tmp_path):
+    code, _, err = run_cli("show", "program-shader:depth=0", "--out", tmp_path / "g.png", "--device", "cpu")
+    assert code == 2 and err.startswith("error:") and len(err.strip().splitlines()) == 1
+
+
+def test_depth_in_the_name_is_the_parameter():
+    named = generators.get("program-shader:depth=2")
+    assert named.name == "program-shader:depth=2" and named.params["depth"] == 2
+    assert torch.equal(named([3, 9], res=32), generators.get("program-shader", depth=2)([3, 9], res=32))
+    assert torch.equal(generators.get("program-shader:depth=3")([5], res=32),
+                       generators.get("program-shader")([5], res=32))  # fmt: skip
+
+
+# ============================================================================ determinism
+@pytest.mark.parametrize("name", NAMES)
+def test_images_are_bytes_of_their_index_at_any_batch_size_and_order(name):
+    gen = generators.get(name)
+    full = gen(range(12), res=44, seed=3)  # 44 px: a canvas padded to 48, cropped
+    assert full.shape == (12, 3, 44, 44) and full.dtype == torch.uint8
+    singles = torch.cat([gen([i], res=44, seed=3) for i in range(12)])
+    fives = torch.cat([gen(list(range(i, min(i + 5, 12))), res=44, seed=3) for i in range(0, 12, 5)])
+    order = [7, 2, 11, 0, 5, 9, 1, 4, 10, 3, 8, 6]
+    assert torch.equal(full, singles) and torch.equal(full, fives)
+    assert torch.equal(full[order], gen(order, res=44, seed=3))
+    assert not torch.equal(full, gen(range(12), res=44, seed=4))
+
+
+def test_thread_count_does_not_change_bytes():
+    gen = generators.get("program-mixed")
+    one = gen(range(6), res=40)
+    torch.set_num_threads(2)
+    try:
+        assert torch.equal(one, gen(range(6), res=40))
+    finally:
+        torch.set_num_threads(1)
+
+
+def test_grammars_are_drawn_per_image():
+    rng = Rng.for_indices("t", 0, torch.arange(400))
+    mixed = pg.sample_program(rng, "mixed", 3)["grammar"]
+    assert 0.4 < mixed.float().mean() < 0.6
+    assert (pg.sample_program(rng, "cppn", 3)["grammar"] == 0).all()
+    shader = pg.sample_program(rng, "shader", 2)
+    assert (shader["grammar"] == 1).all()
+    assert not shader["branch"][:, 1:].any()  # depth 2: the root may branch, its children are fields
+    assert shader["branch"][:, 0].float().mean() == pytest.approx(pg.BRANCH_PROB, abs=0.08)
+
+
+def test_every_operator_is_used_and_rendered():
+    """Over a batch, every domain operator, field, combinator, activation, palette and finish is
+    chosen somewhere, and the batch renders (each operator's code runs on its group)."""
+    p = pg.sample_program(Rng.for_indices("t", 1, torch.arange(256)), "mixed", 3)
+    assert set(p["global_ops"].unique().tolist()) == set(range(len(pg.DOMAIN_OPS)))
+    assert set(p["field_ops"].unique().tolist()) == set(range(len(pg.FIELD_OPS)))
+    assert set(p["comb_ops"].unique().tolist()) == set(range(len(pg.COMBINATORS)))
+    assert set(p["acts"].unique().tolist()) == set(range(len(pg.CPPN_ACTIVATIONS) + 1))
+    assert set(p["finish"].unique().tolist()) == set(range(len(pg.FINISHES)))
+    rgb = pg.render_programs(p, 32, 3)
+    assert rgb.shape == (256, 3, 32, 32) and torch.isfinite(rgb).all()
+    assert rgb.min() >= 0 and rgb.max() <= 1
+
+
+# ============================================================================ blank images, diversity
+def test_no_blank_images(batch_256):
+    for images in batch_256.values():
+        lum = images.float().mean(1).flatten(1)
+        assert (lum.std(1) > pg.BLANK_STD * 255).all()
+
+
+def test_blank_programs_are_drawn_again(monkeypatch):
+    """With a strict blank test, some programs are re-drawn: the images still are pure
+    functions of their index, and describe() names the program actually shown."""
+    gen = generators.get("program-shader")
+    monkeypatch.setattr(pg, "BLANK_STD", 0.2)
+    rng = Rng.for_indices(gen.key, 0, torch.arange(16))
+    _, tries = gen._render_with_tries(rng, 32)
+    assert tries.max() > 0
+    redrawn = int(tries.argmax())
+    assert torch.equal(gen(range(16), res=32), torch.cat([gen([i], res=32) for i in range(16)]))
+    assert f"program {int(tries[redrawn]) + 1}" in gen.program_text(redrawn, res=32)
+
+
+def test_no_two_of_256_images_are_near_duplicates(batch_256):
+    for name, images in batch_256.items():
+        lum = images.float().mean(1, keepdim=True)
+        pixels = F.interpolate(lum, size=16, mode="area").flatten(1)
+        spectra = torch.fft.rfft2(lum[:, 0] - lum[:, 0].mean((1, 2), keepdim=True)).abs().add(1e-3).log()
+        assert _max_similarity(pixels) < 0.95, name
+        assert _max_similarity(spectra.flatten(1)) < 0.95, name
+
+
+@pytest.mark.parametrize("name", ["program-mixed", "program-shader", "program-cppn"])
+def test_spectral_slopes_spread_over_the_natural_range(name):
+    """Natural images have power spectra ~1/f^2 (slopes from about −1 to −3): the batch's slopes
+    (luminance, 128 px) should cover that range, centred near −2, neither all smooth nor all noise."""
+    slopes = _power_slopes(generators.get(name)(range(256), res=128))
+    low, mid, high = torch.quantile(slopes, torch.tensor([0.1, 0.5, 0.9])).tolist()
+    assert low < -2.8 and high > -1.2, (low, high)
+    assert -2.7 < mid < -1.6, mid
+
+
+# ============================================================================ descriptions
+def test_describe_prints_the_program():
+    gen = generators.get("program-mixed")
+    assert gen.describe() == {"name": "program-mixed", "family": "procedural programs",
+                              "params": {"grammar": "mixed", "depth": 3}}  # fmt: skip
+    texts = [gen.describe(i) for i in range(12)]
+    assert len(set(texts)) == 12
+    grammars = pg.sample_program(Rng.for_indices(gen.key, 0, torch.arange(12)), "mixed", 3)["grammar"]
+    for text, grammar in zip(texts, grammars.tolist(), strict=True):
+        assert text.splitlines()[1].startswith("cppn:" if grammar == 0 else "shader:")
+        assert "palette" in text and "finish:" in text
+    shader = generators.get("program-shader").describe(0)
+    field_names = [op.name.split("-")[0] for op in pg.FIELD_OPS]
+    assert any(f in shader for f in field_names)
+    with pytest.raises(NoisevisionError, match="non-negative"):
+        gen.describe(-1)
+
+
+def test_show_describe_prints_every_shown_program(run_cli, tmp_path):
+    code, out, _ = run_cli("show", "program-shader", "dead_leaves-squares", "-n", "2", "--start", "4",
+                           "--res", "32", "--out", tmp_path / "g.png", "--describe",
+                           "--device", "cpu")  # fmt: skip
+    assert code == 0, out
+    assert "program-shader image 4 (seed 0)" in out and "program-shader image 5 (seed 0)" in out
+    assert "dead_leaves-squares: no per-image program" in out
+
+
+# ============================================================================ experiments
+def test_programs_join_mixes_and_presets():
+    mix = generators.get("mix6:program-shader")
+    images = mix(range(3), res=32)
+    assert images.shape == (3, 3, 32, 32) and torch.equal(images[1:], mix([1, 2], res=32))
+    from noisevision.reproduce import plan
+
+    assert "program-mixed" in plan.REPRO_PRESETS.get("tiny").generators
+    for name in ("paper-small", "paper-large"):
+        assert set(plan.BEYOND_PAPER) <= set(plan.REPRO_PRESETS.get(name).generators)
