@@ -40,7 +40,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   pip_install -e '.[dev]'
   # Checked from outside the checkout, so that what is imported is what was installed.
   venv_python="$(cd "$VENV" && pwd)/bin/python"
-  (cd / && "$venv_python" -c "import noisevision, torch, torchvision, pytest") \
+  (cd / && "$venv_python" -c "import noisevision, torch, torchvision, safetensors, pytest") \
     || die "the installed packages do not import; remove $VENV and run again"
   touch "$stamp"
 fi

@@ -154,10 +154,15 @@ def read_encoder_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise NoisevisionError(f"encoder file {path} does not exist")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling errors come in many types
-        raise NoisevisionError(f"{path} is not a readable encoder file ({type(exc).__name__})") from exc
+    if path.suffix == ".safetensors":  # `noisevision export --format noisevision`
+        from noisevision.export import read_safetensors_encoder
+
+        blob = read_safetensors_encoder(path)
+    else:
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # unpickling errors come in many types
+            raise NoisevisionError(f"{path} is not a readable encoder file ({type(exc).__name__})") from exc
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise NoisevisionError(f"{path} is not a noisevision encoder file")
     if blob.get("version") not in READABLE_VERSIONS:

@@ -1,0 +1,468 @@
+"""Encoders out of noisevision: weights as safetensors under torchvision's, timm's or our own key
+names, with a model card beside them (`noisevision export`).
+
+    noisevision export runs/dl --format torchvision --out dl-resnet50.safetensors
+
+    model = torchvision.models.resnet50(); model.fc = torch.nn.Identity()
+    model.load_state_dict(safetensors.torch.load_file("dl-resnet50.safetensors"))   # strict
+
+Formats (FORMATS, `noisevision list export-formats`):
+- torchvision, timm: the ResNet trunk (conv1, bn1, layer1..layer4). Both libraries name a ResNet's
+  tensors alike (timm/models/resnet.py keeps torchvision's names for weight compatibility), so the
+  tensors are the same and the formats differ in their metadata and the card's loading lines.
+  The projection head used by the training loss is dropped and there is no classifier: the model
+  loads strictly once its `fc` is nn.Identity() (timm: num_classes=0) and returns the pooled layer4
+  features, our "pool" probe layer. The small-stem variants (resnet18-s, resnet50-s) need the
+  model's stem swapped first (a 3×3 stride-1 conv1, no max-pool), which the card's lines do.
+- noisevision: every tensor under our own names (the head included) with the architecture, its
+  options, the training recipe, metadata and checksum in the safetensors metadata; `load_encoder`
+  reads it back like an encoder.pt.
+
+The card (README.md beside the weights, or FILE.README.md when the folder already has a README.md
+that is not our card of this file) gives the data, the recipe, the images seen, the probe results
+found beside the encoder (eval-*.json, a reproduction's cells) and the lines that load it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor, nn
+
+import noisevision
+from noisevision.errors import NoisevisionError
+from noisevision.io import atomic_write_bytes, atomic_write_text, slug
+from noisevision.models import ARCHS, FORMAT, VERSION, Recipe, load_encoder, tensors_checksum
+from noisevision.models.resnet import ResNetEncoder
+from noisevision.registry import Registry
+
+SUFFIX = ".safetensors"
+EXPORT_KEY = "noisevision.export"  # metadata key naming the export format in every file we write
+CARD_MARK = "<!-- noisevision model card of "  # first line after the front matter: "... FILE -->"
+HEAD_PREFIX = "head."  # the projection head's tensors (ResNetEncoder.head)
+
+
+# ---------------------------------------------------------------------------------------- layouts
+@dataclass(frozen=True)
+class ResNetLayout:
+    """What a library ResNet needs to hold an encoder's trunk: its depth and stem."""
+
+    depth: int
+    small_stem: bool
+    stem_width: int = 64
+
+    @property
+    def builder(self) -> str:
+        return f"resnet{self.depth}"  # torchvision.models.resnet18 / timm.create_model("resnet18")
+
+
+def library_resnet(encoder: nn.Module) -> ResNetLayout | str:
+    """The library ResNet the encoder's trunk fits, or why none does (a phrase)."""
+    if not isinstance(encoder, ResNetEncoder):
+        return "is not a ResNet"
+    options = {**_signature_defaults(ResNetEncoder), **ARCHS.entry(encoder.arch).defaults,
+               **encoder.arch_kwargs}  # fmt: skip
+    if float(options["width"]) != 1.0:
+        return f"has width {options['width']:g} (library ResNets have fixed stage widths)"
+    return ResNetLayout(int(options["depth"]), bool(options["small_stem"]))
+
+
+def resnet_layout(encoder: nn.Module, fmt: str) -> ResNetLayout:
+    """`library_resnet`, or NoisevisionError naming the formats that can hold the encoder."""
+    found = library_resnet(encoder)
+    if isinstance(found, str):
+        arch = getattr(encoder, "arch", type(encoder).__name__)
+        raise NoisevisionError(f"'{arch}' has no {fmt} equivalent: it {found}; export it with --format "
+                               f"{' or '.join(formats_for(encoder))}")  # fmt: skip
+    return found
+
+
+def _signature_defaults(cls: type) -> dict[str, Any]:
+    return {k: p.default for k, p in inspect.signature(cls).parameters.items()
+            if p.default is not inspect.Parameter.empty}  # fmt: skip
+
+
+def trunk_tensors(encoder: nn.Module) -> dict[str, Tensor]:
+    """The ResNet trunk's tensors (the projection head left out), under torchvision's names."""
+    return {k: v for k, v in encoder.state_dict().items() if not k.startswith(HEAD_PREFIX)}
+
+
+# ---------------------------------------------------------------------------------------- formats
+@dataclass(frozen=True)
+class ExportFormat:
+    """One target: which tensors it holds, and the lines that load them (for the card)."""
+
+    library: str
+    trunk_only: bool  # a library ResNet's trunk (ResNets only), or every tensor of any encoder
+    loading: Callable[[nn.Module, str], list[str]]  # (encoder, file name) -> Python lines
+    import_line: str
+
+    def supports(self, encoder: nn.Module) -> bool:
+        return not self.trunk_only or isinstance(library_resnet(encoder), ResNetLayout)
+
+    def tensors(self, encoder: nn.Module) -> dict[str, Tensor]:
+        """What the file holds; NoisevisionError when this format cannot hold `encoder`."""
+        if not self.trunk_only:
+            return dict(encoder.state_dict())
+        resnet_layout(encoder, self.library)
+        return trunk_tensors(encoder)
+
+
+def _stem_lines(layout: ResNetLayout) -> list[str]:
+    """The small stem: a 3×3 stride-1 conv1 and no max-pool (how solo-learn adapts to CIFAR)."""
+    if not layout.small_stem:
+        return []
+    return [f"model.conv1 = torch.nn.Conv2d(3, {layout.stem_width}, 3, 1, 1, bias=False)  # small stem: "
+            "3×3 stride 1", "model.maxpool = torch.nn.Identity()  # small stem: no max-pool"]  # fmt: skip
+
+
+def _torchvision_lines(encoder: nn.Module, filename: str) -> list[str]:
+    layout = resnet_layout(encoder, "torchvision")
+    return [
+        f"model = torchvision.models.{layout.builder}()",
+        "model.fc = torch.nn.Identity()  # no classifier: the output is the pooled features",
+        *_stem_lines(layout),
+        f'model.load_state_dict(load_file("{filename}"))  # strict',
+    ]
+
+
+def _timm_lines(encoder: nn.Module, filename: str) -> list[str]:
+    layout = resnet_layout(encoder, "timm")
+    return [
+        f'model = timm.create_model("{layout.builder}", num_classes=0)  # no classifier',
+        *_stem_lines(layout),
+        f'model.load_state_dict(load_file("{filename}"))  # strict',
+    ]
+
+
+def _noisevision_lines(encoder: nn.Module, filename: str) -> list[str]:
+    return [
+        f'encoder, meta = load_encoder("{filename}")  # meta["recipe"]: how to feed it',
+        f"features = encoder.features(x)  # [B, F], the probe layer ({encoder.default_layer})",
+    ]
+
+
+FORMATS: Registry[ExportFormat] = Registry("export format")
+FORMATS.add("torchvision", ExportFormat("torchvision", True, _torchvision_lines,
+            "import torch, torchvision\nfrom safetensors.torch import load_file"),
+            "ResNet trunk under torchvision's names, for torchvision.models.resnetN() (no fc)")  # fmt: skip
+FORMATS.add("timm", ExportFormat("timm", True, _timm_lines,
+            "import timm, torch\nfrom safetensors.torch import load_file"),
+            "ResNet trunk under timm's names, for timm.create_model('resnetN', num_classes=0)")  # fmt: skip
+FORMATS.add("noisevision", ExportFormat("noisevision", False, _noisevision_lines,
+            "from noisevision.models import load_encoder"),
+            "every tensor plus architecture and recipe, read back by noisevision's load_encoder")  # fmt: skip
+
+
+def formats_for(encoder: nn.Module) -> list[str]:
+    """The export formats that can hold `encoder`."""
+    return [name for name in FORMATS if FORMATS.get(name).supports(encoder)]
+
+
+# ---------------------------------------------------------------------------------------- reading back
+def read_safetensors_encoder(path: Path) -> dict[str, Any]:
+    """A noisevision-format export as the dict `read_encoder_file` checks (format, version, arch,
+    arch_kwargs, state_dict, checksum, recipe, meta); NoisevisionError for other safetensors."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            info = f.metadata() or {}
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise NoisevisionError(f"{path} is not a readable safetensors file ({exc})") from exc
+    fmt = info.get(EXPORT_KEY)
+    if fmt in FORMATS and fmt != "noisevision":
+        raise NoisevisionError(
+            f"{path} holds {fmt} weights without noisevision's head and recipe: load it with {fmt} "
+            "(see its model card), or export --format noisevision"
+        )
+    if info.get("format") != FORMAT:
+        raise NoisevisionError(f"{path} is not a noisevision encoder file")
+    try:
+        return {
+            "format": info["format"], "version": int(info["version"]), "arch": info["arch"],
+            "arch_kwargs": json.loads(info["arch_kwargs"]), "state_dict": state, "checksum": info["checksum"],
+            "recipe": json.loads(info["recipe"]), "meta": json.loads(info["meta"]),
+        }  # fmt: skip
+    except (KeyError, ValueError) as exc:
+        raise NoisevisionError(f"{path}: damaged noisevision metadata ({type(exc).__name__}: {exc})") from exc
+
+
+# ---------------------------------------------------------------------------------------- export
+@dataclass
+class Exported:
+    """What `export_encoder` wrote."""
+
+    weights: Path
+    card: Path
+    format: str
+    tensors: int
+    dropped: list[str]
+
+
+def resolve_encoder_path(spec: str | Path) -> Path:
+    """An encoder file, or a run folder's encoder.pt."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if not (path / "encoder.pt").is_file():
+            raise NoisevisionError(f"folder {path} has no encoder.pt: export a training run folder or an "
+                                   "encoder file")  # fmt: skip
+        return path / "encoder.pt"
+    if not path.exists():
+        raise NoisevisionError(f"encoder '{spec}' not found: give an encoder file or a run folder")
+    return path
+
+
+def export_encoder(source: str | Path, fmt: str, out: str | Path) -> Exported:
+    """Write `source`'s encoder (a file or run folder) to `out` (.safetensors) in format `fmt`, and
+    its model card beside it. Everything is checked before anything is written."""
+    target = FORMATS.get(fmt)  # an unknown format: "did you mean …"
+    out = Path(out).expanduser()
+    if out.suffix != SUFFIX:
+        raise NoisevisionError(f"--out must name a {SUFFIX} file, not '{out}'")
+    if out.is_dir():
+        raise NoisevisionError(f"--out {out} is a folder: name the {SUFFIX} file to write")
+    path = resolve_encoder_path(source)
+    encoder, meta = load_encoder(path)  # not an encoder: one line
+    encoder.eval()
+    tensors = target.tensors(encoder)  # not expressible in this format: one line
+    card_path = card_path_for(out)
+    dropped = sorted(set(encoder.state_dict()) - set(tensors))
+    recipe: Recipe = meta.pop("recipe")
+    card = model_card(encoder, meta, recipe, fmt, out.name, tensors, dropped, path)
+    blob = _safetensors_bytes(tensors, _metadata(encoder, meta, recipe, fmt, tensors))
+    atomic_write_bytes(out, blob)
+    atomic_write_text(card_path, card)
+    return Exported(out, card_path, fmt, len(tensors), dropped)
+
+
+def _metadata(encoder: nn.Module, meta: dict[str, Any], recipe: Recipe, fmt: str,
+              tensors: dict[str, Tensor]) -> dict[str, str]:
+    """The safetensors header metadata (strings only): what the weights are, in every format;
+    the noisevision format adds what `load_encoder` needs to rebuild the encoder."""
+    info = {
+        EXPORT_KEY: fmt, "arch": encoder.arch, "recipe": json.dumps(recipe.to_dict()),
+        "noisevision_version": noisevision.__version__,
+    }
+    if fmt == "noisevision":
+        info.update({
+            "format": FORMAT, "version": str(VERSION), "arch_kwargs": json.dumps(encoder.arch_kwargs),
+            "checksum": tensors_checksum(tensors), "meta": json.dumps(meta, default=str),
+        })  # fmt: skip
+    return info
+
+
+def _safetensors_bytes(tensors: dict[str, Tensor], metadata: dict[str, str]) -> bytes:
+    from safetensors.torch import save
+
+    # safetensors wants contiguous tensors that share no memory
+    return save({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, metadata)
+
+
+# ---------------------------------------------------------------------------------------- card
+def card_path_for(out: Path) -> Path:
+    """README.md beside `out`, unless the folder holds a README.md that is not our card of `out`:
+    then OUT_STEM.README.md (refused when that too exists and is not our card of `out`)."""
+    readme = out.parent / "README.md"
+    if not readme.exists() or _is_card_of(readme, out.name):
+        return readme
+    alternative = out.parent / f"{out.stem}.README.md"
+    if alternative.exists() and not _is_card_of(alternative, out.name):
+        raise NoisevisionError(f"{alternative} exists and is not a model card of {out.name}: choose another "
+                               "--out or move it away")  # fmt: skip
+    return alternative
+
+
+def _is_card_of(path: Path, filename: str) -> bool:
+    try:
+        head = path.read_text(errors="replace")[:4000]
+    except OSError:
+        return False
+    return f"{CARD_MARK}{filename} -->" in head
+
+
+def probe_results(encoder_path: Path) -> list[dict[str, Any]]:
+    """Probe results of this encoder found beside it: rows {source, dataset, probe, top1, std, layer,
+    n_train, n_test} from eval-*.json (noisevision eval) and, for a run inside a reproduction
+    folder (OUT/runs/NAME/), from OUT/cells/."""
+    from noisevision.reproduce.cells import load_cells, read_cell
+
+    encoder_path = encoder_path.resolve()
+    rows = []
+    for p in sorted(encoder_path.parent.glob("eval-*.json")):
+        result = read_cell(p)
+        if not isinstance(result, dict) or not isinstance(result.get("probes"), dict):
+            continue
+        of = (result.get("meta") or {}).get("path")
+        if of and Path(of).resolve() != encoder_path:
+            continue  # another encoder file of the same folder
+        for probe, r in result["probes"].items():
+            rows.append({"source": p.name, "dataset": result.get("dataset"), "probe": probe,
+                         "top1": r.get("top1"), "std": r.get("std"), "layer": result.get("layer"),
+                         "n_train": result.get("n_train"), "n_test": result.get("n_test")})  # fmt: skip
+    run = encoder_path.parent
+    root = run.parent.parent
+    if run.parent.name == "runs" and (root / "plan.json").is_file():
+        for c in load_cells(root):
+            mine = c.get("encoder") and Path(c["encoder"]).resolve() == encoder_path
+            same_name = c.get("kind") != "baseline" and slug(str(c.get("source"))) == run.name
+            if mine or same_name:
+                rows.append({"source": f"reproduction {root.name} ({c.get('preset')})", **{
+                    k: c.get(k) for k in ("dataset", "probe", "top1", "std", "layer", "n_train", "n_test")}})
+    return rows
+
+
+def _source(meta: dict[str, Any], recipe: Recipe) -> dict[str, Any]:
+    """The training image source as the run described it (ImageSource.describe), or {}."""
+    for described in (recipe.data, meta.get("source")):
+        if isinstance(described, dict):
+            return described
+    return {}
+
+
+def _data_name(meta: dict[str, Any], recipe: Recipe) -> str:
+    """The training data in a few words: the --data name, or the generator of a generated folder."""
+    source = _source(meta, recipe)
+    if source.get("kind") == "folder" and (manifest := _manifest(source.get("root"))):
+        return f"{manifest.get('generator')} images"
+    for data in (meta.get("data"), recipe.data):
+        if isinstance(data, str) and data:
+            return data
+    return "unrecorded data"
+
+
+def _data_lines(meta: dict[str, Any], recipe: Recipe) -> list[str]:
+    """Where the training images came from, in words."""
+    source = _source(meta, recipe)
+    lines = [f"- data: `{meta.get('data') or _data_name(meta, recipe)}`"]
+    if source.get("kind") == "generator":
+        lines.append(f"- generator `{source.get('name')}` ({source.get('family')}), parameters "
+                     f"{source.get('params') or 'default'}, seed {source.get('seed')}, "
+                     f"{source.get('res')} px")
+    elif source.get("kind") == "mix":
+        parts = ", ".join(f"`{p.get('name')}` × {w:.2f}" for p, w in zip(source["parts"], source["weights"]))
+        lines.append(f"- a mix of generators: {parts}")
+    elif source.get("kind") == "folder":
+        lines.append(f"- a folder of {source.get('files')} images at {source.get('res')} px")
+        manifest = _manifest(source.get("root"))
+        if manifest:
+            lines.append(f"- the folder was written by `noisevision generate {manifest.get('generator')}` "
+                         f"(parameters {manifest.get('params') or 'default'}, seed {manifest.get('seed')}, "
+                         f"{manifest.get('res')} px, {manifest.get('num')} images, {manifest.get('format')})")
+    return lines
+
+
+def _manifest(root: Any) -> dict[str, Any] | None:
+    from noisevision.data.folder import read_manifest
+
+    try:
+        return read_manifest(Path(root)) if root else None
+    except (NoisevisionError, OSError, TypeError):
+        return None
+
+
+def _table(rows: list[list[Any]]) -> list[str]:
+    cells = [[("-" if v is None else str(v)).replace("|", "\\|") for v in row] for row in rows]
+    return ["| " + " | ".join(cells[0]) + " |", "|" + "---|" * len(cells[0])] + [
+        "| " + " | ".join(r) + " |" for r in cells[1:]]
+
+
+def model_card(encoder: nn.Module, meta: dict[str, Any], recipe: Recipe, fmt: str, filename: str,
+               tensors: dict[str, Tensor], dropped: list[str], encoder_path: Path) -> str:
+    """The Markdown model card of an export."""
+    target = FORMATS.get(fmt)
+    arch = encoder.arch
+    n_params = sum(t.numel() for k, t in tensors.items() if t.is_floating_point() and "running_" not in k)
+    method = recipe.method or meta.get("method") or "an unrecorded method"
+    size, resize = recipe.input_size, int(round(recipe.input_size * 70 / 64))
+    lines = [
+        "---", "tags: [noisevision, self-supervised, synthetic-data, image-feature-extraction]", "---",
+        f"{CARD_MARK}{filename} -->", "",
+        f"# {arch} pre-trained on {_data_name(meta, recipe)} with {method} (noisevision)", "",
+        f"`{filename}`: {_what(arch, fmt)} ({len(tensors)} tensors, {n_params / 1e6:.2f} M parameters, "
+        "safetensors), self-supervised on synthetic images that noisevision renders from random processes: "
+        "no real image was seen in training.", "",
+        "## Load it", "", "```python", target.import_line, *target.loading(encoder, filename), "```", "",
+    ]  # fmt: skip
+    if fmt != "noisevision":
+        lines += [
+            f"The output is the {getattr(encoder, 'feat_dim', '?')}-d globally pooled layer4 features "
+            "(noisevision's `pool` probe layer)."
+        ]
+        if dropped:
+            heads = sorted({k.split(".")[0] for k in dropped})
+            shapes = ", ".join(f"`{k}` {list(encoder.state_dict()[k].shape)}" for k in dropped)
+            lines += [f"Dropped: the projection head ({', '.join(heads)}: {shapes}), used only by the "
+                      "training loss."]  # fmt: skip
+        lines += ["There is no `fc` tensor: the network never had a classifier. Replace `fc` with "
+                  "`nn.Identity()` as above to load with `strict=True`, or add your own `fc` and load with "
+                  "`strict=False` (check that only `fc.*` are reported missing).", ""]  # fmt: skip
+        if resnet_layout(encoder, fmt).small_stem:
+            lines += [f"Stem: `{arch}` has the small-image stem (3×3 stride-1 `conv1`, no max-pool), not "
+                      f"{fmt}'s 7×7 stride-2 conv and max-pool: the two stem lines above are needed.", ""]
+    lines += [
+        "## Feed it", "",
+        f"RGB images scaled to [0, 1], normalised with mean {list(recipe.mean)} and std {list(recipe.std)}, "
+        f"{size}×{size} px. The probes' test view resizes the shorter side to {resize} px and "
+        f"centre-crops {size} px:", "",
+        "```python", "import torch", "from torchvision.transforms import v2",
+        f"preprocess = v2.Compose([v2.ToImage(), v2.Resize({resize}), v2.CenterCrop({size}),",
+        f"                         v2.ToDtype(torch.float32, scale=True), v2.Normalize({list(recipe.mean)}, "
+        f"{list(recipe.std)})])",
+        "```", "",
+        "## Training", "",
+        *_data_lines(meta, recipe),
+        f"- method: {method}; augmentation: {recipe.augment or 'not recorded'}; preset: "
+        f"{meta.get('preset', 'not recorded')}",
+        f"- architecture: `{arch}` {encoder.arch_kwargs or ''}".rstrip(),
+        f"- images seen: {_count(meta.get('images_seen'))}{_epochs(meta)}",
+        f"- crops of {size} px from {recipe.res or meta.get('res', '?')} px images; seed "
+        f"{meta.get('seed', '?')}; precision {meta.get('precision', '?')}",
+        f"- linear-probe protocol that suits it: `{recipe.protocol}`; probe layer `{recipe.layer}`",
+        f"- exported from `{encoder_path}` by noisevision {noisevision.__version__}", "",
+        "## Probe results", "",
+    ]  # fmt: skip
+    rows = probe_results(encoder_path)
+    if rows:
+        header = ["where", "dataset", "probe", "top-1 %", "layer", "train/test images"]
+        body = [[r["source"], r["dataset"], r["probe"], _top1(r), r["layer"], f"{r['n_train']}/{r['n_test']}"]
+                for r in rows]  # fmt: skip
+        lines += [*_table([header, *body]), ""]
+    else:
+        lines += ["None found beside the encoder (`noisevision eval` writes them there).", ""]
+    return "\n".join(lines)
+
+
+def _what(arch: str, fmt: str) -> str:
+    if fmt == "noisevision":
+        return f"the whole `{arch}` encoder (projection head included) with its recipe, for noisevision"
+    return f"the `{arch}` backbone under {fmt}'s key names"
+
+
+def _epochs(meta: dict[str, Any]) -> str:
+    if not isinstance(meta.get("epochs"), int) or not isinstance(meta.get("num_images"), int):
+        return ""
+    fresh = ", new images every epoch" if meta.get("fresh") else ""
+    return f" ({meta['epochs']} epochs of {meta['num_images']:,} images{fresh})"
+
+
+def _count(n: Any) -> str:
+    return f"{n:,}" if isinstance(n, int) else "not recorded"
+
+
+def _top1(row: dict[str, Any]) -> str:
+    top1, std = row.get("top1"), row.get("std")
+    if not isinstance(top1, (int, float)):
+        return "-"
+    return f"{top1:.2f} ± {std:.2f}" if isinstance(std, (int, float)) else f"{top1:.2f}"
+
+
+__all__ = ["FORMATS", "ExportFormat", "Exported", "export_encoder", "formats_for", "model_card",
+           "probe_results", "read_safetensors_encoder", "resnet_layout"]  # fmt: skip
