@@ -218,3 +218,22 @@ def test_programs_join_mixes_and_presets():
     assert "program-mixed" in plan.REPRO_PRESETS.get("tiny").generators
     for name in ("paper-small", "paper-large"):
         assert set(plan.BEYOND_PAPER) <= set(plan.REPRO_PRESETS.get(name).generators)
+
+
+def test_report_marks_program_rows_as_not_in_the_paper():
+    from noisevision.reproduce.report import in_paper, render_markdown
+
+    def cell(source: str, kind: str, label: str, paper: float | None) -> dict:
+        return {"source": source, "kind": kind, "family": "f", "label": label, "probe": "fast",
+                "dataset": "fashion-mnist", "top1": 70.0, "paper_top1": paper, "stages": {}}  # fmt: skip
+
+    cells = [cell("program-mixed", "generator", "program-mixed", None),
+             cell("mix6:program-shader", "generator", "mix6:program-shader", None),
+             cell("stylegan-oriented", "generator", "StyleGAN – Oriented", 43.4),
+             cell("fractaldb", "generator", "FractalDB", None),
+             cell("cnn-random", "baseline", "CNN – Random", 20.9)]  # fmt: skip
+    assert [in_paper(c) for c in cells] == [False, False, True, True, True]
+    md = render_markdown(cells, {"probes": ["fast"]}, {})
+    assert "| program-mixed | f | 70.0 | not in the paper |" in md
+    assert "| mix6:program-shader | f | 70.0 | not in the paper |" in md
+    assert "| StyleGAN – Oriented | f | 70.0 | 43.4 |" in md and "| FractalDB | f | 70.0 | – |" in md

@@ -43,6 +43,9 @@ PAPER_LARGE: dict[str, float] = {
     "feature_vis-dead_leaves": 49.48, "stat-spectrum_color_wmm": 56.04, "stylegan-oriented": 58.70,
 }  # fmt: skip
 PAPER_NUMBERS = {"small": PAPER_SMALL, "large": PAPER_LARGE}
+# Extra rows of the paper presets, not in the paper (the report marks them): random image programs,
+# and their convex mix of 6 (as the successor paper's Shaders-21k + MixUp).
+BEYOND_PAPER = ("program-cppn", "program-shader", "program-mixed", "mix6:program-shader")
 
 # Families the "expensive" materialize policy renders once: generation, not training, is their cost,
 # and streaming them would pay it once per epoch (feature visualization: 128 Adam steps through a
@@ -97,11 +100,12 @@ def _add(preset: ReproPreset) -> None:
 
 
 _add(ReproPreset(
-    "tiny", "CPU demo: 4 generator families + baselines, Fashion-MNIST probes",
+    "tiny", "CPU demo: 4 generator families of the paper, random image programs, baselines, "
+    "Fashion-MNIST probes",
     # One fast generator per family (CPU rendering is the bottleneck).
     generators=(
         "dead_leaves-mixed", "stat-spectrum_color|stat-spectrum_color_wmm|stat-spectrum",
-        "stylegan-oriented|stylegan-random", "fractaldb|fractal-svd",
+        "stylegan-oriented|stylegan-random", "fractaldb|fractal-svd", "program-mixed",
     ),
     train_preset="tiny",
     # As many training images as the training preset, over at most 2,048 distinct ones rendered
@@ -114,13 +118,15 @@ _add(ReproPreset(
 ))  # fmt: skip
 _add(ReproPreset(
     "paper-small", "paper's small scale: SmallAlexNet on 105k images of each dataset, ImageNet-100 probe",
-    generators=(*SPEC_DATASETS, "fractaldb"), train_preset="paper-small", eval_dataset="imagenet100",
+    generators=(*SPEC_DATASETS, "fractaldb", *BEYOND_PAPER), train_preset="paper-small",
+    eval_dataset="imagenet100",
     probe=dict(probes=("linear", "fast", "knn"), protocol="paper", workers=8),
     materialize="expensive",  # the paper trained on fixed datasets, rendered once
 ))  # fmt: skip
 _add(ReproPreset(
     "paper-large", "paper's large scale: ResNet-50 MoCo v2 on 1.3M images, ImageNet-100 probe",
-    generators=(*SPEC_DATASETS, "fractaldb"), train_preset="paper-large", eval_dataset="imagenet100",
+    generators=(*SPEC_DATASETS, "fractaldb", *BEYOND_PAPER), train_preset="paper-large",
+    eval_dataset="imagenet100",
     probe=dict(probes=("linear", "knn"), protocol="moco", workers=8), paper_scale="large",
     materialize="expensive",
 ))  # fmt: skip

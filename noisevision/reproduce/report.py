@@ -20,6 +20,7 @@ Log = Callable[[str], None]
 FAMILY_COLORS = {
     "dead leaves": "#1f77b4", "statistical": "#2ca02c", "random StyleGAN": "#d62728",
     "feature visualization": "#9467bd", "fractals": "#ff7f0e", "mixing": "#e377c2",
+    "procedural programs": "#bcbd22",
     "image folder": "#8c564b", "baseline": "#7f7f7f",
 }  # fmt: skip
 
@@ -48,6 +49,21 @@ def _fmt(v: Any, digits: int = 1) -> str:
     if isinstance(v, float):
         return f"{v:.{digits}f}"
     return str(v)
+
+
+def in_paper(cell: dict[str, Any]) -> bool:
+    """Whether a row's data is one of the paper's: every baseline, and generators with a paper label
+    (our own generators, e.g. the procedural programs or mixes, have none)."""
+    if cell.get("kind") != "generator":
+        return True
+    from noisevision.reproduce.plan import generator_spec
+
+    spec = generator_spec(cell["source"])
+    return spec is None or bool(spec.label)
+
+
+def _paper_cell(cell: dict[str, Any]) -> str:
+    return _fmt(cell.get("paper_top1")) if in_paper(cell) else "not in the paper"
 
 
 def verdict(cells: list[dict[str, Any]], probe: str) -> str | None:
@@ -94,7 +110,7 @@ def render_markdown(cells: list[dict[str, Any]], plan: dict[str, Any], charts: d
             acc = _fmt(c["top1"]) + (f" ± {c['std']:.1f}" if c.get("std") else "")
             st = c.get("stages", {})
             lines.append(
-                f"| {c['label']} | {c['family']} | {acc} | {_fmt(c.get('paper_top1'))} | "
+                f"| {c['label']} | {c['family']} | {acc} | {_paper_cell(c)} | "
                 f"{_fmt(st.get('pretrain', {}).get('seconds'), 0)} | "
                 f"{_fmt(st.get('probe', {}).get('seconds'), 0)} |"
             )
@@ -165,7 +181,7 @@ def render_chart(cells: list[dict[str, Any]], probe: str, path: Path, title: str
                         hatch="///", linewidth=0.8)  # fmt: skip
             ax.text(b[0].get_width() + 0.5, i - h / 2, f"{c['paper_top1']:.1f} (paper)", va="center",
                     fontsize=7, color="#555555")  # fmt: skip
-    ax.set_yticks(y, [c["label"] for c in rows], fontsize=9)
+    ax.set_yticks(y, [c["label"] + ("" if in_paper(c) else " (not in paper)") for c in rows], fontsize=9)
     ax.set_xlabel(f"top-1 accuracy (%), probe '{probe}' on {rows[0]['dataset']}")
     top = max([c["top1"] for c in rows] + [c.get("paper_top1") or 0 for c in rows])
     ax.set_xlim(0, min(100, top * 1.18 + 2))
