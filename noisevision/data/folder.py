@@ -175,7 +175,9 @@ POLL_S = 1.0  # while other writers hold the only images left: seconds between l
 Signature = tuple[int, int, int] | None
 Items = list[tuple[int, Signature]]  # images to write: (index, signature)
 
-_OWN_CLAIMS: set[Path] = set()  # this process's live claims (on NFS its own flocks would not conflict)
+# This process's live claims, path -> indices: known without probing their lock (on NFS, flock is
+# emulated with POSIX locks, which never conflict within one process).
+_OWN_CLAIMS: dict[Path, list[int]] = {}
 
 
 def checksum(data: bytes) -> str:
@@ -242,7 +244,7 @@ class _Claim:
 
     def release(self) -> None:
         self.path.unlink(missing_ok=True)
-        _OWN_CLAIMS.discard(self.path)
+        _OWN_CLAIMS.pop(self.path, None)
         os.close(self.fd)
 
 
@@ -254,17 +256,20 @@ def _new_claim(folder: Path, indices: list[int]) -> _Claim:
         with suppress(OSError):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "indices": indices}).encode())
-    _OWN_CLAIMS.add(path)
+    _OWN_CLAIMS[path] = indices
     return _Claim(path, fd, indices)
 
 
-def _claimed_by_others(folder: Path, names: list[str]) -> set[int]:
-    """Indices in the claims of other live writers (under the block's lock); claims whose writer
-    died are removed."""
+def _claimed(folder: Path, names: list[str]) -> set[int]:
+    """Indices in the claims of live writers, this process's included (under the block's lock);
+    claims whose writer died are removed."""
     taken: set[int] = set()
     for name in names:
         path = folder / name
-        if not name.startswith(CLAIM) or path in _OWN_CLAIMS:
+        if path in _OWN_CLAIMS:
+            taken.update(_OWN_CLAIMS[path])
+            continue
+        if not name.startswith(CLAIM):
             continue
         try:
             fd = os.open(path, os.O_RDWR)
@@ -374,7 +379,7 @@ def _scan_block(result: Scan, folder: Path, block: int, fmt: str, verify: bool, 
     with _locked(folder):
         names = os.listdir(folder)
         if clean:
-            _remove_orphans(folder, names, range(lo, hi), _claimed_by_others(folder, names))
+            _remove_orphans(folder, names, range(lo, hi), _claimed(folder, names))
         index = read_index(folder)
     there = set(names)
     redo: dict[int, Signature] = {}
@@ -447,7 +452,7 @@ def _claim_some(folder: Path, fmt: str, items: Items, size: int, align: int | No
     folder.mkdir(parents=True, exist_ok=True)
     with _locked(folder):
         names = os.listdir(folder)
-        taken = _claimed_by_others(folder, names)
+        taken = _claimed(folder, names)
         chosen: list[int] = []
         held: Items = []
         done_by_others, k = 0, 0

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,7 +32,8 @@ from torch import Tensor
 from noisevision import generators
 from noisevision.errors import NoisevisionError, UnknownNameError
 from noisevision.memory import keep_freed_memory
-from noisevision.rng import Rng, mix64_int
+from noisevision.rng import Rng, check_seed, mix64_int
+from noisevision.stopping import die_with_parent
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -59,7 +60,7 @@ class GeneratorSource:
         self.gen = generators.get(name)
         self.name = name
         self.res = self.gen.check_res(self.gen.spec.default_res if res is None else res)
-        self.seed = seed
+        self.seed = check_seed(seed)
 
     def render(self, indices: Tensor, device: torch.device | str = "cpu") -> Tensor:
         return self.gen(indices, res=self.res, seed=self.seed, device=device)
@@ -208,6 +209,7 @@ def parse_mix(data: str) -> list[tuple[str, float]]:
 
 def open_source(data: str, res: int | None = None, seed: int = 0) -> ImageSource:
     """The image source `--data` names: a folder, a generator, or a mix of generators."""
+    check_seed(seed)
     if Path(data).is_dir():
         return FolderSource(data, res)
     try:
@@ -231,6 +233,7 @@ class IndexPlan:
     fresh: bool = False
 
     def __post_init__(self) -> None:
+        check_seed(self.seed)
         if self.batch_size < 1:
             raise NoisevisionError(f"batch size must be positive, got {self.batch_size}")
         if self.batch_size > self.num_images:
@@ -275,13 +278,24 @@ class StepDataset(torch.utils.data.Dataset):
     def __getitem__(self, k: int) -> tuple[int, int, Tensor, Tensor]:
         epoch, step = divmod(self.first + k, self.plan.steps_per_epoch)
         idx = self.plan.batch(epoch, step, self.rank, self.world)
-        return epoch, step, idx, self.source.render(idx, self.device)
+        images = self.source.render(idx, self.device)
+        if torch.utils.data.get_worker_info() is not None:
+            # Into shared memory here, not in the queue's feeder thread, where a failure (a file-size
+            # limit, a full /dev/shm) would only be printed and the batch lost: the trainer would
+            # wait for it forever. Raised here, it reaches the trainer as this worker's error.
+            idx.share_memory_()
+            images.share_memory_()
+        return epoch, step, idx, images
 
 
-def _init_worker(threads: int, _worker_id: int) -> None:
+def _init_worker(threads: int, parent: int, _worker_id: int) -> None:
     """Rendering workers share the CPU with the training process: keep each one narrow, and let
     the training threads win the cores (their OpenMP regions wait for the slowest thread, so one
-    preempted training thread stalls them all); a worker still runs whenever training waits."""
+    preempted training thread stalls them all); a worker still runs whenever training waits.
+    A worker ends with the trainer (Linux: the kernel kills it), even one that started as it died."""
+    die_with_parent()
+    if os.getppid() != parent:
+        os._exit(1)
     torch.set_num_threads(threads)
     keep_freed_memory()
     if hasattr(os, "nice"):
@@ -290,16 +304,44 @@ def _init_worker(threads: int, _worker_id: int) -> None:
 
 def iterate_steps(dataset: StepDataset, workers: int, threads_per_worker: int = 1,
                   prefetch: int = 2) -> Iterable[tuple[int, int, Tensor, Tensor]]:
-    """The dataset's steps in order; with workers > 0, rendered ahead in worker processes."""
+    """The dataset's steps in order; with workers > 0, rendered ahead in worker processes (a
+    worker that dies or fails ends the iteration with a one-line NoisevisionError)."""
     if workers == 0:
         return (dataset[k] for k in range(len(dataset)))
-    return torch.utils.data.DataLoader(
+    loader = torch.utils.data.DataLoader(
         dataset,
         batch_size=None,  # items are whole batches already
         shuffle=False,
         num_workers=workers,
         prefetch_factor=prefetch,
-        worker_init_fn=functools.partial(_init_worker, threads_per_worker),
+        worker_init_fn=functools.partial(_init_worker, threads_per_worker, os.getpid()),
         pin_memory=torch.cuda.is_available() and str(dataset.device) == "cpu",
     )
+    return _from_workers(loader)
+
+
+def _from_workers(loader: torch.utils.data.DataLoader) -> Iterator[tuple[int, int, Tensor, Tensor]]:
+    """The loader's items; its workers' deaths and errors as one line each (DataLoader notices a
+    dead worker within seconds, and re-raises a worker's error with its traceback as the message)."""
+    items = iter(loader)
+    while True:
+        try:
+            item = next(items)
+        except StopIteration:
+            return
+        except Exception as exc:
+            text = str(exc)
+            if "DataLoader worker" not in text:
+                raise
+            if text.startswith("Caught "):  # the worker's exception: its last traceback line
+                text = text.strip().splitlines()[-1]
+                kind, _, message = text.partition(": ")
+                if kind.endswith(NoisevisionError.__name__) or isinstance(exc, NoisevisionError):
+                    raise NoisevisionError(message) from exc  # the user's to fix, as it was raised
+                what = "a rendering worker failed"
+            else:
+                what = "a rendering worker process died"
+            raise NoisevisionError(f"{what}: {text.strip()}; training stopped (running the same command "
+                                   "again resumes from the last checkpoint)") from exc  # fmt: skip
+        yield item
 
