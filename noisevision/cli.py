@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.padding import Padding
 from rich.table import Table
 
@@ -686,6 +687,48 @@ def bench_generators(
                 console.print(f"{line}: {median / ref_rate:,.0f}× faster", soft_wrap=True)
 
 
+@bench_app.command("datasets")
+def bench_datasets_cmd(
+    name: str = typer.Argument("dead_leaves-mixed", help="Generator (or A+B mix) the dataset renders."),
+    res: int = typer.Option(128, "--res", help="Resolution."),
+    batch_size: int = typer.Option(256, "--batch-size", help="DataLoader batch = images per generator call."),
+    outputs: str = typer.Option(
+        "tensor,pil", "--outputs", help="GeneratorDataset outputs to time, comma-separated: tensor, pil "
+        "(PIL images, turned back into tensors by v2.PILToTensor so that the batch collates).",
+    ),  # fmt: skip
+    rounds: int = typer.Option(3, "--rounds", help="Interleaved rounds; each line reports the median."),
+    min_time: float = typer.Option(2.0, "--min-time", help="Seconds per timed run."),
+    threads: int | None = typer.Option(None, "--threads", help="torch CPU threads (default: torch's)."),
+) -> None:
+    """Per-image datasets: images/s of DataLoader(GeneratorDataset, batch_size, num_workers=0) beside
+    the generator's own batched call on the same indices, on the CPU."""
+    import statistics
+
+    import torch
+
+    from noisevision.bench import DATASET_OUTPUTS, bench_dataset_loader, machine_line
+
+    if threads:
+        torch.set_num_threads(threads)
+    chosen = tuple(o.strip() for o in outputs.split(",") if o.strip())
+    for o in chosen:
+        if o not in DATASET_OUTPUTS:
+            raise NoisevisionError(f"unknown output '{o}': use {', '.join(DATASET_OUTPUTS)}")
+    for flag, value in (("--batch-size", batch_size), ("--rounds", rounds)):
+        if value < 1:
+            raise NoisevisionError(f"{flag} must be at least 1, got {value}")
+    console.print(f"# {machine_line(torch.device('cpu'))} | {name} at {res} px | batch {batch_size} | "
+                  f"DataLoader num_workers=0 | {rounds} rounds", soft_wrap=True)  # fmt: skip
+    rates = bench_dataset_loader(name, res, batch_size, chosen, rounds=rounds, min_time=min_time)
+    base = statistics.median(rates["generator"])
+    labels = {"generator": "generator call", "tensor": "loader, tensor", "pil": "loader, pil"}
+    for key, values in rates.items():
+        rate = statistics.median(values)
+        ratio = "" if key == "generator" else f"  {rate / base:.2f}× the generator call"
+        each = ", ".join(f"{x:,.1f}" for x in values)
+        console.print(f"{labels[key]:16s} {rate:10,.1f} img/s  (rounds: {each}){ratio}", soft_wrap=True)
+
+
 # Help texts name their choices as {archs}, {datasets}, … (a registry's names) or {probe.shots}
 # (a ProbeSettings default): filled from the registries when help is shown, and only for the
 # command asked about, since the registries take seconds to import.
@@ -732,26 +775,55 @@ def expand_aliases(argv: list[str]) -> list[str]:
     return out
 
 
+def user_error_line(exc: BaseException) -> str | None:
+    """The one line to show for an error the user caused, or None for a bug (traceback).
+
+    NoisevisionError; a NoisevisionError re-raised by a DataLoader worker (torch puts the worker's
+    whole traceback into the message: only its own last line is kept); OS errors on the user's
+    files (permissions, missing folders, a full disk, undecodable images).
+    """
+    if isinstance(exc, NoisevisionError):
+        text = str(exc)
+        if "Original Traceback" in text:  # torch's wrapped worker exception
+            last = text.rstrip().splitlines()[-1]
+            text = last.split("Error: ", 1)[-1]
+        return " ".join(text.split())
+    if isinstance(exc, OSError):
+        what = exc.strerror or str(exc) or type(exc).__name__
+        where = f": {exc.filename}" if exc.filename else ""
+        return " ".join(f"{what}{where}".split())
+    return None
+
+
 def main() -> None:
     """Console entry point: user errors become one red line and exit code 2."""
+    # click's UsageError (bundled inside typer by recent versions): BadParameter's base class
+    usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
     keep_freed_memory()  # rendering on CPU reuses its temporaries' pages (see noisevision.memory)
     try:
         sys.argv[1:] = expand_aliases(sys.argv[1:])
         fill_help(sys.argv[1:])
-        app()
-    except NoisevisionError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        code = app(standalone_mode=False, prog_name="noisevision")
+        sys.exit(code if isinstance(code, int) else 0)
+    except usage_error as exc:  # options that do not parse: one line, like every other user error
+        if type(exc).__name__ == "NoArgsIsHelpError":  # the help was shown
+            sys.exit(2)
+        where = exc.ctx.command_path if exc.ctx else "noisevision"
+        line = escape(f"{where}: {exc.format_message()} (see {where} --help)")
+        err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except StopRequested as exc:  # SIGTERM / SIGUSR1: what was done is kept, resumable
         err_console.print(f"[yellow]stopped[/] by {exc}", highlight=False, soft_wrap=True)
         sys.exit(128 + exc.signum)
-    except SystemExit as exc:  # typer turns Ctrl-C into exit code 130
-        if exc.code == 130:
-            err_console.print("[yellow]interrupted[/]: run the same command again to resume")
-        raise
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort):
         err_console.print("[yellow]interrupted[/]: run the same command again to resume")
         sys.exit(130)
+    except Exception as exc:
+        line = user_error_line(exc)
+        if line is None:
+            raise  # a bug: the traceback says where
+        err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -54,7 +54,14 @@ from noisevision.errors import NoisevisionError, StopRequested, checkpoint_place
 from noisevision.io import atomic_save, atomic_write_text
 from noisevision.methods import METHODS, build_method
 from noisevision.methods.common import gather, world
-from noisevision.models import ARCHS, Recipe, build_encoder, save_encoder
+from noisevision.models import (
+    ARCHS,
+    Recipe,
+    build_encoder,
+    check_weights_finite,
+    save_encoder,
+    tensors_checksum,
+)
 from noisevision.precision import autocast, check_precision, grad_scaler, resolve_precision
 from noisevision.presets import BASE, get_preset
 from noisevision.progress import Progress
@@ -326,6 +333,7 @@ def _prepare_run_dir(cfg: TrainConfig, rank: int) -> dict[str, Any] | None:
                 raise NoisevisionError(f"{ckpt_file} is unreadable ({why}): delete it to restart") from exc
             if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
                 raise NoisevisionError(f"{ckpt_file} is not a noisevision training checkpoint")
+            check_checkpoint(ckpt, ckpt_file)
             return ckpt
         return None
     if out.exists() and any(out.iterdir()):
@@ -333,6 +341,38 @@ def _prepare_run_dir(cfg: TrainConfig, rank: int) -> dict[str, Any] | None:
     if rank == 0:
         atomic_write_text(cfg_file, yaml.safe_dump(cfg.identity(), sort_keys=False))
     return None
+
+
+def checkpoint_tensors(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Every tensor a checkpoint resumes from (model and optimiser state), by a flat name."""
+    flat: dict[str, torch.Tensor] = {}
+
+    def walk(obj: Any, name: str) -> None:
+        if isinstance(obj, torch.Tensor):
+            flat[name] = obj
+        elif isinstance(obj, dict):
+            for k, v in obj.items():
+                walk(v, f"{name}.{k}")
+        elif isinstance(obj, list | tuple):
+            for i, v in enumerate(obj):
+                walk(v, f"{name}.{i}")
+
+    walk(ckpt.get("method", {}), "method")
+    walk(ckpt.get("optimizer", {}), "optimizer")
+    return flat
+
+
+def check_checkpoint(ckpt: dict[str, Any], path: Path) -> None:
+    """A damaged checkpoint is refused in one line, before it resumes into NaN: the checksum of its
+    tensors (checkpoints written before it existed have none), then NaN / Inf weights."""
+    tensors = checkpoint_tensors(ckpt)
+    if "checksum" in ckpt and tensors_checksum(tensors) != ckpt["checksum"]:
+        raise NoisevisionError(f"{path}: its tensors do not match their checksum (the file is damaged): "
+                               "delete it to restart the run")  # fmt: skip
+    try:
+        check_weights_finite({k: v for k, v in tensors.items() if k.startswith("method.")}, path)
+    except NoisevisionError as exc:
+        raise NoisevisionError(f"{exc}: delete it to restart the run") from None
 
 
 # ---------------------------------------------------------------------------------------- distributed
@@ -653,17 +693,16 @@ class Checkpointer:
         """The state before step `step` of epoch `epoch` (step 0: a finished epoch, no loss sums)."""
         if self.rank == 0:
             parts, scaler = self.parts, self.parts.numerics.scaler
-            atomic_save(
-                {
-                    "format": CHECKPOINT_FORMAT, "config": self.cfg.identity(), "epoch": epoch, "step": step,
-                    "images_seen": state.images_seen, "method": parts.method.state_dict(),
-                    "optimizer": parts.optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
-                    "scaler": scaler.state_dict() if scaler is not None else {},
-                    "numerics": {"precision": parts.numerics.precision, "device": self.device.type},
-                    "epoch_sums": {k: float(v) for k, v in state.sums.items()} if step else {},
-                },
-                Path(self.cfg.out) / CHECKPOINT,
-            )  # fmt: skip
+            ckpt = {
+                "format": CHECKPOINT_FORMAT, "config": self.cfg.identity(), "epoch": epoch, "step": step,
+                "images_seen": state.images_seen, "method": parts.method.state_dict(),
+                "optimizer": parts.optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
+                "scaler": scaler.state_dict() if scaler is not None else {},
+                "numerics": {"precision": parts.numerics.precision, "device": self.device.type},
+                "epoch_sums": {k: float(v) for k, v in state.sums.items()} if step else {},
+            }  # fmt: skip
+            ckpt["checksum"] = tensors_checksum(checkpoint_tensors(ckpt))
+            atomic_save(ckpt, Path(self.cfg.out) / CHECKPOINT)
         self.saved = time.perf_counter()
 
 

@@ -441,3 +441,28 @@ def test_probes_normalise_as_the_encoder_trained(tmp_path, monkeypatch, preset, 
     monkeypatch.setattr(ev, "View", lambda *a, **k: seen.append(real_view(*a, **k)) or seen[-1])
     ev.evaluate(model, colour_dataset(8, 4), ev.ProbeSettings(probes=("knn",)), "cpu", meta)
     assert seen and all((v.mean, v.std) == ev.NORMALIZATIONS[stats] for v in seen)
+
+
+def test_a_damaged_checkpoint_is_refused_before_resuming(tmp_path):
+    from noisevision.models import tensors_checksum
+
+    cfg = tiny_cfg(tmp_path / "r", epochs=1)
+    train(cfg)
+    ckpt_file = tmp_path / "r" / "checkpoint.pt"
+    ckpt = torch.load(ckpt_file, weights_only=False)
+    name = next(k for k, v in ckpt["method"].items() if v.is_floating_point())
+    ckpt["method"][name].view(-1)[0] += 1.0  # changed behind its checksum
+    torch.save(ckpt, ckpt_file)
+    with pytest.raises(NoisevisionError, match="checkpoint.pt: its tensors do not match their checksum") as e:
+        train(cfg)
+    assert "\n" not in str(e.value)
+    ckpt["method"][name].view(-1)[0] = float("inf")
+    ckpt["checksum"] = tensors_checksum(train_mod.checkpoint_tensors(ckpt))
+    torch.save(ckpt, ckpt_file)
+    with pytest.raises(NoisevisionError, match=f"weights 'method.{name}' hold NaN or Inf"):
+        train(cfg)
+    data = bytearray(ckpt_file.read_bytes())
+    data[len(data) // 2:len(data) // 2 + 4096] = bytes(range(256)) * 16
+    ckpt_file.write_bytes(bytes(data))
+    with pytest.raises(NoisevisionError, match="checkpoint.pt"):
+        train(cfg)

@@ -114,7 +114,7 @@ def tensors_checksum(state: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def check_finite(state: dict[str, torch.Tensor], path: Path | str) -> None:
+def check_weights_finite(state: dict[str, torch.Tensor], path: Path | str) -> None:
     """NoisevisionError naming the file and the first tensor holding NaN or Inf."""
     for key, t in state.items():
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
@@ -131,7 +131,7 @@ def save_encoder(
     if not hasattr(encoder, "arch"):
         raise ValueError("save_encoder needs an encoder made by build_encoder (it has no .arch)")
     state = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
-    check_finite(state, path)
+    check_weights_finite(state, path)
     recipe = recipe or legacy_recipe(meta, encoder)
     return atomic_save(
         {
@@ -172,7 +172,7 @@ def read_encoder_file(path: str | Path) -> dict[str, Any]:
         )
     if "checksum" in blob and tensors_checksum(blob["state_dict"]) != blob["checksum"]:
         raise NoisevisionError(f"{path}: the weights do not match their checksum: the file is damaged")
-    check_finite(blob["state_dict"], path)
+    check_weights_finite(blob["state_dict"], path)
     return blob
 
 
