@@ -193,3 +193,52 @@ def bench_eval_input(data, model, view, device: torch.device, decoder: str, batc
     start = time.perf_counter()
     run(data)
     return len(data) / (time.perf_counter() - start)
+
+
+# ---------------------------------------------------------------------------------------- per-image datasets
+#: What `bench datasets` can time besides the generator's own call: GeneratorDataset outputs.
+DATASET_OUTPUTS = ("tensor", "pil")
+
+
+def bench_dataset_loader(name: str, res: int, batch_size: int, outputs: tuple[str, ...] = DATASET_OUTPUTS,
+                         rounds: int = 3, min_time: float = 1.0) -> dict[str, list[float]]:
+    """images/s of the generator's own batched call and of DataLoader(GeneratorDataset(...),
+    batch_size, num_workers=0) over the very same indices, on the CPU, in interleaved rounds:
+    {"generator": [rate per round], "tensor": [...], "pil": [...]}. The "pil" loader turns its PIL
+    images back into tensors (v2.PILToTensor) so that its batches collate, as a user's transform would.
+    """
+    from torchvision.transforms import v2
+
+    from noisevision.data.datasets import GeneratorDataset, open_generator
+
+    source = open_generator(name, res, 0)  # a generator's call, or a mix's (one call per part)
+    for part in getattr(source, "sources", [source]):
+        part.gen.prepare(source.res, "cpu")  # shared tables built before the clock starts
+    huge = 1 << 40
+    datasets = {out: GeneratorDataset(name, huge, res=res, output=out,
+                                      transform=v2.PILToTensor() if out == "pil" else None)
+                for out in outputs}  # fmt: skip
+    rates: dict[str, list[float]] = {"generator": [], **{out: [] for out in outputs}}
+    for r in range(rounds):
+        first = (r + 1) * 10**7  # each round renders indices no round rendered before
+        own_call = _generator_steps(source.render, first, batch_size)
+        rates["generator"].append(_rate(own_call, batch_size, min_time))
+        for out, data in datasets.items():
+            rates[out].append(_rate(_loader_steps(data, first, batch_size), batch_size, min_time))
+    return rates
+
+
+def _generator_steps(render: Callable, first: int, batch_size: int) -> Callable[[int], object]:
+    return lambda k: render(torch.arange(first + k * batch_size, first + (k + 1) * batch_size))
+
+
+def _loader_steps(data, first: int, batch_size: int) -> Callable[[int], object]:
+    """Step k = the loader's k-th batch: indices first + k·batch_size …, as `_generator_steps`."""
+    from torch.utils.data import DataLoader
+
+    batches = iter(DataLoader(data, batch_size=batch_size, sampler=range(first, len(data)), num_workers=0))
+    return lambda _k: next(batches)
+
+
+def _rate(step: Callable[[int], object], batch_size: int, min_time: float) -> float:
+    return throughput(step, batch_size, torch.device("cpu"), repeats=1, min_time=min_time)[0]
