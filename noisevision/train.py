@@ -617,6 +617,15 @@ class RunState:
     sums: dict[str, Any] = field(default_factory=dict)
 
 
+def _numerics(parts: Components, device: torch.device) -> dict[str, Any]:
+    """How the run computes, as a checkpoint records it; a resume that changes any of it warns. On a
+    CPU that includes the thread count: it changes how sums are split, hence their rounding."""
+    now: dict[str, Any] = {"precision": parts.numerics.precision, "device": device.type}
+    if device.type == "cpu":
+        now["threads"] = torch.get_num_threads()
+    return now
+
+
 def resume(
     ckpt: dict[str, Any] | None, parts: Components, device: torch.device
 ) -> tuple[RunState, list[str]]:
@@ -632,7 +641,7 @@ def resume(
     sums = dict(ckpt.get("epoch_sums", {}))
     state = RunState(ckpt["epoch"], ckpt.get("step", 0), ckpt["images_seen"], sums)
     before = ckpt.get("numerics", {})
-    now = {"precision": parts.numerics.precision, "device": device.type}
+    now = _numerics(parts, device)
     changed = {k: (before[k], v) for k, v in now.items() if k in before and before[k] != v}
     if not changed:
         return state, []
@@ -698,7 +707,7 @@ class Checkpointer:
                 "images_seen": state.images_seen, "method": parts.method.state_dict(),
                 "optimizer": parts.optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
                 "scaler": scaler.state_dict() if scaler is not None else {},
-                "numerics": {"precision": parts.numerics.precision, "device": self.device.type},
+                "numerics": _numerics(parts, self.device),
                 "epoch_sums": {k: float(v) for k, v in state.sums.items()} if step else {},
             }  # fmt: skip
             ckpt["checksum"] = tensors_checksum(checkpoint_tensors(ckpt))

@@ -720,7 +720,11 @@ def _end_workers(pool: ProcessPoolExecutor) -> str:
     """Kill a broken pool's remaining workers (they ignore SIGTERM, which the pool sends them);
     returns how the first dead one ended, in words."""
     processes = list((getattr(pool, "_processes", None) or {}).values())
-    ended = [p.exitcode for p in processes if p.exitcode is not None]
+    deadline = time.monotonic() + 1.0  # the pool notices a death (its pipe closing) a moment before
+    while not (ended := [p.exitcode for p in processes if p.exitcode is not None]):  # it can be reaped
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
     for p in processes:
         if p.exitcode is None:
             p.kill()
