@@ -255,3 +255,29 @@ def test_seed_out_of_range_on_the_command_line_is_one_line(run_cli, tmp_path):
                                 "--seed", str(2**64))  # fmt: skip
     assert code == 2 and "seed must be in 0..9223372036854775807" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "d").exists()
+
+
+def test_gpu_claims_render_each_aligned_block_once(tmp_path, monkeypatch):
+    """On a GPU, claims follow the generator's fixed blocks of indices (here 64, across the folder
+    boundary at 1000), each block rendered once, and the files equal the CPU path's."""
+    from noisevision import generators
+
+    real, rendered = generators.get, []
+
+    class OnCpu:  # a "GPU" generator that renders on the CPU and logs the blocks it is asked for
+        def __init__(self, gen):
+            self.gen = gen
+
+        def device_block(self, res):
+            return 64
+
+        def __call__(self, indices, res, seed, device):
+            rendered.append(list(indices))
+            return self.gen(indices, res=res, seed=seed, device="cpu")
+
+    spec = folder.DatasetSpec("test-blobs", {}, 0, 8, 1100)
+    folder.write_dataset(tmp_path / "cpu", spec, range(900, 1100), CPU, 1, 16)
+    monkeypatch.setattr(generators, "get", lambda name, **kw: OnCpu(real(name, **kw)))
+    folder.write_dataset(tmp_path / "gpu", spec, range(900, 1100), torch.device("cuda"), 2, 16)
+    assert [(b[0], len(b)) for b in rendered] == [(k * 64, 64) for k in range(14, 18)]
+    assert images(tmp_path / "gpu") == images(tmp_path / "cpu")

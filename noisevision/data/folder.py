@@ -265,11 +265,11 @@ def _claimed(folder: Path, names: list[str]) -> set[int]:
     claims whose writer died are removed."""
     taken: set[int] = set()
     for name in names:
+        if not name.startswith(CLAIM):
+            continue
         path = folder / name
         if path in _OWN_CLAIMS:
             taken.update(_OWN_CLAIMS[path])
-            continue
-        if not name.startswith(CLAIM):
             continue
         try:
             fd = os.open(path, os.O_RDWR)
