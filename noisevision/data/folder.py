@@ -189,20 +189,32 @@ def block_folder(root: Path, block: int) -> Path:
     return root / "train" / f"{block:05d}"
 
 
+def _open_to_lock(path: Path, create: bool = False) -> int | None:
+    """A descriptor of `path` to flock: read-write, or read-only where this user may not write
+    (another user's dataset); None where it cannot be opened at all (a read-only folder)."""
+    for flags in (os.O_RDWR | (os.O_CREAT if create else 0), os.O_RDONLY):
+        try:
+            return os.open(path, flags, 0o666)
+        except PermissionError:
+            continue
+        except OSError:
+            return None
+    return None
+
+
 @contextmanager
 def _locked(folder: Path) -> Iterator[None]:
-    """The block folder's lock (flock: released by the kernel if its holder dies)."""
-    fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    """The block folder's lock (flock: released by the kernel if its holder dies). Without one (a
+    read-only folder, a file system without locks) the block is read as it is."""
+    fd = _open_to_lock(folder / LOCK, create=True)
     try:
-        if fcntl is not None:
-            try:
+        if fd is not None and fcntl is not None:
+            with suppress(OSError):
                 fcntl.flock(fd, fcntl.LOCK_EX)
-            except OSError as exc:  # a file system without locks: one writer per folder then
-                if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP):
-                    raise
         yield
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
 
 
 def read_index(folder: Path) -> dict[str, tuple[int, str]]:
@@ -271,9 +283,8 @@ def _claimed(folder: Path, names: list[str]) -> set[int]:
         if path in _OWN_CLAIMS:
             taken.update(_OWN_CLAIMS[path])
             continue
-        try:
-            fd = os.open(path, os.O_RDWR)
-        except FileNotFoundError:
+        fd = _open_to_lock(path)
+        if fd is None:  # gone since the listing
             continue
         try:
             if fcntl is not None:
