@@ -6,6 +6,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -200,11 +201,20 @@ def bench_eval_input(data, model, view, device: torch.device, decoder: str, batc
 DATASET_OUTPUTS = ("tensor", "pil")
 
 
+@dataclass(frozen=True)
+class Rate:
+    """Images per second of wall-clock time, and per second of this process's CPU time (all its
+    threads): the second is what other processes sharing the cores change least."""
+
+    wall: float
+    cpu: float
+
+
 def bench_dataset_loader(name: str, res: int, batch_size: int, outputs: tuple[str, ...] = DATASET_OUTPUTS,
-                         rounds: int = 3, min_time: float = 1.0) -> dict[str, list[float]]:
-    """images/s of the generator's own batched call and of DataLoader(GeneratorDataset(...),
-    batch_size, num_workers=0) over the very same indices, on the CPU, in interleaved rounds:
-    {"generator": [rate per round], "tensor": [...], "pil": [...]}. The "pil" loader turns its PIL
+                         rounds: int = 3, min_time: float = 1.0) -> dict[str, list[Rate]]:
+    """The generator's own batched call and DataLoader(GeneratorDataset(...), batch_size,
+    num_workers=0) over the very same indices, on the CPU, in rounds whose order alternates:
+    {"generator": [Rate per round], "tensor": [...], "pil": [...]}. The "pil" loader turns its PIL
     images back into tensors (v2.PILToTensor) so that its batches collate, as a user's transform would.
     """
     from torchvision.transforms import v2
@@ -218,13 +228,16 @@ def bench_dataset_loader(name: str, res: int, batch_size: int, outputs: tuple[st
     datasets = {out: GeneratorDataset(name, huge, res=res, output=out,
                                       transform=v2.PILToTensor() if out == "pil" else None)
                 for out in outputs}  # fmt: skip
-    rates: dict[str, list[float]] = {"generator": [], **{out: [] for out in outputs}}
+    modes = ["generator", *outputs]
+    rates: dict[str, list[Rate]] = {mode: [] for mode in modes}
     for r in range(rounds):
         first = (r + 1) * 10**7  # each round renders indices no round rendered before
-        own_call = _generator_steps(source.render, first, batch_size)
-        rates["generator"].append(_rate(own_call, batch_size, min_time))
-        for out, data in datasets.items():
-            rates[out].append(_rate(_loader_steps(data, first, batch_size), batch_size, min_time))
+        for mode in modes if r % 2 == 0 else modes[::-1]:
+            if mode == "generator":
+                step = _generator_steps(source.render, first, batch_size)
+            else:
+                step = _loader_steps(datasets[mode], first, batch_size)
+            rates[mode].append(_timed(step, batch_size, min_time))
     return rates
 
 
@@ -240,5 +253,14 @@ def _loader_steps(data, first: int, batch_size: int) -> Callable[[int], object]:
     return lambda _k: next(batches)
 
 
-def _rate(step: Callable[[int], object], batch_size: int, min_time: float) -> float:
-    return throughput(step, batch_size, torch.device("cpu"), repeats=1, min_time=min_time)[0]
+def _timed(step: Callable[[int], object], batch_size: int, min_time: float) -> Rate:
+    """Rate of `step(1), step(2), …` until `min_time` seconds have passed, after `step(0)` (warm-up)."""
+    step(0)
+    n, wall, cpu = 0, time.perf_counter(), time.process_time()
+    while True:
+        n += 1
+        step(n)
+        elapsed = time.perf_counter() - wall
+        if elapsed >= min_time:
+            break
+    return Rate(n * batch_size / elapsed, n * batch_size / (time.process_time() - cpu))
