@@ -57,8 +57,7 @@ def test_resume_renders_again_an_image_whose_size_differs(tmp_path, ref):
     notes = []
     assert write(out, notes=notes) == 1
     assert images(out) == ref
-    assert notes == ["1 images are damaged (their size or checksum differs from the record): rendering them "
-                     "again"]
+    assert notes == ["1 image differs from the record (size or checksum): rendering again"]
 
 
 def test_verify_finds_a_same_size_replacement(tmp_path, ref):
@@ -70,7 +69,7 @@ def test_verify_finds_a_same_size_replacement(tmp_path, ref):
     assert images(out) != ref
     notes = []
     assert write(out, verify=True, notes=notes) == 1
-    assert images(out) == ref and "1 images are damaged" in notes[0]
+    assert images(out) == ref and "1 image differs from the record" in notes[1]
     assert write(out, verify=True) == 0
 
 
@@ -80,10 +79,12 @@ def test_a_folder_written_before_records_still_resumes(tmp_path, ref):
     (out / "train" / "00000" / folder.INDEX).unlink()  # as an older version left it
     notes = []
     assert write(out, notes=notes) == 0
-    assert "12 images have no recorded checksum" in notes[0] and "--verify" in notes[0]
+    assert notes == ["12 images lack a recorded checksum (written by an older version): counted as present; "
+                     "--verify renders them again"]
     notes.clear()
     assert write(out, verify=True, notes=notes) == 12  # verified by rendering them again
-    assert "rendering them again to verify them" in notes[0]
+    assert notes[1] == ("12 images lack a recorded checksum (written by an older version): rendering again "
+                        "to verify")
     assert images(out) == ref and len(folder.read_index(out / "train" / "00000")) == 12
     assert write(out, verify=True) == 0
 

@@ -352,15 +352,18 @@ class Scan:
 
     def notes(self) -> list[str]:
         """What the scan found beyond present/absent, in words."""
+        def images(n: int, verb: str) -> str:
+            return f"{n} image {verb}s" if n == 1 else f"{n} images {verb}"
+
         notes = []
         if self.damaged:
-            notes.append(f"{self.damaged} images are damaged (their size or checksum differs from the "
-                         "record): rendering them again")  # fmt: skip
+            notes.append(f"{images(self.damaged, 'differ')} from the record (size or checksum): "
+                         "rendering again")  # fmt: skip
         if self.unverifiable:
-            notes.append(f"{self.unverifiable} images have no recorded checksum (written by an older "
-                         "version): rendering them again to verify them")  # fmt: skip
+            notes.append(f"{images(self.unverifiable, 'lack')} a recorded checksum (written by an older "
+                         "version): rendering again to verify")  # fmt: skip
         if self.unrecorded:
-            notes.append(f"{self.unrecorded} images have no recorded checksum (written by an older "
+            notes.append(f"{images(self.unrecorded, 'lack')} a recorded checksum (written by an older "
                          "version): counted as present; --verify renders them again")  # fmt: skip
         return notes
 
@@ -607,6 +610,8 @@ def write_dataset(
     `on_progress(n)`: first the images already there, then n more done (by this or another writer).
     """
     prepare_folder(root, spec)
+    if verify and on_note:
+        on_note(f"reading the images already in {root} to check them against their checksums")
     found = scan(root, indices, spec.format, verify=verify)
     for note in found.notes():
         if on_note:
