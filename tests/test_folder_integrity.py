@@ -282,3 +282,11 @@ def test_gpu_claims_render_each_aligned_block_once(tmp_path, monkeypatch):
     folder.write_dataset(tmp_path / "gpu", spec, range(900, 1100), torch.device("cuda"), 2, 16)
     assert [(b[0], len(b)) for b in rendered] == [(k * 64, 64) for k in range(14, 18)]
     assert images(tmp_path / "gpu") == images(tmp_path / "cpu")
+
+
+def test_a_training_plan_too_large_for_memory_is_one_line():
+    from noisevision.data.stream import IndexPlan
+
+    with pytest.raises(NoisevisionError, match=r"--num-images 100,000,000,000,000 needs every index"):
+        IndexPlan(10**14, 256)
+    assert IndexPlan(10**6, 256).steps_per_epoch == 3906

@@ -241,6 +241,13 @@ class IndexPlan:
                 f"batch size {self.batch_size} is larger than the dataset ({self.num_images} images): "
                 "lower --batch-size or raise --num-images"
             )
+        need, memory = 3 * 8 * self.num_images, _physical_memory()  # two epochs' orders + one being drawn
+        if need > memory:
+            raise NoisevisionError(
+                f"--num-images {self.num_images:,} needs every index shuffled each epoch "
+                f"({need / 1e9:,.0f} GB), more than this machine's {memory / 1e9:,.0f} GB of memory: "
+                "lower --num-images"
+            )
 
     @property
     def steps_per_epoch(self) -> int:
@@ -260,6 +267,14 @@ class IndexPlan:
         share = self.batch_size // world
         start = step * self.batch_size + rank * share
         return self.epoch_order(epoch)[start : start + share]
+
+
+def _physical_memory() -> float:
+    """Bytes of memory of this machine (inf where the system does not say)."""
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):
+        return float("inf")
 
 
 class StepDataset(torch.utils.data.Dataset):
