@@ -290,3 +290,25 @@ def test_a_training_plan_too_large_for_memory_is_one_line():
     with pytest.raises(NoisevisionError, match=r"--num-images 100,000,000,000,000 needs every index"):
         IndexPlan(10**14, 256)
     assert IndexPlan(10**6, 256).steps_per_epoch == 3906
+
+
+def test_writers_of_overlapping_ranges_split_the_overlap(tmp_path):
+    """Shards that overlap (say 0..599 and 400..999, across a block boundary) write each image once;
+    the one that finds the overlap taken waits for it instead of writing it again."""
+    spec = folder.DatasetSpec("test-blobs", {}, 0, 8, 1200)
+    folder.write_dataset(tmp_path / "ref", spec, range(1200), CPU, 1, 16)
+    out, counts = tmp_path / "d", {}
+    barrier = threading.Barrier(2)
+
+    def writer(share: range) -> None:
+        barrier.wait()
+        counts[share.start] = folder.write_dataset(out, spec, share, CPU, 1, 16)
+
+    threads = [threading.Thread(target=writer, args=(r,)) for r in (range(0, 700), range(400, 1200))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(counts.values()) == 1200 and len(counts) == 2
+    assert images(out) == images(tmp_path / "ref")
+    assert not list(out.rglob(folder.CLAIM + "*")) and not list(out.rglob("*.tmp"))
