@@ -70,6 +70,11 @@ def _loglerp(a: float, b: float, u: Tensor) -> Tensor:
     return torch.exp(math.log(a) + (math.log(b) - math.log(a)) * u)
 
 
+def _fract(v: Tensor) -> Tensor:
+    """GLSL's fract: v − floor(v), in [0, 1) also for negative v."""
+    return v - torch.floor(v)
+
+
 def standardise(f: Tensor) -> Tensor:
     """Zero mean, unit std per image ([n, N]); a (nearly) constant field becomes 0."""
     mean = f.mean(1, keepdim=True)
@@ -108,19 +113,33 @@ class Lattice:
     def take(self, rows: Tensor) -> Lattice:
         return Lattice(self.values[rows], self.angles[rows])
 
+    def gradients(self) -> tuple[Tensor, Tensor]:
+        """Unit gradient vectors (x and y parts) of gradient noise, one per lattice point."""
+        angle = self.angles * (2 * math.pi)
+        return torch.cos(angle), torch.sin(angle)
 
-def _cell(ix: Tensor, iy: Tensor) -> Tensor:
-    return (iy % LATTICE) * LATTICE + ix % LATTICE
+
+_WRAP = LATTICE - 1  # LATTICE is a power of two: wrapping is a bitwise and (also for negatives)
+_ROW = LATTICE.bit_length() - 1
+
+
+def _cells(x0: Tensor, y0: Tensor, offsets: tuple[int, ...]) -> tuple[list[Tensor], list[Tensor]]:
+    """Lattice columns and row starts of the cells at the given offsets from floor(x), floor(y)."""
+    ix, iy = x0.long(), y0.long()
+    cols = [(ix + d).bitwise_and_(_WRAP) if d else ix & _WRAP for d in offsets]
+    rows = [(iy + d).bitwise_and_(_WRAP).bitwise_left_shift_(_ROW) if d else (iy & _WRAP) << _ROW
+            for d in offsets]  # fmt: skip
+    return cols, rows
 
 
 def value_noise(x: Tensor, y: Tensor, lat: Lattice) -> Tensor:
     """Smoothly interpolated random lattice values in [-1, 1]; one lattice cell per unit."""
     x0, y0 = torch.floor(x), torch.floor(y)
     fx, fy = x - x0, y - y0
-    ix, iy = x0.long(), y0.long()
+    (c0, c1), (r0, r1) = _cells(x0, y0, (0, 1))
     v = lat.values
-    v00, v10 = v.gather(1, _cell(ix, iy)), v.gather(1, _cell(ix + 1, iy))
-    v01, v11 = v.gather(1, _cell(ix, iy + 1)), v.gather(1, _cell(ix + 1, iy + 1))
+    v00, v10 = v.gather(1, r0 + c0), v.gather(1, r0 + c1)
+    v01, v11 = v.gather(1, r1 + c0), v.gather(1, r1 + c1)
     sx, sy = fx * fx * (3 - 2 * fx), fy * fy * (3 - 2 * fy)
     return (torch.lerp(torch.lerp(v00, v10, sx), torch.lerp(v01, v11, sx), sy)) * 2 - 1
 
@@ -129,12 +148,12 @@ def gradient_noise(x: Tensor, y: Tensor, lat: Lattice) -> Tensor:
     """Perlin noise: random unit gradients at the lattice points, quintic fade, about [-1, 1]."""
     x0, y0 = torch.floor(x), torch.floor(y)
     fx, fy = x - x0, y - y0
-    ix, iy = x0.long(), y0.long()
-    a = lat.angles * (2 * math.pi)
+    cols, rows = _cells(x0, y0, (0, 1))
+    gx, gy = lat.gradients()
 
     def dot(dx: int, dy: int) -> Tensor:
-        ang = a.gather(1, _cell(ix + dx, iy + dy))
-        return torch.cos(ang) * (fx - dx) + torch.sin(ang) * (fy - dy)
+        cell = rows[dy] + cols[dx]
+        return gx.gather(1, cell) * (fx - dx) + gy.gather(1, cell) * (fy - dy)
 
     sx = fx * fx * fx * (fx * (fx * 6 - 15) + 10)
     sy = fy * fy * fy * (fy * (fy * 6 - 15) + 10)
@@ -160,18 +179,19 @@ def voronoi(x: Tensor, y: Tensor, lat: Lattice, jitter: Tensor) -> tuple[Tensor,
     second nearest (F2 − F1, dark on cell borders) and the nearest cell's random value."""
     x0, y0 = torch.floor(x), torch.floor(y)
     fx, fy = x - x0, y - y0
-    ix, iy = x0.long(), y0.long()
+    cols, rows = _cells(x0, y0, (-1, 0, 1))
     inf = torch.full_like(x, 1e9)
     d1, d2, val = inf, inf, torch.zeros_like(x)
     for dy in (-1, 0, 1):
         for dx in (-1, 0, 1):
-            c = _cell(ix + dx, iy + dy)
+            c = rows[dy + 1] + cols[dx + 1]
             px = dx + 0.5 + jitter * (lat.values.gather(1, c) - 0.5) - fx
             py = dy + 0.5 + jitter * (lat.angles.gather(1, c) - 0.5) - fy
             d = px * px + py * py
             nearer = d < d1
             d2 = torch.where(nearer, d1, torch.minimum(d2, d))
-            val = torch.where(nearer, lat.values.gather(1, (c * 7 + 13) % (LATTICE * LATTICE)), val)
+            cell_value = lat.values.gather(1, c.mul_(7).add_(13).bitwise_and_(LATTICE * LATTICE - 1))
+            val = torch.where(nearer, cell_value, val)
             d1 = torch.minimum(d1, d)
     f1, f2 = d1.sqrt(), d2.sqrt()
     return f1, f2 - f1, val
@@ -218,7 +238,7 @@ def _d_kaleidoscope(x, y, p, lat):
 
 def _d_tile(x, y, p, lat):
     k = p["k"] / 2
-    return (torch.frac(x * k + 100.5) - 0.5) * 2, (torch.frac(y * k + 100.5) - 0.5) * 2
+    return (_fract(x * k + 0.5) - 0.5) * 2, (_fract(y * k + 0.5) - 0.5) * 2
 
 
 def _d_swirl(x, y, p, lat):
@@ -265,7 +285,7 @@ DOMAIN_OPS: tuple[Op, ...] = (
        lambda p: f"fold3(|p|−({_fmt(p['ox'])}, {_fmt(p['oy'])}), {math.degrees(p['angle']):.0f}°)"),
 )  # fmt: skip
 # How often each domain operator is drawn (identity most often, so chains stay short).
-DOMAIN_WEIGHTS = (6, 2, 3, 2, 1, 1, 1, 1, 1, 2, 1)
+DOMAIN_WEIGHTS = (8, 2, 3, 2, 1, 1, 1, 1, 1, 3, 1)
 
 
 # ------------------------------------------------------------------------------------ fields
@@ -312,7 +332,7 @@ def _f_fbm(x, y, p, lat):
     for kind, rows in groups(p["kind"][:, 0].long()):  # 0 value, 1 gradient, 2 ridged gradient
         sub = lat.take(rows)
         f = fbm(xs[rows], ys[rows], sub, 5, p["gain"][rows], gradient=kind > 0)
-        out[rows] = 1 - 2 * f.abs() if kind == 2 else f
+        out.index_copy_(0, rows, 1 - 2 * f.abs() if kind == 2 else f)
     return out
 
 
@@ -370,7 +390,7 @@ FIELD_OPS: tuple[Op, ...] = (
                              "mode": torch.floor(u[:, 4:5] * 3)},
        _f_voronoi, lambda p: f"voronoi({VORONOI_MODES[int(p['mode'])]}, f={_fmt(p['freq'])})"),
 )  # fmt: skip
-FIELD_WEIGHTS = (2, 2, 2, 1, 1, 1, 3, 3)
+FIELD_WEIGHTS = (1, 3, 3, 2, 1, 1, 3, 3)
 
 
 # ------------------------------------------------------------------------------------ combinators
@@ -411,7 +431,7 @@ COMBINATORS: tuple[Op, ...] = (
     Op("select", lambda u: {"t": _lerp(-0.8, 0.8, u[:, :1]), "shift": _lerp(-2, 2, u[:, 1:2])}, _c_select,
        lambda p: f"select(first > {_fmt(p['t'])} ? second{p['shift']:+.2f} : first)"),
 )  # fmt: skip
-COMBINATOR_WEIGHTS = (2, 1, 1, 1, 2, 3)
+COMBINATOR_WEIGHTS = (2, 1, 1, 1, 2, 4)
 
 CPPN_ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "sin": torch.sin,
@@ -419,7 +439,7 @@ CPPN_ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "tanh": torch.tanh,
     "abs": torch.abs,
     "softplus": torch.nn.functional.softplus,
-    "sawtooth": lambda h: torch.frac(h * 0.5 + 100.5) * 2 - 1,
+    "sawtooth": lambda h: _fract(h * 0.5 + 0.5) * 2 - 1,
 }
 PALETTES = ("cosine", "gradient-map")
 FINISHES = ("flat", "outline", "shaded", "contours")
@@ -482,18 +502,36 @@ def sample_program(rng: Rng, grammar: str, depth: int) -> dict[str, Tensor]:
         "finish": _choice(rng, (3, 2, 2, 1), 1)[:, 0],
         "finish_u": rng.uniform(4),
         "soften": rng.uniform(1) * 0.25,
+        "saturation": _lerp(0.1, 1.0, rng.uniform(1)),
     }  # fmt: skip
     return p
 
 
 # ------------------------------------------------------------------------------------ rendering
+def per_op(ops: Tensor, fn: Fn, *inputs: Tensor) -> tuple[Tensor, ...]:
+    """Group by operator: fn(op, rows, *those rows of inputs) -> a tuple of [m, …] outputs, for
+    each operator in ops [n] on the rows that chose it, assembled into [n, …] outputs. A group
+    of every row runs on the inputs themselves, without copies."""
+    outs: tuple[Tensor, ...] = ()
+    for k, rows in groups(ops):
+        if len(rows) == len(ops):
+            return fn(k, rows, *inputs)
+        res = fn(k, rows, *(t.index_select(0, rows) for t in inputs))
+        if not outs:
+            outs = tuple(r.new_empty(len(ops), *r.shape[1:]) for r in res)
+        for o, r in zip(outs, res, strict=True):
+            o.index_copy_(0, rows, r)
+    return outs
+
+
 def _apply_domain(ops: Tensor, u: Tensor, x: Tensor, y: Tensor, lat: Lattice) -> tuple[Tensor, Tensor]:
     """One domain slot: ops [n], u [n, U]; each operator on the rows that chose it."""
-    nx, ny = torch.empty_like(x), torch.empty_like(y)
-    for k, rows in groups(ops):
+
+    def run(k: int, rows: Tensor, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         op = DOMAIN_OPS[k]
-        nx[rows], ny[rows] = op.apply(x[rows], y[rows], op.params(u[rows]), lat.take(rows))
-    return nx, ny
+        return op.apply(x, y, op.params(u[rows]), lat.take(rows))
+
+    return per_op(ops, run, x, y)
 
 
 def _shader(p: dict[str, Tensor], rows: Tensor, x: Tensor, y: Tensor, depth: int) -> Tensor:
@@ -505,30 +543,31 @@ def _shader(p: dict[str, Tensor], rows: Tensor, x: Tensor, y: Tensor, depth: int
 
 
 def _node(p: dict[str, Tensor], rows: Tensor, slot: int, x: Tensor, y: Tensor, lat: Lattice) -> Tensor:
-    """Tree node `slot` for images `rows` (into the batch); x, y, lat are those images' rows."""
-    out = torch.empty_like(x)
-    branch = p["branch"][rows, slot]
-    leaf = (~branch).nonzero()[:, 0]
-    if len(leaf):
-        lx, ly, llat, lrows = x[leaf], y[leaf], lat.take(leaf), rows[leaf]
+    """Tree node `slot` for images `rows` (into the batch); x, y, lat are those images' rows:
+    a field (after its own domain transforms) or a combinator of two sub-trees, standardised."""
+
+    def node(branch: int, sub: Tensor, x: Tensor, y: Tensor) -> tuple[Tensor]:
+        batch, sub_lat = rows[sub], lat.take(sub)
+        if branch:
+            a = _node(p, batch, 2 * slot + 1, x, y, sub_lat)
+            b = _node(p, batch, 2 * slot + 2, x, y, sub_lat)
+
+            def combine(k: int, r: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor]:
+                return (COMBINATORS[k].apply(a, b, COMBINATORS[k].params(p["comb_u"][batch[r], slot])),)
+
+            (joined,) = per_op(p["comb_ops"][batch, slot], combine, a, b)
+            return (standardise(joined),)
         for s in range(LEAF_DOMAIN_SLOTS):
-            lx, ly = _apply_domain(p["leaf_ops"][lrows, slot, s], p["leaf_u"][lrows, slot, s], lx, ly, llat)
-        field = torch.empty_like(lx)
-        for k, sub in groups(p["field_ops"][lrows, slot]):
+            x, y = _apply_domain(p["leaf_ops"][batch, slot, s], p["leaf_u"][batch, slot, s], x, y, sub_lat)
+
+        def field(k: int, r: Tensor, x: Tensor, y: Tensor) -> tuple[Tensor]:
             op = FIELD_OPS[k]
-            field[sub] = op.apply(lx[sub], ly[sub], op.params(p["field_u"][lrows[sub], slot]), llat.take(sub))
-        out[leaf] = standardise(field)
-    inner = branch.nonzero()[:, 0]
-    if len(inner):
-        ix, iy, ilat, irows = x[inner], y[inner], lat.take(inner), rows[inner]
-        a = _node(p, irows, 2 * slot + 1, ix, iy, ilat)
-        b = _node(p, irows, 2 * slot + 2, ix, iy, ilat)
-        joined = torch.empty_like(a)
-        for k, sub in groups(p["comb_ops"][irows, slot]):
-            op = COMBINATORS[k]
-            joined[sub] = op.apply(a[sub], b[sub], op.params(p["comb_u"][irows[sub], slot]))
-        out[inner] = standardise(joined)
-    return out
+            return (op.apply(x, y, op.params(p["field_u"][batch[r], slot]), sub_lat.take(r)),)
+
+        (f,) = per_op(p["field_ops"][batch, slot], field, x, y)
+        return (standardise(f),)
+
+    return per_op(p["branch"][rows, slot].long(), node, x, y)[0]
 
 
 def _cppn(p: dict[str, Tensor], rows: Tensor, x: Tensor, y: Tensor) -> Tensor:
@@ -558,7 +597,8 @@ def _cppn(p: dict[str, Tensor], rows: Tensor, x: Tensor, y: Tensor) -> Tensor:
         new = h.clone()
         for a, sub in groups(acts[:, layer]):
             if a < len(CPPN_ACTIVATIONS):
-                new[sub] = list(CPPN_ACTIVATIONS.values())[a](pre[sub]) * alive[sub, :, None]
+                act = list(CPPN_ACTIVATIONS.values())[a]
+                new.index_copy_(0, sub, act(pre.index_select(0, sub)) * alive[sub, :, None])
         h = new
         fan_in = width[:, None, None].float()
     w = weights[:, -1, :3] * (gains[:, -1, None, None] / width[:, None, None].float().sqrt())
@@ -578,14 +618,14 @@ def _palette(p: dict[str, Tensor], rows: Tensor, t: Tensor) -> Tensor:
             a, b = _lerp(0.3, 0.7, pu[:, 0]), _lerp(0.2, 0.5, pu[:, 1])
             c, d = _lerp(0.4, 1.6, pu[:, 2]), pu[:, 3]
             wave = torch.cos(2 * math.pi * (c[..., None] * ts + d[..., None]))
-            out[sub] = a[..., None] + b[..., None] * wave
+            out.index_copy_(0, sub, a[..., None] + b[..., None] * wave)
         else:
             stops = p["stops"][rows[sub]].transpose(1, 2)  # [m, 3, 5] colours at t = 0, ¼, …, 1
             pos = ts[:, 0] * 3.999
             i = pos.long()
             lo = stops.gather(2, i[:, None].expand(-1, 3, -1))
             hi = stops.gather(2, (i + 1)[:, None].expand(-1, 3, -1))
-            out[sub] = torch.lerp(lo, hi, (pos - i)[:, None])
+            out.index_copy_(0, sub, torch.lerp(lo, hi, (pos - i)[:, None]))
     return out.clamp(0, 1)
 
 
@@ -611,9 +651,9 @@ def _finish(p: dict[str, Tensor], rows: Tensor, rgb: Tensor, t: Tensor, side: in
             shade = _lerp(0.35, 1.1, lit.clamp(0, 1))
         else:
             level = t[sub].view(-1, side, side) * _lerp(1, 4, fs[:, :1, None])
-            line = (torch.frac(level + 100.0) - 0.5).abs()
+            line = (_fract(level) - 0.5).abs()
             shade = torch.where(line > 0.42, 0.35, 1.0)
-        out[sub] = rgb[sub] * shade.view(len(sub), 1, -1)
+        out.index_copy_(0, sub, rgb.index_select(0, sub) * shade.view(len(sub), 1, -1))
     return out.clamp(0, 1)
 
 
@@ -636,13 +676,17 @@ def render_programs(p: dict[str, Tensor], res: int, depth: int) -> Tensor:
     for grammar, rows in groups(p["grammar"]):
         if grammar == 0:
             out = _cppn(p, rows, x[rows], y[rows])
-            t[rows] = out[:, 0]
+            field = out[:, 0]
             m = torch.tanh(torch.einsum("nij,njp->nip", p["colour_matrix"][rows], out)) * 0.5 + 0.5
-            rgb[rows] = torch.lerp(_palette(p, rows, out[:, 0]), m, p["direct"][rows, :, None] * 0.7)
+            colour = torch.lerp(_palette(p, rows, field), m, p["direct"][rows, :, None] * 0.7)
         else:
-            t[rows] = _shader(p, rows, x[rows], y[rows], depth)
-            rgb[rows] = _palette(p, rows, t[rows])
+            field = _shader(p, rows, x[rows], y[rows], depth)
+            colour = _palette(p, rows, field)
+        t.index_copy_(0, rows, field)
+        rgb.index_copy_(0, rows, colour)
     rgb = _finish(p, everyone, rgb, t, side, res)
+    grey = rgb.mean(1, keepdim=True)
+    rgb = torch.lerp(grey, rgb, p["saturation"][:, :, None])  # from nearly grey to the palette's colours
     rgb = soften(rgb.view(b, 3, side, side), p["soften"] * (res / 128))
     return rgb[:, :, :res, :res]
 
