@@ -16,6 +16,7 @@ from rich.padding import Padding
 from rich.table import Table
 
 from noisevision.errors import NoisevisionError, StopRequested
+from noisevision.io import check_output_file, check_output_folder
 from noisevision.memory import keep_freed_memory
 from noisevision.registry import LISTS, listing, registry
 
@@ -48,6 +49,13 @@ def _root(
     ),
 ) -> None:
     """noisevision: learn to see by looking at noise."""
+
+
+def at_least_one(*options: tuple[str, int | None]) -> None:
+    """NoisevisionError for the first (flag, value) given below 1 (None: not given)."""
+    for flag, value in options:
+        if value is not None and value < 1:
+            raise NoisevisionError(f"{flag} must be at least 1, got {value}")
 
 
 @app.command("list")
@@ -140,6 +148,9 @@ def show(
 
     if num < 1:
         raise NoisevisionError(f"--num-images must be at least 1, got {num}")
+    if start < 0:
+        raise NoisevisionError(f"--start must be 0 or more, got {start}")
+    check_output_file(out)
     path = sample_grid(
         list(names),
         out,
@@ -224,7 +235,9 @@ def generate(
     k, n = folder.parse_shard(shard)
     indices = folder.shard_range(num, k, n)
     spec = folder.DatasetSpec(name, gen.params, seed, res, num, fmt, quality)
-    workers = default_workers(dev, "generate") if workers is None else max(workers, 0)
+    if workers is not None and workers < 0:
+        raise NoisevisionError(f"--workers must be 0 or more, got {workers}")
+    workers = default_workers(dev, "generate") if workers is None else workers
     folder.prepare_folder(out, spec)  # a foreign or unwritable folder fails before any progress bar
     where = f" (shard {k + 1}/{n}: {indices.start}..{indices.stop - 1})" if n > 1 else ""
     console.print(f"{name} → {out}: {num} images at {res} px, seed {seed}, {dev}{where}", soft_wrap=True)
@@ -404,8 +417,14 @@ def eval_cmd(
         **{k: v for k, v in given.items() if v is not None},
     )  # fmt: skip
     settings.check()
+    if input_size is not None and input_size < 1:
+        raise NoisevisionError(f"--input-size must be at least 1, got {input_size}")
+    if out is not None:
+        check_output_file(out)
     dev = resolve_device(device)
     model, meta = load_probe_model(encoder, dev, input_size)
+    if out is None and "path" in meta:
+        check_output_folder(Path(meta["path"]).parent)  # the results go beside the encoder
     data = load_eval_dataset(dataset, download=download)
     result = evaluate(model, data, settings, dev, meta, log=lambda m: err_console.print(m, markup=False))
     if out is None:  # one file per (dataset, probes, layer): a later probe run never overwrites another
@@ -487,12 +506,15 @@ def reproduce(
     from noisevision.reproduce import reproduce as run_reproduction
 
     out = out or Path(f"reproduce-{preset}")
+    names = None if generators is None else [g.strip() for g in generators.split(",") if g.strip()]
+    if names == []:
+        raise NoisevisionError(f"--generators '{generators}' names no generator: give NAME,NAME,…")
     if report_only:
         paths = build_report(out, log=console.print)
         console.print(f"report: {paths['markdown']}")
         return
     run_reproduction(
-        preset, out, generators=[g for g in (generators or "").split(",") if g] or None,
+        preset, out, generators=names,
         eval_dataset=eval_dataset, extra_data=parse_extra_data(extra_data), device=device,
         download=download, probe_overrides={"subset": subset, "test_subset": test_subset},
         feature_vis_encoder=feature_vis_encoder, materialize=materialize,
@@ -529,10 +551,10 @@ def bench_train_cmd(
     from noisevision.train import TrainConfig
     from noisevision.train_bench import MODES, bench_train
 
+    at_least_one(("--steps", steps), ("--rounds", rounds), ("--batch-size", batch_size),
+                 ("--threads", threads))
     if threads:
         torch.set_num_threads(threads)
-    if steps < 1:
-        raise NoisevisionError(f"--steps must be at least 1, got {steps}")
     dev = resolve_device(device)
     cfg = TrainConfig.from_preset(preset, data=data, arch=arch, res=res, batch_size=batch_size,
                                   precision=precision, out="unused")  # fmt: skip
@@ -547,7 +569,7 @@ def bench_train_cmd(
         f"{res} px | batch {batch_size} | {steps} steps × {rounds} rounds | workers {n_workers} "
         "(1 thread each)", soft_wrap=True,
     )  # fmt: skip
-    results = bench_train(cfg, dev, steps, workers=workers, rounds=max(1, rounds), modes=chosen)
+    results = bench_train(cfg, dev, steps, workers=workers, rounds=rounds, modes=chosen)
     base = results[0].images_per_s
     for r in results:
         each = ", ".join(f"{x:,.1f}" for x in r.rounds)
@@ -597,9 +619,9 @@ def bench_eval_cmd(
     names = decoders.split(",") if decoders else ["pil", "draft"] + (["device"] if dev.type == "cuda" else [])
     for name in names:
         resolve_decoder(name, dev)
-    for flag, value in (("--images", images), ("--batch-size", batch_size)):
-        if value < 1:
-            raise NoisevisionError(f"{flag} must be at least 1, got {value}")
+    at_least_one(("--images", images), ("--batch-size", batch_size))
+    if folder is not None and not folder.is_dir():
+        raise NoisevisionError(f"--folder {folder} is not a folder of train/<class>/ images")
     model = build_encoder(arch, **({"input_size": input_size} if input_size else {})).to(dev).eval()
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -655,6 +677,9 @@ def bench_generators(
     from noisevision.bench import bench_generator, bench_reference, machine_line
     from noisevision.device import resolve_device
 
+    at_least_one(("--batch-size", batch), ("--repeats", repeats), ("--threads", threads))
+    if not min_time >= 0:
+        raise NoisevisionError(f"--min-time must be 0 or more seconds, got {min_time}")
     if threads:
         torch.set_num_threads(threads)
     dev = resolve_device(device)
@@ -810,6 +835,8 @@ def main() -> None:
         sys.argv[1:] = expand_aliases(sys.argv[1:])
         fill_help(sys.argv[1:])
         code = app(standalone_mode=False, prog_name="noisevision")
+        if code == 130:  # typer's exit code for Ctrl-C
+            err_console.print("[yellow]interrupted[/]: run the same command again to resume")
         sys.exit(code if isinstance(code, int) else 0)
     except usage_error as exc:  # options that do not parse: one line, like every other user error
         if type(exc).__name__ == "NoArgsIsHelpError":  # the help was shown

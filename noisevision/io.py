@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from noisevision.errors import NoisevisionError
+
 
 def _atomic(path: str | Path, write: Callable[[IO[bytes]], None], durable: bool) -> Path:
     path = Path(path)
@@ -53,3 +55,38 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
     import torch
 
     return _atomic(path, lambda f: torch.save(obj, f), durable=True)
+
+
+# ---------------------------------------------------------------------------------- output places
+def _writable_ancestor(path: Path, flag: str) -> None:
+    """The nearest existing ancestor of `path` is a folder this process can create files in (tried
+    for real: permission bits do not tell for root, read-only mounts or /proc)."""
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise NoisevisionError(f"{flag} {path}: {ancestor} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(dir=ancestor, prefix=".noisevision-probe-")
+    except OSError as exc:
+        raise NoisevisionError(f"{flag} {path}: cannot write in {ancestor} ({exc.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_output_file(path: str | Path, flag: str = "--out") -> Path:
+    """NoisevisionError unless `path` can be written as a file (its folders are created later)."""
+    path = Path(path)
+    if path.is_dir():
+        raise NoisevisionError(f"{flag} {path} is a folder: give a file name")
+    _writable_ancestor(path, flag)
+    return path
+
+
+def check_output_folder(path: str | Path, flag: str = "--out") -> Path:
+    """NoisevisionError unless `path` is, or can be created as, a folder that can be written in."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NoisevisionError(f"{flag} {path} is a file, not a folder")
+    _writable_ancestor(path / "x", flag)
+    return path

@@ -51,7 +51,7 @@ from noisevision.data.stream import (
 )
 from noisevision.device import default_workers, resolve_device
 from noisevision.errors import NoisevisionError, StopRequested, checkpoint_place
-from noisevision.io import atomic_save, atomic_write_text
+from noisevision.io import atomic_save, atomic_write_text, check_output_folder
 from noisevision.methods import METHODS, build_method
 from noisevision.methods.common import gather, world
 from noisevision.models import (
@@ -192,6 +192,9 @@ class TrainConfig:
             raise NoisevisionError(f"learning rate must be positive, got {self.lr}")
         if self.workers is not None and self.workers < 0:
             raise NoisevisionError(f"--workers must be 0 or more, got {self.workers}")
+        for name in ("threads", "bn_groups", "res", "input_size"):
+            if (value := getattr(self, name)) is not None and value < 1:
+                raise NoisevisionError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
         if not self.checkpoint_minutes >= 0:
             raise NoisevisionError(f"--checkpoint-minutes must be 0 or more, got {self.checkpoint_minutes}")
         if self.log_every < 1:
@@ -199,6 +202,7 @@ class TrainConfig:
         check_precision(self.precision)
         if self.cache_images not in self.CACHE_MODES:
             raise NoisevisionError(f"--cache-images must be auto, on or off, not '{self.cache_images}'")
+        check_output_folder(self.out)
 
 
 def parse_options(items: list[str] | None, what: str | None = None) -> dict[str, Any] | None:

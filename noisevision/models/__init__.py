@@ -38,6 +38,7 @@ from noisevision.registry import Registry
 FORMAT = "noisevision-encoder"
 VERSION = 2
 READABLE_VERSIONS = (1, 2)
+MIN_INPUT = 8  # the smallest crop side an encoder is built for
 
 
 ARCHS: Registry[Callable[..., nn.Module]] = Registry("architecture")
@@ -57,8 +58,15 @@ def arch_names() -> list[str]:
 def build_encoder(arch: str, **kw: Any) -> nn.Module:
     """Build the encoder registered as `arch`; `kw` overrides its defaults (width, input_size, ...)."""
     entry = ARCHS.entry(arch)
+    options = {**entry.defaults, **kw}
+    for key, low, strict in (("width", 0, True), ("out_dim", 1, False), ("input_size", MIN_INPUT, False)):
+        value = options.get(key, low + 1)
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or value < low or (strict and value == low):
+            bound = "positive" if strict else f"at least {low}"
+            raise NoisevisionError(f"architecture '{arch}': {key} must be {bound}, not {value!r}")
     try:
-        encoder = entry.value(**{**entry.defaults, **kw})
+        encoder = entry.value(**options)
     except (TypeError, ValueError) as exc:
         raise NoisevisionError(f"bad options for architecture '{arch}': {exc}") from exc
     encoder.arch = arch

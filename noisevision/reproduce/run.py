@@ -19,9 +19,10 @@ from typing import Any
 import torch
 
 import noisevision
+from noisevision.device import resolve_device
 from noisevision.errors import NoisevisionError
 from noisevision.evaluate import ProbeSettings, build_baseline, evaluate
-from noisevision.io import atomic_write_text, slug
+from noisevision.io import atomic_write_text, check_output_folder, slug
 from noisevision.reproduce.cells import cell_path, read_cell
 from noisevision.reproduce.plan import (
     PAPER_NUMBERS,
@@ -244,7 +245,6 @@ def run_source(source: Source, preset: ReproPreset, out: Path, dataset_name: str
                settings: ProbeSettings, device: str, log: Log,
                train_overrides: dict[str, Any]) -> list[dict[str, Any]]:
     """Pre-train if needed, probe, and write the missing cells of `source`."""
-    from noisevision.device import resolve_device
     from noisevision.models import load_encoder
 
     todo = [p for p in settings.probes if read_cell(cell_path(out, source.name, p)) is None]
@@ -308,6 +308,8 @@ def reproduce(preset: str | ReproPreset, out: str | Path, generators: list[str] 
     out = Path(out).resolve()  # runs record their data by absolute path: resumable from any directory
     settings = preset.probe_settings(**(probe_overrides or {}))
     settings.check()
+    check_output_folder(out)
+    resolve_device(device)  # CUDA asked for but absent: one line now, not a failure per cell
     dataset_name = eval_dataset or preset.eval_dataset
     if dataset_name in DATASETS and DATASETS.get(dataset_name).needs_path:  # a kind without its folder
         raise NoisevisionError(
