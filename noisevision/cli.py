@@ -813,11 +813,11 @@ def user_error_line(exc: BaseException) -> str | None:
     whole traceback into the message: only its own last line is kept); OS errors on the user's
     files (permissions, missing folders, a full disk, undecodable images).
     """
+    text = str(exc)
+    wrapped = "Original Traceback" in text  # torch's re-raised worker exception: the worker's own line
+    if wrapped and isinstance(exc, NoisevisionError | OSError):
+        return " ".join(text.rstrip().splitlines()[-1].split(": ", 1)[-1].split())
     if isinstance(exc, NoisevisionError):
-        text = str(exc)
-        if "Original Traceback" in text:  # torch's wrapped worker exception
-            last = text.rstrip().splitlines()[-1]
-            text = last.split("Error: ", 1)[-1]
         return " ".join(text.split())
     if isinstance(exc, OSError):
         what = exc.strerror or str(exc) or type(exc).__name__

@@ -208,5 +208,11 @@ def test_a_worker_wrapped_error_is_its_own_line():
         "noisevision.errors.NoisevisionError: bad.jpg: not an image\n"
     )  # fmt: skip
     assert user_error_line(wrapped) == "bad.jpg: not an image"
+    pil = OSError("Caught UnidentifiedImageError in DataLoader worker process 1.\n"
+                  "Original Traceback (most recent call last):\n  ...\n"
+                  "PIL.UnidentifiedImageError: cannot identify image file 'x.png'\n")  # fmt: skip
+    assert user_error_line(pil) == "cannot identify image file 'x.png'"
+    bug = ValueError("Caught ValueError in DataLoader worker\nOriginal Traceback ...")
+    assert user_error_line(bug) is None
     assert user_error_line(PermissionError(13, "Permission denied", "/x/y")) == "Permission denied: /x/y"
     assert user_error_line(ValueError("a bug")) is None
