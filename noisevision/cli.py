@@ -819,6 +819,9 @@ def user_error_line(exc: BaseException) -> str | None:
         return " ".join(text.rstrip().splitlines()[-1].split(": ", 1)[-1].split())
     if isinstance(exc, NoisevisionError):
         return " ".join(text.split())
+    if isinstance(exc, RuntimeError) and "DataLoader worker" in text and "unexpectedly" in text:
+        first = text.strip().splitlines()[0].rstrip(". ")
+        return f"{first}: the work done so far is kept; run again (with fewer --workers if memory is short)"
     if isinstance(exc, OSError):
         what = exc.strerror or str(exc) or type(exc).__name__
         where = f": {exc.filename}" if exc.filename else ""

@@ -212,6 +212,8 @@ def test_a_worker_wrapped_error_is_its_own_line():
                   "Original Traceback (most recent call last):\n  ...\n"
                   "PIL.UnidentifiedImageError: cannot identify image file 'x.png'\n")  # fmt: skip
     assert user_error_line(pil) == "cannot identify image file 'x.png'"
+    died = RuntimeError("DataLoader worker (pid(s) 1234) exited unexpectedly")
+    assert user_error_line(died).startswith("DataLoader worker (pid(s) 1234) exited unexpectedly: the work")
     bug = ValueError("Caught ValueError in DataLoader worker\nOriginal Traceback ...")
     assert user_error_line(bug) is None
     assert user_error_line(PermissionError(13, "Permission denied", "/x/y")) == "Permission denied: /x/y"
