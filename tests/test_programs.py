@@ -62,7 +62,7 @@ def test_the_family_is_listed_as_not_in_the_paper():
         spec = generators.spec(name)
         assert spec.family == "procedural programs" and spec.label == "" and spec.default_res == 128
         assert spec.description and "\n" not in spec.description
-    assert generators.get("program-mixed").params == {"grammar": "mixed", "depth": 3}
+    assert generators.get("program-mixed").params == {"grammar": "mixed", "depth": 3, "cppn_share": 0.5}
 
 
 def test_bad_parameters_are_one_line_errors():
@@ -185,7 +185,7 @@ def test_spectral_slopes_spread_over_the_natural_range(name):
 def test_describe_prints_the_program():
     gen = generators.get("program-mixed")
     assert gen.describe() == {"name": "program-mixed", "family": "procedural programs",
-                              "params": {"grammar": "mixed", "depth": 3}}  # fmt: skip
+                              "params": {"grammar": "mixed", "depth": 3, "cppn_share": 0.5}}  # fmt: skip
     texts = [gen.describe(i) for i in range(12)]
     assert len(set(texts)) == 12
     grammars = pg.sample_program(Rng.for_indices(gen.key, 0, torch.arange(12)), "mixed", 3)["grammar"]

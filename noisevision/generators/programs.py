@@ -453,7 +453,7 @@ def _choice(rng: Rng, weights: tuple[int, ...], *shape: int) -> Tensor:
 
 
 # ------------------------------------------------------------------------------------ sampling
-def sample_program(rng: Rng, grammar: str, depth: int) -> dict[str, Tensor]:
+def sample_program(rng: Rng, grammar: str, depth: int, cppn_share: float = 0.5) -> dict[str, Tensor]:
     """Every random number of a batch of programs, drawn from the images' keys: [B, …] tensors.
 
     All slots are drawn for every image whatever its operators and grammar, so an image's program
@@ -464,7 +464,7 @@ def sample_program(rng: Rng, grammar: str, depth: int) -> dict[str, Tensor]:
     level = torch.floor(torch.log2(torch.arange(slots, device=rng.device) + 1.0))  # [S]
     g = {"cppn": 0, "shader": 1}
     if grammar == "mixed":
-        which = rng.randint(0, 2, 1)[:, 0]
+        which = (rng.uniform(1)[:, 0] >= cppn_share).long()
     else:
         which = torch.full((rng.batch,), g[grammar], dtype=torch.int64, device=rng.device)
     n_layers = rng.randint(1, layers + 1, 1)[:, 0]
@@ -716,13 +716,15 @@ class ProceduralPrograms(Generator):
     single_cpu_thread = True
     max_batch = 128
 
-    def __init__(self, spec: GeneratorSpec, grammar: str = "mixed", depth: int = 3):
-        super().__init__(spec, grammar=grammar, depth=depth)
+    def __init__(self, spec: GeneratorSpec, grammar: str = "mixed", depth: int = 3, cppn_share: float = 0.5):
+        super().__init__(spec, grammar=grammar, depth=depth, cppn_share=cppn_share)
         if grammar not in GRAMMARS:
             raise NoisevisionError(f"unknown grammar '{grammar}' for {spec.name}: use {', '.join(GRAMMARS)}")
         if not isinstance(depth, int) or not 1 <= depth <= MAX_DEPTH:
             raise NoisevisionError(f"{spec.name}: depth must be an integer in 1..{MAX_DEPTH}, got {depth!r}")
-        self.grammar, self.depth = grammar, depth
+        if not 0 <= cppn_share <= 1:
+            raise NoisevisionError(f"{spec.name}: cppn_share must be in 0..1, got {cppn_share!r}")
+        self.grammar, self.depth, self.cppn_share = grammar, depth, float(cppn_share)
 
     @property
     def key(self) -> str:
@@ -730,7 +732,7 @@ class ProceduralPrograms(Generator):
         return f"program-{self.grammar}"
 
     def sample_params(self, rng: Rng) -> dict[str, Tensor]:
-        return sample_program(rng, self.grammar, self.depth)
+        return sample_program(rng, self.grammar, self.depth, self.cppn_share)
 
     def render(self, rng: Rng, res: int) -> Tensor:
         rgb, _ = self._render_with_tries(rng, res)
@@ -826,9 +828,12 @@ def _node_text(p: dict[str, Tensor], slot: int, indent: str) -> str:
     return f"{_op_text(FIELD_OPS[int(p['field_ops'][slot])], p['field_u'][slot])} at {where}"
 
 
+NAME_PARAMS: dict[str, Callable[[str], Any]] = {"depth": int, "cppn_share": float}
+
+
 def resolve_program(name: str, params: dict[str, Any]) -> Generator | None:
     """Registry resolver for `program-<grammar>:depth=N` (the complexity in the name, so that
-    command lines and reproduction sources can set it)."""
+    command lines and reproduction sources can set it), also `…:depth=N,cppn_share=F`."""
     base, sep, args = name.partition(":")
     if not sep or not base.startswith("program-"):
         return None
@@ -836,13 +841,13 @@ def resolve_program(name: str, params: dict[str, Any]) -> Generator | None:
     given: dict[str, Any] = {}
     for item in args.split(","):
         key, eq, value = item.partition("=")
-        if key != "depth" or not eq:
+        if key not in NAME_PARAMS or not eq:
             raise NoisevisionError(f"'{name}': write {base}:depth=N (N in 1..{MAX_DEPTH})")
         try:
-            given[key] = int(value)
+            given[key] = NAME_PARAMS[key](value)
         except ValueError:
-            why = f"'{name}': depth must be an integer in 1..{MAX_DEPTH}, not '{value}'"
-            raise NoisevisionError(why) from None
+            kind = f"an integer in 1..{MAX_DEPTH}" if key == "depth" else "a number"
+            raise NoisevisionError(f"'{name}': {key} must be {kind}, not '{value}'") from None
     named = replace(spec, name=name, defaults={**spec.defaults, **given})
     return named.build(named, **{**named.defaults, **params})
 
