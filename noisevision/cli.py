@@ -25,6 +25,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # help paragraphs reflowed, `code` shown as code
 )
 bench_app = typer.Typer(help="Throughput benchmarks (images/s).", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
