@@ -62,7 +62,7 @@ def test_the_family_is_listed_as_not_in_the_paper():
         spec = generators.spec(name)
         assert spec.family == "procedural programs" and spec.label == "" and spec.default_res == 128
         assert spec.description and "\n" not in spec.description
-    assert generators.get("program-mixed").params == {"grammar": "mixed", "depth": 3, "cppn_share": 0.5}
+    assert generators.get("program-mixed").params == {"grammar": "mixed", "depth": 3, "cppn_share": 0.2}
 
 
 def test_bad_parameters_are_one_line_errors():
@@ -89,8 +89,10 @@ def test_depth_in_the_name_is_the_parameter():
     named = generators.get("program-shader:depth=2")
     assert named.name == "program-shader:depth=2" and named.params["depth"] == 2
     assert torch.equal(named([3, 9], res=32), generators.get("program-shader", depth=2)([3, 9], res=32))
-    assert torch.equal(generators.get("program-shader:depth=3")([5], res=32),
+    assert torch.equal(generators.get("program-shader:depth=4")([5], res=32),
                        generators.get("program-shader")([5], res=32))  # fmt: skip
+    share = generators.get("program-mixed:depth=2,cppn_share=0.5")
+    assert share.params == {"grammar": "mixed", "depth": 2, "cppn_share": 0.5}
 
 
 # ============================================================================ determinism
@@ -119,8 +121,8 @@ def test_thread_count_does_not_change_bytes():
 
 def test_grammars_are_drawn_per_image():
     rng = Rng.for_indices("t", 0, torch.arange(400))
-    mixed = pg.sample_program(rng, "mixed", 3)["grammar"]
-    assert 0.4 < mixed.float().mean() < 0.6
+    assert 0.4 < pg.sample_program(rng, "mixed", 3, cppn_share=0.5)["grammar"].float().mean() < 0.6
+    assert 0.72 < pg.sample_program(rng, "mixed", 3)["grammar"].float().mean() < 0.88  # 1 = shader
     assert (pg.sample_program(rng, "cppn", 3)["grammar"] == 0).all()
     shader = pg.sample_program(rng, "shader", 2)
     assert (shader["grammar"] == 1).all()
@@ -185,7 +187,7 @@ def test_spectral_slopes_spread_over_the_natural_range(name):
 def test_describe_prints_the_program():
     gen = generators.get("program-mixed")
     assert gen.describe() == {"name": "program-mixed", "family": "procedural programs",
-                              "params": {"grammar": "mixed", "depth": 3, "cppn_share": 0.5}}  # fmt: skip
+                              "params": {"grammar": "mixed", "depth": 3, "cppn_share": 0.2}}  # fmt: skip
     texts = [gen.describe(i) for i in range(12)]
     assert len(set(texts)) == 12
     grammars = pg.sample_program(Rng.for_indices(gen.key, 0, torch.arange(12)), "mixed", 3)["grammar"]

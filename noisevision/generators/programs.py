@@ -14,7 +14,8 @@ from two small grammars and rendered as plain tensor code, batched, on any devic
   fields of circles, boxes and segments, value and gradient noise, fBm, Voronoi) joined by
   combinators (add, multiply, min, max, smooth-min, select by a field); the field is coloured by a
   cosine palette or a gradient map and optionally outlined, shaded from its gradient or contoured.
-- `program-mixed`: each image draws one of the two grammars.
+- `program-mixed`: each image draws one of the two grammars, a CPPN with probability `cppn_share`
+  (default 0.2).
 
 `depth` is the complexity: the shader tree's largest depth (up to 2^(depth-1) fields per image)
 and half the CPPN's largest number of layers.
@@ -453,7 +454,7 @@ def _choice(rng: Rng, weights: tuple[int, ...], *shape: int) -> Tensor:
 
 
 # ------------------------------------------------------------------------------------ sampling
-def sample_program(rng: Rng, grammar: str, depth: int, cppn_share: float = 0.5) -> dict[str, Tensor]:
+def sample_program(rng: Rng, grammar: str, depth: int, cppn_share: float = 0.2) -> dict[str, Tensor]:
     """Every random number of a batch of programs, drawn from the images' keys: [B, …] tensors.
 
     All slots are drawn for every image whatever its operators and grammar, so an image's program
@@ -716,7 +717,7 @@ class ProceduralPrograms(Generator):
     single_cpu_thread = True
     max_batch = 128
 
-    def __init__(self, spec: GeneratorSpec, grammar: str = "mixed", depth: int = 3, cppn_share: float = 0.5):
+    def __init__(self, spec: GeneratorSpec, grammar: str = "mixed", depth: int = 3, cppn_share: float = 0.2):
         super().__init__(spec, grammar=grammar, depth=depth, cppn_share=cppn_share)
         if grammar not in GRAMMARS:
             raise NoisevisionError(f"unknown grammar '{grammar}' for {spec.name}: use {', '.join(GRAMMARS)}")
@@ -806,7 +807,8 @@ def describe_program(p: dict[str, Tensor], depth: int) -> str:
         lines.append("  field = " + _node_text(p, 0, "  "))
         colour = f"colour: {_palette_text(p)}"
     finish = FINISHES[int(p["finish"])]
-    lines.append(f"{colour}; finish: {finish}")
+    lines.append(f"{colour}; saturation {float(p['saturation']):.2f}; finish: {finish}, "
+                 f"blur {float(p['soften']):.2f}")
     return "\n".join(lines)
 
 
@@ -855,12 +857,16 @@ def resolve_program(name: str, params: dict[str, Any]) -> Generator | None:
 _DESCRIPTION = {
     "cppn": "Random CPPN per image: an MLP over pixel coordinates, mixed activations, random palette.",
     "shader": "Random shader-like program per image: domain transforms, fields, combinators, palette.",
-    "mixed": "Random image program per image, CPPN or shader-like expression (half each).",
+    "mixed": "Random image program per image: a shader-like expression, or a CPPN for one in five.",
 }
+# Defaults per name, chosen on the tiny preset (README): the shader tree one level deeper than the
+# CPPN's depth 3, and a mix of mostly shader programs (half CPPNs scored lower on every probe).
+_DEFAULTS = {"cppn": {"depth": 3}, "shader": {"depth": 4}, "mixed": {"depth": 3, "cppn_share": 0.2}}
 for _grammar in GRAMMARS:
     register(f"program-{_grammar}", family="procedural programs", description=_DESCRIPTION[_grammar],
-             grammar=_grammar)(ProceduralPrograms)  # fmt: skip
+             grammar=_grammar, **_DEFAULTS[_grammar])(ProceduralPrograms)  # fmt: skip
 registry.register_resolver(
-    resolve_program, "program-<grammar>:depth=N — a program family at complexity N (default 3), "
-    "e.g. program-shader:depth=5",
+    resolve_program, "program-<grammar>:depth=N — a program family at complexity N (1..6; default 4 "
+    "for program-shader, 3 for the others), e.g. program-shader:depth=5; program-mixed also takes "
+    "cppn_share=F (default 0.2)",
 )
