@@ -239,3 +239,16 @@ def test_report_marks_program_rows_as_not_in_the_paper():
     assert "| program-mixed | f | 70.0 | not in the paper |" in md
     assert "| mix6:program-shader | f | 70.0 | not in the paper |" in md
     assert "| StyleGAN – Oriented | f | 70.0 | 43.4 |" in md and "| FractalDB | f | 70.0 | – |" in md
+
+
+def test_gpu_order_reductions_are_batch_free_and_match_torch():
+    """The reductions used off the CPU (pairwise row sums, elementwise matrix products) give each
+    row the same bytes in any batch, and torch's values up to rounding."""
+    f = torch.randn(6, 96 * 96)
+    pairwise = pg.row_mean(f, pairwise=True)
+    assert torch.equal(pairwise[2:3], pg.row_mean(f[2:3], pairwise=True))
+    torch.testing.assert_close(pairwise, f.mean(1, keepdim=True), atol=1e-6, rtol=1e-5)
+    a, b = torch.randn(5, 4, 16), torch.randn(5, 16, 300)
+    product = pg.batched_matmul(a, b, elementwise=True)
+    assert torch.equal(product[1:2], pg.batched_matmul(a[1:2], b[1:2], elementwise=True))
+    torch.testing.assert_close(product, torch.bmm(a, b), atol=1e-4, rtol=1e-4)

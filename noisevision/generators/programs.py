@@ -76,10 +76,40 @@ def _fract(v: Tensor) -> Tensor:
     return v - torch.floor(v)
 
 
+def row_mean(f: Tensor, pairwise: bool | None = None) -> Tensor:
+    """Mean of each row of f [n, N] -> [n, 1], whatever n.
+
+    On CPU (one thread) torch's row reduction adds each row alike in any batch. GPU reduction
+    kernels choose their order of additions by the tensor's shape, so there (`pairwise`, by
+    default off the CPU) the rows are summed pairwise by strided slices instead: elementwise
+    additions, the same for a row in any batch.
+    """
+    if not (f.device.type != "cpu" if pairwise is None else pairwise):
+        return f.mean(1, keepdim=True)
+    total = f
+    while total.shape[1] % 2 == 0 and total.shape[1] > 1:
+        total = total[:, 0::2] + total[:, 1::2]
+    acc = total[:, :1]
+    for j in range(1, total.shape[1]):
+        acc = acc + total[:, j : j + 1]
+    return acc / f.shape[1]
+
+
+def batched_matmul(a: Tensor, b: Tensor, elementwise: bool | None = None) -> Tensor:
+    """a [n, I, J] @ b [n, J, P] -> [n, I, P]; off the CPU (`elementwise`) as a fixed sequence of
+    elementwise multiply-adds over J (a GPU's batched GEMM may pick its kernel by the batch size)."""
+    if not (a.device.type != "cpu" if elementwise is None else elementwise):
+        return torch.bmm(a, b)
+    out = a[:, :, :1] * b[:, None, 0]
+    for j in range(1, a.shape[2]):
+        out = torch.addcmul(out, a[:, :, j : j + 1], b[:, None, j])
+    return out
+
+
 def standardise(f: Tensor) -> Tensor:
     """Zero mean, unit std per image ([n, N]); a (nearly) constant field becomes 0."""
-    mean = f.mean(1, keepdim=True)
-    std = (f - mean).square().mean(1, keepdim=True).sqrt()
+    mean = row_mean(f)
+    std = row_mean((f - mean).square()).sqrt()
     return (f - mean) / std.clamp_min(1e-4)
 
 
@@ -594,7 +624,7 @@ def _cppn(p: dict[str, Tensor], rows: Tensor, x: Tensor, y: Tensor) -> Tensor:
     fan_in = torch.full((n, 1, 1), float(CPPN_INPUTS), device=x.device)
     for layer in range(acts.shape[1]):
         w = weights[:, layer] * alive[:, :, None] * (gains[:, layer, None, None] / fan_in.sqrt())
-        pre = torch.bmm(w, h) + biases[:, layer, :, None] * alive[:, :, None]
+        pre = batched_matmul(w, h) + biases[:, layer, :, None] * alive[:, :, None]
         new = h.clone()
         for a, sub in groups(acts[:, layer]):
             if a < len(CPPN_ACTIVATIONS):
@@ -603,7 +633,7 @@ def _cppn(p: dict[str, Tensor], rows: Tensor, x: Tensor, y: Tensor) -> Tensor:
         h = new
         fan_in = width[:, None, None].float()
     w = weights[:, -1, :3] * (gains[:, -1, None, None] / width[:, None, None].float().sqrt())
-    out = torch.bmm(w, h) + biases[:, -1, :3, None]
+    out = batched_matmul(w, h) + biases[:, -1, :3, None]
     return standardise(out.reshape(n * 3, npix)).reshape(n, 3, npix)
 
 
@@ -678,7 +708,7 @@ def render_programs(p: dict[str, Tensor], res: int, depth: int) -> Tensor:
         if grammar == 0:
             out = _cppn(p, rows, x[rows], y[rows])
             field = out[:, 0]
-            m = torch.tanh(torch.einsum("nij,njp->nip", p["colour_matrix"][rows], out)) * 0.5 + 0.5
+            m = torch.tanh(batched_matmul(p["colour_matrix"][rows], out)) * 0.5 + 0.5
             colour = torch.lerp(_palette(p, rows, field), m, p["direct"][rows, :, None] * 0.7)
         else:
             field = _shader(p, rows, x[rows], y[rows], depth)
@@ -707,7 +737,7 @@ def soften(img: Tensor, w: Tensor) -> Tensor:
 def is_blank(rgb: Tensor) -> Tensor:
     """Images [B, 3, H, W] in [0, 1] whose luminance is nearly flat: [B] bool."""
     lum = rgb.mean(1).flatten(1)
-    return (lum - lum.mean(1, keepdim=True)).square().mean(1).sqrt() < BLANK_STD
+    return row_mean((lum - row_mean(lum)).square())[:, 0].sqrt() < BLANK_STD
 
 
 # ------------------------------------------------------------------------------------ generators
