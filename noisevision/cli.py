@@ -810,9 +810,10 @@ def expand_aliases(argv: list[str]) -> list[str]:
 def user_error_line(exc: BaseException) -> str | None:
     """The one line to show for an error the user caused, or None for a bug (traceback).
 
-    NoisevisionError; a NoisevisionError re-raised by a DataLoader worker (torch puts the worker's
-    whole traceback into the message: only its own last line is kept); OS errors on the user's
-    files (permissions, missing folders, a full disk, undecodable images).
+    NoisevisionError; a NoisevisionError or OSError re-raised by a DataLoader worker (torch puts the
+    worker's whole traceback into the message: only its own last line is kept); a DataLoader worker
+    that died (killed, out of memory); OS errors on the user's files (permissions, missing folders,
+    a full disk, undecodable images).
     """
     text = str(exc)
     wrapped = "Original Traceback" in text  # torch's re-raised worker exception: the worker's own line
