@@ -74,3 +74,19 @@ def test_bad_names_are_one_line_errors():
 def test_list_shows_mix_names(run_cli):
     code, out, _ = run_cli("list")
     assert code == 0 and "mix<K>:" in out
+
+
+def test_describe_names_each_slot_and_its_program():
+    mix = generators.get("mix3:program-shader+test-blobs")
+    text = mix.program_text(5, seed=2)
+    lines = text.splitlines()
+    assert lines[0] == "mix3:program-shader+test-blobs image 5 (seed 2): a mix of 3 images"
+    slots = [line.split() for line in lines[1:] if line.startswith("  ") and not line.startswith("    ")]
+    assert [s[3] + " " + s[4] for s in slots] == ["image 15", "image 16", "image 17"]
+    assert abs(sum(float(s[0]) for s in slots) - 1) < 2e-3
+    # the image is the weighted sum of the slots it names
+    parts = [generators.get(s[2])([int(s[4])], res=32, seed=2).float() for s in slots]
+    rebuilt = sum(float(s[0]) * x for s, x in zip(slots, parts, strict=True))
+    assert (rebuilt - mix([5], res=32, seed=2).float()).abs().max() <= 1.0
+    if any(s[2] == "program-shader" for s in slots):
+        assert "shader: p =" in text

@@ -45,11 +45,29 @@ class Mix(Generator):
     def batch_invariant(self, device: torch.device) -> bool:
         return all(c.batch_invariant(device) for c in self.components)
 
+    def slots(self, indices: Tensor, seed: int) -> tuple[Tensor, Tensor]:
+        """Each image's slots: the component drawn for each (long [B, K]) and its weight [B, K]."""
+        rng = Rng.for_indices(self.key, seed, indices)
+        choice = rng.randint(0, len(self.components), self.k)
+        return choice, mixing_weights(rng, self.k, self.weighting)
+
+    def program_text(self, index: int, seed: int = 0) -> str:
+        """Image `index` in words: each slot's weight, generator and image, with that image's own
+        program where its generator draws one (random image programs)."""
+        if index < 0:
+            raise NoisevisionError("image indices must be non-negative")
+        choice, weights = self.slots(torch.tensor([int(index)]), seed)
+        lines = [f"{self.name} image {index} (seed {seed}): a mix of {self.k} images"]
+        for j, (c, w) in enumerate(zip(choice[0].tolist(), weights[0].tolist(), strict=True)):
+            gen, sub = self.components[c], int(index) * self.k + j
+            lines.append(f"  {w:.3f} × {gen.name} image {sub}")
+            if hasattr(gen, "program_text"):
+                lines += ["    " + line for line in gen.program_text(sub, seed).splitlines()[1:]]
+        return "\n".join(lines)
+
     def render_indices(self, indices: Tensor, seed: int, res: int) -> Tensor:
         b, k, dev = len(indices), self.k, indices.device
-        rng = Rng.for_indices(self.key, seed, indices)
-        choice = rng.randint(0, len(self.components), k)  # [B, K]: generator of each slot
-        weights = mixing_weights(rng, k, self.weighting)  # [B, K]
+        choice, weights = self.slots(indices, seed)  # [B, K] each
         slots = torch.empty(b, k, 3, res, res, dtype=torch.uint8, device=dev)
         sub_index = indices[:, None] * k + torch.arange(k, device=dev)  # [B, K]
         for c, gen in enumerate(self.components):  # one batched call per component
