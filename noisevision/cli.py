@@ -239,9 +239,12 @@ def generate(
     if workers is not None and workers < 0:
         raise NoisevisionError(f"--workers must be 0 or more, got {workers}")
     workers = default_workers(dev, "generate") if workers is None else workers
-    folder.prepare_folder(out, spec)  # a foreign or unwritable folder fails before any progress bar
+    # a foreign or unwritable folder fails before any progress bar
+    mixed = folder.prepare_folder(out, spec, str(dev))
     where = f" (shard {k + 1}/{n}: {indices.start}..{indices.stop - 1})" if n > 1 else ""
     console.print(f"{name} → {out}: {num} images at {res} px, seed {seed}, {dev}{where}", soft_wrap=True)
+    if mixed:
+        console.print(f"[yellow]note:[/] {escape(mixed)}", soft_wrap=True)
     if note := gen.setup_note(res, dev):
         console.print(f"[dim]{name} {note}[/]", soft_wrap=True)
     start, first = time.perf_counter(), [True]

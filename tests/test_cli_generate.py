@@ -339,3 +339,18 @@ def test_a_killed_generate_leaves_no_worker_running(tmp_path):
               for w in workers):  # fmt: skip
         assert time.time() < deadline, "worker processes outlived their parent"
         time.sleep(0.2)
+
+
+def test_manifest_lists_the_devices_and_a_new_one_is_noted(run_cli, tmp_path):
+    out = tmp_path / "d"
+    args = ("generate", "test-blobs", "--out", out, "--num-images", "4", "--device", "cpu", "--workers", "0")
+    code, stdout, err = run_cli(*args)
+    assert code == 0, err
+    manifest = json.loads((out / "noisevision.json").read_text())
+    assert manifest["devices"] == ["cpu"] and "note:" not in stdout
+    manifest["devices"] = ["cuda"]  # as if a GPU had rendered the first images
+    (out / "noisevision.json").write_text(json.dumps(manifest))
+    code, stdout, err = run_cli(*args[:5], "8", *args[6:])
+    assert code == 0, err
+    assert "images so far were rendered on cuda; these on cpu" in " ".join(stdout.split())
+    assert json.loads((out / "noisevision.json").read_text())["devices"] == ["cpu", "cuda"]

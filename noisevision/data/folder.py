@@ -119,8 +119,12 @@ def read_manifest(root: Path) -> dict[str, Any] | None:
         raise NoisevisionError(f"{path} is unreadable ({exc}): move the folder away or fix it") from exc
 
 
-def prepare_folder(root: Path, spec: DatasetSpec) -> None:
-    """Create or validate `root` for `spec`; refuse foreign folders and other generators/seeds."""
+def prepare_folder(root: Path, spec: DatasetSpec, device: str | None = None) -> str | None:
+    """Create or validate `root` for `spec`; refuse foreign folders and other generators/seeds.
+
+    The manifest lists the device types that rendered into the folder (`device`, e.g. "cuda:0").
+    Returns a note when this one is new to a folder rendered elsewhere: a GPU's images can differ
+    from the CPU's by rounding, so the folder would mix the two."""
     if root.exists() and not root.is_dir():
         raise NoisevisionError(f"output '{root}' exists and is not a folder: choose another --out")
     manifest = read_manifest(root) if root.exists() else None
@@ -141,11 +145,19 @@ def prepare_folder(root: Path, spec: DatasetSpec) -> None:
             raise NoisevisionError(
                 f"'{root}' holds another dataset ({diff}): use a new --out or the same settings"
             )
+    kind = str(device).split(":")[0] if device is not None else None
+    devices = sorted(set((manifest or {}).get("devices", [])) | ({kind} if kind else set()))
+    before = [d for d in devices if d != kind]
+    note = None
+    if kind and before and kind not in (manifest or {}).get("devices", []):
+        note = (f"{root}'s images so far were rendered on {', '.join(before)}; these on {kind}: its "
+                "bytes may differ by rounding (--device to keep one)")  # fmt: skip
     try:
         num = max(spec.num, manifest["num"]) if manifest else spec.num
         body = {
             **asdict(spec),
             "num": num,
+            "devices": devices,
             "version": noisevision.__version__,
             "layout": "train/<index // 1000>/<index:08d>.<format>",
             "checksums": f"train/<index // 1000>/{INDEX}: [size, blake2b-128] per image",
@@ -156,6 +168,7 @@ def prepare_folder(root: Path, spec: DatasetSpec) -> None:
         (root / "train").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise NoisevisionError(f"cannot write to '{root}': {exc.strerror or exc}") from exc
+    return note
 
 
 # ---------------------------------------------------------------------------------- block bookkeeping
@@ -609,7 +622,7 @@ def write_dataset(
     (`Generator.device_block`), and a thread pool encodes (PIL releases the GIL).
     `on_progress(n)`: first the images already there, then n more done (by this or another writer).
     """
-    prepare_folder(root, spec)
+    prepare_folder(root, spec, str(device))
     if verify and on_note:
         on_note(f"reading the images already in {root} to check them against their checksums")
     found = scan(root, indices, spec.format, verify=verify)
