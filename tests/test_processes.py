@@ -186,3 +186,18 @@ def test_the_progress_rate_after_a_resume_counts_only_this_runs_work(monkeypatch
     clock[0] += 5.0
     plain.update(20)
     assert plain.line() == "generate: 920/1,000 (92.0%) | 4 img/s | ETA 0:20"
+
+
+def test_a_script_without_a_main_guard_fails_fast_with_the_fix(tmp_path):
+    """Spawned workers import the script again; unguarded, each would call write_dataset and wait
+    for the images its parent claimed (a deadlock): they refuse at once and the parent says why."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from pathlib import Path\nimport torch\n"
+        "from noisevision.data.folder import DatasetSpec, write_dataset\n"
+        f"write_dataset(Path({str(tmp_path / 'd')!r}), DatasetSpec('dead_leaves-squares', {{}}, 0, 32, 4), "
+        "range(4), torch.device('cpu'), 2, 2)\n"
+    )  # fmt: skip
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=ENV)
+    assert done.returncode != 0
+    assert 'must run it under `if __name__ == "__main__":`' in done.stderr

@@ -25,6 +25,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import time
 from collections.abc import Callable, Container, Iterable, Iterator
 from concurrent.futures import (
@@ -622,6 +623,7 @@ def write_dataset(
     (`Generator.device_block`), and a thread pool encodes (PIL releases the GIL).
     `on_progress(n)`: first the images already there, then n more done (by this or another writer).
     """
+    _check_not_starting_a_worker()
     prepare_folder(root, spec, str(device))
     if verify and on_note:
         on_note(f"reading the images already in {root} to check them against their checksums")
@@ -701,6 +703,26 @@ def _write_missing(
     return written
 
 
+def _check_not_starting_a_worker() -> None:
+    """A worker process runs an unguarded script's top level again while it starts: refuse at once
+    (it would otherwise wait for the images its parent claimed, and the parent for it)."""
+    import multiprocessing
+
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise NoisevisionError("noisevision was called while a worker process was starting: put the "
+                               'script\'s calls under `if __name__ == "__main__":`')  # fmt: skip
+
+
+def _script_hint() -> str:
+    """Run from a script (not `python -m`), spawned workers import it again: without a main guard
+    they re-run it and die at once. Say so, since the worker's own error never reaches here."""
+    main = sys.modules.get("__main__")
+    if main is not None and getattr(main, "__spec__", None) is None and hasattr(main, "__file__"):
+        return (' (a script that calls noisevision must run it under `if __name__ == "__main__":`: '
+                "worker processes import the script)")
+    return ""
+
+
 def _write_with_workers(root: Path, spec: DatasetSpec, work: Iterator[_Claim | None], workers: int,
                         done_with: Callable[[list[int], int], None]) -> None:  # fmt: skip
     """The claims of `work` rendered by `workers` processes, at most 2 tasks per worker in flight."""
@@ -735,7 +757,7 @@ def _write_with_workers(root: Path, spec: DatasetSpec, work: Iterator[_Claim | N
             cause = _end_workers(pool)
             raise NoisevisionError(
                 f"a worker process died ({cause}); the images finished so far are kept: run the same "
-                "command again to resume"
+                f"command again to resume{_script_hint()}"
             ) from None
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)  # finish in-flight files, start no more
