@@ -230,6 +230,8 @@ def test_generate_on_the_device_writes_the_cpu_folder(run_cli, check_device, tmp
     files = {d: sorted((tmp_path / d / "train").rglob("*.jpg")) for d in ("cpu", "dev")}
     assert len(files["cpu"]) == len(files["dev"]) == n
     manifests = [json.loads((tmp_path / d / folder.MANIFEST).read_text()) for d in ("cpu", "dev")]
+    # the same manifest, but for the device each folder records it was rendered on
+    assert [m.pop("devices") for m in manifests] == [["cpu"], [check_device.type]]
     assert manifests[0] == manifests[1]
     read = lambda path: np.asarray(Image.open(path), dtype=np.float64)  # noqa: E731
     assert [a.name for a in files["cpu"]] == [b.name for b in files["dev"]]
