@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.padding import Padding
 from rich.table import Table
 
-from noisevision.errors import NoisevisionError, StopRequested
+from noisevision.errors import NoisevisionError, StopRequested, worker_exception
 from noisevision.io import check_output_file, check_output_folder
 from noisevision.memory import keep_freed_memory
 from noisevision.registry import LISTS, listing, registry
@@ -819,9 +819,9 @@ def user_error_line(exc: BaseException) -> str | None:
     a full disk, undecodable images).
     """
     text = str(exc)
-    wrapped = "Original Traceback" in text  # torch's re-raised worker exception: the worker's own line
-    if wrapped and isinstance(exc, NoisevisionError | OSError):
-        return " ".join(text.rstrip().splitlines()[-1].split(": ", 1)[-1].split())
+    worker = worker_exception(text)  # torch's re-raised worker exception: the worker's own line
+    if worker and isinstance(exc, NoisevisionError | OSError):
+        return " ".join(worker[1].split())
     if isinstance(exc, NoisevisionError):
         return " ".join(text.split())
     if isinstance(exc, RuntimeError) and "DataLoader worker" in text and "unexpectedly" in text:

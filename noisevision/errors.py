@@ -18,6 +18,17 @@ def unknown_name(kind: str, name: str, known: list[str]) -> UnknownNameError:
     return UnknownNameError(f"unknown {kind} '{name}': {hint}")
 
 
+def worker_exception(text: str) -> tuple[str, str] | None:
+    """(type name, message) of a DataLoader worker's own exception, from the message of the error
+    torch re-raises for it (the worker's whole traceback: its last line is the exception); None for
+    any other message."""
+    if "Original Traceback" not in text:
+        return None
+    last = text.rstrip().splitlines()[-1]
+    kind, sep, message = last.partition(": ")
+    return (kind, message) if sep else ("", last)
+
+
 class StopRequested(Exception):
     """Work stopped on a signal (SIGTERM, SIGUSR1) after saving its state; running it again resumes.
 

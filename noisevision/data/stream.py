@@ -30,7 +30,7 @@ from PIL import Image
 from torch import Tensor
 
 from noisevision import generators
-from noisevision.errors import NoisevisionError, UnknownNameError
+from noisevision.errors import NoisevisionError, UnknownNameError, worker_exception
 from noisevision.memory import keep_freed_memory
 from noisevision.rng import Rng, check_seed, mix64_int
 from noisevision.stopping import die_with_parent
@@ -348,11 +348,11 @@ def _from_workers(loader: torch.utils.data.DataLoader) -> Iterator[tuple[int, in
             text = str(exc)
             if "DataLoader worker" not in text:
                 raise
-            if text.startswith("Caught "):  # the worker's exception: its last traceback line
-                text = text.strip().splitlines()[-1]
-                kind, _, message = text.partition(": ")
+            if worker := worker_exception(text):  # the worker's exception: its last traceback line
+                kind, message = worker
                 if kind.endswith(NoisevisionError.__name__) or isinstance(exc, NoisevisionError):
                     raise NoisevisionError(message) from exc  # the user's to fix, as it was raised
+                text = f"{kind}: {message}" if kind else message
                 what = "a rendering worker failed"
             else:
                 what = "a rendering worker process died"
