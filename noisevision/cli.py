@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.padding import Padding
 from rich.table import Table
 
-from noisevision.errors import NoisevisionError, StopRequested, worker_exception
+from noisevision.errors import NoisevisionError, StopRequested, at_least_one, worker_exception
 from noisevision.io import check_output_file, check_output_folder
 from noisevision.memory import keep_freed_memory
 from noisevision.registry import LISTS, listing, registry
@@ -50,13 +50,6 @@ def _root(
     ),
 ) -> None:
     """noisevision: learn to see by looking at noise."""
-
-
-def at_least_one(*options: tuple[str, int | None]) -> None:
-    """NoisevisionError for the first (flag, value) given below 1 (None: not given)."""
-    for flag, value in options:
-        if value is not None and value < 1:
-            raise NoisevisionError(f"{flag} must be at least 1, got {value}")
 
 
 @app.command("list")
@@ -147,8 +140,7 @@ def show(
     from noisevision.device import resolve_device
     from noisevision.visualize import sample_grid
 
-    if num < 1:
-        raise NoisevisionError(f"--num-images must be at least 1, got {num}")
+    at_least_one(("--num-images", num))
     if start < 0:
         raise NoisevisionError(f"--start must be 0 or more, got {start}")
     check_output_file(out)
@@ -222,8 +214,7 @@ def generate(
         raise NoisevisionError(f"--format must be jpg or png, not '{fmt}'")
     if not 1 <= quality <= 100:
         raise NoisevisionError(f"--quality must be in 1..100, got {quality}")
-    if batch_size < 1:
-        raise NoisevisionError(f"--batch-size must be at least 1, got {batch_size}")
+    at_least_one(("--batch-size", batch_size))
     params = {}
     if precision is not None:
         if not name.startswith("feature_vis-"):
@@ -421,8 +412,7 @@ def eval_cmd(
         **{k: v for k, v in given.items() if v is not None},
     )  # fmt: skip
     settings.check()
-    if input_size is not None and input_size < 1:
-        raise NoisevisionError(f"--input-size must be at least 1, got {input_size}")
+    at_least_one(("--input-size", input_size))
     if out is not None:
         check_output_file(out)
     dev = resolve_device(device)
@@ -746,9 +736,7 @@ def bench_datasets_cmd(
     for o in chosen:
         if o not in DATASET_OUTPUTS:
             raise NoisevisionError(f"unknown output '{o}': use {', '.join(DATASET_OUTPUTS)}")
-    for flag, value in (("--batch-size", batch_size), ("--rounds", rounds)):
-        if value < 1:
-            raise NoisevisionError(f"{flag} must be at least 1, got {value}")
+    at_least_one(("--batch-size", batch_size), ("--rounds", rounds))
     console.print(f"# {machine_line(torch.device('cpu'))} | {name} at {res} px | batch {batch_size} | "
                   f"DataLoader num_workers=0 | {rounds} rounds", soft_wrap=True)  # fmt: skip
     rates = bench_dataset_loader(name, res, batch_size, chosen, rounds=rounds, min_time=min_time)

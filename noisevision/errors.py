@@ -18,6 +18,13 @@ def unknown_name(kind: str, name: str, known: list[str]) -> UnknownNameError:
     return UnknownNameError(f"unknown {kind} '{name}': {hint}")
 
 
+def at_least_one(*options: tuple[str, int | float | None]) -> None:
+    """NoisevisionError for the first (flag, value) given below 1 (None: not given)."""
+    for flag, value in options:
+        if value is not None and value < 1:
+            raise NoisevisionError(f"{flag} must be at least 1, got {value}")
+
+
 def worker_exception(text: str) -> tuple[str, str] | None:
     """(type name, message) of a DataLoader worker's own exception, from the message of the error
     torch re-raises for it (the worker's whole traceback: its last line is the exception); None for

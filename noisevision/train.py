@@ -50,7 +50,7 @@ from noisevision.data.stream import (
     open_source,
 )
 from noisevision.device import default_workers, resolve_device
-from noisevision.errors import NoisevisionError, StopRequested, checkpoint_place
+from noisevision.errors import NoisevisionError, StopRequested, at_least_one, checkpoint_place
 from noisevision.io import atomic_save, atomic_write_text, check_output_folder
 from noisevision.methods import METHODS, build_method
 from noisevision.methods.common import gather, world
@@ -184,17 +184,12 @@ class TrainConfig:
         for table, name in ((ARCHS, self.arch), (METHODS, self.method), (augment.AUGMENTATIONS, self.augment),
                             (SCHEDULES, self.schedule)):  # fmt: skip
             table.entry(name)  # an unknown name: one line with the closest ones
-        for name in ("epochs", "batch_size", "num_images"):
-            if getattr(self, name) < 1:
-                flag = name.replace("_", "-")
-                raise NoisevisionError(f"--{flag} must be at least 1, got {getattr(self, name)}")
+        counts = ("epochs", "batch_size", "num_images", "threads", "bn_groups", "res", "input_size")
+        at_least_one(*((f"--{name.replace('_', '-')}", getattr(self, name)) for name in counts))
         if not self.lr > 0:
             raise NoisevisionError(f"learning rate must be positive, got {self.lr}")
         if self.workers is not None and self.workers < 0:
             raise NoisevisionError(f"--workers must be 0 or more, got {self.workers}")
-        for name in ("threads", "bn_groups", "res", "input_size"):
-            if (value := getattr(self, name)) is not None and value < 1:
-                raise NoisevisionError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
         if not self.checkpoint_minutes >= 0:
             raise NoisevisionError(f"--checkpoint-minutes must be 0 or more, got {self.checkpoint_minutes}")
         if self.log_every < 1:

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from noisevision.data.decode import check_decoder
 from noisevision.data.eval_datasets import EvalDataset, ImageSet, balanced_subset
-from noisevision.errors import NoisevisionError
+from noisevision.errors import NoisevisionError, at_least_one
 from noisevision.evaluate.views import NORMALIZATIONS, View, iterate_views
 from noisevision.precision import autocast, check_precision
 from noisevision.progress import Progress
@@ -127,11 +127,9 @@ class ProbeSettings:
         check_decoder(self.decoder)
         if self.workers < 0:
             raise NoisevisionError(f"--workers must be 0 or more, got {self.workers}")
-        for name in ("epochs", "fast_epochs", "knn_k", "shots", "lowshot_seeds", "batch_size", "subset",
-                     "test_subset"):  # fmt: skip
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise NoisevisionError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
+        counts = ("epochs", "fast_epochs", "knn_k", "shots", "lowshot_seeds", "batch_size", "subset",
+                  "test_subset")  # fmt: skip
+        at_least_one(*((f"--{name.replace('_', '-')}", getattr(self, name)) for name in counts))
         check_seed(self.seed, "--seed")
 
 
