@@ -37,7 +37,7 @@ from torch import Tensor, nn
 import noisevision
 from noisevision.errors import NoisevisionError
 from noisevision.io import atomic_write_bytes, atomic_write_text, slug
-from noisevision.models import ARCHS, FORMAT, VERSION, Recipe, load_encoder, tensors_checksum
+from noisevision.models import ARCHS, FORMAT, VERSION, Recipe, encoder_path, load_encoder, tensors_checksum
 from noisevision.models.resnet import ResNetEncoder
 from noisevision.registry import Registry
 
@@ -207,19 +207,6 @@ class Exported:
     dropped: list[str]
 
 
-def resolve_encoder_path(spec: str | Path) -> Path:
-    """An encoder file, or a run folder's encoder.pt."""
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        if not (path / "encoder.pt").is_file():
-            raise NoisevisionError(f"folder {path} has no encoder.pt: export a training run folder or an "
-                                   "encoder file")  # fmt: skip
-        return path / "encoder.pt"
-    if not path.exists():
-        raise NoisevisionError(f"encoder '{spec}' not found: give an encoder file or a run folder")
-    return path
-
-
 def export_encoder(source: str | Path, fmt: str, out: str | Path) -> Exported:
     """Write `source`'s encoder (a file or run folder) to `out` (.safetensors) in format `fmt`, and
     its model card beside it. Everything is checked before anything is written."""
@@ -229,7 +216,7 @@ def export_encoder(source: str | Path, fmt: str, out: str | Path) -> Exported:
         raise NoisevisionError(f"--out must name a {SUFFIX} file, not '{out}'")
     if out.is_dir():
         raise NoisevisionError(f"--out {out} is a folder: name the {SUFFIX} file to write")
-    path = resolve_encoder_path(source)
+    path = encoder_path(source)
     encoder, meta = load_encoder(path)  # not an encoder: one line
     encoder.eval()
     tensors = target.tensors(encoder)  # not expressible in this format: one line

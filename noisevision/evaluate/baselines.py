@@ -93,7 +93,7 @@ def load_probe_model(spec: str, device: torch.device | str = "cpu",
 
     Returns the model (eval mode, on `device`) and its metadata (training info for encoder files).
     """
-    from noisevision.models import load_encoder
+    from noisevision.models import encoder_path, load_encoder
 
     name, _, arg = spec.partition(":")
     if name in BASELINES and not Path(spec).exists():
@@ -107,16 +107,8 @@ def load_probe_model(spec: str, device: torch.device | str = "cpu",
         size = getattr(model, "input_size", size)
         meta: dict[str, Any] = {"baseline": name, "arch": arch or name, "input_size": size}
         return model.to(device).eval(), meta
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        if not (path / "encoder.pt").is_file():
-            raise NoisevisionError(f"folder {path} has no encoder.pt: pass a training run folder or file")
-        path = path / "encoder.pt"
-    if not path.exists():
-        raise NoisevisionError(
-            f"encoder '{spec}' not found: give an encoder file, a run folder, or one of "
-            f"{', '.join(n + (':ARCH' if n == 'cnn-random' else '') for n in BASELINES)}"
-        )
+    baselines = ", ".join(n + (":ARCH" if n == "cnn-random" else "") for n in BASELINES)
+    path = encoder_path(spec, f"an encoder file, a training run folder, or one of {baselines}")
     model, meta = load_encoder(path, map_location=device)
     meta = {**meta, "arch": getattr(model, "arch", meta.get("arch")), "path": str(path)}
     return model.eval(), meta

@@ -156,6 +156,19 @@ def save_encoder(
     )
 
 
+def encoder_path(spec: str | Path, choices: str = "an encoder file or a training run folder") -> Path:
+    """The encoder file `spec` names: the file itself, or a training run folder's encoder.pt;
+    NoisevisionError naming `choices` (what else may be given) when there is none."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if not (path / "encoder.pt").is_file():
+            raise NoisevisionError(f"folder {path} has no encoder.pt: give {choices}")
+        return path / "encoder.pt"
+    if not path.exists():
+        raise NoisevisionError(f"encoder '{spec}' not found: give {choices}")
+    return path
+
+
 def read_encoder_file(path: str | Path) -> dict[str, Any]:
     """The checked contents of an encoder file (on the CPU): NoisevisionError for anything that is
     not one, a version this code cannot read, weights that fail their checksum, NaN or Inf."""
@@ -221,6 +234,7 @@ __all__ = [
     "arch_names",
     "atomic_save",
     "build_encoder",
+    "encoder_path",
     "legacy_recipe",
     "load_encoder",
     "read_encoder_file",
