@@ -197,7 +197,6 @@ class TrainConfig:
         check_precision(self.precision)
         if self.cache_images not in self.CACHE_MODES:
             raise NoisevisionError(f"--cache-images must be auto, on or off, not '{self.cache_images}'")
-        check_output_folder(self.out)
 
 
 def parse_options(items: list[str] | None, what: str | None = None) -> dict[str, Any] | None:
@@ -417,6 +416,7 @@ def train(cfg: TrainConfig) -> Path:
     and raise `StopRequested`; the same call later resumes there.
     """
     cfg.validate()
+    check_output_folder(cfg.out)  # the run folder: a file there, or no place to write, fails now
     created, device = _init_distributed(cfg.device)
     try:
         with _kernel_choice(device, cfg.deterministic):
