@@ -32,7 +32,7 @@ NAMES = [n for n in generators.names() if n != "test-blobs"]
 #: and fractals standardise sums of products; feature visualisation is a 128-step gradient ascent
 #: whose end point drifts with every rounding difference (here 8 steps, for its statistics).
 #: Procedural programs evaluate sin, exp, atan2 and thresholds (select, fract) that a last bit can
-#: flip on a few pixels: a guess until measured on a GPU.
+#: flip on a few pixels (on a GPU, fused kernels with their own rounding): a guess until measured.
 MAD_TOLERANCE = {
     "dead leaves": 0.5, "statistical": 2.0, "random StyleGAN": 5.0, "fractals": 1.0,
     "feature visualization": 25.0, "dead_leaves-textures": 2.0,  # its textures are statistical images
@@ -103,6 +103,17 @@ def test_device_random_numbers_are_the_cpu_ones(check_device):
     for a, b in zip(on_cpu[:-1], on_dev[:-1]):
         assert torch.equal(a, b.cpu()), "the device drew other numbers"
     torch.testing.assert_close(on_cpu[-1], on_dev[-1].cpu(), atol=1e-5, rtol=1e-5)
+
+
+def test_program_kernels_compile_and_run_on_the_device(check_device):
+    """On CUDA, shader programs render through the fused kernels, not the tensor-code fallback:
+    they compile there and agree with the tensor code on a few programs."""
+    if check_device.type != "cuda":
+        pytest.skip("the fused kernels run on CUDA (tests/test_programs.py checks them on a CPU)")
+    from noisevision.generators import programs_cuda
+
+    assert programs_cuda.self_check(check_device), "the fused kernels disagree with the tensor code"
+    assert programs_cuda.available(check_device)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -252,3 +252,52 @@ def test_gpu_order_reductions_are_batch_free_and_match_torch():
     product = pg.batched_matmul(a, b, elementwise=True)
     assert torch.equal(product[1:2], pg.batched_matmul(a[1:2], b[1:2], elementwise=True))
     torch.testing.assert_close(product, torch.bmm(a, b), atol=1e-4, rtol=1e-4)
+
+
+FUSED_CHECK = r"""
+import torch
+from noisevision.generators import programs as pg, programs_cuda
+from noisevision.rng import Rng
+
+torch.set_num_threads(1)
+depth, n, res = 3, 24, 16
+p = pg.sample_program(Rng.for_indices("program-shader", 0, torch.arange(n)), "shader", depth)
+i, s = torch.arange(n)[:, None], torch.arange(2**depth - 1)[None]
+p["global_ops"] = (i + 4 * torch.arange(3)[None]) % len(pg.DOMAIN_OPS)
+p["leaf_ops"] = (i[..., None] + s[..., None] + torch.tensor([0, 5])) % len(pg.DOMAIN_OPS)
+p["field_ops"] = (i + s) % len(pg.FIELD_OPS)
+p["comb_ops"] = (i + s) % len(pg.COMBINATORS)
+p["field_u"][..., 4] = ((i + 2 * s) % 3 + 0.5) / 3  # fbm kinds and voronoi modes
+root, middle = i[:, 0] % 3 > 0, i[:, 0] % 3 == 2  # a field, 2 or 4 fields under combinators
+p["branch"] = torch.stack([root, middle, middle] + [torch.zeros(n, dtype=torch.bool)] * 4, 1)
+kind = programs_cuda._slot_kinds(p["branch"])
+fields = p["field_ops"][kind == 1]
+assert set(fields.tolist()) == set(range(len(pg.FIELD_OPS)))
+assert set(p["field_u"][..., 4][kind == 1][fields >= 6].mul(3).floor().tolist()) == {0, 1, 2}
+assert set(p["comb_ops"][kind == 2].tolist()) == set(range(len(pg.COMBINATORS)))
+leaf_domains = p["leaf_ops"][kind == 1].flatten().tolist() + p["global_ops"].flatten().tolist()
+assert set(leaf_domains) == set(range(len(pg.DOMAIN_OPS)))
+
+rows = torch.arange(n)
+fused, plain = programs_cuda.shader_field(p, rows, res, depth), pg.shader_field_tensor(p, rows, res, depth)
+gap = (fused - plain).abs()
+assert gap.median() < 1e-5 and gap.max() < 1e-2, (gap.median(), gap.max())
+some = torch.tensor([5, 17, 2])
+assert torch.equal(programs_cuda.shader_field(p, some, res, depth), fused[some])
+assert programs_cuda.available(torch.device("cpu"))
+print("agree")
+"""
+
+
+def test_fused_shader_kernels_follow_the_tensor_code():
+    """The GPU's fused kernels (through Triton's interpreter on this CPU), on programs that use every
+    domain transform, field (each fBm kind and Voronoi mode) and combinator: the tensor code's
+    fields up to rounding, and the same bytes for an image in any batch."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TRITON_INTERPRET": "1", "NOISEVISION_TRITON": "1"}
+    proc = subprocess.run([sys.executable, "-c", FUSED_CHECK], env=env, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode == 0 and "agree" in proc.stdout, proc.stderr[-3000:]

@@ -369,6 +369,7 @@ class DeadLeaves(Generator):
     """Flat-colour dead leaves: squares, oriented squares or six mixed shapes (SPEC §2)."""
 
     max_batch = 256  # per `render` call; on CPU, `layout` works in groups of _CPU_GROUP
+    gpu_pixels = _GROUP_PIXELS  # on a GPU, `layout`'s whole group in one call
 
     def __init__(
         self,

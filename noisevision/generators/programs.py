@@ -35,6 +35,7 @@ luminance is nearly flat is re-drawn from a new program (key child "retry"), up 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -114,9 +115,12 @@ def standardise(f: Tensor) -> Tensor:
 
 
 def groups(ops: Tensor) -> Iterator[tuple[int, Tensor]]:
-    """(operator, rows that picked it) for each operator present in `ops` [n]."""
-    for k in ops.unique().tolist():
-        yield int(k), (ops == k).nonzero()[:, 0]
+    """(operator, rows that picked it, ascending) for each operator present in `ops` [n]: one
+    stable sort and one copy to the host (the counts), however many operators are present."""
+    counts = torch.bincount(ops).tolist()
+    for k, rows in enumerate(torch.argsort(ops, stable=True).split(counts)):
+        if counts[k]:
+            yield k, rows
 
 
 @dataclass(frozen=True)
@@ -196,12 +200,18 @@ def fbm(x: Tensor, y: Tensor, lat: Lattice, octaves: int, gain: Tensor, gradient
     and `gain` [n, 1] times the amplitude of the last."""
     noise = gradient_noise if gradient else value_noise
     c, s = math.cos(0.6), math.sin(0.6)
+    xs, ys = [], []
+    for o in range(octaves):
+        xs.append(x + 7.3 * o)
+        ys.append(y + 3.1 * o)
+        x, y = 2 * (c * x - s * y), 2 * (s * x + c * y)
+    # every octave in one pass of the noise (a few wide kernels rather than many narrow ones)
+    each = noise(torch.cat(xs, 1), torch.cat(ys, 1), lat).view(x.shape[0], octaves, x.shape[1])
     total, amp, norm = torch.zeros_like(x), torch.ones_like(gain), torch.zeros_like(gain)
     for o in range(octaves):
-        total = total + amp * noise(x + 7.3 * o, y + 3.1 * o, lat)
+        total = total + amp * each[:, o]
         norm = norm + amp
         amp = amp * gain
-        x, y = 2 * (c * x - s * y), 2 * (s * x + c * y)
     return total / norm
 
 
@@ -209,21 +219,25 @@ def voronoi(x: Tensor, y: Tensor, lat: Lattice, jitter: Tensor) -> tuple[Tensor,
     """Cellular noise over a jittered lattice: distance to the nearest point (F1), the gap to the
     second nearest (F2 − F1, dark on cell borders) and the nearest cell's random value."""
     x0, y0 = torch.floor(x), torch.floor(y)
-    fx, fy = x - x0, y - y0
+    n, m = x.shape
+    fx, fy = (x - x0)[:, None, None], (y - y0)[:, None, None]
     cols, rows = _cells(x0, y0, (-1, 0, 1))
+    # the 3 × 3 neighbouring cells at once: [n, dy, dx, m]
+    cells = (torch.stack(rows, 1)[:, :, None] + torch.stack(cols, 1)[:, None]).view(n, 9 * m)
+    offset = torch.tensor([-0.5, 0.5, 1.5], device=x.device)  # the cell centres' dx + 0.5
+    j = jitter[:, :, None, None]
+    px = offset[:, None] + j * (lat.values.gather(1, cells).view(n, 3, 3, m) - 0.5) - fx
+    py = offset[:, None, None] + j * (lat.angles.gather(1, cells).view(n, 3, 3, m) - 0.5) - fy
+    d = (px * px + py * py).view(n, 9, m)
+    hashed = cells.mul_(7).add_(13).bitwise_and_(LATTICE * LATTICE - 1)  # each cell's own random value
+    cell_values = lat.values.gather(1, hashed).view(n, 9, m)
     inf = torch.full_like(x, 1e9)
     d1, d2, val = inf, inf, torch.zeros_like(x)
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            c = rows[dy + 1] + cols[dx + 1]
-            px = dx + 0.5 + jitter * (lat.values.gather(1, c) - 0.5) - fx
-            py = dy + 0.5 + jitter * (lat.angles.gather(1, c) - 0.5) - fy
-            d = px * px + py * py
-            nearer = d < d1
-            d2 = torch.where(nearer, d1, torch.minimum(d2, d))
-            cell_value = lat.values.gather(1, c.mul_(7).add_(13).bitwise_and_(LATTICE * LATTICE - 1))
-            val = torch.where(nearer, cell_value, val)
-            d1 = torch.minimum(d1, d)
+    for k in range(9):  # the nearest two, in a fixed order
+        nearer = d[:, k] < d1
+        d2 = torch.where(nearer, d1, torch.minimum(d2, d[:, k]))
+        val = torch.where(nearer, cell_values[:, k], val)
+        d1 = torch.minimum(d1, d[:, k])
     f1, f2 = d1.sqrt(), d2.sqrt()
     return f1, f2 - f1, val
 
@@ -279,8 +293,10 @@ def _d_swirl(x, y, p, lat):
 def _d_warp(x, y, p, lat):
     f = p["freq"]
     gain = torch.full_like(f, 0.5)
-    wx = fbm(x * f + 11.0, y * f + 5.0, lat, 3, gain)
-    wy = fbm(x * f + 23.0, y * f + 17.0, lat, 3, gain)
+    # the displacements along x and y: two fBm of the same image in one pass
+    xs, ys = torch.cat([x * f + 11.0, x * f + 23.0], 1), torch.cat([y * f + 5.0, y * f + 17.0], 1)
+    w = fbm(xs, ys, lat, 3, gain)
+    wx, wy = w.chunk(2, 1)
     return x + p["amp"] * wx, y + p["amp"] * wy
 
 
@@ -694,13 +710,37 @@ def canvas_side(res: int) -> int:
     return -(-res // 8) * 8
 
 
+def canvas(n: int, res: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Pixel-centre coordinates x, y [n, side²] of the canvas, in [-1, 1] over the first res pixels."""
+    side = canvas_side(res)
+    coord = (torch.arange(side, device=device, dtype=torch.float32) + 0.5) * (2.0 / res) - 1
+    x = coord[None, :].expand(side, side).reshape(1, -1).expand(n, -1)
+    y = coord[:, None].expand(side, side).reshape(1, -1).expand(n, -1)
+    return x, y
+
+
+def shader_field_tensor(p: dict[str, Tensor], rows: Tensor, res: int, depth: int) -> Tensor:
+    """The standardised shader field [n, side²] of images `rows`, as tensor code."""
+    x, y = canvas(len(rows), res, rows.device)
+    return _shader(p, rows, x, y, depth)
+
+
+def shader_field(p: dict[str, Tensor], rows: Tensor, res: int, depth: int) -> Tensor:
+    """The standardised shader field [n, side²] of images `rows`: by fused kernels on a GPU with
+    Triton (programs_cuda), by tensor code elsewhere."""
+    if rows.device.type != "cpu" or os.environ.get("TRITON_INTERPRET") == "1":
+        from noisevision.generators import programs_cuda
+
+        if programs_cuda.available(rows.device):
+            return programs_cuda.shader_field(p, rows, res, depth)
+    return shader_field_tensor(p, rows, res, depth)
+
+
 def render_programs(p: dict[str, Tensor], res: int, depth: int) -> Tensor:
     """float32 RGB [B, 3, res, res] in [0, 1] of sampled programs (sample_program)."""
     b, dev = p["grammar"].shape[0], p["grammar"].device
     side = canvas_side(res)
-    coord = (torch.arange(side, device=dev, dtype=torch.float32) + 0.5) * (2.0 / res) - 1
-    x = coord[None, :].expand(side, side).reshape(1, -1).expand(b, -1)
-    y = coord[:, None].expand(side, side).reshape(1, -1).expand(b, -1)
+    x, y = canvas(b, res, dev)
     t = torch.empty(b, side * side, device=dev)
     rgb = torch.empty(b, 3, side * side, device=dev)
     everyone = torch.arange(b, device=dev)
@@ -711,7 +751,7 @@ def render_programs(p: dict[str, Tensor], res: int, depth: int) -> Tensor:
             m = torch.tanh(batched_matmul(p["colour_matrix"][rows], out)) * 0.5 + 0.5
             colour = torch.lerp(_palette(p, rows, field), m, p["direct"][rows, :, None] * 0.7)
         else:
-            field = _shader(p, rows, x[rows], y[rows], depth)
+            field = shader_field(p, rows, res, depth)
             colour = _palette(p, rows, field)
         t.index_copy_(0, rows, field)
         rgb.index_copy_(0, rows, colour)
@@ -746,6 +786,7 @@ class ProceduralPrograms(Generator):
 
     single_cpu_thread = True
     max_batch = 128
+    gpu_pixels = 1024 * 128 * 128  # the fused kernels launch per slot, not per image
 
     def __init__(self, spec: GeneratorSpec, grammar: str = "mixed", depth: int = 3, cppn_share: float = 0.2):
         super().__init__(spec, grammar=grammar, depth=depth, cppn_share=cppn_share)

@@ -39,6 +39,9 @@ class Generator:
     #: Render on one CPU thread whatever torch's setting (device.one_cpu_thread): for families
     #: whose bytes would otherwise depend on the thread count.
     single_cpu_thread: bool = False
+    #: On a GPU, render up to this many pixels in one go where that is more than `max_batch`
+    #: images: a GPU spends a batch's launches once, so launch-bound families gain from wide batches.
+    gpu_pixels: int = 0
 
     def __init__(self, spec: GeneratorSpec, **params: Any):
         self.spec = spec
@@ -66,7 +69,7 @@ class Generator:
         out = []
         exact = self.single_cpu_thread and dev.type == "cpu"
         with torch.no_grad(), one_cpu_thread() if exact else exact_gpu_math(dev):
-            for chunk in idx.split(self.max_batch):
+            for chunk in idx.split(self.batch_limit(res, dev)):
                 out.append(self.render_indices(chunk, int(seed), res))
         return torch.cat(out) if len(out) > 1 else out[0]
 
@@ -82,9 +85,15 @@ class Generator:
         GPU unless the family's kernels round by batch shape, see `device_block`)."""
         return True
 
+    def batch_limit(self, res: int, device: torch.device) -> int:
+        """How many images one `render` call takes at `res` on `device` (see `gpu_pixels`)."""
+        if device.type == "cpu" or not self.gpu_pixels:
+            return self.max_batch
+        return max(self.max_batch, self.gpu_pixels // (res * res))
+
     def device_block(self, res: int) -> int:
         """How many consecutive indices `generate` renders together on a GPU (aligned blocks)."""
-        return self.max_batch
+        return self.batch_limit(res, torch.device("cuda"))
 
     def setup_note(self, res: int, device: str | torch.device = "cpu") -> str | None:
         """What the first call at this resolution will build before its images, in words (for a

@@ -710,13 +710,13 @@ class StatisticalModel(Generator):
     renders its texture bank with it).
     """
 
-    # Up to 256 images per call: GPUs need large batches. Each 128 px image needs ≈10 MB of
-    # bands and temporaries, so on a GPU chunks shrink with the pixel count (256 at 128 px, 64 at
-    # 256 px). On CPU, chunks of 16 images at 128 px (64 at 64 px; at least 8): per-call costs
-    # spread over more images, while the temporaries stay in cache.
+    # GPUs need large batches (their time goes to launching kernels). Each 128 px image needs
+    # ≈10 MB of bands and temporaries, so on a GPU chunks shrink with the pixel count (512 at
+    # 128 px, 128 at 256 px: ≈5 GB). On CPU, chunks of 16 images at 128 px (64 at 64 px; at
+    # least 8): per-call costs spread over more images, while the temporaries stay in cache.
     cpu_pixels = 16 * 128 * 128
     cpu_chunk = 8
-    gpu_pixels = 256 * 128 * 128
+    gpu_pixels = 512 * 128 * 128
     single_cpu_thread = True  # a multi-threaded irfft2 rounds differently; histogram matching shows it
 
     def __init__(self, spec: GeneratorSpec, **params: Any):

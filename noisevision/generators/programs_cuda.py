@@ -1,0 +1,130 @@
+"""The shader grammar of `programs` rendered by fused Triton kernels on a GPU.
+
+As tensor code, a batch of shader programs is tens of thousands of small operations (each operator
+group of each slot runs its own chain of kernels, and grouping copies rows to the host): a GPU
+spends its time launching them. Here each slot of the program tree is one kernel launch over
+all images, where each image branches on its own operators like a fragment shader, and the
+standardisation between slots stays tensor code (the batch-free reductions of `programs`).
+
+Images follow the tensor code up to float rounding (the kernels compute the same operations;
+fused multiply-adds and the GPU's sin/cos/exp round differently), and an image's bytes do not
+depend on its batch: every pixel is computed alone. `available(device)` says whether the kernels
+run there (CUDA with Triton, or Triton's interpreter on a CPU for the tests; NOISEVISION_TRITON=0
+switches them off); the first use compares them with the tensor code on a few programs.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import warnings
+
+import torch
+from torch import Tensor
+
+from noisevision.generators import programs as pg
+
+_BLOCK = 256  # pixels per Triton program
+_PAR = {"domain": 4, "field": 8, "combinator": 4}  # parameters per operator, padded
+
+
+@functools.lru_cache(maxsize=1)
+def _kernels():
+    """(triton, the kernel module), imported on first use (Triton takes a while to load)."""
+    import triton
+
+    from noisevision.generators import _programs_triton
+
+    return triton, _programs_triton
+
+
+_AVAILABLE: dict[str, bool] = {}
+
+
+def available(device: torch.device) -> bool:
+    """Whether the fused kernels render programs on `device` (see the module's docstring)."""
+    if os.environ.get("NOISEVISION_TRITON", "1") == "0":
+        return False
+    kind = device.type
+    if kind not in _AVAILABLE:
+        ok = kind == "cuda" or (kind == "cpu" and os.environ.get("TRITON_INTERPRET") == "1")
+        _AVAILABLE[kind] = False  # (self_check renders with the tensor code too)
+        if ok:
+            try:
+                ok = self_check(device)
+            except Exception as exc:  # no Triton, or one that cannot compile the kernels
+                warnings.warn(f"noisevision: fused program kernels unavailable ({exc}); using tensor code",
+                              stacklevel=2)  # fmt: skip
+                ok = False
+        _AVAILABLE[kind] = ok
+    return _AVAILABLE[kind]
+
+
+def self_check(device: torch.device, batch: int = 16, res: int = 32) -> bool:
+    """The kernels' shader fields of a few programs agree with the tensor code's."""
+    from noisevision.rng import Rng
+
+    rng = Rng.for_indices("program-shader", 0, torch.arange(batch, device=device))
+    p = pg.sample_program(rng, "shader", 4)
+    every = torch.arange(batch, device=device)
+    fused, plain = shader_field(p, every, res, 4), pg.shader_field_tensor(p, every, res, 4)
+    close = bool((fused - plain).abs().median() < 1e-3)
+    if not close:
+        warnings.warn("noisevision: fused program kernels disagree with the tensor code here; using tensor "
+                      "code", stacklevel=2)  # fmt: skip
+    return close
+
+
+def _packed(ops: Tensor, u: Tensor, table: tuple[pg.Op, ...], width: int) -> tuple[Tensor, Tensor]:
+    """Operator ids (int32) and their parameters [..., width] (float32, in `Op.params` order) of
+    every slot, from the slots' ids ops [...] and raw uniforms u [..., U]."""
+    flat_ops, flat_u = ops.reshape(-1), u.reshape(-1, u.shape[-1])
+    par = torch.zeros(flat_ops.shape[0], width, device=u.device)
+    for k, op in enumerate(table):
+        named = op.params(flat_u)
+        if named:
+            values = torch.cat([v.expand(-1, 1) for v in named.values()], 1)
+            chosen = (flat_ops == k)[:, None]
+            par[:, : values.shape[1]] = torch.where(chosen, values, par[:, : values.shape[1]])
+    return flat_ops.to(torch.int32).contiguous(), par.contiguous()
+
+
+def _slot_kinds(branch: Tensor) -> Tensor:
+    """[n, S] int32: 0 for slots an image does not reach, 1 for its fields, 2 for its combinators."""
+    n, slots = branch.shape
+    reached = torch.zeros(n, slots, dtype=torch.bool, device=branch.device)
+    reached[:, 0] = True
+    first = 1
+    while first < slots:  # level by level: a slot is reached when its parent is and branches
+        level = torch.arange(first, min(2 * first + 1, slots), device=branch.device)
+        parent = (level - 1) // 2
+        reached[:, level] = reached[:, parent] & branch[:, parent]
+        first = 2 * first + 1
+    return torch.where(reached, torch.where(branch, 2, 1), 0).to(torch.int32).contiguous()
+
+
+def shader_field(p: dict[str, Tensor], rows: Tensor, res: int, depth: int) -> Tensor:
+    """The standardised shader field [n, side²] of images `rows`, as `programs.shader_field_tensor`."""
+    triton, k = _kernels()
+    dev = rows.device
+    side = pg.canvas_side(res)
+    npix, n, slots = side * side, len(rows), 2**depth - 1
+    coord = (torch.arange(side, device=dev, dtype=torch.float32) + 0.5) * (2.0 / res) - 1
+    vals, angs = p["values"][rows].contiguous(), p["angles"][rows].contiguous()
+    gcos, gsin = pg.Lattice(vals, angs).gradients()
+    g_ops, g_par = _packed(p["global_ops"][rows], p["global_u"][rows], pg.DOMAIN_OPS, _PAR["domain"])
+    l_ops, l_par = _packed(p["leaf_ops"][rows], p["leaf_u"][rows], pg.DOMAIN_OPS, _PAR["domain"])
+    f_ops, f_par = _packed(p["field_ops"][rows], p["field_u"][rows], pg.FIELD_OPS, _PAR["field"])
+    c_ops, c_par = _packed(p["comb_ops"][rows], p["comb_u"][rows], pg.COMBINATORS, _PAR["combinator"])
+    kind = _slot_kinds(p["branch"][rows])
+    grid = (n, triton.cdiv(npix, _BLOCK))
+    gx, gy = torch.empty(n, npix, device=dev), torch.empty(n, npix, device=dev)
+    k.global_kernel[grid](coord, gx, gy, g_ops, g_par, vals, side, npix, SLOTS=pg.GLOBAL_DOMAIN_SLOTS,
+                          BLOCK=_BLOCK)  # fmt: skip
+    buf = torch.zeros(n, slots, npix, device=dev)
+    for slot in reversed(range(slots)):  # children before their parents
+        k.node_kernel[grid](buf, gx, gy, kind, l_ops, l_par, f_ops, f_par, c_ops, c_par, vals, angs,
+                            gcos.contiguous(), gsin.contiguous(), slot, slots, npix,
+                            LEAF_SLOTS=pg.LEAF_DOMAIN_SLOTS, BLOCK=_BLOCK)  # fmt: skip
+        buf[:, slot] = pg.standardise(buf[:, slot])
+    return buf[:, 0]
