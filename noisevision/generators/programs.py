@@ -200,18 +200,12 @@ def fbm(x: Tensor, y: Tensor, lat: Lattice, octaves: int, gain: Tensor, gradient
     and `gain` [n, 1] times the amplitude of the last."""
     noise = gradient_noise if gradient else value_noise
     c, s = math.cos(0.6), math.sin(0.6)
-    xs, ys = [], []
-    for o in range(octaves):
-        xs.append(x + 7.3 * o)
-        ys.append(y + 3.1 * o)
-        x, y = 2 * (c * x - s * y), 2 * (s * x + c * y)
-    # every octave in one pass of the noise (a few wide kernels rather than many narrow ones)
-    each = noise(torch.cat(xs, 1), torch.cat(ys, 1), lat).view(x.shape[0], octaves, x.shape[1])
     total, amp, norm = torch.zeros_like(x), torch.ones_like(gain), torch.zeros_like(gain)
     for o in range(octaves):
-        total = total + amp * each[:, o]
+        total = total + amp * noise(x + 7.3 * o, y + 3.1 * o, lat)
         norm = norm + amp
         amp = amp * gain
+        x, y = 2 * (c * x - s * y), 2 * (s * x + c * y)
     return total / norm
 
 
@@ -219,25 +213,21 @@ def voronoi(x: Tensor, y: Tensor, lat: Lattice, jitter: Tensor) -> tuple[Tensor,
     """Cellular noise over a jittered lattice: distance to the nearest point (F1), the gap to the
     second nearest (F2 − F1, dark on cell borders) and the nearest cell's random value."""
     x0, y0 = torch.floor(x), torch.floor(y)
-    n, m = x.shape
-    fx, fy = (x - x0)[:, None, None], (y - y0)[:, None, None]
+    fx, fy = x - x0, y - y0
     cols, rows = _cells(x0, y0, (-1, 0, 1))
-    # the 3 × 3 neighbouring cells at once: [n, dy, dx, m]
-    cells = (torch.stack(rows, 1)[:, :, None] + torch.stack(cols, 1)[:, None]).view(n, 9 * m)
-    offset = torch.tensor([-0.5, 0.5, 1.5], device=x.device)  # the cell centres' dx + 0.5
-    j = jitter[:, :, None, None]
-    px = offset[:, None] + j * (lat.values.gather(1, cells).view(n, 3, 3, m) - 0.5) - fx
-    py = offset[:, None, None] + j * (lat.angles.gather(1, cells).view(n, 3, 3, m) - 0.5) - fy
-    d = (px * px + py * py).view(n, 9, m)
-    hashed = cells.mul_(7).add_(13).bitwise_and_(LATTICE * LATTICE - 1)  # each cell's own random value
-    cell_values = lat.values.gather(1, hashed).view(n, 9, m)
     inf = torch.full_like(x, 1e9)
     d1, d2, val = inf, inf, torch.zeros_like(x)
-    for k in range(9):  # the nearest two, in a fixed order
-        nearer = d[:, k] < d1
-        d2 = torch.where(nearer, d1, torch.minimum(d2, d[:, k]))
-        val = torch.where(nearer, cell_values[:, k], val)
-        d1 = torch.minimum(d1, d[:, k])
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            c = rows[dy + 1] + cols[dx + 1]
+            px = dx + 0.5 + jitter * (lat.values.gather(1, c) - 0.5) - fx
+            py = dy + 0.5 + jitter * (lat.angles.gather(1, c) - 0.5) - fy
+            d = px * px + py * py
+            nearer = d < d1
+            d2 = torch.where(nearer, d1, torch.minimum(d2, d))
+            cell_value = lat.values.gather(1, c.mul_(7).add_(13).bitwise_and_(LATTICE * LATTICE - 1))
+            val = torch.where(nearer, cell_value, val)
+            d1 = torch.minimum(d1, d)
     f1, f2 = d1.sqrt(), d2.sqrt()
     return f1, f2 - f1, val
 
@@ -293,10 +283,8 @@ def _d_swirl(x, y, p, lat):
 def _d_warp(x, y, p, lat):
     f = p["freq"]
     gain = torch.full_like(f, 0.5)
-    # the displacements along x and y: two fBm of the same image in one pass
-    xs, ys = torch.cat([x * f + 11.0, x * f + 23.0], 1), torch.cat([y * f + 5.0, y * f + 17.0], 1)
-    w = fbm(xs, ys, lat, 3, gain)
-    wx, wy = w.chunk(2, 1)
+    wx = fbm(x * f + 11.0, y * f + 5.0, lat, 3, gain)
+    wy = fbm(x * f + 23.0, y * f + 17.0, lat, 3, gain)
     return x + p["amp"] * wx, y + p["amp"] * wy
 
 
