@@ -284,15 +284,26 @@ gap = (fused - plain).abs()
 assert gap.median() < 1e-5 and gap.max() < 1e-2, (gap.median(), gap.max())
 some = torch.tensor([5, 17, 2])
 assert torch.equal(programs_cuda.shader_field(p, some, res, depth), fused[some])
+
+p = pg.sample_program(Rng.for_indices("program-cppn", 0, torch.arange(n)), "cppn", depth)
+live = p["acts"] < len(pg.CPPN_ACTIVATIONS)  # (the others: layers the CPPN does not have)
+p["acts"] = torch.where(live, (i + s[:, :6]) % len(pg.CPPN_ACTIVATIONS), p["acts"])
+used = p["acts"][live]
+assert set(used.tolist()) == set(range(len(pg.CPPN_ACTIVATIONS)))
+fused, plain = programs_cuda.cppn_outputs(p, rows, res), pg.cppn_outputs_tensor(p, rows, res)
+gap = (fused - plain).abs()
+assert gap.median() < 1e-5 and gap.max() < 1e-2, (gap.median(), gap.max())
+assert torch.equal(programs_cuda.cppn_outputs(p, some, res), fused[some])
 assert programs_cuda.available(torch.device("cpu"))
 print("agree")
 """
 
 
-def test_fused_shader_kernels_follow_the_tensor_code():
-    """The GPU's fused kernels (through Triton's interpreter on this CPU), on programs that use every
-    domain transform, field (each fBm kind and Voronoi mode) and combinator: the tensor code's
-    fields up to rounding, and the same bytes for an image in any batch."""
+def test_fused_kernels_follow_the_tensor_code():
+    """The GPU's fused kernels (through Triton's interpreter on this CPU), on shader programs that
+    use every domain transform, field (each fBm kind and Voronoi mode) and combinator, and CPPNs
+    that use every activation: the tensor code's fields up to rounding, and the same bytes for an
+    image in any batch."""
     import os
     import subprocess
     import sys

@@ -235,6 +235,27 @@ def combine(op, par, a, b):
 
 # ------------------------------------------------------------------------------------ kernels
 @triton.jit
+def standardise_kernel(f, row_stride, N, BLOCK: tl.constexpr):
+    """Each row of f (one program per row) to zero mean and unit std (at least 1e-4), in place:
+    sums in a fixed order, whatever the batch."""
+    row = f + tl.program_id(0).to(tl.int64) * row_stride
+    total = tl.zeros([BLOCK], dtype=tl.float32)
+    for start in range(0, N, BLOCK):
+        offs = start + tl.arange(0, BLOCK)
+        total += tl.load(row + offs, mask=offs < N, other=0.0)
+    mean = tl.sum(total, axis=0) / N
+    total = tl.zeros([BLOCK], dtype=tl.float32)
+    for start in range(0, N, BLOCK):
+        offs = start + tl.arange(0, BLOCK)
+        d = tl.where(offs < N, tl.load(row + offs, mask=offs < N, other=0.0) - mean, 0.0)
+        total += d * d
+    std = tl.maximum(tl.sqrt(tl.sum(total, axis=0) / N), 1e-4)
+    for start in range(0, N, BLOCK):
+        offs = start + tl.arange(0, BLOCK)
+        tl.store(row + offs, (tl.load(row + offs, mask=offs < N, other=0.0) - mean) / std, mask=offs < N)
+
+
+@triton.jit
 def global_kernel(coord, gx, gy, ops, par, vals, side, N, SLOTS: tl.constexpr, BLOCK: tl.constexpr):
     """The shader's whole-image domain chain: pixel coordinates -> gx, gy [B, N]."""
     img = tl.program_id(0).to(tl.int64)
@@ -273,3 +294,61 @@ def node_kernel(buf, gx, gy, kind, leaf_ops, leaf_par, field_ops, field_par, com
         a = tl.load(buf + (img * S + 2 * slot + 1) * N + offs, mask=inside, other=0.0)
         b = tl.load(buf + (img * S + 2 * slot + 2) * N + offs, mask=inside, other=0.0)
         tl.store(buf + at * N + offs, combine(tl.load(comb_ops + at), comb_par + at * 4, a, b), mask=inside)
+
+
+# ------------------------------------------------------------------------------------ CPPN
+@triton.jit
+def activation(a, pre):
+    """CPPN_ACTIVATIONS[a]: sin, gaussian, tanh, abs, softplus (torch's, threshold 20), sawtooth."""
+    out = pre
+    if a == 0:
+        out = tl.sin(pre)
+    elif a == 1:
+        out = tl.exp(-pre * pre) * 2 - 1
+    elif a == 2:
+        out = tanh(pre)
+    elif a == 3:
+        out = tl.abs(pre)
+    elif a == 4:
+        out = tl.where(pre > 20, pre, tl.log(1 + tl.exp(pre)))
+    elif a == 5:
+        out = fract(pre * 0.5 + 0.5) * 2 - 1
+    return out
+
+
+@triton.jit
+def cppn_kernel(coord, out, inp, w, b, w_out, b_out, alive, acts, side, N, LAYERS: tl.constexpr,
+                WIDTH: tl.constexpr, BLOCK: tl.constexpr):
+    """A CPPN's three outputs [B, 3, N] (before standardisation). Per image: inp [16] = scale,
+    cos and sin of the turn, k, then each Fourier feature's x and y frequencies and phase; w [L, W,
+    W] and b [L, W] the layers' weights and biases (gains and the dead units applied), acts [L] their
+    activations (one past the last: unused), w_out [W, W] and b_out [W] the output layer (3 rows)."""
+    img = tl.program_id(0).to(tl.int64)
+    offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    inside = offs < N
+    p = inp + img * 16
+    xs = tl.load(coord + offs % side, mask=inside, other=0.0) * tl.load(p)
+    ys = tl.load(coord + offs // side, mask=inside, other=0.0) * tl.load(p)
+    x, y = rotate(xs, ys, tl.load(p + 1), tl.load(p + 2))
+    k_theta = tl.load(p + 3) * atan2(y, x)
+    unit = tl.arange(0, WIDTH)[:, None]  # [W, 1]
+    h = tl.where(unit == 0, x[None, :], 0.0)
+    h = tl.where(unit == 1, y[None, :], h)
+    h = tl.where(unit == 2, tl.sqrt(x * x + y * y)[None, :], h)
+    h = tl.where(unit == 3, tl.sin(k_theta)[None, :], h)
+    h = tl.where(unit == 4, tl.cos(k_theta)[None, :], h)
+    for j in tl.static_range(3):
+        fx, fy, phase = tl.load(p + 4 + j), tl.load(p + 7 + j), tl.load(p + 10 + j)
+        h = tl.where(unit == 5 + j, tl.sin(6.283185307179586 * (fx * x + fy * y) + phase)[None, :], h)
+    cols = tl.arange(0, WIDTH)[None, :]
+    live = tl.load(alive + img * WIDTH + unit)  # [W, 1]
+    for layer in range(LAYERS):
+        a = tl.load(acts + img * LAYERS + layer)
+        if a < 6:
+            at = img * LAYERS + layer
+            weights = tl.load(w + (at * WIDTH + unit) * WIDTH + cols)
+            pre = tl.dot(weights, h, input_precision="ieee") + tl.load(b + at * WIDTH + unit)
+            h = activation(a, pre) * live
+    o = tl.dot(tl.load(w_out + (img * WIDTH + unit) * WIDTH + cols), h, input_precision="ieee")
+    o = o + tl.load(b_out + img * WIDTH + unit)
+    tl.store(out + (img * 3 + unit) * N + offs[None, :], o, mask=(unit < 3) & inside[None, :])

@@ -619,26 +619,48 @@ def _cppn(p: dict[str, Tensor], rows: Tensor, x: Tensor, y: Tensor) -> Tensor:
     fx, fy = mag * torch.cos(f[..., 1:2] * 2 * math.pi), mag * torch.sin(f[..., 1:2] * 2 * math.pi)
     fourier = torch.sin(2 * math.pi * (fx * x[:, None] + fy * y[:, None]) + f[..., 2:3] * 2 * math.pi)
     inputs = torch.cat([torch.stack([x, y, r, torch.sin(k * theta), torch.cos(k * theta)], 1), fourier], 1)
-    width = p["width"][rows]
-    alive = (torch.arange(CPPN_WIDTH, device=x.device)[None] < width[:, None]).float()  # [n, W]
     h = torch.zeros(n, CPPN_WIDTH, npix, device=x.device)
     h[:, :CPPN_INPUTS] = inputs
-    acts = p["acts"][rows]
-    weights, biases, gains = p["weights"][rows], p["biases"][rows], p["gains"][rows]
-    fan_in = torch.full((n, 1, 1), float(CPPN_INPUTS), device=x.device)
-    for layer in range(acts.shape[1]):
-        w = weights[:, layer] * alive[:, :, None] * (gains[:, layer, None, None] / fan_in.sqrt())
-        pre = batched_matmul(w, h) + biases[:, layer, :, None] * alive[:, :, None]
+    net = cppn_layers(p, rows)
+    for layer in range(net.acts.shape[1]):
+        pre = batched_matmul(net.weights[:, layer], h) + net.biases[:, layer, :, None]
         new = h.clone()
-        for a, sub in groups(acts[:, layer]):
+        for a, sub in groups(net.acts[:, layer]):
             if a < len(CPPN_ACTIVATIONS):
                 act = list(CPPN_ACTIVATIONS.values())[a]
-                new.index_copy_(0, sub, act(pre.index_select(0, sub)) * alive[sub, :, None])
+                new.index_copy_(0, sub, act(pre.index_select(0, sub)) * net.alive[sub, :, None])
         h = new
-        fan_in = width[:, None, None].float()
-    w = weights[:, -1, :3] * (gains[:, -1, None, None] / width[:, None, None].float().sqrt())
-    out = batched_matmul(w, h) + biases[:, -1, :3, None]
+    out = batched_matmul(net.out_weights, h) + net.out_biases[:, :, None]
     return standardise(out.reshape(n * 3, npix)).reshape(n, 3, npix)
+
+
+@dataclass
+class CppnLayers:
+    """The CPPNs' layers of images `rows`, gains and dead units applied: weights [n, L, W, W],
+    biases [n, L, W], activation ids [n, L] (len(CPPN_ACTIVATIONS): layer unused), live units
+    [n, W] (0 or 1), and the output layer's weights [n, 3, W] and biases [n, 3]."""
+
+    weights: Tensor
+    biases: Tensor
+    acts: Tensor
+    alive: Tensor
+    out_weights: Tensor
+    out_biases: Tensor
+
+
+def cppn_layers(p: dict[str, Tensor], rows: Tensor) -> CppnLayers:
+    width = p["width"][rows]
+    alive = (torch.arange(CPPN_WIDTH, device=width.device)[None] < width[:, None]).float()  # [n, W]
+    acts = p["acts"][rows]
+    weights, biases, gains = p["weights"][rows], p["biases"][rows], p["gains"][rows]
+    fan_in = torch.full((len(rows), 1, 1), float(CPPN_INPUTS), device=width.device)
+    layer_w, layer_b = [], []
+    for layer in range(acts.shape[1]):
+        layer_w.append(weights[:, layer] * alive[:, :, None] * (gains[:, layer, None, None] / fan_in.sqrt()))
+        layer_b.append(biases[:, layer] * alive)
+        fan_in = width[:, None, None].float()
+    out_w = weights[:, -1, :3] * (gains[:, -1, None, None] / width[:, None, None].float().sqrt())
+    return CppnLayers(torch.stack(layer_w, 1), torch.stack(layer_b, 1), acts, alive, out_w, biases[:, -1, :3])
 
 
 def _palette(p: dict[str, Tensor], rows: Tensor, t: Tensor) -> Tensor:
@@ -724,17 +746,33 @@ def shader_field(p: dict[str, Tensor], rows: Tensor, res: int, depth: int) -> Te
     return shader_field_tensor(p, rows, res, depth)
 
 
+def cppn_outputs_tensor(p: dict[str, Tensor], rows: Tensor, res: int) -> Tensor:
+    """The CPPN's three standardised outputs [n, 3, side²] of images `rows`, as tensor code."""
+    x, y = canvas(len(rows), res, rows.device)
+    return _cppn(p, rows, x, y)
+
+
+def cppn_outputs(p: dict[str, Tensor], rows: Tensor, res: int) -> Tensor:
+    """The CPPN's three standardised outputs [n, 3, side²] of images `rows`: by a fused kernel on a
+    GPU with Triton (programs_cuda), by tensor code elsewhere."""
+    if rows.device.type != "cpu" or os.environ.get("TRITON_INTERPRET") == "1":
+        from noisevision.generators import programs_cuda
+
+        if programs_cuda.available(rows.device):
+            return programs_cuda.cppn_outputs(p, rows, res)
+    return cppn_outputs_tensor(p, rows, res)
+
+
 def render_programs(p: dict[str, Tensor], res: int, depth: int) -> Tensor:
     """float32 RGB [B, 3, res, res] in [0, 1] of sampled programs (sample_program)."""
     b, dev = p["grammar"].shape[0], p["grammar"].device
     side = canvas_side(res)
-    x, y = canvas(b, res, dev)
     t = torch.empty(b, side * side, device=dev)
     rgb = torch.empty(b, 3, side * side, device=dev)
     everyone = torch.arange(b, device=dev)
     for grammar, rows in groups(p["grammar"]):
         if grammar == 0:
-            out = _cppn(p, rows, x[rows], y[rows])
+            out = cppn_outputs(p, rows, res)
             field = out[:, 0]
             m = torch.tanh(batched_matmul(p["colour_matrix"][rows], out)) * 0.5 + 0.5
             colour = torch.lerp(_palette(p, rows, field), m, p["direct"][rows, :, None] * 0.7)

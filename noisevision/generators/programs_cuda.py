@@ -1,21 +1,25 @@
-"""The shader grammar of `programs` rendered by fused Triton kernels on a GPU.
+"""The programs of `programs` rendered by fused Triton kernels on a GPU.
 
 As tensor code, a batch of shader programs is tens of thousands of small operations (each operator
 group of each slot runs its own chain of kernels, and grouping copies rows to the host): a GPU
 spends its time launching them. Here each slot of the program tree is one kernel launch over
 all images, where each image branches on its own operators like a fragment shader, and the
-standardisation between slots stays tensor code (the batch-free reductions of `programs`).
+standardisation of each slot's field is one more (a row per program, summed in a fixed order, so
+that an image's bytes do not depend on its batch). A CPPN is one launch for all its layers, each
+pixel's hidden units a column of a [16, pixels] tile.
 
 Images follow the tensor code up to float rounding (the kernels compute the same operations;
-fused multiply-adds and the GPU's sin/cos/exp round differently), and an image's bytes do not
-depend on its batch: every pixel is computed alone. `available(device)` says whether the kernels
-run there (CUDA with Triton, or Triton's interpreter on a CPU for the tests; NOISEVISION_TRITON=0
-switches them off); the first use compares them with the tensor code on a few programs.
+fused multiply-adds, the GPU's sin/cos/exp and the order of sums round differently), and an
+image's bytes do not depend on its batch: every pixel is computed alone. `available(device)`
+says whether the kernels run there (CUDA with Triton, or Triton's interpreter on a CPU for the
+tests; NOISEVISION_TRITON=0 switches them off); the first use compares them with the tensor code
+on a few programs.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import os
 import warnings
 
@@ -25,6 +29,7 @@ from torch import Tensor
 from noisevision.generators import programs as pg
 
 _BLOCK = 256  # pixels per Triton program
+_CPPN_BLOCK = 64  # (its hidden layer is a [16, block] tile)
 _PAR = {"domain": 4, "field": 8, "combinator": 4}  # parameters per operator, padded
 
 
@@ -61,18 +66,26 @@ def available(device: torch.device) -> bool:
 
 
 def self_check(device: torch.device, batch: int = 16, res: int = 32) -> bool:
-    """The kernels' shader fields of a few programs agree with the tensor code's."""
+    """The kernels' shader fields and CPPN outputs of a few programs agree with the tensor code's."""
     from noisevision.rng import Rng
 
-    rng = Rng.for_indices("program-shader", 0, torch.arange(batch, device=device))
-    p = pg.sample_program(rng, "shader", 4)
+    rng = Rng.for_indices("program-mixed", 0, torch.arange(batch, device=device))
+    p = pg.sample_program(rng, "mixed", 4)
     every = torch.arange(batch, device=device)
-    fused, plain = shader_field(p, every, res, 4), pg.shader_field_tensor(p, every, res, 4)
-    close = bool((fused - plain).abs().median() < 1e-3)
+    shaders = (shader_field(p, every, res, 4) - pg.shader_field_tensor(p, every, res, 4)).abs()
+    cppns = (cppn_outputs(p, every, res) - pg.cppn_outputs_tensor(p, every, res)).abs()
+    close = bool(shaders.median() < 1e-3 and cppns.median() < 1e-3)
     if not close:
         warnings.warn("noisevision: fused program kernels disagree with the tensor code here; using tensor "
                       "code", stacklevel=2)  # fmt: skip
     return close
+
+
+def _standardise(f: Tensor) -> None:
+    """`programs.standardise` of each row of f [n, N] (rows contiguous, any row stride), in place."""
+    _, k = _kernels()
+    if len(f):
+        k.standardise_kernel[(len(f),)](f, f.stride(0), f.shape[1], BLOCK=1024)
 
 
 def _packed(ops: Tensor, u: Tensor, table: tuple[pg.Op, ...], width: int) -> tuple[Tensor, Tensor]:
@@ -126,5 +139,36 @@ def shader_field(p: dict[str, Tensor], rows: Tensor, res: int, depth: int) -> Te
         k.node_kernel[grid](buf, gx, gy, kind, l_ops, l_par, f_ops, f_par, c_ops, c_par, vals, angs,
                             gcos.contiguous(), gsin.contiguous(), slot, slots, npix,
                             LEAF_SLOTS=pg.LEAF_DOMAIN_SLOTS, BLOCK=_BLOCK)  # fmt: skip
-        buf[:, slot] = pg.standardise(buf[:, slot])
+        _standardise(buf[:, slot])
     return buf[:, 0]
+
+
+def cppn_outputs(p: dict[str, Tensor], rows: Tensor, res: int) -> Tensor:
+    """The CPPN's three standardised outputs [n, 3, side²] of images `rows`, as
+    `programs.cppn_outputs_tensor`."""
+    triton, k = _kernels()
+    dev = rows.device
+    side = pg.canvas_side(res)
+    npix, n, width = side * side, len(rows), pg.CPPN_WIDTH
+    coord = (torch.arange(side, device=dev, dtype=torch.float32) + 0.5) * (2.0 / res) - 1
+    u, f = p["cppn_u"][rows], p["fourier"][rows]
+    angle = u[:, 1:2] * 2 * math.pi
+    mag = pg._loglerp(0.5, 6, f[..., 0])
+    inp = torch.zeros(n, 16, device=dev)
+    inp[:, 0:1], inp[:, 1:2], inp[:, 2:3] = pg._loglerp(0.5, 3, u[:, :1]), torch.cos(angle), torch.sin(angle)
+    inp[:, 3:4] = torch.floor(pg._lerp(1, 7, u[:, 2:3]))
+    inp[:, 4:7] = mag * torch.cos(f[..., 1] * 2 * math.pi)
+    inp[:, 7:10] = mag * torch.sin(f[..., 1] * 2 * math.pi)
+    inp[:, 10:13] = f[..., 2] * 2 * math.pi
+    net = pg.cppn_layers(p, rows)
+    out_w = torch.zeros(n, width, width, device=dev)
+    out_w[:, :3] = net.out_weights
+    out_b = torch.zeros(n, width, device=dev)
+    out_b[:, :3] = net.out_biases
+    out = torch.empty(n, 3, npix, device=dev)
+    grid = (n, triton.cdiv(npix, _CPPN_BLOCK))
+    k.cppn_kernel[grid](coord, out, inp, net.weights.contiguous(), net.biases.contiguous(), out_w, out_b,
+                        net.alive.contiguous(), net.acts.to(torch.int32).contiguous(), side, npix,
+                        LAYERS=net.acts.shape[1], WIDTH=width, BLOCK=_CPPN_BLOCK)  # fmt: skip
+    _standardise(out.view(n * 3, npix))
+    return out
