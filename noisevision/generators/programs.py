@@ -26,7 +26,9 @@ operator they picked and each operator runs once on its group, so a batch costs 
 slot, not one per image. Every random number comes from the image's key (drawn for all slots,
 whichever operators are chosen), images never interact, and the canvas is padded to a multiple of
 8 px so that vectorised kernels see every image at the same alignment: an image's bytes do not
-depend on its batch. Rendering runs on one CPU thread (`single_cpu_thread`).
+depend on its batch. Rendering runs on one CPU thread (`single_cpu_thread`). On a GPU, where
+each group's operations would be so many kernel launches, `programs_cuda` renders the same programs
+with fused Triton kernels instead (one launch per slot, each image branching on its operators).
 
 No blank images (as FractalDB keeps only codes that light 20% of the canvas): an image whose
 luminance is nearly flat is re-drawn from a new program (key child "retry"), up to 4 times.
