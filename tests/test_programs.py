@@ -312,3 +312,32 @@ def test_fused_kernels_follow_the_tensor_code():
     proc = subprocess.run([sys.executable, "-c", FUSED_CHECK], env=env, capture_output=True, text=True,
                           timeout=300)  # fmt: skip
     assert proc.returncode == 0 and "agree" in proc.stdout, proc.stderr[-3000:]
+
+
+def test_fused_kernels_compile_for_a_gpu():
+    """Triton's compiler (not only its interpreter, which is more lenient) builds every fused kernel
+    down to a cubin for a Hopper GPU (sm_90), without one: a kernel that only the interpreter accepts
+    would otherwise first fail on a GPU."""
+    triton = pytest.importorskip("triton")
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from noisevision.generators import _programs_triton as k
+
+    f32, i32 = "*fp32", "*i32"
+    kernels = {
+        k.global_kernel: ({"coord": f32, "gx": f32, "gy": f32, "ops": i32, "par": f32, "vals": f32,
+                           "side": "i32", "N": "i32"}, {"SLOTS": pg.GLOBAL_DOMAIN_SLOTS, "BLOCK": 256}),
+        k.node_kernel: ({"buf": f32, "gx": f32, "gy": f32, "kind": i32, "leaf_ops": i32, "leaf_par": f32,
+                         "field_ops": i32, "field_par": f32, "comb_ops": i32, "comb_par": f32, "vals": f32,
+                         "angs": f32, "gcos": f32, "gsin": f32, "slot": "i32", "S": "i32", "N": "i32"},
+                        {"LEAF_SLOTS": pg.LEAF_DOMAIN_SLOTS, "BLOCK": 256}),
+        k.standardise_kernel: ({"f": f32, "row_stride": "i32", "N": "i32"}, {"BLOCK": 1024}),
+        k.cppn_kernel: ({"coord": f32, "out": f32, "inp": f32, "w": f32, "b": f32, "w_out": f32, "b_out": f32,
+                         "alive": f32, "acts": i32, "side": "i32", "N": "i32"},
+                        {"LAYERS": 6, "WIDTH": pg.CPPN_WIDTH, "BLOCK": 64}),
+    }  # fmt: skip
+    for kernel, (signature, constants) in kernels.items():
+        source = ASTSource(kernel, {**signature, **dict.fromkeys(constants, "constexpr")}, constants)
+        built = triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
+        assert built.asm["cubin"], kernel
