@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -85,3 +86,28 @@ def default_workers(device: torch.device, job: str) -> int:
     if job == "train-folder":
         return 4 if cuda else 1
     raise ValueError(f"unknown job '{job}'")
+
+
+def triton_kernels_run(device: torch.device, what: str, self_check: Callable[[torch.device], bool],
+                       known: dict[str, bool]) -> bool:  # fmt: skip
+    """Whether fused Triton kernels (`what`, for the warning) run on `device`: CUDA, or Triton's
+    interpreter on a CPU (TRITON_INTERPRET=1, which the tests use), unless NOISEVISION_TRITON=0.
+
+    The first time per device type (`known` keeps the answers), `self_check(device)` must pass: a
+    Triton that cannot compile the kernels, or computes otherwise, is not used (one warning).
+    """
+    if os.environ.get("NOISEVISION_TRITON", "1") == "0":
+        return False
+    kind = device.type
+    if kind not in known:
+        ok = kind == "cuda" or (kind == "cpu" and os.environ.get("TRITON_INTERPRET") == "1")
+        known[kind] = False  # (self-checks compare with the tensor code, which must not recurse)
+        if ok:
+            try:
+                ok = self_check(device)
+            except Exception as exc:  # no Triton, or one that cannot compile the kernels
+                warnings.warn(f"noisevision: fused {what} kernels unavailable ({exc}); using tensor code",
+                              stacklevel=3)  # fmt: skip
+                ok = False
+        known[kind] = ok
+    return known[kind]

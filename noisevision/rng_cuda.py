@@ -13,11 +13,12 @@ switched off with NOISEVISION_TRITON=0).
 from __future__ import annotations
 
 import functools
-import os
 import warnings
 
 import torch
 from torch import Tensor
+
+from noisevision.device import triton_kernels_run
 
 WORDS, UNIFORM, RANDINT, MIX = range(4)
 _BLOCK = 1024
@@ -43,21 +44,7 @@ def available(device: torch.device) -> bool:
     The first time, every kernel runs once on a few keys and must give the tensor code's numbers
     (`self_check`); a Triton that cannot compile them, or computes otherwise, is not used.
     """
-    if os.environ.get("NOISEVISION_TRITON", "1") == "0":
-        return False
-    kind = device.type
-    if kind not in _AVAILABLE:
-        ok = kind == "cuda" or (kind == "cpu" and os.environ.get("TRITON_INTERPRET") == "1")
-        _AVAILABLE[kind] = False  # (self_check's own draws use the tensor code)
-        if ok:
-            try:
-                ok = self_check(device)
-            except Exception as exc:  # no Triton, or one that cannot compile here
-                warnings.warn(f"noisevision: fused random-number kernels unavailable ({exc}); "
-                              "using tensor code", stacklevel=2)  # fmt: skip
-                ok = False
-        _AVAILABLE[kind] = ok
-    return _AVAILABLE[kind]
+    return triton_kernels_run(device, "random-number", self_check, _AVAILABLE)
 
 
 def self_check(device: torch.device) -> bool:

@@ -1,4 +1,4 @@
-"""Triton kernels of `noisevision.generators.programs_cuda`: the shader grammar as a fragment shader.
+"""Triton kernels of `noisevision.generators.programs_cuda`: programs rendered as fragment shaders.
 
 Each program (a block of one image's pixels) reads its image's operator ids and parameters as
 scalars and branches on them, as a GPU runs a fragment shader: the whole tree costs one launch

@@ -610,16 +610,12 @@ def _node(p: dict[str, Tensor], rows: Tensor, slot: int, x: Tensor, y: Tensor, l
 def _cppn(p: dict[str, Tensor], rows: Tensor, x: Tensor, y: Tensor) -> Tensor:
     """The CPPN's three standardised outputs [n, 3, N] of images `rows` at coordinates x, y."""
     n, npix = x.shape
-    u = p["cppn_u"][rows]
-    scale = _loglerp(0.5, 3, u[:, :1])
-    x, y = _rotate(x * scale, y * scale, u[:, 1:2] * 2 * math.pi)
-    k = torch.floor(_lerp(1, 7, u[:, 2:3]))
+    c = cppn_inputs(p, rows)
+    x, y = _rotate(x * c["scale"], y * c["scale"], c["turn"])
     r = torch.sqrt(x * x + y * y)
     theta = torch.atan2(y, x)
-    f = p["fourier"][rows]  # [n, 3, 3]: frequency magnitude, direction, phase per feature
-    mag = _loglerp(0.5, 6, f[..., 0:1])
-    fx, fy = mag * torch.cos(f[..., 1:2] * 2 * math.pi), mag * torch.sin(f[..., 1:2] * 2 * math.pi)
-    fourier = torch.sin(2 * math.pi * (fx * x[:, None] + fy * y[:, None]) + f[..., 2:3] * 2 * math.pi)
+    fourier = torch.sin(2 * math.pi * (c["fx"] * x[:, None] + c["fy"] * y[:, None]) + c["phase"])
+    k = c["k"]
     inputs = torch.cat([torch.stack([x, y, r, torch.sin(k * theta), torch.cos(k * theta)], 1), fourier], 1)
     h = torch.zeros(n, CPPN_WIDTH, npix, device=x.device)
     h[:, :CPPN_INPUTS] = inputs
@@ -650,7 +646,22 @@ class CppnLayers:
     out_biases: Tensor
 
 
+def cppn_inputs(p: dict[str, Tensor], rows: Tensor) -> dict[str, Tensor]:
+    """What the CPPNs of images `rows` compute their inputs with: the coordinates' scale, turn
+    (rad) and angular frequency k [n, 1]; the Fourier features' x and y frequencies and phases
+    [n, 3, 1]."""
+    u, f = p["cppn_u"][rows], p["fourier"][rows]  # f: frequency magnitude, direction, phase
+    mag = _loglerp(0.5, 6, f[..., 0:1])
+    return {
+        "scale": _loglerp(0.5, 3, u[:, :1]), "turn": u[:, 1:2] * 2 * math.pi,
+        "k": torch.floor(_lerp(1, 7, u[:, 2:3])),
+        "fx": mag * torch.cos(f[..., 1:2] * 2 * math.pi), "fy": mag * torch.sin(f[..., 1:2] * 2 * math.pi),
+        "phase": f[..., 2:3] * 2 * math.pi,
+    }  # fmt: skip
+
+
 def cppn_layers(p: dict[str, Tensor], rows: Tensor) -> CppnLayers:
+    """The CPPNs' layers of images `rows` (see CppnLayers)."""
     width = p["width"][rows]
     alive = (torch.arange(CPPN_WIDTH, device=width.device)[None] < width[:, None]).float()  # [n, W]
     acts = p["acts"][rows]
@@ -737,15 +748,21 @@ def shader_field_tensor(p: dict[str, Tensor], rows: Tensor, res: int, depth: int
     return _shader(p, rows, x, y, depth)
 
 
+def _fused(device: torch.device) -> Any:
+    """`programs_cuda` where its fused kernels render (a GPU with Triton, or Triton's interpreter on
+    a CPU for the tests), else None."""
+    if device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+        return None
+    from noisevision.generators import programs_cuda
+
+    return programs_cuda if programs_cuda.available(device) else None
+
+
 def shader_field(p: dict[str, Tensor], rows: Tensor, res: int, depth: int) -> Tensor:
     """The standardised shader field [n, side²] of images `rows`: by fused kernels on a GPU with
     Triton (programs_cuda), by tensor code elsewhere."""
-    if rows.device.type != "cpu" or os.environ.get("TRITON_INTERPRET") == "1":
-        from noisevision.generators import programs_cuda
-
-        if programs_cuda.available(rows.device):
-            return programs_cuda.shader_field(p, rows, res, depth)
-    return shader_field_tensor(p, rows, res, depth)
+    fused = _fused(rows.device)
+    return fused.shader_field(p, rows, res, depth) if fused else shader_field_tensor(p, rows, res, depth)
 
 
 def cppn_outputs_tensor(p: dict[str, Tensor], rows: Tensor, res: int) -> Tensor:
@@ -757,12 +774,8 @@ def cppn_outputs_tensor(p: dict[str, Tensor], rows: Tensor, res: int) -> Tensor:
 def cppn_outputs(p: dict[str, Tensor], rows: Tensor, res: int) -> Tensor:
     """The CPPN's three standardised outputs [n, 3, side²] of images `rows`: by a fused kernel on a
     GPU with Triton (programs_cuda), by tensor code elsewhere."""
-    if rows.device.type != "cpu" or os.environ.get("TRITON_INTERPRET") == "1":
-        from noisevision.generators import programs_cuda
-
-        if programs_cuda.available(rows.device):
-            return programs_cuda.cppn_outputs(p, rows, res)
-    return cppn_outputs_tensor(p, rows, res)
+    fused = _fused(rows.device)
+    return fused.cppn_outputs(p, rows, res) if fused else cppn_outputs_tensor(p, rows, res)
 
 
 def render_programs(p: dict[str, Tensor], res: int, depth: int) -> Tensor:

@@ -19,13 +19,12 @@ on a few programs.
 from __future__ import annotations
 
 import functools
-import math
-import os
 import warnings
 
 import torch
 from torch import Tensor
 
+from noisevision.device import triton_kernels_run
 from noisevision.generators import programs as pg
 
 _BLOCK = 256  # pixels per Triton program
@@ -48,21 +47,7 @@ _AVAILABLE: dict[str, bool] = {}
 
 def available(device: torch.device) -> bool:
     """Whether the fused kernels render programs on `device` (see the module's docstring)."""
-    if os.environ.get("NOISEVISION_TRITON", "1") == "0":
-        return False
-    kind = device.type
-    if kind not in _AVAILABLE:
-        ok = kind == "cuda" or (kind == "cpu" and os.environ.get("TRITON_INTERPRET") == "1")
-        _AVAILABLE[kind] = False  # (self_check renders with the tensor code too)
-        if ok:
-            try:
-                ok = self_check(device)
-            except Exception as exc:  # no Triton, or one that cannot compile the kernels
-                warnings.warn(f"noisevision: fused program kernels unavailable ({exc}); using tensor code",
-                              stacklevel=2)  # fmt: skip
-                ok = False
-        _AVAILABLE[kind] = ok
-    return _AVAILABLE[kind]
+    return triton_kernels_run(device, "program", self_check, _AVAILABLE)
 
 
 def self_check(device: torch.device, batch: int = 16, res: int = 32) -> bool:
@@ -151,15 +136,10 @@ def cppn_outputs(p: dict[str, Tensor], rows: Tensor, res: int) -> Tensor:
     side = pg.canvas_side(res)
     npix, n, width = side * side, len(rows), pg.CPPN_WIDTH
     coord = (torch.arange(side, device=dev, dtype=torch.float32) + 0.5) * (2.0 / res) - 1
-    u, f = p["cppn_u"][rows], p["fourier"][rows]
-    angle = u[:, 1:2] * 2 * math.pi
-    mag = pg._loglerp(0.5, 6, f[..., 0])
+    c = pg.cppn_inputs(p, rows)
     inp = torch.zeros(n, 16, device=dev)
-    inp[:, 0:1], inp[:, 1:2], inp[:, 2:3] = pg._loglerp(0.5, 3, u[:, :1]), torch.cos(angle), torch.sin(angle)
-    inp[:, 3:4] = torch.floor(pg._lerp(1, 7, u[:, 2:3]))
-    inp[:, 4:7] = mag * torch.cos(f[..., 1] * 2 * math.pi)
-    inp[:, 7:10] = mag * torch.sin(f[..., 1] * 2 * math.pi)
-    inp[:, 10:13] = f[..., 2] * 2 * math.pi
+    inp[:, :4] = torch.cat([c["scale"], torch.cos(c["turn"]), torch.sin(c["turn"]), c["k"]], 1)
+    inp[:, 4:13] = torch.cat([c["fx"], c["fy"], c["phase"]], 1)[..., 0]
     net = pg.cppn_layers(p, rows)
     out_w = torch.zeros(n, width, width, device=dev)
     out_w[:, :3] = net.out_weights

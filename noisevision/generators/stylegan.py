@@ -615,7 +615,7 @@ class RandomStyleGAN(Generator):
         self.images_per_network = int(images_per_network)
         # dense activations take ~100 MB per image at 256 px; the tied variants a few MB
         self.max_batch = 16 if self.variant.bank is None else 64
-        self.gpu_pixels = 0 if self.variant.bank is None else 256 * 256 * 256
+        self.gpu_pixels = 0 if self.variant.bank is None else 256 * 256 * 256  # 256 images at 256 px
 
     def batch_invariant(self, device: torch.device) -> bool:
         # A network's images are rendered together, and on a GPU the kernels chosen for the
