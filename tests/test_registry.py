@@ -52,6 +52,22 @@ def test_chunking_does_not_change_images(monkeypatch):
     assert torch.equal(whole, gen(range(10), res=16))
 
 
+def test_gpu_batches_follow_the_pixel_budget():
+    """On a GPU, families with a pixel budget render more images per call (fewer launches per
+    image), as many as fit the budget at that size, never fewer than on a CPU, and below 64 px no
+    more than at 64 px; `generate` renders in blocks of that size there."""
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    programs = generators.get("program-mixed")
+    assert programs.batch_limit(128, cpu) == programs.max_batch == 128
+    assert [programs.batch_limit(r, gpu) for r in (16, 64, 128, 256, 512, 1024)] == [
+        4096, 4096, 1024, 256, 128, 128]  # fmt: skip
+    assert programs.device_block(128) == 1024
+    dense = generators.get("stylegan-random")  # no budget: ~100 MB per image
+    assert dense.batch_limit(256, gpu) == dense.batch_limit(256, cpu) == dense.max_batch
+    assert generators.get("stylegan-oriented").batch_limit(256, gpu) == 256
+    assert generators.get("dead_leaves-mixed").batch_limit(128, gpu) == 1024
+
+
 def test_cuda_absent_is_a_clear_error():
     if torch.cuda.is_available():
         pytest.skip("CUDA present")

@@ -40,7 +40,8 @@ class Generator:
     #: whose bytes would otherwise depend on the thread count.
     single_cpu_thread: bool = False
     #: On a GPU, render up to this many pixels in one go where that is more than `max_batch`
-    #: images: a GPU spends a batch's launches once, so launch-bound families gain from wide batches.
+    #: images: a GPU spends a batch's launches once, so launch-bound families gain from wide batches
+    #: (below 64 px, as many images as at 64 px: per-image state does not shrink with them).
     gpu_pixels: int = 0
 
     def __init__(self, spec: GeneratorSpec, **params: Any):
@@ -89,7 +90,7 @@ class Generator:
         """How many images one `render` call takes at `res` on `device` (see `gpu_pixels`)."""
         if device.type == "cpu" or not self.gpu_pixels:
             return self.max_batch
-        return max(self.max_batch, self.gpu_pixels // (res * res))
+        return max(self.max_batch, self.gpu_pixels // max(res, 64) ** 2)
 
     def device_block(self, res: int) -> int:
         """How many consecutive indices `generate` renders together on a GPU (aligned blocks)."""

@@ -757,7 +757,7 @@ class StatisticalModel(Generator):
         return res
 
     def device_block(self, res: int) -> int:
-        return max(1, self.gpu_pixels // (res * res))
+        return max(1, self.gpu_pixels // max(res, 64) ** 2)
 
     def sample_params(self, rng: Rng, res: int) -> dict[str, Tensor]:
         """Per-image model parameters for the keys of `rng` (see module-level sample_params)."""
