@@ -234,6 +234,7 @@ def combine(op, par, a, b):
 
 
 # ------------------------------------------------------------------------------------ kernels
+# Grids are (pixel tiles, images): the first axis holds up to 2^31 - 1 programs, the second 65,535.
 @triton.jit
 def standardise_kernel(f, row_stride, N, BLOCK: tl.constexpr):
     """Each row of f (one program per row) to zero mean and unit std (at least 1e-4), in place:
@@ -258,8 +259,8 @@ def standardise_kernel(f, row_stride, N, BLOCK: tl.constexpr):
 @triton.jit
 def global_kernel(coord, gx, gy, ops, par, vals, side, N, SLOTS: tl.constexpr, BLOCK: tl.constexpr):
     """The shader's whole-image domain chain: pixel coordinates -> gx, gy [B, N]."""
-    img = tl.program_id(0).to(tl.int64)
-    offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    img = tl.program_id(1).to(tl.int64)
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     inside = offs < N
     x = tl.load(coord + offs % side, mask=inside, other=0.0)
     y = tl.load(coord + offs // side, mask=inside, other=0.0)
@@ -270,13 +271,15 @@ def global_kernel(coord, gx, gy, ops, par, vals, side, N, SLOTS: tl.constexpr, B
     tl.store(gy + img * N + offs, y, mask=inside)
 
 
-@triton.jit(do_not_specialize=["slot"])
+@triton.jit(do_not_specialize=["slot", "reg", "child"])
 def node_kernel(buf, gx, gy, kind, leaf_ops, leaf_par, field_ops, field_par, comb_ops, comb_par,
-                vals, angs, gcos, gsin, slot, S, N, LEAF_SLOTS: tl.constexpr, BLOCK: tl.constexpr):
-    """Tree slot `slot` of every image: a field after its domain chain (kind 1), the combination
-    of the (standardised) children 2·slot+1 and 2·slot+2 (kind 2), or nothing (kind 0)."""
-    img = tl.program_id(0).to(tl.int64)
-    offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+                vals, angs, gcos, gsin, slot, reg, child, S, R, N, LEAF_SLOTS: tl.constexpr,
+                BLOCK: tl.constexpr):
+    """Tree slot `slot` (of S) of every image into buf [B, R, N] at `reg`: a field after its domain
+    chain (kind 1), the combination of its (standardised) children, at `child` and child + 1
+    (kind 2), or nothing (kind 0)."""
+    img = tl.program_id(1).to(tl.int64)
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     inside = offs < N
     at = img * S + slot
     what = tl.load(kind + at)
@@ -289,11 +292,12 @@ def node_kernel(buf, gx, gy, kind, leaf_ops, leaf_par, field_ops, field_par, com
                           vals + lat)
         f = field(tl.load(field_ops + at), field_par + at * 8, x, y, vals + lat, angs + lat, gcos + lat,
                   gsin + lat)
-        tl.store(buf + at * N + offs, f, mask=inside)
+        tl.store(buf + (img * R + reg) * N + offs, f, mask=inside)
     if what == 2:
-        a = tl.load(buf + (img * S + 2 * slot + 1) * N + offs, mask=inside, other=0.0)
-        b = tl.load(buf + (img * S + 2 * slot + 2) * N + offs, mask=inside, other=0.0)
-        tl.store(buf + at * N + offs, combine(tl.load(comb_ops + at), comb_par + at * 4, a, b), mask=inside)
+        a = tl.load(buf + (img * R + child) * N + offs, mask=inside, other=0.0)
+        b = tl.load(buf + (img * R + child + 1) * N + offs, mask=inside, other=0.0)
+        out = combine(tl.load(comb_ops + at), comb_par + at * 4, a, b)
+        tl.store(buf + (img * R + reg) * N + offs, out, mask=inside)
 
 
 # ------------------------------------------------------------------------------------ CPPN
@@ -323,8 +327,8 @@ def cppn_kernel(coord, out, inp, w, b, w_out, b_out, alive, acts, side, N, LAYER
     cos and sin of the turn, k, then each Fourier feature's x and y frequencies and phase; w [L, W,
     W] and b [L, W] the layers' weights and biases (gains and the dead units applied), acts [L] their
     activations (one past the last: unused), w_out [W, W] and b_out [W] the output layer (3 rows)."""
-    img = tl.program_id(0).to(tl.int64)
-    offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    img = tl.program_id(1).to(tl.int64)
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     inside = offs < N
     p = inp + img * 16
     xs = tl.load(coord + offs % side, mask=inside, other=0.0) * tl.load(p)

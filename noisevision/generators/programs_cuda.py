@@ -101,6 +101,25 @@ def _slot_kinds(branch: Tensor) -> Tensor:
     return torch.where(reached, torch.where(branch, 2, 1), 0).to(torch.int32).contiguous()
 
 
+def _post_order(slots: int) -> list[tuple[int, int]]:
+    """(slot, where its field goes) for the tree's slots, children before their parents.
+
+    Depth first, a slot at level L (a left child, or the root: side 0; a right child: side 1) keeps
+    its field in buffer 2L + side until its parent combines it: the right sibling's subtree only
+    writes buffers of deeper levels. Memory: two fields per level, not one per slot.
+    """
+    order: list[tuple[int, int]] = []
+
+    def visit(slot: int, level: int) -> None:
+        if slot < slots:
+            visit(2 * slot + 1, level + 1)
+            visit(2 * slot + 2, level + 1)
+            order.append((slot, 2 * level + (slot > 0 and slot % 2 == 0)))
+
+    visit(0, 0)
+    return order
+
+
 def shader_field(p: dict[str, Tensor], rows: Tensor, res: int, depth: int) -> Tensor:
     """The standardised shader field [n, side²] of images `rows`, as `programs.shader_field_tensor`."""
     triton, k = _kernels()
@@ -115,16 +134,17 @@ def shader_field(p: dict[str, Tensor], rows: Tensor, res: int, depth: int) -> Te
     f_ops, f_par = _packed(p["field_ops"][rows], p["field_u"][rows], pg.FIELD_OPS, _PAR["field"])
     c_ops, c_par = _packed(p["comb_ops"][rows], p["comb_u"][rows], pg.COMBINATORS, _PAR["combinator"])
     kind = _slot_kinds(p["branch"][rows])
-    grid = (n, triton.cdiv(npix, _BLOCK))
+    grid = (triton.cdiv(npix, _BLOCK), n)
     gx, gy = torch.empty(n, npix, device=dev), torch.empty(n, npix, device=dev)
     k.global_kernel[grid](coord, gx, gy, g_ops, g_par, vals, side, npix, SLOTS=pg.GLOBAL_DOMAIN_SLOTS,
                           BLOCK=_BLOCK)  # fmt: skip
-    buf = torch.zeros(n, slots, npix, device=dev)
-    for slot in reversed(range(slots)):  # children before their parents
+    buf = torch.zeros(n, 2 * depth, npix, device=dev)  # two fields per level (see _post_order)
+    for slot, reg in _post_order(slots):
+        child = 2 * (reg // 2) + 2
         k.node_kernel[grid](buf, gx, gy, kind, l_ops, l_par, f_ops, f_par, c_ops, c_par, vals, angs,
-                            gcos.contiguous(), gsin.contiguous(), slot, slots, npix,
+                            gcos.contiguous(), gsin.contiguous(), slot, reg, child, slots, 2 * depth, npix,
                             LEAF_SLOTS=pg.LEAF_DOMAIN_SLOTS, BLOCK=_BLOCK)  # fmt: skip
-        _standardise(buf[:, slot])
+        _standardise(buf[:, reg])
     return buf[:, 0]
 
 
@@ -146,7 +166,7 @@ def cppn_outputs(p: dict[str, Tensor], rows: Tensor, res: int) -> Tensor:
     out_b = torch.zeros(n, width, device=dev)
     out_b[:, :3] = net.out_biases
     out = torch.empty(n, 3, npix, device=dev)
-    grid = (n, triton.cdiv(npix, _CPPN_BLOCK))
+    grid = (triton.cdiv(npix, _CPPN_BLOCK), n)
     k.cppn_kernel[grid](coord, out, inp, net.weights.contiguous(), net.biases.contiguous(), out_w, out_b,
                         net.alive.contiguous(), net.acts.to(torch.int32).contiguous(), side, npix,
                         LAYERS=net.acts.shape[1], WIDTH=width, BLOCK=_CPPN_BLOCK)  # fmt: skip
