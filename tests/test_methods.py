@@ -1,5 +1,6 @@
 """Methods: align/uniform, MoCo v2 and SimCLR losses and state, BN groups."""
 
+import copy
 import math
 
 import pytest
@@ -11,6 +12,7 @@ from noisevision.methods import build_method
 from noisevision.methods.common import align_loss, embed, embed_pair, uniform_loss
 from noisevision.methods.simclr import nt_xent
 from noisevision.models import build_encoder
+from noisevision.models.norm import GroupBatchNorm2d, bn_groups
 
 
 def tiny_encoder(seed=0):
@@ -54,6 +56,33 @@ def test_bn_groups_normalise_each_group_separately():
     torch.testing.assert_close(zb, torch.cat([ref[0][4:], ref[1][4:]]))
     with pytest.raises(ValueError, match="does not split"):
         embed(enc, torch.randn(6, 3, 32, 32), 4)
+
+
+@pytest.mark.parametrize("arch", ["smallalexnet", "resnet18-s"])
+def test_bn_groups_run_in_one_pass_as_in_one_pass_per_group(arch):
+    """Our encoders' batch norms take groups (models.norm), so that shuffle-BN forwards the whole
+    batch once instead of once per group: the same embeddings, gradients and running statistics
+    as one pass per group. A model with other batch norms falls back to one pass per group."""
+    torch.manual_seed(0)
+    enc = build_encoder(arch, width=0.125, input_size=32)
+    ref = copy.deepcopy(enc)
+    x = torch.randn(12, 3, 32, 32)
+    with bn_groups(enc, 3) as one_pass:
+        assert one_pass and all(m.groups == 3 for m in enc.modules() if isinstance(m, GroupBatchNorm2d))
+    assert all(m.groups == 1 for m in enc.modules() if isinstance(m, GroupBatchNorm2d))
+    grouped, chunked = embed(enc, x, 3), torch.cat([ref(chunk) for chunk in x.chunk(3)])
+    torch.testing.assert_close(grouped, chunked)
+    (grouped * torch.arange(12.0)[:, None]).sum().backward()
+    (chunked * torch.arange(12.0)[:, None]).sum().backward()
+    for (name, a), b in zip(enc.named_parameters(), ref.parameters()):
+        scale = float(b.grad.abs().max())  # (weight gradients summed over 12 images, not 3 × 4)
+        torch.testing.assert_close(a.grad, b.grad, atol=1e-5 * scale, rtol=1e-4, msg=name)
+    for (name, a), b in zip(enc.named_buffers(), ref.buffers()):
+        torch.testing.assert_close(a, b, msg=name)  # running means and variances, chunk after chunk
+    plain = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten())
+    with bn_groups(plain, 3) as one_pass:
+        assert not one_pass
+    torch.testing.assert_close(embed(plain, x, 3), torch.cat([plain(chunk) for chunk in x.chunk(3)]))
 
 
 def test_nt_xent_matches_a_per_anchor_loop():

@@ -14,6 +14,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from noisevision.models.norm import bn_groups
+
 
 def world() -> tuple[int, int]:
     """(rank, world size) of the default process group, (0, 1) without one."""
@@ -69,17 +71,29 @@ def gather_with_grad(x: Tensor) -> Tensor:
 
 
 def embed(encoder: nn.Module, x: Tensor, groups: int) -> Tensor:
-    """encoder(x) with BN statistics computed separately in `groups` equal chunks: [B, D]."""
+    """encoder(x) with BN statistics computed separately in `groups` equal chunks: [B, D].
+
+    One pass over the whole batch where the encoder's batch norms take groups (models.norm), else
+    one pass per chunk."""
     if groups == 1:
         return encoder(x)
     if x.shape[0] % groups:
         raise ValueError(f"batch of {x.shape[0]} does not split into {groups} BN groups")
+    with bn_groups(encoder, groups) as one_pass:
+        if one_pass:
+            return encoder(x)
     return torch.cat([encoder(chunk) for chunk in x.chunk(groups)])
 
 
 def embed_pair(encoder: nn.Module, v1: Tensor, v2: Tensor, groups: int) -> tuple[Tensor, Tensor]:
-    """Both views through one encoder call per group (views of a group share BN statistics, as in
-    the align/uniform reference code that forwards cat(x, y)): ([B, D], [B, D])."""
+    """Both views, with BN statistics shared by the two views of a group (as in the align/uniform
+    reference code that forwards cat(x, y)): ([B, D], [B, D])."""
+    if groups > 1 and len(v1) == len(v2) and len(v1) % groups == 0:
+        with bn_groups(encoder, groups) as one_pass:
+            if one_pass:  # [a_1, b_1, a_2, b_2, …] in one pass, each a_g, b_g a BN group
+                pairs = [torch.cat(pair) for pair in zip(v1.chunk(groups), v2.chunk(groups))]
+                z = encoder(torch.cat(pairs)).view(groups, 2, len(v1) // groups, -1)
+                return z[:, 0].flatten(0, 1), z[:, 1].flatten(0, 1)
     z1, z2 = [], []
     for a, b in zip(v1.chunk(groups), v2.chunk(groups)):
         za, zb = encoder(torch.cat([a, b])).split([len(a), len(b)])

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from noisevision.models.encoder import Encoder
+from noisevision.models.norm import GroupBatchNorm2d
 
 # torchvision's block class by name, blocks per stage (torchvision is imported when a ResNet is
 # built: its import takes seconds, which `--help` and the other encoders need not pay)
@@ -60,7 +61,7 @@ class ResNetEncoder(Encoder):
             self.conv1 = nn.Conv2d(3, widths[0], kernel_size=3, stride=1, padding=1, bias=False)
         else:
             self.conv1 = nn.Conv2d(3, widths[0], kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(widths[0])
+        self.bn1 = GroupBatchNorm2d(widths[0])
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.Identity() if small_stem else nn.MaxPool2d(3, stride=2, padding=1)
         self.layer1 = self._make_layer(block, widths[0], blocks[0], stride=1)
@@ -87,11 +88,11 @@ class ResNetEncoder(Encoder):
         if stride != 1 or self.inplanes != planes * block.expansion:
             downsample = nn.Sequential(
                 nn.Conv2d(self.inplanes, planes * block.expansion, 1, stride=stride, bias=False),
-                nn.BatchNorm2d(planes * block.expansion),
+                GroupBatchNorm2d(planes * block.expansion),
             )
-        layers = [block(self.inplanes, planes, stride, downsample)]
+        layers = [block(self.inplanes, planes, stride, downsample, norm_layer=GroupBatchNorm2d)]
         self.inplanes = planes * block.expansion
-        layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
+        layers += [block(self.inplanes, planes, norm_layer=GroupBatchNorm2d) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
     def _init_weights(self) -> None:

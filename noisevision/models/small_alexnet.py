@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from noisevision.models.encoder import Encoder
+from noisevision.models.norm import GroupBatchNorm1d, GroupBatchNorm2d
 
 CONV_CHANNELS = (96, 192, 384, 384, 192)
 POOL_AFTER = (True, True, False, False, True)
@@ -49,7 +50,7 @@ class SmallAlexNet(Encoder):
         for c_out, pool in zip(chans, POOL_AFTER):
             layers: list[nn.Module] = [
                 nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False),
-                nn.BatchNorm2d(c_out),
+                GroupBatchNorm2d(c_out),
                 nn.ReLU(inplace=True),
             ]
             if pool:
@@ -63,13 +64,13 @@ class SmallAlexNet(Encoder):
             nn.Sequential(
                 nn.Flatten(),
                 nn.Linear(c_in * side * side, fc_dim, bias=False),
-                nn.BatchNorm1d(fc_dim),
+                GroupBatchNorm1d(fc_dim),
                 nn.ReLU(inplace=True),
             )
         )
         blocks.append(  # fc7
             nn.Sequential(
-                nn.Linear(fc_dim, fc_dim, bias=False), nn.BatchNorm1d(fc_dim), nn.ReLU(inplace=True)
+                nn.Linear(fc_dim, fc_dim, bias=False), GroupBatchNorm1d(fc_dim), nn.ReLU(inplace=True)
             )
         )
         blocks.append(nn.Linear(fc_dim, out_dim))  # fc8 (normalised in forward)
