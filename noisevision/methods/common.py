@@ -2,8 +2,9 @@
 
 Batch-norm groups. A BN layer normalises with the statistics of the samples it sees in one call.
 `bn_groups` fixes how the *global* batch is split into such groups: under DDP with W ranks each
-rank forwards bn_groups / W groups of its share, on one device the batch is forwarded in bn_groups
-chunks. The arithmetic is then the same for any number of processes, which is what lets a
+rank normalises bn_groups / W groups of its share, on one device bn_groups chunks of the batch (in
+one pass where the encoder's batch norms take groups, models.norm; else one pass per chunk). The
+arithmetic is then the same for any number of processes, which is what lets a
 one-device run reproduce a multi-GPU recipe (and MoCo's shuffle-BN, SPEC §8) and what makes
 DDP runs testable against single-process ones. `None` means one group per rank (plain DDP).
 """
