@@ -7,6 +7,7 @@ mode, which CI runs, so that these tests cannot rot while no GPU is around.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -188,6 +189,25 @@ def run_cfg(out, method: str, device: torch.device, **kw):
 def weights(run_dir):
     enc, meta = load_encoder(run_dir / "encoder.pt")
     return enc.state_dict(), meta
+
+
+def test_bn_groups_run_in_one_pass_on_the_device(check_device):
+    """On a GPU, BN groups (shuffle-BN) forward the batch once, normalising chunk by chunk: the
+    embeddings and running statistics of one pass per group, up to the convolutions' rounding."""
+    from noisevision.methods.common import embed, embed_pair
+    from noisevision.models import build_encoder
+
+    torch.manual_seed(0)
+    enc = build_encoder("resnet18-s", width=0.25, input_size=32).to(check_device)
+    ref = copy.deepcopy(enc)
+    x, y = torch.randn(2, 16, 3, 32, 32, device=check_device)
+    torch.testing.assert_close(embed(enc, x, 4), torch.cat([ref(c) for c in x.chunk(4)]), atol=5e-3, rtol=0)
+    for a, b in zip(enc.buffers(), ref.buffers()):
+        torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-2)
+    za, zb = embed_pair(enc, x, y, 4)
+    pairs = [ref(torch.cat([a, b])) for a, b in zip(x.chunk(4), y.chunk(4))]
+    torch.testing.assert_close(za, torch.cat([z[:4] for z in pairs]), atol=5e-3, rtol=0)
+    torch.testing.assert_close(zb, torch.cat([z[4:] for z in pairs]), atol=5e-3, rtol=0)
 
 
 @pytest.mark.parametrize("method", ["align_uniform", "moco_v2", "simclr"])

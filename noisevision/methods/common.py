@@ -74,22 +74,29 @@ def gather_with_grad(x: Tensor) -> Tensor:
 def embed(encoder: nn.Module, x: Tensor, groups: int) -> Tensor:
     """encoder(x) with BN statistics computed separately in `groups` equal chunks: [B, D].
 
-    One pass over the whole batch where the encoder's batch norms take groups (models.norm), else
-    one pass per chunk."""
+    On a GPU, one pass over the whole batch where the encoder's batch norms take groups
+    (models.norm); else one pass per chunk."""
     if groups == 1:
         return encoder(x)
     if x.shape[0] % groups:
         raise ValueError(f"batch of {x.shape[0]} does not split into {groups} BN groups")
-    with bn_groups(encoder, groups) as one_pass:
+    with bn_groups(encoder, groups if one_pass_wins(x) else 1) as one_pass:
         if one_pass:
             return encoder(x)
     return torch.cat([encoder(chunk) for chunk in x.chunk(groups)])
 
 
+def one_pass_wins(x: Tensor) -> bool:
+    """Whether BN groups run in one pass over batch x: on a GPU, where small batches leave it
+    waiting on kernel launches. On a CPU one pass per group is faster (ResNet-18, batch 32 in 8
+    groups: 17.6 against 15.2 img/s, 2 cores)."""
+    return x.device.type == "cuda"
+
+
 def embed_pair(encoder: nn.Module, v1: Tensor, v2: Tensor, groups: int) -> tuple[Tensor, Tensor]:
     """Both views, with BN statistics shared by the two views of a group (as in the align/uniform
     reference code that forwards cat(x, y)): ([B, D], [B, D])."""
-    if groups > 1 and len(v1) == len(v2) and len(v1) % groups == 0:
+    if groups > 1 and len(v1) == len(v2) and len(v1) % groups == 0 and one_pass_wins(v1):
         with bn_groups(encoder, groups) as one_pass:
             if one_pass:  # [a_1, b_1, a_2, b_2, …] in one pass, each a_g, b_g a BN group
                 pairs = [torch.cat(pair) for pair in zip(v1.chunk(groups), v2.chunk(groups))]

@@ -42,11 +42,12 @@ class GroupBatchNorm2d(_Grouped, nn.BatchNorm2d):
 def bn_groups(model: nn.Module, groups: int) -> Iterator[bool]:
     """Inside the block, `model`'s batch norms normalise `groups` chunks of a batch separately.
 
-    Yields whether they can: False (nothing changed) when some batch norm of the model is another
-    kind (e.g. converted to SyncBatchNorm); the caller then forwards the chunks one by one.
+    Yields whether they do: False (nothing changed) for groups 1, or when some batch norm of the
+    model is another kind (e.g. converted to SyncBatchNorm); the caller then forwards the chunks
+    one by one.
     """
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not all(isinstance(m, _Grouped) for m in norms):
+    if groups == 1 or not all(isinstance(m, _Grouped) for m in norms):
         yield False
         return
     for m in norms:
