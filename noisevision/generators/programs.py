@@ -733,10 +733,15 @@ def canvas_side(res: int) -> int:
     return -(-res // 8) * 8
 
 
+def pixel_centres(res: int, device: torch.device) -> Tensor:
+    """The canvas's pixel-centre coordinates along one axis [side]: [-1, 1] over the first res."""
+    return (torch.arange(canvas_side(res), device=device, dtype=torch.float32) + 0.5) * (2.0 / res) - 1
+
+
 def canvas(n: int, res: int, device: torch.device) -> tuple[Tensor, Tensor]:
-    """Pixel-centre coordinates x, y [n, side²] of the canvas, in [-1, 1] over the first res pixels."""
+    """Pixel-centre coordinates x, y [n, side²] of the canvas (pixel_centres along each axis)."""
     side = canvas_side(res)
-    coord = (torch.arange(side, device=device, dtype=torch.float32) + 0.5) * (2.0 / res) - 1
+    coord = pixel_centres(res, device)
     x = coord[None, :].expand(side, side).reshape(1, -1).expand(n, -1)
     y = coord[:, None].expand(side, side).reshape(1, -1).expand(n, -1)
     return x, y

@@ -29,6 +29,7 @@ from noisevision.generators import programs as pg
 
 _BLOCK = 256  # pixels per Triton program
 _CPPN_BLOCK = 64  # (its hidden layer is a [16, block] tile)
+_ROW_BLOCK = 1024  # values per step of a row's sums
 _PAR = {"domain": 4, "field": 8, "combinator": 4}  # parameters per operator, padded
 
 
@@ -70,7 +71,7 @@ def _standardise(f: Tensor) -> None:
     """`programs.standardise` of each row of f [n, N] (rows contiguous, any row stride), in place."""
     _, k = _kernels()
     if len(f):
-        k.standardise_kernel[(len(f),)](f, f.stride(0), f.shape[1], BLOCK=1024)
+        k.standardise_kernel[(len(f),)](f, f.stride(0), f.shape[1], BLOCK=_ROW_BLOCK)
 
 
 def _packed(ops: Tensor, u: Tensor, table: tuple[pg.Op, ...], width: int) -> tuple[Tensor, Tensor]:
@@ -126,9 +127,9 @@ def shader_field(p: dict[str, Tensor], rows: Tensor, res: int, depth: int) -> Te
     dev = rows.device
     side = pg.canvas_side(res)
     npix, n, slots = side * side, len(rows), 2**depth - 1
-    coord = (torch.arange(side, device=dev, dtype=torch.float32) + 0.5) * (2.0 / res) - 1
+    coord = pg.pixel_centres(res, dev)
     vals, angs = p["values"][rows].contiguous(), p["angles"][rows].contiguous()
-    gcos, gsin = pg.Lattice(vals, angs).gradients()
+    gcos, gsin = (t.contiguous() for t in pg.Lattice(vals, angs).gradients())
     g_ops, g_par = _packed(p["global_ops"][rows], p["global_u"][rows], pg.DOMAIN_OPS, _PAR["domain"])
     l_ops, l_par = _packed(p["leaf_ops"][rows], p["leaf_u"][rows], pg.DOMAIN_OPS, _PAR["domain"])
     f_ops, f_par = _packed(p["field_ops"][rows], p["field_u"][rows], pg.FIELD_OPS, _PAR["field"])
@@ -142,7 +143,7 @@ def shader_field(p: dict[str, Tensor], rows: Tensor, res: int, depth: int) -> Te
     for slot, reg in _post_order(slots):
         child = 2 * (reg // 2) + 2
         k.node_kernel[grid](buf, gx, gy, kind, l_ops, l_par, f_ops, f_par, c_ops, c_par, vals, angs,
-                            gcos.contiguous(), gsin.contiguous(), slot, reg, child, slots, 2 * depth, npix,
+                            gcos, gsin, slot, reg, child, slots, 2 * depth, npix,
                             LEAF_SLOTS=pg.LEAF_DOMAIN_SLOTS, BLOCK=_BLOCK)  # fmt: skip
         _standardise(buf[:, reg])
     return buf[:, 0]
@@ -155,7 +156,7 @@ def cppn_outputs(p: dict[str, Tensor], rows: Tensor, res: int) -> Tensor:
     dev = rows.device
     side = pg.canvas_side(res)
     npix, n, width = side * side, len(rows), pg.CPPN_WIDTH
-    coord = (torch.arange(side, device=dev, dtype=torch.float32) + 0.5) * (2.0 / res) - 1
+    coord = pg.pixel_centres(res, dev)
     c = pg.cppn_inputs(p, rows)
     inp = torch.zeros(n, 16, device=dev)
     inp[:, :4] = torch.cat([c["scale"], torch.cos(c["turn"]), torch.sin(c["turn"]), c["k"]], 1)
