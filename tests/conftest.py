@@ -81,14 +81,25 @@ def run_cli(capsys, monkeypatch):
     return run
 
 
-@pytest.fixture
-def one_thread():
-    """Small tensors: threads only add contention on a busy machine (modules opt in with
-    `pytestmark = pytest.mark.usefixtures("one_thread")`)."""
+def _torch_on_one_thread():
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def one_thread():
+    """Small tensors: threads only add contention on a busy machine (modules opt in with
+    `pytestmark = pytest.mark.usefixtures("one_thread")`)."""
+    yield from _torch_on_one_thread()
+
+
+@pytest.fixture(scope="module")
+def one_thread_module():
+    """one_thread for a whole module, its module-scoped fixtures included (modules opt in with
+    `pytestmark = pytest.mark.usefixtures("one_thread_module")`)."""
+    yield from _torch_on_one_thread()
 
 
 @pytest.fixture

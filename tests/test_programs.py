@@ -13,15 +13,8 @@ from noisevision.errors import NoisevisionError
 from noisevision.generators import programs as pg
 from noisevision.rng import Rng
 
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 NAMES = ["program-cppn", "program-shader", "program-mixed"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -14,16 +14,8 @@ from noisevision.generators import statistical as st
 from noisevision.generators import steerable as sp
 from noisevision.rng import Rng
 
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 NAMES = ["stat-spectrum", "stat-wmm", "stat-spectrum_color", "stat-spectrum_color_wmm"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: threads only add contention on a busy machine (and results are the same)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _params_and_images(name: str, n: int, res: int, **params):
