@@ -65,16 +65,19 @@ def ignore_stop_signals() -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
-def die_with_parent() -> None:
-    """Linux: have the kernel end this process when its parent dies (PR_SET_PDEATHSIG), so that a
-    killed command leaves no worker behind. Elsewhere a no-op."""
+def die_with_parent(parent: int) -> None:
+    """End this process with its parent (pid `parent`), so that a killed command leaves no worker
+    behind: on Linux the kernel kills it when the parent dies (PR_SET_PDEATHSIG); a parent that died
+    while this process started, before it could ask, is noticed here (it exits at once)."""
     import ctypes
+    import os
     import sys
 
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:
+        os._exit(1)

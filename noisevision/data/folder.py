@@ -565,11 +565,6 @@ def _commit(root: Path, spec: DatasetSpec, indices: list[int], blobs: list[bytes
         pass
 
 
-def write_image(root: Path, spec: DatasetSpec, index: int, image: torch.Tensor) -> None:
-    """Image `index` (uint8 [3, H, W]) to its file, with its record."""
-    _commit(root, spec, [index], [encode(image, spec.format, spec.quality)])
-
-
 # A worker process's generators, kept across its tasks: what a generator builds once (e.g.
 # dead_leaves-textures' texture bank) is then built once per worker, not per task.
 _WORKER_GENERATORS: dict[str, Any] = {}
@@ -594,9 +589,7 @@ def _init_worker(parent: int) -> None:
     while this one started, before it could ask, is noticed here)."""
     keep_freed_memory()
     ignore_stop_signals()
-    die_with_parent()
-    if os.getppid() != parent:
-        os._exit(1)
+    die_with_parent(parent)
 
 
 def write_dataset(

@@ -308,9 +308,7 @@ def _init_worker(threads: int, parent: int, _worker_id: int) -> None:
     the training threads win the cores (their OpenMP regions wait for the slowest thread, so one
     preempted training thread stalls them all); a worker still runs whenever training waits.
     A worker ends with the trainer (Linux: the kernel kills it), even one that started as it died."""
-    die_with_parent()
-    if os.getppid() != parent:
-        os._exit(1)
+    die_with_parent(parent)
     torch.set_num_threads(threads)
     keep_freed_memory()
     if hasattr(os, "nice"):
