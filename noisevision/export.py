@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 import noisevision
 from noisevision.errors import NoisevisionError
-from noisevision.io import atomic_write_bytes, atomic_write_text, slug
+from noisevision.io import atomic_write_bytes, atomic_write_text, check_output_file, slug
 from noisevision.models import ARCHS, FORMAT, VERSION, Recipe, encoder_path, load_encoder, tensors_checksum
 from noisevision.models.resnet import ResNetEncoder
 from noisevision.registry import Registry
@@ -214,8 +214,7 @@ def export_encoder(source: str | Path, fmt: str, out: str | Path) -> Exported:
     out = Path(out).expanduser()
     if out.suffix != SUFFIX:
         raise NoisevisionError(f"--out must name a {SUFFIX} file, not '{out}'")
-    if out.is_dir():
-        raise NoisevisionError(f"--out {out} is a folder: name the {SUFFIX} file to write")
+    check_output_file(out)  # a folder, or a place nothing can be written: one line
     path = encoder_path(source)
     encoder, meta = load_encoder(path)  # not an encoder: one line
     encoder.eval()

@@ -28,7 +28,6 @@ class Preset:
     changes: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields that differ from BASE
     protocol: str = "paper"  # the linear-probe protocol its encoders are measured with
 
-
     @property
     def values(self) -> dict[str, Any]:
         """Every recipe field of the preset."""

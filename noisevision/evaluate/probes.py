@@ -90,7 +90,7 @@ def input_stats(meta: dict[str, Any], protocol: LinearProtocol) -> Stats:
     recipe), else the protocol's (baselines: raw pixels, random networks)."""
     recipe = meta.get("recipe")
     if recipe is not None:
-        return tuple(recipe.mean), tuple(recipe.std)
+        return recipe.stats
     return NORMALIZATIONS[protocol.normalization]
 
 

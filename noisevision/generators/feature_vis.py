@@ -208,8 +208,7 @@ def encoder_resnet50(path: str, device: torch.device) -> Features:
             f"ResNet-50 ({UNITS}-d pooled features)"
         )
     encoder.eval().requires_grad_(False)
-    recipe = meta["recipe"]
-    return PooledFeatures(encoder, (tuple(recipe.mean), tuple(recipe.std)))
+    return PooledFeatures(encoder, meta["recipe"].stats)
 
 
 # ------------------------------------------------------------------------------------ generator

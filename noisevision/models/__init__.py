@@ -88,6 +88,11 @@ class Recipe:
     protocol: str = "paper"  # the linear-probe protocol that suits it (noisevision list protocols)
     data: str = ""  # what it was trained on, in words
 
+    @property
+    def stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(mean, std): how inputs are normalised for this encoder."""
+        return tuple(self.mean), tuple(self.std)
+
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
