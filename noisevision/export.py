@@ -15,8 +15,8 @@ Formats (FORMATS, `noisevision list export-formats`):
   features, our "pool" probe layer. The small-stem variants (resnet18-s, resnet50-s) need the
   model's stem swapped first (a 3×3 stride-1 conv1, no max-pool), which the card's lines do.
 - noisevision: every tensor under our own names (the head included) with the architecture, its
-  options, the training recipe, metadata and checksum in the safetensors metadata; `load_encoder`
-  reads it back like an encoder.pt.
+  options, the training recipe, metadata and checksum in the safetensors metadata: the encoder
+  file format (noisevision.models.encoder_file), which `load_encoder` reads like an encoder.pt.
 
 The card (README.md beside the weights, or FILE.README.md when the folder already has a README.md
 that is not our card of this file) gives the data, the recipe, the images seen, the probe results
@@ -37,12 +37,12 @@ from torch import Tensor, nn
 import noisevision
 from noisevision.errors import NoisevisionError
 from noisevision.io import atomic_write_bytes, atomic_write_text, check_output_file, slug
-from noisevision.models import ARCHS, FORMAT, VERSION, Recipe, encoder_path, load_encoder, tensors_checksum
+from noisevision.models.archs import ARCHS
+from noisevision.models.encoder_file import EXPORT_KEY, Recipe, encoder_path, load_encoder, safetensors_fields
 from noisevision.models.resnet import ResNetEncoder
 from noisevision.registry import Registry
 
 SUFFIX = ".safetensors"
-EXPORT_KEY = "noisevision.export"  # metadata key naming the export format in every file we write
 CARD_MARK = "<!-- noisevision model card of "  # first line after the front matter: "... FILE -->"
 HEAD_PREFIX = "head."  # the projection head's tensors (ResNetEncoder.head)
 
@@ -164,37 +164,6 @@ def formats_for(encoder: nn.Module) -> list[str]:
     return [name for name in FORMATS if FORMATS.get(name).supports(encoder)]
 
 
-# ---------------------------------------------------------------------------------------- reading back
-def read_safetensors_encoder(path: Path) -> dict[str, Any]:
-    """A noisevision-format export as the dict `read_encoder_file` checks (format, version, arch,
-    arch_kwargs, state_dict, checksum, recipe, meta); NoisevisionError for other safetensors."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file, safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            info = f.metadata() or {}
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise NoisevisionError(f"{path} is not a readable safetensors file ({exc})") from exc
-    fmt = info.get(EXPORT_KEY)
-    if fmt in FORMATS and fmt != "noisevision":
-        raise NoisevisionError(
-            f"{path} holds {fmt} weights without noisevision's head and recipe: load it with {fmt} "
-            "(see its model card), or export --format noisevision"
-        )
-    if info.get("format") != FORMAT:
-        raise NoisevisionError(f"{path} is not a noisevision encoder file")
-    try:
-        return {
-            "format": info["format"], "version": int(info["version"]), "arch": info["arch"],
-            "arch_kwargs": json.loads(info["arch_kwargs"]), "state_dict": state, "checksum": info["checksum"],
-            "recipe": json.loads(info["recipe"]), "meta": json.loads(info["meta"]),
-        }  # fmt: skip
-    except (KeyError, ValueError) as exc:
-        raise NoisevisionError(f"{path}: damaged noisevision metadata ({type(exc).__name__}: {exc})") from exc
-
-
 # ---------------------------------------------------------------------------------------- export
 @dataclass
 class Exported:
@@ -238,10 +207,7 @@ def _metadata(encoder: nn.Module, meta: dict[str, Any], recipe: Recipe, fmt: str
         "noisevision_version": noisevision.__version__,
     }
     if fmt == "noisevision":
-        info.update({
-            "format": FORMAT, "version": str(VERSION), "arch_kwargs": json.dumps(encoder.arch_kwargs),
-            "checksum": tensors_checksum(tensors), "meta": json.dumps(meta, default=str),
-        })  # fmt: skip
+        info.update(safetensors_fields(encoder, meta, tensors))
     return info
 
 
@@ -451,4 +417,4 @@ def _top1(row: dict[str, Any]) -> str:
 
 
 __all__ = ["FORMATS", "ExportFormat", "Exported", "export_encoder", "formats_for", "model_card",
-           "probe_results", "read_safetensors_encoder", "resnet_layout"]  # fmt: skip
+           "probe_results", "resnet_layout"]  # fmt: skip

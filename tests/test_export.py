@@ -105,15 +105,15 @@ def test_noisevision_export_round_trips_through_load_encoder(tmp_path):
     assert meta["images_seen"] == 4096
 
 
-def test_v1_encoder_files_export(tmp_path):
+def test_v1_encoder_files_are_refused_in_one_line(tmp_path):
     enc = trained_like("resnet18", input_size=32)
     v1 = {"format": "noisevision-encoder", "version": 1, "arch": "resnet18",
           "arch_kwargs": {"input_size": 32}, "state_dict": enc.state_dict(),
           "meta": {"method": "simclr", "data": "stat-spectrum"}}  # fmt: skip
     torch.save(v1, tmp_path / "old.pt")
-    done = export_encoder(tmp_path / "old.pt", "torchvision", tmp_path / "old.safetensors")
-    assert set(load_file(done.weights)) == set(torchvision.models.resnet18().state_dict()) - FC
-    assert "stat-spectrum" in done.card.read_text()
+    with pytest.raises(NoisevisionError, match="format version 1") as info:
+        export_encoder(tmp_path / "old.pt", "torchvision", tmp_path / "old.safetensors")
+    assert "\n" not in str(info.value) and not (tmp_path / "old.safetensors").exists()
 
 
 def test_card_never_overwrites_a_readme_that_is_not_ours(tmp_path):

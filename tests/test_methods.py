@@ -146,3 +146,12 @@ def test_simclr_and_unknown_names():
         build_method("mocov2", tiny_encoder())
     with pytest.raises(NoisevisionError, match="bad options"):
         build_method("simclr", tiny_encoder(), queue_size=3)
+
+
+def test_each_method_names_a_registered_linear_protocol():
+    from noisevision.evaluate.probes import PROTOCOLS
+    from noisevision.methods import METHODS
+
+    assert {name: METHODS.get(name).protocol for name in METHODS} == {
+        "align_uniform": "paper", "moco_v2": "moco", "simclr": "paper"}  # fmt: skip
+    assert all(METHODS.get(name).protocol in PROTOCOLS for name in METHODS)

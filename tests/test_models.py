@@ -125,22 +125,26 @@ def test_recipe_is_stored_and_read_back(tmp_path):
     assert torch.load(tmp_path / "enc.pt", weights_only=True)["version"] == 2
 
 
-def test_version_1_files_load_with_the_old_rule_and_one_warning(tmp_path, capsys):
+def test_version_1_files_are_refused_in_one_line(tmp_path):
+    enc = build_encoder("resnet18-s", width=0.125, input_size=32)
+    path = save_encoder(tmp_path / "v1.pt", enc, {"method": "moco_v2"})
+    blob = torch.load(path, weights_only=True)
+    del blob["recipe"], blob["checksum"]
+    blob["version"] = 1
+    torch.save(blob, path)
+    with pytest.raises(NoisevisionError, match="v1.pt is an encoder file of format version 1") as info:
+        load_encoder(path)
+    assert "\n" not in str(info.value)
+
+
+def test_an_encoder_saved_without_recipe_gets_its_methods_protocol(tmp_path):
     from noisevision.augment import IMAGENET_MEAN, PAPER_MEAN
 
     enc = build_encoder("resnet18-s", width=0.125, input_size=32)
-    for method, mean, protocol in (("moco_v2", IMAGENET_MEAN, "moco"), ("simclr", PAPER_MEAN, "paper")):
-        path = tmp_path / f"{method}.pt"
-        save_encoder(path, enc, {"method": method})
-        blob = torch.load(path, weights_only=True)
-        del blob["recipe"], blob["checksum"]
-        blob["version"] = 1
-        torch.save(blob, path)
-        _, meta = load_encoder(path)
-        load_encoder(path)  # warned once per file
+    for method, mean, protocol in (("moco_v2", IMAGENET_MEAN, "moco"), ("simclr", PAPER_MEAN, "paper"),
+                                   ("", PAPER_MEAN, "paper")):  # fmt: skip
+        _, meta = load_encoder(save_encoder(tmp_path / f"{method}.pt", enc, {"method": method}))
         assert meta["recipe"].mean == mean and meta["recipe"].protocol == protocol
-        err = capsys.readouterr().err
-        assert err.count("\n") == 1 and err.startswith("warning:") and "version-1" in err
 
 
 def test_damaged_weights_are_refused(tmp_path):

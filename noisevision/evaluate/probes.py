@@ -1,6 +1,6 @@
-"""The probes of a frozen encoder: linear (SPEC §9), fast, k-NN and low-shot, each a registered name.
+"""The probes of a frozen encoder: linear (the paper's), fast, k-NN and low-shot, each a registered name.
 
-- "linear":  the paper's protocol (SPEC §9): frozen encoder in eval mode, features of one layer, one
+- "linear":  the paper's protocol: frozen encoder in eval mode, features of one layer, one
              linear layer trained with augmentation every epoch; LAST epoch's top-1. Two recipes
              (`PROTOCOLS`): "paper" (small scale: Adam 1e-3, betas (0.5, 0.999), batch 128, 100
              epochs, ×0.2 at 60/80, RandomResizedCrop(s, 0.08–1) + flip, test Resize(70/64·s) +
@@ -44,7 +44,7 @@ Log = Callable[[str], None]
 # ---------------------------------------------------------------------------------- protocols
 @dataclass(frozen=True)
 class LinearProtocol:
-    """One recipe for the augmented linear probe (SPEC §9). Milestones are fractions of the epochs."""
+    """One recipe for the augmented linear probe. Milestones are fractions of the epochs."""
 
     name: str
     optimizer: str  # "adam" | "sgd"
@@ -74,12 +74,14 @@ PROTOCOLS.add(
 
 def protocol_for(meta: dict[str, Any]) -> str:
     """The linear protocol an encoder's training recipe names (encoder files); for models without
-    one (baselines), MoCo's for MoCo-trained encoders, else the paper's."""
+    one (baselines), the one their method's registry entry names, else the paper's."""
+    from noisevision.methods import METHODS
+
     recipe = meta.get("recipe")
     if recipe is not None:
         return recipe.protocol
-    method = str(meta.get("method", "")).lower()
-    return "moco" if method.startswith("moco") else "paper"
+    method = str(meta.get("method", ""))
+    return METHODS.get(method).protocol if method in METHODS else "paper"
 
 
 Stats = tuple[tuple[float, ...], tuple[float, ...]]  # (mean, std) per channel
@@ -367,7 +369,7 @@ def linear_probe(model: nn.Module, dataset: EvalDataset, layer: str, protocol: L
                  log: Log | None = None, precision: str = "fp32", decoder: str = "pil",
                  progress: bool = False, stats: Stats | None = None,
                  ) -> dict[str, Any]:  # fmt: skip
-    """SPEC §9's linear probe: augmented train view every epoch, LAST epoch's top-1 on test.
+    """The paper's linear probe: augmented train view every epoch, LAST epoch's top-1 on test.
 
     Inputs are normalised with `stats` (mean, std; None: the protocol's). The frozen encoder runs
     under `precision`'s autocast; the linear layer trains in fp32.

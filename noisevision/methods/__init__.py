@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
@@ -18,11 +19,22 @@ from noisevision.methods.moco import MoCo
 from noisevision.methods.simclr import SimCLR
 from noisevision.registry import Registry
 
-METHODS: Registry[type[Method]] = Registry("method")
-METHODS.add("align_uniform", AlignUniform,
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A registered method: the module that trains with it, and the linear-probe protocol that
+    suits the encoders it trains (noisevision list protocols)."""
+
+    build: type[Method]
+    protocol: str = "paper"
+
+
+METHODS: Registry[MethodSpec] = Registry("method")
+METHODS.add("align_uniform", MethodSpec(AlignUniform),
             "alignment + uniformity of the views' embeddings (paper's small scale)")  # fmt: skip
-METHODS.add("moco_v2", MoCo, "MoCo v2: momentum key encoder, 65k queue, shuffle-BN (paper's large scale)")
-METHODS.add("simclr", SimCLR, "SimCLR's NT-Xent over the batch's 2N views")
+METHODS.add("moco_v2", MethodSpec(MoCo, protocol="moco"),  # MoCo's linear protocol, as the paper's
+            "MoCo v2: momentum key encoder, 65k queue, shuffle-BN (paper's large scale)")  # fmt: skip
+METHODS.add("simclr", MethodSpec(SimCLR), "SimCLR's NT-Xent over the batch's 2N views")
 
 
 def method_names() -> list[str]:
@@ -32,7 +44,7 @@ def method_names() -> list[str]:
 def build_method(name: str, encoder: nn.Module, seed: int | None = None, **kw: Any) -> Method:
     """The method registered as `name`, wrapping `encoder`; `kw` are its hyper-parameters. `seed`
     (the run's) goes to methods with randomness of their own (MoCo's shuffle) unless `kw` sets one."""
-    cls = METHODS.get(name)
+    cls = METHODS.get(name).build
     if seed is not None and "seed" in inspect.signature(cls).parameters:
         kw.setdefault("seed", seed)
     try:
@@ -41,4 +53,5 @@ def build_method(name: str, encoder: nn.Module, seed: int | None = None, **kw: A
         raise NoisevisionError(f"bad options for method '{name}': {exc}") from exc
 
 
-__all__ = ["METHODS", "AlignUniform", "Method", "MoCo", "SimCLR", "build_method", "method_names"]
+__all__ = ["METHODS", "AlignUniform", "Method", "MethodSpec", "MoCo", "SimCLR", "build_method",
+           "method_names"]  # fmt: skip
