@@ -457,7 +457,7 @@ def export(
 
 @app.command()
 def reproduce(
-    preset: str = typer.Option("tiny", "--preset", help="Reproduction: {repro-presets}."),
+    preset: str = typer.Option("demo", "--preset", help="Reproduction: {repro-presets}."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Report folder (default: reproduce-PRESET)."),
     generators: str | None = typer.Option(
         None, "--generators", help="Comma-separated generators instead of the preset's."
@@ -482,7 +482,7 @@ def reproduce(
         help="Generators to render once to OUT/data/NAME/ and train from, instead of regenerating their "
         "images every epoch: all, none, or expensive (feature visualizations), optionally with generator "
         "names or families, comma-separated (e.g. expensive,stylegan-random). Default: the preset's "
-        "(tiny: all; paper presets: expensive).",
+        "(demo: all; paper presets: expensive).",
     ),  # fmt: skip
     report_only: bool = typer.Option(False, "--report-only", help="Rebuild the report from done cells."),
 ) -> None:

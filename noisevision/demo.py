@@ -1,4 +1,4 @@
-"""`make demo`: the tiny reproduction on this machine's CPU, report in ./demo/.
+"""`make demo`: the demo reproduction on this machine's CPU, report in ./demo/.
 
     python -m noisevision.demo [--out demo] [--device auto]
 
@@ -26,11 +26,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from noisevision.reproduce import REPRO_PRESETS, build_report, load_cells, reproduce, verdict
 
-    preset = REPRO_PRESETS.get("tiny")
+    preset = REPRO_PRESETS.get("demo")
     print(f"noisevision demo: {preset.description}")
     t0 = time.perf_counter()
     try:
-        reproduce("tiny", args.out, device=args.device, log=lambda m: print(m, flush=True))
+        reproduce(preset.name, args.out, device=args.device, log=lambda m: print(m, flush=True))
     except NoisevisionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,8 +1,8 @@
 """Training presets: the one place where each recipe's hyper-parameters are written down.
 
-`BASE` is paper-small's recipe (SPEC §7), and `TrainConfig`'s defaults (noisevision.train); the
-other presets say only what differs from it. `TrainConfig.from_preset(name, **overrides)` starts
-from a preset's full values.
+`BASE` is paper-small's recipe (the paper's small scale), and `TrainConfig`'s defaults
+(noisevision.train); the other presets say only what differs from it.
+`TrainConfig.from_preset(name, **overrides)` starts from a preset's full values.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 from noisevision.registry import Registry
 
-#: SPEC §7: SmallAlexNet + align/uniform on 105k images, batch 768, 200 epochs.
+#: The paper's small scale: SmallAlexNet + align/uniform on 105k images, batch 768, 200 epochs.
 BASE: dict[str, Any] = dict(
     arch="smallalexnet", arch_kwargs={}, method="align_uniform", method_kwargs={}, augment="small",
     input_size=64, res=None, num_images=105_000, fresh=False, epochs=200, batch_size=768, lr=0.36,

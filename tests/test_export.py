@@ -144,7 +144,7 @@ def test_card_lists_probe_results_of_the_run_and_its_reproduction(tmp_path):
                  {"data": "dead_leaves-mixed", "images_seen": 123456, "epochs": 3, "num_images": 41152})
     (repro / "plan.json").write_text(json.dumps({"sources": ["dead_leaves-mixed"]}))
     (repro / "cells").mkdir()
-    cell = {"preset": "tiny", "source": "dead_leaves-mixed", "kind": "generator", "probe": "knn",
+    cell = {"preset": "demo", "source": "dead_leaves-mixed", "kind": "generator", "probe": "knn",
             "dataset": "fashion-mnist", "top1": 71.25, "std": None, "layer": "pool", "n_train": 5000,
             "n_test": 2000, "encoder": str(run / "encoder.pt")}  # fmt: skip
     (repro / "cells" / "dead_leaves-mixed__knn.json").write_text(json.dumps(cell))
@@ -156,7 +156,7 @@ def test_card_lists_probe_results_of_the_run_and_its_reproduction(tmp_path):
     (run / "eval-imagefolder_x.json").write_text(json.dumps(result))
     card = export_encoder(run, "torchvision", tmp_path / "r.safetensors").card.read_text()
     assert "| eval-imagefolder_x.json | imagefolder:x | lowshot | 55.50 ± 1.25 | pool | 10/4 |" in card
-    assert "| reproduction repro (tiny) | fashion-mnist | knn | 71.25 | pool | 5000/2000 |" in card
+    assert "| reproduction repro (demo) | fashion-mnist | knn | 71.25 | pool | 5000/2000 |" in card
     assert "10.00" not in card  # another source's cell
     assert "images seen: 123,456 (3 epochs of 41,152 images)" in card
 

@@ -89,7 +89,7 @@ def test_list_unknown_is_one_line(run_cli):
                   "paper-small, paper-large, tiny", "multistep, cosine, constant"]),
     (("eval",), ["imagefolder:PATH", "cnn-random:ARCH|ENCODER", "linear, fast, knn, lowshot",
                  "default: fast, knn", "default 10"]),
-    (("reproduce",), ["tiny, paper-small, paper-large"]),
+    (("reproduce",), ["demo, paper-small, paper-large"]),
     (("bench", "train"), ["smallalexnet, resnet18"]),
 ])  # fmt: skip
 def test_help_names_the_registries_choices(run_cli, command, expected):

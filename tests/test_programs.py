@@ -210,7 +210,7 @@ def test_programs_join_mixes_and_presets():
     assert images.shape == (3, 3, 32, 32) and torch.equal(images[1:], mix([1, 2], res=32))
     from noisevision.reproduce import plan
 
-    assert "program-mixed" in plan.REPRO_PRESETS.get("tiny").generators
+    assert "program-mixed" in plan.REPRO_PRESETS.get("demo").generators
     for name in ("paper-small", "paper-large"):
         assert set(plan.BEYOND_PAPER) <= set(plan.REPRO_PRESETS.get(name).generators)
 

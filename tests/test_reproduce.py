@@ -24,7 +24,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def fake_cell(source: str, probe: str, top1: float, kind: str = "generator", family: str = "dead leaves",
               label: str | None = None, paper: float | None = None, std: float | None = None) -> dict:
     return {
-        "preset": "tiny", "source": source, "kind": kind, "family": family, "label": label or source,
+        "preset": "demo", "source": source, "kind": kind, "family": family, "label": label or source,
         "probe": probe, "dataset": "fashion-mnist", "top1": top1, "std": std, "paper_top1": paper,
         "paper_scale": "small", "layer": "pool", "feature_dim": 256, "n_train": 500, "n_test": 200,
         "arch": "resnet18-s", "device": "cpu",
@@ -58,7 +58,7 @@ def sample_cells() -> list[dict]:
 def test_report_from_results_files(tmp_path: Path) -> None:
     write_cells(tmp_path, sample_cells())
     atomic_write_text(tmp_path / "plan.json", json.dumps({
-        "preset": "tiny", "dataset": "fashion-mnist", "probes": ["fast", "knn"],
+        "preset": "demo", "dataset": "fashion-mnist", "probes": ["fast", "knn"],
         "sources": ["dead_leaves-mixed", "stylegan-oriented", "my-photos", "cnn-random",
                     "mean-colors", "stat-wmm"],
         "notes": ["skipped fractaldb: not registered in this installation"], "paper_scale": "small",
@@ -80,7 +80,7 @@ def test_report_from_results_files(tmp_path: Path) -> None:
     assert len(rows) == 10 and {r["probe"] for r in rows} == {"fast", "knn"}
     assert float(rows[0]["pretrain_seconds"]) == 60.0 and rows[0]["device"] == "cpu"
     data = json.loads(paths["json"].read_text())
-    assert len(data["cells"]) == 10 and data["plan"]["preset"] == "tiny"
+    assert len(data["cells"]) == 10 and data["plan"]["preset"] == "demo"
 
 
 def test_verdict_says_when_noise_loses() -> None:
@@ -130,7 +130,7 @@ def test_resume_skips_finished_cells(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_presets_and_sources() -> None:
-    for name in ("tiny", "paper-small", "paper-large"):
+    for name in ("demo", "paper-small", "paper-large"):
         preset = rp.get_repro_preset(name)
         preset.probe_settings().check()
     assert set(rp.SPEC_DATASETS) <= {g.split("|")[0] for g in rp.REPRO_PRESETS.get("paper-small").generators}
@@ -148,8 +148,8 @@ def test_presets_and_sources() -> None:
     assert mixed[0].family == "mixing" and mixed[0].data == "mix2:dead_leaves-mixed+dead_leaves-squares"
 
 
-def test_tiny_preset_spans_families() -> None:
-    sources, _ = rp.resolve_sources(rp.REPRO_PRESETS.get("tiny"))
+def test_demo_preset_spans_families() -> None:
+    sources, _ = rp.resolve_sources(rp.REPRO_PRESETS.get("demo"))
     trained = [s for s in sources if s.kind == "generator"]
     assert len(trained) >= 4 and len({s.family for s in trained}) >= 4
     assert [s.name for s in sources[-3:]] == ["cnn-random", "raw-pixels", "mean-colors"]
@@ -160,7 +160,7 @@ def test_bad_inputs(tmp_path: Path) -> None:
         rp.parse_extra_data(["photos"])
     assert rp.parse_extra_data(["a=/x", "b=y=z"]) == {"a": "/x", "b": "y=z"}
     with pytest.raises(NoisevisionError, match="no such folder"):
-        rp.resolve_sources(rp.REPRO_PRESETS.get("tiny"), extra_data={"a": str(tmp_path / "missing")})
+        rp.resolve_sources(rp.REPRO_PRESETS.get("demo"), extra_data={"a": str(tmp_path / "missing")})
     with pytest.raises(NoisevisionError, match="--eval-dataset imagenet100:/path/to/folder"):
         rp.reproduce("paper-small", tmp_path)
 
@@ -224,7 +224,7 @@ def test_materialize_policy_picks_the_sources_rendered_once() -> None:
     assert once("all") == generators and "photos" not in generators  # folders and baselines never
     assert once("none") == []
     assert {e.name: e.value.materialize for e in rp.REPRO_PRESETS.entries()} == {
-        "tiny": "all", "paper-small": "expensive", "paper-large": "expensive"}  # fmt: skip
+        "demo": "all", "paper-small": "expensive", "paper-large": "expensive"}  # fmt: skip
     for bad, why in (("sometimes", "'sometimes' is no generator or family"), ("", "'' is no generator"),
                      ("all,expensive", "all stands alone"), ("expensive,stylegan-rand", "'stylegan-rand'")):
         with pytest.raises(NoisevisionError, match=f"bad --materialize '{bad}': {why}.*; use all, none"):

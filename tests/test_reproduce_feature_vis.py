@@ -1,4 +1,4 @@
-"""feature_vis-dead_leaves in the reproduction: which ResNet-50 it visualises, trained or given (SPEC §5)."""
+"""feature_vis-dead_leaves in the reproduction: which ResNet-50 it visualises, trained or given."""
 
 from __future__ import annotations
 
@@ -94,12 +94,12 @@ def test_paper_presets_plan_feature_vis_dead_leaves(tmp_path: Path) -> None:
     prerequisite.write_bytes(b"")
     assert rp.plan_prerequisites(alone, preset, tmp_path)[0] == alone
     # The CPU demo trains no ResNet-50, not even when asked for feature_vis-dead_leaves.
-    tiny = rp.REPRO_PRESETS.get("tiny")
-    assert FV not in [s.name for s in rp.resolve_sources(tiny)[0]]
-    asked, _ = rp.resolve_sources(tiny, generators=["dead_leaves-mixed", FV])
-    kept, (note,) = rp.plan_prerequisites(asked, tiny, tmp_path)
+    demo = rp.REPRO_PRESETS.get("demo")
+    assert FV not in [s.name for s in rp.resolve_sources(demo)[0]]
+    asked, _ = rp.resolve_sources(demo, generators=["dead_leaves-mixed", FV])
+    kept, (note,) = rp.plan_prerequisites(asked, demo, tmp_path)
     assert [s.name for s in kept] == ["dead_leaves-mixed", "cnn-random", "raw-pixels", "mean-colors"]
-    assert note.startswith(f"skipped {FV}: preset 'tiny' trains no ResNet-50")
+    assert note.startswith(f"skipped {FV}: preset 'demo' trains no ResNet-50")
 
 
 def test_paper_small_trains_a_resnet50_prerequisite_once(tmp_path: Path, monkeypatch, visualised,
@@ -161,7 +161,7 @@ def test_a_given_encoder_is_used_without_training_one(tmp_path: Path, monkeypatc
     assert cell["stages"]["generation"]["data"] == f"feature_vis-{given}" and cell["source"] == FV
     plan = json.loads((out / "plan.json").read_text())
     assert plan["sources"] == [FV] and f"{FV} visualises {given} (--feature-vis-encoder)" in plan["notes"]
-    _, notes = rp.resolve_sources(rp.REPRO_PRESETS.get("tiny"), feature_vis_encoder=given)
+    _, notes = rp.resolve_sources(rp.REPRO_PRESETS.get("demo"), feature_vis_encoder=given)
     assert notes == [f"--feature-vis-encoder unused: none of {FV} is among the generators"]
 
 

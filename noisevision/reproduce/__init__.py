@@ -1,13 +1,13 @@
-"""One-command reproduction: every (data source × probe) cell, then a report (SPEC §9, §10).
+"""One-command reproduction: every (data source × probe) cell, then a report like the paper's.
 
-    noisevision reproduce --preset tiny --out demo/
+    noisevision reproduce --preset demo --out demo/
 
 For each data source of a preset — a generator, an image folder (`--extra-data NAME=DIR`) or a
-baseline (SPEC §6) — the pipeline is: pre-train (noisevision.train) → probe the frozen encoder
-(noisevision.evaluate) → one JSON file per (source, probe) cell in OUT/cells/, written atomically,
-so an interrupted reproduction continues where it stopped; the report (OUT/report.md,
-results.csv, results.json and bar charts like the paper's ImageNet-100 figure) is rebuilt from
-the cell files.
+baseline (a random network, raw pixels, mean colours) — the pipeline is: pre-train
+(noisevision.train) → probe the frozen encoder (noisevision.evaluate) → one JSON file per
+(source, probe) cell in OUT/cells/, written atomically, so an interrupted reproduction continues
+where it stopped; the report (OUT/report.md, results.csv, results.json and bar charts like the
+paper's ImageNet-100 figure) is rebuilt from the cell files.
 
 `plan` decides what a reproduction consists of (presets, sources, prerequisites, which
 generators are rendered once), `run` runs it, `cells` names the files they share and `report`

@@ -2,10 +2,11 @@
 prerequisites, decided before anything runs.
 
 A source is one row of the report: a generator, an image folder (`--extra-data NAME=DIR`) or a
-baseline (SPEC §6). A source may need an encoder trained first (`Needs`): feature_vis-dead_leaves
-(SPEC §5) visualises the ResNet-50 trained with MoCo v2 on dead_leaves-mixed. That encoder is
-the dead_leaves-mixed run itself where the preset trains with that recipe (paper-large), a
-prerequisite run in OUT/prerequisites/ otherwise (paper-small), or a file the user gives.
+baseline (a random network, raw pixels, mean colours). A source may need an encoder trained first
+(`Needs`): feature_vis-dead_leaves visualises the ResNet-50 trained with MoCo v2 on
+dead_leaves-mixed. That encoder is the dead_leaves-mixed run itself where the preset trains with
+that recipe (paper-large), a prerequisite run in OUT/prerequisites/ otherwise (paper-small), or a
+file the user gives.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from noisevision.evaluate.probes import ProbeSettings
 from noisevision.io import slug
 from noisevision.registry import Registry
 
-# SPEC §1 datasets, in the paper's order.
+# The paper's datasets, in its order.
 SPEC_DATASETS = (
     "dead_leaves-squares", "dead_leaves-oriented", "dead_leaves-mixed", "dead_leaves-textures",
     "stat-spectrum", "stat-wmm", "stat-spectrum_color", "stat-spectrum_color_wmm",
@@ -28,7 +29,7 @@ SPEC_DATASETS = (
     "feature_vis-random", "feature_vis-dead_leaves",
 )  # fmt: skip
 
-# SPEC §10, small scale (SmallAlexNet, ImageNet-100, read off the paper's chart, ±0.5).
+# The paper's results, small scale (SmallAlexNet, ImageNet-100, read off its chart, ±0.5).
 PAPER_SMALL: dict[str, float] = {
     "mean-colors": 5.0, "raw-pixels": 8.8, "cnn-random": 20.9, "stat-spectrum": 30.6,
     "stat-wmm": 31.4, "fractaldb": 33.4, "stylegan-random": 34.0, "feature_vis-random": 34.6,
@@ -37,7 +38,7 @@ PAPER_SMALL: dict[str, float] = {
     "dead_leaves-textures": 40.9, "stylegan-sparse": 42.0, "stylegan-highfreq": 42.1,
     "stylegan-oriented": 43.4,
 }  # fmt: skip
-# SPEC §10, large scale (ResNet-50, MoCo v2), ImageNet-100 column.
+# The paper's results, large scale (ResNet-50, MoCo v2), its table's ImageNet-100 column.
 PAPER_LARGE: dict[str, float] = {
     "cnn-random": 10.84, "fractaldb": 44.06, "dead_leaves-mixed": 38.34,
     "feature_vis-dead_leaves": 49.48, "stat-spectrum_color_wmm": 56.04, "stylegan-oriented": 58.70,
@@ -49,7 +50,7 @@ BEYOND_PAPER = ("program-cppn", "program-shader", "program-mixed", "mix6:program
 
 # Families the "expensive" materialize policy renders once: generation, not training, is their cost,
 # and streaming them would pay it once per epoch (feature visualization: 128 Adam steps through a
-# ResNet-50 per image, SPEC §5).
+# ResNet-50 per image).
 EXPENSIVE_FAMILIES = ("feature visualization",)
 MATERIALIZE_HELP = (
     "all, none, or expensive (feature visualizations), optionally with generator names or "
@@ -70,12 +71,12 @@ class ReproPreset:
     baselines: tuple[str, ...] = tuple(BASELINES.names())
     eval_dataset: str = "fashion-mnist"
     probe: dict[str, Any] = field(default_factory=dict)  # ProbeSettings fields
-    paper_scale: str = "small"  # which SPEC §10 numbers the report shows beside ours
+    paper_scale: str = "small"  # which of the paper's results the report shows beside ours
     # Which generators are rendered once to OUT/data/NAME/ and trained from there instead of streamed
     # (regenerated every epoch): MATERIALIZE_HELP, parsed by materialize_selectors.
     materialize: str = "none"
     distinct_images: int | None = None  # fewer distinct images, more epochs, same images seen
-    # The recipe of the encoders that sources with `needs` visualise (SPEC §5: MoCo v2, §8);
+    # The recipe of the encoders that sources with `needs` visualise (the paper's: MoCo v2);
     # None: none is trained here, such sources need a given encoder file.
     feature_vis_train_preset: str | None = "paper-large"
     feature_vis_train_overrides: dict[str, Any] = field(default_factory=dict)
@@ -100,8 +101,8 @@ def _add(preset: ReproPreset) -> None:
 
 
 _add(ReproPreset(
-    "tiny", "CPU demo: 4 generator families of the paper, random image programs, baselines, "
-    "Fashion-MNIST probes",
+    "demo", "CPU demo (make demo): 4 generator families of the paper, random image programs, "
+    "baselines, Fashion-MNIST probes",
     # One fast generator per family (CPU rendering is the bottleneck).
     generators=(
         "dead_leaves-mixed", "stat-spectrum_color|stat-spectrum_color_wmm|stat-spectrum",
@@ -158,9 +159,15 @@ class Source:
     label: str
     data: str = ""  # what noisevision.train reads (generator name or folder); "" until `needs` is met
     needs: Needs | None = None
+    encoder: str = ""  # the encoder file `data` renders from, once `needs` is met
+
+    def with_encoder(self, path: str | Path) -> Source:
+        """This source with its `needs` met by the encoder file `path`."""
+        path = Path(path).resolve()
+        return replace(self, data=self.needs.template.format(path), encoder=str(path))
 
 
-#: Sources that are no registered generator but derive one from an encoder trained first (SPEC §5).
+#: Sources that are no registered generator but derive one from an encoder trained first.
 DERIVED: dict[str, Source] = {
     s.name: s
     for s in (
@@ -177,10 +184,9 @@ def derived_source(name: str, encoder: str | Path | None = None) -> Source:
 
     source = DERIVED[name]
     if encoder:
-        path = Path(encoder).resolve()
-        if not path.is_file():
+        if not Path(encoder).is_file():
             raise NoisevisionError(f"--feature-vis-encoder {encoder}: no such file")
-        source = replace(source, data=source.needs.template.format(path))
+        source = source.with_encoder(encoder)
         get(source.data)
     return source
 
@@ -298,10 +304,9 @@ def plan_prerequisites(sources: list[Source], preset: ReproPreset,
             continue
         encoder = needs.what.removeprefix("a ")
         given = f"pass --feature-vis-encoder PATH to {needs.what} encoder.pt"
-        if s.data:
+        if s.encoder:
             kept.append(s)
-            notes.append(f"{s.name} visualises {s.data.removeprefix(needs.template.format(''))} "
-                         "(--feature-vis-encoder)")  # fmt: skip
+            notes.append(f"{s.name} visualises {s.encoder} (--feature-vis-encoder)")
             continue
         if preset.feature_vis_train_preset is None:
             notes.append(f"skipped {s.name}: preset '{preset.name}' trains no {encoder} on "

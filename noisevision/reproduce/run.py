@@ -152,26 +152,31 @@ def prerequisite_encoder(source: Source, preset: ReproPreset, out: Path, device:
     return path, cost
 
 
-def _follow_moved_out(out: Path, file: Path, key: str, new: str, log: Log) -> None:
+def _follow_moved_out(out: Path, file: Path, key: str, new: str, path: str, log: Log) -> None:
     """OUT was moved (or spelled another way) while a source was unfinished: `file` (a run's
-    config, a rendered folder's manifest) names its data (a folder in OUT, feature_vis-<an encoder
-    in OUT>) otherwise and would count as another configuration. If it names the same file, or a
-    place that is gone with the same path inside OUT, point `key` at `new`."""
+    config, a rendered folder's manifest) names its data otherwise and would count as another
+    configuration. `new` is how the data is named now, by way of `path` (a folder in OUT, or the
+    encoder file in OUT that feature_vis-<encoder> renders from; "": no path to follow). If `file`
+    names the same path, or a place that is gone with the same path inside OUT, point `key` at `new`."""
     import yaml
 
+    if not path:
+        return
     record = yaml.safe_load(file.read_text()) if file.is_file() else None  # JSON is YAML too
     old = record.get(key) if isinstance(record, dict) else None
     if not isinstance(old, str) or old == new:
         return
-    prefix = "feature_vis-" if new.startswith("feature_vis-") else ""
     try:
-        inside = Path(new.removeprefix(prefix)).resolve().relative_to(out.resolve()).parts
+        inside = Path(path).resolve().relative_to(out.resolve()).parts
     except ValueError:
         return  # data from elsewhere: nothing moved with OUT
-    was = Path(old.removeprefix(prefix))
-    same = was.resolve() == Path(new.removeprefix(prefix)).resolve()  # e.g. relative vs absolute
+    before, _, after = new.partition(path)  # how the data's name holds its path
+    if not (old.startswith(before) and old.endswith(after)) or len(old) <= len(before) + len(after):
+        return
+    was = Path(old[len(before):len(old) - len(after)])
+    same = was.resolve() == Path(path).resolve()  # e.g. relative vs absolute
     moved = not was.exists() and was.parts[-len(inside):] == inside
-    if old.startswith(prefix) and (same or moved):
+    if same or moved:
         record[key] = new
         text = yaml.safe_dump(record, sort_keys=False) if file.suffix == ".yaml" else None
         atomic_write_text(file, text or json.dumps(record, indent=2) + "\n")
@@ -194,7 +199,7 @@ def pretrain(source: Source, preset: ReproPreset, out: Path, device: str, log: L
     stages: dict[str, Any] = {}
     if source.needs is not None and not source.data:
         encoder, stages["prerequisite"] = prerequisite_encoder(source, preset, out, device, log, overrides)
-        source = replace(source, data=source.needs.template.format(encoder.resolve()))
+        source = source.with_encoder(encoder)
     values = {**preset.train_overrides, **overrides}
     cfg = TrainConfig.from_preset(preset.train_preset, **values)
     if preset.distinct_images and cfg.num_images > preset.distinct_images and "epochs" not in values:
@@ -203,14 +208,15 @@ def pretrain(source: Source, preset: ReproPreset, out: Path, device: str, log: L
         values["epochs"] = max(1, round(seen / preset.distinct_images))
         cfg = TrainConfig.from_preset(preset.train_preset, **values)
     data, res = source.data, cfg.res
+    named = source.data if source.kind == "folder" else source.encoder  # the path `data` names, if any
     if source.kind == "generator":
         res = generation_res(source.data, cfg.res)
         if renders_once(materialize_selectors(preset.materialize), source):
             folder = out / "data" / slug(source.name)
-            _follow_moved_out(out, folder / MANIFEST, "generator", source.data, log)
+            _follow_moved_out(out, folder / MANIFEST, "generator", source.data, source.encoder, log)
             stages["generation"] = materialize(source.data, res, cfg.seed, cfg.num_images, folder,
                                                device, log)  # fmt: skip
-            data = str(folder)
+            data = named = str(folder)
         else:
             log(f"[{source.name}] measuring generation speed")
             gen = measure_generation(source.data, res, cfg.seed)
@@ -223,7 +229,7 @@ def pretrain(source: Source, preset: ReproPreset, out: Path, device: str, log: L
                                   data=data, out=str(run_dir), device=device)  # fmt: skip
     log(f"[{source.name}] pre-training ({cfg.preset}: {cfg.arch}, {cfg.num_images} images × "
         f"{cfg.epochs} epochs)")  # fmt: skip
-    _follow_moved_out(out, run_dir / CONFIG, "data", cfg.data, log)
+    _follow_moved_out(out, run_dir / CONFIG, "data", cfg.data, named, log)
     stages["pretrain"] = timed_training(cfg)
     atomic_write_text(stages_file, json.dumps(stages, indent=1))
     return run_dir / ENCODER, stages
