@@ -157,6 +157,16 @@ def test_pink_noise_unit_std_and_envelope_sparsity():
     assert kurtosis(sparse) > kurtosis(plain) + 0.5  # the envelope makes blotchy, heavy-tailed noise
 
 
+def test_envelope_is_bicubic_upsampling_in_fixed_order():
+    """The envelope is U @ L @ U.T (bicubic up-sampling of 4×4 samples), summed term by term; the
+    same values, and each map's the same whatever the other maps in its batch."""
+    up = sg._bicubic_matrix(4, 32, torch.device("cpu"))
+    samples = torch.randn(5, 2, 4, 4, generator=torch.Generator().manual_seed(0))
+    env = sg.bicubic_envelope(samples, up)
+    torch.testing.assert_close(env, up @ samples @ up.T)
+    assert torch.equal(env[3:4], sg.bicubic_envelope(samples[3:4], up))
+
+
 # ------------------------------------------------------------------------------ colour
 def test_colour_statistics_follow_spec():
     mean, std = sg.colour_statistics(Rng.for_indices("t", 0, torch.arange(20000)))

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -223,8 +224,28 @@ def pink_noise(rng: Rng, count: int, size: int, envelope: bool) -> Tensor:
     maps = maps - maps.mean(dim=(-2, -1), keepdim=True)
     if envelope:
         up = _bicubic_matrix(4, size, dev)  # [size, 4]
-        maps = maps * (up @ rng.laplace(count, 4, 4) @ up.T)
+        maps = maps * bicubic_envelope(rng.laplace(count, 4, 4), up)
     return maps / maps.std(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
+
+
+def bicubic_envelope(samples: Tensor, up: Tensor) -> Tensor:
+    """U @ L @ U.T for 4×4 samples L [B, n, 4, 4] and U [size, 4]: [B, n, size, size].
+
+    Written as 16 products added one after another, not as a BLAS matmul: BLAS rounds by matrix
+    shape (here the batch's rows) and by CPU, and a vectorised sum over a short axis rounds by the
+    CPU's vector width; plain products and additions round the same everywhere.
+    """
+    rows = sum_in_order(samples[..., :, k, None] * up[:, k] for k in range(4))  # [B, n, 4, size]
+    return sum_in_order(up[:, k, None] * rows[..., k, None, :] for k in range(4))
+
+
+def sum_in_order(terms: Iterable[Tensor]) -> Tensor:
+    """t0 + t1 + … added left to right (elementwise, so the same bytes on any CPU)."""
+    it = iter(terms)
+    total = next(it)
+    for t in it:
+        total = total + t
+    return total
 
 
 # ------------------------------------------------------------------------------------ network
