@@ -22,11 +22,23 @@ BASE: dict[str, Any] = dict(
 
 
 @dataclass(frozen=True)
+class Timing:
+    """How a preset's training speed is measured (scripts/gpu-check): on which generator's images,
+    in which precisions, fed which ways besides from memory, over how many steps."""
+
+    data: str
+    precisions: tuple[str, ...] = ("bf16",)
+    feeds: tuple[str, ...] = ("streamed",)  # noisevision.train_bench.MODES
+    steps: int = 8
+
+
+@dataclass(frozen=True)
 class Preset:
     name: str
     description: str
     changes: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields that differ from BASE
     protocol: str = "paper"  # the linear-probe protocol its encoders are measured with
+    timing: Timing | None = None  # how its training speed is measured; None: it is not
 
     @property
     def values(self) -> dict[str, Any]:
@@ -37,14 +49,20 @@ class Preset:
 PRESETS: Registry[Preset] = Registry("preset")
 
 
-def _add(name: str, description: str, protocol: str = "paper", **changes: Any) -> None:
-    PRESETS.add(name, Preset(name, description, changes, protocol), description)
+def _add(name: str, description: str, protocol: str = "paper", timing: Timing | None = None,
+         **changes: Any) -> None:  # fmt: skip
+    PRESETS.add(name, Preset(name, description, changes, protocol, timing), description)
 
 
-_add("paper-small", "paper's small scale: SmallAlexNet + align/uniform, 105k images, batch 768, 200 epochs")
+_add(
+    "paper-small", "paper's small scale: SmallAlexNet + align/uniform, 105k images, batch 768, 200 epochs",
+    # its images fit in the device's image cache (--cache-images): the epochs after the first read them there
+    timing=Timing("dead_leaves-mixed", ("fp32", "bf16"), ("streamed", "cached"), steps=10),
+)
 _add(
     "paper-large", "paper's large scale: ResNet-50 + MoCo v2, 1.3M images at 256 px, batch 256, 200 epochs",
     protocol="moco",  # MoCo's linear protocol, as the paper for its ResNet-50s
+    timing=Timing("stylegan-oriented", ("bf16",), ("streamed", "folder")),  # too many images to cache
     arch="resnet50", arch_kwargs={"head": "mlp", "out_dim": 128}, method="moco_v2",
     method_kwargs={"queue_size": 65536, "momentum": 0.999, "temperature": 0.2}, augment="mocov2",
     input_size=224, res=256, num_images=1_300_000, batch_size=256, lr=0.015, schedule="cosine",
