@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint
+.PHONY: setup demo test lint docs
 setup:
 	bash scripts/setup.sh
 
@@ -14,3 +14,8 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check noisevision tests
+
+# The docs site (mkdocs.yml, docs/) into site/; --strict fails on broken links and references.
+docs: setup
+	@[ $(VENV)/.noisevision-docs -nt pyproject.toml ] || { $(BIN)/python -m pip install -q -e '.[docs]' && touch $(VENV)/.noisevision-docs; }
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
