@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from noisevision.data import folder
+from noisevision.data import folder, folder_index
 from noisevision.errors import NoisevisionError
 from noisevision.rng import MAX_SEED, check_seed
 
@@ -97,7 +97,7 @@ def test_a_file_renamed_without_its_record_counts_as_damaged(tmp_path, ref):
     block = out / "train" / "00000"
     records = folder.read_index(block)
     records["00000002.jpg"] = (records["00000002.jpg"][0] + 1, "0" * 32)
-    folder._record(block, records)
+    folder_index.add_records(block, records)
     assert folder.missing_indices(out, range(12), "jpg") == [2]
     assert write(out) == 1 and images(out) == ref
 
@@ -105,9 +105,9 @@ def test_a_file_renamed_without_its_record_counts_as_damaged(tmp_path, ref):
 def _hold_claim(root: Path, indices: list[int]) -> subprocess.Popen:
     """Another process that claims `indices` of block 0, leaves a temporary file of each, and waits."""
     code = (
-        "import sys, time; from pathlib import Path; from noisevision.data import folder\n"
+        "import sys, time; from pathlib import Path; from noisevision.data.folder_index import _claim_some\n"
         f"items = [(i, None) for i in {indices!r}]\n"
-        f"claim, *_ = folder._claim_some(Path({str(root / 'train' / '00000')!r}), 'jpg', items, 99, None)\n"
+        f"claim, *_ = _claim_some(Path({str(root / 'train' / '00000')!r}), 'jpg', items, 99, None)\n"
         "for i in claim.indices: (claim.path.parent / f'.{i:08d}.jpg.live.tmp').write_bytes(b'x')\n"
         "print('claimed', flush=True); time.sleep(600)\n"
     )
