@@ -45,14 +45,21 @@ def cache_dir() -> Path | None:
     return Path(base) / "noisevision"
 
 
+def code_files() -> list[Path]:
+    """The source files of the code that renders images: every module of the generators and of
+    the random streams, in subpackages too (a test checks that every loaded one is listed)."""
+    root = Path(noisevision.__file__).parent
+    return sorted([*root.glob("generators/**/*.py"), *root.glob("rng/**/*.py")])
+
+
 @functools.cache
 def code_fingerprint() -> str:
     """Hash of the code that renders images: the generator modules, the random streams and the
     versions of the libraries whose arithmetic they use."""
     root = Path(noisevision.__file__).parent
     h = hashlib.sha256()
-    for path in sorted([*root.glob("generators/*.py"), *root.glob("rng*.py")]):
-        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    for path in code_files():
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
     for lib in ("torch", "numba"):
         try:
             h.update(f"{lib}={importlib.metadata.version(lib)}".encode())

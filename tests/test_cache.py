@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -73,6 +75,14 @@ def test_other_code_or_damaged_files_are_not_read(tmp_path, monkeypatch):
     assert cache.entry_name("t", 1) != name
     monkeypatch.setattr(cache, "code_fingerprint", lambda: "other code")
     assert cache.entry_name("t", 0) != name
+
+
+def test_the_fingerprint_hashes_every_loaded_module_of_the_generators_and_the_streams():
+    """A module moved into a subpackage (or renamed) stays part of every entry's name."""
+    hashed = {path.resolve() for path in cache.code_files()}
+    ours = ("noisevision.generators", "noisevision.rng")
+    loaded = [m for name, m in sys.modules.items() if name.startswith(ours) and getattr(m, "__file__", None)]
+    assert len(loaded) > 10 and {Path(m.__file__).resolve() for m in loaded} <= hashed
 
 
 @pytest.mark.parametrize("setting", ["off", "file"])

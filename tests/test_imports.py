@@ -25,7 +25,6 @@ PACKAGE = Path(noisevision.__file__).resolve().parent
 # Cycles through deferred imports still to untangle, each as its sorted modules (a ratchet: the test
 # fails when one of them is gone, so that it is struck off here).
 DEFERRED_CYCLES_LEFT = {
-    ("noisevision.rng", "noisevision.rng_cuda"),
     ("noisevision.generators.programs", "noisevision.generators.programs_cuda"),
 }
 

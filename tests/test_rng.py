@@ -65,14 +65,15 @@ def test_child_streams_are_per_entry_and_deterministic():
 
 
 def test_fused_gpu_kernels_give_the_tensor_code_words():
-    """rng_cuda's Triton kernels, run by Triton's interpreter on the CPU: the words, uniforms,
+    """noisevision.rng.cuda's Triton kernels, run by Triton's interpreter on the CPU: the words, uniforms,
     integers and mixes of the tensor code, bit for bit (on a GPU, `pytest -m cuda` checks them
     against the CPU's numba kernels)."""
     pytest.importorskip("triton")
     script = """
 import torch
-from noisevision import rng_cuda
-from noisevision.rng import Rng, _srl, hash_words, mix64, mix64_int, uniform24
+from noisevision.rng import Rng, hash_words, mix64, mix64_int, uniform24
+from noisevision.rng import cuda as rng_cuda
+from noisevision.rng.splitmix import _srl
 assert rng_cuda.available(torch.device("cpu"))
 keys = Rng.for_indices("x", 3, torch.arange(5)).keys
 salt = mix64_int(7 * 0x632BE59BD9B4E019)

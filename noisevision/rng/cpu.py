@@ -1,8 +1,8 @@
-"""SplitMix64 hashing of Rng draws on CPU as one numba loop (rng.Rng.bits / uniform).
+"""SplitMix64 hashing of Rng draws on CPU as one numba loop (streams.Rng.bits / uniform).
 
 As int64 tensor code every hash costs about ten full passes (xor, emulated logical shifts,
-wrapping multiplies); this loop keeps each word in registers, several times faster. It computes
-exactly the same words: uint64 arithmetic wraps like torch's int64 (two's complement).
+wrapping multiplies); this loop keeps each word in registers. It computes exactly the same
+words: uint64 arithmetic wraps like torch's int64 (two's complement).
 """
 
 from __future__ import annotations

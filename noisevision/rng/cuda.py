@@ -1,4 +1,4 @@
-"""`noisevision.rng`'s hashing on CUDA as fused Triton kernels: one launch per draw.
+"""The random streams' hashing on CUDA as fused Triton kernels: one launch per draw.
 
 As tensor code, a draw is about 30 int64 operations (SplitMix64 of the key, then of every
 counter, emulated logical shifts, the 24-bit fields), each a kernel launch: generators that make
@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from noisevision.device import triton_kernels_run
+from noisevision.rng.splitmix import _srl, hash_words, mix64_int, mix64_tensor, uniform24
 
 WORDS, UNIFORM, RANDINT, MIX = range(4)
 _BLOCK = 1024
@@ -29,9 +30,9 @@ def _kernels():
     """(triton, draw_kernel, mix_kernel), imported on first use (Triton takes a while to load)."""
     import triton
 
-    from noisevision import _rng_triton
+    from noisevision.rng import _triton
 
-    return triton, _rng_triton.draw_kernel, _rng_triton.mix_kernel
+    return triton, _triton.draw_kernel, _triton.mix_kernel
 
 
 _AVAILABLE: dict[str, bool] = {}
@@ -48,18 +49,16 @@ def available(device: torch.device) -> bool:
 
 
 def self_check(device: torch.device) -> bool:
-    """Each kernel on a few keys equals the tensor code (noisevision.rng)."""
-    from noisevision.rng import _srl, hash_words, mix64, mix64_int, uniform24
-
+    """Each kernel on a few keys equals the tensor code (splitmix)."""
     keys = torch.arange(-3, 4, device=device, dtype=torch.int64) * 0x9E3779B97F4A7C1
     salt = mix64_int(0x632BE59BD9B4E019)
-    state = mix64(keys ^ salt)
+    state = mix64_tensor(keys ^ salt)
     n = 5
     same = [
         torch.equal(draw(keys, salt, n, WORDS), hash_words(state, n)),
         torch.equal(draw(keys, salt, n, UNIFORM), uniform24(hash_words(state, (n + 1) // 2), n)),
         torch.equal(draw(keys, salt, n, RANDINT, -2, 77), -2 + _srl(hash_words(state, n), 33) % 77),
-        torch.equal(mix64_fused(keys), mix64(keys)),
+        torch.equal(mix64_fused(keys), mix64_tensor(keys)),
     ]
     if not all(same):
         warnings.warn("noisevision: fused random-number kernels disagree with the tensor code here; "

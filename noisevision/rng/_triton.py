@@ -1,4 +1,4 @@
-"""Triton kernels of `noisevision.rng_cuda` (a module of their own: Triton resolves the helpers
+"""Triton kernels of `noisevision.rng.cuda` (a module of their own: Triton resolves the helpers
 a kernel calls among its module's globals, and importing it costs time that only CUDA runs pay)."""
 
 import triton

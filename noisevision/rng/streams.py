@@ -1,26 +1,26 @@
-"""Counter-based random numbers: every value is a hash of (image key, draw, element).
+"""Per-image random streams: every value is a hash of (image key, draw, element).
 
 Each image owns a 64-bit key derived from (generator, seed, index). A draw of shape S for a batch
-hashes (key, draw number, element number) with SplitMix64, so image i receives the same numbers
-whatever batch it is rendered in, on any device, in any order: the property SPEC §1 asks for.
-All arithmetic is int64 tensor code (wrapping multiply, emulated logical shifts), batched on the
-device; on CPU a numba loop computes the same words (rng_cpu). No torch.Generator state is involved.
+hashes (key, draw number, element number) with SplitMix64 (`splitmix`), so image i receives the
+same numbers whatever batch it is rendered in, on any device, in any order: an image is a pure
+function of (generator, parameters, seed, index). Draws run as int64 tensor code on the device;
+on CPU a numba loop computes the same words (`cpu`), on CUDA fused Triton kernels (`cuda`).
+No torch.Generator state is involved.
 """
 
 from __future__ import annotations
 
 import math
-import zlib
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from noisevision import rng_cuda
 from noisevision.errors import NoisevisionError
+from noisevision.rng import cuda as rng_cuda
+from noisevision.rng.splitmix import _GAMMA, _srl, hash_words, mix64_int, mix64_tensor, name_hash, uniform24
 
-_MASK = (1 << 64) - 1
 MAX_SEED = (1 << 63) - 1  # keys hash a seed modulo 2^64: larger seeds would alias smaller ones
 
 
@@ -36,56 +36,11 @@ def check_seed(seed: object, what: str = "seed") -> int:
     return int(seed)
 
 
-def _s64(v: int) -> int:
-    """A 64-bit constant as the signed value torch.int64 stores."""
-    v &= _MASK
-    return v - (1 << 64) if v >= 1 << 63 else v
-
-
-_GAMMA = _s64(0x9E3779B97F4A7C15)
-_M1 = _s64(0xBF58476D1CE4E5B9)
-_M2 = _s64(0x94D049BB133111EB)
-
-
-def _srl(x: Tensor, k: int) -> Tensor:
-    """Logical right shift of int64 (torch's >> is arithmetic)."""
-    return (x >> k).bitwise_and_((1 << (64 - k)) - 1)
-
-
 def mix64(x: Tensor) -> Tensor:
     """SplitMix64 finaliser: a bijective 64-bit mixer on int64 tensors (a new tensor)."""
     if x.device.type == "cuda" and rng_cuda.available(x.device):
         return rng_cuda.mix64_fused(x)  # one fused kernel instead of nine
-    x = x ^ _srl(x, 30)  # the only copy: the rest works in place on it
-    x.mul_(_M1)
-    x.bitwise_xor_(_srl(x, 27)).mul_(_M2)
-    return x.bitwise_xor_(_srl(x, 31))
-
-
-def mix64_int(v: int) -> int:
-    """mix64 for one Python int (used to build keys from names and seeds)."""
-    v &= _MASK
-    v = ((v ^ (v >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-    v = ((v ^ (v >> 27)) * 0x94D049BB133111EB) & _MASK
-    return _s64(v ^ (v >> 31))
-
-
-def name_hash(text: str) -> int:
-    """A stable 64-bit value for a string (Python's hash() is salted per process)."""
-    data = text.encode()
-    return mix64_int((zlib.crc32(data) << 32) | zlib.adler32(data))
-
-
-def hash_words(state: Tensor, n: int) -> Tensor:
-    """The n words of a draw per image as tensor code: mix64(state[b] + (i + 1)·γ) -> int64 [B, n]."""
-    counter = torch.arange(1, n + 1, device=state.device, dtype=torch.int64) * _GAMMA
-    return mix64(state[:, None] + counter[None, :])
-
-
-def uniform24(words: Tensor, n: int) -> Tensor:
-    """n floats per row from words [B, ceil(n/2)]: two disjoint 24-bit fields per word, ·2^-24."""
-    u24 = torch.cat([_srl(words, 40), (words >> 8) & 0xFFFFFF], dim=1)[:, :n]
-    return u24.to(torch.float32).mul_(2.0**-24)
+    return mix64_tensor(x)
 
 
 class Rng:
@@ -138,7 +93,7 @@ class Rng:
             return rng_cuda.draw(self.keys, self._next_salt(), n, rng_cuda.WORDS).reshape(self.batch, *shape)
         state = self._draw()
         if self.device.type == "cpu":
-            from noisevision import rng_cpu  # numba compiles (or loads) on first use
+            from noisevision.rng import cpu as rng_cpu  # numba compiles (or loads) on first use
 
             out = torch.empty(self.batch, n, dtype=torch.int64)
             rng_cpu.hash_words(state.numpy().view(np.uint64), out.numpy().view(np.uint64))
@@ -165,7 +120,7 @@ class Rng:
         if self._fused():
             u = rng_cuda.draw(self.keys, self._next_salt(), n, rng_cuda.UNIFORM)
         elif self.device.type == "cpu":
-            from noisevision import rng_cpu
+            from noisevision.rng import cpu as rng_cpu
 
             u = torch.empty(self.batch, n, dtype=torch.float32)
             rng_cpu.uniform24(self._draw().numpy().view(np.uint64), u.numpy())
