@@ -1,11 +1,11 @@
-"""Mixing: mix<K>:a+b names, convex weights, determinism, errors."""
+"""Mixes: mix<K>:a+b (convex mixes) and a+b / a:0.7+b:0.3 (picks) names, weights, determinism, errors."""
 
 import pytest
 import torch
 
 from noisevision import generators
 from noisevision.errors import NoisevisionError, UnknownNameError
-from noisevision.generators.mixing import mixing_weights, parse_mix_name
+from noisevision.generators.mixing import mixing_weights, parse_mix_name, parse_pick_name
 from noisevision.rng import Rng
 
 
@@ -90,3 +90,50 @@ def test_describe_names_each_slot_and_its_program():
     assert (rebuilt - mix([5], res=32, seed=2).float()).abs().max() <= 1.0
     if any(s[2] == "program-shader" for s in slots):
         assert "shader: p =" in text
+
+
+def test_pick_names():
+    assert parse_pick_name("a+b") == [("a", 1.0), ("b", 1.0)]
+    assert parse_pick_name("a:0.7+b:0.3") == [("a", 0.7), ("b", 0.3)]
+    assert parse_pick_name("program-shader:depth=5:2+b") == [("program-shader:depth=5", 2.0), ("b", 1.0)]
+    assert parse_pick_name("dead_leaves-mixed") is None
+
+
+def test_pick_draws_each_image_from_one_part_by_weight():
+    """Image i is image i of one part, drawn from (seed, i) with probability ∝ weight; the same
+    bytes alone and in any batch, and `A+B` is a name wherever a generator is taken."""
+    pick = generators.get("test-blobs:3+test-blobs:1")
+    which = pick.choice(torch.arange(20000), seed=0)
+    assert abs(float((which == 0).float().mean()) - 0.75) < 0.02
+    blobs = generators.get("test-blobs")
+    idx = [5, 1, 9, 40]
+    batch = pick(idx, res=16, seed=2)
+    assert torch.equal(batch, blobs(idx, res=16, seed=2))  # both parts are test-blobs
+    assert torch.equal(pick([9, 5], res=16, seed=2), batch[[2, 0]])
+    assert pick.describe()["params"] == {"weights": [0.75, 0.25]}
+
+
+def test_pick_of_two_generators_renders_each_image_with_its_part():
+    pick = generators.get("test-blobs+mix1:test-blobs")
+    idx = torch.arange(12)
+    which = pick.choice(idx, seed=0)
+    assert set(which.tolist()) == {0, 1}
+    images = pick(idx, res=16)
+    for i, k in zip(idx.tolist(), which.tolist()):
+        assert torch.equal(images[i], pick.parts[k]([i], res=16)[0])
+
+
+@pytest.mark.parametrize(
+    ("name", "error", "match"),
+    [
+        ("test-blobs:0+test-blobs", NoisevisionError, "finite positive weights"),
+        ("test-blobs:inf+test-blobs:1", NoisevisionError, "not test-blobs:inf"),
+        ("test-blobs:nan+test-blobs", NoisevisionError, "finite positive"),
+        ("test-blobs:1e308+test-blobs:1e308", NoisevisionError, "add up to more"),
+        ("test-blobs++test-blobs", NoisevisionError, "write A\\+B"),
+        ("test-blobs+no-such-generator", UnknownNameError, "in 'test-blobs\\+no-such-generator'"),
+    ],
+)
+def test_bad_picks_are_one_line_errors(name, error, match):
+    with pytest.raises(error, match=match):
+        generators.get(name)

@@ -13,7 +13,7 @@ import yaml
 from PIL import Image
 
 import noisevision.train as train_mod
-from noisevision.data.stream import IndexPlan, MixSource, open_source, parse_mix
+from noisevision.data.stream import IndexPlan, open_source
 from noisevision.errors import NoisevisionError, UnknownNameError
 from noisevision.models import load_encoder
 from noisevision.train import TrainConfig, lr_at, parse_options, train
@@ -61,20 +61,6 @@ def test_index_plan_permutes_each_epoch_and_splits_over_ranks():
     assert fresh.epoch_order(2).min() >= 40 and fresh.epoch_order(2).max() < 60
     with pytest.raises(NoisevisionError, match="larger than the dataset"):
         IndexPlan(4, 8)
-
-
-def test_mix_source_is_deterministic_and_weighted():
-    assert parse_mix("test-blobs:0.7+other:0.3") == [("test-blobs", 0.7), ("other", 0.3)]
-    mix = open_source("test-blobs:3+test-blobs:1", res=16, seed=0)
-    assert isinstance(mix, MixSource)
-    which = mix.choice(torch.arange(20000))
-    assert abs(float((which == 0).float().mean()) - 0.75) < 0.02
-    idx = torch.tensor([5, 1, 9])
-    torch.testing.assert_close(mix.render(idx), mix.render(torch.tensor([9, 5, 1]))[[1, 2, 0]])
-    with pytest.raises(UnknownNameError):
-        open_source("test-blobs+no-such-generator")
-    with pytest.raises(NoisevisionError, match="positive weights"):
-        parse_mix("test-blobs:0+test-blobs")
 
 
 def test_folder_source(tmp_path):

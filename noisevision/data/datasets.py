@@ -34,8 +34,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from noisevision.data.stream import GeneratorSource, ImageSource, MixSource, parse_mix
-from noisevision.errors import NoisevisionError, UnknownNameError
+from noisevision.data.stream import GeneratorSource, ImageSource
+from noisevision.errors import NoisevisionError
 from noisevision.rng import check_seed
 
 OUTPUTS = ("pil", "tensor")
@@ -52,12 +52,7 @@ def open_generator(name: str, res: int | None, seed: int) -> ImageSource:
     if Path(name).is_dir():
         raise NoisevisionError(f"{name} is a folder: these datasets render generators (read a folder "
                                "with torchvision.datasets.ImageFolder)")  # fmt: skip
-    try:
-        return GeneratorSource(name, res, seed)
-    except UnknownNameError:
-        if "+" not in name and ":" not in name:
-            raise
-    return MixSource(parse_mix(name), res, seed)
+    return GeneratorSource(name, res, seed)
 
 
 def _check_output(output: str) -> str:

@@ -1,11 +1,10 @@
-"""Training data: image sources (generators, mixes, folders) and the per-step index plan.
+"""Training data: image sources (generators, folders) and the per-step index plan.
 
 `--data` names a source:
 - a generator name (`dead_leaves-mixed`): images are rendered on the fly from their indices,
   on the training device (GPU) or in DataLoader worker processes (CPU) so rendering overlaps the
-  step; nothing touches the disk;
-- a mix `A+B` or `A:0.7+B:0.3`: each index picks one generator by a hash of the index (weights
-  normalised), so the mix is as deterministic as its parts;
+  step; nothing touches the disk. Mixes are generator names too (`A+B`, `A:0.7+B:0.3`,
+  `mix6:A+B`: noisevision.generators.mixing);
 - a folder: every .jpg/.jpeg/.png below it (recursively, sorted by path), e.g. the output of
   `noisevision generate`.
 
@@ -32,7 +31,7 @@ from torch import Tensor
 from noisevision import generators
 from noisevision.errors import NoisevisionError, UnknownNameError, worker_exception
 from noisevision.memory import keep_freed_memory
-from noisevision.rng import Rng, check_seed, mix64_int
+from noisevision.rng import check_seed, mix64_int
 from noisevision.stopping import die_with_parent
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -67,48 +66,6 @@ class GeneratorSource:
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "generator", **self.gen.describe(), "res": self.res, "seed": self.seed}
-
-
-class MixSource:
-    """Several generators, each image drawn from one of them with probability ∝ its weight."""
-
-    size = None
-
-    def __init__(self, parts: list[tuple[str, float]], res: int | None, seed: int):
-        self.sources = [GeneratorSource(name, res, seed) for name, _ in parts]
-        resolutions = {s.res for s in self.sources}
-        if len(resolutions) > 1:
-            found = sorted(resolutions)
-            raise NoisevisionError(f"mixed generators have different resolutions {found}: set --res")
-        weights = torch.tensor([w for _, w in parts], dtype=torch.float64)
-        self.cdf = (weights.cumsum(0) / weights.sum()).float()
-        self.cdf[-1] = 1.0
-        self.weights = (weights / weights.sum()).tolist()
-        self.name = "+".join(f"{n}:{w:g}" for (n, _), w in zip(parts, self.weights))
-        self.res = self.sources[0].res
-        self.seed = seed
-
-    def choice(self, indices: Tensor) -> Tensor:
-        """Which part renders each index: int64 [B], a pure function of (seed, index)."""
-        u = Rng.for_indices("mix", self.seed, indices).uniform(1)[:, 0]
-        return torch.searchsorted(self.cdf.to(u.device), u, right=True).clamp_(max=len(self.sources) - 1)
-
-    def render(self, indices: Tensor, device: torch.device | str = "cpu") -> Tensor:
-        indices = indices.to(device)
-        which = self.choice(indices)
-        out = torch.empty(len(indices), 3, self.res, self.res, dtype=torch.uint8, device=device)
-        for k, source in enumerate(self.sources):
-            sel = torch.nonzero(which == k).squeeze(1)
-            if sel.numel():
-                out[sel] = source.render(indices[sel], device)
-        return out
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "kind": "mix",
-            "parts": [s.describe() for s in self.sources],
-            "weights": self.weights,
-        }
 
 
 class FolderSource:
@@ -186,25 +143,7 @@ class CachedSource:
 
 def batch_invariant(source: ImageSource, device: torch.device) -> bool:
     """Whether every image of `source` has the same bytes in any batch on `device`."""
-    parts = getattr(source, "sources", [source])
-    return all(isinstance(p, GeneratorSource) and p.gen.batch_invariant(device) for p in parts)
-
-
-def parse_mix(data: str) -> list[tuple[str, float]]:
-    """'A+B' -> [(A, 1), (B, 1)]; 'A:0.7+B:0.3' -> [(A, 0.7), (B, 0.3)]."""
-    parts = []
-    for item in data.split("+"):
-        name, weight = item, 1.0
-        if ":" in item:
-            head, _, tail = item.rpartition(":")
-            try:
-                name, weight = head, float(tail)
-            except ValueError:
-                name, weight = item, 1.0
-        if not name or not weight > 0:
-            raise NoisevisionError(f"bad mix '{data}': write A+B or A:0.7+B:0.3 with positive weights")
-        parts.append((name, weight))
-    return parts
+    return isinstance(source, GeneratorSource) and source.gen.batch_invariant(device)
 
 
 def open_source(data: str, res: int | None = None, seed: int = 0) -> ImageSource:
@@ -215,11 +154,9 @@ def open_source(data: str, res: int | None = None, seed: int = 0) -> ImageSource
     try:
         return GeneratorSource(data, res, seed)
     except UnknownNameError:
-        if "+" not in data and ":" not in data:
-            if any(c in data for c in "/\\.") and not Path(data).exists():
-                raise NoisevisionError(f"--data {data}: no such folder, and not a generator name") from None
-            raise
-    return MixSource(parse_mix(data), res, seed)
+        if any(c in data for c in "/\\.") and not Path(data).exists():
+            raise NoisevisionError(f"--data {data}: no such folder, and not a generator name") from None
+        raise
 
 
 # ---------------------------------------------------------------------------------------- plan

@@ -1,14 +1,21 @@
-"""Mixing (SPEC §6, from the successor paper Shaders21k): convex combinations of generated images.
+"""Generators made of other generators: convex mixes of images, and datasets drawn from several.
 
-`mix6:stylegan-oriented+dead_leaves-mixed` renders image i as Σ_j w_j·x_j over K = 6 slots. Slot j
-takes a generator from the list (uniformly, from image i's key) and renders that generator's image
-i·K + j with the same seed, so every component is an ordinary, reproducible image of its generator
-(and `mix1:g` is exactly `g`). Weights are Dirichlet(1) (default) or uniform draws normalised.
+Two kinds of name, both resolved by the registry, so every place that takes a generator takes them:
+
+- `mix6:stylegan-oriented+dead_leaves-mixed` (a convex mix, as the successor paper Shaders-21k's
+  MixUp of K images) renders image i as Σ_j w_j·x_j over K = 6 slots. Slot j takes a generator
+  from the list (uniformly, from image i's key) and renders that generator's image i·K + j with
+  the same seed, so every component is an ordinary, reproducible image of its generator (and
+  `mix1:g` is exactly `g`). Weights are Dirichlet(1) (default) or uniform draws normalised.
+- `A+B` or `A:0.7+B:0.3` (a dataset drawn from several generators): image i is image i of one of
+  them, picked from (seed, i) with probability proportional to its weight (1 where none is given).
 """
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -41,6 +48,7 @@ class Mix(Generator):
         self.k = k
         self.weighting = weighting
         self.max_batch = min(64, *(c.max_batch for c in components))  # K uint8 images per image
+        self.portable = all(c.portable for c in components)
 
     def batch_invariant(self, device: torch.device) -> bool:
         return all(c.batch_invariant(device) for c in self.components)
@@ -110,7 +118,17 @@ def resolve_mix(name: str, params: dict[str, Any]) -> Generator | None:
         components = [registry.get(p) for p in parts]
     except UnknownNameError as exc:
         raise UnknownNameError(f"{exc} (in '{name}')") from exc
-    specs = [c.spec for c in components]
+    spec = _combined_spec(name, components, f"Convex mix of {k} images of {', '.join(parts)}",
+                          lambda spec, **kw: resolve_mix(name, kw), weighting=weighting)  # fmt: skip
+    return Mix(spec, components, k, weighting)
+
+
+def _combined_spec(
+    name: str, parts: list[Generator], description: str, build: Callable[..., Generator], **defaults: Any
+) -> GeneratorSpec:
+    """The registry row of a generator made of `parts`: the resolutions they all render, the
+    first part's default resolution where all of them render it."""
+    specs = [p.spec for p in parts]
     allowed = [set(s.resolutions) for s in specs if s.resolutions]
     resolutions = tuple(sorted(set.intersection(*allowed))) if allowed else None
     if resolutions == ():
@@ -118,22 +136,104 @@ def resolve_mix(name: str, params: dict[str, Any]) -> Generator | None:
     default_res = specs[0].default_res
     if resolutions is not None and default_res not in resolutions:
         default_res = resolutions[0]
-    spec = GeneratorSpec(
-        name=name,
-        family="mixing",
-        label="",
-        default_res=default_res,
-        description=f"Convex mix of {k} images of {', '.join(parts)}",
-        build=lambda spec, **kw: resolve_mix(name, kw),
-        defaults={"weighting": weighting},
-        min_res=max(s.min_res for s in specs),
-        resolutions=resolutions,
-    )
-    return Mix(spec, components, k, weighting)
+    return GeneratorSpec(name=name, family="mixing", label="", default_res=default_res,
+                         description=description, build=build, defaults=defaults,
+                         min_res=max(s.min_res for s in specs), resolutions=resolutions)  # fmt: skip
+
+
+class Pick(Generator):
+    """Image i = image i of one of `parts`, part k drawn from (seed, i) with probability ∝ weight."""
+
+    def __init__(self, spec: GeneratorSpec, parts: list[Generator], weights: list[float]):
+        total = math.fsum(weights)
+        super().__init__(spec, weights=[w / total for w in weights])
+        self.parts = parts
+        cdf = torch.tensor(weights, dtype=torch.float64).cumsum(0) / total
+        self.cdf = cdf.float()
+        self.cdf[-1] = 1.0  # rounding must never leave a draw past the last part
+        self.max_batch = min(p.max_batch for p in parts)
+        self.gpu_pixels = min(p.gpu_pixels for p in parts)
+        self.portable = all(p.portable for p in parts)
+
+    def batch_invariant(self, device: torch.device) -> bool:
+        return all(p.batch_invariant(device) for p in self.parts)
+
+    def choice(self, indices: Tensor, seed: int) -> Tensor:
+        """Which part renders each index: int64 [B], a pure function of (seed, index)."""
+        u = Rng.for_indices("mix", seed, indices).uniform(1)[:, 0]
+        return torch.searchsorted(self.cdf.to(u.device), u, right=True).clamp_(max=len(self.parts) - 1)
+
+    def program_text(self, index: int, seed: int = 0) -> str:
+        """Image `index` in words: the part it comes from, and that part's own description."""
+        if index < 0:
+            raise NoisevisionError("image indices must be non-negative")
+        part = self.parts[int(self.choice(torch.tensor([int(index)]), seed)[0])]
+        lines = [f"{self.name} image {index} (seed {seed}): image {index} of {part.name}"]
+        if hasattr(part, "program_text"):
+            lines += ["  " + line for line in part.program_text(index, seed).splitlines()[1:]]
+        return "\n".join(lines)
+
+    def render_indices(self, indices: Tensor, seed: int, res: int) -> Tensor:
+        which = self.choice(indices, seed)
+        out = torch.empty(len(indices), 3, res, res, dtype=torch.uint8, device=indices.device)
+        for k, part in enumerate(self.parts):  # one batched call per part
+            sel = torch.nonzero(which == k).squeeze(1)
+            if sel.numel():
+                out[sel] = part(indices[sel], res=res, seed=seed, device=indices.device)
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "parts": [p.describe() for p in self.parts]}
+
+
+def parse_pick_name(name: str) -> list[tuple[str, float]] | None:
+    """'A+B' -> [(A, 1), (B, 1)]; 'A:0.7+B:0.3' -> [(A, 0.7), (B, 0.3)]; None if not such a name.
+
+    A part's weight is what follows its last colon when that reads as a number, so parametric
+    names keep their own colons (`program-shader:depth=5:0.7`).
+    """
+    parts = []
+    for item in name.split("+"):
+        head, colon, tail = item.rpartition(":")
+        try:
+            part, weight = (head, float(tail)) if colon else (item, 1.0)
+        except ValueError:
+            part, weight = item, 1.0
+        parts.append((part, weight))
+    if len(parts) == 1 and parts[0][0] == name:
+        return None  # no '+' and no weight: an ordinary (unknown) name
+    bad = [f"{p}:{w:g}" for p, w in parts if not (math.isfinite(w) and w > 0)]
+    if not all(p for p, _ in parts) or bad:
+        raise NoisevisionError(f"bad mix '{name}': write A+B or A:0.7+B:0.3 with finite positive weights"
+                               + (f" (not {', '.join(bad)})" if bad else ""))  # fmt: skip
+    if not math.isfinite(sum(w for _, w in parts)):
+        raise NoisevisionError(f"bad mix '{name}': its weights add up to more than a float holds")
+    return parts
+
+
+def resolve_pick(name: str, params: dict[str, Any]) -> Generator | None:
+    """Registry resolver for `A+B` / `A:0.7+B:0.3` (no parameters of its own)."""
+    parsed = parse_pick_name(name)
+    if parsed is None:
+        return None
+    if params:
+        raise NoisevisionError(f"bad parameters for generator '{name}': {', '.join(sorted(params))}")
+    try:
+        parts = [registry.get(p) for p, _ in parsed]
+    except UnknownNameError as exc:
+        raise UnknownNameError(f"{exc} (in '{name}')") from exc
+    spec = _combined_spec(name, parts, f"Images of {', '.join(p for p, _ in parsed)}, one generator each",
+                          lambda spec, **kw: resolve_pick(name, kw))  # fmt: skip
+    return Pick(spec, parts, [w for _, w in parsed])
 
 
 registry.register_resolver(
     resolve_mix,
     "mix<K>:<name>+<name>+… — image i is a random convex mix (Dirichlet(1)) of K images of the "
     "listed generators (K = 6 if omitted); e.g. mix6:stylegan-oriented+dead_leaves-mixed",
+)
+registry.register_resolver(
+    resolve_pick,
+    "<name>+<name>… or <name>:0.7+<name>:0.3 — image i is image i of one of the listed generators, "
+    "drawn with probability proportional to its weight; e.g. dead_leaves-mixed+stylegan-oriented",
 )

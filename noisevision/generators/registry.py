@@ -43,6 +43,10 @@ class Generator:
     #: images: a GPU spends a batch's launches once, so launch-bound families gain from wide batches
     #: (below 64 px, as many images as at 64 px: per-image state does not shrink with them).
     gpu_pixels: int = 0
+    #: The same bytes on every x86-64 CPU, whichever code paths MKL and ATen take there (vector
+    #: width, instruction set): the family uses only elementwise arithmetic that rounds alike on
+    #: all of them. Other families are the same only on CPUs that take the same code path.
+    portable: bool = False
 
     def __init__(self, spec: GeneratorSpec, **params: Any):
         self.spec = spec
