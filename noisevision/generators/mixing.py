@@ -146,8 +146,9 @@ class Pick(Generator):
 
     def __init__(self, spec: GeneratorSpec, parts: list[Generator], weights: list[float]):
         total = math.fsum(weights)
-        super().__init__(spec, weights=[w / total for w in weights])
+        super().__init__(spec)  # the name holds the weights: no parameters of its own
         self.parts = parts
+        self.weights = [w / total for w in weights]
         cdf = torch.tensor(weights, dtype=torch.float64).cumsum(0) / total
         self.cdf = cdf.float()
         self.cdf[-1] = 1.0  # rounding must never leave a draw past the last part
@@ -183,7 +184,7 @@ class Pick(Generator):
         return out
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "parts": [p.describe() for p in self.parts]}
+        return {**super().describe(), "weights": self.weights, "parts": [p.describe() for p in self.parts]}
 
 
 def parse_pick_name(name: str) -> list[tuple[str, float]] | None:
