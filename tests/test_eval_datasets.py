@@ -44,8 +44,56 @@ def test_fashion_mnist_batches_are_rgb(fmnist: ed.EvalDataset) -> None:
 
 
 def test_missing_fashion_mnist_says_how_to_install(tmp_path: Path) -> None:
-    with pytest.raises(NoisevisionError, match="apt-get install dataset-fashion-mnist") as exc:
+    with pytest.raises(NoisevisionError, match="apt-get install dataset-fashion-mnist.*--download") as exc:
         ed.load_fashion_mnist(tmp_path)
+    assert "\n" not in str(exc.value)
+
+
+def _write_fashion_mnist(root: Path) -> None:
+    root.mkdir(parents=True)
+    for prefix, n in (("train", 6), ("t10k", 4)):
+        _write_idx(root / f"{prefix}-images-idx3-ubyte.gz", np.full((n, 28, 28), n))
+        _write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 10)
+
+
+def test_fashion_mnist_without_the_debian_package_is_fetched_with_download(tmp_path, monkeypatch) -> None:
+    """Without Debian's package: one line naming both routes; --download fetches the files through
+    torchvision (stubbed here: no network in tests) into the data root, and later runs read them."""
+    import torchvision.datasets as tvd
+
+    monkeypatch.setattr(ed, "FASHION_MNIST_DIR", tmp_path / "no-debian-package")
+    monkeypatch.delenv("NOISEVISION_FASHION_MNIST", raising=False)
+    monkeypatch.setenv("NOISEVISION_DATA", str(tmp_path / "data"))
+    with pytest.raises(NoisevisionError, match="apt-get install .* or pass --download"):
+        ed.load_eval_dataset("fashion-mnist")
+    calls = []
+
+    def fetch(root, train, download):
+        calls.append((root, train, download))
+        if not (Path(root) / "FashionMNIST" / "raw").exists():
+            _write_fashion_mnist(Path(root) / "FashionMNIST" / "raw")
+
+    monkeypatch.setattr(tvd, "FashionMNIST", fetch)
+    data = ed.load_eval_dataset("fashion-mnist", download=True)
+    assert calls == [(str(tmp_path / "data"), True, True), (str(tmp_path / "data"), False, True)]
+    assert len(data.train) == 6 and len(data.test) == 4
+    calls.clear()
+    assert len(ed.load_eval_dataset("fashion-mnist").test) == 4 and not calls  # read, not fetched again
+
+
+def test_a_failed_fashion_mnist_download_is_one_line(tmp_path, monkeypatch) -> None:
+    import torchvision.datasets as tvd
+
+    monkeypatch.setattr(ed, "FASHION_MNIST_DIR", tmp_path / "no-debian-package")
+    monkeypatch.delenv("NOISEVISION_FASHION_MNIST", raising=False)
+    monkeypatch.setenv("NOISEVISION_DATA", str(tmp_path / "data"))
+
+    def offline(root, train, download):
+        raise OSError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(tvd, "FashionMNIST", offline)
+    with pytest.raises(NoisevisionError, match="could not download Fashion-MNIST .* install Debian") as exc:
+        ed.load_eval_dataset("fashion-mnist", download=True)
     assert "\n" not in str(exc.value)
 
 

@@ -1,6 +1,7 @@
 """Real labelled images for the linear probes (SPEC §9), each set behind one name.
 
-    fashion-mnist          Debian's dataset-fashion-mnist (IDX files), held in memory as uint8
+    fashion-mnist          Debian's dataset-fashion-mnist (IDX files), or the same files fetched
+                           through torchvision with download=True; held in memory as uint8
     imagefolder:PATH       PATH/train/<class>/* and PATH/val/<class>/* (any image files)
     imagenet100:PATH       an ImageNet-1k folder (train/ + val/ by WordNet id) -> the 100 classes of
                            SPEC §9, read in place (no copies)
@@ -171,26 +172,68 @@ def read_idx(path: Path) -> np.ndarray:
     return body.reshape(shape)
 
 
-def load_fashion_mnist(root: Path | str | None = None) -> EvalDataset:
-    """Fashion-MNIST: 60,000 train + 10,000 test 28×28 grayscale images, 10 classes, in memory."""
-    root = Path(root or os.environ.get("NOISEVISION_FASHION_MNIST", FASHION_MNIST_DIR))
+def _fashion_mnist_files(root: Path) -> dict[str, list[Path]] | None:
+    """The four IDX files under `root` (gzipped or not) by split, or None if one is missing."""
     splits = {}
     for split, prefix in (("train", "train"), ("test", "t10k")):
         files = [root / f"{prefix}-{kind}-ubyte.gz" for kind in ("images-idx3", "labels-idx1")]
         files = [f if f.exists() else f.with_suffix("") for f in files]  # also accept unzipped files
-        missing = [f.name for f in files if not f.exists()]
-        if missing:
-            raise NoisevisionError(
-                f"Fashion-MNIST not found in {root} (missing {missing[0]}): "
-                "run `apt-get install dataset-fashion-mnist` or `make setup`"
-            )
-        images = torch.from_numpy(read_idx(files[0]).copy()).unsqueeze(1)  # [N, 1, 28, 28]
-        labels = torch.from_numpy(read_idx(files[1]).astype(np.int64))
+        if not all(f.exists() for f in files):
+            return None
+        splits[split] = files
+    return splits
+
+
+def fashion_mnist_download_dir() -> Path:
+    """Where `--download` puts Fashion-MNIST: torchvision's layout under the data root."""
+    return data_root() / "FashionMNIST" / "raw"
+
+
+def load_fashion_mnist(root: Path | str | None = None, download: bool = False) -> EvalDataset:
+    """Fashion-MNIST: 60,000 train + 10,000 test 28×28 grayscale images, 10 classes, in memory.
+
+    Read from `root` when given (or $NOISEVISION_FASHION_MNIST); otherwise from Debian's
+    dataset-fashion-mnist, else from a copy fetched earlier with `download`, which fetches it
+    through torchvision (checksummed) into the data root when neither is there.
+    """
+    explicit = root or os.environ.get("NOISEVISION_FASHION_MNIST")
+    places = [Path(explicit)] if explicit else [FASHION_MNIST_DIR, fashion_mnist_download_dir()]
+    found = next(((p, f) for p in places if (f := _fashion_mnist_files(p))), None)
+    if found is None and download and not explicit:
+        _fetch_fashion_mnist()
+        found = next(((p, f) for p in places[1:] if (f := _fashion_mnist_files(p))), None)
+    if found is None:
+        where = places[0] if explicit else f"{places[0]} or {places[1]}"
+        raise NoisevisionError(
+            f"Fashion-MNIST not found in {where}: run `apt-get install dataset-fashion-mnist` (Debian), "
+            "or pass --download to fetch it (~30 MB) through torchvision"
+        )
+    root, files = found
+    splits = {}
+    for split, (image_file, label_file) in files.items():
+        images = torch.from_numpy(read_idx(image_file).copy()).unsqueeze(1)  # [N, 1, 28, 28]
+        labels = torch.from_numpy(read_idx(label_file).astype(np.int64))
         splits[split] = ImageSet(labels, images=images)
     return EvalDataset(
-        "fashion-mnist", list(FASHION_MNIST_CLASSES), splits["train"], splits["test"],
-        {"source": str(root)},
-    )  # fmt: skip
+        "fashion-mnist", list(FASHION_MNIST_CLASSES), splits["train"], splits["test"], {"source": str(root)}
+    )
+
+
+def _fetch_fashion_mnist() -> None:
+    """Download the four files with torchvision's downloader, which checks their MD5 sums."""
+    import torchvision.datasets as tvd
+
+    target = data_root()
+    print(f"downloading Fashion-MNIST (~30 MB) from the internet into {fashion_mnist_download_dir()}")
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        for train in (True, False):
+            tvd.FashionMNIST(str(target), train=train, download=True)
+    except Exception as exc:  # URLError, OSError, RuntimeError (checksum): all mean "not fetched"
+        raise NoisevisionError(
+            f"could not download Fashion-MNIST into {target} ({type(exc).__name__}: {exc}); "
+            "offline, install Debian's dataset-fashion-mnist instead"
+        ) from None
 
 
 # ---------------------------------------------------------------------------------- image folders
@@ -329,8 +372,8 @@ class DatasetLoader:
 
 
 DATASETS: Registry[DatasetLoader] = Registry("evaluation dataset")
-DATASETS.add("fashion-mnist", DatasetLoader(lambda arg, _dl: load_fashion_mnist(arg or None)),
-             "Fashion-MNIST from the Debian package dataset-fashion-mnist (offline), in memory")  # fmt: skip
+DATASETS.add("fashion-mnist", DatasetLoader(lambda arg, dl: load_fashion_mnist(arg or None, dl)),
+             "Fashion-MNIST: Debian's dataset-fashion-mnist, or fetched with --download")  # fmt: skip
 DATASETS.add("imagefolder", DatasetLoader(lambda arg, _dl: load_image_folder(arg), needs_path=True),
              "class folders PATH/train/<class>/* and PATH/val/<class>/*",
              form="imagefolder:PATH")  # fmt: skip
