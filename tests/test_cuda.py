@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 import noisevision.train as train_mod
+import noisevision.train.loop as train_loop
 from noisevision import generators
 from noisevision.data import folder
 from noisevision.errors import StopRequested
@@ -111,7 +112,7 @@ def test_program_kernels_compile_and_run_on_the_device(check_device):
     they compile there and agree with the tensor code on a few programs."""
     if check_device.type != "cuda":
         pytest.skip("the fused kernels run on CUDA (tests/test_programs.py checks them on a CPU)")
-    from noisevision.generators import programs_cuda
+    from noisevision.generators.programs import cuda as programs_cuda
 
     assert programs_cuda.self_check(check_device), "the fused kernels disagree with the tensor code"
     assert programs_cuda.available(check_device)
@@ -227,7 +228,7 @@ def test_methods_train_in_bf16_and_resume_exactly_after_sigterm(method, check_de
             os.kill(os.getpid(), signal.SIGTERM)
         return real(*args)
 
-    monkeypatch.setattr(train_mod, "train_step", signal_at_step_10)
+    monkeypatch.setattr(train_loop, "train_step", signal_at_step_10)
     with pytest.raises(StopRequested, match="SIGTERM: checkpoint written at epoch 3, step 3/4"):
         train_mod.train(run_cfg(tmp_path / "cut", method, check_device))
     monkeypatch.undo()
@@ -246,7 +247,7 @@ def test_streamed_training_renders_on_the_training_device(check_device, tmp_path
         seen.append(args[3].device.type)
         return real(*args)
 
-    monkeypatch.setattr(train_mod, "train_step", spy)
+    monkeypatch.setattr(train_loop, "train_step", spy)
     train_mod.train(run_cfg(tmp_path / "run", "align_uniform", check_device, epochs=1, precision="auto"))
     assert set(seen) == {check_device.type}
 

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from noisevision import generators
 from noisevision.errors import NoisevisionError
 from noisevision.generators import programs as pg
+from noisevision.generators.programs import render
 from noisevision.rng import Rng
 
 pytestmark = pytest.mark.usefixtures("one_thread_module")
@@ -148,7 +149,7 @@ def test_blank_programs_are_drawn_again(monkeypatch):
     """With a strict blank test, some programs are re-drawn: the images still are pure
     functions of their index, and describe() names the program actually shown."""
     gen = generators.get("program-shader")
-    monkeypatch.setattr(pg, "BLANK_STD", 0.2)
+    monkeypatch.setattr(render, "BLANK_STD", 0.2)
     rng = Rng.for_indices(gen.key, 0, torch.arange(16))
     _, tries = gen._render_with_tries(rng, 32)
     assert tries.max() > 0
@@ -249,7 +250,8 @@ def test_gpu_order_reductions_are_batch_free_and_match_torch():
 
 FUSED_CHECK = r"""
 import torch
-from noisevision.generators import programs as pg, programs_cuda
+from noisevision.generators import programs as pg
+from noisevision.generators.programs import cuda as programs_cuda
 from noisevision.rng import Rng
 
 torch.set_num_threads(1)
@@ -315,7 +317,7 @@ def test_fused_kernels_compile_for_a_gpu():
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    from noisevision.generators import _programs_triton as k
+    from noisevision.generators.programs import _triton as k
 
     f32, i32 = "*fp32", "*i32"
     kernels = {

@@ -1,19 +1,19 @@
-"""Triton kernels of `noisevision.generators.programs_cuda`: programs rendered as fragment shaders.
+"""Triton kernels of `noisevision.generators.programs.cuda`: programs rendered as fragment shaders.
 
 Each program (a block of one image's pixels) reads its image's operator ids and parameters as
 scalars and branches on them, as a GPU runs a fragment shader: the whole tree costs one launch
 per slot instead of dozens of tensor operations per operator group. The arithmetic follows the
-tensor code of `programs` operation for operation (torch.lerp's two-sided formula included);
+tensor code of `fields` operation for operation (torch.lerp's two-sided formula included);
 atan2 and tanh are written out here, since Triton's interpreter (which the tests use on a CPU)
-has no libdevice. Parameter order: that of each `Op.params` dict in `programs`.
+has no libdevice. Parameter order: that of each `Op.params` dict in `operators`.
 """
 
 import triton
 import triton.language as tl
 
-WRAP = tl.constexpr(31)  # programs.LATTICE - 1
-ROW = tl.constexpr(5)  # log2(programs.LATTICE)
-CELLS = tl.constexpr(1024)  # programs.LATTICE²: lattice values per image
+WRAP = tl.constexpr(31)  # operators.LATTICE - 1
+ROW = tl.constexpr(5)  # log2(operators.LATTICE)
+CELLS = tl.constexpr(1024)  # operators.LATTICE²: lattice values per image
 
 
 @triton.jit

@@ -1,4 +1,4 @@
-"""The programs of `programs` rendered by fused Triton kernels on a GPU.
+"""The programs' fields computed by fused Triton kernels on a GPU.
 
 As tensor code, a batch of shader programs is tens of thousands of small operations (each operator
 group of each slot runs its own chain of kernels, and grouping copies rows to the host): a GPU
@@ -25,7 +25,21 @@ import torch
 from torch import Tensor
 
 from noisevision.device import triton_kernels_run
-from noisevision.generators import programs as pg
+from noisevision.generators.programs.fields import (
+    canvas_side,
+    cppn_inputs,
+    cppn_layers,
+    cppn_outputs_tensor,
+    pixel_centres,
+    shader_field_tensor,
+)
+from noisevision.generators.programs.grammar import (
+    CPPN_WIDTH,
+    GLOBAL_DOMAIN_SLOTS,
+    LEAF_DOMAIN_SLOTS,
+    sample_program,
+)
+from noisevision.generators.programs.operators import COMBINATORS, DOMAIN_OPS, FIELD_OPS, Lattice, Op
 
 _BLOCK = 256  # pixels per Triton program
 _CPPN_BLOCK = 64  # (its hidden layer is a [16, block] tile)
@@ -38,9 +52,9 @@ def _kernels():
     """(triton, the kernel module), imported on first use (Triton takes a while to load)."""
     import triton
 
-    from noisevision.generators import _programs_triton
+    from noisevision.generators.programs import _triton
 
-    return triton, _programs_triton
+    return triton, _triton
 
 
 _AVAILABLE: dict[str, bool] = {}
@@ -56,10 +70,10 @@ def self_check(device: torch.device, batch: int = 16, res: int = 32) -> bool:
     from noisevision.rng import Rng
 
     rng = Rng.for_indices("program-mixed", 0, torch.arange(batch, device=device))
-    p = pg.sample_program(rng, "mixed", 4)
+    p = sample_program(rng, "mixed", 4)
     every = torch.arange(batch, device=device)
-    shaders = (shader_field(p, every, res, 4) - pg.shader_field_tensor(p, every, res, 4)).abs()
-    cppns = (cppn_outputs(p, every, res) - pg.cppn_outputs_tensor(p, every, res)).abs()
+    shaders = (shader_field(p, every, res, 4) - shader_field_tensor(p, every, res, 4)).abs()
+    cppns = (cppn_outputs(p, every, res) - cppn_outputs_tensor(p, every, res)).abs()
     close = bool(shaders.median() < 1e-3 and cppns.median() < 1e-3)
     if not close:
         warnings.warn("noisevision: fused program kernels disagree with the tensor code here; using tensor "
@@ -68,13 +82,13 @@ def self_check(device: torch.device, batch: int = 16, res: int = 32) -> bool:
 
 
 def _standardise(f: Tensor) -> None:
-    """`programs.standardise` of each row of f [n, N] (rows contiguous, any row stride), in place."""
+    """`fields.standardise` of each row of f [n, N] (rows contiguous, any row stride), in place."""
     _, k = _kernels()
     if len(f):
         k.standardise_kernel[(len(f),)](f, f.stride(0), f.shape[1], BLOCK=_ROW_BLOCK)
 
 
-def _packed(ops: Tensor, u: Tensor, table: tuple[pg.Op, ...], width: int) -> tuple[Tensor, Tensor]:
+def _packed(ops: Tensor, u: Tensor, table: tuple[Op, ...], width: int) -> tuple[Tensor, Tensor]:
     """Operator ids (int32) and their parameters [..., width] (float32, in `Op.params` order) of
     every slot, from the slots' ids ops [...] and raw uniforms u [..., U]."""
     flat_ops, flat_u = ops.reshape(-1), u.reshape(-1, u.shape[-1])
@@ -122,46 +136,46 @@ def _post_order(slots: int) -> list[tuple[int, int]]:
 
 
 def shader_field(p: dict[str, Tensor], rows: Tensor, res: int, depth: int) -> Tensor:
-    """The standardised shader field [n, side²] of images `rows`, as `programs.shader_field_tensor`."""
+    """The standardised shader field [n, side²] of images `rows`, as `fields.shader_field_tensor`."""
     triton, k = _kernels()
     dev = rows.device
-    side = pg.canvas_side(res)
+    side = canvas_side(res)
     npix, n, slots = side * side, len(rows), 2**depth - 1
-    coord = pg.pixel_centres(res, dev)
+    coord = pixel_centres(res, dev)
     vals, angs = p["values"][rows].contiguous(), p["angles"][rows].contiguous()
-    gcos, gsin = (t.contiguous() for t in pg.Lattice(vals, angs).gradients())
-    g_ops, g_par = _packed(p["global_ops"][rows], p["global_u"][rows], pg.DOMAIN_OPS, _PAR["domain"])
-    l_ops, l_par = _packed(p["leaf_ops"][rows], p["leaf_u"][rows], pg.DOMAIN_OPS, _PAR["domain"])
-    f_ops, f_par = _packed(p["field_ops"][rows], p["field_u"][rows], pg.FIELD_OPS, _PAR["field"])
-    c_ops, c_par = _packed(p["comb_ops"][rows], p["comb_u"][rows], pg.COMBINATORS, _PAR["combinator"])
+    gcos, gsin = (t.contiguous() for t in Lattice(vals, angs).gradients())
+    g_ops, g_par = _packed(p["global_ops"][rows], p["global_u"][rows], DOMAIN_OPS, _PAR["domain"])
+    l_ops, l_par = _packed(p["leaf_ops"][rows], p["leaf_u"][rows], DOMAIN_OPS, _PAR["domain"])
+    f_ops, f_par = _packed(p["field_ops"][rows], p["field_u"][rows], FIELD_OPS, _PAR["field"])
+    c_ops, c_par = _packed(p["comb_ops"][rows], p["comb_u"][rows], COMBINATORS, _PAR["combinator"])
     kind = _slot_kinds(p["branch"][rows])
     grid = (triton.cdiv(npix, _BLOCK), n)
     gx, gy = torch.empty(n, npix, device=dev), torch.empty(n, npix, device=dev)
-    k.global_kernel[grid](coord, gx, gy, g_ops, g_par, vals, side, npix, SLOTS=pg.GLOBAL_DOMAIN_SLOTS,
+    k.global_kernel[grid](coord, gx, gy, g_ops, g_par, vals, side, npix, SLOTS=GLOBAL_DOMAIN_SLOTS,
                           BLOCK=_BLOCK)  # fmt: skip
     buf = torch.zeros(n, 2 * depth, npix, device=dev)  # two fields per level (see _post_order)
     for slot, reg in _post_order(slots):
         child = 2 * (reg // 2) + 2
         k.node_kernel[grid](buf, gx, gy, kind, l_ops, l_par, f_ops, f_par, c_ops, c_par, vals, angs,
                             gcos, gsin, slot, reg, child, slots, 2 * depth, npix,
-                            LEAF_SLOTS=pg.LEAF_DOMAIN_SLOTS, BLOCK=_BLOCK)  # fmt: skip
+                            LEAF_SLOTS=LEAF_DOMAIN_SLOTS, BLOCK=_BLOCK)  # fmt: skip
         _standardise(buf[:, reg])
     return buf[:, 0]
 
 
 def cppn_outputs(p: dict[str, Tensor], rows: Tensor, res: int) -> Tensor:
     """The CPPN's three standardised outputs [n, 3, side²] of images `rows`, as
-    `programs.cppn_outputs_tensor`."""
+    `fields.cppn_outputs_tensor`."""
     triton, k = _kernels()
     dev = rows.device
-    side = pg.canvas_side(res)
-    npix, n, width = side * side, len(rows), pg.CPPN_WIDTH
-    coord = pg.pixel_centres(res, dev)
-    c = pg.cppn_inputs(p, rows)
+    side = canvas_side(res)
+    npix, n, width = side * side, len(rows), CPPN_WIDTH
+    coord = pixel_centres(res, dev)
+    c = cppn_inputs(p, rows)
     inp = torch.zeros(n, 16, device=dev)
     inp[:, :4] = torch.cat([c["scale"], torch.cos(c["turn"]), torch.sin(c["turn"]), c["k"]], 1)
     inp[:, 4:13] = torch.cat([c["fx"], c["fy"], c["phase"]], 1)[..., 0]
-    net = pg.cppn_layers(p, rows)
+    net = cppn_layers(p, rows)
     out_w = torch.zeros(n, width, width, device=dev)
     out_w[:, :3] = net.out_weights
     out_b = torch.zeros(n, width, device=dev)

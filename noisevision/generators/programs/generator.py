@@ -1,0 +1,133 @@
+"""The program generators (`program-cppn`, `program-shader`, `program-mixed`) and the resolver of
+`program-<grammar>:depth=N` names: blank images re-drawn, programs shown in words."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from noisevision.errors import NoisevisionError
+from noisevision.generators import registry
+from noisevision.generators.programs.describe import describe_program
+from noisevision.generators.programs.grammar import GRAMMARS, MAX_DEPTH, sample_program
+from noisevision.generators.programs.render import is_blank, render_programs
+from noisevision.generators.registry import Generator, GeneratorSpec, register
+from noisevision.rng import Rng
+
+RETRIES = 4
+
+
+class ProceduralPrograms(Generator):
+    """Image i: the program drawn from its key, re-drawn from child keys while blank."""
+
+    single_cpu_thread = True
+    max_batch = 128
+    gpu_pixels = 1024 * 128 * 128  # the fused kernels launch per slot, not per image
+
+    def __init__(self, spec: GeneratorSpec, grammar: str = "mixed", depth: int = 3, cppn_share: float = 0.2):
+        super().__init__(spec, grammar=grammar, depth=depth, cppn_share=cppn_share)
+        if grammar not in GRAMMARS:
+            raise NoisevisionError(f"unknown grammar '{grammar}' for {spec.name}: use {', '.join(GRAMMARS)}")
+        if not isinstance(depth, int) or not 1 <= depth <= MAX_DEPTH:
+            raise NoisevisionError(f"{spec.name}: depth must be an integer in 1..{MAX_DEPTH}, got {depth!r}")
+        if not 0 <= cppn_share <= 1:
+            raise NoisevisionError(f"{spec.name}: cppn_share must be in 0..1, got {cppn_share!r}")
+        self.grammar, self.depth, self.cppn_share = grammar, depth, float(cppn_share)
+
+    @property
+    def key(self) -> str:
+        """Keys come from the grammar's name, so that `program-shader:depth=3` is `program-shader`."""
+        return f"program-{self.grammar}"
+
+    def sample_params(self, rng: Rng) -> dict[str, Tensor]:
+        return sample_program(rng, self.grammar, self.depth, self.cppn_share)
+
+    def render(self, rng: Rng, res: int) -> Tensor:
+        rgb, _ = self._render_with_tries(rng, res)
+        return (rgb * 255).round_().clamp_(0, 255).to(torch.uint8).contiguous()
+
+    def _render_with_tries(self, rng: Rng, res: int) -> tuple[Tensor, Tensor]:
+        """RGB [B, 3, res, res] in [0, 1] and which try [B] each image's program is."""
+        rgb = render_programs(self.sample_params(rng), res, self.depth)
+        tries = torch.zeros(rng.batch, dtype=torch.int64, device=rng.device)
+        keys = rng.keys
+        for attempt in range(1, RETRIES + 1):
+            blank = is_blank(rgb).nonzero()[:, 0]
+            if not len(blank):
+                break
+            keys = keys.clone()
+            keys[blank] = Rng(keys[blank]).child("retry").keys
+            retry = Rng(keys[blank])
+            rgb[blank] = render_programs(self.sample_params(retry), res, self.depth)
+            tries[blank] = attempt
+        return rgb, tries
+
+    def describe(self, index: int | None = None, seed: int = 0) -> Any:
+        """Without an index: the manifest entry (name, family, parameters). With one: image
+        `index`'s program as a readable expression."""
+        if index is None:
+            return super().describe()
+        return self.program_text(index, seed)
+
+    def program_text(self, index: int, seed: int = 0, res: int | None = None) -> str:
+        """The program of image `index` (seed `seed`) as an indented expression."""
+        if index < 0:
+            raise NoisevisionError("image indices must be non-negative")
+        rng = Rng.for_indices(self.key, seed, torch.tensor([int(index)]))
+        res = self.spec.default_res if res is None else res
+        with torch.no_grad():
+            _, tries = self._render_with_tries(rng, min(res, 64))  # the blank test at a low cost
+        keys = rng.keys
+        for _ in range(int(tries[0])):
+            keys = Rng(keys).child("retry").keys
+        p = self.sample_params(Rng(keys))
+        head = f"{self.name} image {index} (seed {seed})"
+        if int(tries[0]):
+            head += f", program {int(tries[0]) + 1} (the first {int(tries[0])} rendered blank)"
+        return head + "\n" + describe_program({k: v[0] for k, v in p.items()}, self.depth)
+
+
+NAME_PARAMS: dict[str, Callable[[str], Any]] = {"depth": int, "cppn_share": float}
+
+
+def resolve_program(name: str, params: dict[str, Any]) -> Generator | None:
+    """Registry resolver for `program-<grammar>:depth=N` (the complexity in the name, so that
+    command lines and reproduction sources can set it), also `…:depth=N,cppn_share=F`."""
+    base, sep, args = name.partition(":")
+    if not sep or not base.startswith("program-"):
+        return None
+    spec = registry.spec(base)  # an unknown grammar: "did you mean …"
+    given: dict[str, Any] = {}
+    for item in args.split(","):
+        key, eq, value = item.partition("=")
+        if key not in NAME_PARAMS or not eq:
+            raise NoisevisionError(f"'{name}': write {base}:depth=N (N in 1..{MAX_DEPTH})")
+        try:
+            given[key] = NAME_PARAMS[key](value)
+        except ValueError:
+            kind = f"an integer in 1..{MAX_DEPTH}" if key == "depth" else "a number"
+            raise NoisevisionError(f"'{name}': {key} must be {kind}, not '{value}'") from None
+    named = replace(spec, name=name, defaults={**spec.defaults, **given})
+    return named.build(named, **{**named.defaults, **params})
+
+
+_DESCRIPTION = {
+    "cppn": "Random CPPN per image: an MLP over pixel coordinates, mixed activations, random palette.",
+    "shader": "Random shader-like program per image: domain transforms, fields, combinators, palette.",
+    "mixed": "Random image program per image: a shader-like expression, or a CPPN for one in five.",
+}
+# Defaults per name, chosen on the tiny preset (README): the shader tree one level deeper than the
+# CPPN's depth 3, and a mix of mostly shader programs (half CPPNs scored lower on every probe).
+_DEFAULTS = {"cppn": {"depth": 3}, "shader": {"depth": 4}, "mixed": {"depth": 3, "cppn_share": 0.2}}
+for _grammar in GRAMMARS:
+    register(f"program-{_grammar}", family="procedural programs", description=_DESCRIPTION[_grammar],
+             grammar=_grammar, **_DEFAULTS[_grammar])(ProceduralPrograms)  # fmt: skip
+registry.register_resolver(
+    resolve_program, "program-<grammar>:depth=N — a program family at complexity N (1..6; default 4 "
+    "for program-shader, 3 for the others), e.g. program-shader:depth=5; program-mixed also takes "
+    "cppn_share=F (default 0.2)",
+)
