@@ -10,6 +10,7 @@ damaged image is found and rewritten when the folder is resumed).
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from collections.abc import Callable
@@ -19,11 +20,29 @@ from typing import IO, Any
 from noisevision.errors import NoisevisionError
 
 
+@functools.cache
+def file_mode() -> int:
+    """The mode a new file gets from open() under this process's umask (0o644 under 022).
+
+    mkstemp makes its files 0600 whatever the umask; our files are datasets, runs and results that
+    other users of a cluster read, so they get the mode any other new file would. Read from
+    /proc where it is there: setting the umask to read it back would race with other threads.
+    """
+    try:
+        status = Path("/proc/self/status").read_text()
+        umask = int(next(line.split()[1] for line in status.splitlines() if line.startswith("Umask:")), 8)
+    except (OSError, StopIteration, ValueError, IndexError):
+        umask = os.umask(0o022)
+        os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _atomic(path: str | Path, write: Callable[[IO[bytes]], None], durable: bool) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as f:
             write(f)
             if durable:

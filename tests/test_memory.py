@@ -1,3 +1,4 @@
+import os
 import platform
 import subprocess
 import sys
@@ -29,3 +30,15 @@ def test_rendering_reuses_freed_memory():
     # Under glibc's own thresholds the temporaries go back to the OS and are faulted in again:
     # 5,000 to 20,000 pages per chunk here. Kept, a chunk reuses them.
     assert int(out.stdout.split()[-1]) < 200
+
+
+def test_importing_noisevision_changes_nothing_in_the_process():
+    """No environment variables or allocator settings at import: only `tune_process()` makes them."""
+    code = (
+        "import os; before = dict(os.environ); import noisevision, noisevision.generators; "
+        "assert dict(os.environ) == before, set(os.environ) ^ set(before); "
+        "from noisevision.memory import tune_process; tune_process(); "
+        "assert os.environ['THP_MEM_ALLOC_ENABLE'] == '1'"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
