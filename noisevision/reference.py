@@ -22,8 +22,8 @@ import torch
 from noisevision.errors import NoisevisionError
 from noisevision.generators import dead_leaves as dl
 from noisevision.generators import statistical as st
-from noisevision.generators import steerable
 from noisevision.generators.registry import Generator
+from noisevision.generators.statistical import steerable
 from noisevision.rng import Rng, as_indices
 
 

@@ -1,4 +1,4 @@
-"""Statistical image models (SPEC §3): measured image statistics against the sampled models."""
+"""Statistical image models: measured image statistics against the sampled models."""
 
 from __future__ import annotations
 
@@ -11,7 +11,11 @@ import torch
 from noisevision import generators
 from noisevision.errors import NoisevisionError
 from noisevision.generators import statistical as st
-from noisevision.generators import steerable as sp
+from noisevision.generators.statistical import histmatch
+from noisevision.generators.statistical import steerable as sp
+from noisevision.generators.statistical.color import _multinomial_counts_torch
+from noisevision.generators.statistical.spectrum import _full_spectrum_torch, _impose_spectrum_torch
+from noisevision.generators.statistical.wmm import _wmm_density, _wmm_target
 from noisevision.rng import Rng
 
 pytestmark = pytest.mark.usefixtures("one_thread_module")
@@ -168,7 +172,7 @@ def test_wmm_bands_are_sparse_like_their_targets():
     fine = torch.cat((_kurtosis(pyr.highpass)[..., None], _kurtosis(pyr.orientations(0))), -1)
     # ŝ = 4 (high-pass and level 0): generalised Laplacians with r in [0.4, 0.8], kurtosis >= 5.4
     assert (fine > 3.5).all() and fine.median() > 6
-    dens, x = st._wmm_density(4.0, p["wmm_shape"][..., :5])
+    dens, x = _wmm_density(4.0, p["wmm_shape"][..., :5])
     w = dens / dens.sum(-1, keepdim=True)
     m = (w * x).sum(-1, keepdim=True)
     target = (w * (x - m) ** 4).sum(-1) / ((w * (x - m) ** 2).sum(-1)) ** 2
@@ -178,7 +182,7 @@ def test_wmm_bands_are_sparse_like_their_targets():
 
 
 def test_wmm_images_have_coarse_structure_like_the_released_data():
-    # SPEC §3 fidelity warning: a flat spectrum (slope ≈ 0) is the port's too-fine look; the
+    # Fidelity: a flat spectrum (slope ≈ 0) is the port's too-fine look; the
     # released stat-wmm images fall off (≈ -0.45 with this estimator, ≈ -0.4 from our spatial pyramid).
     imgs = generators.get("stat-wmm")(range(8), res=128).float()
     lum = (imgs * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(1, keepdim=True)
@@ -228,14 +232,14 @@ def test_spatial_pyramid_cpu_kernels_match_torch():
 def test_match_histograms_gives_the_target_marginal_and_standardises():
     torch.manual_seed(0)
     shape = torch.tensor([0.4, 0.6, 0.8])
-    target = st._wmm_target(shape, 4.0, 64 * 64, (0.4, 0.8))
+    target = _wmm_target(shape, 4.0, 64 * 64, (0.4, 0.8))
     x = torch.randn(3, 64 * 64) * 7 + 3
     y = st.match_histograms(x, target)
     torch.testing.assert_close(y.mean(1), target.mean, atol=0.05 * target.std.max().item(), rtol=0)
     torch.testing.assert_close(y.std(1), target.std, rtol=0.03, atol=0)
     # the marginal itself: KS distance to the target CDF (bins of 0.5 on -200:0.5:200); as in
     # MATLAB's histoMatch the row's extremes land on the ends of the support, ±200
-    dens, grid = st._wmm_density(4.0, shape)
+    dens, grid = _wmm_density(4.0, shape)
     w = dens / dens.sum(-1, keepdim=True)  # the target moments are the density's
     torch.testing.assert_close(target.mean, (w * grid).sum(-1).float(), atol=1e-6, rtol=0)
     torch.testing.assert_close(target.std, (w * grid**2).sum(-1).sqrt().float(), atol=0, rtol=1e-6)
@@ -261,10 +265,10 @@ def test_cpu_kernels_match_like_the_torch_operations(layout):
     torch.manual_seed(1)
     n = 32 * 32
     x = (torch.randn(3, n, 2) if layout == "pairs" else torch.randn(6, n)) * 5 + 1
-    wmm = st._wmm_target(torch.rand(6) * 0.4 + 0.4, 16.0, n, (0.4, 0.8))  # blended, standardised
+    wmm = _wmm_target(torch.rand(6) * 0.4 + 0.4, 16.0, n, (0.4, 0.8))  # blended, standardised
     color = st.histogram_target(torch.rand(6, 256) * 10, torch.zeros(6), torch.ones(6), n)
     for target in (wmm, color):
-        cpu, ops = st._match_histograms_cpu(x, target), st._match_histograms_torch(x, target)
+        cpu, ops = histmatch._match_histograms_cpu(x, target), histmatch._match_histograms_torch(x, target)
         assert cpu.shape == x.shape and cpu.dtype == x.dtype
         torch.testing.assert_close(cpu, ops, atol=1e-3 * ops.abs().max().item(), rtol=0)
         # overwrite: the same result, written over the input's storage
@@ -277,8 +281,8 @@ def test_the_torch_matching_path_renders_the_same_images(monkeypatch):
     """Other devices run the torch operations: on CPU they give (nearly) the numba path's images."""
     gen = generators.get("stat-spectrum_color_wmm")
     fused = gen([0, 1], res=64).float()
-    torch_path = lambda x, target, overwrite: st._match_histograms_torch(x, target)  # noqa: E731
-    monkeypatch.setattr(st, "_match_histograms_cpu", torch_path)
+    torch_path = lambda x, target, overwrite: histmatch._match_histograms_torch(x, target)  # noqa: E731
+    monkeypatch.setattr(histmatch, "_match_histograms_cpu", torch_path)
     ops = gen([0, 1], res=64).float()
     # iterated matching amplifies rounding at bin edges into a few visibly moved pixels
     assert (fused - ops).abs().mean() < 1.0 and ((fused - ops).abs() > 8).float().mean() < 0.01
@@ -301,7 +305,7 @@ def test_multinomial_counts_cpu_kernel_matches_torch():
     u = torch.rand(4, 5000)
     u[:, :22] = cdf  # pixels exactly on the boundaries go to the next colour
     counts = st.multinomial_counts(cdf, u)
-    assert torch.equal(counts, st._multinomial_counts_torch(cdf, u)) and (counts.sum(1) == 5000).all()
+    assert torch.equal(counts, _multinomial_counts_torch(cdf, u)) and (counts.sum(1) == 5000).all()
     assert (counts[:2, 7:21] == 0).all()
 
 
@@ -313,7 +317,7 @@ def test_quantile_table_cpu_kernel_matches_torch():
         c = c + c.mean(-1, keepdim=True) * 1e-8
         cdf = torch.cat((c.new_zeros(c.shape[0], 1), c.cumsum(-1)), -1)
         cdf = cdf / cdf[:, -1:]
-        ref = st._quantile_table_torch(cdf, 1.0 / cdf.diff(dim=-1), first.double(), step.double(), n)
+        ref = histmatch._quantile_table_torch(cdf, 1.0 / cdf.diff(dim=-1), first.double(), step.double(), n)
         assert torch.equal(st.quantile_table(counts, first, step, n), ref)
 
 
@@ -324,7 +328,7 @@ def test_spectrum_imposition_cpu_kernel_matches_torch(onesided):
     x = torch.rand(2, 3, 32, 32) * 100
     spec = torch.fft.rfft2(x, norm="forward") if onesided else torch.fft.fft2(x, norm="forward")
     spec[0, 1, 3, 4] = 0  # an exactly-zero coefficient stays zero on both paths
-    fused, ref = st.impose_spectrum(spec, amp), st._impose_spectrum_torch(spec, amp)
+    fused, ref = st.impose_spectrum(spec, amp), _impose_spectrum_torch(spec, amp)
     torch.testing.assert_close(fused, ref, rtol=2e-5, atol=1e-6)
     assert fused[0, 1, 3, 4] == 0 and torch.equal(fused[..., 0, 0], spec[..., 0, 0].real.to(spec.dtype))
 
@@ -335,7 +339,7 @@ def test_full_spectrum_completes_the_rfft2_grid(res):
     half = torch.fft.rfft2(x, norm="forward")
     m = half.shape[-1]
     full = st.full_spectrum(half)
-    assert torch.equal(full, st._full_spectrum_torch(half)) and torch.equal(full[..., :m], half)
+    assert torch.equal(full, _full_spectrum_torch(half)) and torch.equal(full[..., :m], half)
     torch.testing.assert_close(full, torch.fft.fft2(x, norm="forward"), rtol=0, atol=1e-4)
     # imposing onto the full grid = imposing on the half grid, then completing it
     amp = st.spectrum_amplitude(torch.tensor([0.7, 3.1]), torch.tensor([0.8, 3.0]), res)
@@ -401,7 +405,7 @@ def test_colour_model_assignment_is_multinomial():
 
 @pytest.mark.parametrize("name", list(st.VARIANTS))
 def test_same_images_as_the_plain_per_image_recipe(name):
-    """noisevision.reference computes SPEC §3 image by image with NumPy FFTs, pyrtools' pyramid and
+    """noisevision.reference computes the model image by image with NumPy FFTs, pyrtools' pyramid and
     histoMatch (np.histogram + np.interp), from the same sampled model: the batched, fused code
     must give the same images up to float32 rounding carried through the 10 rounds."""
     pytest.importorskip("pyrtools")

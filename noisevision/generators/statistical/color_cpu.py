@@ -2,7 +2,7 @@
 
 torch.searchsorted of every pixel's uniform number among the ≤ 22 CDF values, then a bincount,
 is a binary search per pixel; a lookup table over 4096 buckets of [0, 1) finds the label of
-almost every pixel with one read. statistical.sample_color_model calls it on CPU and keeps
+almost every pixel with one read. color.sample_color_model calls it on CPU and keeps
 the torch operations for other devices; a test compares both paths.
 """
 

@@ -1,4 +1,4 @@
-"""Batched steerable pyramids (4 orientations, order 3) in the frequency domain, SPEC §3 "WMM".
+"""Batched steerable pyramids (4 orientations, order 3) in the frequency domain, for the WMM.
 
 Two pyramids share one layout and one API (`steerable_pyramid(res, device, kind)`, then
 `build_from_spectrum` / `build` / `reconstruct`):
@@ -6,9 +6,9 @@ Two pyramids share one layout and one API (`steerable_pyramid(res, device, kind)
 - "spatial": MATLAB's pyramid, the one that made the paper's WMM data (matlabPyrTools
   `buildSpyr` / `reconSpyr` with `sp3Filters` and circular edges). Circular correlation with a
   filter is a product with the conjugate of its DFT and keeping every second sample is a fold of
-  the spectrum, so the very same transform runs as per-level FFT masks (SPEC §3 "Fidelity
-  warning": its coefficient units and broad filters decide the look of the WMM images). Like the
-  original it is not exactly invertible (sp3 filters: about 1 % error).
+  the spectrum, so the very same transform runs as per-level FFT masks (its coefficient units
+  and broad filters decide the look of the WMM images). Like the original it is not exactly
+  invertible (sp3 filters: about 1 % error).
 - "frequency": the pyramid of pyrtools' `SteerablePyramidFreq` (raised-cosine radial
   transitions one octave wide, cos³ angular lobes), exactly invertible. Its levels are rescaled
   by the spatial pyramid's coefficient gains (`FREQUENCY_GAINS`), which brings its stat-wmm
@@ -44,7 +44,7 @@ FREQUENCY_GAINS = (1.25, 1.0, 1.95, 3.47, 6.6)
 
 
 def pyramid_levels(res: int) -> int:
-    """Number of oriented levels: 3 at 128 px, 4 at 256 px (SPEC §3), one more per octave."""
+    """Number of oriented levels: 3 at 128 px, 4 at 256 px, one more per octave."""
     return max(1, int(math.floor(math.log2(res))) - 4)
 
 
@@ -419,7 +419,7 @@ class SpatialPyramid(SteerablePyramid):
     # On CPU the mask products of each level run as one fused loop (steerable_cpu): the same
     # operations in the same order, so the same bytes as the torch path.
     def _build_cpu(self, spec: Tensor) -> Pyramid:
-        from noisevision.generators import steerable_cpu  # numba compiles (or loads) on first use
+        from noisevision.generators.statistical import steerable_cpu  # numba compiles (or loads) on first use
 
         lead, res = spec.shape[:-2], self.res
         lo = spec.reshape(-1, res, res).contiguous()
@@ -441,7 +441,7 @@ class SpatialPyramid(SteerablePyramid):
         return Pyramid(highpass, levels, lo.view(*lead, *lo.shape[-2:]))
 
     def _reconstruct_cpu(self, pyr: Pyramid) -> Tensor:
-        from noisevision.generators import steerable_cpu
+        from noisevision.generators.statistical import steerable_cpu
 
         lead, res = pyr.highpass.shape[:-2], self.res
         out = pyr.low.reshape(-1, *pyr.low.shape[-2:]).contiguous()

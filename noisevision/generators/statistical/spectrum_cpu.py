@@ -4,7 +4,7 @@ As torch operations, imposing the spectrum costs about eight full-size passes ov
 coefficients (|X|², its sum, the factor A·std/|X|, the product); this loop reads each
 coefficient twice (once for the power, once for the product). It also completes an rfft2 grid to
 the full fft2 grid the steerable pyramid needs (half the cost of an fft2 of the real channels).
-statistical.impose_spectrum and full_spectrum call these on CPU and keep the torch operations for
+spectrum.impose_spectrum and full_spectrum call these on CPU and keep the torch operations for
 other devices; tests compare both paths.
 """
 
@@ -16,7 +16,7 @@ from numba import njit
 
 @njit(cache=True, nogil=True, boundscheck=False)
 def impose_spectrum(spec: np.ndarray, amplitude: np.ndarray, res: int, out: np.ndarray) -> None:
-    """statistical.impose_spectrum: out = spec·A·std/|spec|, DC = the old mean, per channel.
+    """spectrum.impose_spectrum: out = spec·A·std/|spec|, DC = the old mean, per channel.
 
     spec: complex64 [B, C, N, M] (M = N: fft2 grid; M = N/2+1: rfft2 grid, where columns
     1 … N/2-1 stand for two); amplitude: float32 [B, N, M] with unit total power; out: like spec,

@@ -4,8 +4,8 @@ Matching is most of the statistical models' time: every band of every channel, 1
 ≈3.6 M values per 128 px image. As torch operations each value passes through about ten full-size
 tensors (min, max, bin position, integer bin, row offset, bincount, gather, map); here one kernel
 reads a row twice to find its range and histogram it, a second turns the histograms into the
-per-bin lines of the map, and a third reads every row once more to map it: about three times
-faster on one core. statistical.match_histograms calls these on CPU and runs the same steps as
+per-bin lines of the map, and a third reads every row once more to map it.
+histmatch.match_histograms calls these on CPU and runs the same steps as
 torch operations on other devices.
 
 Rows: x is [G0, n·K] float32, C-contiguous; row (g, c) is x[g, c::K] (K = 2: the real and imaginary
@@ -21,8 +21,8 @@ from numba import njit
 
 
 # Written as plain loops over one row at a time (a row view, its own slice of the counts, explicit
-# comparisons rather than min()/max(), which carry NaN semantics): about 3x faster under numba than
-# the same loops indexing the flat arrays.
+# comparisons rather than min()/max(), which carry NaN semantics): faster under numba than the
+# same loops indexing the flat arrays.
 @njit(cache=True, nogil=True, boundscheck=False)
 def row_histograms(
     x: np.ndarray, k: int, nb: int, lo: np.ndarray, scale: np.ndarray, counts: np.ndarray
@@ -63,7 +63,7 @@ def row_histograms(
 def quantile_table(
     cdf: np.ndarray, inv_width: np.ndarray, first: np.ndarray, step: np.ndarray, n: int, out: np.ndarray
 ) -> None:
-    """statistical.quantile_table's tabulation, walking each CDF once instead of gathering.
+    """histmatch.quantile_table's tabulation, walking each CDF once instead of gathering.
 
     cdf: float64 [G, nb+1] at the bin edges; inv_width: 1 / (cdf[j+1] - cdf[j]), [G, nb];
     first, step: float64 [G]; out: float32 [G, n+1], the target value at every rank k/n.
@@ -92,9 +92,9 @@ def bin_lines(
     """The line offset[r, j] + t·slope[r, j] of every source bin j of every row r.
 
     Bin edge j goes to the target quantile at its rank (the counts below it): table[row[r], rank],
-    or blended with table[row[r] + 1] by weight[r] when `blend` (statistical.HistogramTarget).
+    or blended with table[row[r] + 1] by weight[r] when `blend` (histmatch.HistogramTarget).
     With `standardise` the edges are then mapped affinely so that the values get mean[r] and
-    std[r], the moments taken from the histogram as statistical._standardise_edges explains.
+    std[r], the moments taken from the histogram as histmatch._standardise_edges explains.
     counts: int32 [G, nb]; table: [R, n+1]; offset, slope: [G, nb] (written).
     """
     g, nb = counts.shape
