@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from noisevision import cache, generators
-from noisevision.generators import dead_leaves as dl
+from noisevision.generators.dead_leaves import textures
 from noisevision.generators.registry import Generator
 from noisevision.generators.statistical import StatisticalModel
 from noisevision.io import atomic_save
@@ -96,7 +96,7 @@ def test_without_a_usable_folder_everything_is_built_here(tmp_path, monkeypatch,
 
 
 def test_texture_bank_from_the_cache_has_the_same_bytes(tmp_path, monkeypatch):
-    monkeypatch.setattr(dl, "BANK_SHARD", 3)
+    monkeypatch.setattr(textures, "BANK_SHARD", 3)
     params = dict(texture="stat-spectrum", bank_size=8)
 
     def images():
@@ -117,7 +117,7 @@ def test_texture_bank_from_the_cache_has_the_same_bytes(tmp_path, monkeypatch):
 
 
 def test_setup_note_only_while_the_bank_is_still_to_render(tmp_path, monkeypatch):
-    monkeypatch.setattr(dl, "BANK_SHARD", 4)
+    monkeypatch.setattr(textures, "BANK_SHARD", 4)
     monkeypatch.setenv("NOISEVISION_CACHE", str(tmp_path))
 
     def fresh():

@@ -1,4 +1,4 @@
-"""Dead leaves (SPEC §2): radius law, shape counts, coverage, hard edges, geometry, determinism,
+"""Dead leaves: radius law, shape counts, coverage, hard edges, geometry, determinism,
 exactness against a plain painter's algorithm, and textures."""
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def test_registered_names_labels_and_parameters():
     assert g.params["max_shapes"] == 2000 and g.params["sigma"] == 3.0
     assert g.params["r_min"] == 0.03 and g.params["r_max"] == 1.0 and g.params["grid"] == 200
     t = generators.get("dead_leaves-textures")
-    assert t.params["shapes"] == "oriented"  # the released Textures data (SPEC §2)
+    assert t.params["shapes"] == "oriented"  # the released Textures data
     assert t.params["texture"] == "stat-spectrum_color_wmm"
     assert generators.get("dead_leaves-textures", shapes="mixed").kinds == tuple(range(6))
 
