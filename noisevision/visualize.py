@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from pathlib import Path
+
+from noisevision.io import atomic_write_bytes
+
+MAX_COLUMNS = 256  # a row wider than this is no longer a picture anyone can look at
 
 
 def sample_grid(
@@ -22,9 +27,17 @@ def sample_grid(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.backend_bases import FigureCanvasBase
 
     from noisevision import generators
+    from noisevision.errors import NoisevisionError
 
+    kinds = FigureCanvasBase.get_supported_filetypes()
+    if out.suffix.lower().lstrip(".") not in kinds:
+        raise NoisevisionError(f"cannot save a grid as '{out.name}': name a .png, .jpg, .pdf or .svg file "
+                               f"(or any of {', '.join(sorted(kinds))})")  # fmt: skip
+    if not 1 <= num <= MAX_COLUMNS:
+        raise NoisevisionError(f"a grid shows 1 to {MAX_COLUMNS} images per generator, not {num}")
     gens = [generators.get(n) for n in names]  # fail on a bad name before any rendering
     rows = []
     for gen in gens:
@@ -49,7 +62,7 @@ def sample_grid(
     fig.subplots_adjust(
         left=1.8 / (num * cell + 1.8), right=0.99, top=0.99, bottom=0.01, wspace=0.04, hspace=0.04
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=110, format=out.suffix.lower().lstrip("."))
     plt.close(fig)
-    return out
+    return atomic_write_bytes(out, buffer.getvalue())
