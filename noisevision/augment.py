@@ -1,10 +1,10 @@
-"""Two-view augmentations, batched on the training device (SPEC §7, §8).
+"""Two-view augmentations, batched on the training device, as the paper's two scales.
 
 Each pipeline is an `AugmentConfig` in the `AUGMENTATIONS` registry:
-- "small": the paper's small-scale views (SPEC §7): RandomResizedCrop(64, scale 0.08–1) straight
+- "small": the paper's small-scale views: RandomResizedCrop(64, scale 0.08–1) straight
   from the 128/256 px image, horizontal flip, ColorJitter(0.4, 0.4, 0.4, 0.4) always,
   RandomGrayscale(0.2), normalisation with the paper's dataset mean/std;
-- "mocov2": MoCo v2's "aug-plus" (SPEC §8): RandomResizedCrop(224, 0.2–1), ColorJitter(0.4, 0.4,
+- "mocov2": MoCo v2's "aug-plus" (large scale): RandomResizedCrop(224, 0.2–1), ColorJitter(0.4, 0.4,
   0.4, 0.1) with p 0.8, RandomGrayscale(0.2), Gaussian blur σ ∈ [0.1, 2] with p 0.5, flip,
   ImageNet normalisation.
 
@@ -28,7 +28,7 @@ from torch import Tensor
 from noisevision.registry import Registry
 from noisevision.rng import Rng
 
-#: SPEC §7 normalisation (the paper's small-scale data statistics).
+#: The paper's small-scale normalisation (statistics of its data).
 PAPER_MEAN = (0.4409, 0.4279, 0.3868)
 PAPER_STD = (0.2683, 0.2610, 0.2687)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -3,10 +3,10 @@ way the original code computes them. `noisevision bench generators --reference` 
 the batched generators (the speed-up, measured in one run on one machine), and tests check the
 batched code against them.
 
-* Dead leaves (SPEC §2): paint shape after shape over the whole image and test full coverage
+* Dead leaves: paint shape after shape over the whole image and test full coverage
   after each one. The shapes and colours are the generator's own draws, so the images are the
   generator's, byte for byte.
-* Statistical models (SPEC §3): per image and channel, NumPy FFTs, pyrtools' spatial steerable
+* Statistical models: per image and channel, NumPy FFTs, pyrtools' spatial steerable
   pyramid (matlabPyrTools' buildSpyr / reconSpyr) and matlabPyrTools' histoMatch written with
   np.histogram and np.interp. The model is the generator's own sample, so the images agree up to
   float rounding (float64 here, float32 there) and the generator's tabulated WMM targets.
@@ -105,7 +105,7 @@ def histo_match(x: np.ndarray, counts: np.ndarray, first_edge: float, step: floa
 def _statistical_image(
     params: dict[str, torch.Tensor], b: int, res: int, config: st.ModelConfig
 ) -> torch.Tensor:
-    """One image of the sampled model `params[...][b]`: SPEC §3, channel by channel."""
+    """One image of the sampled model `params[...][b]`, channel by channel."""
     import pyrtools  # (dev extra: the reference only)
 
     p = {k: v[b].double().numpy() if v.is_floating_point() else v[b].numpy() for k, v in params.items()}

@@ -1,4 +1,4 @@
-"""Batched augmentations against torchvision's per-image transforms (SPEC §7, §8)."""
+"""Batched augmentations against torchvision's per-image transforms (the paper's two scales)."""
 
 import math
 
@@ -93,7 +93,7 @@ def test_sampled_parameters_have_spec_ranges_and_rates():
         assert lo <= jit[:, k].min() and jit[:, k].max() <= hi
         assert abs(jit[:, k].mean() - (lo + hi) / 2) < 0.01
         assert abs(jit[:, k].std() - (hi - lo) / math.sqrt(12)) < 0.01
-    assert bool(p["jitter_on"].all())  # SPEC §7: always
+    assert bool(p["jitter_on"].all())  # the small-scale recipe: always
     assert torch.equal(p["jitter_order"].sort(1).values, torch.arange(4).expand(N, 4))
     assert binomial_ok(int((p["jitter_order"][:, 0] == 3).sum()), N, 0.25)
     assert binomial_ok(int(p["gray"].sum()), N, 0.2)

@@ -1,4 +1,4 @@
-"""Feature visualizations (SPEC §5): targets, parameterisation, optimisation, determinism, errors."""
+"""Feature visualizations: targets, parameterisation, optimisation, determinism, errors."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""Fractals (SPEC §6): FractalDB codes and instances, SVD-sampled contractive maps, determinism."""
+"""Fractals: FractalDB codes and instances, SVD-sampled contractive maps, determinism."""
 
 import pytest
 import torch

@@ -31,7 +31,7 @@ def test_align_and_uniform_match_their_definitions():
     assert torch.isclose(align_loss(x, y), ((x - y) ** 2).sum(1).mean())
     d2 = torch.cdist(x, x) ** 2
     off = ~torch.eye(6, dtype=torch.bool)
-    expected = torch.log(torch.exp(-2 * d2[off]).mean())  # mean over i ≠ j (SPEC §7)
+    expected = torch.log(torch.exp(-2 * d2[off]).mean())  # mean over i ≠ j
     assert torch.isclose(uniform_loss(x), expected, atol=1e-5)
 
 
@@ -86,7 +86,8 @@ def test_bn_groups_run_in_one_pass_as_in_one_pass_per_group(arch):
         torch.testing.assert_close(a.grad, b.grad, atol=1e-5 * scale, rtol=1e-4, msg=name)
     for (name, a), b in zip(enc.named_buffers(), ref.buffers()):
         torch.testing.assert_close(a, b, msg=name)  # running means and variances, chunk after chunk
-    plain = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten()).double()
+    plain = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten())
+    plain = plain.double()
     with bn_groups(plain, 3) as one_pass:
         assert not one_pass
     torch.testing.assert_close(embed(plain, x, 3), torch.cat([plain(chunk) for chunk in x.chunk(3)]))

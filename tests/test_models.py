@@ -1,4 +1,4 @@
-"""Encoders: SPEC §7 SmallAlexNet, torchvision-layout ResNets, the encoder file format."""
+"""Encoders: the paper's SmallAlexNet, torchvision-layout ResNets, the encoder file format."""
 
 import pytest
 import torch

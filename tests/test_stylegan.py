@@ -1,4 +1,4 @@
-"""Random StyleGAN2 (SPEC §4): architecture, filter banks, the factored tied layers, colour, determinism."""
+"""Random StyleGAN2: architecture, filter banks, the factored tied layers, colour, determinism."""
 
 import math
 
@@ -106,7 +106,7 @@ def test_tied_conv_equals_grouped_modulated_conv(up):
     taps = torch.bmm(m.flatten(2).transpose(1, 2), x.flatten(2)).view(b, 9, h, h)
     y = sg.place_taps(taps, up) * sg.tied_demodulation(m)[:, None, None, None]
     assert torch.allclose(gains.sign()[:, :, None, None] * y, ref, atol=1e-5)
-    # outputs differ only by sign ("tied wavelets", SPEC §4 note)
+    # outputs differ only by sign ("tied wavelets", the paper's note)
     assert torch.allclose(ref.abs(), ref[:, :1].abs().expand_as(ref), atol=1e-5)
 
 

@@ -1,10 +1,10 @@
-"""Real labelled images for the linear probes (SPEC §9), each set behind one name.
+"""Real labelled images for the linear probes, each set behind one name.
 
     fashion-mnist          Debian's dataset-fashion-mnist (IDX files), or the same files fetched
                            through torchvision with download=True; held in memory as uint8
     imagefolder:PATH       PATH/train/<class>/* and PATH/val/<class>/* (any image files)
-    imagenet100:PATH       an ImageNet-1k folder (train/ + val/ by WordNet id) -> the 100 classes of
-                           SPEC §9, read in place (no copies)
+    imagenet100:PATH       an ImageNet-1k folder (train/ + val/ by WordNet id) -> the paper's 100
+                           classes, read in place (no copies)
     cifar10, cifar100, stl10   torchvision sets: read from the data root, downloaded only when the
                            caller passes download=True (`--download`)
 
@@ -35,7 +35,7 @@ FASHION_MNIST_CLASSES = (
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )  # fmt: skip
 
-# SPEC §9: the 100 WordNet ids of ImageNet-100 (the CMC subset).
+# The paper's ImageNet-100: its 100 WordNet ids (the CMC subset).
 IMAGENET100_WNIDS = tuple(
     """
 n01558993 n01692333 n01729322 n01735189 n01749939 n01773797 n01820546 n01855672 n01978455 n01980166
@@ -299,7 +299,7 @@ def load_image_folder(root: Path | str) -> EvalDataset:
 
 
 def load_imagenet100(root: Path | str) -> EvalDataset:
-    """The 100 SPEC §9 classes read in place from an ImageNet-1k (or ImageNet-100) folder."""
+    """The paper's 100 ImageNet classes read in place from an ImageNet-1k (or ImageNet-100) folder."""
     root = Path(root).expanduser()
     train_dir, val_dir = _split_dirs(root, "ImageNet")
     classes = list(IMAGENET100_WNIDS)

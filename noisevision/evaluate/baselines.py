@@ -1,4 +1,4 @@
-"""The baselines of SPEC §6 as probe models: CNN – Random, Raw pixels, Mean colors.
+"""The paper's baselines as probe models: CNN – Random, Raw pixels, Mean colors.
 
 A probe model is any module with `features(x, layer) -> [B, F]`, `feature_layers`, `default_layer`
 and `input_size`: the encoders of noisevision.models and the baselines here. `load_probe_model`
@@ -21,7 +21,7 @@ from noisevision.registry import Registry
 
 
 class RawPixels(nn.Module):
-    """Baseline "Raw pixels" (SPEC §6): the probe input itself, area-resized to ≤ `size`² pixels."""
+    """Baseline "Raw pixels": the probe input itself, area-resized to ≤ `size`² pixels."""
 
     feature_layers = ("pixels",)
     default_layer = "pixels"
@@ -36,7 +36,7 @@ class RawPixels(nn.Module):
 
 
 class MeanColors(nn.Module):
-    """Baseline "Mean colors" (SPEC §6): the image's mean colour, 3 numbers."""
+    """Baseline "Mean colors": the image's mean colour, 3 numbers."""
 
     feature_layers = ("mean",)
     default_layer = "mean"

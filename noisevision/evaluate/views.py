@@ -1,4 +1,4 @@
-"""How real images become probe inputs: the linear probe's train view and the test view (SPEC §9).
+"""How real images become probe inputs: the linear probe's train view and the test view.
 
 Train view: a random resized crop (torchvision's RandomResizedCrop box logic, `augment.crop_boxes`)
 and a horizontal flip, drawn from the counter-based `Rng` of (seed, image index) like the
@@ -27,15 +27,15 @@ from noisevision.data.decode import Crop, centre_crop, iterate_file_crops
 from noisevision.data.eval_datasets import ImageSet, to_rgb
 from noisevision.rng import Rng
 
-# The probes normalise as the encoder's training did: SPEC §7's statistics ("small", also the
-# paper's probe, SPEC §9) or ImageNet's (MoCo, SPEC §8).
+# The probes normalise as the encoder's training did: the small-scale recipe's statistics ("small",
+# also the paper's probe) or ImageNet's (MoCo).
 NORMALIZATIONS = {"small": (PAPER_MEAN, PAPER_STD), "imagenet": (IMAGENET_MEAN, IMAGENET_STD)}
 CROP_RATIO = (3 / 4, 4 / 3)
 
 
 @dataclass(frozen=True)
 class View:
-    """How images become probe inputs: the train (augmented) or test view of SPEC §9."""
+    """How images become probe inputs: the train (augmented) or test view of the paper's linear probe."""
 
     size: int
     train: bool

@@ -1,4 +1,4 @@
-"""Fractals (SPEC §6): FractalDB's iterated function systems and the SVD-sampled improvement.
+"""Fractals: FractalDB's iterated function systems and the SVD-sampled improvement.
 
 fractaldb (Kataoka et al., ACCV 2020). A category is an IFS code: N ∈ {2..7} affine maps
 x' = [[a, b], [c, d]] x + (e, f), parameters U(−1, 1), map k chosen with probability ∝ |ad − bc|.
@@ -298,7 +298,7 @@ def _hue_to_rgb(hue: Tensor) -> Tensor:
     description="Contractive IFS from an SVD parameterisation, coloured, on a random background.",
 )
 class SVDFractal(Generator):
-    """Anderson & Farrell's improved fractals: a new random IFS per image (SPEC §6)."""
+    """Anderson & Farrell's improved fractals: a new random IFS per image."""
 
     max_batch = 64
 

@@ -1,11 +1,11 @@
-"""Randomly initialised StyleGAN2 (SPEC §4): a synthesis network that was never trained.
+"""Randomly initialised StyleGAN2, as in the paper: a synthesis network that was never trained.
 
 The generator is StyleGAN2-ADA's "skip" synthesis network with random weights: a learned-constant
 4×4 input, two 3×3 modulated/demodulated convolutions per resolution (the first up-samples 2× with
 the [1,3,3,1] FIR filter), ReLU×√2, and a 1×1 ToRGB per block whose images are up-sampled and summed.
 The mapping network is bypassed: every layer gets its own w ~ N(0, I) through LeakyReLU(0.2).
 
-Variants (SPEC §4 table) differ in what is random:
+Variants (the paper's table of variants) differ in what is random:
   random    dense N(0,1) conv and ToRGB weights per network, no noise, zero biases;
   highfreq  per image and layer, each input channel gets one of 32 binary filters, each output channel
             a N(0,1) gain; pink noise from a bank of 100 maps per layer; ToRGB weights per image;
@@ -18,7 +18,7 @@ A fresh network (constant input, style affines, dense weights, noise banks) serv
 
 Speed. With one bank filter per input channel shared by all output channels, the modulated and
 demodulated weight W[o, i] = gain[o]·filter[i]·style[i]·demod[o] has rank one in (o, i): every output
-channel is the same map y times ±1/|W·s| ("tied wavelets", SPEC's remark, kept as is). So each
+channel is the same map y times ±1/|W·s| ("tied wavelets", as the paper remarks, kept as is). So each
 tied layer computes one map y (`place_taps`) instead of C_out, and its C_out activations
 ReLU(±y + noise + bias_o) are never formed: the next layer and the ToRGB read them out through a
 piecewise-linear lookup (`TiedActivation.readout`). The result equals StyleGAN2's grouped
@@ -44,12 +44,12 @@ from noisevision.generators.registry import Generator, GeneratorSpec, register
 from noisevision.rng import Rng
 
 W_DIM = 512
-IMAGES_PER_NETWORK = 400  # a fresh network every 400 images (SPEC §4)
+IMAGES_PER_NETWORK = 400  # a fresh network every 400 images, as the paper
 NOISE_BANK_SIZE = 100  # pink-noise maps per layer (highfreq, sparse)
 NOISE_STRENGTH_MAX = 0.3  # noise strength ~ U(0, 0.3) per image and layer
 SHARED_NOISE_SIZE = 512  # oriented: one 512×512 map per image, area-resized to every layer
 SUBSET_MIN = 5  # oriented: n ~ U{5..40} bank filters per layer
-# Per-image colour statistics (SPEC §4): channel mean ~ N(m, s²) and channel std ~ N(m, s²), R, G, B.
+# Per-image colour statistics, as the paper: channel mean ~ N(m, s²) and channel std ~ N(m, s²), R, G, B.
 COLOUR_MEAN = ((0.483, 0.145), (0.455, 0.142), (0.401, 0.161))
 COLOUR_STD = ((0.219, 0.063), (0.213, 0.062), (0.213, 0.069))
 RELU_GAIN = math.sqrt(2.0)
@@ -59,7 +59,7 @@ _FIR = (1.0, 3.0, 3.0, 1.0)
 # ---------------------------------------------------------------------------------------- variants
 @dataclass(frozen=True)
 class Variant:
-    """What is random in one named variant (SPEC §4 table)."""
+    """What is random in one named variant (the paper's table of variants)."""
 
     bank: str | None  # None: dense N(0,1) weights per network; "highfreq" or "oriented" filter bank
     subset: bool  # per image and layer, channels pick from a random subset of 5..all bank filters
@@ -111,7 +111,7 @@ def _sparse_filters() -> list[np.ndarray]:
 
 
 def highfreq_bank() -> Tensor:
-    """The 32 binary 3×3 filters of stylegan-highfreq and -sparse (SPEC §4), float32 [32, 3, 3].
+    """The 32 binary 3×3 filters of stylegan-highfreq and -sparse, float32 [32, 3, 3].
 
     16 step edges every 22.5° over 360° (sign of the mean-removed centre), 4 lines every 45° with
     both signs, 4 sparse filters with both signs.
@@ -129,7 +129,7 @@ def highfreq_bank() -> Tensor:
 
 
 def oriented_bank() -> Tensor:
-    """The 40 real 3×3 filters of stylegan-oriented (SPEC §4), float32 [40, 3, 3].
+    """The 40 real 3×3 filters of stylegan-oriented, float32 [40, 3, 3].
 
     8 step edges and 8 lines at k·22.5° over 180° (mean removed, not binarised), the 4 sparse
     filters, then the negatives of those 20.
@@ -177,7 +177,7 @@ def block_channels(res: int) -> int:
 
 
 def synthesis_blocks(res: int) -> tuple[Block, ...]:
-    """The blocks 4, 8, …, res px; at 256 px: 13 convolutions and 14 latents (SPEC §4)."""
+    """The blocks 4, 8, …, res px; at 256 px: 13 convolutions and 14 latents."""
     blocks, w, r = [], 0, 4
     while r <= res:
         c = block_channels(r)
@@ -209,7 +209,7 @@ def pink_noise(rng: Rng, count: int, size: int, envelope: bool) -> Tensor:
 
     Amplitude spectrum 1/f^a with a ~ U(0.5, 1.5) per map (f normalised to 1 at the Nyquist
     frequency), uniform random phase. With `envelope` the zero-mean map is multiplied by 4×4
-    Laplace(0, 1) samples up-sampled (bicubic) to the map size: sparse, blotchy noise (SPEC §4).
+    Laplace(0, 1) samples up-sampled (bicubic) to the map size: sparse, blotchy noise.
     """
     dev = rng.device
     exponent = rng.uniform(count, low=0.5, high=1.5)[..., None, None]  # [B, n, 1, 1]
@@ -343,7 +343,7 @@ def per_image_matmul(a: Tensor, m: Tensor) -> Tensor:
     """a [B, …, K] @ m [K, N] -> [B, …, N] as a multiply and a sum over K, for small products.
 
     BLAS picks kernels and thread splits by the number of rows, so a matmul over the batch gives an
-    image values that depend on the batch it is rendered in; SPEC §1 wants the same bytes in any.
+    image values that depend on the batch it is rendered in; an image must be the same bytes in any.
     """
     return (a[..., :, None] * m).sum(dim=-2)
 
@@ -353,7 +353,7 @@ def fir_filter(x: Tensor, pad: tuple[int, int]) -> Tensor:
     upfirdn2d) after zero-padding each by `pad`: [..., H, W] -> [..., H + Σpad − 3, W + Σpad − 3].
 
     Shifted multiply-adds rather than a conv: elementwise ops give every image the same bytes
-    whatever the batch and thread count, where a conv library's algorithm choice may not (SPEC §1).
+    whatever the batch and thread count, where a conv library's algorithm choice may not.
     """
     for dim, pads in ((-2, (0, 0, *pad)), (-1, pad)):
         x = F.pad(x, pads)
@@ -438,7 +438,7 @@ def tied_demodulation(m: Tensor) -> Tensor:
     """1/|W s| for W[o, i] = gain_o·f_i: [B] from modulated filters m = f·s [B, I, 3, 3].
 
     Demodulating gain_o·m by 1/sqrt(gain_o²·Σ|m|² + 1e−8) leaves sign(gain_o)/sqrt(Σ|m|²): the
-    gain's magnitude cancels (SPEC §4 note). The 1e−8 is dropped: with Σ|m|² ≳ 100 here it moves
+    gain's magnitude cancels (the paper's note). The 1e−8 is dropped: with Σ|m|² ≳ 100 here it moves
     the result by < 1e−7 (float32 resolution) when |gain| > 0.03, by < 1e−4 when |gain| > 1e−3.
     """
     return m.square().sum(dim=(1, 2, 3)).rsqrt()
@@ -490,7 +490,7 @@ def to_rgb(x: Tensor, weight: Tensor) -> Tensor:
 
 # ------------------------------------------------------------------------------------ colour
 def colour_statistics(rng: Rng) -> tuple[Tensor, Tensor]:
-    """Per-image target channel means and stds (SPEC §4): two float32 [B, 3]."""
+    """Per-image target channel means and stds: two float32 [B, 3]."""
     z = rng.normal(2, 3)  # [B, 2, 3]
     m = torch.tensor(COLOUR_MEAN, device=rng.device).T  # [2, 3]: (mean, std) of the channel mean
     s = torch.tensor(COLOUR_STD, device=rng.device).T
@@ -538,7 +538,7 @@ def _bank_filters(rng: Rng, bank: Tensor, c_in: int, subset: bool) -> Tensor:
 
 
 def sample_draws(net: Network, variant: Variant, rng: Rng, res: int) -> ImageDraws:
-    """Per-image latents, styles and (tied variants) filters, gains, noise and biases (SPEC §4)."""
+    """Per-image latents, styles and (tied variants) filters, gains, noise and biases."""
     blocks = synthesis_blocks(res)
     convs = [c for block in blocks for c in block.convs]
     ws = F.leaky_relu(rng.child("w").normal(num_latents(res), W_DIM), 0.2)  # [B, L, 512]
@@ -588,7 +588,7 @@ def synthesise_dense(net: Network, d: ImageDraws, res: int) -> Tensor:
     for bi, block in enumerate(synthesis_blocks(res)):
         for conv in block.convs:
             # Image by image: oneDNN/cuDNN pick conv algorithms by batch size, and an image must be
-            # the same bytes in any batch (SPEC §1); per image, the loop's overhead is negligible.
+            # the same bytes in any batch; per image, the loop's overhead is negligible.
             pairs = zip(x.split(1), d.styles[li].split(1))
             x = torch.cat([modulated_conv2d(xi, net.weight[li], si, conv.up) for xi, si in pairs])
             x = x.relu_().mul_(RELU_GAIN)
@@ -628,7 +628,7 @@ def synthesise_tied(net: Network, d: ImageDraws, res: int) -> Tensor:
 
 
 class RandomStyleGAN(Generator):
-    """Random StyleGAN2 images; a fresh network every `images_per_network` indices (SPEC §4)."""
+    """Random StyleGAN2 images; a fresh network every `images_per_network` indices."""
 
     def __init__(self, spec: GeneratorSpec, variant: str, images_per_network: int = IMAGES_PER_NETWORK):
         super().__init__(spec, variant=variant, images_per_network=images_per_network)

@@ -7,7 +7,7 @@ Options torchvision lacks, for small images and quick CPU runs:
   to 32–64 px inputs (a 7×7/2 conv + pool would shrink a 32 px image to 8 px before stage 1);
 - `width`: every stage's channel count × width (64·width, 128·width, ...).
 A projection head maps the pooled features to the training embedding: "mlp" is MoCo v2's
-(Linear → ReLU → Linear, SPEC §8), "linear" a single layer, "none" uses the pooled features.
+(Linear → ReLU → Linear, as MoCo v2), "linear" a single layer, "none" uses the pooled features.
 `forward` returns the L2-normalised embedding; probes use `features(x, "pool")`.
 """
 

@@ -1,4 +1,4 @@
-"""SmallAlexNet, the encoder of the paper's small-scale experiments (SPEC §7).
+"""SmallAlexNet, the encoder of the paper's small-scale experiments.
 
 The architecture of Wang & Isola's align/uniform code, which the paper trains on 64×64 crops:
 
@@ -7,7 +7,7 @@ The architecture of Wang & Isola's align/uniform code, which the paper trains on
     conv3×3 384 → BN → ReLU                    15
     conv3×3 384 → BN → ReLU                    15
     conv3×3 192 → BN → ReLU → maxpool 3/2      15 → 7     (192×7×7 = 9408)
-    fc6 9408 → 4096 (no bias) → BN1d → ReLU                (the linear-probe layer, SPEC §9)
+    fc6 9408 → 4096 (no bias) → BN1d → ReLU                (the linear-probe layer)
     fc7 4096 → 4096 (no bias) → BN1d → ReLU
     fc8 4096 → 128 → L2 normalisation
 
@@ -35,7 +35,7 @@ def _pooled(size: int) -> int:
 
 
 class SmallAlexNet(Encoder):
-    """SmallAlexNet (SPEC §7); `forward` gives the L2-normalised fc8 embedding [B, out_dim]."""
+    """SmallAlexNet; `forward` gives the L2-normalised fc8 embedding [B, out_dim]."""
 
     feature_layers = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "embedding")
     default_layer = "fc6"
@@ -79,7 +79,7 @@ class SmallAlexNet(Encoder):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """SPEC §7: weights N(0, 0.02²), biases 0, BN γ=1, β=0."""
+        """The paper's initialisation: weights N(0, 0.02²), biases 0, BN γ=1, β=0."""
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.normal_(m.weight, 0.0, 0.02)
