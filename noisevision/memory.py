@@ -23,10 +23,10 @@ def keep_freed_memory() -> bool:
 
     Rendering on CPU allocates and frees tens of MB of temporaries per batch. Under glibc's
     dynamic thresholds some of them are mmapped, or trimmed off the heap, and their pages are
-    faulted in and zeroed again for the next batch: from a few thousand to 200k page faults per
-    128 images of stat-spectrum_color_wmm, and up to a tenth of the time in the kernel, varying from
-    run to run. Fixed thresholds (blocks under 128 MB from the heap; its top returned to the OS
-    only past 512 MB free) keep them in the heap. Returns False (and changes nothing) without glibc.
+    faulted in and zeroed again for the next batch, a cost in the kernel that varies from run to
+    run (the docs' benchmarks page has the page-fault counts). Fixed thresholds (blocks under
+    128 MB from the heap; its top returned to the OS only past 512 MB free) keep them in the
+    heap. Returns False (and changes nothing) without glibc.
     """
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
