@@ -30,6 +30,8 @@ class DeadLeavesTextures(DeadLeaves):
     original code likewise drew textures from a finite pool of pre-rendered images.
     """
 
+    portable = False  # its textures are statistical-model images, which are not
+
     def __init__(
         self,
         spec: GeneratorSpec,
