@@ -15,6 +15,7 @@ from rich.console import Console
 from test_cli_generate import _children  # the processes a parent started (Linux /proc)
 
 import noisevision.train as train_mod
+import noisevision.train.loop as train_loop
 from noisevision.progress import Progress
 from noisevision.train import TrainConfig, train
 
@@ -158,7 +159,7 @@ def test_a_resume_with_another_thread_count_says_the_result_will_differ(tmp_path
 
     threads = torch.get_num_threads()
     try:
-        monkeypatch.setattr(train_mod, "train_step", stop_in_epoch_2)
+        monkeypatch.setattr(train_loop, "train_step", stop_in_epoch_2)
         with pytest.raises(KeyboardInterrupt):
             train(TrainConfig.from_preset("tiny", **cfg, threads=1))
         monkeypatch.undo()

@@ -13,6 +13,8 @@ import yaml
 from PIL import Image
 
 import noisevision.train as train_mod
+import noisevision.train.loop as train_loop
+import noisevision.train.run as train_run
 from noisevision.data.stream import IndexPlan, open_source
 from noisevision.errors import NoisevisionError, UnknownNameError
 from noisevision.models import load_encoder
@@ -128,7 +130,7 @@ def _interrupt_at(monkeypatch, epoch_to_stop):
             raise KeyboardInterrupt
         return real(model, optimizer, aug, images, indices, seed, epoch, step, *rest)
 
-    monkeypatch.setattr(train_mod, "train_step", step)
+    monkeypatch.setattr(train_loop, "train_step", step)
 
 
 @pytest.mark.parametrize(
@@ -164,7 +166,7 @@ def test_resume_inside_an_epoch_continues_exactly(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(model, optimizer, aug, images, indices, seed, epoch, step, *rest)
 
-    monkeypatch.setattr(train_mod, "train_step", stop_at_step_6)
+    monkeypatch.setattr(train_loop, "train_step", stop_at_step_6)
     with pytest.raises(KeyboardInterrupt):
         train(tiny_cfg(tmp_path / "cut", checkpoint_minutes=0, **cfg))
     ckpt = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
@@ -295,7 +297,7 @@ def test_out_of_gpu_memory_is_a_hint(tmp_path, monkeypatch):
     def oom(cfg, device):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(train_mod, "_train", oom)
+    monkeypatch.setattr(train_run, "_train", oom)
     with pytest.raises(NoisevisionError, match="lower --batch-size"):
         train(tiny_cfg(tmp_path / "run"))
 
@@ -362,7 +364,7 @@ def test_sigterm_checkpoints_mid_epoch_and_resumes_exactly(tmp_path, monkeypatch
             os.kill(os.getpid(), signal.SIGTERM)
         return real(*args)
 
-    monkeypatch.setattr(train_mod, "train_step", signal_at_step_2)
+    monkeypatch.setattr(train_loop, "train_step", signal_at_step_2)
     with pytest.raises(StopRequested, match="SIGTERM: checkpoint written at epoch 1, step 3/4; run the same"):
         train(tiny_cfg(tmp_path / "cut", **cfg))
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone again
@@ -381,7 +383,7 @@ def test_cli_stops_on_sigterm_with_one_line(run_cli, tmp_path, monkeypatch):
         os.kill(os.getpid(), signal.SIGUSR1)
         return real(*args)
 
-    monkeypatch.setattr(train_mod, "train_step", signal_now)
+    monkeypatch.setattr(train_loop, "train_step", signal_now)
     code, _, err = run_cli("train", "--data", "test-blobs", "--out", tmp_path / "r", "--preset", "tiny",
                            "--epochs", "2", "--batch-size", "8", "--num-images", "16", "--res", "32",
                            "--device", "cpu", "--workers", "0", "--no-progress")  # fmt: skip
