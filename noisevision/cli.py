@@ -543,7 +543,7 @@ def bench_train_cmd(
     from noisevision.device import default_workers, resolve_device
     from noisevision.precision import resolve_precision
     from noisevision.train import TrainConfig
-    from noisevision.train_bench import MODES, bench_train
+    from noisevision.bench import MODES, bench_train
 
     at_least_one(("--steps", steps), ("--rounds", rounds), ("--batch-size", batch_size),
                  ("--threads", threads))

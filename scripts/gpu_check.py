@@ -215,7 +215,7 @@ def bench_generators(check: Check, device: torch.device, toy: bool, budget: Budg
 def bench_training(check: Check, device: torch.device, toy: bool, budget: Budget) -> None:
     from noisevision import generators
     from noisevision.train import TrainConfig
-    from noisevision.train_bench import bench_train
+    from noisevision.bench import bench_train
 
     folder_workers = 2 if toy else min(16, os.cpu_count() or 1)
     cases = [(p, p.timing.data, precision, ("in-memory", *p.timing.feeds))

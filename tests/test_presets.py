@@ -5,7 +5,7 @@ from __future__ import annotations
 from noisevision import generators
 from noisevision.precision import check_precision
 from noisevision.presets import PRESETS
-from noisevision.train_bench import MODES
+from noisevision.bench import MODES
 
 
 def test_timings_name_registered_generators_precisions_and_feeds() -> None:

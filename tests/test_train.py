@@ -19,7 +19,7 @@ from noisevision.data.stream import IndexPlan, open_source
 from noisevision.errors import NoisevisionError, UnknownNameError
 from noisevision.models import load_encoder
 from noisevision.train import TrainConfig, lr_at, parse_options, train
-from noisevision.train_bench import bench_train
+from noisevision.bench import bench_train
 
 REPO = Path(__file__).resolve().parents[1]
 

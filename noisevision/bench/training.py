@@ -1,4 +1,5 @@
-"""`noisevision bench train`: where training time goes, measured side by side in one process.
+"""Training throughput: where training time goes, measured side by side in one process
+(`noisevision bench train`).
 
 Four ways to feed the same training step (augmentation + forward + backward + SGD):
 (a) in memory: pre-rendered uint8 images, no data loading at all (the ceiling);
@@ -17,7 +18,7 @@ from __future__ import annotations
 import itertools
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -139,3 +140,27 @@ def bench_train(cfg: TrainConfig, device: torch.device, steps: int, warmup: int 
             for mode in modes:
                 rates[mode].append(_timed(parts, cfg, feeds[mode](), warmup, total))
     return [BenchResult(name, max(r), r) for name, r in rates.items()]
+
+
+def report_train(cfg: TrainConfig, device: torch.device, steps: int, rounds: int = 2,
+                 workers: int | None = None, modes: tuple[str, ...] = MODES,
+                 say: Callable[[str], None] = print) -> None:
+    """`bench train`: a machine line, one line per feed (its best round, and every round), then each
+    feed's ratio to training from memory."""
+    from noisevision.bench.timing import machine_line
+    from noisevision.precision import resolve_precision
+
+    cfg.validate()
+    for m in modes:
+        if m not in MODES:
+            raise NoisevisionError(f"unknown mode '{m}': use {', '.join(MODES)}")
+    n_workers = default_workers(device, "train") if workers is None else workers
+    say(f"# {machine_line(device)} | {cfg.arch} {cfg.method} {resolve_precision(cfg.precision, device)} | "
+        f"{cfg.data} at {cfg.res} px | batch {cfg.batch_size} | {steps} steps × {rounds} rounds | workers "
+        f"{n_workers} (1 thread each)")  # fmt: skip
+    results = bench_train(cfg, device, steps, workers=workers, rounds=rounds, modes=modes)
+    base = results[0].images_per_s
+    for r in results:
+        each = ", ".join(f"{x:,.1f}" for x in r.rounds)
+        say(f"{r.name:12s} {r.images_per_s:10,.1f} img/s  (rounds: {each})")
+    say("  ".join(f"{r.name}/in-memory {r.images_per_s / base:.2f}" for r in results[1:]))

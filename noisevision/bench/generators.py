@@ -1,0 +1,119 @@
+"""Generator throughput: images/s of every registered generator, and of the original per-image
+recipe beside it (`noisevision bench generators`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+
+from noisevision.bench.timing import machine_line, synchronize, throughput
+from noisevision.errors import NoisevisionError
+
+
+def bench_generator(
+    name: str, res: int | None, batch: int, device: torch.device, repeats: int = 5, min_time: float = 0.5,
+    params: dict | None = None,
+) -> tuple[float, list[float], int, float]:
+    """images/s of one generator rendering fresh index batches (as a training stream would).
+
+    What calls share (a texture bank, tables) is built first and timed apart (`prepare`).
+    Slow generators (feature visualisation, StyleGAN at one image per second…) are timed on
+    smaller batches and fewer repeats, so that benchmarking every generator stays in minutes:
+    a first call on 2 images estimates the cost (a second on 1 image when the first looks slow,
+    which may be one-time set-up such as JIT compilation). Returns (median, all rates, batch
+    used, seconds of set-up).
+    """
+    from noisevision import generators
+
+    gen = generators.get(name, **(params or {}))
+    start = time.perf_counter()
+    gen.prepare(res, device)
+    synchronize(device)
+    setup = time.perf_counter() - start
+
+    def seconds_per_image(first: int, count: int) -> float:
+        start = time.perf_counter()
+        gen(range(first, first + count), res=res, seed=0, device=device)
+        synchronize(device)
+        return (time.perf_counter() - start) / count
+
+    per_image = seconds_per_image(10**6, min(batch, 2))  # warm-up + cost probe
+    if device.type == "cuda":  # the warm-up held one-time costs; a GPU needs a batch to show its rate
+        per_image = seconds_per_image(10**6 + 2, min(batch, 16))
+    elif per_image * batch > 10.0:  # slow, or one-time costs (JIT compilation, tables): probe again
+        per_image = seconds_per_image(10**6 + 2, 1)
+    if per_image * batch > 10.0:  # seconds per call: only really slow generators are cut down
+        batch = max(1, int(10.0 / per_image))
+        if per_image * batch > 5.0:
+            repeats = 1
+
+    def step(k: int) -> None:
+        gen(range(k * batch, (k + 1) * batch), res=res, seed=0, device=device)
+
+    median, rates = throughput(step, batch, device, repeats=repeats, min_time=min_time, warmup=0)
+    return median, rates, batch, setup
+
+
+def bench_reference(name: str, res: int, images: int = 5) -> tuple[float, list[float]] | None:
+    """images/s of the plain per-image recipe of `name` (noisevision.reference) on CPU: `images`
+    images, one at a time after a warm-up image, over their total time (images differ in cost,
+    e.g. in their number of shapes), with the per-image rates; None when it has no reference.
+
+    Raises NoisevisionError when the reference needs a library that is missing (pyrtools).
+    """
+    from noisevision import generators, reference
+    from noisevision.errors import NoisevisionError
+
+    gen = generators.get(name)
+    if not reference.has_reference(gen):
+        return None
+    try:
+        reference.render_reference(gen, [10**6], res)  # warm-up: imports, first-call costs
+    except ModuleNotFoundError as exc:
+        raise NoisevisionError(f"the reference of '{name}' needs {exc.name}: pip install {exc.name}") from exc
+    seconds = []
+    for i in range(images):
+        start = time.perf_counter()
+        reference.render_reference(gen, [i], res)
+        seconds.append(time.perf_counter() - start)
+    return images / sum(seconds), [1.0 / s for s in seconds]
+
+
+def report_generators(names: list[str], device: torch.device, res: int, batch: int, repeats: int = 5,
+                      min_time: float = 0.5, reference: bool = False,
+                      say: Callable[[str], None] = print) -> None:
+    """`bench generators`: a machine line, then one line per generator of `names` (all registered
+    when empty) with its median images/s, and with `reference` a line for the original recipe and
+    the speed-up; a generator that cannot render `res` is reported as skipped."""
+    from noisevision import generators
+
+    todo = list(names) if names else generators.names()
+    for n in todo:  # every unknown name fails before any timing
+        generators.spec(n) if n in generators.names() else generators.get(n)
+    say(f"# {machine_line(device)} | res {res} | batch {batch}")
+    for n in todo:
+        gen = generators.get(n)
+        try:
+            gen.check_res(res)
+        except NoisevisionError as exc:
+            say(f"{n:32s} skipped: {exc}")
+            continue
+        median, rates, used, setup = bench_generator(n, res, batch, device, repeats=repeats,
+                                                     min_time=min_time)  # fmt: skip
+        spread = f"(min {min(rates):,.1f}, max {max(rates):,.1f}, {len(rates)} runs"
+        spread += f", batch {used}" if used != batch else ""
+        spread += f"; set-up {setup:,.1f} s first)" if setup >= 0.1 else ")"
+        say(f"{n:32s} {median:10,.2f} img/s  {spread}")
+        if reference:
+            try:
+                ref = bench_reference(n, res)
+            except NoisevisionError as exc:
+                say(f"{'  reference':32s} skipped: {exc}")
+                continue
+            if ref is not None:
+                ref_rate, rates = ref
+                spread = f"(min {min(rates):,.2f}, max {max(rates):,.2f}, {len(rates)} images, cpu)"
+                line = f"{'  reference, image by image':32s} {ref_rate:10,.2f} img/s  {spread}"
+                say(f"{line}: {median / ref_rate:,.0f}× faster")
