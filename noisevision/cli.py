@@ -215,13 +215,12 @@ def generate(
     if not 1 <= quality <= 100:
         raise NoisevisionError(f"--quality must be in 1..100, got {quality}")
     at_least_one(("--batch-size", batch_size))
-    params = {}
+    gen = generators.get(name)
     if precision is not None:
-        if not name.startswith("feature_vis-"):
+        if not gen.spec.takes_precision:
             raise NoisevisionError(f"--precision sets the network precision of feature visualizations; "
                                    f"'{name}' has none")  # fmt: skip
-        params["precision"] = precision
-    gen = generators.get(name, **params)
+        gen = generators.get(name, precision=precision)
     res = gen.check_res(gen.spec.default_res if res is None else res)
     dev = rank_device(device)  # under torchrun, each rank its own GPU (and its own shard below)
     k, n = folder.parse_shard(shard)

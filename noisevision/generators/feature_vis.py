@@ -295,6 +295,7 @@ register(
     default_res=256,
     min_res=32,
     description="Images maximising units of a random ResNet-50 (slow on CPU: a GPU is the device for it).",
+    takes_precision=True,
 )(FeatureVis)
 
 
@@ -315,6 +316,7 @@ def resolve_feature_vis(name: str, params: dict[str, Any]) -> Generator | None:
         description=f"Images maximising units of the ResNet-50 in {path}",
         build=lambda spec, **kw: FeatureVis(spec, encoder=path, **kw),
         min_res=32,
+        takes_precision=True,
     )
     try:
         gen = FeatureVis(spec, encoder=path, **params)

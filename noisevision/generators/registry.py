@@ -201,6 +201,7 @@ class GeneratorSpec:
     defaults: dict[str, Any] = field(default_factory=dict)  # fixed parameters of this name
     min_res: int = 16
     resolutions: tuple[int, ...] | None = None  # None: any resolution >= min_res
+    takes_precision: bool = False  # a `precision` parameter: the autocast of the network it runs
 
 
 GENERATORS: Registry[GeneratorSpec] = Registry("generator")
@@ -218,6 +219,7 @@ def register(
     description: str,
     min_res: int = 16,
     resolutions: tuple[int, ...] | None = None,
+    takes_precision: bool = False,
     **defaults: Any,
 ) -> Callable[[type[Generator]], type[Generator]]:
     """Class decorator: register `cls(spec, **defaults, **user_params)` under `name`.
@@ -227,7 +229,7 @@ def register(
 
     def deco(cls: type[Generator]) -> type[Generator]:
         spec = GeneratorSpec(name, family, label, default_res, description, cls, dict(defaults), min_res,
-                             resolutions)  # fmt: skip
+                             resolutions, takes_precision)  # fmt: skip
         GENERATORS.add(name, spec, description, **defaults)
         return cls
 
