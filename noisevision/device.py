@@ -34,6 +34,28 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     return dev
 
 
+def cpu_code_path() -> str:
+    """The code path this CPU takes through PyTorch's and MKL's kernels, in words, e.g.
+    "x86_64 AuthenticAMD, ATen AVX512, MKL auto, torch 2.14.1".
+
+    Two CPUs with the same path give the same bytes; across paths, generators that are not
+    `portable` can differ in last bits (docs: reproducibility). The vendor stands for MKL's own
+    choice of path, which it makes by vendor and instruction set and does not report; the
+    environment switches that override either library's choice are part of the path.
+    """
+    import platform
+
+    vendor = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            vendor = next((line.split(":", 1)[1].strip() for line in f if line.startswith("vendor_id")), "")
+    except OSError:
+        pass
+    mkl = os.environ.get("MKL_CBWR") or os.environ.get("MKL_ENABLE_INSTRUCTIONS") or "auto"
+    machine = " ".join(p for p in (platform.machine(), vendor or platform.processor()) if p)
+    return f"{machine}, ATen {torch.backends.cpu.get_cpu_capability()}, MKL {mkl}, torch {torch.__version__}"
+
+
 def rank_device(device: str | torch.device | None = None) -> torch.device:
     """resolve_device, except that under torchrun (LOCAL_RANK set) a plain 'cuda' is this
     process's own GPU, cuda:LOCAL_RANK, so that the ranks of one machine do not share GPU 0."""

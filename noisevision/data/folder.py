@@ -45,6 +45,7 @@ import torch
 from PIL import Image
 
 import noisevision
+from noisevision import generators
 from noisevision.data.folder_index import (  # noqa: F401 (the whole folder API importable from here)
     BLOCK,
     CLAIM,
@@ -61,6 +62,7 @@ from noisevision.data.folder_index import (  # noqa: F401 (the whole folder API 
     scan,
     wait_until_complete,
 )
+from noisevision.device import cpu_code_path
 from noisevision.errors import NoisevisionError
 from noisevision.io import atomic_write_bytes
 from noisevision.memory import keep_freed_memory
@@ -129,12 +131,16 @@ def read_manifest(root: Path) -> dict[str, Any] | None:
         raise NoisevisionError(f"{path} is unreadable ({exc}): move the folder away or fix it") from exc
 
 
-def prepare_folder(root: Path, spec: DatasetSpec, device: str | None = None) -> str | None:
+def prepare_folder(
+    root: Path, spec: DatasetSpec, device: str | None = None, allow_other_cpu: bool = False
+) -> str | None:
     """Create or validate `root` for `spec`; refuse foreign folders and other generators/seeds.
 
     The manifest lists the device types that rendered into the folder (`device`, e.g. "cuda:0").
     Returns a note when this one is new to a folder rendered elsewhere: a GPU's images can differ
-    from the CPU's by rounding, so the folder would mix the two."""
+    from the CPU's by rounding, so the folder would mix the two. It also lists the CPU code paths
+    (`device.cpu_code_path`) that rendered into it: a CPU of another path is refused, unless
+    `allow_other_cpu`, for generators that are not `portable`, whose last bits can differ there."""
     if root.exists() and not root.is_dir():
         raise NoisevisionError(f"output '{root}' exists and is not a folder: choose another --out")
     manifest = read_manifest(root) if root.exists() else None
@@ -156,6 +162,15 @@ def prepare_folder(root: Path, spec: DatasetSpec, device: str | None = None) -> 
                 f"'{root}' holds another dataset ({diff}): use a new --out or the same settings"
             )
     kind = str(device).split(":")[0] if device is not None else None
+    cpu_paths = list((manifest or {}).get("cpu_paths", []))
+    if kind == "cpu" and (here := cpu_code_path()) not in cpu_paths:
+        if cpu_paths and not allow_other_cpu and not generators.get(spec.generator, **spec.params).portable:
+            raise NoisevisionError(
+                f"'{root}' was rendered by CPUs of another code path ({'; '.join(cpu_paths)}) than this one "
+                f"({here}), where {spec.generator}'s images can differ in last bits: finish it on such a "
+                "CPU, or pass --allow-other-cpu to mix the two"
+            )
+        cpu_paths.append(here)
     devices = sorted(set((manifest or {}).get("devices", [])) | ({kind} if kind else set()))
     before = [d for d in devices if d != kind]
     note = None
@@ -168,6 +183,7 @@ def prepare_folder(root: Path, spec: DatasetSpec, device: str | None = None) -> 
             **asdict(spec),
             "num": num,
             "devices": devices,
+            "cpu_paths": cpu_paths,
             "version": noisevision.__version__,
             "layout": "train/<index // 1000>/<index:08d>.<format>",
             "checksums": f"train/<index // 1000>/{INDEX}: [size, blake2b-128] per image",
@@ -248,9 +264,10 @@ def write_dataset(
     on_progress: Callable[[int], None] | None = None,
     verify: bool = False,
     on_note: Callable[[str], None] | None = None,
+    allow_other_cpu: bool = False,
 ) -> int:
     """Write the images of `indices` that are missing or damaged into `root`; returns how many this
-    process wrote.
+    process wrote (`allow_other_cpu`: see `prepare_folder`).
 
     A resume checks each image's size against its record (`verify`: its checksum, reading every
     file) and renders the damaged ones again. Several processes may write into one folder at once
@@ -263,7 +280,7 @@ def write_dataset(
     `on_progress(n)`: first the images already there, then n more done (by this or another writer).
     """
     _check_not_starting_a_worker()
-    prepare_folder(root, spec, str(device))
+    prepare_folder(root, spec, str(device), allow_other_cpu)
     if verify and on_note:
         on_note(f"reading the images already in {root} to check them against their checksums")
     found = scan(root, indices, spec.format, verify=verify)
