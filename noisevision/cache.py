@@ -127,15 +127,25 @@ def shared_tensors(names: Sequence[str], build: Callable[[int], Tensor]) -> Iter
             yield i, _read_or_build(folder / f"{names[i]}.pt", lambda i=i: build(i))
 
 
+def checksum(value: Tensor) -> str:
+    """blake2b-128 of a tensor's bytes, stored beside it: a flipped byte on disk must never become
+    other images (and then checksums of those in a dataset folder) without anyone noticing."""
+    data = value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+    return hashlib.blake2b(data.tobytes(), digest_size=16).hexdigest()
+
+
 def _read_or_build(path: Path, build: Callable[[], Tensor]) -> Tensor:
     if path.is_file():
         try:
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # unreadable (a damaged disk): build it again below
+            entry = torch.load(path, map_location="cpu", weights_only=True)
+            if checksum(entry["tensor"]) == entry["blake2b"]:
+                return entry["tensor"]
+        except Exception:  # unreadable, damaged or of another layout: build it again below
             pass
     value = build()
     try:
-        atomic_save(value.cpu(), path)
+        cpu = value.cpu()
+        atomic_save({"tensor": cpu, "blake2b": checksum(cpu)}, path)
     except OSError:  # a full or read-only disk only costs the next run the time to build it again
         pass
     return value

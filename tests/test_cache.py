@@ -57,7 +57,7 @@ def test_an_entry_locked_by_another_process_is_waited_for_not_built(tmp_path, mo
         time.sleep(0.01)
     assert sorted(calls) == [0, 1, 3]  # the others are built meanwhile …
     assert worker.is_alive()  # … then it waits for entry 2
-    atomic_save(theirs, tmp_path / f"{names[2]}.pt")
+    atomic_save({"tensor": theirs, "blake2b": cache.checksum(theirs)}, tmp_path / f"{names[2]}.pt")
     os.close(fd)
     worker.join(30)
     assert sorted(calls) == [0, 1, 3] and torch.equal(got[2], theirs)
@@ -70,11 +70,26 @@ def test_other_code_or_damaged_files_are_not_read(tmp_path, monkeypatch):
     calls: list[int] = []
     (_, value), = cache.shared_tensors([name], builder(calls))
     assert calls == [0] and torch.equal(value, torch.zeros(2, 3, dtype=torch.uint8))
-    assert torch.equal(torch.load(tmp_path / f"{name}.pt", weights_only=True), value)  # repaired
+    assert torch.equal(torch.load(tmp_path / f"{name}.pt", weights_only=True)["tensor"], value)  # repaired
     # The name depends on the request and on the code that renders it.
     assert cache.entry_name("t", 1) != name
     monkeypatch.setattr(cache, "code_fingerprint", lambda: "other code")
     assert cache.entry_name("t", 0) != name
+
+
+def test_an_entry_whose_bytes_changed_on_disk_is_built_again(tmp_path, monkeypatch):
+    """A flipped byte in a stored tensor must not become other images: its checksum disagrees."""
+    monkeypatch.setenv("NOISEVISION_CACHE", str(tmp_path))
+    name = cache.entry_name("t", 3)
+    dict(cache.shared_tensors([name], builder([])))
+    path = tmp_path / f"{name}.pt"
+    entry = torch.load(path, weights_only=True)
+    entry["tensor"][0, 1] ^= 1  # one bit of the data, the checksum kept
+    atomic_save(entry, path)
+    calls: list[int] = []
+    (_, value), = cache.shared_tensors([name], builder(calls))
+    assert calls == [0] and torch.equal(value, torch.zeros(2, 3, dtype=torch.uint8))
+    assert torch.equal(torch.load(path, weights_only=True)["tensor"], value)
 
 
 def test_the_fingerprint_hashes_every_loaded_module_of_the_generators_and_the_streams():
