@@ -89,6 +89,22 @@ def test_a_folder_written_before_records_still_resumes(tmp_path, ref):
     assert write(out, verify=True) == 0
 
 
+@pytest.mark.parametrize("damage", [b"", b'{"format": 1, "images": {"00000', b"\x00" * 40])
+def test_a_damaged_index_is_not_taken_for_an_older_versions(tmp_path, ref, damage):
+    """A record file that is there but unreadable says nothing about its block: a truncated image
+    beside it must not be kept as an older version's unrecorded one."""
+    out = tmp_path / "d"
+    write(out)
+    block = out / "train" / "00000"
+    (block / "00000004.jpg").write_bytes((block / "00000004.jpg").read_bytes()[:100])  # truncated
+    (block / folder.INDEX).write_bytes(damage)
+    notes = []
+    assert write(out, notes=notes) == 12
+    assert notes == [f"12 images sit in blocks whose record file ({folder.INDEX}) is damaged: rendering again"]
+    assert images(out) == ref and len(folder.read_index(block)) == 12
+    assert write(out) == 0
+
+
 def test_a_file_renamed_without_its_record_counts_as_damaged(tmp_path, ref):
     out = tmp_path / "d"
     """Records are written before the files: a record that disagrees with the file on disk means

@@ -88,13 +88,25 @@ def _locked(folder: Path) -> Iterator[None]:
 
 
 def read_index(folder: Path) -> dict[str, tuple[int, str]]:
-    """A block's records, file name -> (size, checksum); {} when absent or unreadable (its images
-    then count as unrecorded: accepted by presence, rendered again under --verify)."""
+    """A block's records, file name -> (size, checksum); {} when absent or unreadable."""
+    return read_index_checked(folder)[0]
+
+
+def read_index_checked(folder: Path) -> tuple[dict[str, tuple[int, str]], bool]:
+    """A block's records and whether its index file is there but damaged. Absent (an older
+    version's block), its images count as unrecorded: accepted by presence, rendered again under
+    --verify. Damaged, nothing in the block can be trusted: its images are rendered again."""
     try:
-        images = json.loads((folder / INDEX).read_bytes())["images"]
-        return {name: (int(size), str(digest)) for name, (size, digest) in images.items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return {}
+        raw = (folder / INDEX).read_bytes()
+    except FileNotFoundError:
+        return {}, False
+    except OSError:
+        return {}, True
+    try:
+        images = json.loads(raw)["images"]
+        return {name: (int(size), str(digest)) for name, (size, digest) in images.items()}, False
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return {}, True
 
 
 def add_records(folder: Path, records: dict[str, tuple[int, str]]) -> None:
@@ -201,6 +213,7 @@ class Scan:
     damaged: int = 0  # there, but the size (or with verify, the checksum) differs from the record
     unrecorded: int = 0  # there without a record (older versions): accepted unless verify
     unverifiable: int = 0  # the same under verify: rendered again, which records them
+    untrusted: int = 0  # in a block whose index file is damaged: rendered again
     redo: dict[int, dict[int, Signature]] = field(default_factory=dict)  # block -> {index: signature}
 
     @property
@@ -232,6 +245,9 @@ class Scan:
         if self.unverifiable:
             notes.append(f"{images(self.unverifiable, 'lack')} a recorded checksum (written by an older "
                          "version): rendering again to verify")  # fmt: skip
+        if self.untrusted:
+            notes.append(f"{images(self.untrusted, 'sit')} in blocks whose record file ({INDEX}) is damaged: "
+                         "rendering again")  # fmt: skip
         if self.unrecorded:
             notes.append(f"{images(self.unrecorded, 'lack')} a recorded checksum (written by an older "
                          "version): counted as present; --verify renders them again")  # fmt: skip
@@ -264,7 +280,7 @@ def _scan_block(result: Scan, folder: Path, block: int, fmt: str, verify: bool, 
         names = os.listdir(folder)
         if clean:
             _remove_orphans(folder, names, range(lo, hi), _claimed(folder, names))
-        index = read_index(folder)
+        index, damaged_index = read_index_checked(folder)
     there = set(names)
     redo: dict[int, Signature] = {}
     for i in range(lo, hi):
@@ -278,7 +294,10 @@ def _scan_block(result: Scan, folder: Path, block: int, fmt: str, verify: bool, 
             redo[i] = None
             continue
         record = index.get(name)
-        if record is None and not verify:
+        if damaged_index:
+            ok = False
+            result.untrusted += 1
+        elif record is None and not verify:
             ok = st.st_size > 0
             result.unrecorded += ok
         elif record is None:
