@@ -147,6 +147,9 @@ def test_image_folder_lists_classes_and_images(tmp_path: Path) -> None:
         (lambda r: r.mkdir(exist_ok=True), "has no train/ folder"),
         (lambda r: ((r / "train").mkdir(parents=True), (r / "val").mkdir()), "has no class folders"),
         (lambda r: make_folder(r, ["a", "b"], val_classes=["a", "c"]), "class folders of"),
+        (lambda r: make_folder(r, ["only"]), "1 class folder: a probe needs 2 or more"),
+        (lambda r: (make_folder(r, ["a", "b"]), (r / "val" / "c").mkdir(), (r / "train" / "c").mkdir()),
+         "class folder '.*c' holds no image files"),
     ],
 )
 def test_image_folder_errors_are_one_line(tmp_path: Path, setup, message: str) -> None:
@@ -199,3 +202,14 @@ def test_balanced_subset() -> None:
     assert torch.equal(idx, ed.balanced_subset(labels, 50, seed=3))
     assert not torch.equal(idx, ed.balanced_subset(labels, 50, seed=4))
     assert torch.equal(ed.balanced_subset(labels, None), torch.arange(len(labels)))
+
+
+def test_a_decompression_bomb_is_one_line(tmp_path: Path, monkeypatch) -> None:
+    """An image of more pixels than PIL's bomb limit (twice MAX_IMAGE_PIXELS) is refused in one
+    line naming the file, not a traceback from deep inside PIL."""
+    make_folder(tmp_path, ["a", "b"])
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)  # 12×12 images are then 'bombs'
+    ds = ed.load_eval_dataset(f"imagefolder:{tmp_path}")
+    with pytest.raises(NoisevisionError, match="cannot read image .*0.png.*decompression bomb") as exc:
+        ds.train.load(torch.tensor([0]))
+    assert "\n" not in str(exc.value)

@@ -100,7 +100,7 @@ def decode_small(path: str, crop_for: Callable[[int, int], Crop], size: int,
             if im.format == "JPEG":
                 im.draft("RGB", draft_target(height, width, crop, size))
             arr = np.asarray(im.convert("RGB"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:  # a bomb: too many pixels to decode
         raise NoisevisionError(f"cannot read image {path}: {exc}") from exc
     crop = scale_crop(crop, arr.shape[1] / width, arr.shape[0] / height)
     return torch.from_numpy(arr.copy()).permute(2, 0, 1), crop, False

@@ -128,7 +128,7 @@ def read_image(path: str) -> Tensor:
     try:
         with Image.open(path) as im:
             arr = np.asarray(im.convert("RGB"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:  # a bomb: too many pixels to decode
         raise NoisevisionError(f"cannot read image {path}: {exc}") from exc
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)
 
@@ -258,6 +258,11 @@ def _folder_split(split_dir: Path, classes: list[str]) -> ImageSet:
         labels.extend([label] * len(files))
     if not paths:
         raise NoisevisionError(f"no image files in the class folders of {split_dir}")
+    counts = torch.bincount(torch.tensor(labels, dtype=torch.int64), minlength=len(classes))
+    if (counts == 0).any():
+        empty = classes[int((counts == 0).nonzero()[0])]
+        raise NoisevisionError(f"class folder '{split_dir / empty}' holds no image files: every class needs "
+                               "images in train/ and val/ (remove the folder, or add images)")  # fmt: skip
     return ImageSet(torch.tensor(labels, dtype=torch.int64), paths=paths)
 
 
@@ -285,6 +290,8 @@ def load_image_folder(root: Path | str) -> EvalDataset:
     root = Path(root).expanduser()
     train_dir, val_dir = _split_dirs(root, "image")
     classes = _class_dirs(train_dir)
+    if len(classes) < 2:  # one class: every probe scores 100 %, which measures nothing
+        raise NoisevisionError(f"'{train_dir}' has {len(classes)} class folder: a probe needs 2 or more")
     val_classes = _class_dirs(val_dir)
     if val_classes != classes:
         extra = sorted(set(val_classes) ^ set(classes))

@@ -87,7 +87,7 @@ class FolderSource:
         try:
             with Image.open(self.files[i]) as img:
                 arr = np.asarray(img.convert("RGB"))
-        except OSError as exc:
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:  # a bomb: too many pixels
             raise NoisevisionError(f"cannot read image {self.files[i]}: {exc}") from exc
         return torch.from_numpy(arr.copy()).permute(2, 0, 1)
 
