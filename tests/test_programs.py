@@ -72,6 +72,10 @@ def test_bad_parameters_are_one_line_errors():
         generators.get("program-cppn:width=3")
     with pytest.raises(NoisevisionError, match="did you mean"):
         generators.get("program-shaders:depth=2")
+    with pytest.raises(NoisevisionError, match="depth is given twice"):
+        generators.get("program-shader:depth=3,depth=5")
+    with pytest.raises(NoisevisionError, match=r"program-cppn takes depth\)"):
+        generators.get("program-cppn:cppn_share=0.5")  # a CPPN program mixes in no CPPNs
 
 
 def test_cli_errors_are_one_line(run_cli, tmp_path):

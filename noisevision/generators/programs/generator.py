@@ -102,10 +102,14 @@ def resolve_program(name: str, params: dict[str, Any]) -> Generator | None:
         return None
     spec = registry.spec(base)  # an unknown grammar: "did you mean …"
     given: dict[str, Any] = {}
+    takes = [k for k in NAME_PARAMS if k in spec.defaults]  # cppn_share only where CPPNs are mixed in
     for item in args.split(","):
         key, eq, value = item.partition("=")
-        if key not in NAME_PARAMS or not eq:
-            raise NoisevisionError(f"'{name}': write {base}:depth=N (N in 1..{MAX_DEPTH})")
+        if key not in takes or not eq:
+            others = f" ({base} takes {', '.join(takes)})" if eq and key in NAME_PARAMS else ""
+            raise NoisevisionError(f"'{name}': write {base}:depth=N (N in 1..{MAX_DEPTH}){others}")
+        if key in given:
+            raise NoisevisionError(f"'{name}': {key} is given twice")
         try:
             given[key] = NAME_PARAMS[key](value)
         except ValueError:
