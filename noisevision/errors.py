@@ -5,6 +5,23 @@ class NoisevisionError(Exception):
     """A problem with the user's input or environment, with a one-line message saying what to do."""
 
 
+class FieldError(NoisevisionError):
+    """A bad value of a named setting (a TrainConfig field, a function's argument). The message says
+    `{field}` where it names the setting, so that the CLI can name the option a user typed instead
+    (`naming`)."""
+
+    def __init__(self, field: str, message: str):
+        self.field, self.template = field, message
+        super().__init__(self.naming(field))
+
+    def naming(self, name: str) -> str:
+        """The message with the setting called `name` (e.g. its command-line flag)."""
+        return self.template.replace("{field}", name)
+
+    def __reduce__(self):  # pickled across processes with both arguments
+        return type(self), (self.field, self.template)
+
+
 class UnknownNameError(NoisevisionError):
     """A name (generator, preset, method, dataset …) that is not registered."""
 
@@ -19,10 +36,10 @@ def unknown_name(kind: str, name: str, known: list[str]) -> UnknownNameError:
 
 
 def at_least_one(*options: tuple[str, int | float | None]) -> None:
-    """NoisevisionError for the first (flag, value) given below 1 (None: not given)."""
-    for flag, value in options:
+    """FieldError for the first (name, value) given below 1 (None: not given)."""
+    for name, value in options:
         if value is not None and value < 1:
-            raise NoisevisionError(f"{flag} must be at least 1, got {value}")
+            raise FieldError(name, f"{{field}} must be at least 1, got {value}")
 
 
 def worker_exception(text: str) -> tuple[str, str] | None:

@@ -187,12 +187,12 @@ def test_at_least_sixty_bad_inputs_over_every_command():
 
 
 def test_a_bug_still_shows_its_traceback(run_cli, monkeypatch):
-    from noisevision import cli
+    from noisevision.cli import lists
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(cli, "listing", broken)
+    monkeypatch.setattr(lists, "listing", broken)
     with pytest.raises(ZeroDivisionError):
         run_cli("list")
 

@@ -100,9 +100,9 @@ def test_version(run_cli):
     assert code == 0 and out.strip() == f"noisevision {__version__}"
 
 
-def test_former_option_names_still_work_but_are_not_shown(run_cli, tmp_path):
+def test_the_pre_release_option_names_are_gone(run_cli, tmp_path):
     code, _, err = run_cli("show", "test-blobs", "--num=2", "--out", tmp_path / "g.png", "--device", "cpu")
-    assert code == 0, err
+    assert code == 2 and "No such option: --num" in err
     for command in (("show",), ("generate",), ("bench", "generators")):
         code, out, _ = run_cli(*command, "--help")
         assert code == 0 and "--num " not in out and "--batch " not in out
@@ -119,3 +119,17 @@ def test_eval_files_are_named_after_dataset_probes_and_layer(run_cli, run_dir, p
     assert any("-knn-" in f for f in files) and any("-fast-" in f for f in files)
     result = json.loads((run_dir / files[0]).read_text())
     assert result["meta"]["recipe"]["input_size"] == 32
+
+
+def test_train_options_are_the_config_fields_and_errors_name_the_flag(run_cli, tmp_path):
+    from dataclasses import fields
+
+    from noisevision.cli.train import FLAGS, OPTIONS
+
+    names = {f.name for f in fields(TrainConfig)}
+    assert set(OPTIONS) - {"config", "settings"} <= names and set(FLAGS) == names
+    assert FLAGS["arch_kwargs"] == "--arch-opt" and FLAGS["log_every"] == "log_every"  # --set only
+    with pytest.raises(NoisevisionError, match="^workers must be 0 or more"):
+        TrainConfig.from_preset("tiny", data="test-blobs", out=str(tmp_path), workers=-1).validate()
+    code, _, err = run_cli("train", "--data", "test-blobs", "--out", tmp_path, "--set", "workers=-1")
+    assert code == 2 and "--workers must be 0 or more" in err

@@ -26,7 +26,7 @@ def gen_args(out, *extra):
         "test-blobs",
         "--out",
         out,
-        "--num",
+        "--num-images",
         "25",
         "--workers",
         "1",
@@ -148,13 +148,15 @@ def test_shard_range_partitions_indices():
 @pytest.mark.parametrize(
     "args, message",
     [
-        (("generate", "test-blob", "--out", "{tmp}/a", "--num", "3"), "did you mean test-blobs"),
+        (("generate", "test-blob", "--out", "{tmp}/a", "--num-images", "3"), "did you mean test-blobs"),
         (("generate", "test-blobs", "--out", "{tmp}/a", "--num-images", "0"), "--num-images must be a"),
-        (("generate", "test-blobs", "--out", "{tmp}/a", "--num", "-4"), "--num-images must be a positive"),
-        (("generate", "test-blobs", "--out", "{tmp}/a", "--num", "3", "--res", "4"), "too small"),
-        (("generate", "test-blobs", "--out", "{tmp}/a", "--num", "3", "--format", "gif"), "jpg or png"),
-        (("generate", "test-blobs", "--out", "{tmp}/a", "--num", "3", "--shard", "3/2"), "--shard"),
-        (("generate", "test-blobs", "--out", "{tmp}/file/x", "--num", "3"), "cannot write"),
+        (("generate", "test-blobs", "--out", "{tmp}/a", "--num-images", "-4"),
+         "--num-images must be a positive"),
+        (("generate", "test-blobs", "--out", "{tmp}/a", "--num-images", "3", "--res", "4"), "too small"),
+        (("generate", "test-blobs", "--out", "{tmp}/a", "--num-images", "3", "--format", "gif"),
+         "jpg or png"),
+        (("generate", "test-blobs", "--out", "{tmp}/a", "--num-images", "3", "--shard", "3/2"), "--shard"),
+        (("generate", "test-blobs", "--out", "{tmp}/file/x", "--num-images", "3"), "cannot write"),
         (("show", "nope-generator", "--out", "{tmp}/g.png"), "unknown generator"),
     ],
 )
@@ -196,7 +198,7 @@ def test_list_and_show(run_cli, tmp_path):
     code, stdout, _ = run_cli("list")
     assert code == 0 and "test-blobs" in stdout
     grid = tmp_path / "grid.png"
-    code, _, _ = run_cli("show", "test-blobs", "--num", "3", "--out", grid)
+    code, _, _ = run_cli("show", "test-blobs", "--num-images", "3", "--out", grid)
     assert code == 0 and Image.open(grid).size[0] > 3 * 32
 
 
@@ -207,7 +209,7 @@ def test_bench_generators_prints_rates(run_cli):
 
 
 def test_bench_generators_times_the_reference_recipe_beside(run_cli):
-    args = ("--res", "32", "--batch", "4", "--repeats", "1", "--min-time", "0.01", "--reference")
+    args = ("--res", "32", "--batch-size", "4", "--repeats", "1", "--min-time", "0.01", "--reference")
     code, stdout, _ = run_cli("bench", "generators", "dead_leaves-squares", "test-blobs", *args)
     assert code == 0
     squares, blobs = stdout.split("dead_leaves-squares", 1)[1].split("test-blobs")
@@ -216,7 +218,7 @@ def test_bench_generators_times_the_reference_recipe_beside(run_cli):
 
 
 def test_two_worker_processes_write_the_same_bytes(run_cli, tmp_path):
-    common = ("--num", "20", "--res", "32", "--batch-size", "3", "--format", "png")
+    common = ("--num-images", "20", "--res", "32", "--batch-size", "3", "--format", "png")
     one, two = tmp_path / "one", tmp_path / "two"
     assert run_cli("generate", "dead_leaves-squares", "--out", one, "--workers", "1", *common)[0] == 0
     assert run_cli("generate", "dead_leaves-squares", "--out", two, "--workers", "2", *common)[0] == 0
@@ -269,7 +271,7 @@ def _generate_in_background(out: Path, num: int):
     import subprocess
     import sys
 
-    args = [sys.executable, "-m", "noisevision.cli", "generate", "stat-spectrum_color_wmm", "--num",
+    args = [sys.executable, "-m", "noisevision.cli", "generate", "stat-spectrum_color_wmm", "--num-images",
             str(num), "--res", "64", "--out", str(out), "--workers", "2", "--batch-size", "4",
             "--format", "png"]  # fmt: skip
     env = {**os.environ, "NOISEVISION_PROGRESS_SECONDS": "3600"}

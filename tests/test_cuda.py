@@ -255,7 +255,7 @@ def test_streamed_training_renders_on_the_training_device(check_device, tmp_path
 # ---------------------------------------------------------------------------------------- generate / eval
 def test_generate_on_the_device_writes_the_cpu_folder(run_cli, check_device, tmp_path):
     n = 24 if toy(check_device) else 300
-    args = ["generate", "dead_leaves-mixed", "--num", str(n), "--res", "64", "--batch-size", "32"]
+    args = ["generate", "dead_leaves-mixed", "--num-images", str(n), "--res", "64", "--batch-size", "32"]
     assert run_cli(*args, "--out", tmp_path / "cpu", "--device", "cpu", "--workers", "1")[0] == 0
     code, out, err = run_cli(*args, "--out", tmp_path / "dev", "--device", str(check_device))
     assert code == 0, err
@@ -277,8 +277,8 @@ def test_generate_on_the_device_resumes_to_the_same_bytes(name, run_cli, check_d
     the batch size of the run that rewrites them (the device renders fixed blocks of indices)."""
     n = 12 if toy(check_device) else 150
     res = "128" if generators.spec(name).resolutions else "64"
-    args = ["generate", name, "--num", str(n), "--res", res, "--format", "png", "--out", tmp_path / "d",
-            "--device", str(check_device)]  # fmt: skip
+    args = ["generate", name, "--num-images", str(n), "--res", res, "--format", "png", "--out",
+            tmp_path / "d", "--device", str(check_device)]  # fmt: skip
     assert run_cli(*args, "--batch-size", "64")[0] == 0
     files = sorted((tmp_path / "d" / "train").rglob("*.png"))
     before = {f.name: f.read_bytes() for f in files}

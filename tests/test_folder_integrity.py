@@ -153,8 +153,9 @@ def test_a_scan_in_a_loop_beside_a_writer_never_breaks_it(tmp_path):
     """The reported race: a start-of-run scan deleting a temporary file a live writer is about to
     rename into place. The writer here is another process; the scans run as fast as they can."""
     out = tmp_path / "d"
-    args = [sys.executable, "-m", "noisevision.cli", "generate", "stat-spectrum", "--out", str(out), "--num",
-            "300", "--res", "32", "--workers", "1", "--batch-size", "3", "--device", "cpu"]  # fmt: skip
+    args = [sys.executable, "-m", "noisevision.cli", "generate", "stat-spectrum", "--out", str(out),
+            "--num-images", "300", "--res", "32", "--workers", "1", "--batch-size", "3",
+            "--device", "cpu"]  # fmt: skip
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     scans = 0
     while proc.poll() is None:
@@ -190,8 +191,9 @@ def test_writers_in_one_folder_split_the_work(tmp_path, ref):
 
 def test_two_generate_processes_split_the_work(tmp_path):
     out = tmp_path / "d"
-    args = [sys.executable, "-m", "noisevision.cli", "generate", "stat-spectrum", "--out", str(out), "--num",
-            "400", "--res", "32", "--workers", "1", "--batch-size", "8", "--device", "cpu"]  # fmt: skip
+    args = [sys.executable, "-m", "noisevision.cli", "generate", "stat-spectrum", "--out", str(out),
+            "--num-images", "400", "--res", "32", "--workers", "1", "--batch-size", "8",
+            "--device", "cpu"]  # fmt: skip
     env = {**os.environ, "NOISEVISION_PROGRESS_SECONDS": "3600"}
     procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
              for _ in range(2)]  # fmt: skip

@@ -14,6 +14,7 @@ import pytest
 from rich.console import Console
 
 from noisevision import cli
+from noisevision.cli import lists
 from noisevision.errors import UnknownNameError
 from noisevision.registry import LISTS, Registry, listing, registries, registry
 
@@ -65,10 +66,10 @@ def test_list_through_a_pipe_prints_whole_rows():
 def test_list_on_a_terminal_never_cuts_a_name_or_a_word(monkeypatch, width):
     screen = io.StringIO()
     terminal = Console(file=screen, width=width, force_terminal=True, color_system=None)
-    monkeypatch.setattr(cli, "console", terminal)
+    monkeypatch.setattr(lists, "console", terminal)
     for what in ("generators", "archs", "datasets"):
         part = listing([what])[what]
-        cli._list_table(what, part)
+        lists._list_table(what, part)
         text = screen.getvalue()
         cells = {cell.strip() for line in text.splitlines() for cell in line.split("│")}
         assert {row["name"] for row in part["entries"]} <= cells
@@ -76,7 +77,7 @@ def test_list_on_a_terminal_never_cuts_a_name_or_a_word(monkeypatch, width):
         assert all(len(line) <= width for line in text.splitlines()) and "…" not in entries
         words = set(re.sub(r"[│┃]", " ", text).split())
         for row in part["entries"]:  # every word of the description is there, whole
-            assert set(cli._cell(row["description"]).split()) <= words, row["name"]
+            assert set(lists._cell(row["description"]).split()) <= words, row["name"]
 
 
 def test_list_unknown_is_one_line(run_cli):

@@ -15,11 +15,11 @@ from PIL import Image
 import noisevision.train as train_mod
 import noisevision.train.loop as train_loop
 import noisevision.train.run as train_run
+from noisevision.bench import bench_train
 from noisevision.data.stream import IndexPlan, open_source
 from noisevision.errors import NoisevisionError, UnknownNameError
 from noisevision.models import load_encoder
 from noisevision.train import TrainConfig, lr_at, parse_options, train
-from noisevision.bench import bench_train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -198,7 +198,7 @@ def test_folder_training_and_fresh(tmp_path):
     write_images(tmp_path / "imgs", 16)
     out = train(tiny_cfg(tmp_path / "run", data=str(tmp_path / "imgs"), res=None, epochs=1))
     assert state(out / "encoder.pt")[1]["source"]["kind"] == "folder"
-    with pytest.raises(NoisevisionError, match="--fresh needs a generator"):
+    with pytest.raises(NoisevisionError, match="fresh needs a generator"):
         train(tiny_cfg(tmp_path / "run2", data=str(tmp_path / "imgs"), fresh=True))
     with pytest.raises(NoisevisionError, match="holds only 16"):
         train(tiny_cfg(tmp_path / "run3", data=str(tmp_path / "imgs"), num_images=100))
@@ -298,7 +298,7 @@ def test_out_of_gpu_memory_is_a_hint(tmp_path, monkeypatch):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(train_run, "_train", oom)
-    with pytest.raises(NoisevisionError, match="lower --batch-size"):
+    with pytest.raises(NoisevisionError, match="lower batch_size"):
         train(tiny_cfg(tmp_path / "run"))
 
 
@@ -322,7 +322,7 @@ def test_cached_images_give_the_same_run_and_render_once(tmp_path, monkeypatch):
     assert sum(calls) == 48
     for k in plain:
         assert torch.equal(cached[k], plain[k]), k
-    with pytest.raises(NoisevisionError, match="--cache-images must be auto, on or off"):
+    with pytest.raises(NoisevisionError, match="cache_images must be auto, on or off"):
         train(tiny_cfg(tmp_path / "bad", cache_images="yes"))
 
 

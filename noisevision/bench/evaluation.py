@@ -10,7 +10,6 @@ from pathlib import Path
 import torch
 
 from noisevision.bench.timing import machine_line, synchronize
-from noisevision.errors import NoisevisionError
 
 #: Frame sizes of ImageNet's most common photos (landscape, portrait, 3:2), width × height.
 PHOTO_SIZES = ((500, 375), (375, 500), (500, 333))
@@ -83,8 +82,6 @@ def report_eval_input(folder: Path | None, images: int, arch: str, input_size: i
 
     for name in decoders:
         resolve_decoder(name, device)
-    if folder is not None and not folder.is_dir():
-        raise NoisevisionError(f"--folder {folder} is not a folder of train/<class>/ images")
     model = build_encoder(arch, **({"input_size": input_size} if input_size else {})).to(device).eval()
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)

@@ -1,4 +1,4 @@
-"""Judging a frozen encoder on real images: the probes (SPEC §9) of an encoder or a baseline (SPEC §6).
+"""Judging a frozen encoder on real images: the probes of an encoder or a baseline.
 
     result = evaluate(model, load_eval_dataset("fashion-mnist"), ProbeSettings(probes=("fast", "knn")))
 
@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -47,6 +49,7 @@ from noisevision.evaluate.probes import (
     top1,
 )
 from noisevision.evaluate.views import NORMALIZATIONS, View, batch_view, iterate_views, view_rng
+from noisevision.io import slug
 from noisevision.precision import resolve_precision
 from noisevision.progress import Progress
 
@@ -139,9 +142,19 @@ def evaluate(model: nn.Module, dataset: EvalDataset, settings: ProbeSettings | N
     return result
 
 
+def result_file(encoder: str, meta: dict[str, Any], dataset: str, probes: Iterable[str], layer: str) -> Path:
+    """Where `noisevision eval` writes the results of `probes` on `dataset` when not told: beside
+    the encoder file (`meta["path"]`), or in eval/ for a baseline, one file per (dataset, probes,
+    layer), so that a later probe run never overwrites another."""
+    where = Path(meta["path"]).parent if "path" in meta else Path("eval")
+    stem = "" if "path" in meta else encoder.replace(":", "-") + "-"
+    return where / f"eval-{stem}{slug(dataset)}-{'+'.join(probes)}-{slug(layer)}.json"
+
+
 __all__ = [
     "BASELINES", "NORMALIZATIONS", "PROBES", "PROTOCOLS", "Cache", "EvalResult", "LinearProtocol",
     "MeanColors", "ProbeSettings", "RawPixels", "View", "batch_view", "build_baseline", "evaluate",
     "extract_features", "feature_layer", "fit_linear", "input_stats", "iterate_views", "knn_top1",
-    "linear_probe", "load_probe_model", "protocol_for", "random_encoder", "standardize", "top1", "view_rng",
+    "linear_probe", "load_probe_model", "protocol_for", "random_encoder", "result_file", "standardize",
+    "top1", "view_rng",
 ]  # fmt: skip

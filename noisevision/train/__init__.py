@@ -23,27 +23,10 @@ DistributedDataParallel (gloo on CPU, nccl on GPU), each rank rendering its own 
 batch.
 """
 
-from noisevision.train.checkpoint import (
-    CHECKPOINT,
-    CHECKPOINT_FORMAT,
-    Checkpointer,
-    RunState,
-    check_checkpoint,
-    checkpoint_tensors,
-    read_checkpoint,
-)
-from noisevision.train.components import Components, Numerics, build_components
-from noisevision.train.config import (
-    SCHEDULES,
-    TrainConfig,
-    check_field,
-    lr_at,
-    parse_options,
-    parse_settings,
-    read_config_file,
-)
-from noisevision.train.loop import METRICS, Loader, check_finite, open_loader, run_epochs, train_step
-from noisevision.train.run import CONFIG, ENCODER, resume, train, training_recipe
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "CHECKPOINT", "CHECKPOINT_FORMAT", "CONFIG", "ENCODER", "METRICS", "SCHEDULES", "Checkpointer",
@@ -52,3 +35,42 @@ __all__ = [
     "parse_settings", "read_checkpoint", "read_config_file", "resume", "run_epochs", "train", "train_step",
     "training_recipe",
 ]  # fmt: skip
+
+# The modules, each importing only from those before it: a name is defined in the first that has it.
+_MODULES = ("config", "components", "checkpoint", "loop", "run")
+
+
+def __getattr__(name: str) -> Any:
+    """The names of __all__, imported on first use (PEP 562): `noisevision.train.config` alone, which
+    the CLI reads to build `train`'s options, then loads without torch."""
+    if name in __all__:
+        for module in _MODULES:
+            found = importlib.import_module(f"{__name__}.{module}")
+            if hasattr(found, name):
+                globals()[name] = value = getattr(found, name)
+                return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+if TYPE_CHECKING:
+    from noisevision.train.checkpoint import (
+        CHECKPOINT,
+        CHECKPOINT_FORMAT,
+        Checkpointer,
+        RunState,
+        check_checkpoint,
+        checkpoint_tensors,
+        read_checkpoint,
+    )
+    from noisevision.train.components import Components, Numerics, build_components
+    from noisevision.train.config import (
+        SCHEDULES,
+        TrainConfig,
+        check_field,
+        lr_at,
+        parse_options,
+        parse_settings,
+        read_config_file,
+    )
+    from noisevision.train.loop import METRICS, Loader, check_finite, open_loader, run_epochs, train_step
+    from noisevision.train.run import CONFIG, ENCODER, resume, train, training_recipe

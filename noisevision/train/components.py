@@ -10,7 +10,7 @@ import torch
 
 from noisevision import augment
 from noisevision.data.stream import IndexPlan, open_source
-from noisevision.errors import NoisevisionError
+from noisevision.errors import FieldError, NoisevisionError
 from noisevision.methods import build_method
 from noisevision.methods.common import world
 from noisevision.models import build_encoder
@@ -46,10 +46,10 @@ def build_components(cfg: TrainConfig, device: torch.device) -> Components:
     precision = resolve_precision(cfg.precision, device)
     source = open_source(cfg.data, cfg.res, cfg.seed)
     if cfg.fresh and source.size is not None:
-        raise NoisevisionError("--fresh needs a generator: a folder holds a fixed set of images")
+        raise FieldError("fresh", "{field} needs a generator: a folder holds a fixed set of images")
     if source.size is not None and cfg.num_images > source.size:
-        raise NoisevisionError(
-            f"--num-images {cfg.num_images} but {source.name} holds only {source.size} images"
+        raise FieldError(
+            "num_images", f"{{field}} {cfg.num_images} but {source.name} holds only {source.size} images"
         )
     plan = IndexPlan(cfg.num_images, cfg.batch_size, cfg.seed, cfg.fresh)
     if cfg.batch_size % size:

@@ -17,11 +17,7 @@ from typing import Any
 
 import yaml
 
-from noisevision import augment
-from noisevision.errors import NoisevisionError, at_least_one
-from noisevision.methods import METHODS
-from noisevision.models import ARCHS
-from noisevision.precision import check_precision
+from noisevision.errors import FieldError, NoisevisionError, at_least_one
 from noisevision.presets import BASE, get_preset
 from noisevision.registry import Registry
 
@@ -128,26 +124,34 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Cheap checks with one-line messages, before anything is built or written."""
+        # the registries import torch: only here, so that reading TrainConfig's fields (the CLI
+        # builds `train`'s options from them) stays quick
+        from noisevision import augment
+        from noisevision.methods import METHODS
+        from noisevision.models import ARCHS
+        from noisevision.precision import check_precision
+
         if not self.data:
-            raise NoisevisionError("no training data: pass --data GENERATOR|FOLDER")
+            raise FieldError("data", "no training data: pass {field} GENERATOR|FOLDER")
         if not self.out:
-            raise NoisevisionError("no run folder: pass --out RUN_DIR")
+            raise FieldError("out", "no run folder: pass {field} RUN_DIR")
         for table, name in ((ARCHS, self.arch), (METHODS, self.method), (augment.AUGMENTATIONS, self.augment),
                             (SCHEDULES, self.schedule)):  # fmt: skip
             table.entry(name)  # an unknown name: one line with the closest ones
         counts = ("epochs", "batch_size", "num_images", "threads", "bn_groups", "res", "input_size")
-        at_least_one(*((f"--{name.replace('_', '-')}", getattr(self, name)) for name in counts))
+        at_least_one(*((name, getattr(self, name)) for name in counts))
         if not self.lr > 0:
             raise NoisevisionError(f"learning rate must be positive, got {self.lr}")
         if self.workers is not None and self.workers < 0:
-            raise NoisevisionError(f"--workers must be 0 or more, got {self.workers}")
+            raise FieldError("workers", f"{{field}} must be 0 or more, got {self.workers}")
         if not self.checkpoint_minutes >= 0:
-            raise NoisevisionError(f"--checkpoint-minutes must be 0 or more, got {self.checkpoint_minutes}")
+            raise FieldError("checkpoint_minutes",
+                             f"{{field}} must be 0 or more, got {self.checkpoint_minutes}")  # fmt: skip
         if self.log_every < 1:
-            raise NoisevisionError(f"log_every must be at least 1, got {self.log_every}")
+            raise FieldError("log_every", f"{{field}} must be at least 1, got {self.log_every}")
         check_precision(self.precision)
         if self.cache_images not in self.CACHE_MODES:
-            raise NoisevisionError(f"--cache-images must be auto, on or off, not '{self.cache_images}'")
+            raise FieldError("cache_images", f"{{field}} must be auto, on or off, not '{self.cache_images}'")
 
 
 def parse_options(items: list[str] | None, what: str | None = None) -> dict[str, Any] | None:
@@ -172,7 +176,7 @@ def parse_settings(items: list[str] | None) -> dict[str, Any]:
 def check_field(key: str, value: Any, what: str) -> Any:
     """`value` as TrainConfig field `key` takes it (lists as tuples, "5e-4" as a float; None: not
     given); NoisevisionError for an unknown key or a value of another type."""
-    hints = _field_types()
+    hints = field_types()
     if key not in hints:
         raise NoisevisionError(f"unknown {what} '{key}': valid ones are {', '.join(hints)}")
     if isinstance(value, str) and _accepts(hints[key], float):
@@ -199,7 +203,7 @@ def _accepts(hint: Any, kind: type) -> bool:
 
 
 @functools.cache
-def _field_types() -> dict[str, Any]:
+def field_types() -> dict[str, Any]:
     hints = typing.get_type_hints(TrainConfig)
     return {f.name: hints[f.name] for f in fields(TrainConfig)}
 

@@ -23,7 +23,7 @@ from noisevision.data.stream import (
     iterate_steps,
 )
 from noisevision.device import default_workers
-from noisevision.errors import NoisevisionError, StopRequested, checkpoint_place
+from noisevision.errors import FieldError, StopRequested, checkpoint_place
 from noisevision.io import atomic_write_text
 from noisevision.methods.common import gather, world
 from noisevision.precision import autocast
@@ -65,7 +65,7 @@ def check_finite(terms: dict[str, torch.Tensor], step: int) -> dict[str, float]:
     """The terms as floats; NoisevisionError when the loss is not finite."""
     values = {k: float(v) for k, v in terms.items()}
     if not math.isfinite(values["loss"]):
-        raise NoisevisionError(f"loss became {values['loss']} at step {step}: lower --lr")
+        raise FieldError("lr", f"loss became {values['loss']} at step {step}: lower {{field}}")
     return values
 
 
@@ -174,7 +174,8 @@ def run_epochs(
                 if end_of_epoch:  # checkpoint, then epoch means
                     means = {k: float(v) / steps for k, v in state.sums.items()}
                     if not math.isfinite(means["loss"]):
-                        raise NoisevisionError(f"mean loss {means['loss']} in epoch {epoch + 1}: lower --lr")
+                        raise FieldError("lr",
+                                         f"mean loss {means['loss']} in epoch {epoch + 1}: lower {{field}}")
                     saver.save(state, epoch + 1, 0)
                     now = time.perf_counter()
                     log.epoch({"epoch": epoch + 1, **means, "lr": lr,

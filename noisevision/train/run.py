@@ -14,7 +14,7 @@ import torch.distributed as dist
 import yaml
 
 from noisevision.device import resolve_device
-from noisevision.errors import NoisevisionError
+from noisevision.errors import FieldError, NoisevisionError
 from noisevision.io import atomic_write_text, check_output_folder
 from noisevision.methods.common import world
 from noisevision.models import Recipe, save_encoder
@@ -42,13 +42,14 @@ def _prepare_run_dir(cfg: TrainConfig, rank: int) -> dict[str, Any] | None:
         diff = [k for k in sorted(set(old or {}) | set(new)) if (old or {}).get(k) != new.get(k)]
         if diff:
             shown = ", ".join(f"{k} {(old or {}).get(k)!r} → {new.get(k)!r}" for k in diff[:3])
-            raise NoisevisionError(
-                f"{out} holds a run with another configuration ({shown}): use a new --out to start over"
-            )
+            raise FieldError(
+                "out", f"{out} holds a run with another configuration ({shown}): use a new {{field}} to "
+                "start over",
+            )  # fmt: skip
         ckpt_file = out / CHECKPOINT
         return read_checkpoint(ckpt_file) if ckpt_file.is_file() else None
     if out.exists() and any(out.iterdir()):
-        raise NoisevisionError(f"{out} exists and is not a noisevision run folder: choose another --out")
+        raise FieldError("out", f"{out} exists and is not a noisevision run folder: choose another {{field}}")
     if rank == 0:
         atomic_write_text(cfg_file, yaml.safe_dump(cfg.identity(), sort_keys=False))
     return None
@@ -81,20 +82,20 @@ def resume(
 # ---------------------------------------------------------------------------------------- distributed
 def _rank0_first(fn: Callable[[], Any]) -> Any:
     """Run fn on rank 0, then (if it succeeded) on the other ranks; a NoisevisionError on rank 0
-    is raised on every rank instead of leaving the others waiting."""
+    is raised on every rank (itself, or its copy) instead of leaving the others waiting."""
     rank, size = world()
     result, error = None, None
     if rank == 0:
         try:
             result = fn()
         except NoisevisionError as exc:
-            error = str(exc)
+            error = exc
     if size > 1:
         box = [error]
         dist.broadcast_object_list(box, src=0)
         error = box[0]
     if error is not None:
-        raise NoisevisionError(error)
+        raise error
     return result if rank == 0 else fn()
 
 
@@ -127,9 +128,10 @@ def train(cfg: TrainConfig) -> Path:
         with _kernel_choice(device, cfg.deterministic):
             return _train(cfg, device)
     except torch.cuda.OutOfMemoryError as exc:
-        raise NoisevisionError(
-            f"out of GPU memory at batch size {cfg.batch_size}: lower --batch-size (or use more GPUs)"
-        ) from exc
+        raise FieldError(
+            "batch_size", f"out of GPU memory at batch size {cfg.batch_size}: lower {{field}} (or use more "
+            "GPUs)",
+        ) from exc  # fmt: skip
     finally:
         if created:
             dist.destroy_process_group()
@@ -199,7 +201,7 @@ def training_recipe(cfg: TrainConfig, parts: Components) -> Recipe:
 
 
 def _set_threads(cfg: TrainConfig, device: torch.device, size: int) -> None:
-    """--threads, or under torchrun on CPU a fair share of the cores per process."""
+    """`threads`, or under torchrun on CPU a fair share of the cores per process."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     elif size > 1 and device.type == "cpu":

@@ -1,0 +1,88 @@
+"""`noisevision eval`: probe a frozen encoder (or a baseline) on real images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from noisevision.cli.root import DEVICE_HELP, app, console, err_console
+from noisevision.errors import at_least_one
+from noisevision.io import check_output_file, check_output_folder
+
+
+@app.command("eval")
+def eval_cmd(
+    encoder: str = typer.Argument(
+        ..., help="Encoder file or run folder, or a baseline: {baselines}."
+    ),
+    dataset: str = typer.Option(
+        "fashion-mnist", "--dataset", help="Evaluation set: {datasets}."
+    ),
+    probe: list[str] | None = typer.Option(
+        None, "--probe", help="{probes}; repeat (default: {probe.probes})."
+    ),
+    layer: str | None = typer.Option(None, "--layer", help="Feature layer (default: the encoder's)."),
+    protocol: str | None = typer.Option(
+        None, "--protocol", help="Linear probe recipe: {protocols} (default: the one the encoder file names; "
+        "inputs are always normalised as the encoder was trained).",
+    ),  # fmt: skip
+    epochs: int | None = typer.Option(None, "--epochs", help="Linear probe epochs (default: the recipe's)."),
+    subset: int | None = typer.Option(None, "--subset", help="At most N train images (balanced)."),
+    test_subset: int | None = typer.Option(None, "--test-subset", help="At most N test images."),
+    shots: int | None = typer.Option(
+        None, "--shots", help="Labels per class of the low-shot probe (default {probe.shots})."
+    ),
+    seeds: int | None = typer.Option(
+        None, "--seeds", help="Low-shot repetitions, mean ± std (default {probe.lowshot_seeds})."
+    ),
+    input_size: int | None = typer.Option(None, "--input-size", help="Input side of a baseline."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    workers: int | None = typer.Option(
+        None, "--workers", help="Decoding processes for image files (default {probe.workers})."
+    ),
+    decoder: str = typer.Option(
+        "auto", "--decoder", help="Image files: draft (PIL at a reduced JPEG scale, crops on the device), "
+        "device (nvJPEG on the GPU), pil (full-size, per image); auto: device on CUDA, else draft.",
+    ),  # fmt: skip
+    precision: str = typer.Option(
+        "auto", "--precision", help="Encoder autocast: fp32, bf16, fp16 (auto: bf16 on GPUs, else fp32)."
+    ),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress display."),
+    download: bool = typer.Option(
+        False, "--download", help="Allow downloading CIFAR/STL-10 from the internet."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the subsets, the train views and the probes' init."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Results JSON (default: beside it)."),
+) -> None:
+    """Probe a frozen encoder (or a baseline) on real images; results to JSON + one line here."""
+    import json
+
+    from noisevision.data.eval_datasets import load_eval_dataset
+    from noisevision.device import resolve_device
+    from noisevision.evaluate import ProbeSettings, evaluate, load_probe_model, result_file
+    from noisevision.io import atomic_write_text
+
+    given = {"probes": tuple(probe) if probe else None, "shots": shots, "lowshot_seeds": seeds,
+             "workers": workers}  # None: ProbeSettings' default
+    settings = ProbeSettings(
+        layer=layer, protocol=protocol, epochs=epochs, subset=subset, test_subset=test_subset, seed=seed,
+        precision=precision, decoder=decoder, progress=not no_progress,
+        **{k: v for k, v in given.items() if v is not None},
+    )  # fmt: skip
+    settings.check()
+    at_least_one(("--input-size", input_size))
+    if out is not None:
+        check_output_file(out)
+    dev = resolve_device(device)
+    model, meta = load_probe_model(encoder, dev, input_size)
+    if out is None and "path" in meta:
+        check_output_folder(Path(meta["path"]).parent)  # the results go beside the encoder
+    data = load_eval_dataset(dataset, download=download)
+    result = evaluate(model, data, settings, dev, meta, log=lambda m: err_console.print(m, markup=False))
+    if out is None:
+        out = result_file(encoder, meta, dataset, settings.probes, result.layer)
+    if "recipe" in meta:
+        meta = {**meta, "recipe": meta["recipe"].to_dict()}
+    atomic_write_text(out, json.dumps({"encoder": encoder, "meta": meta, **result.to_dict()}, indent=1))
+    console.print(f"{encoder}: {result.summary()} -> {out}", markup=False, highlight=False, soft_wrap=True)

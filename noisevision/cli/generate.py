@@ -1,0 +1,96 @@
+"""`noisevision generate`: a generator's images written to an ImageFolder dataset."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+
+from noisevision.cli.root import DEVICE_HELP, SEED_HELP, app, console
+from noisevision.errors import NoisevisionError, at_least_one
+
+
+@app.command()
+def generate(
+    name: str = typer.Argument(..., help="Generator name (see `noisevision list`)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Dataset folder (created; resumable)."),
+    num: int = typer.Option(..., "--num-images", "-n", help="Number of images (indices 0..N-1)."),
+    res: int | None = typer.Option(None, "--res", help="Resolution (default: the generator's own)."),
+    seed: int = typer.Option(0, "--seed", help=SEED_HELP),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    fmt: str = typer.Option("jpg", "--format", help="jpg or png."),
+    quality: int = typer.Option(95, "--quality", help="JPEG quality (the paper's files: 95)."),
+    shard: str | None = typer.Option(None, "--shard", help="K/N: write only the K-th of N index ranges."),
+    workers: int | None = typer.Option(None, "--workers", help="Processes (CPU) or encoder threads."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Images rendered per batch."),
+    precision: str | None = typer.Option(
+        None, "--precision", help="Feature visualizations: the network's autocast, fp32, bf16 or fp16 "
+        "(default auto: bf16 on GPUs, fp32 on CPU).",
+    ),  # fmt: skip
+    verify: bool = typer.Option(
+        False, "--verify", help="Read every image already there and check it against its recorded "
+        "checksum (without it: its size); damaged images are rendered again.",
+    ),  # fmt: skip
+) -> None:
+    """Write an ImageFolder dataset DIR/train/<block>/<index>.<format> plus a manifest; resumable.
+
+    A rerun writes what is missing and renders again what is damaged (size, or with --verify
+    checksum, differing from the record). Several runs into one folder share the work. SIGTERM or
+    SIGUSR1 stop it once the images being written are finished; the same command resumes. Without a
+    terminal, progress is printed as plain lines.
+    """
+    from noisevision import generators
+    from noisevision.data import folder
+    from noisevision.device import default_workers, rank_device
+    from noisevision.progress import Progress
+    from noisevision.stopping import raising_on_stop_signals
+
+    if num < 1:
+        raise NoisevisionError(f"--num-images must be a positive number of images, got {num}")
+    if fmt not in folder.FORMATS:
+        raise NoisevisionError(f"--format must be jpg or png, not '{fmt}'")
+    if not 1 <= quality <= 100:
+        raise NoisevisionError(f"--quality must be in 1..100, got {quality}")
+    at_least_one(("--batch-size", batch_size))
+    gen = generators.get(name)
+    if precision is not None:
+        if not gen.spec.takes_precision:
+            raise NoisevisionError(f"--precision sets the network precision of feature visualizations; "
+                                   f"'{name}' has none")  # fmt: skip
+        gen = generators.get(name, precision=precision)
+    res = gen.check_res(gen.spec.default_res if res is None else res)
+    dev = rank_device(device)  # under torchrun, each rank its own GPU (and its own shard below)
+    k, n = folder.parse_shard(shard)
+    indices = folder.shard_range(num, k, n)
+    spec = folder.DatasetSpec(name, gen.params, seed, res, num, fmt, quality)
+    if workers is not None and workers < 0:
+        raise NoisevisionError(f"--workers must be 0 or more, got {workers}")
+    workers = default_workers(dev, "generate") if workers is None else workers
+    # a foreign or unwritable folder fails before any progress bar
+    mixed = folder.prepare_folder(out, spec, str(dev))
+    where = f" (shard {k + 1}/{n}: {indices.start}..{indices.stop - 1})" if n > 1 else ""
+    console.print(f"{name} → {out}: {num} images at {res} px, seed {seed}, {dev}{where}", soft_wrap=True)
+    if mixed:
+        console.print(f"[yellow]note:[/] {escape(mixed)}", soft_wrap=True)
+    if note := gen.setup_note(res, dev):
+        console.print(f"[dim]{name} {note}[/]", soft_wrap=True)
+    start, first = time.perf_counter(), [True]
+    with Progress(name, len(indices), console=console) as progress:
+
+        def advance(count: int) -> None:
+            if first[0]:  # the first call reports the images already there
+                first[0] = False
+                progress.already_done(count)
+            else:
+                progress.update(count)
+
+        with raising_on_stop_signals("the images being written were finished"):
+            written = folder.write_dataset(out, spec, indices, dev, workers, batch_size, advance,
+                                           verify=verify, on_note=progress.note)  # fmt: skip
+    elapsed = time.perf_counter() - start
+    console.print(
+        f"wrote {written} images ({len(indices) - written} already there) in {elapsed:.1f} s"
+        + (f", {written / elapsed:,.1f} img/s" if written else "")
+    )
