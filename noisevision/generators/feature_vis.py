@@ -1,4 +1,4 @@
-"""Feature visualizations (SPEC §5): images that maximise units of a ResNet-50.
+"""Feature visualizations: images that maximise units of a ResNet-50.
 
 Image i maximises target i of the 2048-d globally pooled output of the last stage: units 0..2047,
 then unit pairs (i, j), i < j, in order (the sum of both). The image is parameterised as in

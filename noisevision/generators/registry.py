@@ -1,4 +1,4 @@
-"""The generator registry: every image source is a name (SPEC §1 names plus our own).
+"""The generator registry: every image source is a name (the paper's names plus our own).
 
 `get(name, **params)` returns a `Generator`; calling it renders any set of indices:
 
