@@ -19,7 +19,7 @@ def bench_generator(
     """images/s of one generator rendering fresh index batches (as a training stream would).
 
     What calls share (a texture bank, tables) is built first and timed apart (`prepare`).
-    Slow generators (feature visualisation, StyleGAN at one image per second…) are timed on
+    Slow generators (feature visualisation, StyleGAN on a CPU…) are timed on
     smaller batches and fewer repeats, so that benchmarking every generator stays in minutes:
     a first call on 2 images estimates the cost (a second on 1 image when the first looks slow,
     which may be one-time set-up such as JIT compilation). Returns (median, all rates, batch
