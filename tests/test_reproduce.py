@@ -63,15 +63,18 @@ def test_report_from_results_files(tmp_path: Path) -> None:
                     "mean-colors", "stat-wmm"],
         "notes": ["skipped fractaldb: not registered in this installation"], "paper_scale": "small",
     }))  # fmt: skip
+    (tmp_path / "chart-knn.png").write_bytes(b"an older version's chart")
     paths = rp.build_report(tmp_path)
     chart = Image.open(paths["chart"])
-    assert chart.format == "PNG" and chart.size[0] > 600 and chart.size[1] > 300
+    assert chart.format == "PNG" and chart.size[0] > 1000 and chart.size[1] > 300  # 2 probes + paper
     pixels = np.asarray(chart.convert("RGB"))
     assert paths["chart"].stat().st_size > 10_000 and pixels.std() > 20  # a drawing, not a blank
-    assert (tmp_path / "chart-knn.png").exists()
+    assert not (tmp_path / "chart-knn.png").exists()  # one chart, a panel per probe
     md = paths["markdown"].read_text()
-    assert "| StyleGAN – Oriented | random StyleGAN | 77.5 | 43.4 |" in md
-    assert "| Mean colors | baseline | 20.0 ± 1.5 | 5.0 |" in md
+    assert "| StyleGAN – Oriented | random StyleGAN | 77.5 (1 seed, no interval) | 1 | 77.5 | 43.4 |" in md
+    assert "| my-photos | image folder | 79.0 (1 seed, no interval) | 1 | 79.0 | – |" in md
+    assert "With 1 seed there is no interval and no test" in md
+    assert "- my-photos > StyleGAN – Oriented by 1.5 points (1 seed: no test)" in md
     # Honest verdict: the best noise encoder against CNN-Random, with the margin.
     assert "StyleGAN – Oriented, 77.5) beats CNN-Random (75.0) by +2.5 points; 1 of 2" in md
     assert "different dataset" in md and "skipped fractaldb" in md
@@ -79,8 +82,11 @@ def test_report_from_results_files(tmp_path: Path) -> None:
     rows = list(csv.DictReader(paths["csv"].open()))
     assert len(rows) == 10 and {r["probe"] for r in rows} == {"fast", "knn"}
     assert float(rows[0]["pretrain_seconds"]) == 60.0 and rows[0]["device"] == "cpu"
+    assert (rows[0]["seed"], rows[0]["n"], rows[0]["half_width"]) == ("0", "1", "")
+    assert float(rows[0]["mean"]) == float(rows[0]["top1"]) == float(rows[0]["ci_low"])
     data = json.loads(paths["json"].read_text())
     assert len(data["cells"]) == 10 and data["plan"]["preset"] == "demo"
+    assert len(data["summary"]) == 10 and data["summary"][0]["n"] == 1
 
 
 def test_verdict_says_when_noise_loses() -> None:

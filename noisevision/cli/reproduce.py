@@ -39,6 +39,12 @@ def reproduce(
         "names or families, comma-separated (e.g. expensive,stylegan-random). Default: the preset's "
         "(demo: all; paper presets: expensive).",
     ),  # fmt: skip
+    seeds: int | None = typer.Option(
+        None, "--seeds",
+        help="Independent repetitions of every cell (own images, augmentations, weights, probe draws), "
+        "1 to 100; the report gives means, 95 % intervals and paired tests. Default: the preset's. "
+        "Seed 0 is the single run: raising it on a finished folder adds repetitions.",
+    ),  # fmt: skip
     report_only: bool = typer.Option(False, "--report-only", help="Rebuild the report from done cells."),
 ) -> None:
     """Pre-train on every generator of a preset, probe, and write a report; resumable.
@@ -66,6 +72,6 @@ def reproduce(
         preset, out, generators=names,
         eval_dataset=eval_dataset, extra_data=parse_extra_data(extra_data), device=device,
         download=download, probe_overrides={"subset": subset, "test_subset": test_subset},
-        feature_vis_encoder=feature_vis_encoder, materialize=materialize,
+        feature_vis_encoder=feature_vis_encoder, materialize=materialize, seeds=seeds,
         log=lambda m: console.print(m, markup=False, highlight=False, soft_wrap=True),
     )  # fmt: skip

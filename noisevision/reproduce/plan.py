@@ -20,6 +20,7 @@ from noisevision.evaluate.baselines import BASELINES
 from noisevision.evaluate.probes import ProbeSettings
 from noisevision.io import slug
 from noisevision.registry import Registry
+from noisevision.reproduce.cells import seed_tag
 
 # The paper's datasets, in its order.
 SPEC_DATASETS = (
@@ -80,6 +81,9 @@ class ReproPreset:
     # None: none is trained here, such sources need a given encoder file.
     feature_vis_train_preset: str | None = "paper-large"
     feature_vis_train_overrides: dict[str, Any] = field(default_factory=dict)
+    # Independent repetitions of every cell (`reproduce --seeds` overrides it): the report gives
+    # their mean, a 95 % interval and which differences between sources are significant.
+    seeds: int = 1
 
     def probe_settings(self, **overrides: Any) -> ProbeSettings:
         values = {"progress": True, **self.probe, **{k: v for k, v in overrides.items() if v is not None}}
@@ -116,6 +120,7 @@ _add(ReproPreset(
     eval_dataset="fashion-mnist",
     probe=dict(probes=("fast", "knn", "lowshot"), subset=5000, test_subset=2000, lowshot_seeds=5,
                protocol="paper"),
+    seeds=3,  # the fewest repetitions that give an interval worth reading
 ))  # fmt: skip
 _add(ReproPreset(
     "paper-small", "paper's small scale: SmallAlexNet on 105k images of each dataset, ImageNet-100 probe",
@@ -131,6 +136,24 @@ _add(ReproPreset(
     probe=dict(probes=("linear", "knn"), protocol="moco", workers=8), paper_scale="large",
     materialize="expensive",
 ))  # fmt: skip
+
+
+MAX_SEEDS = 100  # a sane bound: a typo such as --seeds 1000 must not queue a thousand trainings
+
+
+def check_seeds(seeds: object) -> int:
+    """`seeds` as a count of repetitions, 1..MAX_SEEDS; NoisevisionError (one line) otherwise."""
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
+        raise NoisevisionError(f"--seeds must be an integer from 1 to {MAX_SEEDS}, got {seeds!r}")
+    return seeds
+
+
+def repetition_seed(base: int, seed: int) -> int:
+    """The seed repetition `seed` uses where the single run uses `base`: base + seed, for the
+    training run (its images, augmentations, index order and initial weights; a baseline's random
+    weights) and for the probes (their train/test subsets and head initialisation). Seed 0 is the
+    single run itself."""
+    return base + seed
 
 
 def get_repro_preset(preset: str | ReproPreset) -> ReproPreset:
@@ -275,20 +298,26 @@ def parse_extra_data(items: list[str] | None) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------------- prerequisites
-def run_folder(out: Path, source: str) -> Path:
-    """The training run of `source` (noisevision.train's run folder)."""
-    return out / "runs" / slug(source)
+def run_folder(out: Path, source: str, seed: int = 0) -> Path:
+    """The training run of `source` in repetition `seed` (noisevision.train's run folder)."""
+    return out / "runs" / f"{slug(source)}{seed_tag(seed)}"
 
 
-def prerequisite_path(needs: Needs, preset: ReproPreset, out: Path) -> Path:
-    """Where the encoder a source needs is (or will be): the run of the source it trains on when
-    the preset shares the encoder's recipe, else a prerequisite run of its own."""
+def data_folder(out: Path, source: str, seed: int = 0) -> Path:
+    """Where `source`'s images of repetition `seed` are rendered once (materialize)."""
+    return out / "data" / f"{slug(source)}{seed_tag(seed)}"
+
+
+def prerequisite_path(needs: Needs, preset: ReproPreset, out: Path, seed: int = 0) -> Path:
+    """Where the encoder a source needs in repetition `seed` is (or will be): that repetition's
+    run of the source it trains on when the preset shares the encoder's recipe, else a
+    prerequisite run of its own (one per repetition: its images and weights are part of it)."""
     from noisevision.train import ENCODER, TrainConfig
 
     if preset.shares_encoder_recipe:
-        return run_folder(out, needs.trained_on) / ENCODER
+        return run_folder(out, needs.trained_on, seed) / ENCODER
     arch = TrainConfig.from_preset(preset.feature_vis_train_preset, **preset.feature_vis_train_overrides).arch
-    return out / "prerequisites" / f"{needs.trained_on}-{slug(arch)}" / ENCODER
+    return out / "prerequisites" / f"{needs.trained_on}-{slug(arch)}{seed_tag(seed)}" / ENCODER
 
 
 def plan_prerequisites(sources: list[Source], preset: ReproPreset,

@@ -1,5 +1,12 @@
 """The report of a reproduction, rebuilt from its cell files: report.md, results.csv,
-results.json and bar charts like the paper's ImageNet-100 figure, the paper's number beside ours.
+results.json and chart.png.
+
+Each (source × probe) is summarised over its seeds: mean, 95 % Student-t interval and n
+(`summarize`); sources are compared by paired t-tests on their per-seed differences, at least
+neighbours in the ranking and each trained encoder against CNN-Random (`compare`), and each
+comparison is written out in words, "not significant" included. The chart shows one panel of
+dots and intervals per probe on a zoomed axis, and the paper's numbers (another dataset, probe
+and encoders) in a panel of their own.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from typing import Any
 from noisevision.errors import NoisevisionError
 from noisevision.io import atomic_write_bytes, atomic_write_text
 from noisevision.reproduce.cells import load_cells, read_cell
+from noisevision.reproduce.stats import CONFIDENCE, mean_interval, paired_test
 
 Log = Callable[[str], None]
 
@@ -24,17 +32,20 @@ FAMILY_COLORS = {
     "image folder": "#8c564b", "baseline": "#7f7f7f",
 }  # fmt: skip
 
+# One row per cell (source × probe × seed), with its (source × probe)'s mean, interval and n.
 CSV_FIELDS = (
-    "source", "label", "family", "kind", "probe", "dataset", "top1", "std", "paper_top1",
+    "source", "label", "family", "kind", "probe", "dataset", "seed", "probe_seed", "top1", "std",
+    "mean", "ci_low", "ci_high", "half_width", "n", "paper_top1",
     "gen_images_per_s", "gen_seconds", "pretrain_seconds", "pretrain_images_per_s",
     "probe_seconds", "probe_images_per_s", "device", "arch", "layer", "n_train", "n_test",
 )  # fmt: skip
 
 
-def _flat_row(cell: dict[str, Any]) -> dict[str, Any]:
+def _flat_row(cell: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
     st = cell.get("stages", {})
     gen, pre, probe = st.get("generation", {}), st.get("pretrain", {}), st.get("probe", {})
     row = {k: cell.get(k) for k in CSV_FIELDS}
+    row.update({k: summary[k] for k in ("mean", "ci_low", "ci_high", "half_width", "n")})
     row.update(
         gen_images_per_s=gen.get("images_per_s"), gen_seconds=gen.get("seconds"),
         pretrain_seconds=pre.get("seconds"), pretrain_images_per_s=pre.get("images_per_s"),
@@ -66,62 +77,176 @@ def _paper_cell(cell: dict[str, Any]) -> str:
     return _fmt(cell.get("paper_top1")) if in_paper(cell) else "not in the paper"
 
 
+# ---------------------------------------------------------------------------------- statistics
+def summarize(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (source × probe), in the cells' order: its seeds, their top-1 values, the mean,
+    its 95 % interval (Student t; ci_low = ci_high = mean and half_width None for one seed) and n."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for c in cells:
+        groups.setdefault((c["source"], c["probe"]), []).append(c)
+    rows = []
+    for group in groups.values():
+        group = sorted(group, key=lambda c: c.get("seed", 0))
+        first = group[0]
+        ci = mean_interval([c["top1"] for c in group])
+        rows.append({
+            **{k: first.get(k) for k in ("source", "label", "family", "kind", "probe", "dataset",
+                                         "paper_top1", "paper_scale")},
+            "seeds": [c.get("seed", 0) for c in group], "values": [c["top1"] for c in group],
+            "mean": ci.mean, "ci_low": ci.low, "ci_high": ci.high, "half_width": ci.half_width,
+            "sd": ci.sd, "n": ci.n, "stages": first.get("stages", {}), "device": first.get("device"),
+        })  # fmt: skip
+    return rows
+
+
+def ranked(summaries: list[dict[str, Any]], probe: str) -> list[dict[str, Any]]:
+    """The rows of `probe`, best mean first."""
+    return sorted((r for r in summaries if r["probe"] == probe), key=lambda r: -r["mean"])
+
+
+def paired(a: dict[str, Any], b: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    """A paired t-test of a - b over the seeds both rows have (None when they share none)."""
+    va, vb = dict(zip(a["seeds"], a["values"], strict=True)), dict(zip(b["seeds"], b["values"], strict=True))
+    common = sorted(set(va) & set(vb))
+    if not common:
+        return None
+    test = paired_test([va[s] for s in common], [vb[s] for s in common])
+    return {"probe": a["probe"], "kind": kind, "a": a["source"], "b": b["source"], "a_label": a["label"],
+            "b_label": b["label"], "n": test.diff.n, "seeds": common, "diff": test.diff.mean,
+            "ci_low": test.diff.low, "ci_high": test.diff.high, "p_value": test.p_value,
+            "significant": test.significant}  # fmt: skip
+
+
+def compare(summaries: list[dict[str, Any]], probe: str) -> list[dict[str, Any]]:
+    """The comparisons the report writes out for `probe`: each pair of neighbours in the ranking
+    ("neighbours"), and each trained encoder against CNN-Random ("vs cnn-random")."""
+    rows = ranked(summaries, probe)
+    out = [c for a, b in zip(rows, rows[1:], strict=False) if (c := paired(a, b, "neighbours"))]
+    rand = next((r for r in rows if r["source"] == "cnn-random"), None)
+    if rand is not None:
+        out += [c for r in rows if r["kind"] != "baseline" and (c := paired(r, rand, "vs cnn-random"))]
+    return out
+
+
+def comparison_sentence(c: dict[str, Any]) -> str:
+    """One comparison in words: "A > B by 1.3 points (95 % interval 0.4 to 2.2, paired over 3
+    seeds, p = 0.02), significant" / "..., not significant" / "... (1 seed: no test)"."""
+    a, b, d, lo, hi = c["a_label"], c["b_label"], c["diff"], c["ci_low"], c["ci_high"]
+    if d < 0:  # say it as the larger one first
+        a, b, d, lo, hi = b, a, -d, -hi, -lo
+    rel = ">" if d > 0 else "="
+    if c["n"] < 2:
+        return f"{a} {rel} {b} by {d:.1f} points (1 seed: no test)"
+    p = c["p_value"]
+    p_text = "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+    verdict_text = "significant" if c["significant"] else "not significant"
+    return (f"{a} {rel} {b} by {d:.1f} points (95 % interval {lo:.1f} to {hi:.1f}, paired over "
+            f"{c['n']} seeds, {p_text}), {verdict_text}")  # fmt: skip
+
+
+def mean_text(row: dict[str, Any]) -> str:
+    """ "74.3 ± 0.8" (mean ± half-width of its 95 % interval), or "74.3 (1 seed, no interval)"."""
+    if row["n"] < 2:
+        return f"{row['mean']:.1f} (1 seed, no interval)"
+    return f"{row['mean']:.1f} ± {row['half_width']:.1f}"
+
+
 def verdict(cells: list[dict[str, Any]], probe: str) -> str | None:
-    """One honest sentence: does noise pre-training beat CNN-Random on this probe, by how much."""
-    rows = [c for c in cells if c["probe"] == probe]
-    rand = next((c for c in rows if c["source"] == "cnn-random"), None)
-    trained = [c for c in rows if c["kind"] == "generator"]
+    """One honest sentence: does noise pre-training beat CNN-Random on this probe, by how much
+    (means over seeds), and, with several seeds, whether that is significant."""
+    summaries = summarize(cells)
+    rows = ranked(summaries, probe)
+    rand = next((r for r in rows if r["source"] == "cnn-random"), None)
+    trained = [r for r in rows if r["kind"] == "generator"]
     if rand is None or not trained:
         return None
-    best = max(trained, key=lambda c: c["top1"])
-    wins = sum(c["top1"] > rand["top1"] for c in trained)
-    sign = "beats" if best["top1"] > rand["top1"] else "does NOT beat"
-    text = (f"{probe}: the best noise encoder ({best['label']}, {best['top1']:.1f}) {sign} "
-            f"CNN-Random ({rand['top1']:.1f}) by {best['top1'] - rand['top1']:+.1f} points; "
-            f"{wins} of {len(trained)} generators score above CNN-Random.")  # fmt: skip
-    pixels = next((c for c in rows if c["source"] == "raw-pixels"), None)
-    if pixels is not None and pixels["top1"] > best["top1"]:
-        text += f" Raw pixels ({pixels['top1']:.1f}) score above every encoder on this set."
+    best = trained[0]
+    wins = sum(r["mean"] > rand["mean"] for r in trained)
+    sign = "beats" if best["mean"] > rand["mean"] else "does NOT beat"
+    test = paired(best, rand, "vs cnn-random")
+    text = (f"{probe}: the best noise encoder ({best['label']}, {best['mean']:.1f}) {sign} "
+            f"CNN-Random ({rand['mean']:.1f}) by {best['mean'] - rand['mean']:+.1f} points")  # fmt: skip
+    if test is not None and test["n"] >= 2:
+        word = "significant" if test["significant"] else "not significant"
+        text += (f" (mean of {test['n']} seeds; paired 95 % interval {test['ci_low']:+.1f} to "
+                 f"{test['ci_high']:+.1f}, {word})")  # fmt: skip
+    text += f"; {wins} of {len(trained)} generators score above CNN-Random"
+    tests = [t for r in trained if (t := paired(r, rand, "vs cnn-random")) is not None and t["n"] >= 2]
+    if tests:
+        above = sum(t["significant"] and t["diff"] > 0 for t in tests)
+        below = sum(t["significant"] and t["diff"] < 0 for t in tests)
+        text += f", {above} significantly" + (f", and {below} significantly below it" if below else "")
+    text += "."
+    pixels = next((r for r in rows if r["source"] == "raw-pixels"), None)
+    if pixels is not None and pixels["mean"] > best["mean"]:
+        text += f" Raw pixels ({pixels['mean']:.1f}) score above every encoder on this set."
     return text
 
 
+# ---------------------------------------------------------------------------------- report.md
+def _seeds_of(summaries: list[dict[str, Any]]) -> int:
+    return max((r["n"] for r in summaries), default=0)
+
+
 def render_markdown(cells: list[dict[str, Any]], plan: dict[str, Any], charts: dict[str, str]) -> str:
-    """report.md: one table per probe (sorted by accuracy), verdicts, costs, notes."""
+    """report.md: one table per probe (sorted by mean), its comparisons in words, verdicts,
+    costs, notes. `charts`: probe (or "all") -> image file."""
+    summaries = summarize(cells)
     probes = list(dict.fromkeys([*plan.get("probes", []), *(c["probe"] for c in cells)]))
     dataset = plan.get("dataset") or (cells[0]["dataset"] if cells else "?")
     scale = plan.get("paper_scale", "small")
+    n_seeds = _seeds_of(summaries)
     lines = [
         f"# noisevision reproduction: preset `{plan.get('preset', '?')}`", "",
         plan.get("description", ""), "",
         f"Evaluation set: **{dataset}**. Paper numbers (from the paper's {scale}-scale table) are "
-        "ImageNet-100 linear-probe accuracies of the paper's own encoders: **a different dataset and "
-        "budget**, shown only as a reference for the ranking, not as a target for the values.", "",
+        "ImageNet-100 linear-probe accuracies of the paper's own encoders: **a different dataset, "
+        "probe and budget**, shown only as a reference for the ranking, not as a target for the values.", "",
+        f"**Seeds: {n_seeds}** independent repetitions of every cell (own images, augmentations, "
+        "initial weights and probe subsets). Top-1 is the mean over seeds ± the half-width of its "
+        f"{CONFIDENCE * 100:.0f} % interval (Student t, n - 1 degrees of freedom). Differences between two "
+        "sources: a **paired t-test** on their per-seed differences (the same seed probes on the same "
+        "subsets), two-sided at the 5 % level, without correction for the number of comparisons; "
+        "\"significant\" means the 95 % interval of the difference excludes 0. The low-shot probe's "
+        "label draws are the same in every repetition.", "",
     ]  # fmt: skip
+    if n_seeds < 2:
+        lines += ["With 1 seed there is no interval and no test: run with `--seeds 3` or more before "
+                  "reading a ranking into differences of a point or two.", ""]  # fmt: skip
+    if "all" in charts:
+        lines += [f"![results]({charts['all']})", ""]
     for probe in probes:
-        rows = sorted((c for c in cells if c["probe"] == probe), key=lambda c: -c["top1"])
+        rows = ranked(summaries, probe)
         if not rows:
             continue
         lines += [f"## Probe `{probe}`", ""]
         if probe in charts:
             lines += [f"![{probe}]({charts[probe]})", ""]
-        lines += ["| data | family | top-1 (%) | paper, ImageNet-100 | pre-train s | probe s |",
-                  "|---|---|---|---|---|---|"]  # fmt: skip
-        for c in rows:
-            acc = _fmt(c["top1"]) + (f" ± {c['std']:.1f}" if c.get("std") else "")
-            st = c.get("stages", {})
-            lines.append(
-                f"| {c['label']} | {c['family']} | {acc} | {_paper_cell(c)} | "
-                f"{_fmt(st.get('pretrain', {}).get('seconds'), 0)} | "
-                f"{_fmt(st.get('probe', {}).get('seconds'), 0)} |"
-            )
+        lines += ["| data | family | top-1 (%), mean ± 95 % interval | seeds | per seed | "
+                  "paper, ImageNet-100 |", "|---|---|---|---|---|---|"]  # fmt: skip
+        for r in rows:
+            per_seed = ", ".join(f"{v:.1f}" for v in r["values"])
+            lines.append(f"| {r['label']} | {r['family']} | {mean_text(r)} | {r['n']} | {per_seed} | "
+                         f"{_paper_cell(r)} |")  # fmt: skip
+        comparisons = compare(summaries, probe)
+        neighbours = [c for c in comparisons if c["kind"] == "neighbours"]
+        versus = [c for c in comparisons if c["kind"] == "vs cnn-random"]
+        if neighbours:
+            lines += ["", "Neighbours in the ranking:", "",
+                      *[f"- {comparison_sentence(c)}" for c in neighbours]]
+        if versus:
+            lines += ["", "Against CNN-Random:", "", *[f"- {comparison_sentence(c)}" for c in versus]]
         v = verdict(cells, probe)
         lines += ["", f"**{v}**" if v else "", ""]
-    gens = {c["source"]: c for c in cells if c.get("stages", {}).get("pretrain")}
-    if gens:
-        lines += ["## Costs per data source", "",
+    by_source: dict[str, dict[str, Any]] = {}
+    for r in summaries:
+        if r.get("stages", {}).get("pretrain"):
+            by_source.setdefault(r["source"], r)
+    if by_source:
+        lines += [f"## Costs per data source{' (seed 0)' if n_seeds > 1 else ''}", "",
                   "| data | device | generation img/s | generation s | pre-train s | "
                   "pre-train img/s | feature img/s |", "|---|---|---|---|---|---|---|"]  # fmt: skip
-        for c in gens.values():
+        for c in by_source.values():
             st = c["stages"]
             g, p, q = st.get("generation", {}), st["pretrain"], st.get("probe", {})
             lines.append(
@@ -139,8 +264,10 @@ def render_markdown(cells: list[dict[str, Any]], plan: dict[str, Any], charts: d
         lines += ["", "Generation: measured when the images are rendered once to a folder; '(est.)' "
                   "when streamed = images rendered during pre-training ÷ the generator's measured "
                   "rate (the stream renders in a worker, overlapping the training steps).", ""]
-    missing = [s for s in plan.get("sources", []) for p in probes
-               if not any(c["source"] == s and c["probe"] == p for c in cells)]  # fmt: skip
+    planned = int(plan.get("seeds", 1))
+    missing = [(s, p, seed) for seed in range(planned) for s in plan.get("sources", []) for p in probes
+               if not any(c["source"] == s and c["probe"] == p and c.get("seed", 0) == seed
+                          for c in cells)]  # fmt: skip
     notes = list(plan.get("notes", []))
     if missing:
         notes.append(f"{len(missing)} cell(s) not done yet: run the same command again to finish")
@@ -149,51 +276,117 @@ def render_markdown(cells: list[dict[str, Any]], plan: dict[str, Any], charts: d
     return "\n".join(lines)
 
 
-def render_chart(cells: list[dict[str, Any]], probe: str, path: Path, title: str = "") -> Path:
-    """Bar chart like the paper's ImageNet-100 figure: sorted by accuracy, coloured by family,
-    the paper's number as a hatched bar beside ours where it exists."""
+# ---------------------------------------------------------------------------------- chart
+def zoomed_range(values: list[float], gap_factor: float = 2.0) -> tuple[float, float]:
+    """The lowest and highest of `values` (one per row) that an axis zoomed onto their bulk keeps:
+    values cut off by a gap more than `gap_factor` times the span of the rest (e.g. mean colours
+    at 20 % beside encoders at 70-80 %) are left off, at most a third of them on each side, so
+    that differences of a point stay visible."""
+    v = sorted(values)
+    lo, hi = 0, len(v) - 1
+    most = (len(v) - 1) // 3
+    for i in range(most):  # the largest cut from below whose gap dwarfs the span of the rest
+        if v[i + 1] - v[i] > gap_factor * (v[hi] - v[i + 1]):
+            lo = i + 1
+    for i in range(len(v) - 1, len(v) - 1 - most, -1):
+        if v[i] - v[i - 1] > gap_factor * (v[i - 1] - v[lo]):
+            hi = i - 1
+    return v[lo], v[hi]
+
+
+def _panel(ax: Any, ys: list[int], rows: list[dict[str, Any] | None], value: Callable[[dict], Any],
+           colors: list[str], paper: bool = False) -> None:
+    """Dots and intervals of one panel on a zoomed axis; rows off the axis are marked at its edge."""
+    shown = [(y, r, value(r)) for y, r in zip(ys, rows, strict=True)
+             if r is not None and value(r) is not None]  # fmt: skip
+    if not shown:
+        ax.text(0.5, 0.5, "no values", transform=ax.transAxes, ha="center", color="#777777")
+        return
+    keep_lo, keep_hi = zoomed_range([m for _, _, m in shown])
+    ends = [x for _, r, m in shown if keep_lo <= m <= keep_hi
+            for x in ([m] if paper else [r["ci_low"], r["ci_high"], *r["values"]])]  # fmt: skip
+    lo, hi = min(ends), max(ends)
+    span = max(hi - lo, 1.0)
+    left, right = lo - 0.08 * span, hi + 0.30 * span  # room on the right for the labels
+    ax.set_xlim(left, right)
+    for y, r, m in shown:
+        color = colors[y]
+        if m < left or m > right:  # off the zoomed axis: an arrow at the edge, with the value
+            x_edge, arrow, ha = (left, "<", "left") if m < left else (right, ">", "right")
+            ax.plot([x_edge], [y], marker=arrow, color=color, markersize=7, clip_on=False)
+            ax.text(x_edge + (0.03 if ha == "left" else -0.03) * span, y, f"{m:.1f} (off scale)",
+                    va="center", ha=ha, fontsize=7, color="#444444")  # fmt: skip
+            continue
+        if paper:
+            ax.plot([m], [y], marker="D", markersize=6, markerfacecolor="white", markeredgecolor="black")
+            ax.text(m + 0.04 * span, y, f"{m:.1f}", va="center", fontsize=7, color="#444444")
+            continue
+        ax.scatter(r["values"], [y] * r["n"], s=11, color="#333333", alpha=0.65, zorder=5, linewidths=0)
+        if r["n"] > 1:
+            ax.plot([r["ci_low"], r["ci_high"]], [y, y], color=color, linewidth=2.2, zorder=3,
+                    solid_capstyle="butt")  # fmt: skip
+        ax.plot([m], [y], marker="o", markersize=6.5, color=color, markeredgecolor="black",
+                markeredgewidth=0.6, zorder=4)  # fmt: skip
+        label = f"{m:.1f}" + (f" ± {r['half_width']:.1f}" if r["n"] > 1 else "")
+        ax.text(max(r["ci_high"], max(r["values"])) + 0.04 * span, y, label, va="center", fontsize=7)
+    ax.grid(axis="x", alpha=0.3)
+
+
+def render_chart(cells: list[dict[str, Any]], probes: list[str], path: Path, title: str = "") -> Path:
+    """Dot and interval plot: one panel per probe (each seed a grey dot, the mean a coloured dot,
+    its 95 % interval a line, on an axis zoomed onto the bulk of the values), rows in the order of
+    the first probe's means, and the paper's numbers in a panel of their own."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    rows = sorted((c for c in cells if c["probe"] == probe), key=lambda c: c["top1"])
-    if not rows:
-        raise NoisevisionError(f"no results for probe '{probe}' to chart")
-    n = len(rows)
-    fig, ax = plt.subplots(figsize=(10.5, 1.4 + 0.42 * n))
-    y = list(range(n))
-    has_paper = any(c.get("paper_top1") is not None for c in rows)
-    h = 0.38 if has_paper else 0.7
-    colors = [FAMILY_COLORS.get(c["family"], "#17becf") for c in rows]
-    ours = ax.barh([i + (h / 2 if has_paper else 0) for i in y], [c["top1"] for c in rows], h,
-                   color=colors, edgecolor="black", linewidth=0.5)  # fmt: skip
-    for bar, c in zip(ours, rows, strict=True):
-        err = f" ± {c['std']:.1f}" if c.get("std") else ""
-        ax.text(bar.get_width() + 0.5, bar.get_y() + bar.get_height() / 2, f"{c['top1']:.1f}{err}",
-                va="center", fontsize=8)  # fmt: skip
+    summaries = summarize(cells)
+    probes = [p for p in probes if any(r["probe"] == p for r in summaries)]
+    if not probes:
+        raise NoisevisionError(f"no results for probes {', '.join(probes) or '(none)'} to chart")
+    order = [r["source"] for r in ranked(summaries, probes[0])[::-1]]  # best at the top
+    order += [s for s in dict.fromkeys(r["source"] for r in summaries) if s not in order]
+    first = {s: next(r for r in summaries if r["source"] == s) for s in order}
+    has_paper = any(r.get("paper_top1") is not None for r in summaries)
+    n, ncols = len(order), len(probes) + has_paper
+    fig, axes = plt.subplots(1, ncols, figsize=(2.2 + 3.3 * ncols, 1.9 + 0.36 * n), sharey=True,
+                             squeeze=False)  # fmt: skip
+    axes = axes[0]
+    ys = list(range(n))
+    colors = [FAMILY_COLORS.get(first[s]["family"], "#17becf") for s in order]
+    dataset = summaries[0]["dataset"]
+    for ax, probe in zip(axes, probes, strict=False):
+        by_source = {r["source"]: r for r in summaries if r["probe"] == probe}
+        _panel(ax, ys, [by_source.get(s) for s in order], lambda r: r["mean"], colors)
+        seeds = max((r["n"] for r in by_source.values()), default=0)
+        ax.set_title(f"{probe} probe, {dataset}\n({seeds} seed{'s' if seeds != 1 else ''})", fontsize=9)
+        ax.set_xlabel("top-1 (%)", fontsize=8)
     if has_paper:
-        for i, c in enumerate(rows):
-            if c.get("paper_top1") is None:
-                continue
-            b = ax.barh(i - h / 2, c["paper_top1"], h, color="white", edgecolor=colors[i],
-                        hatch="///", linewidth=0.8)  # fmt: skip
-            ax.text(b[0].get_width() + 0.5, i - h / 2, f"{c['paper_top1']:.1f} (paper)", va="center",
-                    fontsize=7, color="#555555")  # fmt: skip
-    ax.set_yticks(y, [c["label"] + ("" if in_paper(c) else " (not in paper)") for c in rows], fontsize=9)
-    ax.set_xlabel(f"top-1 accuracy (%), probe '{probe}' on {rows[0]['dataset']}")
-    top = max([c["top1"] for c in rows] + [c.get("paper_top1") or 0 for c in rows])
-    ax.set_xlim(0, min(100, top * 1.18 + 2))
-    ax.set_title(title or f"Linear evaluation: {rows[0]['dataset']}", fontsize=11)
-    fams = list(dict.fromkeys(c["family"] for c in rows))
+        ax = axes[-1]
+        _panel(ax, ys, [first[s] for s in order], lambda r: r.get("paper_top1"), colors, paper=True)
+        ax.set_facecolor("#f3f3f3")
+        scale = summaries[0].get("paper_scale") or "small"
+        ax.set_title(f"the paper ({scale} scale): OTHER data\nImageNet-100, linear probe, its own encoders",
+                     fontsize=9, color="#444444")  # fmt: skip
+        ax.set_xlabel("top-1 (%) on ImageNet-100", fontsize=8)
+    axes[0].set_yticks(ys, [first[s]["label"] + ("" if in_paper(first[s]) else " (not in paper)")
+                            for s in order], fontsize=8)  # fmt: skip
+    axes[0].set_ylim(-0.7, n - 0.3)
+    for ax in axes:
+        ax.tick_params(axis="x", labelsize=7)
+    fams = list(dict.fromkeys(first[s]["family"] for s in order))
     handles = [Patch(color=FAMILY_COLORS.get(f, "#17becf"), label=f) for f in fams]
+    handles += [Line2D([], [], marker="o", color="#333333", linestyle="", markersize=3, label="one seed"),
+                Line2D([], [], marker="o", color="black", linewidth=2, label="mean, 95 % interval")]
     if has_paper:
-        handles.append(Patch(facecolor="white", edgecolor="black", hatch="///",
-                             label="paper (ImageNet-100, other data)"))  # fmt: skip
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
+        handles.append(Line2D([], [], marker="D", color="black", markerfacecolor="white", linestyle="",
+                              label="paper (ImageNet-100, other data)"))  # fmt: skip
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=7, frameon=False)
+    fig.suptitle(title or f"noisevision: {dataset}", fontsize=11)
+    fig.tight_layout(rect=(0, 0.03 + 0.12 / max(1, n / 8), 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
@@ -203,7 +396,8 @@ def render_chart(cells: list[dict[str, Any]], probe: str, path: Path, title: str
 
 
 def build_report(out: str | Path, log: Log | None = None) -> dict[str, Path]:
-    """results.csv, results.json, a chart per probe (chart.png = the first) and report.md."""
+    """results.csv (one row per cell, with its mean, interval and n), results.json (the plan, the
+    summaries, the comparisons and the cells), chart.png (a panel per probe) and report.md."""
     out = Path(out)
     cells = load_cells(out)
     if not cells:
@@ -211,20 +405,28 @@ def build_report(out: str | Path, log: Log | None = None) -> dict[str, Path]:
     plan = read_cell(out / "plan.json") or {}
     probes = list(dict.fromkeys([*plan.get("probes", []), *(c["probe"] for c in cells)]))
     probes = [p for p in probes if any(c["probe"] == p for c in cells)]
-    charts: dict[str, str] = {}
-    for i, probe in enumerate(probes):
-        name = "chart.png" if i == 0 else f"chart-{probe}.png"
-        title = f"noisevision '{plan.get('preset', '?')}': {cells[0]['dataset']} ({probe} probe)"
-        render_chart(cells, probe, out / name, title)
-        charts[probe] = name
+    title = f"noisevision '{plan.get('preset', '?')}': {cells[0]['dataset']}"
+    render_chart(cells, probes, out / "chart.png", title)
+    for probe in probes:  # the one-chart-per-probe files of earlier versions would show older results
+        (out / f"chart-{probe}.png").unlink(missing_ok=True)
+    summaries = summarize(cells)
+    by_key = {(r["source"], r["probe"]): r for r in summaries}
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
     writer.writeheader()
     for c in cells:
-        writer.writerow(_flat_row(c))
+        writer.writerow(_flat_row(c, by_key[c["source"], c["probe"]]))
     atomic_write_text(out / "results.csv", buf.getvalue())
-    atomic_write_text(out / "results.json", json.dumps({"plan": plan, "cells": cells}, indent=1))
-    atomic_write_text(out / "report.md", render_markdown(cells, plan, charts))
+    results = {
+        "plan": plan,
+        "statistics": {"interval": f"{CONFIDENCE * 100:.0f} % Student t over seeds",
+                       "comparisons": "paired t-test on per-seed differences, two-sided, 5 % level"},
+        "summary": [{k: v for k, v in r.items() if k != "stages"} for r in summaries],
+        "comparisons": [c for p in probes for c in compare(summaries, p)],
+        "cells": cells,
+    }  # fmt: skip
+    atomic_write_text(out / "results.json", json.dumps(results, indent=1))
+    atomic_write_text(out / "report.md", render_markdown(cells, plan, {"all": "chart.png"}))
     if log:
         for probe in probes:
             v = verdict(cells, probe)

@@ -5,6 +5,10 @@ Training streams a generator (its images regenerated every epoch) or, where the 
 `materialize` policy says so, reads its images rendered once into OUT/data/NAME/. A source that
 needs an encoder trained first gets it here (`prerequisite_encoder`). A cell whose file exists
 is skipped, and training runs and renderings resume.
+
+With several seeds every source is run once per repetition, seed by seed (all of seed 0 first),
+each with its own images, augmentations, initial weights and probe draws (plan.repetition_seed);
+seed 0 is the single run, with the same files.
 """
 
 from __future__ import annotations
@@ -22,13 +26,15 @@ import noisevision
 from noisevision.device import resolve_device
 from noisevision.errors import NoisevisionError
 from noisevision.evaluate import ProbeSettings, build_baseline, evaluate
-from noisevision.io import atomic_write_text, check_output_folder, slug
+from noisevision.io import atomic_write_text, check_output_folder
 from noisevision.reproduce.cells import cell_path, read_cell
 from noisevision.reproduce.plan import (
     PAPER_NUMBERS,
     Needs,
     ReproPreset,
     Source,
+    check_seeds,
+    data_folder,
     generation_res,
     generator_spec,
     get_repro_preset,
@@ -36,6 +42,7 @@ from noisevision.reproduce.plan import (
     plan_prerequisites,
     prerequisite_path,
     renders_once,
+    repetition_seed,
     resolve_sources,
     run_folder,
 )
@@ -116,9 +123,15 @@ def materialize(name: str, res: int | None, seed: int, num: int, root: Path, dev
     return record
 
 
+def _tag(name: str, seed: int) -> str:
+    """How the log names a source: [name], or [name seed S] in repetition S."""
+    return f"[{name} seed {seed}]" if seed else f"[{name}]"
+
+
 def prerequisite_encoder(source: Source, preset: ReproPreset, out: Path, device: str, log: Log,
-                         overrides: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
-    """The encoder `source` needs, trained or resumed if need be, and what training it cost.
+                         overrides: dict[str, Any], seed: int = 0) -> tuple[Path, dict[str, Any]]:
+    """The encoder `source` needs in repetition `seed`, trained or resumed if need be, and what
+    training it cost.
 
     When the preset shares the encoder's recipe (paper-large): the run of the source it trains on
     (its cost is that row's: "shared"). Otherwise a prerequisite run with the preset's encoder
@@ -128,21 +141,23 @@ def prerequisite_encoder(source: Source, preset: ReproPreset, out: Path, device:
     from noisevision.train import TrainConfig
 
     needs: Needs = source.needs
-    tag = f"[{source.name}]"
+    tag = _tag(source.name, seed)
     if preset.shares_encoder_recipe:
         spec = generator_spec(needs.trained_on)
         trained_on = Source(needs.trained_on, "generator", spec.family, spec.label, needs.trained_on)
         log(f"{tag} visualising the encoder of the {needs.trained_on} run")
-        path, stages = pretrain(trained_on, preset, out, device, log, overrides)
+        path, stages = pretrain(trained_on, preset, out, device, log, overrides, seed)
         return path, {**stages["pretrain"], "source": needs.trained_on, "shared": True}
-    path = prerequisite_path(needs, preset, out)
+    path = prerequisite_path(needs, preset, out, seed)
     cost_file = path.parent / "prerequisite.json"
     if path.is_file():
         log(f"{tag} reusing the prerequisite encoder {path}")
         return path, read_cell(cost_file) or {"source": needs.trained_on, "shared": False}
     runtime = {k: v for k, v in overrides.items() if k in TrainConfig.RUNTIME}
+    values = {**preset.feature_vis_train_overrides, **runtime}
+    base = TrainConfig.from_preset(preset.feature_vis_train_preset, **values).seed
     cfg = TrainConfig.from_preset(preset.feature_vis_train_preset, **{
-        **preset.feature_vis_train_overrides, **runtime,
+        **values, "seed": repetition_seed(base, seed),
         "data": needs.trained_on, "out": str(path.parent), "device": device})  # fmt: skip
     log(f"{tag} prerequisite: training {cfg.arch} + {cfg.method} ({cfg.preset}: {cfg.num_images} images × "
         f"{cfg.epochs} epochs) on {needs.trained_on} in {path.parent}")  # fmt: skip
@@ -183,24 +198,37 @@ def _follow_moved_out(out: Path, file: Path, key: str, new: str, path: str, log:
         log(f"{out} was moved: {file} now names {new}" if moved else f"{file} now names {new}")
 
 
-def pretrain(source: Source, preset: ReproPreset, out: Path, device: str, log: Log,
-             overrides: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
-    """Generate (or stream), then train, resume or reuse the encoder of `source`.
+def train_values(preset: ReproPreset, overrides: dict[str, Any], seed: int = 0) -> dict[str, Any]:
+    """The training options of repetition `seed`: the preset's, the caller's, and the seed derived
+    from theirs (plan.repetition_seed; seed 0 keeps it)."""
+    from noisevision.train import TrainConfig
 
-    Returns the encoder file and what each stage cost (OUT/runs/NAME/stages.json).
+    values = {**preset.train_overrides, **overrides}
+    base = TrainConfig.from_preset(preset.train_preset, **values).seed
+    return {**values, "seed": repetition_seed(base, seed)}
+
+
+def pretrain(source: Source, preset: ReproPreset, out: Path, device: str, log: Log,
+             overrides: dict[str, Any], seed: int = 0) -> tuple[Path, dict[str, Any]]:
+    """Generate (or stream), then train, resume or reuse the encoder of `source` in repetition
+    `seed`.
+
+    Returns the encoder file and what each stage cost (OUT/runs/NAME[__seedS]/stages.json).
     """
     from noisevision.data.folder import MANIFEST
     from noisevision.train import CONFIG, ENCODER, TrainConfig
 
-    run_dir = run_folder(out, source.name)
+    tag = _tag(source.name, seed)
+    run_dir = run_folder(out, source.name, seed)
     stages_file = run_dir / "stages.json"
     if (run_dir / ENCODER).is_file() and stages_file.is_file():
         return run_dir / ENCODER, json.loads(stages_file.read_text())
     stages: dict[str, Any] = {}
     if source.needs is not None and not source.data:
-        encoder, stages["prerequisite"] = prerequisite_encoder(source, preset, out, device, log, overrides)
+        encoder, stages["prerequisite"] = prerequisite_encoder(source, preset, out, device, log, overrides,
+                                                               seed)  # fmt: skip
         source = source.with_encoder(encoder)
-    values = {**preset.train_overrides, **overrides}
+    values = train_values(preset, overrides, seed)
     cfg = TrainConfig.from_preset(preset.train_preset, **values)
     if preset.distinct_images and cfg.num_images > preset.distinct_images and "epochs" not in values:
         seen = cfg.num_images * cfg.epochs
@@ -212,13 +240,13 @@ def pretrain(source: Source, preset: ReproPreset, out: Path, device: str, log: L
     if source.kind == "generator":
         res = generation_res(source.data, cfg.res)
         if renders_once(materialize_selectors(preset.materialize), source):
-            folder = out / "data" / slug(source.name)
+            folder = data_folder(out, source.name, seed)
             _follow_moved_out(out, folder / MANIFEST, "generator", source.data, source.encoder, log)
             stages["generation"] = materialize(source.data, res, cfg.seed, cfg.num_images, folder,
                                                device, log)  # fmt: skip
             data = named = str(folder)
         else:
-            log(f"[{source.name}] measuring generation speed")
+            log(f"{tag} measuring generation speed")
             gen = measure_generation(source.data, res, cfg.seed)
             gen["images_rendered"] = cfg.num_images * cfg.epochs  # the stream renders every epoch
             gen["seconds"] = gen["images_rendered"] / gen["images_per_s"]
@@ -227,19 +255,21 @@ def pretrain(source: Source, preset: ReproPreset, out: Path, device: str, log: L
         stages["generation"]["data"] = source.data  # what was rendered, e.g. feature_vis-<encoder.pt>
     cfg = TrainConfig.from_preset(preset.train_preset, **{**values, "res": res},
                                   data=data, out=str(run_dir), device=device)  # fmt: skip
-    log(f"[{source.name}] pre-training ({cfg.preset}: {cfg.arch}, {cfg.num_images} images × "
-        f"{cfg.epochs} epochs)")  # fmt: skip
+    log(f"{tag} pre-training ({cfg.preset}: {cfg.arch}, {cfg.num_images} images × "
+        f"{cfg.epochs} epochs, seed {cfg.seed})")  # fmt: skip
     _follow_moved_out(out, run_dir / CONFIG, "data", cfg.data, named, log)
     stages["pretrain"] = timed_training(cfg)
     atomic_write_text(stages_file, json.dumps(stages, indent=1))
     return run_dir / ENCODER, stages
 
 
-def baseline_model(source: Source, preset: ReproPreset, overrides: dict[str, Any]) -> torch.nn.Module:
-    """The baseline probe model, matching the architecture and input size the preset trains."""
+def baseline_model(source: Source, preset: ReproPreset, overrides: dict[str, Any],
+                   seed: int = 0) -> torch.nn.Module:
+    """The baseline probe model, matching the architecture and input size the preset trains (a
+    random network's weights drawn from repetition `seed`'s training seed)."""
     from noisevision.train import TrainConfig
 
-    cfg = TrainConfig.from_preset(preset.train_preset, **{**preset.train_overrides, **overrides})
+    cfg = TrainConfig.from_preset(preset.train_preset, **train_values(preset, overrides, seed))
     arch_kwargs = cfg.encoder_kwargs()
     input_size = cfg.input_size or build_baseline("cnn-random", arch=cfg.arch,
                                                   arch_kwargs=arch_kwargs).input_size  # fmt: skip
@@ -249,27 +279,34 @@ def baseline_model(source: Source, preset: ReproPreset, overrides: dict[str, Any
 # ---------------------------------------------------------------------------------- cells
 def run_source(source: Source, preset: ReproPreset, out: Path, dataset_name: str, dataset: Any,
                settings: ProbeSettings, device: str, log: Log,
-               train_overrides: dict[str, Any]) -> list[dict[str, Any]]:
-    """Pre-train if needed, probe, and write the missing cells of `source`."""
+               train_overrides: dict[str, Any], seed: int = 0) -> list[dict[str, Any]]:
+    """Pre-train if needed, probe, and write the missing cells of `source` in repetition `seed`.
+
+    The probes draw their subsets and initial heads from repetition_seed(settings.seed, seed). The
+    low-shot probe's label draws are its own seeds 0..lowshot_seeds-1 in every repetition.
+    """
     from noisevision.models import load_encoder
 
-    todo = [p for p in settings.probes if read_cell(cell_path(out, source.name, p)) is None]
+    tag = _tag(source.name, seed)
+    todo = [p for p in settings.probes if read_cell(cell_path(out, source.name, p, seed)) is None]
     if not todo:
-        log(f"[{source.name}] done already: skipped")
+        log(f"{tag} done already: skipped")
         return []
     dev = resolve_device(device)
     stages: dict[str, Any] = {}
     encoder_path = ""
     if source.kind == "baseline":
-        model = baseline_model(source, preset, train_overrides)
+        model = baseline_model(source, preset, train_overrides, seed)
         meta: dict[str, Any] = {"baseline": source.name}
     else:
-        path, stages = pretrain(source, preset, out, device, log, train_overrides)
+        path, stages = pretrain(source, preset, out, device, log, train_overrides, seed)
         model, meta = load_encoder(path, map_location=dev)
         encoder_path = str(path)
-    log(f"[{source.name}] probing on {dataset_name}: {', '.join(todo)}")
-    result = evaluate(model, dataset, replace(settings, probes=tuple(todo)), dev, meta, log=log)
-    log(f"[{source.name}] {result.summary()}")
+    log(f"{tag} probing on {dataset_name}: {', '.join(todo)}")
+    probe_seed = repetition_seed(settings.seed, seed)
+    todo_settings = replace(settings, probes=tuple(todo), seed=probe_seed)
+    result = evaluate(model, dataset, todo_settings, dev, meta, log=log)
+    log(f"{tag} {result.summary()}")
     n_feat = result.n_train + result.n_test
     cells = []
     paper = PAPER_NUMBERS.get(preset.paper_scale, {})
@@ -280,7 +317,8 @@ def run_source(source: Source, preset: ReproPreset, out: Path, dataset_name: str
         cell = {
             "preset": preset.name, "source": source.name, "kind": source.kind,
             "family": source.family, "label": source.label, "probe": probe,
-            "dataset": dataset_name, "top1": r["top1"], "std": r.get("std"),
+            "dataset": dataset_name, "seed": seed, "probe_seed": probe_seed, "top1": r["top1"],
+            "std": r.get("std"),
             "paper_top1": paper.get(source.name), "paper_scale": preset.paper_scale,
             "layer": result.layer, "feature_dim": result.feature_dim, "n_train": result.n_train,
             "n_test": result.n_test, "arch": getattr(model, "arch", type(model).__name__),
@@ -288,7 +326,7 @@ def run_source(source: Source, preset: ReproPreset, out: Path, dataset_name: str
             "encoder": encoder_path, "version": noisevision.__version__,
             "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         }  # fmt: skip
-        atomic_write_text(cell_path(out, source.name, probe), json.dumps(cell, indent=1))
+        atomic_write_text(cell_path(out, source.name, probe, seed), json.dumps(cell, indent=1))
         cells.append(cell)
     return cells
 
@@ -297,10 +335,12 @@ def reproduce(preset: str | ReproPreset, out: str | Path, generators: list[str] 
               eval_dataset: str | None = None, extra_data: dict[str, str] | None = None,
               device: str = "auto", download: bool = False, probe_overrides: dict[str, Any] | None = None,
               train_overrides: dict[str, Any] | None = None, feature_vis_encoder: str | Path | None = None,
-              materialize: str | None = None, log: Log = print) -> Path:
+              materialize: str | None = None, seeds: int | None = None, log: Log = print) -> Path:
     """Run (or resume) every cell of a preset (a name, or a ReproPreset of one's own) and write
     the report; returns the report folder.
 
+    `seeds`: independent repetitions of every cell (default: the preset's `seeds`), run seed by
+    seed; seed 0 is the single run, so that raising `seeds` on a finished folder adds repetitions.
     `feature_vis_encoder`: the encoder file feature_vis-dead_leaves visualises instead of the one
     trained on dead_leaves-mixed here. `materialize`: which generators to render once instead of
     streaming (MATERIALIZE_HELP), instead of the preset's choice.
@@ -310,6 +350,7 @@ def reproduce(preset: str | ReproPreset, out: str | Path, generators: list[str] 
     preset = get_repro_preset(preset)
     if materialize is not None:
         preset = replace(preset, materialize=materialize)
+    seeds = check_seeds(preset.seeds if seeds is None else seeds)
     selectors = materialize_selectors(preset.materialize)
     out = Path(out).resolve()  # runs record their data by absolute path: resumable from any directory
     settings = preset.probe_settings(**(probe_overrides or {}))
@@ -333,28 +374,33 @@ def reproduce(preset: str | ReproPreset, out: str | Path, generators: list[str] 
         log(f"rendered once to {out / 'data'} (the others stream): {', '.join(once)}")
     dataset = load_eval_dataset(dataset_name, download=download)
     out.mkdir(parents=True, exist_ok=True)
-    _write_plan(out, preset, dataset_name, sources, notes, settings)
+    _write_plan(out, preset, dataset_name, sources, notes, settings, seeds)
     t0 = time.perf_counter()
-    failed = []
-    for source in sources:
-        try:
-            run_source(source, preset, out, dataset_name, dataset, settings, device, log,
-                       dict(train_overrides or {}))  # fmt: skip
-        except NoisevisionError as exc:  # one broken source must not stop a day-long run
-            log(f"[{source.name}] FAILED: {exc}")
-            notes.append(f"{source.name} failed: {exc}")
-            failed.append(source.name)
-            _write_plan(out, preset, dataset_name, sources, notes, settings)
+    failed: list[tuple[str, int]] = []
+    for seed in range(seeds):
+        if seeds > 1:
+            log(f"--- seed {seed} of 0..{seeds - 1}")
+        for source in sources:
+            try:
+                run_source(source, preset, out, dataset_name, dataset, settings, device, log,
+                           dict(train_overrides or {}), seed)  # fmt: skip
+            except NoisevisionError as exc:  # one broken source must not stop a day-long run
+                log(f"{_tag(source.name, seed)} FAILED: {exc}")
+                notes.append(f"{source.name}{f' (seed {seed})' if seed else ''} failed: {exc}")
+                failed.append((source.name, seed))
+                _write_plan(out, preset, dataset_name, sources, notes, settings, seeds)
     paths = build_report(out, log=log)
     log(f"reproduction '{preset.name}' finished in {time.perf_counter() - t0:.0f} s: "
         f"report in {paths['markdown']}")  # fmt: skip
     if failed:
         missing = []
-        for name in failed:
-            probes = [p for p in settings.probes if read_cell(cell_path(out, name, p)) is None]
-            missing.append(f"{name} ({', '.join(probes)})")
+        for name, seed in failed:
+            probes = [p for p in settings.probes if read_cell(cell_path(out, name, p, seed)) is None]
+            missing.append(f"{name}{f' seed {seed}' if seed else ''} ({', '.join(probes)})")
+        what = f"{len(failed)} of {len(sources)} sources" if seeds == 1 else \
+            f"{len(failed)} of {len(sources) * seeds} (source, seed) runs"
         raise ReproductionFailed(
-            f"{len(failed)} of {len(sources)} sources failed, their cells are missing: {'; '.join(missing)}; "
+            f"{what} failed, their cells are missing: {'; '.join(missing)}; "
             "the report holds the others (the reasons are in the log above): run the same command to retry"
         )
     return out
@@ -365,12 +411,12 @@ class ReproductionFailed(NoisevisionError):
 
 
 def _write_plan(out: Path, preset: ReproPreset, dataset: str, sources: list[Source],
-                notes: list[str], settings: ProbeSettings) -> None:
+                notes: list[str], settings: ProbeSettings, seeds: int = 1) -> None:
     """OUT/plan.json: which cells this reproduction consists of (read back by the report)."""
     plan = {
         "preset": preset.name, "description": preset.description, "dataset": dataset,
         "train_preset": preset.train_preset, "train_overrides": preset.train_overrides,
         "probes": list(settings.probes), "sources": [s.name for s in sources], "notes": notes,
-        "paper_scale": preset.paper_scale, "materialize": preset.materialize,
+        "paper_scale": preset.paper_scale, "materialize": preset.materialize, "seeds": seeds,
     }  # fmt: skip
     atomic_write_text(out / "plan.json", json.dumps(plan, indent=1))
