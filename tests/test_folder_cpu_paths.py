@@ -35,3 +35,14 @@ def test_portable_generators_take_any_cpu_path(tmp_path, monkeypatch):
     monkeypatch.setattr(folder, "cpu_code_path", lambda: "another path")
     folder.write_dataset(root, _spec("dead_leaves-squares"), range(4), torch.device("cpu"), 1, 2)
     assert json.loads((root / folder.MANIFEST).read_text())["cpu_paths"][-1] == "another path"
+
+
+def test_generate_refuses_another_cpu_path_in_one_line_unless_allowed(run_cli, tmp_path, monkeypatch):
+    out = tmp_path / "d"
+    args = ("generate", "fractaldb", "--out", out, "--num-images", "2", "--res", "32", "--device", "cpu")
+    assert run_cli(*args)[0] == 0
+    monkeypatch.setenv("MKL_CBWR", "COMPATIBLE")  # this CPU now takes MKL's baseline path
+    code, _, err = run_cli(*args[:5], "4", *args[6:])
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--allow-other-cpu" in err
+    assert run_cli(*args[:5], "4", *args[6:], "--allow-other-cpu")[0] == 0
+    assert len(json.loads((out / folder.MANIFEST).read_text())["cpu_paths"]) == 2

@@ -11,7 +11,7 @@ from rich.markup import escape
 from noisevision.cli.root import app, err_console, fill_help
 from noisevision.cli.train import FLAGS
 from noisevision.errors import FieldError, NoisevisionError, StopRequested, worker_exception
-from noisevision.memory import keep_freed_memory
+from noisevision.memory import tune_process
 
 
 def option_name(field: str) -> str:
@@ -49,7 +49,7 @@ def main() -> None:
     """Console entry point: user errors become one red line and exit code 2."""
     # click's UsageError (bundled inside typer by recent versions): BadParameter's base class
     usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
-    keep_freed_memory()  # rendering on CPU reuses its temporaries' pages (see noisevision.memory)
+    tune_process()  # huge pages and kept heap memory for rendering on CPU (see noisevision.memory)
     try:
         fill_help(sys.argv[1:])
         code = app(standalone_mode=False, prog_name="noisevision")

@@ -33,8 +33,12 @@ def generate(
         False, "--verify", help="Read every image already there and check it against its recorded "
         "checksum (without it: its size); damaged images are rendered again.",
     ),  # fmt: skip
+    allow_other_cpu: bool = typer.Option(
+        False, "--allow-other-cpu", help="Add images rendered on a CPU of another code path than the "
+        "folder's so far (their last bits can differ, except for portable generators such as dead leaves).",
+    ),  # fmt: skip
 ) -> None:
-    """Write an ImageFolder dataset DIR/train/<block>/<index>.<format> plus a manifest; resumable.
+    """Write an ImageFolder dataset `DIR/train/<block>/<index>.<format>` plus a manifest; resumable.
 
     A rerun writes what is missing and renders again what is damaged (size, or with --verify
     checksum, differing from the record). Several runs into one folder share the work. SIGTERM or
@@ -69,7 +73,7 @@ def generate(
         raise NoisevisionError(f"--workers must be 0 or more, got {workers}")
     workers = default_workers(dev, "generate") if workers is None else workers
     # a foreign or unwritable folder fails before any progress bar
-    mixed = folder.prepare_folder(out, spec, str(dev))
+    mixed = folder.prepare_folder(out, spec, str(dev), allow_other_cpu)
     where = f" (shard {k + 1}/{n}: {indices.start}..{indices.stop - 1})" if n > 1 else ""
     console.print(f"{name} → {out}: {num} images at {res} px, seed {seed}, {dev}{where}", soft_wrap=True)
     if mixed:
@@ -88,7 +92,8 @@ def generate(
 
         with raising_on_stop_signals("the images being written were finished"):
             written = folder.write_dataset(out, spec, indices, dev, workers, batch_size, advance,
-                                           verify=verify, on_note=progress.note)  # fmt: skip
+                                           verify=verify, on_note=progress.note,
+                                           allow_other_cpu=allow_other_cpu)  # fmt: skip
     elapsed = time.perf_counter() - start
     console.print(
         f"wrote {written} images ({len(indices) - written} already there) in {elapsed:.1f} s"
