@@ -9,7 +9,7 @@ from collections.abc import Callable
 import torch
 
 from noisevision.bench.timing import machine_line, synchronize, throughput
-from noisevision.errors import NoisevisionError
+from noisevision.errors import NoisevisionError, UnknownNameError
 
 
 def bench_generator(
@@ -90,15 +90,20 @@ def report_generators(names: list[str], device: torch.device, res: int, batch: i
     from noisevision import generators
 
     todo = list(names) if names else generators.names()
-    for n in todo:  # every unknown name fails before any timing
-        generators.spec(n) if n in generators.names() else generators.get(n)
+    cannot = {}
+    for n in todo:  # every unknown name, and a resolution a named one cannot make, fail before timing
+        try:
+            generators.get(n).check_res(res)
+        except NoisevisionError as exc:
+            if names or isinstance(exc, UnknownNameError):
+                raise
+            cannot[n] = exc
+    if len(cannot) == len(todo):
+        raise NoisevisionError(f"no generator renders {res} px: {next(iter(cannot.values()))}")
     say(f"# {machine_line(device)} | res {res} | batch {batch}")
     for n in todo:
-        gen = generators.get(n)
-        try:
-            gen.check_res(res)
-        except NoisevisionError as exc:
-            say(f"{n:32s} skipped: {exc}")
+        if n in cannot:  # all generators asked for: those without this resolution are listed
+            say(f"{n:32s} skipped: {cannot[n]}")
             continue
         median, rates, used, setup = bench_generator(n, res, batch, device, repeats=repeats,
                                                      min_time=min_time)  # fmt: skip

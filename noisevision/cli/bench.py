@@ -9,6 +9,8 @@ import typer
 from noisevision.cli.root import DEVICE_HELP, bench_app, console
 from noisevision.errors import NoisevisionError, at_least_one
 
+MAX_MIN_TIME = 600.0  # seconds per timed run: beyond it a benchmark is an accident, not a measurement
+
 
 @bench_app.command("train")
 def bench_train_cmd(
@@ -108,8 +110,8 @@ def bench_generators(
     from noisevision.device import resolve_device
 
     at_least_one(("--batch-size", batch), ("--repeats", repeats), ("--threads", threads))
-    if not min_time >= 0:
-        raise NoisevisionError(f"--min-time must be 0 or more seconds, got {min_time}")
+    if not 0 <= min_time <= MAX_MIN_TIME:
+        raise NoisevisionError(f"--min-time must be 0 to {MAX_MIN_TIME:g} seconds, got {min_time}")
     if threads:
         torch.set_num_threads(threads)
     dev = resolve_device(device)
@@ -143,6 +145,8 @@ def bench_datasets_cmd(
         torch.set_num_threads(threads)
     chosen = tuple(o.strip() for o in outputs.split(",") if o.strip())
     at_least_one(("--batch-size", batch_size), ("--rounds", rounds))
+    if not 0 <= min_time <= MAX_MIN_TIME:
+        raise NoisevisionError(f"--min-time must be 0 to {MAX_MIN_TIME:g} seconds, got {min_time}")
     report_datasets(name, res, batch_size, chosen, rounds=rounds, min_time=min_time, say=_say)
 
 
