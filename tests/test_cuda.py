@@ -232,7 +232,7 @@ def test_methods_train_in_bf16_and_resume_exactly_after_sigterm(method, check_de
     with pytest.raises(StopRequested, match="SIGTERM: checkpoint written at epoch 3, step 3/4"):
         train_mod.train(run_cfg(tmp_path / "cut", method, check_device))
     monkeypatch.undo()
-    ckpt = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
+    ckpt = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
     assert (ckpt["epoch"], ckpt["step"]) == (2, 3)
     resumed, _ = weights(train_mod.train(run_cfg(tmp_path / "cut", method, check_device)))
     for k in whole:

@@ -143,7 +143,7 @@ def test_resume_continues_exactly(tmp_path, monkeypatch, method, kw):
     with pytest.raises(KeyboardInterrupt):
         train(tiny_cfg(tmp_path / "cut", **cfg))
     assert not (tmp_path / "cut" / "encoder.pt").exists()
-    ckpt = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
+    ckpt = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)  # as resume reads it
     assert ckpt["epoch"] == 2  # the last complete epoch survived the interruption
     monkeypatch.undo()
     resumed, _ = state(train(tiny_cfg(tmp_path / "cut", **cfg, workers=1)) / "encoder.pt")
@@ -169,7 +169,7 @@ def test_resume_inside_an_epoch_continues_exactly(tmp_path, monkeypatch):
     monkeypatch.setattr(train_loop, "train_step", stop_at_step_6)
     with pytest.raises(KeyboardInterrupt):
         train(tiny_cfg(tmp_path / "cut", checkpoint_minutes=0, **cfg))
-    ckpt = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
+    ckpt = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)  # as resume reads it
     assert (ckpt["epoch"], ckpt["step"], ckpt["images_seen"]) == (1, 2, 48) and ckpt["epoch_sums"]
     monkeypatch.undo()
     resumed, meta = state(train(tiny_cfg(tmp_path / "cut", **cfg)) / "encoder.pt")
@@ -437,7 +437,7 @@ def test_a_damaged_checkpoint_is_refused_before_resuming(tmp_path):
     cfg = tiny_cfg(tmp_path / "r", epochs=1)
     train(cfg)
     ckpt_file = tmp_path / "r" / "checkpoint.pt"
-    ckpt = torch.load(ckpt_file, weights_only=False)
+    ckpt = torch.load(ckpt_file, weights_only=True)
     name = next(k for k, v in ckpt["method"].items() if v.is_floating_point())
     ckpt["method"][name].view(-1)[0] += 1.0  # changed behind its checksum
     torch.save(ckpt, ckpt_file)

@@ -65,7 +65,7 @@ def read_checkpoint(ckpt_file: Path) -> dict[str, Any]:
     """A run's checkpoint.pt, checked: one-line errors for a file that is unreadable, not a training
     checkpoint, or damaged."""
     try:
-        ckpt = torch.load(ckpt_file, map_location="cpu", weights_only=False)
+        ckpt = torch.load(ckpt_file, map_location="cpu", weights_only=True)  # never unpickles code
     except Exception as exc:
         why = type(exc).__name__
         raise NoisevisionError(f"{ckpt_file} is unreadable ({why}): delete it to restart") from exc

@@ -154,6 +154,32 @@ class TrainConfig:
             raise FieldError("cache_images", f"{{field}} must be auto, on or off, not '{self.cache_images}'")
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a run's config is a few hundred bytes; anything near this is a mistake
+INT64 = 1 << 63
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without anchors and aliases, which configs never need and which let a small file
+    expand into an exponentially large value ("billion laughs")."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not accepted here",
+                                              self.peek_event().start_mark)  # fmt: skip
+        return super().compose_node(parent, index)
+
+
+def read_yaml(text: str, where: str) -> Any:
+    """Plain YAML data (no tags that build Python objects, no aliases); one-line errors."""
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise NoisevisionError(f"{where} is not valid YAML{at}: {' '.join(str(problem).split())}") from None
+
+
 def parse_options(items: list[str] | None, what: str | None = None) -> dict[str, Any] | None:
     """['width=0.5', 'head=mlp'] -> {'width': 0.5, 'head': 'mlp'} (values read as YAML scalars)."""
     if not items:
@@ -163,7 +189,7 @@ def parse_options(items: list[str] | None, what: str | None = None) -> dict[str,
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise NoisevisionError(f"option '{item}' for {what or 'the run'} must look like KEY=VALUE")
-        opts[key.strip()] = yaml.safe_load(value)
+        opts[key.strip()] = read_yaml(value, f"the value of {item!r}")
     return opts
 
 
@@ -184,6 +210,9 @@ def check_field(key: str, value: Any, what: str) -> Any:
             value = float(value)  # YAML 1.1 reads 5e-4 (no dot) as a string
     if value is not None and not _is_a(value, hints[key]):
         raise NoisevisionError(f"{key} must be {_in_words(hints[key])}, not {value!r}")
+    numbers = value if isinstance(value, list) else [value]
+    if any(isinstance(v, int) and not -INT64 <= v < INT64 for v in numbers):
+        raise NoisevisionError(f"{key} is too large a number: at most {INT64 - 1}")
     return tuple(value) if isinstance(value, list) else value
 
 
@@ -235,10 +264,14 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise NoisevisionError(f"config file {path} does not exist")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise NoisevisionError(f"config file {path} is {path.stat().st_size:,} bytes: a run's config is a "
+                               "few hundred (is it the right file?)")  # fmt: skip
     try:
-        values = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        text = path.read_text()
+    except UnicodeDecodeError as exc:
         raise NoisevisionError(f"{path} is not readable YAML ({type(exc).__name__})") from exc
+    values = read_yaml(text, str(path))
     if not isinstance(values, dict):
         raise NoisevisionError(f"{path} must hold KEY: VALUE lines of training options")
     return {str(k): check_field(str(k), v, f"key in {path.name}") for k, v in values.items()}
