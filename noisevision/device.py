@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
 
 from noisevision.errors import NoisevisionError
+from noisevision.logs import get_logger
+
+log = get_logger(__name__)
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -128,8 +130,7 @@ def triton_kernels_run(device: torch.device, what: str, self_check: Callable[[to
             try:
                 ok = self_check(device)
             except Exception as exc:  # no Triton, or one that cannot compile the kernels
-                warnings.warn(f"noisevision: fused {what} kernels unavailable ({exc}); using tensor code",
-                              stacklevel=3)  # fmt: skip
+                log.warning(f"fused {what} kernels unavailable ({exc}); using tensor code")
                 ok = False
         known[kind] = ok
     return known[kind]

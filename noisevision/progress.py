@@ -17,6 +17,8 @@ from typing import Any
 
 from rich.console import Console
 
+from noisevision import logs
+
 DEFAULT_SECONDS = 30.0
 
 
@@ -72,6 +74,7 @@ class Progress:
             )  # fmt: skip
             self.task = self.bar.add_task(description, total=total, completed=done, info="")
             self.bar.start()
+            logs.push_progress(self.note)  # the library's log lines print above the bar
 
     # ------------------------------------------------------------------ state
     def rate(self) -> float:
@@ -132,6 +135,7 @@ class Progress:
         if self.bar is not None:
             self.bar.stop()
             self.bar = None
+            logs.pop_progress(self.note)
         elif self.enabled and self.done > self.start_done:
             self._print(self.line())
         self.enabled = False

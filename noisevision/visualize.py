@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
 from pathlib import Path
 
 from noisevision.io import atomic_write_bytes
+from noisevision.logs import get_logger
+
+log = get_logger(__name__)
 
 MAX_COLUMNS = 256  # a row wider than this is no longer a picture anyone can look at
 
@@ -19,10 +21,9 @@ def sample_grid(
     seed: int = 0,
     device: str = "cpu",
     start: int = 0,
-    say: Callable[[str], None] | None = None,
 ) -> Path:
-    """Render images start..start+num-1 of each generator and save a labelled grid PNG; `say`
-    receives a line before a generator's slow one-time set-up (e.g. a texture bank)."""
+    """Render images start..start+num-1 of each generator and save a labelled grid (its kind from
+    the file name); a generator's slow one-time set-up (e.g. a texture bank) is logged first."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -42,8 +43,8 @@ def sample_grid(
     rows = []
     for gen in gens:
         at = gen.check_res(gen.spec.default_res if res is None else res)
-        if say and (note := gen.setup_note(at, device)):
-            say(f"{gen.name} {note}")
+        if note := gen.setup_note(at, device):
+            log.info(f"{gen.name} {note}")
         rows.append(gen(range(start, start + num), res=res, seed=seed, device=device).cpu())
     cell = 1.3
     fig, axes = plt.subplots(

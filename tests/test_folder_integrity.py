@@ -3,6 +3,7 @@ concurrent writers, temporary files only removed when no live writer owns them, 
 
 import hashlib
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -26,10 +27,25 @@ def images(root: Path) -> dict[str, str]:
             for p in sorted((root / "train").rglob("*")) if p.suffix in (".jpg", ".png")}  # fmt: skip
 
 
+class _Notes(logging.Handler):
+    def __init__(self, notes: list):
+        super().__init__(logging.INFO)
+        self.notes = notes
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.notes.append(record.getMessage())
+
+
 def write(root: Path, num: int = 12, verify: bool = False, notes: list | None = None, **kw) -> int:
+    """Write test-blobs images into `root`; the writer's log lines (its notes) go to `notes`."""
     spec = folder.DatasetSpec("test-blobs", {}, kw.pop("seed", 0), 16, num)
-    return folder.write_dataset(root, spec, kw.pop("indices", range(num)), CPU, 1, 4, verify=verify,
-                                on_note=(notes if notes is not None else []).append, **kw)  # fmt: skip
+    logger, handler = logging.getLogger(folder.__name__), _Notes(notes if notes is not None else [])
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        return folder.write_dataset(root, spec, kw.pop("indices", range(num)), CPU, 1, 4, verify=verify, **kw)
+    finally:
+        logger.removeHandler(handler)
 
 
 @pytest.fixture

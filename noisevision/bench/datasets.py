@@ -82,7 +82,7 @@ def _timed(step: Callable[[int], object], batch_size: int, min_time: float) -> R
 
 
 def report_datasets(name: str, res: int, batch_size: int, outputs: tuple[str, ...] = DATASET_OUTPUTS,
-                    rounds: int = 3, min_time: float = 2.0, say: Callable[[str], None] = print) -> None:
+                    rounds: int = 3, min_time: float = 2.0, *, say: Callable[[str], None]) -> None:
     """`bench datasets`: a machine line, then images/s (wall and CPU time) of the generator's call
     and of each loader output, the best of `rounds` each, with their ratio to the generator call."""
     from noisevision.data.datasets import open_generator

@@ -68,7 +68,7 @@ def bench_eval_input(data, model, view, device: torch.device, decoder: str, batc
 
 def report_eval_input(folder: Path | None, images: int, arch: str, input_size: int | None, batch_size: int,
                       workers: int, decoders: list[str], device: torch.device, precision: str,
-                      say: Callable[[str], None] = print) -> None:
+                      *, say: Callable[[str], None]) -> None:
     """`bench eval`: a machine line, then per decoder the images/s of reading `images` files of
     `folder` (default: a temporary folder of JPEG photos, written first) into probe inputs, and of
     feature extraction by `arch` too; each the best of two rounds in alternating order."""

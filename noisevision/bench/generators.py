@@ -83,7 +83,7 @@ def bench_reference(name: str, res: int, images: int = 5) -> tuple[float, list[f
 
 def report_generators(names: list[str], device: torch.device, res: int, batch: int, repeats: int = 5,
                       min_time: float = 0.5, reference: bool = False,
-                      say: Callable[[str], None] = print) -> None:
+                      *, say: Callable[[str], None]) -> None:
     """`bench generators`: a machine line, then one line per generator of `names` (all registered
     when empty) with its median images/s, and with `reference` a line for the original recipe and
     the speed-up; a generator that cannot render `res` is reported as skipped."""

@@ -144,7 +144,7 @@ def bench_train(cfg: TrainConfig, device: torch.device, steps: int, warmup: int 
 
 def report_train(cfg: TrainConfig, device: torch.device, steps: int, rounds: int = 2,
                  workers: int | None = None, modes: tuple[str, ...] = MODES,
-                 say: Callable[[str], None] = print) -> None:
+                 *, say: Callable[[str], None]) -> None:
     """`bench train`: a machine line, one line per feed (its best round, and every round), then each
     feed's ratio to training from memory."""
     from noisevision.bench.timing import machine_line

@@ -8,9 +8,10 @@ import sys
 import typer
 from rich.markup import escape
 
-from noisevision.cli.root import app, err_console, fill_help
+from noisevision.cli.root import app, console, err_console, fill_help
 from noisevision.cli.train import FLAGS
 from noisevision.errors import FieldError, NoisevisionError, StopRequested, worker_exception
+from noisevision.logs import install_cli_handler
 from noisevision.memory import tune_process
 
 
@@ -50,6 +51,7 @@ def main() -> None:
     # click's UsageError (bundled inside typer by recent versions): BadParameter's base class
     usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
     tune_process()  # huge pages and kept heap memory for rendering on CPU (see noisevision.memory)
+    install_cli_handler(console)  # the library's notes and warnings, as lines on the terminal or log
     try:
         fill_help(sys.argv[1:])
         code = app(standalone_mode=False, prog_name="noisevision")

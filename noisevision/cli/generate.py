@@ -92,7 +92,7 @@ def generate(
 
         with raising_on_stop_signals("the images being written were finished"):
             written = folder.write_dataset(out, spec, indices, dev, workers, batch_size, advance,
-                                           verify=verify, on_note=progress.note,
+                                           verify=verify,
                                            allow_other_cpu=allow_other_cpu)  # fmt: skip
     elapsed = time.perf_counter() - start
     console.print(

@@ -115,7 +115,6 @@ def show(
         seed=seed,
         device=str(resolve_device(device)),
         start=start,
-        say=lambda line: console.print(f"[dim]{line}[/]"),
     )
     console.print(f"wrote {path}")
     if describe:

@@ -25,8 +25,10 @@ import torch
 from torch import Tensor
 
 from noisevision.errors import NoisevisionError
+from noisevision.logs import get_logger
 from noisevision.registry import Registry
 
+log = get_logger(__name__)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -224,7 +226,7 @@ def _fetch_fashion_mnist() -> None:
     import torchvision.datasets as tvd
 
     target = data_root()
-    print(f"downloading Fashion-MNIST (~30 MB) from the internet into {fashion_mnist_download_dir()}")
+    log.info(f"downloading Fashion-MNIST (~30 MB) from the internet into {fashion_mnist_download_dir()}")
     target.mkdir(parents=True, exist_ok=True)
     try:
         for train in (True, False):
@@ -346,7 +348,7 @@ def load_torchvision(name: str, download: bool = False, root: Path | None = None
     cls_name, size, style = _TORCHVISION[name]
     root = Path(root or data_root()) / name
     if download:
-        print(f"downloading {name} (~{size}) from the internet into {root} (if not there yet)")
+        log.info(f"downloading {name} (~{size}) from the internet into {root} (if not there yet)")
         root.mkdir(parents=True, exist_ok=True)
     cls = getattr(tvd, cls_name)
     splits = []

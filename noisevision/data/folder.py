@@ -65,10 +65,12 @@ from noisevision.data.folder_index import (  # noqa: F401 (the whole folder API 
 from noisevision.device import cpu_code_path
 from noisevision.errors import NoisevisionError
 from noisevision.io import atomic_write_bytes
+from noisevision.logs import get_logger
 from noisevision.memory import keep_freed_memory
 from noisevision.rng import check_seed
 from noisevision.stopping import die_with_parent, ignore_stop_signals
 
+log = get_logger(__name__)
 MANIFEST = "noisevision.json"
 FORMATS = {"jpg": "JPEG", "png": "PNG"}
 
@@ -263,7 +265,6 @@ def write_dataset(
     batch_size: int,
     on_progress: Callable[[int], None] | None = None,
     verify: bool = False,
-    on_note: Callable[[str], None] | None = None,
     allow_other_cpu: bool = False,
 ) -> int:
     """Write the images of `indices` that are missing or damaged into `root`; returns how many this
@@ -281,18 +282,17 @@ def write_dataset(
     """
     _check_not_starting_a_worker()
     prepare_folder(root, spec, str(device), allow_other_cpu)
-    if verify and on_note:
-        on_note(f"reading the images already in {root} to check them against their checksums")
+    if verify:
+        log.info(f"reading the images already in {root} to check them against their checksums")
     found = scan(root, indices, spec.format, verify=verify)
     for note in found.notes():
-        if on_note:
-            on_note(note)
+        log.info(note)
     if on_progress:
         on_progress(found.present)
     if not found.missing:
         return 0
     try:
-        return _write_missing(root, spec, found, device, workers, batch_size, on_progress, on_note)
+        return _write_missing(root, spec, found, device, workers, batch_size, on_progress)
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
             raise
@@ -309,7 +309,6 @@ def _write_missing(
     workers: int,
     batch_size: int,
     on_progress: Callable[[int], None] | None,
-    on_note: Callable[[str], None] | None,
 ) -> int:
     written = 0
 
@@ -322,8 +321,7 @@ def _write_missing(
             on_progress(count)
 
     def waiting(n: int) -> None:
-        if on_note:
-            on_note(f"waiting for {n} images that another process is writing into {root}")
+        log.info(f"waiting for {n} images that another process is writing into {root}")
 
     on_others = on_progress or (lambda n: None)
     if device.type == "cpu" and workers > 1 and found.missing > batch_size:  # (one batch: no start-up)

@@ -13,13 +13,15 @@ switched off with NOISEVISION_TRITON=0).
 from __future__ import annotations
 
 import functools
-import warnings
 
 import torch
 from torch import Tensor
 
 from noisevision.device import triton_kernels_run
+from noisevision.logs import get_logger
 from noisevision.rng.splitmix import _srl, hash_words, mix64_int, mix64_tensor, uniform24
+
+log = get_logger(__name__)
 
 WORDS, UNIFORM, RANDINT, MIX = range(4)
 _BLOCK = 1024
@@ -61,8 +63,7 @@ def self_check(device: torch.device) -> bool:
         torch.equal(mix64_fused(keys), mix64_tensor(keys)),
     ]
     if not all(same):
-        warnings.warn("noisevision: fused random-number kernels disagree with the tensor code here; "
-                      "using tensor code", stacklevel=2)  # fmt: skip
+        log.warning("fused random-number kernels disagree with the tensor code here; using tensor code")
     return all(same)
 
 

@@ -19,7 +19,6 @@ on a few programs.
 from __future__ import annotations
 
 import functools
-import warnings
 
 import torch
 from torch import Tensor
@@ -40,6 +39,9 @@ from noisevision.generators.programs.grammar import (
     sample_program,
 )
 from noisevision.generators.programs.operators import COMBINATORS, DOMAIN_OPS, FIELD_OPS, Lattice, Op
+from noisevision.logs import get_logger
+
+log = get_logger(__name__)
 
 _BLOCK = 256  # pixels per Triton program
 _CPPN_BLOCK = 64  # (its hidden layer is a [16, block] tile)
@@ -76,8 +78,7 @@ def self_check(device: torch.device, batch: int = 16, res: int = 32) -> bool:
     cppns = (cppn_outputs(p, every, res) - cppn_outputs_tensor(p, every, res)).abs()
     close = bool(shaders.median() < 1e-3 and cppns.median() < 1e-3)
     if not close:
-        warnings.warn("noisevision: fused program kernels disagree with the tensor code here; using tensor "
-                      "code", stacklevel=2)  # fmt: skip
+        log.warning("fused program kernels disagree with the tensor code here; using tensor code")
     return close
 
 
