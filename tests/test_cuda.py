@@ -111,7 +111,7 @@ def test_program_kernels_compile_and_run_on_the_device(check_device):
     """On CUDA, shader programs render through the fused kernels, not the tensor-code fallback:
     they compile there and agree with the tensor code on a few programs."""
     if check_device.type != "cuda":
-        pytest.skip("the fused kernels run on CUDA (tests/test_programs.py checks them on a CPU)")
+        pytest.skip("the fused kernels run on CUDA (tests/generators/test_programs.py checks them on a CPU)")
     from noisevision.generators.programs import cuda as programs_cuda
 
     assert programs_cuda.self_check(check_device), "the fused kernels disagree with the tensor code"

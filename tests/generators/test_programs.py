@@ -26,7 +26,7 @@ def batch_256() -> dict[str, torch.Tensor]:
 
 def _power_slopes(img: torch.Tensor, fmin: float = 2, fmax: float = 48) -> torch.Tensor:
     """Log-log slope of the radially averaged power spectrum of the luminance: [B]
-    (twice the amplitude slope that tests/test_statistical.py measures)."""
+    (twice the amplitude slope that tests/generators/test_statistical.py measures)."""
     n = img.shape[-1]
     x = img.float().mean(1)
     x = x - x.mean((-2, -1), keepdim=True)

@@ -21,7 +21,7 @@ from noisevision.errors import NoisevisionError, UnknownNameError
 from noisevision.models import load_encoder
 from noisevision.train import TrainConfig, lr_at, parse_options, train
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def tiny_cfg(out, **kw):
