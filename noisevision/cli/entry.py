@@ -17,9 +17,11 @@ from noisevision.memory import tune_process
 
 def option_name(field: str) -> str:
     """The command-line option that sets `field`, for error messages: a TrainConfig field's `train`
-    option (its own name when only --set sets it); anything else (a flag a command checked itself)
-    as it is."""
-    return FLAGS.get(field, field)
+    option (its own name when only --set sets it); another setting's option of the same name
+    (`shots` -> --shots); a flag a command checked itself as it is."""
+    if field in FLAGS:
+        return FLAGS[field]
+    return f"--{field.replace('_', '-')}" if field.isidentifier() else field
 
 
 def user_error_line(exc: BaseException) -> str | None:

@@ -29,7 +29,7 @@ from PIL import Image
 from torch import Tensor
 
 from noisevision import generators
-from noisevision.errors import NoisevisionError, UnknownNameError, worker_exception
+from noisevision.errors import FieldError, NoisevisionError, UnknownNameError, worker_exception
 from noisevision.memory import keep_freed_memory
 from noisevision.rng import check_seed, mix64_int
 from noisevision.stopping import die_with_parent
@@ -155,7 +155,7 @@ def open_source(data: str, res: int | None = None, seed: int = 0) -> ImageSource
         return GeneratorSource(data, res, seed)
     except UnknownNameError:
         if any(c in data for c in "/\\.") and not Path(data).exists():
-            raise NoisevisionError(f"--data {data}: no such folder, and not a generator name") from None
+            raise FieldError("data", f"{{field}} {data}: no such folder, and not a generator name") from None
         raise
 
 
@@ -174,16 +174,14 @@ class IndexPlan:
         if self.batch_size < 1:
             raise NoisevisionError(f"batch size must be positive, got {self.batch_size}")
         if self.batch_size > self.num_images:
-            raise NoisevisionError(
-                f"batch size {self.batch_size} is larger than the dataset ({self.num_images} images): "
-                "lower --batch-size or raise --num-images"
-            )
+            raise FieldError("batch_size", f"{{field}} {self.batch_size} is larger than the dataset "
+                             f"({self.num_images} images): lower it, or use more images")  # fmt: skip
         need, memory = 3 * 8 * self.num_images, _physical_memory()  # two epochs' orders + one being drawn
         if need > memory:
-            raise NoisevisionError(
-                f"--num-images {self.num_images:,} needs every index shuffled each epoch "
+            raise FieldError(
+                "num_images", f"{{field}} {self.num_images:,} needs every index shuffled each epoch "
                 f"({need / 1e9:,.0f} GB), more than this machine's {memory / 1e9:,.0f} GB of memory: "
-                "lower --num-images"
+                "lower it"
             )
 
     @property

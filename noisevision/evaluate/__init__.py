@@ -21,7 +21,7 @@ from torch import nn
 
 from noisevision.data.decode import resolve_decoder
 from noisevision.data.eval_datasets import EvalDataset
-from noisevision.errors import NoisevisionError
+from noisevision.errors import FieldError
 from noisevision.evaluate.baselines import (
     BASELINES,
     MeanColors,
@@ -103,9 +103,9 @@ def evaluate(model: nn.Module, dataset: EvalDataset, settings: ProbeSettings | N
     if "lowshot" in settings.probes:
         fewest = int(torch.bincount(data.train.labels, minlength=dataset.num_classes).min())
         if settings.shots > fewest:
-            raise NoisevisionError(
-                f"--shots {settings.shots}: the smallest class of the {len(data.train)} train images has "
-                f"{fewest}: ask for at most {fewest} labels per class"
+            raise FieldError(
+                "shots", f"{{field}} {settings.shots}: the smallest class of the {len(data.train)} train "
+                f"images has {fewest}: ask for at most {fewest} labels per class"
             )
     mean, std = input_stats(meta, protocol)
     test_view = View(int(model.input_size), False, protocol.crop_scale, protocol.test_resize, mean, std)

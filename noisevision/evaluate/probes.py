@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from noisevision.data.decode import check_decoder
 from noisevision.data.eval_datasets import EvalDataset, ImageSet, balanced_subset
-from noisevision.errors import NoisevisionError, at_least_one
+from noisevision.errors import FieldError, NoisevisionError, at_least_one
 from noisevision.evaluate.views import NORMALIZATIONS, View, iterate_views
 from noisevision.precision import autocast, check_precision
 from noisevision.progress import Progress
@@ -128,11 +128,11 @@ class ProbeSettings:
         check_precision(self.precision)
         check_decoder(self.decoder)
         if self.workers < 0:
-            raise NoisevisionError(f"--workers must be 0 or more, got {self.workers}")
+            raise FieldError("workers", f"{{field}} must be 0 or more, got {self.workers}")
         counts = ("epochs", "fast_epochs", "knn_k", "shots", "lowshot_seeds", "batch_size", "subset",
                   "test_subset")  # fmt: skip
-        at_least_one(*((f"--{name.replace('_', '-')}", getattr(self, name)) for name in counts))
-        check_seed(self.seed, "--seed")
+        at_least_one(*((name, getattr(self, name)) for name in counts))
+        check_seed(self.seed, "seed")
 
 
 # ---------------------------------------------------------------------------------- features

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from noisevision.errors import NoisevisionError
+from noisevision.errors import FieldError
 from noisevision.rng import cuda as rng_cuda
 from noisevision.rng.splitmix import _GAMMA, _srl, hash_words, mix64_int, mix64_tensor, name_hash, uniform24
 
@@ -30,9 +30,9 @@ def check_seed(seed: object, what: str = "seed") -> int:
     Every place a seed enters (generators, datasets, training, the CLI) goes through here, so that a
     seed is never silently folded onto another one (2^64 would render seed 0's images)."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise NoisevisionError(f"{what} must be an integer in 0..{MAX_SEED}, got {seed!r}")
+        raise FieldError(what, f"{{field}} must be an integer in 0..{MAX_SEED}, got {seed!r}")
     if not 0 <= int(seed) <= MAX_SEED:
-        raise NoisevisionError(f"{what} must be in 0..{MAX_SEED} (0 to 2^63 - 1), got {seed}")
+        raise FieldError(what, f"{{field}} must be in 0..{MAX_SEED} (0 to 2^63 - 1), got {seed}")
     return int(seed)
 
 

@@ -76,7 +76,7 @@ def test_set_and_option_for_the_same_field_is_refused(run_cli, tmp_path):
     ("epochs: 3\nlerning_rate: 0.1\n", "unknown key in bad.yaml 'lerning_rate': valid ones are"),
     ("epochs: three\n", "epochs must be an integer, not 'three'"),
     ("- epochs\n", "must hold KEY: VALUE lines"),
-    ("epochs: [\n", "is not readable YAML"),
+    ("epochs: [\n", "is not valid YAML"),
 ])  # fmt: skip
 def test_bad_config_files_are_one_line(run_cli, tmp_path, text, message):
     (tmp_path / "bad.yaml").write_text(text)

@@ -321,7 +321,7 @@ def test_gpu_claims_render_each_aligned_block_once(tmp_path, monkeypatch):
 def test_a_training_plan_too_large_for_memory_is_one_line():
     from noisevision.data.stream import IndexPlan
 
-    with pytest.raises(NoisevisionError, match=r"--num-images 100,000,000,000,000 needs every index"):
+    with pytest.raises(NoisevisionError, match=r"^num_images 100,000,000,000,000 needs every index"):
         IndexPlan(10**14, 256)
     assert IndexPlan(10**6, 256).steps_per_epoch == 3906
 

@@ -37,7 +37,7 @@ class DeadLeaves(Generator):
 
     max_batch = 256  # per `render` call; on CPU, `layout` works in groups of _CPU_GROUP
     gpu_pixels = _GROUP_PIXELS  # on a GPU, `layout`'s whole group in one call
-    portable = True  # no operation that rounds by the CPU's code path (tests/generators/test_cpu_paths checks)
+    portable = True  # nothing that rounds by the CPU's code path (tests/generators/test_cpu_paths)
 
     def __init__(
         self,
