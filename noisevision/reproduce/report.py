@@ -302,19 +302,23 @@ def _panel(ax: Any, ys: list[int], rows: list[dict[str, Any] | None], value: Cal
     if not shown:
         ax.text(0.5, 0.5, "no values", transform=ax.transAxes, ha="center", color="#777777")
         return
-    keep_lo, keep_hi = zoomed_range([m for _, _, m in shown])
-    ends = [x for _, r, m in shown if keep_lo <= m <= keep_hi
-            for x in ([m] if paper else [r["ci_low"], r["ci_high"], *r["values"]])]  # fmt: skip
-    lo, hi = min(ends), max(ends)
-    span = max(hi - lo, 1.0)
-    left, right = lo - 0.08 * span, hi + 0.30 * span  # room on the right for the labels
+    def ends(keep_lo: float, keep_hi: float) -> list[float]:
+        return [x for _, r, m in shown if keep_lo <= m <= keep_hi
+                for x in ([m] if paper else [r["ci_low"], r["ci_high"], *r["values"]])]  # fmt: skip
+
+    def limits(values: list[float]) -> tuple[float, float, float]:
+        span = max(max(values) - min(values), 1.0)
+        return min(values) - 0.08 * span, max(values) + 0.38 * span, span  # room on the right for labels
+
+    left, right, span = limits(ends(*zoomed_range([m for _, _, m in shown])))
+    left, right, span = limits(ends(left, right))  # a row whose mean falls inside is shown whole
     ax.set_xlim(left, right)
     for y, r, m in shown:
         color = colors[y]
         if m < left or m > right:  # off the zoomed axis: an arrow at the edge, with the value
             x_edge, arrow, ha = (left, "<", "left") if m < left else (right, ">", "right")
             ax.plot([x_edge], [y], marker=arrow, color=color, markersize=7, clip_on=False)
-            ax.text(x_edge + (0.03 if ha == "left" else -0.03) * span, y, f"{m:.1f} (off scale)",
+            ax.text(x_edge + (0.05 if ha == "left" else -0.05) * span, y, f"{m:.1f} (off scale)",
                     va="center", ha=ha, fontsize=7, color="#444444")  # fmt: skip
             continue
         if paper:
