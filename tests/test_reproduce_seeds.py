@@ -226,3 +226,14 @@ def test_reproduce_cli_seeds_flag(tmp_path: Path, monkeypatch, run_cli) -> None:
         assert code == 2 and len(err.strip().splitlines()) == 1, err
         assert f"--seeds must be an integer from 1 to 100, got {bad}" in err
     assert not (tmp_path / "x").exists()
+
+
+def test_a_folder_of_another_recipe_is_refused(tmp_path: Path, noisy_probe_set: str) -> None:
+    """A demo/ of a version whose demo preset trained longer: new seeds must not join its cells."""
+    preset = mini_preset(noisy_probe_set)
+    atomic_write_text(tmp_path / "plan.json", json.dumps({"train_preset": "tiny", "train_overrides": {}}))
+    old = cell("cnn-random", "knn", 0, 70.0)
+    atomic_write_text(rp.cell_path(tmp_path, "cnn-random", "knn"), json.dumps(old))
+    with pytest.raises(NoisevisionError, match=r"holds cells pre-trained with tiny \{\}, but preset 'mini'.*"
+                                               r"give another --out, or remove"):
+        rp.reproduce(preset, tmp_path, log=lambda m: None)

@@ -372,6 +372,7 @@ def reproduce(preset: str | ReproPreset, out: str | Path, generators: list[str] 
     once = [s.name for s in sources if renders_once(selectors, s)]
     if once:
         log(f"rendered once to {out / 'data'} (the others stream): {', '.join(once)}")
+    _check_same_recipe(out, preset)
     dataset = load_eval_dataset(dataset_name, download=download)
     out.mkdir(parents=True, exist_ok=True)
     _write_plan(out, preset, dataset_name, sources, notes, settings, seeds)
@@ -408,6 +409,21 @@ def reproduce(preset: str | ReproPreset, out: str | Path, generators: list[str] 
 
 class ReproductionFailed(NoisevisionError):
     """Some cells of a reproduction failed; the report was written with the others."""
+
+
+def _check_same_recipe(out: Path, preset: ReproPreset) -> None:
+    """Refuse, in one line, a folder whose cells were pre-trained with another recipe (e.g. a demo/
+    of a version whose demo preset trained longer): new seeds would be averaged with old cells."""
+    before = read_cell(out / "plan.json")
+    if not before or not any((out / "cells").glob("*.json")):
+        return
+    now = json.loads(json.dumps([preset.train_preset, preset.train_overrides]))
+    was = [before.get("train_preset"), before.get("train_overrides")]
+    if was != now:
+        raise NoisevisionError(
+            f"{out} holds cells pre-trained with {was[0]} {was[1]}, but preset '{preset.name}' trains "
+            f"with {now[0]} {now[1]}: give another --out, or remove {out}"
+        )
 
 
 def _write_plan(out: Path, preset: ReproPreset, dataset: str, sources: list[Source],
