@@ -15,7 +15,8 @@ import sys
 import time
 
 from noisevision.errors import NoisevisionError
-from noisevision.memory import keep_freed_memory
+from noisevision.logs import install_cli_handler
+from noisevision.memory import tune_process
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=None,
                         help="independent repetitions of every cell (default: the demo preset's)")
     args = parser.parse_args(argv)
-    keep_freed_memory()
+    tune_process()  # before torch's first allocation (see noisevision.memory)
+
+    from rich.console import Console
+
+    install_cli_handler(Console(soft_wrap=True))
 
     from noisevision.reproduce import (
         REPRO_PRESETS,
@@ -44,8 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"noisevision demo: {preset.description}")
     t0 = time.perf_counter()
     try:
-        reproduce(preset.name, args.out, device=args.device, seeds=args.seeds,
-                  log=lambda m: print(m, flush=True))  # fmt: skip
+        reproduce(preset.name, args.out, device=args.device, seeds=args.seeds)
     except NoisevisionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

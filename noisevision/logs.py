@@ -56,7 +56,6 @@ def install_cli_handler(console: Console) -> None:
     logger.handlers = [h for h in logger.handlers if not isinstance(h, ConsoleHandler)]
     logger.addHandler(ConsoleHandler(console))
     logger.setLevel(logging.INFO)
-    logger.propagate = False
 
 
 def push_progress(note: Callable[[str], None]) -> None:

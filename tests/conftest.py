@@ -4,6 +4,7 @@ tiny image-folder probe set."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 
@@ -118,3 +119,21 @@ def probe_set(tmp_path):
         return f"imagefolder:{root}"
 
     return make
+
+
+@pytest.fixture
+def log_lines() -> list[str]:
+    """The messages the library logs during the test (the noisevision logger, INFO and above)."""
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    logger, handler = logging.getLogger("noisevision"), Collect(logging.INFO)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield lines
+    logger.removeHandler(handler)
+    logger.setLevel(level)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from noisevision.cli.root import DEVICE_HELP, app, console, err_console
+from noisevision.cli.root import DEVICE_HELP, app, console
 from noisevision.errors import at_least_one
 from noisevision.io import check_output_file, check_output_folder
 
@@ -79,7 +79,7 @@ def eval_cmd(
     if out is None and "path" in meta:
         check_output_folder(Path(meta["path"]).parent)  # the results go beside the encoder
     data = load_eval_dataset(dataset, download=download)
-    result = evaluate(model, data, settings, dev, meta, log=lambda m: err_console.print(m, markup=False))
+    result = evaluate(model, data, settings, dev, meta)
     if out is None:
         out = result_file(encoder, meta, dataset, settings.probes, result.layer)
     if "recipe" in meta:

@@ -65,7 +65,7 @@ def reproduce(
     if names == []:
         raise NoisevisionError(f"--generators '{generators}' names no generator: give NAME,NAME,…")
     if report_only:
-        paths = build_report(out, log=console.print)
+        paths = build_report(out)
         console.print(f"report: {paths['markdown']}")
         return
     run_reproduction(
@@ -73,5 +73,4 @@ def reproduce(
         eval_dataset=eval_dataset, extra_data=parse_extra_data(extra_data), device=device,
         download=download, probe_overrides={"subset": subset, "test_subset": test_subset},
         feature_vis_encoder=feature_vis_encoder, materialize=materialize, seeds=seeds,
-        log=lambda m: console.print(m, markup=False, highlight=False, soft_wrap=True),
     )  # fmt: skip

@@ -35,7 +35,6 @@ from noisevision.evaluate.probes import (
     PROTOCOLS,
     Cache,
     LinearProtocol,
-    Log,
     ProbeSettings,
     cached_probes,
     extract_features,
@@ -50,8 +49,11 @@ from noisevision.evaluate.probes import (
 )
 from noisevision.evaluate.views import NORMALIZATIONS, View, batch_view, iterate_views, view_rng
 from noisevision.io import slug
+from noisevision.logs import get_logger
 from noisevision.precision import resolve_precision
 from noisevision.progress import Progress
+
+log = get_logger(__name__)
 
 
 @dataclass
@@ -88,7 +90,7 @@ class EvalResult:
 
 def evaluate(model: nn.Module, dataset: EvalDataset, settings: ProbeSettings | None = None,
              device: torch.device | str = "cpu", meta: dict[str, Any] | None = None,
-             log: Log | None = None) -> EvalResult:
+             ) -> EvalResult:  # fmt: skip
     """Run `settings.probes` for a frozen probe model on `dataset` (subset first if asked)."""
     settings = settings or ProbeSettings()
     settings.check()
@@ -124,16 +126,15 @@ def evaluate(model: nn.Module, dataset: EvalDataset, settings: ProbeSettings | N
             test_f, test_y = extract(data=data.test, progress=bar)
         result.feature_seconds = time.perf_counter() - t0
         result.feature_dim = train_f.shape[1]
-        if log:
-            n = len(train_f) + len(test_f)
-            log(f"features: {n} images, {result.feature_dim}-d, {result.feature_seconds:.1f} s "
+        n = len(train_f) + len(test_f)
+        log.info(f"features: {n} images, {result.feature_dim}-d, {result.feature_seconds:.1f} s "
                 f"({n / max(result.feature_seconds, 1e-9):.0f} images/s)")  # fmt: skip
         cache = Cache(train_f, test_f, train_y, test_y, dataset.num_classes)
         result.probes.update(cached_probes(cache, settings, device))
     if "linear" in settings.probes:
         epochs = settings.epochs or protocol.epochs
         result.probes["linear"] = linear_probe(model, data, layer, protocol, epochs, device,
-                                               settings.seed, settings.workers, log, precision, decoder,
+                                               settings.seed, settings.workers, precision, decoder,
                                                settings.progress, (mean, std))  # fmt: skip
         result.feature_dim = result.feature_dim or result.probes["linear"]["feature_dim"]
     # Keep the order the caller asked for.

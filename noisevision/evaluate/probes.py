@@ -33,12 +33,14 @@ from noisevision.data.decode import check_decoder
 from noisevision.data.eval_datasets import EvalDataset, ImageSet, balanced_subset
 from noisevision.errors import FieldError, NoisevisionError, at_least_one
 from noisevision.evaluate.views import NORMALIZATIONS, View, iterate_views
+from noisevision.logs import get_logger
 from noisevision.precision import autocast, check_precision
 from noisevision.progress import Progress
 from noisevision.registry import Registry
 from noisevision.rng import check_seed
 
-Log = Callable[[str], None]
+log = get_logger(__name__)
+
 
 
 # ---------------------------------------------------------------------------------- protocols
@@ -366,7 +368,7 @@ def cached_probes(cache: Cache, settings: ProbeSettings, device: torch.device) -
 
 def linear_probe(model: nn.Module, dataset: EvalDataset, layer: str, protocol: LinearProtocol,
                  epochs: int, device: torch.device, seed: int = 0, workers: int = 0,
-                 log: Log | None = None, precision: str = "fp32", decoder: str = "pil",
+                 precision: str = "fp32", decoder: str = "pil",
                  progress: bool = False, stats: Stats | None = None,
                  ) -> dict[str, Any]:  # fmt: skip
     """The paper's linear probe: augmented train view every epoch, LAST epoch's top-1 on test.
@@ -399,8 +401,7 @@ def linear_probe(model: nn.Module, dataset: EvalDataset, layer: str, protocol: L
 
     def epoch_done(epoch: int, loss: float) -> None:
         bar.update(0, loss=f"{loss:.4f}")
-        if log:
-            log(f"linear probe epoch {epoch + 1}/{epochs}: loss {loss:.4f}")
+        log.info(f"linear probe epoch {epoch + 1}/{epochs}: loss {loss:.4f}")
 
     losses = train_head(head, protocol, epochs, batches, epoch_done)
     correct = 0

@@ -20,10 +20,12 @@ from typing import Any
 
 from noisevision.errors import NoisevisionError
 from noisevision.io import atomic_write_bytes, atomic_write_text
+from noisevision.logs import get_logger
 from noisevision.reproduce.cells import load_cells, read_cell
 from noisevision.reproduce.stats import CONFIDENCE, mean_interval, paired_test
 
-Log = Callable[[str], None]
+log = get_logger(__name__)
+
 
 FAMILY_COLORS = {
     "dead leaves": "#1f77b4", "statistical": "#2ca02c", "random StyleGAN": "#d62728",
@@ -399,7 +401,7 @@ def render_chart(cells: list[dict[str, Any]], probes: list[str], path: Path, tit
     return path
 
 
-def build_report(out: str | Path, log: Log | None = None) -> dict[str, Path]:
+def build_report(out: str | Path) -> dict[str, Path]:
     """results.csv (one row per cell, with its mean, interval and n), results.json (the plan, the
     summaries, the comparisons and the cells), chart.png (a panel per probe) and report.md."""
     out = Path(out)
@@ -431,10 +433,8 @@ def build_report(out: str | Path, log: Log | None = None) -> dict[str, Path]:
     }  # fmt: skip
     atomic_write_text(out / "results.json", json.dumps(results, indent=1))
     atomic_write_text(out / "report.md", render_markdown(cells, plan, {"all": "chart.png"}))
-    if log:
-        for probe in probes:
-            v = verdict(cells, probe)
-            if v:
-                log(v)
+    for probe in probes:
+        if v := verdict(cells, probe):
+            log.info(v)
     return {"markdown": out / "report.md", "csv": out / "results.csv",
             "json": out / "results.json", "chart": out / "chart.png"}  # fmt: skip

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from noisevision.device import resolve_device
 from noisevision.errors import NoisevisionError
 from noisevision.evaluate import ProbeSettings, build_baseline, evaluate
 from noisevision.io import atomic_write_text, check_output_folder
+from noisevision.logs import get_logger
 from noisevision.reproduce.cells import cell_path, read_cell
 from noisevision.reproduce.plan import (
     PAPER_NUMBERS,
@@ -48,7 +48,8 @@ from noisevision.reproduce.plan import (
 )
 from noisevision.reproduce.report import build_report
 
-Log = Callable[[str], None]
+log = get_logger(__name__)
+
 
 
 # ---------------------------------------------------------------------------------- stages
@@ -79,8 +80,8 @@ def measure_generation(name: str, res: int | None, seed: int, count: int = 64) -
             "images_per_s": count / max(t2 - t1, 1e-9), "warmup_seconds": t1 - t0}  # fmt: skip
 
 
-def materialize(name: str, res: int | None, seed: int, num: int, root: Path, device: str,
-                log: Log) -> dict[str, Any]:
+def materialize(name: str, res: int | None, seed: int, num: int, root: Path, device: str
+                ) -> dict[str, Any]:  # fmt: skip
     """Render images 0..num-1 of `name` once into an image folder (JPEG q95, as the paper's data).
 
     Used where generation, not training, is the bottleneck and every epoch reuses the same images:
@@ -107,7 +108,7 @@ def materialize(name: str, res: int | None, seed: int, num: int, root: Path, dev
     written = write_dataset(root, spec, share, dev, devices.default_workers(dev, "generate"), batch_size=64)
     seconds = time.perf_counter() - t0
     where = f" (share {shard + 1}/{shards}: {share.start}..{share.stop - 1})" if shards > 1 else ""
-    log(f"[{name}] generated {written} images at {res} px in {seconds:.1f} s{where}; "
+    log.info(f"[{name}] generated {written} images at {res} px in {seconds:.1f} s{where}; "
         f"{len(share) - written} were there already")  # fmt: skip
     cost_file = root / ("generation.json" if shards == 1 else f"generation-{shard + 1}of{shards}.json")
     cost = read_cell(cost_file) or {"images": 0, "seconds": 0.0}
@@ -118,7 +119,7 @@ def materialize(name: str, res: int | None, seed: int, num: int, root: Path, dev
               "images_per_s": cost["images"] / cost["seconds"] if cost["images"] else None}  # fmt: skip
     if shards > 1:
         record["shard"] = f"{shard + 1}/{shards}"
-        record["wait_seconds"] = wait_until_complete(root, range(num), spec.format, lambda n: log(
+        record["wait_seconds"] = wait_until_complete(root, range(num), spec.format, lambda n: log.info(
             f"[{name}] waiting for {n} images from the other ranks"))  # fmt: skip
     return record
 
@@ -128,7 +129,7 @@ def _tag(name: str, seed: int) -> str:
     return f"[{name} seed {seed}]" if seed else f"[{name}]"
 
 
-def prerequisite_encoder(source: Source, preset: ReproPreset, out: Path, device: str, log: Log,
+def prerequisite_encoder(source: Source, preset: ReproPreset, out: Path, device: str,
                          overrides: dict[str, Any], seed: int = 0) -> tuple[Path, dict[str, Any]]:
     """The encoder `source` needs in repetition `seed`, trained or resumed if need be, and what
     training it cost.
@@ -145,13 +146,13 @@ def prerequisite_encoder(source: Source, preset: ReproPreset, out: Path, device:
     if preset.shares_encoder_recipe:
         spec = generator_spec(needs.trained_on)
         trained_on = Source(needs.trained_on, "generator", spec.family, spec.label, needs.trained_on)
-        log(f"{tag} visualising the encoder of the {needs.trained_on} run")
-        path, stages = pretrain(trained_on, preset, out, device, log, overrides, seed)
+        log.info(f"{tag} visualising the encoder of the {needs.trained_on} run")
+        path, stages = pretrain(trained_on, preset, out, device, overrides, seed)
         return path, {**stages["pretrain"], "source": needs.trained_on, "shared": True}
     path = prerequisite_path(needs, preset, out, seed)
     cost_file = path.parent / "prerequisite.json"
     if path.is_file():
-        log(f"{tag} reusing the prerequisite encoder {path}")
+        log.info(f"{tag} reusing the prerequisite encoder {path}")
         return path, read_cell(cost_file) or {"source": needs.trained_on, "shared": False}
     runtime = {k: v for k, v in overrides.items() if k in TrainConfig.RUNTIME}
     values = {**preset.feature_vis_train_overrides, **runtime}
@@ -159,15 +160,16 @@ def prerequisite_encoder(source: Source, preset: ReproPreset, out: Path, device:
     cfg = TrainConfig.from_preset(preset.feature_vis_train_preset, **{
         **values, "seed": repetition_seed(base, seed),
         "data": needs.trained_on, "out": str(path.parent), "device": device})  # fmt: skip
-    log(f"{tag} prerequisite: training {cfg.arch} + {cfg.method} ({cfg.preset}: {cfg.num_images} images × "
+    log.info(f"{tag} prerequisite: training {cfg.arch} + {cfg.method} ({cfg.preset}: {cfg.num_images} "
+        "images × "
         f"{cfg.epochs} epochs) on {needs.trained_on} in {path.parent}")  # fmt: skip
     cost = {**timed_training(cfg), "source": needs.trained_on, "shared": False}
     atomic_write_text(cost_file, json.dumps(cost, indent=1))
-    log(f"{tag} prerequisite trained in {cost['seconds']:.0f} s: {path}")
+    log.info(f"{tag} prerequisite trained in {cost['seconds']:.0f} s: {path}")
     return path, cost
 
 
-def _follow_moved_out(out: Path, file: Path, key: str, new: str, path: str, log: Log) -> None:
+def _follow_moved_out(out: Path, file: Path, key: str, new: str, path: str) -> None:
     """OUT was moved (or spelled another way) while a source was unfinished: `file` (a run's
     config, a rendered folder's manifest) names its data otherwise and would count as another
     configuration. `new` is how the data is named now, by way of `path` (a folder in OUT, or the
@@ -195,7 +197,7 @@ def _follow_moved_out(out: Path, file: Path, key: str, new: str, path: str, log:
         record[key] = new
         text = yaml.safe_dump(record, sort_keys=False) if file.suffix == ".yaml" else None
         atomic_write_text(file, text or json.dumps(record, indent=2) + "\n")
-        log(f"{out} was moved: {file} now names {new}" if moved else f"{file} now names {new}")
+        log.info(f"{out} was moved: {file} now names {new}" if moved else f"{file} now names {new}")
 
 
 def train_values(preset: ReproPreset, overrides: dict[str, Any], seed: int = 0) -> dict[str, Any]:
@@ -208,7 +210,7 @@ def train_values(preset: ReproPreset, overrides: dict[str, Any], seed: int = 0) 
     return {**values, "seed": repetition_seed(base, seed)}
 
 
-def pretrain(source: Source, preset: ReproPreset, out: Path, device: str, log: Log,
+def pretrain(source: Source, preset: ReproPreset, out: Path, device: str,
              overrides: dict[str, Any], seed: int = 0) -> tuple[Path, dict[str, Any]]:
     """Generate (or stream), then train, resume or reuse the encoder of `source` in repetition
     `seed`.
@@ -225,7 +227,7 @@ def pretrain(source: Source, preset: ReproPreset, out: Path, device: str, log: L
         return run_dir / ENCODER, json.loads(stages_file.read_text())
     stages: dict[str, Any] = {}
     if source.needs is not None and not source.data:
-        encoder, stages["prerequisite"] = prerequisite_encoder(source, preset, out, device, log, overrides,
+        encoder, stages["prerequisite"] = prerequisite_encoder(source, preset, out, device, overrides,
                                                                seed)  # fmt: skip
         source = source.with_encoder(encoder)
     values = train_values(preset, overrides, seed)
@@ -241,12 +243,12 @@ def pretrain(source: Source, preset: ReproPreset, out: Path, device: str, log: L
         res = generation_res(source.data, cfg.res)
         if renders_once(materialize_selectors(preset.materialize), source):
             folder = data_folder(out, source.name, seed)
-            _follow_moved_out(out, folder / MANIFEST, "generator", source.data, source.encoder, log)
+            _follow_moved_out(out, folder / MANIFEST, "generator", source.data, source.encoder)
             stages["generation"] = materialize(source.data, res, cfg.seed, cfg.num_images, folder,
-                                               device, log)  # fmt: skip
+                                               device)  # fmt: skip
             data = named = str(folder)
         else:
-            log(f"{tag} measuring generation speed")
+            log.info(f"{tag} measuring generation speed")
             gen = measure_generation(source.data, res, cfg.seed)
             gen["images_rendered"] = cfg.num_images * cfg.epochs  # the stream renders every epoch
             gen["seconds"] = gen["images_rendered"] / gen["images_per_s"]
@@ -255,9 +257,9 @@ def pretrain(source: Source, preset: ReproPreset, out: Path, device: str, log: L
         stages["generation"]["data"] = source.data  # what was rendered, e.g. feature_vis-<encoder.pt>
     cfg = TrainConfig.from_preset(preset.train_preset, **{**values, "res": res},
                                   data=data, out=str(run_dir), device=device)  # fmt: skip
-    log(f"{tag} pre-training ({cfg.preset}: {cfg.arch}, {cfg.num_images} images × "
+    log.info(f"{tag} pre-training ({cfg.preset}: {cfg.arch}, {cfg.num_images} images × "
         f"{cfg.epochs} epochs, seed {cfg.seed})")  # fmt: skip
-    _follow_moved_out(out, run_dir / CONFIG, "data", cfg.data, named, log)
+    _follow_moved_out(out, run_dir / CONFIG, "data", cfg.data, named)
     stages["pretrain"] = timed_training(cfg)
     atomic_write_text(stages_file, json.dumps(stages, indent=1))
     return run_dir / ENCODER, stages
@@ -278,7 +280,7 @@ def baseline_model(source: Source, preset: ReproPreset, overrides: dict[str, Any
 
 # ---------------------------------------------------------------------------------- cells
 def run_source(source: Source, preset: ReproPreset, out: Path, dataset_name: str, dataset: Any,
-               settings: ProbeSettings, device: str, log: Log,
+               settings: ProbeSettings, device: str,
                train_overrides: dict[str, Any], seed: int = 0) -> list[dict[str, Any]]:
     """Pre-train if needed, probe, and write the missing cells of `source` in repetition `seed`.
 
@@ -290,7 +292,7 @@ def run_source(source: Source, preset: ReproPreset, out: Path, dataset_name: str
     tag = _tag(source.name, seed)
     todo = [p for p in settings.probes if read_cell(cell_path(out, source.name, p, seed)) is None]
     if not todo:
-        log(f"{tag} done already: skipped")
+        log.info(f"{tag} done already: skipped")
         return []
     dev = resolve_device(device)
     stages: dict[str, Any] = {}
@@ -299,14 +301,14 @@ def run_source(source: Source, preset: ReproPreset, out: Path, dataset_name: str
         model = baseline_model(source, preset, train_overrides, seed)
         meta: dict[str, Any] = {"baseline": source.name}
     else:
-        path, stages = pretrain(source, preset, out, device, log, train_overrides, seed)
+        path, stages = pretrain(source, preset, out, device, train_overrides, seed)
         model, meta = load_encoder(path, map_location=dev)
         encoder_path = str(path)
-    log(f"{tag} probing on {dataset_name}: {', '.join(todo)}")
+    log.info(f"{tag} probing on {dataset_name}: {', '.join(todo)}")
     probe_seed = repetition_seed(settings.seed, seed)
     todo_settings = replace(settings, probes=tuple(todo), seed=probe_seed)
-    result = evaluate(model, dataset, todo_settings, dev, meta, log=log)
-    log(f"{tag} {result.summary()}")
+    result = evaluate(model, dataset, todo_settings, dev, meta)
+    log.info(f"{tag} {result.summary()}")
     n_feat = result.n_train + result.n_test
     cells = []
     paper = PAPER_NUMBERS.get(preset.paper_scale, {})
@@ -335,7 +337,7 @@ def reproduce(preset: str | ReproPreset, out: str | Path, generators: list[str] 
               eval_dataset: str | None = None, extra_data: dict[str, str] | None = None,
               device: str = "auto", download: bool = False, probe_overrides: dict[str, Any] | None = None,
               train_overrides: dict[str, Any] | None = None, feature_vis_encoder: str | Path | None = None,
-              materialize: str | None = None, seeds: int | None = None, log: Log = print) -> Path:
+              materialize: str | None = None, seeds: int | None = None) -> Path:
     """Run (or resume) every cell of a preset (a name, or a ReproPreset of one's own) and write
     the report; returns the report folder.
 
@@ -368,10 +370,10 @@ def reproduce(preset: str | ReproPreset, out: str | Path, generators: list[str] 
     sources, planned = plan_prerequisites(sources, preset, out)
     for note in planned:
         notes.append(note)
-        log(note)
+        log.info(note)
     once = [s.name for s in sources if renders_once(selectors, s)]
     if once:
-        log(f"rendered once to {out / 'data'} (the others stream): {', '.join(once)}")
+        log.info(f"rendered once to {out / 'data'} (the others stream): {', '.join(once)}")
     _check_same_recipe(out, preset)
     dataset = load_eval_dataset(dataset_name, download=download)
     out.mkdir(parents=True, exist_ok=True)
@@ -380,18 +382,18 @@ def reproduce(preset: str | ReproPreset, out: str | Path, generators: list[str] 
     failed: list[tuple[str, int]] = []
     for seed in range(seeds):
         if seeds > 1:
-            log(f"--- seed {seed} of 0..{seeds - 1}")
+            log.info(f"--- seed {seed} of 0..{seeds - 1}")
         for source in sources:
             try:
-                run_source(source, preset, out, dataset_name, dataset, settings, device, log,
+                run_source(source, preset, out, dataset_name, dataset, settings, device,
                            dict(train_overrides or {}), seed)  # fmt: skip
             except NoisevisionError as exc:  # one broken source must not stop a day-long run
-                log(f"{_tag(source.name, seed)} FAILED: {exc}")
+                log.info(f"{_tag(source.name, seed)} FAILED: {exc}")
                 notes.append(f"{source.name}{f' (seed {seed})' if seed else ''} failed: {exc}")
                 failed.append((source.name, seed))
                 _write_plan(out, preset, dataset_name, sources, notes, settings, seeds)
-    paths = build_report(out, log=log)
-    log(f"reproduction '{preset.name}' finished in {time.perf_counter() - t0:.0f} s: "
+    paths = build_report(out)
+    log.info(f"reproduction '{preset.name}' finished in {time.perf_counter() - t0:.0f} s: "
         f"report in {paths['markdown']}")  # fmt: skip
     if failed:
         missing = []

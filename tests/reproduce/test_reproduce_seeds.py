@@ -167,8 +167,8 @@ def test_seeds_are_independent_repetitions_and_seed_0_is_the_single_run(
         tmp_path: Path, monkeypatch, noisy_probe_set: str) -> None:  # fmt: skip
     preset = mini_preset(noisy_probe_set)
     single, multi = tmp_path / "single", tmp_path / "multi"
-    rp.reproduce(preset, single, log=lambda m: None)
-    rp.reproduce(preset, multi, seeds=2, log=lambda m: None)
+    rp.reproduce(preset, single)
+    rp.reproduce(preset, multi, seeds=2)
     cells = rp.load_cells(multi)
     assert len(cells) == 2 * 3 * 2 and {c["seed"] for c in cells} == {0, 1}
     assert sorted(p.name for p in (multi / "runs").iterdir()) == ["dead_leaves-squares",
@@ -206,7 +206,7 @@ def test_seeds_are_independent_repetitions_and_seed_0_is_the_single_run(
     monkeypatch.setattr(rp_run, "evaluate",
                         lambda model, data, settings, *a, **k: probed.append(settings.seed)
                         or real_eval(model, data, settings, *a, **k))  # fmt: skip
-    rp.reproduce(preset, multi, seeds=3, log=lambda m: None)
+    rp.reproduce(preset, multi, seeds=3)
     assert trained == [2] and probed == [2, 2, 2]  # one generator and two baselines, seed 2 only
     assert len(rp.load_cells(multi)) == 3 * 3 * 2
 
@@ -236,4 +236,4 @@ def test_a_folder_of_another_recipe_is_refused(tmp_path: Path, noisy_probe_set: 
     atomic_write_text(rp.cell_path(tmp_path, "cnn-random", "knn"), json.dumps(old))
     with pytest.raises(NoisevisionError, match=r"holds cells pre-trained with tiny \{\}, but preset 'mini'.*"
                                                r"give another --out, or remove"):
-        rp.reproduce(preset, tmp_path, log=lambda m: None)
+        rp.reproduce(preset, tmp_path)

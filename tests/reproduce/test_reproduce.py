@@ -108,12 +108,11 @@ def _toy_dataset() -> EvalDataset:
     return EvalDataset("toy", ["a", "b"], ImageSet(labels, images=images), ImageSet(labels, images=images))
 
 
-def test_resume_skips_finished_cells(tmp_path: Path, monkeypatch) -> None:
+def test_resume_skips_finished_cells(log_lines, tmp_path: Path, monkeypatch) -> None:
     preset = rp.ReproPreset("t", "test", (), "tiny", probe=dict(probes=("fast", "knn"), min_steps=20))
     source = rp.Source("mean-colors", "baseline", "baseline", "Mean colors")
     settings = preset.probe_settings()
-    cells = rp_run.run_source(source, preset, tmp_path, "toy", _toy_dataset(), settings, "cpu",
-                          lambda m: None, {})  # fmt: skip
+    cells = rp_run.run_source(source, preset, tmp_path, "toy", _toy_dataset(), settings, "cpu", {})
     assert [c["probe"] for c in cells] == ["fast", "knn"]
     written = rp.read_cell(rp.cell_path(tmp_path, "mean-colors", "fast"))
     assert written["top1"] == cells[0]["top1"] and written["kind"] == "baseline"
@@ -123,15 +122,13 @@ def test_resume_skips_finished_cells(tmp_path: Path, monkeypatch) -> None:
         raise AssertionError("a finished cell was run again")
 
     monkeypatch.setattr(rp_run, "evaluate", fail)
-    logs: list[str] = []
-    assert rp_run.run_source(source, preset, tmp_path, "toy", _toy_dataset(), settings, "cpu",
-                         logs.append, {}) == []  # fmt: skip
-    assert "skipped" in logs[0]
+    start = len(log_lines)
+    assert rp_run.run_source(source, preset, tmp_path, "toy", _toy_dataset(), settings, "cpu", {}) == []
+    assert "skipped" in log_lines[start]
     # A missing cell (e.g. a killed run) is the only one redone.
     rp.cell_path(tmp_path, "mean-colors", "knn").unlink()
     monkeypatch.undo()
-    redo = rp_run.run_source(source, preset, tmp_path, "toy", _toy_dataset(), settings, "cpu",
-                         lambda m: None, {})  # fmt: skip
+    redo = rp_run.run_source(source, preset, tmp_path, "toy", _toy_dataset(), settings, "cpu", {})
     assert [c["probe"] for c in redo] == ["knn"]
 
 
@@ -189,7 +186,7 @@ def test_end_to_end_tiny_reproduction(tmp_path: Path, monkeypatch, materialize: 
         probe=dict(probes=("fast", "knn"), workers=0, min_steps=20),
     )  # fmt: skip
     out = tmp_path / "out"
-    rp.reproduce(preset, out, log=lambda m: None)
+    rp.reproduce(preset, out)
     cells = rp.load_cells(out)
     assert len(cells) == 10 and (out / "chart.png").stat().st_size > 5000
     gen = next(c for c in cells if c["source"] == "dead_leaves-mixed")
@@ -210,7 +207,7 @@ def test_a_failing_source_is_noted_and_the_rest_runs(tmp_path: Path, monkeypatch
 
     monkeypatch.setattr(rp_run, "run_source", flaky)
     with pytest.raises(rp.ReproductionFailed, match=r"1 of 3 sources failed.*: raw-pixels \(knn\);") as info:
-        rp.reproduce(preset, tmp_path / "out", log=lambda m: None)
+        rp.reproduce(preset, tmp_path / "out")
     assert "\n" not in str(info.value)
     assert [c["source"] for c in rp.load_cells(tmp_path / "out")] == ["cnn-random", "mean-colors"]
     assert "raw-pixels failed: disk full" in (tmp_path / "out" / "report.md").read_text()
@@ -237,9 +234,9 @@ def test_materialize_policy_picks_the_sources_rendered_once() -> None:
             rp.materialize_selectors(bad)
 
 
-def test_materialize_renders_this_ranks_share_then_waits_for_the_others(tmp_path: Path, monkeypatch) -> None:
+def test_materialize_renders_this_ranks_share_then_waits_for_the_others(log_lines, tmp_path: Path, monkeypatch) -> None:
     """Under torchrun each rank renders its share of the folder; training starts once all are there."""
-    root, logs = tmp_path / "data", []
+    root = tmp_path / "data"
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
     spec = folder.DatasetSpec("test-blobs", {}, seed=3, res=32, num=10)
@@ -251,7 +248,8 @@ def test_materialize_renders_this_ranks_share_then_waits_for_the_others(tmp_path
     monkeypatch.setattr(folder, "wait_until_complete",
                         lambda *a, **k: real_wait(*a, **k, sleep=other_rank_finishes))  # fmt: skip
     monkeypatch.setattr("noisevision.device.default_workers", lambda device, job: 1)
-    record = rp_run.materialize("test-blobs", 32, 3, 10, root, "cpu", logs.append)
+    record = rp_run.materialize("test-blobs", 32, 3, 10, root, "cpu")
+    logs = [m for m in log_lines if m.startswith("[test-blobs]")]  # the reproduction's own lines
     assert logs[0].startswith("[test-blobs] generated 5 images at 32 px") and "(share 2/2: 5..9)" in logs[0]
     assert logs[1] == "[test-blobs] waiting for 5 images from the other ranks"
     assert (record["shard"], record["images"], record["num"]) == ("2/2", 5, 10)

@@ -102,11 +102,11 @@ def test_paper_presets_plan_feature_vis_dead_leaves(tmp_path: Path) -> None:
     assert note.startswith(f"skipped {FV}: preset 'demo' trains no ResNet-50")
 
 
-def test_paper_small_trains_a_resnet50_prerequisite_once(tmp_path: Path, monkeypatch, visualised,
+def test_paper_small_trains_a_resnet50_prerequisite_once(log_lines, tmp_path: Path, monkeypatch, visualised,
                                                          probe_folder: str) -> None:
     preset = small_preset(("dead_leaves-mixed", FV), probe_folder)
-    out, logs = tmp_path / "out", []
-    rp.reproduce(preset, out, log=logs.append)
+    out, logs = tmp_path / "out", log_lines
+    rp.reproduce(preset, out)
     prerequisite = (out / "prerequisites" / "dead_leaves-mixed-resnet50" / "encoder.pt").resolve()
     encoder, meta = load_encoder(prerequisite)
     assert (encoder.arch, meta["method"], meta["data"]) == ("resnet50", "moco_v2", "dead_leaves-mixed")
@@ -129,16 +129,17 @@ def test_paper_small_trains_a_resnet50_prerequisite_once(tmp_path: Path, monkeyp
     assert line in report
     # A rerun finds the prerequisite and its cost, and does not train it again.
     monkeypatch.setattr("noisevision.train.train", no_training)
-    again: list[str] = []
-    path, reused = rp_run.prerequisite_encoder(rp.DERIVED[FV], preset, out, "cpu", again.append, {})
+    start = len(log_lines)
+    path, reused = rp_run.prerequisite_encoder(rp.DERIVED[FV], preset, out, "cpu", {})
+    again = log_lines[start:]
     assert path.resolve() == prerequisite and reused == cost
     assert "reusing the prerequisite encoder" in again[0]
 
 
-def test_paper_large_visualises_the_dead_leaves_run(tmp_path: Path, monkeypatch, probe_folder: str) -> None:
+def test_paper_large_visualises_the_dead_leaves_run(log_lines, tmp_path: Path, monkeypatch, probe_folder: str) -> None:
     preset = small_preset(("dead_leaves-mixed", FV), probe_folder, shared=True)
-    out, logs = tmp_path / "out", []
-    path, cost = rp_run.prerequisite_encoder(rp.DERIVED[FV], preset, out, "cpu", logs.append, {})
+    out, logs = tmp_path / "out", log_lines
+    path, cost = rp_run.prerequisite_encoder(rp.DERIVED[FV], preset, out, "cpu", {})
     assert cost["shared"] and cost["source"] == "dead_leaves-mixed"  # counted in that row already
     assert path == rp.run_folder(out, "dead_leaves-mixed") / "encoder.pt" == rp.prerequisite_path(
         rp.DERIVED[FV].needs, preset, out)  # fmt: skip
@@ -146,7 +147,7 @@ def test_paper_large_visualises_the_dead_leaves_run(tmp_path: Path, monkeypatch,
     # The dead_leaves-mixed source then finds its run done: one training for both rows.
     monkeypatch.setattr("noisevision.train.train", no_training)
     (dead_leaves,) = [s for s in rp.resolve_sources(preset)[0] if s.name == "dead_leaves-mixed"]
-    assert rp_run.pretrain(dead_leaves, preset, out, "cpu", logs.append, {})[0] == path
+    assert rp_run.pretrain(dead_leaves, preset, out, "cpu", {})[0] == path
 
 
 def test_a_given_encoder_is_used_without_training_one(tmp_path: Path, monkeypatch, visualised,
@@ -155,7 +156,7 @@ def test_a_given_encoder_is_used_without_training_one(tmp_path: Path, monkeypatc
     preset = small_preset((FV,), probe_folder)
     monkeypatch.setattr(rp_run, "prerequisite_encoder", no_training)
     out = tmp_path / "out"
-    rp.reproduce(preset, out, feature_vis_encoder=tmp_path / "mine.pt", log=lambda m: None)
+    rp.reproduce(preset, out, feature_vis_encoder=tmp_path / "mine.pt")
     assert set(visualised) == {str(given)} and not (out / "prerequisites").exists()
     cell = rp.read_cell(rp.cell_path(out, FV, "knn"))
     assert cell["stages"]["generation"]["data"] == f"feature_vis-{given}" and cell["source"] == FV
@@ -178,14 +179,14 @@ def test_bad_feature_vis_encoder_is_one_line(tmp_path: Path, run_cli) -> None:
         rp.derived_source(FV, small)
 
 
-def test_expensive_sources_are_rendered_once_and_cheap_ones_stream(tmp_path: Path, monkeypatch, visualised,
+def test_expensive_sources_are_rendered_once_and_cheap_ones_stream(log_lines, tmp_path: Path, monkeypatch, visualised,
                                                                     probe_folder: str) -> None:
     """The paper presets' policy: feature visualizations train from OUT/data/NAME, rendered once."""
     monkeypatch.setattr("noisevision.device.default_workers", lambda device, job: 1)  # in-process: 1 step
     preset = replace(small_preset(("dead_leaves-squares", "feature_vis-random"), probe_folder),
                      materialize="expensive")  # fmt: skip
-    out, logs = tmp_path / "out", []
-    rp.reproduce(preset, out, log=logs.append)
+    out, logs = tmp_path / "out", log_lines
+    rp.reproduce(preset, out)
     rendered = out / "data" / "feature_vis-random"
     trained_on = {name: yaml.safe_load((rp.run_folder(out, name) / "config.yaml").read_text())["data"]
                   for name in ("dead_leaves-squares", "feature_vis-random")}  # fmt: skip
@@ -202,13 +203,16 @@ def test_expensive_sources_are_rendered_once_and_cheap_ones_stream(tmp_path: Pat
     assert json.loads((out / "plan.json").read_text())["materialize"] == "expensive"
     # A rerun renders only the missing images and keeps the cost of the run that rendered the others.
     seed = json.loads((rendered / "noisevision.json").read_text())["seed"]
-    again: list[str] = []
-    same = rp_run.materialize("feature_vis-random", 32, seed, 16, rendered, "cpu", again.append)
+    start = len(log_lines)
+    same = rp_run.materialize("feature_vis-random", 32, seed, 16, rendered, "cpu")
+    again = [m for m in log_lines[start:] if m.startswith("[feature_vis-random]")]
     assert {**same, "data": "feature_vis-random"} == fv_cost
     assert "generated 0 images" in again[0] and "16 were there already" in again[0]
     (rendered / "train" / "00000" / "00000005.jpg").unlink()
-    redo = rp_run.materialize("feature_vis-random", 32, seed, 16, rendered, "cpu", again.append)
-    assert "generated 1 images" in again[1] and redo["images"] == 17
+    start = len(log_lines)
+    redo = rp_run.materialize("feature_vis-random", 32, seed, 16, rendered, "cpu")
+    again = [m for m in log_lines[start:] if m.startswith("[feature_vis-random]")]
+    assert "generated 1 images" in again[0] and redo["images"] == 17
     assert redo["seconds"] > fv_cost["seconds"]
 
 
@@ -219,18 +223,18 @@ def unfinish(out: Path) -> None:
         done.unlink()
 
 
-def test_a_moved_reproduction_finishes_feature_vis(tmp_path: Path, monkeypatch, visualised,
+def test_a_moved_reproduction_finishes_feature_vis(log_lines, tmp_path: Path, monkeypatch, visualised,
                                                    probe_folder: str) -> None:
     monkeypatch.setattr("noisevision.device.default_workers", lambda device, job: 1)  # in-process: 1 step
     preset = replace(small_preset(("dead_leaves-mixed", FV), probe_folder), materialize="expensive")
     out = tmp_path / "out"
-    rp.reproduce(preset, out, log=lambda m: None)
+    rp.reproduce(preset, out)
     # feature_vis-dead_leaves left unfinished (trained, not yet saved nor probed), then OUT moved
     unfinish(out)
     moved = tmp_path / "moved"
     out.rename(moved)
-    logs: list[str] = []
-    rp.reproduce(preset, moved, log=logs.append)
+    logs = log_lines
+    rp.reproduce(preset, moved)
     data = f"feature_vis-{(moved / 'prerequisites' / 'dead_leaves-mixed-resnet50' / 'encoder.pt').resolve()}"
     assert json.loads((moved / "data" / FV / "noisevision.json").read_text())["generator"] == data
     run = yaml.safe_load((rp.run_folder(moved, FV) / "config.yaml").read_text())
@@ -243,6 +247,6 @@ def test_a_moved_reproduction_finishes_feature_vis(tmp_path: Path, monkeypatch, 
     config.write_text(yaml.safe_dump({**run, "data": f"moved/data/{FV}"}, sort_keys=False))
     unfinish(moved)
     monkeypatch.chdir(tmp_path)
-    rp.reproduce(preset, "moved", log=logs.append)
+    rp.reproduce(preset, "moved")
     assert yaml.safe_load(config.read_text())["data"] == str(moved / "data" / FV)
     assert rp.read_cell(rp.cell_path(moved, FV, "knn"))["top1"] >= 0
