@@ -12,8 +12,11 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
+# Lint and formatting (ruff), over the package, the tests, the scripts and the docs' hook.
+LINTED := noisevision tests scripts/*.py scripts/gpu-check scripts/make-gallery docs/hooks
 lint: setup
-	$(BIN)/ruff check noisevision tests
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 
 # The docs site (mkdocs.yml, docs/) into site/; --strict fails on broken links and references.
 docs: setup

@@ -55,16 +55,26 @@ class AugmentConfig:
 
 
 AUGMENTATIONS: Registry[AugmentConfig] = Registry("augmentation")
-AUGMENTATIONS.add("small", AugmentConfig(),
-                  "paper's small scale: 64 px crops of 8–100 %, jitter always, paper statistics")  # fmt: skip
+AUGMENTATIONS.add(
+    "small", AugmentConfig(), "paper's small scale: 64 px crops of 8–100 %, jitter always, paper statistics"
+)
 # Short CPU runs: larger crops make the two views overlap, so the invariances are found within a
 # few hundred steps instead of many epochs.
-AUGMENTATIONS.add("small-mild", AugmentConfig(scale=(0.3, 1.0)),
-                  "small with crops of 30–100 % (short CPU runs)")  # fmt: skip
+AUGMENTATIONS.add(
+    "small-mild", AugmentConfig(scale=(0.3, 1.0)), "small with crops of 30–100 % (short CPU runs)"
+)
 AUGMENTATIONS.add(
     "mocov2",
-    AugmentConfig(size=224, scale=(0.2, 1.0), jitter=(0.4, 0.4, 0.4, 0.1), jitter_p=0.8, gray_p=0.2,
-                  blur_p=0.5, mean=IMAGENET_MEAN, std=IMAGENET_STD),  # fmt: skip
+    AugmentConfig(
+        size=224,
+        scale=(0.2, 1.0),
+        jitter=(0.4, 0.4, 0.4, 0.1),
+        jitter_p=0.8,
+        gray_p=0.2,
+        blur_p=0.5,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+    ),
     "MoCo v2's aug-plus: 224 px crops of 20–100 %, jitter p 0.8, blur p 0.5, ImageNet statistics",
 )
 
@@ -76,15 +86,23 @@ def get_augment(name: str, size: int | None = None) -> AugmentConfig:
 
 
 # ---------------------------------------------------------------------------------------- params
-def sample_crop_boxes(rng: Rng, height: int, width: int, scale: tuple[float, float],
-                      ratio: tuple[float, float]) -> Tensor:
+def sample_crop_boxes(
+    rng: Rng, height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float]
+) -> Tensor:
     """RandomResizedCrop boxes for a batch from its per-image random streams: float [B, 4]."""
     u_area, u_ratio = rng.uniform(CROP_ATTEMPTS), rng.uniform(CROP_ATTEMPTS)  # [B, 10] each
     return crop_boxes(u_area, u_ratio, rng.uniform(2), height, width, scale, ratio)
 
 
-def crop_boxes(u_area: Tensor, u_ratio: Tensor, u_offset: Tensor, height: int, width: int,
-               scale: tuple[float, float], ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> Tensor:
+def crop_boxes(
+    u_area: Tensor,
+    u_ratio: Tensor,
+    u_offset: Tensor,
+    height: int,
+    width: int,
+    scale: tuple[float, float],
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+) -> Tensor:
     """torchvision RandomResizedCrop.get_params for a batch, from uniforms in [0, 1):
     u_area, u_ratio [B, 10] (the candidates), u_offset [B, 2] (top, left) -> boxes float [B, 4] =
     (x1, y1, x2, y2) in pixel edges.

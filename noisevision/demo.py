@@ -23,8 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m noisevision.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="demo", help="report folder (default: demo)")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    parser.add_argument("--seeds", type=int, default=None,
-                        help="independent repetitions of every cell (default: the demo preset's)")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        help="independent repetitions of every cell (default: the demo preset's)",
+    )
     args = parser.parse_args(argv)
     tune_process()  # before torch's first allocation (see noisevision.memory)
 
@@ -59,8 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     summaries = summarize(all_cells)
     rows = ranked(summaries, main_probe)
     n = max(r["n"] for r in rows)
-    print(f"\n{'data':32s} {'family':22s} top-1 % ({main_probe} probe on {rows[0]['dataset']}), "
-          f"mean ± 95 % interval over {n} seed{'s' if n != 1 else ''}")  # fmt: skip
+    print(
+        f"\n{'data':32s} {'family':22s} top-1 % ({main_probe} probe on {rows[0]['dataset']}), "
+        f"mean ± 95 % interval over {n} seed{'s' if n != 1 else ''}"
+    )
     for r in rows:
         per_seed = "  (" + ", ".join(f"{v:.1f}" for v in r["values"]) + ")" if r["n"] > 1 else ""
         print(f"{r['label']:32s} {r['family']:22s} {mean_text(r)}{per_seed}")

@@ -112,8 +112,9 @@ def default_workers(device: torch.device, job: str) -> int:
     raise ValueError(f"unknown job '{job}'")
 
 
-def triton_kernels_run(device: torch.device, what: str, self_check: Callable[[torch.device], bool],
-                       known: dict[str, bool]) -> bool:  # fmt: skip
+def triton_kernels_run(
+    device: torch.device, what: str, self_check: Callable[[torch.device], bool], known: dict[str, bool]
+) -> bool:
     """Whether fused Triton kernels (`what`, for the warning) run on `device`: CUDA, or Triton's
     interpreter on a CPU (TRITON_INTERPRET=1, which the tests use), unless NOISEVISION_TRITON=0.
 

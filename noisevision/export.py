@@ -65,8 +65,11 @@ def library_resnet(encoder: nn.Module) -> ResNetLayout | str:
     """The library ResNet the encoder's trunk fits, or why none does (a phrase)."""
     if not isinstance(encoder, ResNetEncoder):
         return "is not a ResNet"
-    options = {**_signature_defaults(ResNetEncoder), **ARCHS.entry(encoder.arch).defaults,
-               **encoder.arch_kwargs}  # fmt: skip
+    options = {
+        **_signature_defaults(ResNetEncoder),
+        **ARCHS.entry(encoder.arch).defaults,
+        **encoder.arch_kwargs,
+    }
     if float(options["width"]) != 1.0:
         return f"has width {options['width']:g} (library ResNets have fixed stage widths)"
     return ResNetLayout(int(options["depth"]), bool(options["small_stem"]))
@@ -77,14 +80,19 @@ def resnet_layout(encoder: nn.Module, fmt: str) -> ResNetLayout:
     found = library_resnet(encoder)
     if isinstance(found, str):
         arch = getattr(encoder, "arch", type(encoder).__name__)
-        raise NoisevisionError(f"'{arch}' has no {fmt} equivalent: it {found}; export it with --format "
-                               f"{' or '.join(formats_for(encoder))}")  # fmt: skip
+        raise NoisevisionError(
+            f"'{arch}' has no {fmt} equivalent: it {found}; export it with --format "
+            f"{' or '.join(formats_for(encoder))}"
+        )
     return found
 
 
 def _signature_defaults(cls: type) -> dict[str, Any]:
-    return {k: p.default for k, p in inspect.signature(cls).parameters.items()
-            if p.default is not inspect.Parameter.empty}  # fmt: skip
+    return {
+        k: p.default
+        for k, p in inspect.signature(cls).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
 
 
 def trunk_tensors(encoder: nn.Module) -> dict[str, Tensor]:
@@ -117,8 +125,11 @@ def _stem_lines(layout: ResNetLayout) -> list[str]:
     """The small stem: a 3×3 stride-1 conv1 and no max-pool (how solo-learn adapts to CIFAR)."""
     if not layout.small_stem:
         return []
-    return [f"model.conv1 = torch.nn.Conv2d(3, {layout.stem_width}, 3, 1, 1, bias=False)  # small stem: "
-            "3×3 stride 1", "model.maxpool = torch.nn.Identity()  # small stem: no max-pool"]  # fmt: skip
+    return [
+        f"model.conv1 = torch.nn.Conv2d(3, {layout.stem_width}, 3, 1, 1, bias=False)  # small stem: "
+        "3×3 stride 1",
+        "model.maxpool = torch.nn.Identity()  # small stem: no max-pool",
+    ]
 
 
 def _torchvision_lines(encoder: nn.Module, filename: str) -> list[str]:
@@ -148,15 +159,26 @@ def _noisevision_lines(encoder: nn.Module, filename: str) -> list[str]:
 
 
 FORMATS: Registry[ExportFormat] = Registry("export format")
-FORMATS.add("torchvision", ExportFormat("torchvision", True, _torchvision_lines,
-            "import torch, torchvision\nfrom safetensors.torch import load_file"),
-            "ResNet trunk under torchvision's names, for torchvision.models.resnetN() (no fc)")  # fmt: skip
-FORMATS.add("timm", ExportFormat("timm", True, _timm_lines,
-            "import timm, torch\nfrom safetensors.torch import load_file"),
-            "ResNet trunk under timm's names, for timm.create_model('resnetN', num_classes=0)")  # fmt: skip
-FORMATS.add("noisevision", ExportFormat("noisevision", False, _noisevision_lines,
-            "from noisevision.models import load_encoder"),
-            "every tensor plus architecture and recipe, read back by noisevision's load_encoder")  # fmt: skip
+FORMATS.add(
+    "torchvision",
+    ExportFormat(
+        "torchvision",
+        True,
+        _torchvision_lines,
+        "import torch, torchvision\nfrom safetensors.torch import load_file",
+    ),
+    "ResNet trunk under torchvision's names, for torchvision.models.resnetN() (no fc)",
+)
+FORMATS.add(
+    "timm",
+    ExportFormat("timm", True, _timm_lines, "import timm, torch\nfrom safetensors.torch import load_file"),
+    "ResNet trunk under timm's names, for timm.create_model('resnetN', num_classes=0)",
+)
+FORMATS.add(
+    "noisevision",
+    ExportFormat("noisevision", False, _noisevision_lines, "from noisevision.models import load_encoder"),
+    "every tensor plus architecture and recipe, read back by noisevision's load_encoder",
+)
 
 
 def formats_for(encoder: nn.Module) -> list[str]:
@@ -198,12 +220,15 @@ def export_encoder(source: str | Path, fmt: str, out: str | Path) -> Exported:
     return Exported(out, card_path, fmt, len(tensors), dropped)
 
 
-def _metadata(encoder: nn.Module, meta: dict[str, Any], recipe: Recipe, fmt: str,
-              tensors: dict[str, Tensor]) -> dict[str, str]:
+def _metadata(
+    encoder: nn.Module, meta: dict[str, Any], recipe: Recipe, fmt: str, tensors: dict[str, Tensor]
+) -> dict[str, str]:
     """The safetensors header metadata (strings only): what the weights are, in every format;
     the noisevision format adds what `load_encoder` needs to rebuild the encoder."""
     info = {
-        EXPORT_KEY: fmt, "arch": encoder.arch, "recipe": json.dumps(recipe.to_dict()),
+        EXPORT_KEY: fmt,
+        "arch": encoder.arch,
+        "recipe": json.dumps(recipe.to_dict()),
         "noisevision_version": noisevision.__version__,
     }
     if fmt == "noisevision":
@@ -227,8 +252,10 @@ def card_path_for(out: Path) -> Path:
         return readme
     alternative = out.parent / f"{out.stem}.README.md"
     if alternative.exists() and not _is_card_of(alternative, out.name):
-        raise NoisevisionError(f"{alternative} exists and is not a model card of {out.name}: choose another "
-                               "--out or move it away")  # fmt: skip
+        raise NoisevisionError(
+            f"{alternative} exists and is not a model card of {out.name}: choose another "
+            "--out or move it away"
+        )
     return alternative
 
 
@@ -256,9 +283,18 @@ def probe_results(encoder_path: Path) -> list[dict[str, Any]]:
         if of and Path(of).resolve() != encoder_path:
             continue  # another encoder file of the same folder
         for probe, r in result["probes"].items():
-            rows.append({"source": p.name, "dataset": result.get("dataset"), "probe": probe,
-                         "top1": r.get("top1"), "std": r.get("std"), "layer": result.get("layer"),
-                         "n_train": result.get("n_train"), "n_test": result.get("n_test")})  # fmt: skip
+            rows.append(
+                {
+                    "source": p.name,
+                    "dataset": result.get("dataset"),
+                    "probe": probe,
+                    "top1": r.get("top1"),
+                    "std": r.get("std"),
+                    "layer": result.get("layer"),
+                    "n_train": result.get("n_train"),
+                    "n_test": result.get("n_test"),
+                }
+            )
     run = encoder_path.parent
     root = run.parent.parent
     if run.parent.name == "runs" and (root / "plan.json").is_file():
@@ -266,8 +302,15 @@ def probe_results(encoder_path: Path) -> list[dict[str, Any]]:
             mine = c.get("encoder") and Path(c["encoder"]).resolve() == encoder_path
             same_name = c.get("kind") != "baseline" and slug(str(c.get("source"))) == run.name
             if mine or same_name:
-                rows.append({"source": f"reproduction {root.name} ({c.get('preset')})", **{
-                    k: c.get(k) for k in ("dataset", "probe", "top1", "std", "layer", "n_train", "n_test")}})
+                rows.append(
+                    {
+                        "source": f"reproduction {root.name} ({c.get('preset')})",
+                        **{
+                            k: c.get(k)
+                            for k in ("dataset", "probe", "top1", "std", "layer", "n_train", "n_test")
+                        },
+                    }
+                )
     return rows
 
 
@@ -295,9 +338,11 @@ def _data_lines(meta: dict[str, Any], recipe: Recipe) -> list[str]:
     source = _source(meta, recipe)
     lines = [f"- data: `{meta.get('data') or _data_name(meta, recipe)}`"]
     if source.get("kind") == "generator":
-        lines.append(f"- generator `{source.get('name')}` ({source.get('family')}), parameters "
-                     f"{source.get('params') or 'default'}, seed {source.get('seed')}, "
-                     f"{source.get('res')} px")
+        lines.append(
+            f"- generator `{source.get('name')}` ({source.get('family')}), parameters "
+            f"{source.get('params') or 'default'}, seed {source.get('seed')}, "
+            f"{source.get('res')} px"
+        )
     elif source.get("kind") == "mix":
         parts = ", ".join(f"`{p.get('name')}` × {w:.2f}" for p, w in zip(source["parts"], source["weights"]))
         lines.append(f"- a mix of generators: {parts}")
@@ -305,9 +350,11 @@ def _data_lines(meta: dict[str, Any], recipe: Recipe) -> list[str]:
         lines.append(f"- a folder of {source.get('files')} images at {source.get('res')} px")
         manifest = _manifest(source.get("root"))
         if manifest:
-            lines.append(f"- the folder was written by `noisevision generate {manifest.get('generator')}` "
-                         f"(parameters {manifest.get('params') or 'default'}, seed {manifest.get('seed')}, "
-                         f"{manifest.get('res')} px, {manifest.get('num')} images, {manifest.get('format')})")
+            lines.append(
+                f"- the folder was written by `noisevision generate {manifest.get('generator')}` "
+                f"(parameters {manifest.get('params') or 'default'}, seed {manifest.get('seed')}, "
+                f"{manifest.get('res')} px, {manifest.get('num')} images, {manifest.get('format')})"
+            )
     return lines
 
 
@@ -323,11 +370,20 @@ def _manifest(root: Any) -> dict[str, Any] | None:
 def _table(rows: list[list[Any]]) -> list[str]:
     cells = [[("-" if v is None else str(v)).replace("|", "\\|") for v in row] for row in rows]
     return ["| " + " | ".join(cells[0]) + " |", "|" + "---|" * len(cells[0])] + [
-        "| " + " | ".join(r) + " |" for r in cells[1:]]
+        "| " + " | ".join(r) + " |" for r in cells[1:]
+    ]
 
 
-def model_card(encoder: nn.Module, meta: dict[str, Any], recipe: Recipe, fmt: str, filename: str,
-               tensors: dict[str, Tensor], dropped: list[str], encoder_path: Path) -> str:
+def model_card(
+    encoder: nn.Module,
+    meta: dict[str, Any],
+    recipe: Recipe,
+    fmt: str,
+    filename: str,
+    tensors: dict[str, Tensor],
+    dropped: list[str],
+    encoder_path: Path,
+) -> str:
     """The Markdown model card of an export."""
     target = FORMATS.get(fmt)
     arch = encoder.arch
@@ -335,14 +391,25 @@ def model_card(encoder: nn.Module, meta: dict[str, Any], recipe: Recipe, fmt: st
     method = recipe.method or meta.get("method") or "an unrecorded method"
     size, resize = recipe.input_size, int(round(recipe.input_size * 70 / 64))
     lines = [
-        "---", "tags: [noisevision, self-supervised, synthetic-data, image-feature-extraction]", "---",
-        f"{CARD_MARK}{filename} -->", "",
-        f"# {arch} pre-trained on {_data_name(meta, recipe)} with {method} (noisevision)", "",
+        "---",
+        "tags: [noisevision, self-supervised, synthetic-data, image-feature-extraction]",
+        "---",
+        f"{CARD_MARK}{filename} -->",
+        "",
+        f"# {arch} pre-trained on {_data_name(meta, recipe)} with {method} (noisevision)",
+        "",
         f"`{filename}`: {_what(arch, fmt)} ({len(tensors)} tensors, {n_params / 1e6:.2f} M parameters, "
         "safetensors), self-supervised on synthetic images that noisevision renders from random processes: "
-        "no real image was seen in training.", "",
-        "## Load it", "", "```python", target.import_line, *target.loading(encoder, filename), "```", "",
-    ]  # fmt: skip
+        "no real image was seen in training.",
+        "",
+        "## Load it",
+        "",
+        "```python",
+        target.import_line,
+        *target.loading(encoder, filename),
+        "```",
+        "",
+    ]
     if fmt != "noisevision":
         lines += [
             f"The output is the {getattr(encoder, 'feat_dim', '?')}-d globally pooled layer4 features "
@@ -351,25 +418,39 @@ def model_card(encoder: nn.Module, meta: dict[str, Any], recipe: Recipe, fmt: st
         if dropped:
             heads = sorted({k.split(".")[0] for k in dropped})
             shapes = ", ".join(f"`{k}` {list(encoder.state_dict()[k].shape)}" for k in dropped)
-            lines += [f"Dropped: the projection head ({', '.join(heads)}: {shapes}), used only by the "
-                      "training loss."]  # fmt: skip
-        lines += ["There is no `fc` tensor: the network never had a classifier. Replace `fc` with "
-                  "`nn.Identity()` as above to load with `strict=True`, or add your own `fc` and load with "
-                  "`strict=False` (check that only `fc.*` are reported missing).", ""]  # fmt: skip
+            lines += [
+                f"Dropped: the projection head ({', '.join(heads)}: {shapes}), used only by the "
+                "training loss."
+            ]
+        lines += [
+            "There is no `fc` tensor: the network never had a classifier. Replace `fc` with "
+            "`nn.Identity()` as above to load with `strict=True`, or add your own `fc` and load with "
+            "`strict=False` (check that only `fc.*` are reported missing).",
+            "",
+        ]
         if resnet_layout(encoder, fmt).small_stem:
-            lines += [f"Stem: `{arch}` has the small-image stem (3×3 stride-1 `conv1`, no max-pool), not "
-                      f"{fmt}'s 7×7 stride-2 conv and max-pool: the two stem lines above are needed.", ""]
+            lines += [
+                f"Stem: `{arch}` has the small-image stem (3×3 stride-1 `conv1`, no max-pool), not "
+                f"{fmt}'s 7×7 stride-2 conv and max-pool: the two stem lines above are needed.",
+                "",
+            ]
     lines += [
-        "## Feed it", "",
+        "## Feed it",
+        "",
         f"RGB images scaled to [0, 1], normalised with mean {list(recipe.mean)} and std {list(recipe.std)}, "
         f"{size}×{size} px. The probes' test view resizes the shorter side to {resize} px and "
-        f"centre-crops {size} px:", "",
-        "```python", "import torch", "from torchvision.transforms import v2",
+        f"centre-crops {size} px:",
+        "",
+        "```python",
+        "import torch",
+        "from torchvision.transforms import v2",
         f"preprocess = v2.Compose([v2.ToImage(), v2.Resize({resize}), v2.CenterCrop({size}),",
         f"                         v2.ToDtype(torch.float32, scale=True), v2.Normalize({list(recipe.mean)}, "
         f"{list(recipe.std)})])",
-        "```", "",
-        "## Training", "",
+        "```",
+        "",
+        "## Training",
+        "",
         *_data_lines(meta, recipe),
         f"- method: {method}; augmentation: {recipe.augment or 'not recorded'}; preset: "
         f"{meta.get('preset', 'not recorded')}",
@@ -378,14 +459,18 @@ def model_card(encoder: nn.Module, meta: dict[str, Any], recipe: Recipe, fmt: st
         f"- crops of {size} px from {recipe.res or meta.get('res', '?')} px images; seed "
         f"{meta.get('seed', '?')}; precision {meta.get('precision', '?')}",
         f"- linear-probe protocol that suits it: `{recipe.protocol}`; probe layer `{recipe.layer}`",
-        f"- exported from `{encoder_path}` by noisevision {noisevision.__version__}", "",
-        "## Probe results", "",
-    ]  # fmt: skip
+        f"- exported from `{encoder_path}` by noisevision {noisevision.__version__}",
+        "",
+        "## Probe results",
+        "",
+    ]
     rows = probe_results(encoder_path)
     if rows:
         header = ["where", "dataset", "probe", "top-1 %", "layer", "train/test images"]
-        body = [[r["source"], r["dataset"], r["probe"], _top1(r), r["layer"], f"{r['n_train']}/{r['n_test']}"]
-                for r in rows]  # fmt: skip
+        body = [
+            [r["source"], r["dataset"], r["probe"], _top1(r), r["layer"], f"{r['n_train']}/{r['n_test']}"]
+            for r in rows
+        ]
         lines += [*_table([header, *body]), ""]
     else:
         lines += ["None found beside the encoder (`noisevision eval` writes them there).", ""]
@@ -416,5 +501,13 @@ def _top1(row: dict[str, Any]) -> str:
     return f"{top1:.2f} ± {std:.2f}" if isinstance(std, (int, float)) else f"{top1:.2f}"
 
 
-__all__ = ["FORMATS", "ExportFormat", "Exported", "export_encoder", "formats_for", "model_card",
-           "probe_results", "resnet_layout"]  # fmt: skip
+__all__ = [
+    "FORMATS",
+    "ExportFormat",
+    "Exported",
+    "export_encoder",
+    "formats_for",
+    "model_card",
+    "probe_results",
+    "resnet_layout",
+]

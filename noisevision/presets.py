@@ -14,11 +14,27 @@ from noisevision.registry import Registry
 
 #: The paper's small scale: SmallAlexNet + align/uniform on 105k images, batch 768, 200 epochs.
 BASE: dict[str, Any] = dict(
-    arch="smallalexnet", arch_kwargs={}, method="align_uniform", method_kwargs={}, augment="small",
-    input_size=64, res=None, num_images=105_000, fresh=False, epochs=200, batch_size=768, lr=0.36,
-    momentum=0.9, weight_decay=1e-4, schedule="multistep", milestones=(155, 170, 185), gamma=0.1,
-    warmup_epochs=0, bn_groups=None, seed=0,
-)  # fmt: skip
+    arch="smallalexnet",
+    arch_kwargs={},
+    method="align_uniform",
+    method_kwargs={},
+    augment="small",
+    input_size=64,
+    res=None,
+    num_images=105_000,
+    fresh=False,
+    epochs=200,
+    batch_size=768,
+    lr=0.36,
+    momentum=0.9,
+    weight_decay=1e-4,
+    schedule="multistep",
+    milestones=(155, 170, 185),
+    gamma=0.1,
+    warmup_epochs=0,
+    bn_groups=None,
+    seed=0,
+)
 
 
 @dataclass(frozen=True)
@@ -49,34 +65,55 @@ class Preset:
 PRESETS: Registry[Preset] = Registry("preset")
 
 
-def _add(name: str, description: str, protocol: str = "paper", timing: Timing | None = None,
-         **changes: Any) -> None:  # fmt: skip
+def _add(
+    name: str, description: str, protocol: str = "paper", timing: Timing | None = None, **changes: Any
+) -> None:
     PRESETS.add(name, Preset(name, description, changes, protocol, timing), description)
 
 
 _add(
-    "paper-small", "paper's small scale: SmallAlexNet + align/uniform, 105k images, batch 768, 200 epochs",
+    "paper-small",
+    "paper's small scale: SmallAlexNet + align/uniform, 105k images, batch 768, 200 epochs",
     # its images fit in the device's image cache (--cache-images): the epochs after the first read them there
     timing=Timing("dead_leaves-mixed", ("fp32", "bf16"), ("streamed", "cached"), steps=10),
 )
 _add(
-    "paper-large", "paper's large scale: ResNet-50 + MoCo v2, 1.3M images at 256 px, batch 256, 200 epochs",
+    "paper-large",
+    "paper's large scale: ResNet-50 + MoCo v2, 1.3M images at 256 px, batch 256, 200 epochs",
     protocol="moco",  # MoCo's linear protocol, as the paper for its ResNet-50s
     timing=Timing("stylegan-oriented", ("bf16",), ("streamed", "folder")),  # too many images to cache
-    arch="resnet50", arch_kwargs={"head": "mlp", "out_dim": 128}, method="moco_v2",
-    method_kwargs={"queue_size": 65536, "momentum": 0.999, "temperature": 0.2}, augment="mocov2",
-    input_size=224, res=256, num_images=1_300_000, batch_size=256, lr=0.015, schedule="cosine",
+    arch="resnet50",
+    arch_kwargs={"head": "mlp", "out_dim": 128},
+    method="moco_v2",
+    method_kwargs={"queue_size": 65536, "momentum": 0.999, "temperature": 0.2},
+    augment="mocov2",
+    input_size=224,
+    res=256,
+    num_images=1_300_000,
+    batch_size=256,
+    lr=0.015,
+    schedule="cosine",
     milestones=(),
     bn_groups=8,  # MoCo's recipe ran on 8 GPUs (32 images each): shuffle-BN over 8 groups on any setup
-)  # fmt: skip
+)
 # SmallAlexNet is too slow for a CPU demo, and its random fc6 features are already strong on
 # Fashion-MNIST; a quarter-width ResNet-18 on 32 px crops learns within minutes.
 _add(
-    "tiny", "quick CPU demo: ResNet-18-s at width 1/4, 32 px crops of 64 px images, 3 epochs",
-    arch="resnet18-s", arch_kwargs={"width": 0.25, "head": "linear", "out_dim": 128},
-    augment="small-mild", input_size=32, res=64, num_images=3072, epochs=3, batch_size=128, lr=0.1,
-    schedule="cosine", milestones=(), warmup_epochs=1,
-)  # fmt: skip
+    "tiny",
+    "quick CPU demo: ResNet-18-s at width 1/4, 32 px crops of 64 px images, 3 epochs",
+    arch="resnet18-s",
+    arch_kwargs={"width": 0.25, "head": "linear", "out_dim": 128},
+    augment="small-mild",
+    input_size=32,
+    res=64,
+    num_images=3072,
+    epochs=3,
+    batch_size=128,
+    lr=0.1,
+    schedule="cosine",
+    milestones=(),
+    warmup_epochs=1,
+)
 
 
 def get_preset(name: str) -> Preset:

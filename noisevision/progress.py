@@ -46,9 +46,18 @@ class Progress:
     Disabled (`enabled=False`) it does nothing; `note` still prints.
     """
 
-    def __init__(self, description: str, total: int, done: int = 0, *, enabled: bool = True,
-                 unit_items: float = 1.0, rate_unit: str = "img", console: Console | None = None,
-                 live: bool | None = None):
+    def __init__(
+        self,
+        description: str,
+        total: int,
+        done: int = 0,
+        *,
+        enabled: bool = True,
+        unit_items: float = 1.0,
+        rate_unit: str = "img",
+        console: Console | None = None,
+        live: bool | None = None,
+    ):
         self.description, self.total, self.done = description, total, done
         self.enabled, self.unit_items, self.rate_unit = enabled, unit_items, rate_unit
         self.console = console or Console(stderr=False)
@@ -68,10 +77,15 @@ class Progress:
             from rich.progress import Progress as Bar
 
             self.bar = Bar(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                TimeRemainingColumn(), console=self.console,
-            )  # fmt: skip
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=self.console,
+            )
             self.task = self.bar.add_task(description, total=total, completed=done, info="")
             self.bar.start()
             logs.push_progress(self.note)  # the library's log lines print above the bar

@@ -130,7 +130,7 @@ def _statistical_image(
                 keys = ["residual_highpass"] + [(lev, o) for lev in range(levels) for o in range(4)]
                 for i, key in enumerate(keys):
                     band = pyr.pyr_coeffs[key]
-                    density = np.exp(-np.abs(grid / scales[i]) ** p["wmm_shape"][c, i])
+                    density = np.exp(-(np.abs(grid / scales[i]) ** p["wmm_shape"][c, i]))
                     band = histo_match(band, density, lo - step / 2, step)
                     d = density / density.sum()  # standardised to the target's mean and std
                     t_mean = (d * grid).sum()

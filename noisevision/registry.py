@@ -157,8 +157,15 @@ def listing(names: Iterable[str]) -> dict[str, dict[str, Any]]:
     for name in names:
         reg, columns = registry(name), _COLUMNS.get(name, lambda _: {})
         written = any(e.form for e in reg.entries())  # names that take an argument: say how
-        rows = [{"name": e.name, **({"written": e.written} if written else {}), **columns(e),
-                 "description": e.description} for e in reg.entries()]  # fmt: skip
+        rows = [
+            {
+                "name": e.name,
+                **({"written": e.written} if written else {}),
+                **columns(e),
+                "description": e.description,
+            }
+            for e in reg.entries()
+        ]
         extra = [k for k in (rows[0] if rows else {}) if k not in ("name", "description")]
         out[name] = {"kind": reg.kind, "columns": extra, "entries": rows, "usages": reg.usages()}
     return out

@@ -35,8 +35,10 @@ def sample_grid(
 
     kinds = FigureCanvasBase.get_supported_filetypes()
     if out.suffix.lower().lstrip(".") not in kinds:
-        raise NoisevisionError(f"cannot save a grid as '{out.name}': name a .png, .jpg, .pdf or .svg file "
-                               f"(or any of {', '.join(sorted(kinds))})")  # fmt: skip
+        raise NoisevisionError(
+            f"cannot save a grid as '{out.name}': name a .png, .jpg, .pdf or .svg file "
+            f"(or any of {', '.join(sorted(kinds))})"
+        )
     if not 1 <= num <= MAX_COLUMNS:
         raise NoisevisionError(f"a grid shows 1 to {MAX_COLUMNS} images per generator, not {num}")
     gens = [generators.get(n) for n in names]  # fail on a bad name before any rendering

@@ -87,17 +87,28 @@ def environment(device: torch.device) -> dict[str, Any]:
 
     env = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "python": platform.python_version(), "torch": torch.__version__,
-        "torchvision": torchvision.__version__, "numba": numba.__version__,
-        "cpu": _cpu_name(), "cpu_count": os.cpu_count(),
-    }  # fmt: skip
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numba": numba.__version__,
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+    }
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        env.update(gpu=props.name, gpu_memory_gb=round(props.total_memory / 2**30, 1),
-                   cuda=torch.version.cuda, bf16=torch.cuda.is_bf16_supported())  # fmt: skip
+        env.update(
+            gpu=props.name,
+            gpu_memory_gb=round(props.total_memory / 2**30, 1),
+            cuda=torch.version.cuda,
+            bf16=torch.cuda.is_bf16_supported(),
+        )
         try:
-            smi = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                                 capture_output=True, text=True, timeout=20)  # fmt: skip
+            smi = subprocess.run(
+                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=20,
+            )
             env["driver"] = smi.stdout.strip()
         except (OSError, subprocess.TimeoutExpired):
             pass
@@ -115,18 +126,35 @@ def run_tests(check: Check, out: Path, device: torch.device, seconds: float) -> 
     report = out / "cuda-tests.jsonl"
     report.unlink(missing_ok=True)
     xml = Path(tempfile.mkdtemp()) / "pytest.xml"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-           "NOISEVISION_CHECK_REPORT": str(report), "PYTHONUNBUFFERED": "1"}  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "NOISEVISION_CHECK_REPORT": str(report),
+        "PYTHONUNBUFFERED": "1",
+    }
     if device.type != "cuda":
         env["NOISEVISION_CHECK_DEVICE"] = str(device)
     # -v: a line per test in the log, so that a run stopped at its time limit still says how far it got
-    cmd = [sys.executable, "-m", "pytest", "-m", "cuda", "-v", "-rfE", "--durations=15",
-           "-p", "no:cacheprovider", f"--junitxml={xml}", "tests"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-m",
+        "cuda",
+        "-v",
+        "-rfE",
+        "--durations=15",
+        "-p",
+        "no:cacheprovider",
+        f"--junitxml={xml}",
+        "tests",
+    ]
     start = time.perf_counter()
     with open(out / "pytest.log", "w") as log:
         try:
-            code = subprocess.run(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                  timeout=seconds).returncode  # fmt: skip
+            code = subprocess.run(
+                cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=seconds
+            ).returncode
         except subprocess.TimeoutExpired:
             code = None
     tests: dict[str, Any] = {"seconds": round(time.perf_counter() - start, 1), "exit": code}
@@ -141,8 +169,10 @@ def run_tests(check: Check, out: Path, device: torch.device, seconds: float) -> 
     elif code != 0:
         names = ", ".join(tests.get("failed_names", [])[:8]) or f"exit status {code}"
         check.failures.append(f"pytest -m cuda: {tests.get('failed', '?')} failed ({names})")
-    say(f"tests: {tests.get('passed', 0)} passed, {tests.get('failed', 0)} failed, "
-        f"{tests.get('skipped', 0)} skipped in {tests['seconds']} s (exit {code})")  # fmt: skip
+    say(
+        f"tests: {tests.get('passed', 0)} passed, {tests.get('failed', 0)} failed, "
+        f"{tests.get('skipped', 0)} skipped in {tests['seconds']} s (exit {code})"
+    )
 
 
 def _junit(path: Path) -> dict[str, Any]:
@@ -161,8 +191,13 @@ def _junit(path: Path) -> dict[str, Any]:
             skipped += 1
         else:
             passed += 1
-    return {"passed": passed, "failed": failed, "skipped": skipped, "failed_names": failed_names,
-            "messages": messages}  # fmt: skip
+    return {
+        "passed": passed,
+        "failed": failed,
+        "skipped": skipped,
+        "failed_names": failed_names,
+        "messages": messages,
+    }
 
 
 def bench_generators(check: Check, device: torch.device, toy: bool, budget: Budget) -> None:
@@ -188,11 +223,20 @@ def bench_generators(check: Check, device: torch.device, toy: bool, budget: Budg
             while True:
                 try:
                     median, rates, used, setup = bench_generator(
-                        name, r, batch, device, repeats=1 if toy else 3, min_time=0.05 if toy else 0.25,
+                        name,
+                        r,
+                        batch,
+                        device,
+                        repeats=1 if toy else 3,
+                        min_time=0.05 if toy else 0.25,
                         params=params,
-                    )  # fmt: skip
-                    row.update(img_s=round(median, 1), rates=[round(x, 1) for x in rates], batch=used,
-                               setup_s=round(setup, 2))  # fmt: skip
+                    )
+                    row.update(
+                        img_s=round(median, 1),
+                        rates=[round(x, 1) for x in rates],
+                        batch=used,
+                        setup_s=round(setup, 2),
+                    )
                     break
                 except torch.cuda.OutOfMemoryError:
                     torch.cuda.empty_cache()
@@ -214,23 +258,33 @@ def bench_generators(check: Check, device: torch.device, toy: bool, budget: Budg
 
 def bench_training(check: Check, device: torch.device, toy: bool, budget: Budget) -> None:
     from noisevision import generators
-    from noisevision.train import TrainConfig
     from noisevision.bench import bench_train
+    from noisevision.train import TrainConfig
 
     folder_workers = 2 if toy else min(16, os.cpu_count() or 1)
-    cases = [(p, p.timing.data, precision, ("in-memory", *p.timing.feeds))
-             for p in timed_presets() for precision in p.timing.precisions]  # fmt: skip
+    cases = [
+        (p, p.timing.data, precision, ("in-memory", *p.timing.feeds))
+        for p in timed_presets()
+        for precision in p.timing.precisions
+    ]
     for p, data, precision, modes in cases:
         preset = p.name
         if budget.left() <= 0:
             check.skipped.append(f"training {preset} {precision} (time budget)")
             continue
-        cfg = TrainConfig.from_preset(preset, data=data, out="unused", device=str(device),
-                                      precision=precision, **(toy_sizes(p) if toy else {}))  # fmt: skip
+        cfg = TrainConfig.from_preset(
+            preset,
+            data=data,
+            out="unused",
+            device=str(device),
+            precision=precision,
+            **(toy_sizes(p) if toy else {}),
+        )
         steps, warmup = (1, 1) if toy else (p.timing.steps, 3)
         try:
-            results = bench_train(cfg, device, steps, warmup=warmup, rounds=1, modes=modes,
-                                  folder_workers=folder_workers)  # fmt: skip
+            results = bench_train(
+                cfg, device, steps, warmup=warmup, rounds=1, modes=modes, folder_workers=folder_workers
+            )
         except Exception as exc:
             check.failures.append(f"training {preset} {precision}: {type(exc).__name__}: {str(exc)[:200]}")
             traceback.print_exc()
@@ -238,15 +292,26 @@ def bench_training(check: Check, device: torch.device, toy: bool, budget: Budget
         rates = {r.name: r.images_per_s for r in results}
         res = cfg.res or generators.spec(data).default_res
         for mode, rate in rates.items():
-            row = {"preset": preset, "arch": cfg.arch, "method": cfg.method, "data": data, "res": res,
-                   "input_size": cfg.input_size, "batch": cfg.batch_size, "precision": precision,
-                   "mode": mode, "img_s": round(rate, 1),
-                   "full_run_hours": round(full_run_hours(cfg, mode, rates), 2)}  # fmt: skip
+            row = {
+                "preset": preset,
+                "arch": cfg.arch,
+                "method": cfg.method,
+                "data": data,
+                "res": res,
+                "input_size": cfg.input_size,
+                "batch": cfg.batch_size,
+                "precision": precision,
+                "mode": mode,
+                "img_s": round(rate, 1),
+                "full_run_hours": round(full_run_hours(cfg, mode, rates), 2),
+            }
             if mode != "in-memory":
                 row["vs_in_memory"] = round(rate / rates["in-memory"], 3)
             check.training.append(row)
-            say(f"training {preset:11s} {precision} {mode:9s} {rate:10,.1f} img/s "
-                f"(full run {row['full_run_hours']:.2f} h)")  # fmt: skip
+            say(
+                f"training {preset:11s} {precision} {mode:9s} {rate:10,.1f} img/s "
+                f"(full run {row['full_run_hours']:.2f} h)"
+            )
         if device.type == "cuda":
             torch.cuda.empty_cache()
 
@@ -300,8 +365,15 @@ def bench_features(check: Check, device: torch.device, toy: bool, budget: Budget
             model.features(x, "pool")
 
     rate, _ = throughput(step, batch, device, repeats=1 if toy else 3, min_time=0.05 if toy else 0.5)
-    check.features.append({"source": "in memory (uint8 256 px on the device)", "arch": "resnet50",
-                           "input_size": size, "precision": precision, "img_s": round(rate, 1)})  # fmt: skip
+    check.features.append(
+        {
+            "source": "in memory (uint8 256 px on the device)",
+            "arch": "resnet50",
+            "input_size": size,
+            "precision": precision,
+            "img_s": round(rate, 1),
+        }
+    )
     say(f"features resnet50 in memory {rate:10,.1f} img/s")
     if budget.left() <= 0:
         check.skipped.append("feature extraction from files (time budget)")
@@ -318,9 +390,16 @@ def bench_features(check: Check, device: torch.device, toy: bool, budget: Budget
                 continue
             rate = bench_eval_input(data, model, view, device, decoder, batch, workers, precision)
             source = f"{len(data)} JPEG photos (500×375 and the like), {workers} workers"
-            check.features.append({"source": source, "decoder": decoder, "arch": "resnet50",
-                                   "input_size": size, "precision": precision,
-                                   "img_s": round(rate, 1)})  # fmt: skip
+            check.features.append(
+                {
+                    "source": source,
+                    "decoder": decoder,
+                    "arch": "resnet50",
+                    "input_size": size,
+                    "precision": precision,
+                    "img_s": round(rate, 1),
+                }
+            )
             say(f"features resnet50 from files, {decoder:6s} {rate:10,.1f} img/s")
 
 
@@ -336,15 +415,20 @@ def profile(out: Path, device: torch.device, toy: bool) -> None:
     sorts = ("device_time_total", "self_device_time_total") if device.type == "cuda" else ("cpu_time_total",)
     batch = 8 if toy else 256
     jobs: list[tuple[str, Callable[[], object]]] = []
-    for name, res in (("dead_leaves-mixed", 128), ("stat-spectrum_color_wmm", 128),
-                      ("stylegan-oriented", 256)):  # fmt: skip
+    for name, res in (
+        ("dead_leaves-mixed", 128),
+        ("stat-spectrum_color_wmm", 128),
+        ("stylegan-oriented", 256),
+    ):
         gen = generators.get(name)
-        jobs.append((f"{name} {res} px × {batch}",
-                     lambda g=gen, r=res: g(range(batch), res=r, device=device)))  # fmt: skip
+        jobs.append(
+            (f"{name} {res} px × {batch}", lambda g=gen, r=res: g(range(batch), res=r, device=device))
+        )
     for p in timed_presets():
         preset = p.name
-        cfg = TrainConfig.from_preset(preset, data=p.timing.data, out="unused", device=str(device),
-                                      **(toy_sizes(p) if toy else {}))  # fmt: skip
+        cfg = TrainConfig.from_preset(
+            preset, data=p.timing.data, out="unused", device=str(device), **(toy_sizes(p) if toy else {})
+        )
         parts = build_components(cfg, device)
         images = parts.source.render(torch.arange(cfg.batch_size), device)
         idx = torch.arange(cfg.batch_size, device=device)
@@ -380,22 +464,31 @@ def markdown(check: Check) -> str:
         + (" — CPU mode at toy sizes" if check.toy else "")
     )
     t = check.tests
-    lines += ["", f"**pytest -m cuda**: {t.get('passed', 0)} passed, {t.get('failed', 0)} failed, "
-              f"{t.get('skipped', 0)} skipped ({t.get('seconds', '?')} s)", ""]  # fmt: skip
+    lines += [
+        "",
+        f"**pytest -m cuda**: {t.get('passed', 0)} passed, {t.get('failed', 0)} failed, "
+        f"{t.get('skipped', 0)} skipped ({t.get('seconds', '?')} s)",
+        "",
+    ]
     per_generator: dict[str, dict] = {}
     for m in t.get("measured", []):
         if "generator" in m:
             per_generator.setdefault(m["generator"], {}).update(m)
     if per_generator:
-        lines += ["| generator | mean abs. difference device − CPU (grey levels) | identical pixels | "
-                  "largest statistic gap (spreads) | other order / batch sizes on the device |",
-                  "|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "| generator | mean abs. difference device − CPU (grey levels) | identical pixels | "
+            "largest statistic gap (spreads) | other order / batch sizes on the device |",
+            "|---|---|---|---|---|",
+        ]
         for name, m in per_generator.items():
             cells = ["", "", ""]
             if "mad" in m:
                 key = max(m["statistic_gaps"], key=m["statistic_gaps"].get)
-                cells = [f"{m['mad']:.3f}", f"{100 * m['identical']:.1f} %",
-                         f"{m['statistic_gaps'][key]:.3f} ({key})"]  # fmt: skip
+                cells = [
+                    f"{m['mad']:.3f}",
+                    f"{100 * m['identical']:.1f} %",
+                    f"{m['statistic_gaps'][key]:.3f} ({key})",
+                ]
             batch = ""
             if "batch_gaps" in m:
                 g = m["batch_gaps"]
@@ -408,8 +501,11 @@ def markdown(check: Check) -> str:
         for g in check.generators:
             by_name.setdefault(g["name"], {})[g["res"]] = g
         res_list = sorted({g["res"] for g in check.generators})
-        lines += ["", "| generator | " + " | ".join(f"img/s at {r} px" for r in res_list) + " |",
-                  "|---|" + "---|" * len(res_list)]  # fmt: skip
+        lines += [
+            "",
+            "| generator | " + " | ".join(f"img/s at {r} px" for r in res_list) + " |",
+            "|---|" + "---|" * len(res_list),
+        ]
         for name, rows in by_name.items():
             cells = []
             for r in res_list:
@@ -422,19 +518,29 @@ def markdown(check: Check) -> str:
                 cells.append(cell + (f" (batch {g['batch']})" if odd else ""))
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if check.training:
-        lines += ["", "| training | data | precision | feed | img/s | vs in memory | full run |",
-                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            "| training | data | precision | feed | img/s | vs in memory | full run |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for r in check.training:
             what = f"{r['preset']} ({r['arch']}, {r['method']}, {r['input_size']} px, batch {r['batch']})"
             ratio = f"{r['vs_in_memory']:.2f}×" if "vs_in_memory" in r else ""
-            lines.append(f"| {what} | {r['data']} at {r['res']} px | {r['precision']} | {r['mode']} | "
-                         f"{r['img_s']:,.0f} | {ratio} | {r['full_run_hours']:.2f} h |")  # fmt: skip
+            lines.append(
+                f"| {what} | {r['data']} at {r['res']} px | {r['precision']} | {r['mode']} | "
+                f"{r['img_s']:,.0f} | {ratio} | {r['full_run_hours']:.2f} h |"
+            )
     if check.features:
-        lines += ["", "| feature extraction | source | decoder | precision | img/s |",
-                  "|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            "| feature extraction | source | decoder | precision | img/s |",
+            "|---|---|---|---|---|",
+        ]
         for r in check.features:
-            lines.append(f"| {r['arch']} at {r['input_size']} px | {r['source']} | {r.get('decoder', '-')} | "
-                         f"{r['precision']} | {r['img_s']:,.0f} |")  # fmt: skip
+            lines.append(
+                f"| {r['arch']} at {r['input_size']} px | {r['source']} | {r.get('decoder', '-')} | "
+                f"{r['precision']} | {r['img_s']:,.0f} |"
+            )
     if not check.toy:
         lines += ["", "Targets:", *[f"- {t}" for t in targets(check)]]
     if check.failures:
@@ -454,16 +560,22 @@ def targets(check: Check) -> list[str]:
     for g in check.generators:
         goal = GENERATOR_TARGETS.get(g["family"])
         if goal and g["res"] == goal[0] and "img_s" in g:
-            out.append(f"{'✓' if g['img_s'] >= goal[1] else '✗'} {g['name']} ≥ {goal[1]:,} img/s at "
-                       f"{goal[0]} px: {g['img_s']:,.0f}")  # fmt: skip
+            out.append(
+                f"{'✓' if g['img_s'] >= goal[1] else '✗'} {g['name']} ≥ {goal[1]:,} img/s at "
+                f"{goal[0]} px: {g['img_s']:,.0f}"
+            )
         if (g["name"], g["res"]) == PROGRAM_TARGET[:2] and "img_s" in g:
             ok = g["img_s"] >= PROGRAM_TARGET[2]
-            out.append(f"{'✓' if ok else '✗'} program-mixed ≥ {PROGRAM_TARGET[2]:,} img/s at 128 px: "
-                       f"{g['img_s']:,.0f}")  # fmt: skip
+            out.append(
+                f"{'✓' if ok else '✗'} program-mixed ≥ {PROGRAM_TARGET[2]:,} img/s at 128 px: "
+                f"{g['img_s']:,.0f}"
+            )
         if (g["name"], g["res"]) == STYLEGAN_TARGET[:2] and "img_s" in g:
             ok = g["img_s"] >= STYLEGAN_TARGET[2]
-            out.append(f"{'✓' if ok else '✗'} stylegan-oriented ≥ {STYLEGAN_TARGET[2]:,} img/s at 256 px: "
-                       f"{g['img_s']:,.0f}")  # fmt: skip
+            out.append(
+                f"{'✓' if ok else '✗'} stylegan-oriented ≥ {STYLEGAN_TARGET[2]:,} img/s at 256 px: "
+                f"{g['img_s']:,.0f}"
+            )
     for r in check.training:
         goals = TRAINING_TARGETS.get(r["preset"], {})
         if r["mode"] == "in-memory":
@@ -471,12 +583,15 @@ def targets(check: Check) -> list[str]:
         what = f"{r['preset']} {r['precision']} {r['mode']}"
         if "vs_in_memory" in goals:
             ok = r["vs_in_memory"] >= goals["vs_in_memory"]
-            out.append(f"{'✓' if ok else '✗'} {what} ≥ {goals['vs_in_memory']}× in memory: "
-                       f"{r['vs_in_memory']:.2f}×")  # fmt: skip
+            out.append(
+                f"{'✓' if ok else '✗'} {what} ≥ {goals['vs_in_memory']}× in memory: {r['vs_in_memory']:.2f}×"
+            )
         if "full_run_hours" in goals:
             ok = r["full_run_hours"] <= goals["full_run_hours"]
-            out.append(f"{'✓' if ok else '✗'} {what} full run ≤ {goals['full_run_hours']:g} h: "
-                       f"{r['full_run_hours']:.2f} h")  # fmt: skip
+            out.append(
+                f"{'✓' if ok else '✗'} {what} full run ≤ {goals['full_run_hours']:g} h: "
+                f"{r['full_run_hours']:.2f} h"
+            )
         if "img_s" in goals:
             ok = r["img_s"] >= goals["img_s"]
             out.append(f"{'✓' if ok else '✗'} {what} ≥ {goals['img_s']:,.0f} img/s: {r['img_s']:,.0f}")
@@ -489,8 +604,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gpu-check", description=what)
     parser.add_argument("--out", type=Path, default=Path("gpu-check"), help="output folder (gpu-check/)")
     parser.add_argument("--device", default="auto", help="cuda, cuda:N, cpu or auto (default)")
-    parser.add_argument("--budget", type=float, default=None,
-                        help="seconds in all (default: 380 on a GPU, 360 on the CPU)")  # fmt: skip
+    parser.add_argument(
+        "--budget", type=float, default=None, help="seconds in all (default: 380 on a GPU, 360 on the CPU)"
+    )
     parser.add_argument("--profile", action="store_true", help="also write profile.txt (top kernels)")
     parser.add_argument("--skip", default="", help="leave out: tests,generators,training,features")
     args = parser.parse_args(argv)
@@ -512,8 +628,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     check = Check(str(device), toy)
     check.environment = environment(device)
-    say(f"gpu-check on {check.environment.get('gpu', check.environment['cpu'])} ({device}), "
-        f"torch {torch.__version__}, budget {total:.0f} s" + (", toy sizes" if toy else ""))  # fmt: skip
+    say(
+        f"gpu-check on {check.environment.get('gpu', check.environment['cpu'])} ({device}), "
+        f"torch {torch.__version__}, budget {total:.0f} s" + (", toy sizes" if toy else "")
+    )
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     sections: list[tuple[str, Callable[[Budget], None]]] = [
         ("tests", lambda b: run_tests(check, args.out, device, max(30.0, b.left()))),

@@ -56,12 +56,15 @@ def test_resized_crop_matches_torchvision_on_smooth_images():
         assert (ours - ref).abs().mean() < 0.01
 
 
-@pytest.mark.parametrize("op,ref,lo,hi", [
-    (A.adjust_brightness, TF.adjust_brightness, 0.6, 1.4),
-    (A.adjust_contrast, TF.adjust_contrast, 0.6, 1.4),
-    (A.adjust_saturation, TF.adjust_saturation, 0.6, 1.4),
-    (A.adjust_hue, TF.adjust_hue, -0.4, 0.4),
-])
+@pytest.mark.parametrize(
+    "op,ref,lo,hi",
+    [
+        (A.adjust_brightness, TF.adjust_brightness, 0.6, 1.4),
+        (A.adjust_contrast, TF.adjust_contrast, 0.6, 1.4),
+        (A.adjust_saturation, TF.adjust_saturation, 0.6, 1.4),
+        (A.adjust_hue, TF.adjust_hue, -0.4, 0.4),
+    ],
+)
 def test_colour_ops_equal_torchvision(op, ref, lo, hi):
     torch.manual_seed(0)
     x = torch.rand(5, 3, 16, 16)

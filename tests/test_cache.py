@@ -68,7 +68,7 @@ def test_other_code_or_damaged_files_are_not_read(tmp_path, monkeypatch):
     name = cache.entry_name("t", 0)
     (tmp_path / f"{name}.pt").write_bytes(b"not a tensor file")
     calls: list[int] = []
-    (_, value), = cache.shared_tensors([name], builder(calls))
+    ((_, value),) = cache.shared_tensors([name], builder(calls))
     assert calls == [0] and torch.equal(value, torch.zeros(2, 3, dtype=torch.uint8))
     assert torch.equal(torch.load(tmp_path / f"{name}.pt", weights_only=True)["tensor"], value)  # repaired
     # The name depends on the request and on the code that renders it.
@@ -87,7 +87,7 @@ def test_an_entry_whose_bytes_changed_on_disk_is_built_again(tmp_path, monkeypat
     entry["tensor"][0, 1] ^= 1  # one bit of the data, the checksum kept
     atomic_save(entry, path)
     calls: list[int] = []
-    (_, value), = cache.shared_tensors([name], builder(calls))
+    ((_, value),) = cache.shared_tensors([name], builder(calls))
     assert calls == [0] and torch.equal(value, torch.zeros(2, 3, dtype=torch.uint8))
     assert torch.equal(torch.load(path, weights_only=True)["tensor"], value)
 

@@ -48,6 +48,7 @@ MAD_TOLERANCE = {
 #: cuFFT and the reductions into visible ones: the images must stay statistically the same.
 BATCH_SHAPED_ON_GPU = {"random StyleGAN": 1, "statistical": None}  # largest allowed difference
 
+
 def toy(device: torch.device) -> bool:
     return device.type == "cpu"
 
@@ -84,9 +85,13 @@ def image_statistics(images: torch.Tensor) -> dict[str, torch.Tensor]:
     colours = torch.tensor([float(row.unique().numel()) for row in packed], dtype=torch.float64)
     gradient = (grey[:, 1:] - grey[:, :-1]).abs().mean((-2, -1))
     return {
-        "mean": x.mean((1, 2, 3)), "std": x.std((2, 3)).mean(1), "slope": slope,
-        "red-blue": (x[:, 0] - x[:, 2]).mean((-2, -1)), "colours": colours.log(), "gradient": gradient,
-    }  # fmt: skip
+        "mean": x.mean((1, 2, 3)),
+        "std": x.std((2, 3)).mean(1),
+        "slope": slope,
+        "red-blue": (x[:, 0] - x[:, 2]).mean((-2, -1)),
+        "colours": colours.log(),
+        "gradient": gradient,
+    }
 
 
 # ---------------------------------------------------------------------------------------- generators
@@ -166,8 +171,9 @@ def test_device_images_agree_with_cpu_images(name, check_device, check_report):
         # the device's images drawn from the same distribution: means within a third of the spread
         gaps[key] = float((b.mean() - a.mean()).abs() / (a.std() + 1e-3 * a.abs().mean() + 1e-9))
     family = generators.spec(name).family
-    check_report(generator=name, family=family, res=res, images=len(idx), mad=mad, identical=same,
-                 statistic_gaps=gaps)  # fmt: skip
+    check_report(
+        generator=name, family=family, res=res, images=len(idx), mad=mad, identical=same, statistic_gaps=gaps
+    )
     tolerance = MAD_TOLERANCE.get(name, MAD_TOLERANCE[family])
     assert mad <= tolerance, f"{name}: mean |CUDA − CPU| = {mad:.3f} grey levels"
     worst = max(gaps, key=gaps.get)
@@ -178,11 +184,25 @@ def test_device_images_agree_with_cpu_images(name, check_device, check_report):
 def run_cfg(out, method: str, device: torch.device, **kw):
     method_kwargs = {"queue_size": 32, "momentum": 0.9} if method == "moco_v2" else {}
     values = dict(
-        data="dead_leaves-mixed", out=str(out), arch="resnet18-s", arch_kwargs={"width": 0.125},
-        method=method, method_kwargs=method_kwargs, input_size=32, res=64, num_images=32, batch_size=8,
-        epochs=5, device=str(device), workers=0, progress=False, log_every=1, precision="bf16",
-        deterministic=True, checkpoint_minutes=1e9,
-    )  # fmt: skip
+        data="dead_leaves-mixed",
+        out=str(out),
+        arch="resnet18-s",
+        arch_kwargs={"width": 0.125},
+        method=method,
+        method_kwargs=method_kwargs,
+        input_size=32,
+        res=64,
+        num_images=32,
+        batch_size=8,
+        epochs=5,
+        device=str(device),
+        workers=0,
+        progress=False,
+        log_every=1,
+        precision="bf16",
+        deterministic=True,
+        checkpoint_minutes=1e9,
+    )
     values.update(kw)
     return train_mod.TrainConfig.from_preset("tiny", **values)
 
@@ -277,8 +297,20 @@ def test_generate_on_the_device_resumes_to_the_same_bytes(name, run_cli, check_d
     the batch size of the run that rewrites them (the device renders fixed blocks of indices)."""
     n = 12 if toy(check_device) else 150
     res = "128" if generators.spec(name).resolutions else "64"
-    args = ["generate", name, "--num-images", str(n), "--res", res, "--format", "png", "--out",
-            tmp_path / "d", "--device", str(check_device)]  # fmt: skip
+    args = [
+        "generate",
+        name,
+        "--num-images",
+        str(n),
+        "--res",
+        res,
+        "--format",
+        "png",
+        "--out",
+        tmp_path / "d",
+        "--device",
+        str(check_device),
+    ]
     assert run_cli(*args, "--batch-size", "64")[0] == 0
     files = sorted((tmp_path / "d" / "train").rglob("*.png"))
     before = {f.name: f.read_bytes() for f in files}
@@ -301,7 +333,10 @@ def test_probes_on_the_device_agree_with_the_cpu(check_device, probe_set, check_
     on_dev = evaluate(model, data, settings, check_device)
     assert on_dev.device == str(check_device) and on_dev.decoder in ("draft", "device")
     bf16 = evaluate(model, data, ProbeSettings(probes=("knn",), workers=0, precision="bf16"), check_device)
-    check_report(cpu=on_cpu.probes["knn"]["top1"], device=on_dev.probes["knn"]["top1"],
-                 device_bf16=bf16.probes["knn"]["top1"])  # fmt: skip
+    check_report(
+        cpu=on_cpu.probes["knn"]["top1"],
+        device=on_dev.probes["knn"]["top1"],
+        device_bf16=bf16.probes["knn"]["top1"],
+    )
     assert on_dev.probes["knn"]["top1"] == on_cpu.probes["knn"]["top1"] == 100.0
     assert on_dev.probes["fast"]["top1"] == 100.0 and bf16.probes["knn"]["top1"] == 100.0

@@ -34,8 +34,11 @@ def trained_like(arch: str, **kw) -> torch.nn.Module:
 def saved(tmp_path, arch: str, meta: dict | None = None, **kw) -> tuple[torch.nn.Module, str]:
     enc = trained_like(arch, **kw)
     run = tmp_path / "run"
-    save_encoder(run / "encoder.pt", enc, {"data": "dead_leaves-mixed", "method": "moco_v2",
-                                           "images_seen": 4096, **(meta or {})})  # fmt: skip
+    save_encoder(
+        run / "encoder.pt",
+        enc,
+        {"data": "dead_leaves-mixed", "method": "moco_v2", "images_seen": 4096, **(meta or {})},
+    )
     return enc, str(run)
 
 
@@ -107,9 +110,14 @@ def test_noisevision_export_round_trips_through_load_encoder(tmp_path):
 
 def test_v1_encoder_files_are_refused_in_one_line(tmp_path):
     enc = trained_like("resnet18", input_size=32)
-    v1 = {"format": "noisevision-encoder", "version": 1, "arch": "resnet18",
-          "arch_kwargs": {"input_size": 32}, "state_dict": enc.state_dict(),
-          "meta": {"method": "simclr", "data": "stat-spectrum"}}  # fmt: skip
+    v1 = {
+        "format": "noisevision-encoder",
+        "version": 1,
+        "arch": "resnet18",
+        "arch_kwargs": {"input_size": 32},
+        "state_dict": enc.state_dict(),
+        "meta": {"method": "simclr", "data": "stat-spectrum"},
+    }
     torch.save(v1, tmp_path / "old.pt")
     with pytest.raises(NoisevisionError, match="format version 1") as info:
         export_encoder(tmp_path / "old.pt", "torchvision", tmp_path / "old.safetensors")
@@ -140,19 +148,38 @@ def test_card_never_overwrites_a_readme_that_is_not_ours(tmp_path):
 def test_card_lists_probe_results_of_the_run_and_its_reproduction(tmp_path):
     repro = tmp_path / "repro"
     run = repro / "runs" / "dead_leaves-mixed"
-    save_encoder(run / "encoder.pt", trained_like("resnet18", input_size=32),
-                 {"data": "dead_leaves-mixed", "images_seen": 123456, "epochs": 3, "num_images": 41152})
+    save_encoder(
+        run / "encoder.pt",
+        trained_like("resnet18", input_size=32),
+        {"data": "dead_leaves-mixed", "images_seen": 123456, "epochs": 3, "num_images": 41152},
+    )
     (repro / "plan.json").write_text(json.dumps({"sources": ["dead_leaves-mixed"]}))
     (repro / "cells").mkdir()
-    cell = {"preset": "demo", "source": "dead_leaves-mixed", "kind": "generator", "probe": "knn",
-            "dataset": "fashion-mnist", "top1": 71.25, "std": None, "layer": "pool", "n_train": 5000,
-            "n_test": 2000, "encoder": str(run / "encoder.pt")}  # fmt: skip
+    cell = {
+        "preset": "demo",
+        "source": "dead_leaves-mixed",
+        "kind": "generator",
+        "probe": "knn",
+        "dataset": "fashion-mnist",
+        "top1": 71.25,
+        "std": None,
+        "layer": "pool",
+        "n_train": 5000,
+        "n_test": 2000,
+        "encoder": str(run / "encoder.pt"),
+    }
     (repro / "cells" / "dead_leaves-mixed__knn.json").write_text(json.dumps(cell))
     other = {**cell, "source": "fractaldb", "top1": 10.0, "encoder": "elsewhere.pt"}
     (repro / "cells" / "fractaldb__knn.json").write_text(json.dumps(other))
-    result = {"encoder": str(run), "meta": {"path": str(run / "encoder.pt")}, "dataset": "imagefolder:x",
-              "layer": "pool", "n_train": 10, "n_test": 4,
-              "probes": {"lowshot": {"top1": 55.5, "std": 1.25, "shots": 10}}}  # fmt: skip
+    result = {
+        "encoder": str(run),
+        "meta": {"path": str(run / "encoder.pt")},
+        "dataset": "imagefolder:x",
+        "layer": "pool",
+        "n_train": 10,
+        "n_test": 4,
+        "probes": {"lowshot": {"top1": 55.5, "std": 1.25, "shots": 10}},
+    }
     (run / "eval-imagefolder_x.json").write_text(json.dumps(result))
     card = export_encoder(run, "torchvision", tmp_path / "r.safetensors").card.read_text()
     assert "| eval-imagefolder_x.json | imagefolder:x | lowshot | 55.50 ± 1.25 | pool | 10/4 |" in card
@@ -167,8 +194,9 @@ def test_formats_each_encoder_supports():
     assert formats_for(build_encoder("resnet18", input_size=32)) == list(FORMATS)
 
 
-@pytest.mark.parametrize("case", ["smallalexnet", "narrow", "format", "not-encoder", "pickle", "folder",
-                                  "suffix", "missing"])  # fmt: skip
+@pytest.mark.parametrize(
+    "case", ["smallalexnet", "narrow", "format", "not-encoder", "pickle", "folder", "suffix", "missing"]
+)
 def test_bad_exports_are_one_error_line_and_write_nothing(tmp_path, run_cli, case):
     src = tmp_path / "src"
     src.mkdir()

@@ -123,17 +123,42 @@ def _write(root: Path, files: dict[str, str]) -> Path:
     return root / "pkg"
 
 
-@pytest.mark.parametrize(("files", "module_level", "anywhere"), [
-    # a library module whose function reaches back into a module that imports it (models <-> export)
-    ({"__init__.py": "", "models.py": "def read():\n    from pkg.export import x\n",
-      "export.py": "from pkg.models import read\n"}, set(), {("pkg.export", "pkg.models")}),
-    # a submodule importing back its package's __init__, which imports it
-    ({"__init__.py": "", "sub/__init__.py": "from pkg.sub.a import f\n",
-      "sub/a.py": "from pkg.sub import g\n"}, {("pkg.sub", "pkg.sub.a")}, {("pkg.sub", "pkg.sub.a")}),
-    # a package importing its submodules, which import each other one way: no cycle
-    ({"__init__.py": "", "sub/__init__.py": "from pkg.sub import a, b\n", "sub/a.py": "x = 1\n",
-      "sub/b.py": "from . import a\nfrom .a import x\n"}, set(), set()),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("files", "module_level", "anywhere"),
+    [
+        # a library module whose function reaches back into a module that imports it (models <-> export)
+        (
+            {
+                "__init__.py": "",
+                "models.py": "def read():\n    from pkg.export import x\n",
+                "export.py": "from pkg.models import read\n",
+            },
+            set(),
+            {("pkg.export", "pkg.models")},
+        ),
+        # a submodule importing back its package's __init__, which imports it
+        (
+            {
+                "__init__.py": "",
+                "sub/__init__.py": "from pkg.sub.a import f\n",
+                "sub/a.py": "from pkg.sub import g\n",
+            },
+            {("pkg.sub", "pkg.sub.a")},
+            {("pkg.sub", "pkg.sub.a")},
+        ),
+        # a package importing its submodules, which import each other one way: no cycle
+        (
+            {
+                "__init__.py": "",
+                "sub/__init__.py": "from pkg.sub import a, b\n",
+                "sub/a.py": "x = 1\n",
+                "sub/b.py": "from . import a\nfrom .a import x\n",
+            },
+            set(),
+            set(),
+        ),
+    ],
+)
 def test_the_graph_sees_the_cycles_that_matter(tmp_path, files, module_level, anywhere) -> None:
     root = _write(tmp_path, files)
     assert cycles(import_graph(False, root)) == module_level

@@ -14,8 +14,10 @@ from noisevision.io import atomic_write_text
 def test_files_honour_the_umask(tmp_path, umask, mode):
     """mkstemp alone gives 0600 whatever the umask, which other users of a cluster cannot read."""
     path = tmp_path / "out.json"
-    code = (f"import os; os.umask({umask:#o}); from noisevision.io import atomic_write_text; "
-            f"atomic_write_text({str(path)!r}, 'x')")  # fmt: skip
+    code = (
+        f"import os; os.umask({umask:#o}); from noisevision.io import atomic_write_text; "
+        f"atomic_write_text({str(path)!r}, 'x')"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
     assert stat.S_IMODE(path.stat().st_mode) == mode
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from noisevision import generators
+from noisevision.bench import MODES
 from noisevision.precision import check_precision
 from noisevision.presets import PRESETS
-from noisevision.bench import MODES
 
 
 def test_timings_name_registered_generators_precisions_and_feeds() -> None:

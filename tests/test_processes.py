@@ -36,8 +36,13 @@ def _end_what_a_test_started():
 
 
 def _start(args: list[str]) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "noisevision.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=ENV)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "noisevision.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
     _STARTED.append(proc)
     return proc
 
@@ -66,9 +71,26 @@ def _wait_for(condition, proc, timeout: float, what: str):
 
 
 def _generate(out: Path) -> subprocess.Popen:
-    return _start(["generate", "stat-spectrum_color_wmm", "--out", str(out), "--num-images", "2000",
-                   "--res", "64", "--workers", "2", "--batch-size", "4", "--format", "png",
-                   "--device", "cpu"])  # fmt: skip
+    return _start(
+        [
+            "generate",
+            "stat-spectrum_color_wmm",
+            "--out",
+            str(out),
+            "--num-images",
+            "2000",
+            "--res",
+            "64",
+            "--workers",
+            "2",
+            "--batch-size",
+            "4",
+            "--format",
+            "png",
+            "--device",
+            "cpu",
+        ]
+    )
 
 
 def _workers(pid: int) -> list[int]:
@@ -107,10 +129,37 @@ def test_a_generate_killed_while_its_workers_start_leaves_none(tmp_path):
 
 
 def _train(out: Path) -> subprocess.Popen:
-    return _start(["train", "--data", "stat-spectrum", "--out", str(out), "--preset", "tiny", "--arch",
-                   "smallalexnet", "--arch-opt", "width=0.0625", "--input-size", "32", "--res", "32",
-                   "--num-images", "64", "--batch-size", "8", "--epochs", "100", "--device", "cpu",
-                   "--workers", "1", "--threads", "1"])  # fmt: skip
+    return _start(
+        [
+            "train",
+            "--data",
+            "stat-spectrum",
+            "--out",
+            str(out),
+            "--preset",
+            "tiny",
+            "--arch",
+            "smallalexnet",
+            "--arch-opt",
+            "width=0.0625",
+            "--input-size",
+            "32",
+            "--res",
+            "32",
+            "--num-images",
+            "64",
+            "--batch-size",
+            "8",
+            "--epochs",
+            "100",
+            "--device",
+            "cpu",
+            "--workers",
+            "1",
+            "--threads",
+            "1",
+        ]
+    )
 
 
 def _running_worker(proc: subprocess.Popen, out: Path) -> int:
@@ -147,9 +196,21 @@ def test_a_render_worker_over_its_file_size_limit_ends_training_in_one_line(tmp_
 
 
 def test_a_resume_with_another_thread_count_says_the_result_will_differ(tmp_path, monkeypatch, capsys):
-    cfg = dict(data="test-blobs", out=str(tmp_path / "run"), arch="smallalexnet",
-               arch_kwargs={"width": 0.0625}, input_size=32, res=32, num_images=16, batch_size=8, epochs=2,
-               device="cpu", workers=0, progress=False, log_every=1)  # fmt: skip
+    cfg = dict(
+        data="test-blobs",
+        out=str(tmp_path / "run"),
+        arch="smallalexnet",
+        arch_kwargs={"width": 0.0625},
+        input_size=32,
+        res=32,
+        num_images=16,
+        batch_size=8,
+        epochs=2,
+        device="cpu",
+        workers=0,
+        progress=False,
+        log_every=1,
+    )
     real = train_mod.train_step
 
     def stop_in_epoch_2(model, optimizer, aug, images, indices, seed, epoch, step, *rest):
@@ -198,7 +259,7 @@ def test_a_script_without_a_main_guard_fails_fast_with_the_fix(tmp_path):
         "from noisevision.data.folder import DatasetSpec, write_dataset\n"
         f"write_dataset(Path({str(tmp_path / 'd')!r}), DatasetSpec('dead_leaves-squares', {{}}, 0, 32, 4), "
         "range(4), torch.device('cpu'), 2, 2)\n"
-    )  # fmt: skip
+    )
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=ENV)
     assert done.returncode != 0
     assert 'must run it under `if __name__ == "__main__":`' in done.stderr

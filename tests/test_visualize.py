@@ -12,11 +12,14 @@ def test_a_grid_is_written_whole_as_the_named_kind(tmp_path):
     assert sample_grid(["test-blobs"], tmp_path / "grid.png", num=2, res=16).read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.parametrize(("name", "num", "match"), [
-    ("grid.jpgx", 2, "cannot save a grid as 'grid.jpgx'"),
-    ("grid", 2, "name a .png"),
-    ("grid.png", 10_000_000, "1 to 256 images per generator"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "num", "match"),
+    [
+        ("grid.jpgx", 2, "cannot save a grid as 'grid.jpgx'"),
+        ("grid", 2, "name a .png"),
+        ("grid.png", 10_000_000, "1 to 256 images per generator"),
+    ],
+)
 def test_bad_grids_fail_before_rendering(tmp_path, monkeypatch, name, num, match):
     from noisevision import generators
 

@@ -12,8 +12,23 @@ from noisevision.bench.timing import _cpu_name, machine_line, synchronize, throu
 from noisevision.bench.training import MODES, BenchResult, bench_train, report_train
 
 __all__ = [
-    "DATASET_OUTPUTS", "MODES", "PHOTO_SIZES", "BenchResult", "Rate", "_cpu_name", "bench_dataset_loader",
-    "bench_eval_input", "bench_generator", "bench_reference", "bench_train", "machine_line",
-    "report_datasets", "report_eval_input", "report_generators", "report_train", "synchronize",
-    "throughput", "write_photo_folder",
-]  # fmt: skip
+    "DATASET_OUTPUTS",
+    "MODES",
+    "PHOTO_SIZES",
+    "BenchResult",
+    "Rate",
+    "_cpu_name",
+    "bench_dataset_loader",
+    "bench_eval_input",
+    "bench_generator",
+    "bench_reference",
+    "bench_train",
+    "machine_line",
+    "report_datasets",
+    "report_eval_input",
+    "report_generators",
+    "report_train",
+    "synchronize",
+    "throughput",
+    "write_photo_folder",
+]

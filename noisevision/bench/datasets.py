@@ -25,8 +25,14 @@ class Rate:
     cpu: float
 
 
-def bench_dataset_loader(name: str, res: int, batch_size: int, outputs: tuple[str, ...] = DATASET_OUTPUTS,
-                         rounds: int = 3, min_time: float = 1.0) -> dict[str, list[Rate]]:
+def bench_dataset_loader(
+    name: str,
+    res: int,
+    batch_size: int,
+    outputs: tuple[str, ...] = DATASET_OUTPUTS,
+    rounds: int = 3,
+    min_time: float = 1.0,
+) -> dict[str, list[Rate]]:
     """The generator's own batched call and DataLoader(GeneratorDataset(...), batch_size,
     num_workers=0) over the very same indices, on the CPU, in rounds whose order alternates:
     {"generator": [Rate per round], "tensor": [...], "pil": [...]}. The "pil" loader turns its PIL
@@ -40,9 +46,12 @@ def bench_dataset_loader(name: str, res: int, batch_size: int, outputs: tuple[st
     for part in getattr(source, "sources", [source]):
         part.gen.prepare(source.res, "cpu")  # shared tables built before the clock starts
     huge = 1 << 40
-    datasets = {out: GeneratorDataset(name, huge, res=res, output=out,
-                                      transform=v2.PILToTensor() if out == "pil" else None)
-                for out in outputs}  # fmt: skip
+    datasets = {
+        out: GeneratorDataset(
+            name, huge, res=res, output=out, transform=v2.PILToTensor() if out == "pil" else None
+        )
+        for out in outputs
+    }
     modes = ["generator", *outputs]
     rates: dict[str, list[Rate]] = {mode: [] for mode in modes}
     for r in range(rounds):
@@ -81,8 +90,16 @@ def _timed(step: Callable[[int], object], batch_size: int, min_time: float) -> R
     return Rate(n * batch_size / elapsed, n * batch_size / (time.process_time() - cpu))
 
 
-def report_datasets(name: str, res: int, batch_size: int, outputs: tuple[str, ...] = DATASET_OUTPUTS,
-                    rounds: int = 3, min_time: float = 2.0, *, say: Callable[[str], None]) -> None:
+def report_datasets(
+    name: str,
+    res: int,
+    batch_size: int,
+    outputs: tuple[str, ...] = DATASET_OUTPUTS,
+    rounds: int = 3,
+    min_time: float = 2.0,
+    *,
+    say: Callable[[str], None],
+) -> None:
     """`bench datasets`: a machine line, then images/s (wall and CPU time) of the generator's call
     and of each loader output, the best of `rounds` each, with their ratio to the generator call."""
     from noisevision.data.datasets import open_generator
@@ -91,8 +108,10 @@ def report_datasets(name: str, res: int, batch_size: int, outputs: tuple[str, ..
     for o in outputs:
         if o not in DATASET_OUTPUTS:
             raise NoisevisionError(f"unknown output '{o}': use {', '.join(DATASET_OUTPUTS)}")
-    say(f"# {machine_line(torch.device('cpu'))} | {name} at {res} px | batch {batch_size} | "
-        f"DataLoader num_workers=0 | {rounds} rounds")  # fmt: skip
+    say(
+        f"# {machine_line(torch.device('cpu'))} | {name} at {res} px | batch {batch_size} | "
+        f"DataLoader num_workers=0 | {rounds} rounds"
+    )
     rates = bench_dataset_loader(name, res, batch_size, outputs, rounds=rounds, min_time=min_time)
     # the best round of each: the least disturbed by other processes
     base = max(r.wall for r in rates["generator"]), max(r.cpu for r in rates["generator"])

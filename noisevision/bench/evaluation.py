@@ -15,8 +15,14 @@ from noisevision.bench.timing import machine_line, synchronize
 PHOTO_SIZES = ((500, 375), (375, 500), (500, 333))
 
 
-def write_photo_folder(root, classes: int = 4, per_class: int = 32, seed: int = 0,
-                       generator: str = "stat-spectrum_color", threads: int = 1) -> None:
+def write_photo_folder(
+    root,
+    classes: int = 4,
+    per_class: int = 32,
+    seed: int = 0,
+    generator: str = "stat-spectrum_color",
+    threads: int = 1,
+) -> None:
     """An ImageNet-style folder of JPEGs (quality 90) at the usual photo sizes, for benchmarks:
     ROOT/{train,val}/class<k>/<i>.jpg, the pictures resized from a generator's images (PIL resizes
     and encodes outside the GIL, so `threads` share the work)."""
@@ -45,16 +51,26 @@ def write_photo_folder(root, classes: int = 4, per_class: int = 32, seed: int = 
         list(pool.map(save, range(2 * total)))
 
 
-def bench_eval_input(data, model, view, device: torch.device, decoder: str, batch_size: int,
-                     workers: int, precision: str = "fp32", features: bool = True) -> float:
+def bench_eval_input(
+    data,
+    model,
+    view,
+    device: torch.device,
+    decoder: str,
+    batch_size: int,
+    workers: int,
+    precision: str = "fp32",
+    features: bool = True,
+) -> float:
     """Images/s of reading `data` (an ImageSet of files) into probe inputs on `device` with
     `decoder`, and, with `features`, through `model.features` (autocast `precision`) too."""
     from noisevision.evaluate import extract_features, iterate_views
 
     def run(images) -> None:
         if features:
-            extract_features(model, images, view, model.default_layer, device, batch_size, workers,
-                             precision, decoder)  # fmt: skip
+            extract_features(
+                model, images, view, model.default_layer, device, batch_size, workers, precision, decoder
+            )
         else:
             for _ in iterate_views(images, view, batch_size, device, None, workers, decoder):
                 pass
@@ -66,9 +82,19 @@ def bench_eval_input(data, model, view, device: torch.device, decoder: str, batc
     return len(data) / (time.perf_counter() - start)
 
 
-def report_eval_input(folder: Path | None, images: int, arch: str, input_size: int | None, batch_size: int,
-                      workers: int, decoders: list[str], device: torch.device, precision: str,
-                      *, say: Callable[[str], None]) -> None:
+def report_eval_input(
+    folder: Path | None,
+    images: int,
+    arch: str,
+    input_size: int | None,
+    batch_size: int,
+    workers: int,
+    decoders: list[str],
+    device: torch.device,
+    precision: str,
+    *,
+    say: Callable[[str], None],
+) -> None:
     """`bench eval`: a machine line, then per decoder the images/s of reading `images` files of
     `folder` (default: a temporary folder of JPEG photos, written first) into probe inputs, and of
     feature extraction by `arch` too; each the best of two rounds in alternating order."""
@@ -93,10 +119,20 @@ def report_eval_input(folder: Path | None, images: int, arch: str, input_size: i
             write_photo_folder(folder, classes=8, per_class=-(-images // 8))
         data = load_image_folder(folder).train
         data = data.take(balanced_subset(data.labels, images))
-        say(f"# {machine_line(device)} | {arch} at {view.size} px, {precision} | {len(data)} files of "
-            f"{folder} | batch {batch_size} | {workers} workers")  # fmt: skip
-        run = functools.partial(bench_eval_input, data, model, view, device, batch_size=batch_size,
-                                workers=workers, precision=precision)  # fmt: skip
+        say(
+            f"# {machine_line(device)} | {arch} at {view.size} px, {precision} | {len(data)} files of "
+            f"{folder} | batch {batch_size} | {workers} workers"
+        )
+        run = functools.partial(
+            bench_eval_input,
+            data,
+            model,
+            view,
+            device,
+            batch_size=batch_size,
+            workers=workers,
+            precision=precision,
+        )
         # Two rounds in alternating order, the best of each kept: what runs right after the
         # encoder's matrix products would otherwise share the cores with their spinning threads.
         best: dict[tuple[str, bool], float] = {}

@@ -13,7 +13,12 @@ from noisevision.errors import NoisevisionError, UnknownNameError
 
 
 def bench_generator(
-    name: str, res: int | None, batch: int, device: torch.device, repeats: int = 5, min_time: float = 0.5,
+    name: str,
+    res: int | None,
+    batch: int,
+    device: torch.device,
+    repeats: int = 5,
+    min_time: float = 0.5,
     params: dict | None = None,
 ) -> tuple[float, list[float], int, float]:
     """images/s of one generator rendering fresh index batches (as a training stream would).
@@ -81,9 +86,17 @@ def bench_reference(name: str, res: int, images: int = 5) -> tuple[float, list[f
     return images / sum(seconds), [1.0 / s for s in seconds]
 
 
-def report_generators(names: list[str], device: torch.device, res: int, batch: int, repeats: int = 5,
-                      min_time: float = 0.5, reference: bool = False,
-                      *, say: Callable[[str], None]) -> None:
+def report_generators(
+    names: list[str],
+    device: torch.device,
+    res: int,
+    batch: int,
+    repeats: int = 5,
+    min_time: float = 0.5,
+    reference: bool = False,
+    *,
+    say: Callable[[str], None],
+) -> None:
     """`bench generators`: a machine line, then one line per generator of `names` (all registered
     when empty) with its median images/s, and with `reference` a line for the original recipe and
     the speed-up; a generator that cannot render `res` is reported as skipped."""
@@ -105,8 +118,9 @@ def report_generators(names: list[str], device: torch.device, res: int, batch: i
         if n in cannot:  # all generators asked for: those without this resolution are listed
             say(f"{n:32s} skipped: {cannot[n]}")
             continue
-        median, rates, used, setup = bench_generator(n, res, batch, device, repeats=repeats,
-                                                     min_time=min_time)  # fmt: skip
+        median, rates, used, setup = bench_generator(
+            n, res, batch, device, repeats=repeats, min_time=min_time
+        )
         spread = f"(min {min(rates):,.1f}, max {max(rates):,.1f}, {len(rates)} runs"
         spread += f", batch {used}" if used != batch else ""
         spread += f"; set-up {setup:,.1f} s first)" if setup >= 0.1 else ")"

@@ -48,8 +48,17 @@ def _timed(parts: Components, cfg: TrainConfig, batches: Iterable, warmup: int, 
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             t0 = time.perf_counter()
-        train_step(parts.method, parts.optimizer, parts.aug, images.to(device), idx, cfg.seed, epoch, k,
-                   parts.numerics)  # fmt: skip
+        train_step(
+            parts.method,
+            parts.optimizer,
+            parts.aug,
+            images.to(device),
+            idx,
+            cfg.seed,
+            epoch,
+            k,
+            parts.numerics,
+        )
         if k >= warmup:
             n += len(idx)
     if device.type == "cuda":
@@ -88,9 +97,16 @@ class _Reindexed(torch.utils.data.Dataset):
 MODES = ("in-memory", "streamed", "cached", "folder")
 
 
-def bench_train(cfg: TrainConfig, device: torch.device, steps: int, warmup: int = 1,
-                workers: int | None = None, rounds: int = 2, modes: tuple[str, ...] = MODES,
-                folder_workers: int | None = None) -> list[BenchResult]:
+def bench_train(
+    cfg: TrainConfig,
+    device: torch.device,
+    steps: int,
+    warmup: int = 1,
+    workers: int | None = None,
+    rounds: int = 2,
+    modes: tuple[str, ...] = MODES,
+    folder_workers: int | None = None,
+) -> list[BenchResult]:
     """Images/s of training for `cfg` fed (a) from memory, (b) streamed from the generator, (c)
     from a cache of the streamed images on the device (`--cache-images`: the epochs after the
     first) and (d) from a folder of JPEGs; the `modes` asked for, in-memory always (the
@@ -119,8 +135,9 @@ def bench_train(cfg: TrainConfig, device: torch.device, steps: int, warmup: int 
             "streamed": lambda: iterate_steps(stream, workers),
         }
         if "cached" in modes:
-            cache = StepDataset(CachedSource(source, cfg.num_images, render_device), plan, (0, 0), 1,
-                                device=render_device)  # fmt: skip
+            cache = StepDataset(
+                CachedSource(source, cfg.num_images, render_device), plan, (0, 0), 1, device=render_device
+            )
             for k in range(total):  # the first epoch's rendering
                 cache[k]
             feeds["cached"] = lambda: (cache[k] for k in range(total))
@@ -134,17 +151,25 @@ def bench_train(cfg: TrainConfig, device: torch.device, steps: int, warmup: int 
             folder_src = open_source(tmp, source.res)
             folder = _Reindexed(folder_src, files)
             n_folder = max(1, workers) if folder_workers is None else folder_workers
-            feeds["folder"] = lambda: ((e, s, i, x) for (e, s, i, _), (_, _, _, x) in
-                                       zip(cached, iterate_steps(folder, n_folder)))  # fmt: skip
+            feeds["folder"] = lambda: (
+                (e, s, i, x) for (e, s, i, _), (_, _, _, x) in zip(cached, iterate_steps(folder, n_folder))
+            )
         for _ in range(rounds):
             for mode in modes:
                 rates[mode].append(_timed(parts, cfg, feeds[mode](), warmup, total))
     return [BenchResult(name, max(r), r) for name, r in rates.items()]
 
 
-def report_train(cfg: TrainConfig, device: torch.device, steps: int, rounds: int = 2,
-                 workers: int | None = None, modes: tuple[str, ...] = MODES,
-                 *, say: Callable[[str], None]) -> None:
+def report_train(
+    cfg: TrainConfig,
+    device: torch.device,
+    steps: int,
+    rounds: int = 2,
+    workers: int | None = None,
+    modes: tuple[str, ...] = MODES,
+    *,
+    say: Callable[[str], None],
+) -> None:
     """`bench train`: a machine line, one line per feed (its best round, and every round), then each
     feed's ratio to training from memory."""
     from noisevision.bench.timing import machine_line
@@ -155,9 +180,11 @@ def report_train(cfg: TrainConfig, device: torch.device, steps: int, rounds: int
         if m not in MODES:
             raise NoisevisionError(f"unknown mode '{m}': use {', '.join(MODES)}")
     n_workers = default_workers(device, "train") if workers is None else workers
-    say(f"# {machine_line(device)} | {cfg.arch} {cfg.method} {resolve_precision(cfg.precision, device)} | "
+    say(
+        f"# {machine_line(device)} | {cfg.arch} {cfg.method} {resolve_precision(cfg.precision, device)} | "
         f"{cfg.data} at {cfg.res} px | batch {cfg.batch_size} | {steps} steps × {rounds} rounds | workers "
-        f"{n_workers} (1 thread each)")  # fmt: skip
+        f"{n_workers} (1 thread each)"
+    )
     results = bench_train(cfg, device, steps, workers=workers, rounds=rounds, modes=modes)
     base = results[0].images_per_s
     for r in results:

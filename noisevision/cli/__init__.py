@@ -17,6 +17,13 @@ for _group in ("lists", "generate", "train", "evaluate", "export", "reproduce", 
 from noisevision.cli.entry import main, option_name, user_error_line  # noqa: E402
 
 __all__ = [
-    "_PLACEHOLDER", "app", "bench_app", "console", "err_console", "fill_help", "main", "option_name",
+    "_PLACEHOLDER",
+    "app",
+    "bench_app",
+    "console",
+    "err_console",
+    "fill_help",
+    "main",
+    "option_name",
     "user_error_line",
-]  # fmt: skip
+]

@@ -39,13 +39,15 @@ def bench_train_cmd(
     from noisevision.device import resolve_device
     from noisevision.train import TrainConfig
 
-    at_least_one(("--steps", steps), ("--rounds", rounds), ("--batch-size", batch_size),
-                 ("--threads", threads))
+    at_least_one(
+        ("--steps", steps), ("--rounds", rounds), ("--batch-size", batch_size), ("--threads", threads)
+    )
     if threads:
         torch.set_num_threads(threads)
     dev = resolve_device(device)
-    cfg = TrainConfig.from_preset(preset, data=data, arch=arch, res=res, batch_size=batch_size,
-                                  precision=precision, out="unused")  # fmt: skip
+    cfg = TrainConfig.from_preset(
+        preset, data=data, arch=arch, res=res, batch_size=batch_size, precision=precision, out="unused"
+    )
     chosen = tuple(m.strip() for m in modes.split(",") if m.strip())
     report_train(cfg, dev, steps, rounds=rounds, workers=workers, modes=chosen, say=_say)
 
@@ -53,9 +55,11 @@ def bench_train_cmd(
 @bench_app.command("eval")
 def bench_eval_cmd(
     folder: Path | None = typer.Option(
-        None, "--folder", help="ImageFolder-style set (train/<class>/*); default: a temporary folder of "
+        None,
+        "--folder",
+        help="ImageFolder-style set (train/<class>/*); default: a temporary folder of "
         "JPEG photos (500×375 and the like), written first.",
-    ),  # fmt: skip
+    ),
     images: int = typer.Option(1024, "--images", help="Images read per measurement."),
     arch: str = typer.Option("resnet50", "--arch", help="Encoder whose features are extracted: {archs}."),
     input_size: int | None = typer.Option(None, "--input-size", help="Probe input side (default: arch's)."),
@@ -93,15 +97,19 @@ def bench_generators(
     res: int = typer.Option(128, "--res", help="Resolution (generators that cannot make it are skipped)."),
     batch: int = typer.Option(64, "--batch-size", help="Images per call."),
     threads: int | None = typer.Option(
-        1, "--threads", help="torch CPU threads (default 1: one core; statistical models and feature "
+        1,
+        "--threads",
+        help="torch CPU threads (default 1: one core; statistical models and feature "
         "visualisation always render on one, for the same bytes at any thread count).",
-    ),  # fmt: skip
+    ),
     repeats: int = typer.Option(5, "--repeats", help="Timed runs per generator (median reported)."),
     min_time: float = typer.Option(0.5, "--min-time", help="Seconds per timed run."),
     reference: bool = typer.Option(
-        False, "--reference", help="Also time the original recipe, image by image (dead leaves and "
+        False,
+        "--reference",
+        help="Also time the original recipe, image by image (dead leaves and "
         "statistical models, on CPU; slow), and print the speed-up.",
-    ),  # fmt: skip
+    ),
 ) -> None:
     """Images/s of every registered generator, one line each (median of repeats)."""
     import torch
@@ -115,8 +123,9 @@ def bench_generators(
     if threads:
         torch.set_num_threads(threads)
     dev = resolve_device(device)
-    report_generators(list(names or []), dev, res, batch, repeats=repeats, min_time=min_time,
-                      reference=reference, say=_say)  # fmt: skip
+    report_generators(
+        list(names or []), dev, res, batch, repeats=repeats, min_time=min_time, reference=reference, say=_say
+    )
 
 
 @bench_app.command("datasets")
@@ -125,13 +134,17 @@ def bench_datasets_cmd(
     res: int = typer.Option(128, "--res", help="Resolution."),
     batch_size: int = typer.Option(256, "--batch-size", help="DataLoader batch = images per generator call."),
     outputs: str = typer.Option(
-        "tensor,pil", "--outputs", help="GeneratorDataset outputs to time, comma-separated: tensor, pil "
+        "tensor,pil",
+        "--outputs",
+        help="GeneratorDataset outputs to time, comma-separated: tensor, pil "
         "(PIL images, turned back into tensors by v2.PILToTensor so that the batch collates).",
-    ),  # fmt: skip
+    ),
     rounds: int = typer.Option(
-        3, "--rounds", help="Rounds in alternating order; each line reports its best, in images per second "
+        3,
+        "--rounds",
+        help="Rounds in alternating order; each line reports its best, in images per second "
         "of wall time and of the process's CPU time (the one other processes on the cores change least).",
-    ),  # fmt: skip
+    ),
     min_time: float = typer.Option(2.0, "--min-time", help="Seconds per timed run."),
     threads: int | None = typer.Option(None, "--threads", help="torch CPU threads (default: torch's)."),
 ) -> None:

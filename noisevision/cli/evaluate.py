@@ -13,20 +13,18 @@ from noisevision.io import check_output_file, check_output_folder
 
 @app.command("eval")
 def eval_cmd(
-    encoder: str = typer.Argument(
-        ..., help="Encoder file or run folder, or a baseline: {baselines}."
-    ),
-    dataset: str = typer.Option(
-        "fashion-mnist", "--dataset", help="Evaluation set: {datasets}."
-    ),
+    encoder: str = typer.Argument(..., help="Encoder file or run folder, or a baseline: {baselines}."),
+    dataset: str = typer.Option("fashion-mnist", "--dataset", help="Evaluation set: {datasets}."),
     probe: list[str] | None = typer.Option(
         None, "--probe", help="{probes}; repeat (default: {probe.probes})."
     ),
     layer: str | None = typer.Option(None, "--layer", help="Feature layer (default: the encoder's)."),
     protocol: str | None = typer.Option(
-        None, "--protocol", help="Linear probe recipe: {protocols} (default: the one the encoder file names; "
+        None,
+        "--protocol",
+        help="Linear probe recipe: {protocols} (default: the one the encoder file names; "
         "inputs are always normalised as the encoder was trained).",
-    ),  # fmt: skip
+    ),
     epochs: int | None = typer.Option(None, "--epochs", help="Linear probe epochs (default: the recipe's)."),
     subset: int | None = typer.Option(None, "--subset", help="At most N train images (balanced)."),
     test_subset: int | None = typer.Option(None, "--test-subset", help="At most N test images."),
@@ -42,9 +40,11 @@ def eval_cmd(
         None, "--workers", help="Decoding processes for image files (default {probe.workers})."
     ),
     decoder: str = typer.Option(
-        "auto", "--decoder", help="Image files: draft (PIL at a reduced JPEG scale, crops on the device), "
+        "auto",
+        "--decoder",
+        help="Image files: draft (PIL at a reduced JPEG scale, crops on the device), "
         "device (nvJPEG on the GPU), pil (full-size, per image); auto: device on CUDA, else draft.",
-    ),  # fmt: skip
+    ),
     precision: str = typer.Option(
         "auto", "--precision", help="Encoder autocast: fp32, bf16, fp16 (auto: bf16 on GPUs, else fp32)."
     ),
@@ -63,13 +63,24 @@ def eval_cmd(
     from noisevision.evaluate import ProbeSettings, evaluate, load_probe_model, result_file
     from noisevision.io import atomic_write_text
 
-    given = {"probes": tuple(probe) if probe else None, "shots": shots, "lowshot_seeds": seeds,
-             "workers": workers}  # None: ProbeSettings' default
+    given = {
+        "probes": tuple(probe) if probe else None,
+        "shots": shots,
+        "lowshot_seeds": seeds,
+        "workers": workers,
+    }  # None: ProbeSettings' default
     settings = ProbeSettings(
-        layer=layer, protocol=protocol, epochs=epochs, subset=subset, test_subset=test_subset, seed=seed,
-        precision=precision, decoder=decoder, progress=not no_progress,
+        layer=layer,
+        protocol=protocol,
+        epochs=epochs,
+        subset=subset,
+        test_subset=test_subset,
+        seed=seed,
+        precision=precision,
+        decoder=decoder,
+        progress=not no_progress,
         **{k: v for k, v in given.items() if v is not None},
-    )  # fmt: skip
+    )
     settings.check()
     at_least_one(("--input-size", input_size))
     if out is not None:

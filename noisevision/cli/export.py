@@ -14,9 +14,12 @@ def export(
     encoder: str = typer.Argument(..., help="Encoder file or training run folder."),
     fmt: str = typer.Option(..., "--format", help="{export-formats}."),
     out: Path = typer.Option(
-        ..., "--out", "-o", help="Weights file to write (FILE.safetensors); its model card is written "
+        ...,
+        "--out",
+        "-o",
+        help="Weights file to write (FILE.safetensors); its model card is written "
         "beside it (README.md, or FILE.README.md when the folder has another README.md).",
-    ),  # fmt: skip
+    ),
 ) -> None:
     """Write an encoder's weights as safetensors for torchvision, timm or noisevision, with a model card.
 
@@ -29,5 +32,10 @@ def export(
     done = export_encoder(encoder, fmt, out)
     parts = sorted({k.split(".")[0] for k in done.dropped})  # e.g. "head", the projection head
     dropped = f"; left out: {', '.join(parts)}" if parts else ""
-    console.print(f"wrote {done.weights} ({done.format}, {done.tensors} tensors{dropped}) and its model card "
-                  f"{done.card}", markup=False, highlight=False, soft_wrap=True)  # fmt: skip
+    console.print(
+        f"wrote {done.weights} ({done.format}, {done.tensors} tensors{dropped}) and its model card "
+        f"{done.card}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )

@@ -26,17 +26,23 @@ def generate(
     workers: int | None = typer.Option(None, "--workers", help="Processes (CPU) or encoder threads."),
     batch_size: int = typer.Option(64, "--batch-size", help="Images rendered per batch."),
     precision: str | None = typer.Option(
-        None, "--precision", help="Feature visualizations: the network's autocast, fp32, bf16 or fp16 "
+        None,
+        "--precision",
+        help="Feature visualizations: the network's autocast, fp32, bf16 or fp16 "
         "(default auto: bf16 on GPUs, fp32 on CPU).",
-    ),  # fmt: skip
+    ),
     verify: bool = typer.Option(
-        False, "--verify", help="Read every image already there and check it against its recorded "
+        False,
+        "--verify",
+        help="Read every image already there and check it against its recorded "
         "checksum (without it: its size); damaged images are rendered again.",
-    ),  # fmt: skip
+    ),
     allow_other_cpu: bool = typer.Option(
-        False, "--allow-other-cpu", help="Add images rendered on a CPU of another code path than the "
+        False,
+        "--allow-other-cpu",
+        help="Add images rendered on a CPU of another code path than the "
         "folder's so far (their last bits can differ, except for portable generators such as dead leaves).",
-    ),  # fmt: skip
+    ),
 ) -> None:
     """Write an ImageFolder dataset `DIR/train/<block>/<index>.<format>` plus a manifest; resumable.
 
@@ -61,8 +67,9 @@ def generate(
     gen = generators.get(name)
     if precision is not None:
         if not gen.spec.takes_precision:
-            raise NoisevisionError(f"--precision sets the network precision of feature visualizations; "
-                                   f"'{name}' has none")  # fmt: skip
+            raise NoisevisionError(
+                f"--precision sets the network precision of feature visualizations; '{name}' has none"
+            )
         gen = generators.get(name, precision=precision)
     res = gen.check_res(gen.spec.default_res if res is None else res)
     dev = rank_device(device)  # under torchrun, each rank its own GPU (and its own shard below)
@@ -91,9 +98,17 @@ def generate(
                 progress.update(count)
 
         with raising_on_stop_signals("the images being written were finished"):
-            written = folder.write_dataset(out, spec, indices, dev, workers, batch_size, advance,
-                                           verify=verify,
-                                           allow_other_cpu=allow_other_cpu)  # fmt: skip
+            written = folder.write_dataset(
+                out,
+                spec,
+                indices,
+                dev,
+                workers,
+                batch_size,
+                advance,
+                verify=verify,
+                allow_other_cpu=allow_other_cpu,
+            )
     elapsed = time.perf_counter() - start
     console.print(
         f"wrote {written} images ({len(indices) - written} already there) in {elapsed:.1f} s"

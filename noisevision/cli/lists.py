@@ -51,8 +51,10 @@ def _list_table(name: str, part: dict) -> None:
     rows, cols = part["entries"], part["columns"]
     cells = [[_cell(r[c]) for c in cols] for r in rows]
     natural = [max(len(x) for x in [col, *column]) for col, column in zip(cols, zip(*cells), strict=True)]
-    shortest = [max(len(w) for x in [col, *column] for w in x.split()) for col, column in
-                zip(cols, zip(*cells), strict=True)]  # fmt: skip
+    shortest = [
+        max(len(w) for x in [col, *column] for w in x.split())
+        for col, column in zip(cols, zip(*cells), strict=True)
+    ]
     name_width = max(len(r["name"]) for r in rows)
     room = console.width - 3 * (len(cols) + 2) - 1 - name_width  # borders and padding
     widths = natural if room - sum(natural) >= 30 else shortest
@@ -62,8 +64,10 @@ def _list_table(name: str, part: dict) -> None:
         for r, row in zip(rows, cells, strict=True):
             console.print(r["name"], style="bold", no_wrap=True, overflow="ignore", crop=False)
             rest = "; ".join(f"{c}: {x}" for c, x in zip(cols, row, strict=True))
-            console.print(Padding(f"{rest + '. ' if rest else ''}{_cell(r['description'])}", (0, 0, 0, 2)),
-                          highlight=False)  # fmt: skip
+            console.print(
+                Padding(f"{rest + '. ' if rest else ''}{_cell(r['description'])}", (0, 0, 0, 2)),
+                highlight=False,
+            )
     else:
         table = Table(title=f"noisevision {name}", title_justify="left")
         table.add_column("name", no_wrap=True, width=name_width)
@@ -95,9 +99,10 @@ def show(
     start: int = typer.Option(0, "--start", help="First image index."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     describe: bool = typer.Option(
-        False, "--describe", help="Also print each image's program (generators that draw one per image, "
-        "e.g. program-shader).",
-    ),  # fmt: skip
+        False,
+        "--describe",
+        help="Also print each image's program (generators that draw one per image, e.g. program-shader).",
+    ),
 ) -> None:
     """Save a labelled grid of samples, one row per generator."""
     from noisevision.device import resolve_device
@@ -128,8 +133,12 @@ def _print_programs(names: list[str], start: int, num: int, seed: int) -> None:
     for name in names:
         gen = generators.get(name)
         if not hasattr(gen, "program_text"):
-            console.print(f"{name}: no per-image program to print (parameters: {gen.params})",
-                          markup=False, highlight=False, soft_wrap=True)  # fmt: skip
+            console.print(
+                f"{name}: no per-image program to print (parameters: {gen.params})",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
             continue
         for index in range(start, start + num):
             console.print(gen.program_text(index, seed), markup=False, highlight=False, soft_wrap=True)

@@ -28,23 +28,26 @@ def reproduce(
         False, "--download", help="Allow downloading CIFAR/STL-10 from the internet."
     ),
     feature_vis_encoder: Path | None = typer.Option(
-        None, "--feature-vis-encoder",
+        None,
+        "--feature-vis-encoder",
         help="ResNet-50 encoder.pt for feature_vis-dead_leaves to visualise, instead of training one on "
         "dead_leaves-mixed (MoCo v2, paper-large recipe) first.",
-    ),  # fmt: skip
+    ),
     materialize: str | None = typer.Option(
-        None, "--materialize",
+        None,
+        "--materialize",
         help="Generators to render once to OUT/data/NAME/ and train from, instead of regenerating their "
         "images every epoch: all, none, or expensive (feature visualizations), optionally with generator "
         "names or families, comma-separated (e.g. expensive,stylegan-random). Default: the preset's "
         "(demo: all; paper presets: expensive).",
-    ),  # fmt: skip
+    ),
     seeds: int | None = typer.Option(
-        None, "--seeds",
+        None,
+        "--seeds",
         help="Independent repetitions of every cell (own images, augmentations, weights, probe draws), "
         "1 to 100; the report gives means, 95 % intervals and paired tests. Default: the preset's. "
         "Seed 0 is the single run: raising it on a finished folder adds repetitions.",
-    ),  # fmt: skip
+    ),
     report_only: bool = typer.Option(False, "--report-only", help="Rebuild the report from done cells."),
 ) -> None:
     """Pre-train on every generator of a preset, probe, and write a report; resumable.
@@ -69,8 +72,15 @@ def reproduce(
         console.print(f"report: {paths['markdown']}")
         return
     run_reproduction(
-        preset, out, generators=names,
-        eval_dataset=eval_dataset, extra_data=parse_extra_data(extra_data), device=device,
-        download=download, probe_overrides={"subset": subset, "test_subset": test_subset},
-        feature_vis_encoder=feature_vis_encoder, materialize=materialize, seeds=seeds,
-    )  # fmt: skip
+        preset,
+        out,
+        generators=names,
+        eval_dataset=eval_dataset,
+        extra_data=parse_extra_data(extra_data),
+        device=device,
+        download=download,
+        probe_overrides={"subset": subset, "test_subset": test_subset},
+        feature_vis_encoder=feature_vis_encoder,
+        materialize=materialize,
+        seeds=seeds,
+    )

@@ -50,8 +50,10 @@ def open_generator(name: str, res: int | None, seed: int) -> ImageSource:
     if not isinstance(name, str):
         raise NoisevisionError(f"give the generator by name (noisevision list), not a {type(name).__name__}")
     if Path(name).is_dir():
-        raise NoisevisionError(f"{name} is a folder: these datasets render generators (read a folder "
-                               "with torchvision.datasets.ImageFolder)")  # fmt: skip
+        raise NoisevisionError(
+            f"{name} is a folder: these datasets render generators (read a folder "
+            "with torchvision.datasets.ImageFolder)"
+        )
     return GeneratorSource(name, res, seed)
 
 
@@ -96,8 +98,15 @@ class _Images:
 class GeneratorDataset(_Images, torch.utils.data.Dataset):
     """Images 0..size-1 of a generator: item i is image i (PIL or uint8 tensor), then `transform`."""
 
-    def __init__(self, name: str, size: int, res: int | None = None, seed: int = 0,
-                 transform: Callable | None = None, output: str = "pil"):  # fmt: skip
+    def __init__(
+        self,
+        name: str,
+        size: int,
+        res: int | None = None,
+        seed: int = 0,
+        transform: Callable | None = None,
+        output: str = "pil",
+    ):
         self.size = _count(size, "size (the number of images)", 1)
         super().__init__(name, res, seed, transform, output)
 
@@ -121,8 +130,9 @@ class GeneratorDataset(_Images, torch.utils.data.Dataset):
                 raise NoisevisionError(f"dataset indices must be integers, got {i!r}")
             j = int(i) + self.size if i < 0 else int(i)
             if not 0 <= j < self.size:
-                raise DatasetIndexError(f"index {i} out of range for a dataset of {self.size} images "
-                                        f"(0..{self.size - 1})")  # fmt: skip
+                raise DatasetIndexError(
+                    f"index {i} out of range for a dataset of {self.size} images (0..{self.size - 1})"
+                )
             out.append(j)
         return torch.tensor(out, dtype=torch.int64)
 
@@ -152,9 +162,18 @@ class GeneratorIterableDataset(_Images, torch.utils.data.IterableDataset):
     """An endless stream of a generator's images from position `start` on, split without repeats
     between DDP ranks and DataLoader workers (see the module docstring)."""
 
-    def __init__(self, name: str, res: int | None = None, seed: int = 0, transform: Callable | None = None,
-                 output: str = "pil", start: int = 0, rank: int | None = None,
-                 world_size: int | None = None, chunk: int = 64):  # fmt: skip
+    def __init__(
+        self,
+        name: str,
+        res: int | None = None,
+        seed: int = 0,
+        transform: Callable | None = None,
+        output: str = "pil",
+        start: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+        chunk: int = 64,
+    ):
         super().__init__(name, res, seed, transform, output)
         self.start = _count(start, "start", 0)
         self.chunk = _count(chunk, "chunk", 1)  # images rendered per generator call
@@ -181,9 +200,17 @@ class GeneratorIterableDataset(_Images, torch.utils.data.IterableDataset):
             yield from self.samples(indices)
 
     def __repr__(self) -> str:
-        return (f"GeneratorIterableDataset({self._describe()}, start={self.start}, rank={self.rank}, "
-                f"world_size={self.world_size})")  # fmt: skip
+        return (
+            f"GeneratorIterableDataset({self._describe()}, start={self.start}, rank={self.rank}, "
+            f"world_size={self.world_size})"
+        )
 
 
-__all__ = ["OUTPUTS", "DatasetIndexError", "GeneratorDataset", "GeneratorIterableDataset", "open_generator",
-           "world"]  # fmt: skip
+__all__ = [
+    "OUTPUTS",
+    "DatasetIndexError",
+    "GeneratorDataset",
+    "GeneratorIterableDataset",
+    "open_generator",
+    "world",
+]

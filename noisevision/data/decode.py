@@ -83,8 +83,9 @@ def scale_crop(crop: Crop, sx: float, sy: float) -> Crop:
     return Crop((x0 * sx, y0 * sy, x1 * sx, y1 * sy), crop.flip)
 
 
-def decode_small(path: str, crop_for: Callable[[int, int], Crop], size: int,
-                 keep_jpeg: bool = False) -> tuple[Tensor, Crop, bool]:
+def decode_small(
+    path: str, crop_for: Callable[[int, int], Crop], size: int, keep_jpeg: bool = False
+) -> tuple[Tensor, Crop, bool]:
     """Read `path`: (pixels uint8 [3, h, w] or, with keep_jpeg, the file's bytes uint8 [n];
     the crop in those pixels' coordinates; whether the tensor holds JPEG bytes)."""
     from PIL import Image
@@ -166,9 +167,18 @@ class FileCrops(torch.utils.data.Dataset):
     averaging over a large image (the same filter as the plain "pil" path).
     """
 
-    def __init__(self, paths: Sequence[str], labels: Tensor, crop_for: Callable[[int, int, int], Crop],
-                 size: int, keep_jpeg: bool = False, crop_here: bool = False, resize_to: int | None = None,
-                 mean: Sequence[float] = (0.0, 0.0, 0.0), std: Sequence[float] = (1.0, 1.0, 1.0)):
+    def __init__(
+        self,
+        paths: Sequence[str],
+        labels: Tensor,
+        crop_for: Callable[[int, int, int], Crop],
+        size: int,
+        keep_jpeg: bool = False,
+        crop_here: bool = False,
+        resize_to: int | None = None,
+        mean: Sequence[float] = (0.0, 0.0, 0.0),
+        std: Sequence[float] = (1.0, 1.0, 1.0),
+    ):
         self.paths, self.labels, self.crop_for = paths, labels, crop_for
         self.size, self.keep_jpeg, self.crop_here, self.resize_to = size, keep_jpeg, crop_here, resize_to
         self.mean, self.std = mean, std
@@ -226,11 +236,20 @@ def _collate(items: list[tuple[Tensor, Crop, bool, int]]) -> tuple[Packed, list,
     return Packed.pack(data), list(crops), list(jpeg), torch.tensor(labels)
 
 
-def iterate_file_crops(paths: Sequence[str], labels: Tensor, crop_for: Callable[[int, int, int], Crop],
-                       size: int, batch_size: int, device: torch.device, decoder: str, workers: int,
-                       pin: bool = False, resize_to: int | None = None,
-                       mean: Sequence[float] = (0.0, 0.0, 0.0),
-                       std: Sequence[float] = (1.0, 1.0, 1.0)) -> Iterator[tuple[Tensor, Tensor]]:
+def iterate_file_crops(
+    paths: Sequence[str],
+    labels: Tensor,
+    crop_for: Callable[[int, int, int], Crop],
+    size: int,
+    batch_size: int,
+    device: torch.device,
+    decoder: str,
+    workers: int,
+    pin: bool = False,
+    resize_to: int | None = None,
+    mean: Sequence[float] = (0.0, 0.0, 0.0),
+    std: Sequence[float] = (1.0, 1.0, 1.0),
+) -> Iterator[tuple[Tensor, Tensor]]:
     """(float [B, 3, size, size] on `device`, normalised by mean / std, labels [B] on `device`)
     over the files, in order.
 
@@ -240,12 +259,25 @@ def iterate_file_crops(paths: Sequence[str], labels: Tensor, crop_for: Callable[
     JPEG bytes, cropped there in batches.
     """
     on_cpu = device.type == "cpu"
-    dataset = FileCrops(paths, labels, crop_for, size, keep_jpeg=decoder == "device", crop_here=on_cpu,
-                        resize_to=resize_to, mean=mean, std=std)  # fmt: skip
+    dataset = FileCrops(
+        paths,
+        labels,
+        crop_for,
+        size,
+        keep_jpeg=decoder == "device",
+        crop_here=on_cpu,
+        resize_to=resize_to,
+        mean=mean,
+        std=std,
+    )
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, num_workers=workers, collate_fn=None if on_cpu else _collate,
-        pin_memory=pin, persistent_workers=False,
-    )  # fmt: skip
+        dataset,
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=None if on_cpu else _collate,
+        pin_memory=pin,
+        persistent_workers=False,
+    )
     if on_cpu:
         yield from loader
         return

@@ -263,8 +263,10 @@ def _folder_split(split_dir: Path, classes: list[str]) -> ImageSet:
     counts = torch.bincount(torch.tensor(labels, dtype=torch.int64), minlength=len(classes))
     if (counts == 0).any():
         empty = classes[int((counts == 0).nonzero()[0])]
-        raise NoisevisionError(f"class folder '{split_dir / empty}' holds no image files: every class needs "
-                               "images in train/ and val/ (remove the folder, or add images)")  # fmt: skip
+        raise NoisevisionError(
+            f"class folder '{split_dir / empty}' holds no image files: every class needs "
+            "images in train/ and val/ (remove the folder, or add images)"
+        )
     return ImageSet(torch.tensor(labels, dtype=torch.int64), paths=paths)
 
 
@@ -281,9 +283,7 @@ def _split_dirs(root: Path, what: str) -> tuple[Path, Path]:
                 f"and {root}/val/<class>/*"
             )
         if not _class_dirs(d):
-            raise NoisevisionError(
-                f"'{d}' has no class folders: expected one sub-folder of images per class"
-            )
+            raise NoisevisionError(f"'{d}' has no class folders: expected one sub-folder of images per class")
     return train, val
 
 
@@ -302,9 +302,12 @@ def load_image_folder(root: Path | str) -> EvalDataset:
             f"{len(val_classes)}; e.g. '{extra[0]}' is in only one)"
         )
     return EvalDataset(
-        f"imagefolder:{root}", classes, _folder_split(train_dir, classes),
-        _folder_split(val_dir, classes), {"source": str(root)},
-    )  # fmt: skip
+        f"imagefolder:{root}",
+        classes,
+        _folder_split(train_dir, classes),
+        _folder_split(val_dir, classes),
+        {"source": str(root)},
+    )
 
 
 def load_imagenet100(root: Path | str) -> EvalDataset:
@@ -321,9 +324,12 @@ def load_imagenet100(root: Path | str) -> EvalDataset:
                 "expected ImageNet-1k with one folder per WordNet id in train/ and val/"
             )
     return EvalDataset(
-        "imagenet100", classes, _folder_split(train_dir, classes), _folder_split(val_dir, classes),
+        "imagenet100",
+        classes,
+        _folder_split(train_dir, classes),
+        _folder_split(val_dir, classes),
         {"source": str(root)},
-    )  # fmt: skip
+    )
 
 
 # ---------------------------------------------------------------------------------- torchvision
@@ -381,19 +387,29 @@ class DatasetLoader:
 
 
 DATASETS: Registry[DatasetLoader] = Registry("evaluation dataset")
-DATASETS.add("fashion-mnist", DatasetLoader(lambda arg, dl: load_fashion_mnist(arg or None, dl)),
-             "Fashion-MNIST: Debian's dataset-fashion-mnist, or fetched with --download")  # fmt: skip
-DATASETS.add("imagefolder", DatasetLoader(lambda arg, _dl: load_image_folder(arg), needs_path=True),
-             "class folders PATH/train/<class>/* and PATH/val/<class>/*",
-             form="imagefolder:PATH")  # fmt: skip
-DATASETS.add("imagenet100", DatasetLoader(lambda arg, _dl: load_imagenet100(arg), needs_path=True),
-             "the paper's 100 ImageNet classes, read in place from an ImageNet folder PATH",
-             form="imagenet100:PATH")  # fmt: skip
+DATASETS.add(
+    "fashion-mnist",
+    DatasetLoader(lambda arg, dl: load_fashion_mnist(arg or None, dl)),
+    "Fashion-MNIST: Debian's dataset-fashion-mnist, or fetched with --download",
+)
+DATASETS.add(
+    "imagefolder",
+    DatasetLoader(lambda arg, _dl: load_image_folder(arg), needs_path=True),
+    "class folders PATH/train/<class>/* and PATH/val/<class>/*",
+    form="imagefolder:PATH",
+)
+DATASETS.add(
+    "imagenet100",
+    DatasetLoader(lambda arg, _dl: load_imagenet100(arg), needs_path=True),
+    "the paper's 100 ImageNet classes, read in place from an ImageNet folder PATH",
+    form="imagenet100:PATH",
+)
 for _name, (_, _size, _) in _TORCHVISION.items():
     DATASETS.add(
-        _name, DatasetLoader(lambda arg, dl, n=_name: load_torchvision(n, dl, Path(arg) if arg else None)),
+        _name,
+        DatasetLoader(lambda arg, dl, n=_name: load_torchvision(n, dl, Path(arg) if arg else None)),
         f"torchvision's {_name} (downloaded with --download only, ~{_size})",
-    )  # fmt: skip
+    )
 
 
 def load_eval_dataset(name: str, download: bool = False) -> EvalDataset:

@@ -177,8 +177,10 @@ def prepare_folder(
     before = [d for d in devices if d != kind]
     note = None
     if kind and before and kind not in (manifest or {}).get("devices", []):
-        note = (f"{root}'s images so far were rendered on {', '.join(before)}; these on {kind}: its "
-                "bytes may differ by rounding (--device to keep one)")  # fmt: skip
+        note = (
+            f"{root}'s images so far were rendered on {', '.join(before)}; these on {kind}: its "
+            "bytes may differ by rounding (--device to keep one)"
+        )
     try:
         num = max(spec.num, manifest["num"]) if manifest else spec.num
         body = {
@@ -211,8 +213,13 @@ def encode(image: torch.Tensor, fmt: str, quality: int) -> bytes:
     return buf.getvalue()
 
 
-def _commit(root: Path, spec: DatasetSpec, indices: list[int], blobs: list[bytes],
-            map_: Callable[..., Iterable[Any]] = map) -> None:  # fmt: skip
+def _commit(
+    root: Path,
+    spec: DatasetSpec,
+    indices: list[int],
+    blobs: list[bytes],
+    map_: Callable[..., Iterable[Any]] = map,
+) -> None:
     """Record the images' sizes and checksums in their blocks' indexes, then write the files
     atomically (not fsynced: see noisevision.io). In that order, a file whose record is missing or
     differs is one a killed run never finished, and a resume renders it again."""
@@ -363,8 +370,10 @@ def _check_not_starting_a_worker() -> None:
     import multiprocessing
 
     if getattr(multiprocessing.current_process(), "_inheriting", False):
-        raise NoisevisionError("noisevision was called while a worker process was starting: put the "
-                               'script\'s calls under `if __name__ == "__main__":`')  # fmt: skip
+        raise NoisevisionError(
+            "noisevision was called while a worker process was starting: put the "
+            'script\'s calls under `if __name__ == "__main__":`'
+        )
 
 
 def _script_hint() -> str:
@@ -372,13 +381,20 @@ def _script_hint() -> str:
     they re-run it and die at once. Say so, since the worker's own error never reaches here."""
     main = sys.modules.get("__main__")
     if main is not None and getattr(main, "__spec__", None) is None and hasattr(main, "__file__"):
-        return (' (a script that calls noisevision must run it under `if __name__ == "__main__":`: '
-                "worker processes import the script)")
+        return (
+            ' (a script that calls noisevision must run it under `if __name__ == "__main__":`: '
+            "worker processes import the script)"
+        )
     return ""
 
 
-def _write_with_workers(root: Path, spec: DatasetSpec, work: Iterator[Claim | None], workers: int,
-                        done_with: Callable[[list[int], int], None]) -> None:  # fmt: skip
+def _write_with_workers(
+    root: Path,
+    spec: DatasetSpec,
+    work: Iterator[Claim | None],
+    workers: int,
+    done_with: Callable[[list[int], int], None],
+) -> None:
     """The claims of `work` rendered by `workers` processes, at most 2 tasks per worker in flight."""
     ctx = get_context("spawn")  # fork after torch threads start is unsafe
     pending: dict[Future[int], Claim] = {}

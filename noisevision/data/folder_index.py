@@ -235,22 +235,30 @@ class Scan:
 
     def notes(self) -> list[str]:
         """What the scan found beyond present/absent, in words."""
+
         def images(n: int, verb: str) -> str:
             return f"{n} image {verb}s" if n == 1 else f"{n} images {verb}"
 
         notes = []
         if self.damaged:
-            notes.append(f"{images(self.damaged, 'differ')} from the record (size or checksum): "
-                         "rendering again")  # fmt: skip
+            notes.append(
+                f"{images(self.damaged, 'differ')} from the record (size or checksum): rendering again"
+            )
         if self.unverifiable:
-            notes.append(f"{images(self.unverifiable, 'lack')} a recorded checksum (written by an older "
-                         "version): rendering again to verify")  # fmt: skip
+            notes.append(
+                f"{images(self.unverifiable, 'lack')} a recorded checksum (written by an older "
+                "version): rendering again to verify"
+            )
         if self.untrusted:
-            notes.append(f"{images(self.untrusted, 'sit')} in blocks whose record file ({INDEX}) is damaged: "
-                         "rendering again")  # fmt: skip
+            notes.append(
+                f"{images(self.untrusted, 'sit')} in blocks whose record file ({INDEX}) is damaged: "
+                "rendering again"
+            )
         if self.unrecorded:
-            notes.append(f"{images(self.unrecorded, 'lack')} a recorded checksum (written by an older "
-                         "version): counted as present; --verify renders them again")  # fmt: skip
+            notes.append(
+                f"{images(self.unrecorded, 'lack')} a recorded checksum (written by an older "
+                "version): counted as present; --verify renders them again"
+            )
         return notes
 
 
@@ -273,8 +281,9 @@ def scan(root: Path, indices: range, fmt: str, verify: bool = False, clean: bool
     return result
 
 
-def _scan_block(result: Scan, folder: Path, block: int, fmt: str, verify: bool, clean: bool
-                ) -> dict[int, Signature]:  # fmt: skip
+def _scan_block(
+    result: Scan, folder: Path, block: int, fmt: str, verify: bool, clean: bool
+) -> dict[int, Signature]:
     lo, hi = max(result.indices.start, block * BLOCK), min(result.indices.stop, (block + 1) * BLOCK)
     with _locked(folder):
         names = os.listdir(folder)
@@ -347,8 +356,9 @@ def wait_until_complete(
 
 
 # ---------------------------------------------------------------------------------- claiming work
-def _claim_some(folder: Path, fmt: str, items: Items, size: int, align: int | None
-                ) -> tuple[Claim | None, Items, Items, int]:  # fmt: skip
+def _claim_some(
+    folder: Path, fmt: str, items: Items, size: int, align: int | None
+) -> tuple[Claim | None, Items, Items, int]:
     """Under the block's lock, claim up to `size` of `items` (in order; with `align`, all in one
     aligned group of indices). Returns (the claim or None, the items not looked at yet, the items
     other live writers hold, how many items other writers have finished since the scan)."""
@@ -377,9 +387,15 @@ def _claim_some(folder: Path, fmt: str, items: Items, size: int, align: int | No
     return claim, items[k:], held, done_by_others
 
 
-def claim_missing(root: Path, fmt: str, found: Scan, size: int, align: int | None = None,
-                  on_others: Callable[[int], None] = lambda n: None,
-                  on_wait: Callable[[int], None] = lambda n: None) -> Iterator[Claim | None]:  # fmt: skip
+def claim_missing(
+    root: Path,
+    fmt: str,
+    found: Scan,
+    size: int,
+    align: int | None = None,
+    on_others: Callable[[int], None] = lambda n: None,
+    on_wait: Callable[[int], None] = lambda n: None,
+) -> Iterator[Claim | None]:
     """Claim the images still to write, `size` at a time, block by block (lazily: a range of 10^14
     indices costs nothing up front). Images another live writer holds are left to it and looked at
     again at the end: when nothing else is left this yields None (the caller then waits a moment on

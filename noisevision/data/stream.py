@@ -174,14 +174,18 @@ class IndexPlan:
         if self.batch_size < 1:
             raise NoisevisionError(f"batch size must be positive, got {self.batch_size}")
         if self.batch_size > self.num_images:
-            raise FieldError("batch_size", f"{{field}} {self.batch_size} is larger than the dataset "
-                             f"({self.num_images} images): lower it, or use more images")  # fmt: skip
+            raise FieldError(
+                "batch_size",
+                f"{{field}} {self.batch_size} is larger than the dataset "
+                f"({self.num_images} images): lower it, or use more images",
+            )
         need, memory = 3 * 8 * self.num_images, _physical_memory()  # two epochs' orders + one being drawn
         if need > memory:
             raise FieldError(
-                "num_images", f"{{field}} {self.num_images:,} needs every index shuffled each epoch "
+                "num_images",
+                f"{{field}} {self.num_images:,} needs every index shuffled each epoch "
                 f"({need / 1e9:,.0f} GB), more than this machine's {memory / 1e9:,.0f} GB of memory: "
-                "lower it"
+                "lower it",
             )
 
     @property
@@ -215,8 +219,16 @@ def _physical_memory() -> float:
 class StepDataset(torch.utils.data.Dataset):
     """Item k = the k-th step from `start` on: (epoch, step, indices [b], uint8 images [b, 3, r, r])."""
 
-    def __init__(self, source: ImageSource, plan: IndexPlan, start: tuple[int, int], epochs: int,
-                 rank: int = 0, world: int = 1, device: torch.device | str = "cpu"):
+    def __init__(
+        self,
+        source: ImageSource,
+        plan: IndexPlan,
+        start: tuple[int, int],
+        epochs: int,
+        rank: int = 0,
+        world: int = 1,
+        device: torch.device | str = "cpu",
+    ):
         self.source, self.plan = source, plan
         self.first = start[0] * plan.steps_per_epoch + start[1]
         self.total = epochs * plan.steps_per_epoch
@@ -250,8 +262,9 @@ def _init_worker(threads: int, parent: int, _worker_id: int) -> None:
         os.nice(10)
 
 
-def iterate_steps(dataset: StepDataset, workers: int, threads_per_worker: int = 1,
-                  prefetch: int = 2) -> Iterable[tuple[int, int, Tensor, Tensor]]:
+def iterate_steps(
+    dataset: StepDataset, workers: int, threads_per_worker: int = 1, prefetch: int = 2
+) -> Iterable[tuple[int, int, Tensor, Tensor]]:
     """The dataset's steps in order; with workers > 0, rendered ahead in worker processes (a
     worker that dies or fails ends the iteration with a one-line NoisevisionError)."""
     if workers == 0:
@@ -289,7 +302,8 @@ def _from_workers(loader: torch.utils.data.DataLoader) -> Iterator[tuple[int, in
                 what = "a rendering worker failed"
             else:
                 what = "a rendering worker process died"
-            raise NoisevisionError(f"{what}: {text.strip()}; training stopped (running the same command "
-                                   "again resumes from the last checkpoint)") from exc  # fmt: skip
+            raise NoisevisionError(
+                f"{what}: {text.strip()}; training stopped (running the same command "
+                "again resumes from the last checkpoint)"
+            ) from exc
         yield item
-

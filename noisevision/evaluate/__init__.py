@@ -84,13 +84,19 @@ class EvalResult:
                 parts.append(f"lowshot({r['shots']}/class) {r['top1']:.2f}±{r['std']:.2f}")
             else:
                 parts.append(f"{name} {r['top1']:.2f}")
-        return (f"{' · '.join(parts)}  [{self.dataset}, layer {self.layer}, "
-                f"{self.n_train}/{self.n_test} images, {self.seconds:.1f} s]")  # fmt: skip
+        return (
+            f"{' · '.join(parts)}  [{self.dataset}, layer {self.layer}, "
+            f"{self.n_train}/{self.n_test} images, {self.seconds:.1f} s]"
+        )
 
 
-def evaluate(model: nn.Module, dataset: EvalDataset, settings: ProbeSettings | None = None,
-             device: torch.device | str = "cpu", meta: dict[str, Any] | None = None,
-             ) -> EvalResult:  # fmt: skip
+def evaluate(
+    model: nn.Module,
+    dataset: EvalDataset,
+    settings: ProbeSettings | None = None,
+    device: torch.device | str = "cpu",
+    meta: dict[str, Any] | None = None,
+) -> EvalResult:
     """Run `settings.probes` for a frozen probe model on `dataset` (subset first if asked)."""
     settings = settings or ProbeSettings()
     settings.check()
@@ -106,36 +112,67 @@ def evaluate(model: nn.Module, dataset: EvalDataset, settings: ProbeSettings | N
         fewest = int(torch.bincount(data.train.labels, minlength=dataset.num_classes).min())
         if settings.shots > fewest:
             raise FieldError(
-                "shots", f"{{field}} {settings.shots}: the smallest class of the {len(data.train)} train "
-                f"images has {fewest}: ask for at most {fewest} labels per class"
+                "shots",
+                f"{{field}} {settings.shots}: the smallest class of the {len(data.train)} train "
+                f"images has {fewest}: ask for at most {fewest} labels per class",
             )
     mean, std = input_stats(meta, protocol)
     test_view = View(int(model.input_size), False, protocol.crop_scale, protocol.test_resize, mean, std)
     model = model.to(device).eval()
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    result = EvalResult(dataset.name, layer, 0, len(data.train), len(data.test), protocol.name, str(device),
-                        precision=precision, decoder=decoder if not data.train.in_memory else "in memory")
+    result = EvalResult(
+        dataset.name,
+        layer,
+        0,
+        len(data.train),
+        len(data.test),
+        protocol.name,
+        str(device),
+        precision=precision,
+        decoder=decoder if not data.train.in_memory else "in memory",
+    )
     if any(PROBES.get(p).run is not None for p in settings.probes):
         t0 = time.perf_counter()
-        extract = functools.partial(extract_features, model, layer=layer, device=device, view=test_view,
-                                    batch_size=settings.batch_size, workers=settings.workers,
-                                    precision=precision, decoder=decoder)  # fmt: skip
+        extract = functools.partial(
+            extract_features,
+            model,
+            layer=layer,
+            device=device,
+            view=test_view,
+            batch_size=settings.batch_size,
+            workers=settings.workers,
+            precision=precision,
+            decoder=decoder,
+        )
         with Progress("features", len(data.train) + len(data.test), enabled=settings.progress) as bar:
             train_f, train_y = extract(data=data.train, progress=bar)
             test_f, test_y = extract(data=data.test, progress=bar)
         result.feature_seconds = time.perf_counter() - t0
         result.feature_dim = train_f.shape[1]
         n = len(train_f) + len(test_f)
-        log.info(f"features: {n} images, {result.feature_dim}-d, {result.feature_seconds:.1f} s "
-                f"({n / max(result.feature_seconds, 1e-9):.0f} images/s)")  # fmt: skip
+        log.info(
+            f"features: {n} images, {result.feature_dim}-d, {result.feature_seconds:.1f} s "
+            f"({n / max(result.feature_seconds, 1e-9):.0f} images/s)"
+        )
         cache = Cache(train_f, test_f, train_y, test_y, dataset.num_classes)
         result.probes.update(cached_probes(cache, settings, device))
     if "linear" in settings.probes:
         epochs = settings.epochs or protocol.epochs
-        result.probes["linear"] = linear_probe(model, data, layer, protocol, epochs, device,
-                                               settings.seed, settings.workers, precision, decoder,
-                                               settings.progress, (mean, std))  # fmt: skip
+        result.probes["linear"] = linear_probe(
+            model,
+            data,
+            layer,
+            protocol,
+            epochs,
+            device,
+            settings.seed,
+            settings.workers,
+            precision,
+            decoder,
+            settings.progress,
+            (mean, std),
+        )
         result.feature_dim = result.feature_dim or result.probes["linear"]["feature_dim"]
     # Keep the order the caller asked for.
     result.probes = {p: result.probes[p] for p in settings.probes}
@@ -153,9 +190,32 @@ def result_file(encoder: str, meta: dict[str, Any], dataset: str, probes: Iterab
 
 
 __all__ = [
-    "BASELINES", "NORMALIZATIONS", "PROBES", "PROTOCOLS", "Cache", "EvalResult", "LinearProtocol",
-    "MeanColors", "ProbeSettings", "RawPixels", "View", "batch_view", "build_baseline", "evaluate",
-    "extract_features", "feature_layer", "fit_linear", "input_stats", "iterate_views", "knn_top1",
-    "linear_probe", "load_probe_model", "protocol_for", "random_encoder", "result_file", "standardize",
-    "top1", "view_rng",
-]  # fmt: skip
+    "BASELINES",
+    "NORMALIZATIONS",
+    "PROBES",
+    "PROTOCOLS",
+    "Cache",
+    "EvalResult",
+    "LinearProtocol",
+    "MeanColors",
+    "ProbeSettings",
+    "RawPixels",
+    "View",
+    "batch_view",
+    "build_baseline",
+    "evaluate",
+    "extract_features",
+    "feature_layer",
+    "fit_linear",
+    "input_stats",
+    "iterate_views",
+    "knn_top1",
+    "linear_probe",
+    "load_probe_model",
+    "protocol_for",
+    "random_encoder",
+    "result_file",
+    "standardize",
+    "top1",
+    "view_rng",
+]

@@ -71,23 +71,38 @@ class Baseline:
 
 
 BASELINES: Registry[Baseline] = Registry("baseline")
-BASELINES.add("cnn-random", Baseline("CNN – Random", _cnn_random),
-              "an architecture (or an encoder file's) with random weights",
-              form="cnn-random:ARCH|ENCODER")  # fmt: skip
-BASELINES.add("raw-pixels", Baseline("Raw pixels", lambda size, *_: RawPixels(size)),
-              "linear probe on the resized pixels")  # fmt: skip
-BASELINES.add("mean-colors", Baseline("Mean colors", lambda size, *_: MeanColors(size)),
-              "linear probe on the image's mean colour")  # fmt: skip
+BASELINES.add(
+    "cnn-random",
+    Baseline("CNN – Random", _cnn_random),
+    "an architecture (or an encoder file's) with random weights",
+    form="cnn-random:ARCH|ENCODER",
+)
+BASELINES.add(
+    "raw-pixels",
+    Baseline("Raw pixels", lambda size, *_: RawPixels(size)),
+    "linear probe on the resized pixels",
+)
+BASELINES.add(
+    "mean-colors",
+    Baseline("Mean colors", lambda size, *_: MeanColors(size)),
+    "linear probe on the image's mean colour",
+)
 
 
-def build_baseline(name: str, input_size: int = 64, arch: str | None = None,
-                   arch_kwargs: dict[str, Any] | None = None, seed: int = 0) -> nn.Module:
+def build_baseline(
+    name: str,
+    input_size: int = 64,
+    arch: str | None = None,
+    arch_kwargs: dict[str, Any] | None = None,
+    seed: int = 0,
+) -> nn.Module:
     """A baseline probe model by name; "cnn-random" needs the architecture to copy."""
     return BASELINES.get(name).build(input_size, arch, dict(arch_kwargs or {}), seed)
 
 
-def load_probe_model(spec: str, device: torch.device | str = "cpu",
-                     input_size: int | None = None) -> tuple[nn.Module, dict[str, Any]]:
+def load_probe_model(
+    spec: str, device: torch.device | str = "cpu", input_size: int | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
     """An encoder file / run folder, or a baseline: "cnn-random:ARCH" (or "cnn-random:ENCODER",
     the architecture of an encoder file), "raw-pixels", "mean-colors".
 

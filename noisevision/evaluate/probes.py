@@ -42,7 +42,6 @@ from noisevision.rng import check_seed
 log = get_logger(__name__)
 
 
-
 # ---------------------------------------------------------------------------------- protocols
 @dataclass(frozen=True)
 class LinearProtocol:
@@ -64,12 +63,23 @@ class LinearProtocol:
 
 
 PROTOCOLS: Registry[LinearProtocol] = Registry("linear protocol")
-PROTOCOLS.add("paper", LinearProtocol("paper", "adam", 1e-3, betas=(0.5, 0.999), batch_size=128, gamma=0.2),
-              "paper's small scale: Adam 1e-3, batch 128, ×0.2 at 60 % and 80 %, paper stats")  # fmt: skip
+PROTOCOLS.add(
+    "paper",
+    LinearProtocol("paper", "adam", 1e-3, betas=(0.5, 0.999), batch_size=128, gamma=0.2),
+    "paper's small scale: Adam 1e-3, batch 128, ×0.2 at 60 % and 80 %, paper stats",
+)
 PROTOCOLS.add(
     "moco",
-    LinearProtocol("moco", "sgd", 30.0, momentum=0.9, batch_size=256, gamma=0.1, test_resize=256 / 224,
-                   normalization="imagenet"),  # fmt: skip
+    LinearProtocol(
+        "moco",
+        "sgd",
+        30.0,
+        momentum=0.9,
+        batch_size=256,
+        gamma=0.1,
+        test_resize=256 / 224,
+        normalization="imagenet",
+    ),
     "MoCo's for ResNet-50s: SGD lr 30, batch 256, ×0.1 at 60 % and 80 %, ImageNet statistics",
 )
 
@@ -131,8 +141,16 @@ class ProbeSettings:
         check_decoder(self.decoder)
         if self.workers < 0:
             raise FieldError("workers", f"{{field}} must be 0 or more, got {self.workers}")
-        counts = ("epochs", "fast_epochs", "knn_k", "shots", "lowshot_seeds", "batch_size", "subset",
-                  "test_subset")  # fmt: skip
+        counts = (
+            "epochs",
+            "fast_epochs",
+            "knn_k",
+            "shots",
+            "lowshot_seeds",
+            "batch_size",
+            "subset",
+            "test_subset",
+        )
         at_least_one(*((name, getattr(self, name)) for name in counts))
         check_seed(self.seed, "seed")
 
@@ -157,9 +175,18 @@ def encode(model: nn.Module, x: Tensor, layer: str, device: torch.device, precis
 
 
 @torch.no_grad()
-def extract_features(model: nn.Module, data: ImageSet, view: View, layer: str, device: torch.device,
-                     batch_size: int = 256, workers: int = 0, precision: str = "fp32",
-                     decoder: str = "pil", progress: Progress | None = None) -> tuple[Tensor, Tensor]:
+def extract_features(
+    model: nn.Module,
+    data: ImageSet,
+    view: View,
+    layer: str,
+    device: torch.device,
+    batch_size: int = 256,
+    workers: int = 0,
+    precision: str = "fp32",
+    decoder: str = "pil",
+    progress: Progress | None = None,
+) -> tuple[Tensor, Tensor]:
     """Frozen features of every image (test view, data order): float32 [N, F] and labels [N], on
     `device` (the probes run there)."""
     model.eval()
@@ -183,10 +210,12 @@ def standardize(train: Tensor, *others: Tensor) -> list[Tensor]:
 # ---------------------------------------------------------------------------------- the classifier
 def _optimizer(params: Any, protocol: LinearProtocol) -> torch.optim.Optimizer:
     if protocol.optimizer == "adam":
-        return torch.optim.Adam(params, lr=protocol.lr, betas=protocol.betas,
-                                weight_decay=protocol.weight_decay)  # fmt: skip
-    return torch.optim.SGD(params, lr=protocol.lr, momentum=protocol.momentum,
-                           weight_decay=protocol.weight_decay)  # fmt: skip
+        return torch.optim.Adam(
+            params, lr=protocol.lr, betas=protocol.betas, weight_decay=protocol.weight_decay
+        )
+    return torch.optim.SGD(
+        params, lr=protocol.lr, momentum=protocol.momentum, weight_decay=protocol.weight_decay
+    )
 
 
 def _milestones(protocol: LinearProtocol, epochs: int) -> list[int]:
@@ -200,9 +229,13 @@ def _new_linear(in_dim: int, num_classes: int, seed: int, device: torch.device) 
         return nn.Linear(in_dim, num_classes).to(device)
 
 
-def train_head(head: nn.Module, protocol: LinearProtocol, epochs: int,
-               batches: Callable[[int], Iterable[tuple[Tensor, Tensor]]],
-               on_epoch: Callable[[int, float], None] | None = None) -> list[float]:
+def train_head(
+    head: nn.Module,
+    protocol: LinearProtocol,
+    epochs: int,
+    batches: Callable[[int], Iterable[tuple[Tensor, Tensor]]],
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> list[float]:
     """The probes' classifier loop: cross-entropy on `batches(epoch)` ((x, y) pairs) with the
     protocol's optimiser, the lr dropped at its milestones. Returns each epoch's mean loss."""
     opt = _optimizer(head.parameters(), protocol)
@@ -224,9 +257,16 @@ def train_head(head: nn.Module, protocol: LinearProtocol, epochs: int,
     return losses
 
 
-def fit_linear(train_x: Tensor, train_y: Tensor, num_classes: int, epochs: int, seed: int = 0,
-               protocol: LinearProtocol | None = None, device: torch.device | str = "cpu",
-               min_steps: int = 1000) -> nn.Linear:
+def fit_linear(
+    train_x: Tensor,
+    train_y: Tensor,
+    num_classes: int,
+    epochs: int,
+    seed: int = 0,
+    protocol: LinearProtocol | None = None,
+    device: torch.device | str = "cpu",
+    min_steps: int = 1000,
+) -> nn.Linear:
     """Multinomial logistic regression on fixed features [N, F] with the protocol's optimiser.
 
     Minibatches of `protocol.batch_size`, lr drops at the protocol's milestones; at least
@@ -277,8 +317,16 @@ def top1(head: nn.Module, x: Tensor, y: Tensor, batch: int = 4096) -> float:
 
 
 @torch.no_grad()
-def knn_top1(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, num_classes: int,
-             k: int = 20, temperature: float = 0.07, chunk: int = 1024) -> float:
+def knn_top1(
+    train_x: Tensor,
+    train_y: Tensor,
+    test_x: Tensor,
+    test_y: Tensor,
+    num_classes: int,
+    k: int = 20,
+    temperature: float = 0.07,
+    chunk: int = 1024,
+) -> float:
     """Weighted k-NN top-1 (%): cosine similarity, the k nearest vote with weight exp(sim / T).
 
     Runs on the device of `train_x` (the features' device: the GPU when they were extracted there).
@@ -316,8 +364,9 @@ class Cache:
 
 def _fast(c: Cache, s: ProbeSettings, device: torch.device) -> dict[str, Any]:
     tr, te = c.standardized
-    head = fit_linear(tr, c.train_y, c.num_classes, s.fast_epochs, s.seed, device=device,
-                      min_steps=s.min_steps)  # fmt: skip
+    head = fit_linear(
+        tr, c.train_y, c.num_classes, s.fast_epochs, s.seed, device=device, min_steps=s.min_steps
+    )
     return {"top1": top1(head, te, c.test_y), "epochs": s.fast_epochs}
 
 
@@ -331,12 +380,17 @@ def _lowshot(c: Cache, s: ProbeSettings, device: torch.device) -> dict[str, Any]
     accs = []
     for seed in range(s.lowshot_seeds):
         idx = balanced_subset(c.train_y.cpu(), s.shots * c.num_classes, seed=1000 + seed).to(tr.device)
-        head = fit_linear(tr[idx], c.train_y[idx], c.num_classes, s.fast_epochs, seed, device=device,
-                          min_steps=s.min_steps)  # fmt: skip
+        head = fit_linear(
+            tr[idx], c.train_y[idx], c.num_classes, s.fast_epochs, seed, device=device, min_steps=s.min_steps
+        )
         accs.append(top1(head, te, c.test_y))
     acc_t = torch.tensor(accs)
-    return {"top1": float(acc_t.mean()), "std": float(acc_t.std()) if len(accs) > 1 else 0.0,
-            "per_seed": accs, "shots": s.shots}  # fmt: skip
+    return {
+        "top1": float(acc_t.mean()),
+        "std": float(acc_t.std()) if len(accs) > 1 else 0.0,
+        "per_seed": accs,
+        "shots": s.shots,
+    }
 
 
 @dataclass(frozen=True)
@@ -351,8 +405,12 @@ PROBES: Registry[Probe] = Registry("probe")
 PROBES.add("linear", Probe(None), "the paper's: a linear layer on frozen features of augmented views")
 PROBES.add("fast", Probe(_fast), "the same classifier on features cached once (test view): seconds")
 PROBES.add("knn", Probe(_knn), f"weighted k-NN on the cached features (cosine, k = {ProbeSettings.knn_k})")
-PROBES.add("lowshot", Probe(_lowshot), f"the fast probe with {ProbeSettings.shots} labels per class over "
-           f"{ProbeSettings.lowshot_seeds} seeds (mean ± std)")  # fmt: skip
+PROBES.add(
+    "lowshot",
+    Probe(_lowshot),
+    f"the fast probe with {ProbeSettings.shots} labels per class over "
+    f"{ProbeSettings.lowshot_seeds} seeds (mean ± std)",
+)
 
 
 def cached_probes(cache: Cache, settings: ProbeSettings, device: torch.device) -> dict[str, dict[str, Any]]:
@@ -366,11 +424,20 @@ def cached_probes(cache: Cache, settings: ProbeSettings, device: torch.device) -
     return out
 
 
-def linear_probe(model: nn.Module, dataset: EvalDataset, layer: str, protocol: LinearProtocol,
-                 epochs: int, device: torch.device, seed: int = 0, workers: int = 0,
-                 precision: str = "fp32", decoder: str = "pil",
-                 progress: bool = False, stats: Stats | None = None,
-                 ) -> dict[str, Any]:  # fmt: skip
+def linear_probe(
+    model: nn.Module,
+    dataset: EvalDataset,
+    layer: str,
+    protocol: LinearProtocol,
+    epochs: int,
+    device: torch.device,
+    seed: int = 0,
+    workers: int = 0,
+    precision: str = "fp32",
+    decoder: str = "pil",
+    progress: bool = False,
+    stats: Stats | None = None,
+) -> dict[str, Any]:
     """The paper's linear probe: augmented train view every epoch, LAST epoch's top-1 on test.
 
     Inputs are normalised with `stats` (mean, std; None: the protocol's). The frozen encoder runs
@@ -393,9 +460,15 @@ def linear_probe(model: nn.Module, dataset: EvalDataset, layer: str, protocol: L
     bar = Progress("linear probe", epochs * len(dataset.train) + len(dataset.test), enabled=progress)
 
     def batches(epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
-        for x, y in iterate_views(dataset.train, train_view, protocol.batch_size, device,
-                                  shuffle_seed=seed * 10_007 + epoch, workers=workers,
-                                  decoder=decoder):  # fmt: skip
+        for x, y in iterate_views(
+            dataset.train,
+            train_view,
+            protocol.batch_size,
+            device,
+            shuffle_seed=seed * 10_007 + epoch,
+            workers=workers,
+            decoder=decoder,
+        ):
             bar.update(len(y), epoch=f"{epoch + 1}/{epochs}")
             yield features(x), y
 
@@ -412,6 +485,9 @@ def linear_probe(model: nn.Module, dataset: EvalDataset, layer: str, protocol: L
     bar.close()
     return {
         "top1": 100.0 * correct / max(1, len(dataset.test)),
-        "protocol": protocol.name, "epochs": epochs, "train_loss": losses, "feature_dim": in_dim,
+        "protocol": protocol.name,
+        "epochs": epochs,
+        "train_loss": losses,
+        "feature_dim": in_dim,
         "seconds": time.perf_counter() - t0,
-    }  # fmt: skip
+    }

@@ -120,9 +120,15 @@ class _ViewCrops:
         return Crop(tuple(float(v) for v in boxes[0]), bool(flip[0]))
 
 
-def iterate_views(data: ImageSet, view: View, batch_size: int, device: torch.device,
-                  shuffle_seed: int | None = None, workers: int = 0,
-                  decoder: str = "pil") -> Iterator[tuple[Tensor, Tensor]]:
+def iterate_views(
+    data: ImageSet,
+    view: View,
+    batch_size: int,
+    device: torch.device,
+    shuffle_seed: int | None = None,
+    workers: int = 0,
+    decoder: str = "pil",
+) -> Iterator[tuple[Tensor, Tensor]]:
     """Yield (normalised float [B, 3, s, s] on `device`, labels [B]) over `data`.
 
     In-memory sets are transformed a whole batch at a time on the device; file sets are read in
@@ -145,15 +151,27 @@ def iterate_views(data: ImageSet, view: View, batch_size: int, device: torch.dev
         assert data.paths is not None
         crops = _ViewCrops(view, seed, tuple(order.tolist()))
         paths = [data.paths[i] for i in crops.order]
-        yield from iterate_file_crops(paths, data.labels[order], crops, view.size, batch_size, device,
-                                      decoder, workers, pin=device.type == "cuda",
-                                      resize_to=None if view.train else view.resize_to,
-                                      mean=view.mean, std=view.std)  # fmt: skip
+        yield from iterate_file_crops(
+            paths,
+            data.labels[order],
+            crops,
+            view.size,
+            batch_size,
+            device,
+            decoder,
+            workers,
+            pin=device.type == "cuda",
+            resize_to=None if view.train else view.resize_to,
+            mean=view.mean,
+            std=view.std,
+        )
         return
     loader = torch.utils.data.DataLoader(
         torch.utils.data.Subset(_FileViews(data, view, seed), order.tolist()),
-        batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda",
+        batch_size=batch_size,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
         persistent_workers=False,
-    )  # fmt: skip
+    )
     for x, y in loader:
         yield x.to(device, non_blocking=True), y.to(device)

@@ -212,8 +212,9 @@ def encoder_resnet50(path: str, device: torch.device) -> Features:
 
 
 # ------------------------------------------------------------------------------------ generator
-def visualise(model: Features, rng: Rng, units: Tensor, res: int, steps: int,
-              precision: str = "fp32") -> Tensor:
+def visualise(
+    model: Features, rng: Rng, units: Tensor, res: int, steps: int, precision: str = "fp32"
+) -> Tensor:
     """Optimise one image per target: units [B, 2] (−1 = none) -> float images in (0, 1) [B, 3, res, res].
 
     `precision` is the network's autocast (noisevision.precision); the image parameters, their
@@ -251,8 +252,14 @@ class FeatureVis(Generator):
 
     single_cpu_thread = True  # multi-threaded convolutions round differently; gradient ascent shows it
 
-    def __init__(self, spec: GeneratorSpec, steps: int = STEPS, block: int = 8, encoder: str | None = None,
-                 precision: str = "auto"):
+    def __init__(
+        self,
+        spec: GeneratorSpec,
+        steps: int = STEPS,
+        block: int = 8,
+        encoder: str | None = None,
+        precision: str = "auto",
+    ):
         extra = {"encoder": encoder} if encoder else {}
         if precision != "auto":
             extra["precision"] = precision

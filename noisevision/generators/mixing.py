@@ -118,8 +118,13 @@ def resolve_mix(name: str, params: dict[str, Any]) -> Generator | None:
         components = [registry.get(p) for p in parts]
     except UnknownNameError as exc:
         raise UnknownNameError(f"{exc} (in '{name}')") from exc
-    spec = _combined_spec(name, components, f"Convex mix of {k} images of {', '.join(parts)}",
-                          lambda spec, **kw: resolve_mix(name, kw), weighting=weighting)  # fmt: skip
+    spec = _combined_spec(
+        name,
+        components,
+        f"Convex mix of {k} images of {', '.join(parts)}",
+        lambda spec, **kw: resolve_mix(name, kw),
+        weighting=weighting,
+    )
     return Mix(spec, components, k, weighting)
 
 
@@ -136,9 +141,17 @@ def _combined_spec(
     default_res = specs[0].default_res
     if resolutions is not None and default_res not in resolutions:
         default_res = resolutions[0]
-    return GeneratorSpec(name=name, family="mixing", label="", default_res=default_res,
-                         description=description, build=build, defaults=defaults,
-                         min_res=max(s.min_res for s in specs), resolutions=resolutions)  # fmt: skip
+    return GeneratorSpec(
+        name=name,
+        family="mixing",
+        label="",
+        default_res=default_res,
+        description=description,
+        build=build,
+        defaults=defaults,
+        min_res=max(s.min_res for s in specs),
+        resolutions=resolutions,
+    )
 
 
 class Pick(Generator):
@@ -205,8 +218,10 @@ def parse_pick_name(name: str) -> list[tuple[str, float]] | None:
         return None  # no '+' and no weight: an ordinary (unknown) name
     bad = [f"{p}:{w:g}" for p, w in parts if not (math.isfinite(w) and w > 0)]
     if not all(p for p, _ in parts) or bad:
-        raise NoisevisionError(f"bad mix '{name}': write A+B or A:0.7+B:0.3 with finite positive weights"
-                               + (f" (not {', '.join(bad)})" if bad else ""))  # fmt: skip
+        raise NoisevisionError(
+            f"bad mix '{name}': write A+B or A:0.7+B:0.3 with finite positive weights"
+            + (f" (not {', '.join(bad)})" if bad else "")
+        )
     if not math.isfinite(sum(w for _, w in parts)):
         raise NoisevisionError(f"bad mix '{name}': its weights add up to more than a float holds")
     return parts
@@ -223,8 +238,12 @@ def resolve_pick(name: str, params: dict[str, Any]) -> Generator | None:
         parts = [registry.get(p) for p, _ in parsed]
     except UnknownNameError as exc:
         raise UnknownNameError(f"{exc} (in '{name}')") from exc
-    spec = _combined_spec(name, parts, f"Images of {', '.join(p for p, _ in parsed)}, one generator each",
-                          lambda spec, **kw: resolve_pick(name, kw))  # fmt: skip
+    spec = _combined_spec(
+        name,
+        parts,
+        f"Images of {', '.join(p for p, _ in parsed)}, one generator each",
+        lambda spec, **kw: resolve_pick(name, kw),
+    )
     return Pick(spec, parts, [w for _, w in parsed])
 
 

@@ -154,9 +154,11 @@ def exact_gpu_math(device: torch.device) -> Iterator[None]:
     import torch.utils.deterministic as det
 
     saved = (
-        torch.backends.cuda.matmul.allow_tf32, torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(), det.fill_uninitialized_memory,
-    )  # fmt: skip
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        det.fill_uninitialized_memory,
+    )
     torch.backends.cuda.matmul.allow_tf32 = False
     # warn_only: a 1×1 adaptive pooling's backward (feature visualisation) has no deterministic
     # kernel but adds one value per element, which is deterministic in effect
@@ -228,8 +230,18 @@ def register(
     """
 
     def deco(cls: type[Generator]) -> type[Generator]:
-        spec = GeneratorSpec(name, family, label, default_res, description, cls, dict(defaults), min_res,
-                             resolutions, takes_precision)  # fmt: skip
+        spec = GeneratorSpec(
+            name,
+            family,
+            label,
+            default_res,
+            description,
+            cls,
+            dict(defaults),
+            min_res,
+            resolutions,
+            takes_precision,
+        )
         GENERATORS.add(name, spec, description, **defaults)
         return cls
 

@@ -1,7 +1,7 @@
 """Self-supervised methods by name: each is an nn.Module holding the encoder and its loss state.
 
-    method = build_method("align_uniform", encoder)
-    loss, terms = method(view1, view2, step)
+method = build_method("align_uniform", encoder)
+loss, terms = method(view1, view2, step)
 """
 
 from __future__ import annotations
@@ -30,10 +30,16 @@ class MethodSpec:
 
 
 METHODS: Registry[MethodSpec] = Registry("method")
-METHODS.add("align_uniform", MethodSpec(AlignUniform),
-            "alignment + uniformity of the views' embeddings (paper's small scale)")  # fmt: skip
-METHODS.add("moco_v2", MethodSpec(MoCo, protocol="moco"),  # MoCo's linear protocol, as the paper's
-            "MoCo v2: momentum key encoder, 65k queue, shuffle-BN (paper's large scale)")  # fmt: skip
+METHODS.add(
+    "align_uniform",
+    MethodSpec(AlignUniform),
+    "alignment + uniformity of the views' embeddings (paper's small scale)",
+)
+METHODS.add(
+    "moco_v2",
+    MethodSpec(MoCo, protocol="moco"),  # MoCo's linear protocol, as the paper's
+    "MoCo v2: momentum key encoder, 65k queue, shuffle-BN (paper's large scale)",
+)
 METHODS.add("simclr", MethodSpec(SimCLR), "SimCLR's NT-Xent over the batch's 2N views")
 
 
@@ -53,5 +59,13 @@ def build_method(name: str, encoder: nn.Module, seed: int | None = None, **kw: A
         raise NoisevisionError(f"bad options for method '{name}': {exc}") from exc
 
 
-__all__ = ["METHODS", "AlignUniform", "Method", "MethodSpec", "MoCo", "SimCLR", "build_method",
-           "method_names"]  # fmt: skip
+__all__ = [
+    "METHODS",
+    "AlignUniform",
+    "Method",
+    "MethodSpec",
+    "MoCo",
+    "SimCLR",
+    "build_method",
+    "method_names",
+]

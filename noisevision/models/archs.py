@@ -22,10 +22,22 @@ ARCHS: Registry[Callable[..., nn.Module]] = Registry("architecture")
 ARCHS.add("smallalexnet", SmallAlexNet, "the paper's small-scale encoder, 64 px input, fc6 probe")
 ARCHS.add("resnet18", ResNetEncoder, "torchvision ResNet-18, 224 px", depth=18)
 ARCHS.add("resnet50", ResNetEncoder, "torchvision ResNet-50, 224 px (the paper's large scale)", depth=50)
-ARCHS.add("resnet18-s", ResNetEncoder, "ResNet-18, 3×3 stem, no max-pool, for 32–64 px", depth=18,
-          small_stem=True, input_size=64)  # fmt: skip
-ARCHS.add("resnet50-s", ResNetEncoder, "ResNet-50, 3×3 stem, no max-pool, for 32–64 px", depth=50,
-          small_stem=True, input_size=64)  # fmt: skip
+ARCHS.add(
+    "resnet18-s",
+    ResNetEncoder,
+    "ResNet-18, 3×3 stem, no max-pool, for 32–64 px",
+    depth=18,
+    small_stem=True,
+    input_size=64,
+)
+ARCHS.add(
+    "resnet50-s",
+    ResNetEncoder,
+    "ResNet-50, 3×3 stem, no max-pool, for 32–64 px",
+    depth=50,
+    small_stem=True,
+    input_size=64,
+)
 
 
 def arch_names() -> list[str]:

@@ -71,9 +71,16 @@ def implied_recipe(meta: dict[str, Any], encoder: nn.Module) -> Recipe:
     protocol = METHODS.get(method).protocol if method in METHODS else "paper"
     mean, std = NORMALIZATIONS[PROTOCOLS.get(protocol).normalization]
     return Recipe(
-        mean, std, int(meta.get("input_size") or encoder.input_size), meta.get("res"), "",
-        encoder.default_layer, method, protocol, str(meta.get("source", meta.get("data", ""))),
-    )  # fmt: skip
+        mean,
+        std,
+        int(meta.get("input_size") or encoder.input_size),
+        meta.get("res"),
+        "",
+        encoder.default_layer,
+        method,
+        protocol,
+        str(meta.get("source", meta.get("data", ""))),
+    )
 
 
 def tensors_checksum(state: dict[str, torch.Tensor]) -> str:
@@ -133,14 +140,18 @@ def encoder_path(spec: str | Path, choices: str = "an encoder file or a training
     return path
 
 
-def safetensors_fields(encoder: nn.Module, meta: dict[str, Any], tensors: dict[str, torch.Tensor]
-                       ) -> dict[str, str]:  # fmt: skip
+def safetensors_fields(
+    encoder: nn.Module, meta: dict[str, Any], tensors: dict[str, torch.Tensor]
+) -> dict[str, str]:
     """What a safetensors file of `tensors` (every one of `encoder`'s) holds in its metadata, besides
     the export format, the architecture and the recipe, to be an encoder file."""
     return {
-        "format": FORMAT, "version": str(VERSION), "arch_kwargs": json.dumps(encoder.arch_kwargs),
-        "checksum": tensors_checksum(tensors), "meta": json.dumps(meta, default=str),
-    }  # fmt: skip
+        "format": FORMAT,
+        "version": str(VERSION),
+        "arch_kwargs": json.dumps(encoder.arch_kwargs),
+        "checksum": tensors_checksum(tensors),
+        "meta": json.dumps(meta, default=str),
+    }
 
 
 def read_safetensors_encoder(path: Path) -> dict[str, Any]:
@@ -165,10 +176,15 @@ def read_safetensors_encoder(path: Path) -> dict[str, Any]:
         raise NoisevisionError(f"{path} is not a noisevision encoder file")
     try:
         return {
-            "format": info["format"], "version": int(info["version"]), "arch": info["arch"],
-            "arch_kwargs": json.loads(info["arch_kwargs"]), "state_dict": state, "checksum": info["checksum"],
-            "recipe": json.loads(info["recipe"]), "meta": json.loads(info["meta"]),
-        }  # fmt: skip
+            "format": info["format"],
+            "version": int(info["version"]),
+            "arch": info["arch"],
+            "arch_kwargs": json.loads(info["arch_kwargs"]),
+            "state_dict": state,
+            "checksum": info["checksum"],
+            "recipe": json.loads(info["recipe"]),
+            "meta": json.loads(info["meta"]),
+        }
     except (KeyError, ValueError) as exc:
         raise NoisevisionError(f"{path}: damaged noisevision metadata ({type(exc).__name__}: {exc})") from exc
 
@@ -189,9 +205,11 @@ def read_encoder_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise NoisevisionError(f"{path} is not a noisevision encoder file")
     if blob.get("version") == 1:
-        raise NoisevisionError(f"{path} is an encoder file of format version 1, from before encoder files "
-                               "recorded their training recipe, which this noisevision does not read: train "
-                               "it again")  # fmt: skip
+        raise NoisevisionError(
+            f"{path} is an encoder file of format version 1, from before encoder files "
+            "recorded their training recipe, which this noisevision does not read: train "
+            "it again"
+        )
     if blob.get("version") != VERSION:
         raise NoisevisionError(
             f"{path} has encoder format version {blob.get('version')}; this noisevision reads {VERSION}: "

@@ -72,7 +72,8 @@ class ResNetEncoder(Encoder):
         self.feat_dim = widths[3] * block.expansion
         if head == "mlp":
             self.head: nn.Module = nn.Sequential(
-                nn.Linear(self.feat_dim, self.feat_dim), nn.ReLU(inplace=True),
+                nn.Linear(self.feat_dim, self.feat_dim),
+                nn.ReLU(inplace=True),
                 nn.Linear(self.feat_dim, out_dim),
             )
         elif head == "linear":

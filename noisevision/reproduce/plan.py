@@ -94,7 +94,9 @@ class ReproPreset:
         """Whether every source trains with the recipe of the encoders that sources with `needs`
         visualise (paper-large): then a source's own run is the encoder it needs."""
         return (self.train_preset, self.train_overrides) == (
-            self.feature_vis_train_preset, self.feature_vis_train_overrides)
+            self.feature_vis_train_preset,
+            self.feature_vis_train_overrides,
+        )
 
 
 REPRO_PRESETS: Registry[ReproPreset] = Registry("reproduction preset")
@@ -104,39 +106,60 @@ def _add(preset: ReproPreset) -> None:
     REPRO_PRESETS.add(preset.name, preset, preset.description)
 
 
-_add(ReproPreset(
-    "demo", "CPU demo (make demo): 4 generator families of the paper, random image programs, "
-    "baselines, Fashion-MNIST probes",
-    # One fast generator per family (CPU rendering is the bottleneck).
-    generators=(
-        "dead_leaves-mixed", "stat-spectrum_color|stat-spectrum_color_wmm|stat-spectrum",
-        "stylegan-oriented|stylegan-random", "fractaldb|fractal-svd", "program-mixed",
-    ),
-    # Per seed, half the images the training preset sees: 1,024 distinct ones rendered once (CPU
-    # rendering of StyleGAN / fractals costs more than training on them), 4 epochs; so that its 3
-    # seeds fit `make demo` into a few minutes of a 2-core CPU.
-    train_preset="tiny", train_overrides={"num_images": 1024, "epochs": 4},
-    materialize="all",
-    feature_vis_train_preset=None,  # a ResNet-50 + MoCo v2 run is no CPU demo
-    eval_dataset="fashion-mnist",
-    probe=dict(probes=("fast", "knn", "lowshot"), subset=5000, test_subset=2000, lowshot_seeds=5,
-               protocol="paper"),
-    seeds=3,  # the fewest repetitions that give an interval worth reading
-))  # fmt: skip
-_add(ReproPreset(
-    "paper-small", "paper's small scale: SmallAlexNet on 105k images of each dataset, ImageNet-100 probe",
-    generators=(*SPEC_DATASETS, "fractaldb", *BEYOND_PAPER), train_preset="paper-small",
-    eval_dataset="imagenet100",
-    probe=dict(probes=("linear", "fast", "knn"), protocol="paper", workers=8),
-    materialize="expensive",  # the paper trained on fixed datasets, rendered once
-))  # fmt: skip
-_add(ReproPreset(
-    "paper-large", "paper's large scale: ResNet-50 MoCo v2 on 1.3M images, ImageNet-100 probe",
-    generators=(*SPEC_DATASETS, "fractaldb", *BEYOND_PAPER), train_preset="paper-large",
-    eval_dataset="imagenet100",
-    probe=dict(probes=("linear", "knn"), protocol="moco", workers=8), paper_scale="large",
-    materialize="expensive",
-))  # fmt: skip
+_add(
+    ReproPreset(
+        "demo",
+        "CPU demo (make demo): 4 generator families of the paper, random image programs, "
+        "baselines, Fashion-MNIST probes",
+        # One fast generator per family (CPU rendering is the bottleneck).
+        generators=(
+            "dead_leaves-mixed",
+            "stat-spectrum_color|stat-spectrum_color_wmm|stat-spectrum",
+            "stylegan-oriented|stylegan-random",
+            "fractaldb|fractal-svd",
+            "program-mixed",
+        ),
+        # Per seed, half the images the training preset sees: 1,024 distinct ones rendered once (CPU
+        # rendering of StyleGAN / fractals costs more than training on them), 4 epochs; so that its 3
+        # seeds fit `make demo` into a few minutes of a 2-core CPU.
+        train_preset="tiny",
+        train_overrides={"num_images": 1024, "epochs": 4},
+        materialize="all",
+        feature_vis_train_preset=None,  # a ResNet-50 + MoCo v2 run is no CPU demo
+        eval_dataset="fashion-mnist",
+        probe=dict(
+            probes=("fast", "knn", "lowshot"),
+            subset=5000,
+            test_subset=2000,
+            lowshot_seeds=5,
+            protocol="paper",
+        ),
+        seeds=3,  # the fewest repetitions that give an interval worth reading
+    )
+)
+_add(
+    ReproPreset(
+        "paper-small",
+        "paper's small scale: SmallAlexNet on 105k images of each dataset, ImageNet-100 probe",
+        generators=(*SPEC_DATASETS, "fractaldb", *BEYOND_PAPER),
+        train_preset="paper-small",
+        eval_dataset="imagenet100",
+        probe=dict(probes=("linear", "fast", "knn"), protocol="paper", workers=8),
+        materialize="expensive",  # the paper trained on fixed datasets, rendered once
+    )
+)
+_add(
+    ReproPreset(
+        "paper-large",
+        "paper's large scale: ResNet-50 MoCo v2 on 1.3M images, ImageNet-100 probe",
+        generators=(*SPEC_DATASETS, "fractaldb", *BEYOND_PAPER),
+        train_preset="paper-large",
+        eval_dataset="imagenet100",
+        probe=dict(probes=("linear", "knn"), protocol="moco", workers=8),
+        paper_scale="large",
+        materialize="expensive",
+    )
+)
 
 
 MAX_SEEDS = 100  # a sane bound: a typo such as --seeds 1000 must not queue a thousand trainings
@@ -195,8 +218,13 @@ class Source:
 DERIVED: dict[str, Source] = {
     s.name: s
     for s in (
-        Source("feature_vis-dead_leaves", "generator", "feature visualization", "Feature vis. – Dead leaves",
-               needs=Needs("dead_leaves-mixed", "feature_vis-{}", "a ResNet-50")),  # fmt: skip
+        Source(
+            "feature_vis-dead_leaves",
+            "generator",
+            "feature visualization",
+            "Feature vis. – Dead leaves",
+            needs=Needs("dead_leaves-mixed", "feature_vis-{}", "a ResNet-50"),
+        ),
     )
 }
 
@@ -215,9 +243,12 @@ def derived_source(name: str, encoder: str | Path | None = None) -> Source:
     return source
 
 
-def resolve_sources(preset: ReproPreset, generators: list[str] | None = None,
-                    extra_data: dict[str, str] | None = None,
-                    feature_vis_encoder: str | Path | None = None) -> tuple[list[Source], list[str]]:
+def resolve_sources(
+    preset: ReproPreset,
+    generators: list[str] | None = None,
+    extra_data: dict[str, str] | None = None,
+    feature_vis_encoder: str | Path | None = None,
+) -> tuple[list[Source], list[str]]:
     """The preset's sources (or `generators`), folders and baselines; plus notes on skipped names.
 
     `feature_vis_encoder`: the encoder file the derived sources visualise instead of one trained here.
@@ -321,8 +352,9 @@ def prerequisite_path(needs: Needs, preset: ReproPreset, out: Path, seed: int = 
     return out / "prerequisites" / f"{needs.trained_on}-{slug(arch)}{seed_tag(seed)}" / ENCODER
 
 
-def plan_prerequisites(sources: list[Source], preset: ReproPreset,
-                       out: Path) -> tuple[list[Source], list[str]]:
+def plan_prerequisites(
+    sources: list[Source], preset: ReproPreset, out: Path
+) -> tuple[list[Source], list[str]]:
     """Keep each source that needs an encoder where that encoder is given, exists, or can be
     trained here (its generator is one of this reproduction's sources); a note for each says which
     encoder it visualises, or why it is skipped."""
@@ -339,21 +371,27 @@ def plan_prerequisites(sources: list[Source], preset: ReproPreset,
             notes.append(f"{s.name} visualises {s.encoder} (--feature-vis-encoder)")
             continue
         if preset.feature_vis_train_preset is None:
-            notes.append(f"skipped {s.name}: preset '{preset.name}' trains no {encoder} on "
-                         f"{needs.trained_on} ({given})")  # fmt: skip
+            notes.append(
+                f"skipped {s.name}: preset '{preset.name}' trains no {encoder} on "
+                f"{needs.trained_on} ({given})"
+            )
             continue
         path = prerequisite_path(needs, preset, out)
         if preset.shares_encoder_recipe:
             how = f"the {encoder} of the {needs.trained_on} run"
         else:
-            how = (f"{needs.what} trained first on {needs.trained_on} with the "
-                   f"'{preset.feature_vis_train_preset}' recipe in {path.parent}")  # fmt: skip
+            how = (
+                f"{needs.what} trained first on {needs.trained_on} with the "
+                f"'{preset.feature_vis_train_preset}' recipe in {path.parent}"
+            )
         if any(o.name == needs.trained_on for o in sources) or path.is_file():
             kept.append(s)
             notes.append(f"{s.name} visualises {how}")
         else:
-            notes.append(f"skipped {s.name}: it visualises {how}, but {needs.trained_on} is not among "
-                         f"the generators (add it, or {given})")  # fmt: skip
+            notes.append(
+                f"skipped {s.name}: it visualises {how}, but {needs.trained_on} is not among "
+                f"the generators (add it, or {given})"
+            )
     return kept, notes
 
 

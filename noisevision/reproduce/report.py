@@ -49,10 +49,13 @@ def _flat_row(cell: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
     row = {k: cell.get(k) for k in CSV_FIELDS}
     row.update({k: summary[k] for k in ("mean", "ci_low", "ci_high", "half_width", "n")})
     row.update(
-        gen_images_per_s=gen.get("images_per_s"), gen_seconds=gen.get("seconds"),
-        pretrain_seconds=pre.get("seconds"), pretrain_images_per_s=pre.get("images_per_s"),
-        probe_seconds=probe.get("seconds"), probe_images_per_s=probe.get("feature_images_per_s"),
-    )  # fmt: skip
+        gen_images_per_s=gen.get("images_per_s"),
+        gen_seconds=gen.get("seconds"),
+        pretrain_seconds=pre.get("seconds"),
+        pretrain_images_per_s=pre.get("images_per_s"),
+        probe_seconds=probe.get("seconds"),
+        probe_images_per_s=probe.get("feature_images_per_s"),
+    )
     return row
 
 
@@ -91,13 +94,33 @@ def summarize(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
         group = sorted(group, key=lambda c: c.get("seed", 0))
         first = group[0]
         ci = mean_interval([c["top1"] for c in group])
-        rows.append({
-            **{k: first.get(k) for k in ("source", "label", "family", "kind", "probe", "dataset",
-                                         "paper_top1", "paper_scale")},
-            "seeds": [c.get("seed", 0) for c in group], "values": [c["top1"] for c in group],
-            "mean": ci.mean, "ci_low": ci.low, "ci_high": ci.high, "half_width": ci.half_width,
-            "sd": ci.sd, "n": ci.n, "stages": first.get("stages", {}), "device": first.get("device"),
-        })  # fmt: skip
+        rows.append(
+            {
+                **{
+                    k: first.get(k)
+                    for k in (
+                        "source",
+                        "label",
+                        "family",
+                        "kind",
+                        "probe",
+                        "dataset",
+                        "paper_top1",
+                        "paper_scale",
+                    )
+                },
+                "seeds": [c.get("seed", 0) for c in group],
+                "values": [c["top1"] for c in group],
+                "mean": ci.mean,
+                "ci_low": ci.low,
+                "ci_high": ci.high,
+                "half_width": ci.half_width,
+                "sd": ci.sd,
+                "n": ci.n,
+                "stages": first.get("stages", {}),
+                "device": first.get("device"),
+            }
+        )
     return rows
 
 
@@ -113,10 +136,21 @@ def paired(a: dict[str, Any], b: dict[str, Any], kind: str) -> dict[str, Any] | 
     if not common:
         return None
     test = paired_test([va[s] for s in common], [vb[s] for s in common])
-    return {"probe": a["probe"], "kind": kind, "a": a["source"], "b": b["source"], "a_label": a["label"],
-            "b_label": b["label"], "n": test.diff.n, "seeds": common, "diff": test.diff.mean,
-            "ci_low": test.diff.low, "ci_high": test.diff.high, "p_value": test.p_value,
-            "significant": test.significant}  # fmt: skip
+    return {
+        "probe": a["probe"],
+        "kind": kind,
+        "a": a["source"],
+        "b": b["source"],
+        "a_label": a["label"],
+        "b_label": b["label"],
+        "n": test.diff.n,
+        "seeds": common,
+        "diff": test.diff.mean,
+        "ci_low": test.diff.low,
+        "ci_high": test.diff.high,
+        "p_value": test.p_value,
+        "significant": test.significant,
+    }
 
 
 def compare(summaries: list[dict[str, Any]], probe: str) -> list[dict[str, Any]]:
@@ -142,8 +176,10 @@ def comparison_sentence(c: dict[str, Any]) -> str:
     p = c["p_value"]
     p_text = "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
     verdict_text = "significant" if c["significant"] else "not significant"
-    return (f"{a} {rel} {b} by {d:.1f} points (95 % interval {lo:.1f} to {hi:.1f}, paired over "
-            f"{c['n']} seeds, {p_text}), {verdict_text}")  # fmt: skip
+    return (
+        f"{a} {rel} {b} by {d:.1f} points (95 % interval {lo:.1f} to {hi:.1f}, paired over "
+        f"{c['n']} seeds, {p_text}), {verdict_text}"
+    )
 
 
 def mean_text(row: dict[str, Any]) -> str:
@@ -166,12 +202,16 @@ def verdict(cells: list[dict[str, Any]], probe: str) -> str | None:
     wins = sum(r["mean"] > rand["mean"] for r in trained)
     sign = "beats" if best["mean"] > rand["mean"] else "does NOT beat"
     test = paired(best, rand, "vs cnn-random")
-    text = (f"{probe}: the best noise encoder ({best['label']}, {best['mean']:.1f}) {sign} "
-            f"CNN-Random ({rand['mean']:.1f}) by {best['mean'] - rand['mean']:+.1f} points")  # fmt: skip
+    text = (
+        f"{probe}: the best noise encoder ({best['label']}, {best['mean']:.1f}) {sign} "
+        f"CNN-Random ({rand['mean']:.1f}) by {best['mean'] - rand['mean']:+.1f} points"
+    )
     if test is not None and test["n"] >= 2:
         word = "significant" if test["significant"] else "not significant"
-        text += (f" (mean of {test['n']} seeds; paired 95 % interval {test['ci_low']:+.1f} to "
-                 f"{test['ci_high']:+.1f}, {word})")  # fmt: skip
+        text += (
+            f" (mean of {test['n']} seeds; paired 95 % interval {test['ci_low']:+.1f} to "
+            f"{test['ci_high']:+.1f}, {word})"
+        )
     text += f"; {wins} of {len(trained)} generators score above CNN-Random"
     tests = [t for r in trained if (t := paired(r, rand, "vs cnn-random")) is not None and t["n"] >= 2]
     if tests:
@@ -199,22 +239,29 @@ def render_markdown(cells: list[dict[str, Any]], plan: dict[str, Any], charts: d
     scale = plan.get("paper_scale", "small")
     n_seeds = _seeds_of(summaries)
     lines = [
-        f"# noisevision reproduction: preset `{plan.get('preset', '?')}`", "",
-        plan.get("description", ""), "",
+        f"# noisevision reproduction: preset `{plan.get('preset', '?')}`",
+        "",
+        plan.get("description", ""),
+        "",
         f"Evaluation set: **{dataset}**. Paper numbers (from the paper's {scale}-scale table) are "
         "ImageNet-100 linear-probe accuracies of the paper's own encoders: **a different dataset, "
-        "probe and budget**, shown only as a reference for the ranking, not as a target for the values.", "",
+        "probe and budget**, shown only as a reference for the ranking, not as a target for the values.",
+        "",
         f"**Seeds: {n_seeds}** independent repetitions of every cell (own images, augmentations, "
         "initial weights and probe subsets). Top-1 is the mean over seeds ± the half-width of its "
         f"{CONFIDENCE * 100:.0f} % interval (Student t, n - 1 degrees of freedom). Differences between two "
         "sources: a **paired t-test** on their per-seed differences (the same seed probes on the same "
         "subsets), two-sided at the 5 % level, without correction for the number of comparisons; "
-        "\"significant\" means the 95 % interval of the difference excludes 0. The low-shot probe's "
-        "label draws are the same in every repetition.", "",
-    ]  # fmt: skip
+        '"significant" means the 95 % interval of the difference excludes 0. The low-shot probe\'s '
+        "label draws are the same in every repetition.",
+        "",
+    ]
     if n_seeds < 2:
-        lines += ["With 1 seed there is no interval and no test: run with `--seeds 3` or more before "
-                  "reading a ranking into differences of a point or two.", ""]  # fmt: skip
+        lines += [
+            "With 1 seed there is no interval and no test: run with `--seeds 3` or more before "
+            "reading a ranking into differences of a point or two.",
+            "",
+        ]
     if "all" in charts:
         lines += [f"![results]({charts['all']})", ""]
     for probe in probes:
@@ -224,18 +271,26 @@ def render_markdown(cells: list[dict[str, Any]], plan: dict[str, Any], charts: d
         lines += [f"## Probe `{probe}`", ""]
         if probe in charts:
             lines += [f"![{probe}]({charts[probe]})", ""]
-        lines += ["| data | family | top-1 (%), mean ± 95 % interval | seeds | per seed | "
-                  "paper, ImageNet-100 |", "|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "| data | family | top-1 (%), mean ± 95 % interval | seeds | per seed | paper, ImageNet-100 |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in rows:
             per_seed = ", ".join(f"{v:.1f}" for v in r["values"])
-            lines.append(f"| {r['label']} | {r['family']} | {mean_text(r)} | {r['n']} | {per_seed} | "
-                         f"{_paper_cell(r)} |")  # fmt: skip
+            lines.append(
+                f"| {r['label']} | {r['family']} | {mean_text(r)} | {r['n']} | {per_seed} | "
+                f"{_paper_cell(r)} |"
+            )
         comparisons = compare(summaries, probe)
         neighbours = [c for c in comparisons if c["kind"] == "neighbours"]
         versus = [c for c in comparisons if c["kind"] == "vs cnn-random"]
         if neighbours:
-            lines += ["", "Neighbours in the ranking:", "",
-                      *[f"- {comparison_sentence(c)}" for c in neighbours]]
+            lines += [
+                "",
+                "Neighbours in the ranking:",
+                "",
+                *[f"- {comparison_sentence(c)}" for c in neighbours],
+            ]
         if versus:
             lines += ["", "Against CNN-Random:", "", *[f"- {comparison_sentence(c)}" for c in versus]]
         v = verdict(cells, probe)
@@ -245,9 +300,13 @@ def render_markdown(cells: list[dict[str, Any]], plan: dict[str, Any], charts: d
         if r.get("stages", {}).get("pretrain"):
             by_source.setdefault(r["source"], r)
     if by_source:
-        lines += [f"## Costs per data source{' (seed 0)' if n_seeds > 1 else ''}", "",
-                  "| data | device | generation img/s | generation s | pre-train s | "
-                  "pre-train img/s | feature img/s |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            f"## Costs per data source{' (seed 0)' if n_seeds > 1 else ''}",
+            "",
+            "| data | device | generation img/s | generation s | pre-train s | "
+            "pre-train img/s | feature img/s |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for c in by_source.values():
             st = c["stages"]
             g, p, q = st.get("generation", {}), st["pretrain"], st.get("probe", {})
@@ -263,13 +322,21 @@ def render_markdown(cells: list[dict[str, Any]], plan: dict[str, Any], charts: d
                     f"| ↳ its {pre.get('arch', 'encoder')} on {pre.get('source')} (trained first) | "
                     f"{c['device']} | | | {_fmt(pre['seconds'], 0)} | {_fmt(pre.get('images_per_s'), 0)} | |"
                 )
-        lines += ["", "Generation: measured when the images are rendered once to a folder; '(est.)' "
-                  "when streamed = images rendered during pre-training ÷ the generator's measured "
-                  "rate (the stream renders in a worker, overlapping the training steps).", ""]
+        lines += [
+            "",
+            "Generation: measured when the images are rendered once to a folder; '(est.)' "
+            "when streamed = images rendered during pre-training ÷ the generator's measured "
+            "rate (the stream renders in a worker, overlapping the training steps).",
+            "",
+        ]
     planned = int(plan.get("seeds", 1))
-    missing = [(s, p, seed) for seed in range(planned) for s in plan.get("sources", []) for p in probes
-               if not any(c["source"] == s and c["probe"] == p and c.get("seed", 0) == seed
-                          for c in cells)]  # fmt: skip
+    missing = [
+        (s, p, seed)
+        for seed in range(planned)
+        for s in plan.get("sources", [])
+        for p in probes
+        if not any(c["source"] == s and c["probe"] == p and c.get("seed", 0) == seed for c in cells)
+    ]
     notes = list(plan.get("notes", []))
     if missing:
         notes.append(f"{len(missing)} cell(s) not done yet: run the same command again to finish")
@@ -296,17 +363,29 @@ def zoomed_range(values: list[float], gap_factor: float = 2.0) -> tuple[float, f
     return v[lo], v[hi]
 
 
-def _panel(ax: Any, ys: list[int], rows: list[dict[str, Any] | None], value: Callable[[dict], Any],
-           colors: list[str], paper: bool = False) -> None:
+def _panel(
+    ax: Any,
+    ys: list[int],
+    rows: list[dict[str, Any] | None],
+    value: Callable[[dict], Any],
+    colors: list[str],
+    paper: bool = False,
+) -> None:
     """Dots and intervals of one panel on a zoomed axis; rows off the axis are marked at its edge."""
-    shown = [(y, r, value(r)) for y, r in zip(ys, rows, strict=True)
-             if r is not None and value(r) is not None]  # fmt: skip
+    shown = [
+        (y, r, value(r)) for y, r in zip(ys, rows, strict=True) if r is not None and value(r) is not None
+    ]
     if not shown:
         ax.text(0.5, 0.5, "no values", transform=ax.transAxes, ha="center", color="#777777")
         return
+
     def ends(keep_lo: float, keep_hi: float) -> list[float]:
-        return [x for _, r, m in shown if keep_lo <= m <= keep_hi
-                for x in ([m] if paper else [r["ci_low"], r["ci_high"], *r["values"]])]  # fmt: skip
+        return [
+            x
+            for _, r, m in shown
+            if keep_lo <= m <= keep_hi
+            for x in ([m] if paper else [r["ci_low"], r["ci_high"], *r["values"]])
+        ]
 
     def limits(values: list[float]) -> tuple[float, float, float]:
         span = max(max(values) - min(values), 1.0)
@@ -320,8 +399,15 @@ def _panel(ax: Any, ys: list[int], rows: list[dict[str, Any] | None], value: Cal
         if m < left or m > right:  # off the zoomed axis: an arrow at the edge, with the value
             x_edge, arrow, ha = (left, "<", "left") if m < left else (right, ">", "right")
             ax.plot([x_edge], [y], marker=arrow, color=color, markersize=7, clip_on=False)
-            ax.text(x_edge + (0.05 if ha == "left" else -0.05) * span, y, f"{m:.1f} (off scale)",
-                    va="center", ha=ha, fontsize=7, color="#444444")  # fmt: skip
+            ax.text(
+                x_edge + (0.05 if ha == "left" else -0.05) * span,
+                y,
+                f"{m:.1f} (off scale)",
+                va="center",
+                ha=ha,
+                fontsize=7,
+                color="#444444",
+            )
             continue
         if paper:
             ax.plot([m], [y], marker="D", markersize=6, markerfacecolor="white", markeredgecolor="black")
@@ -329,10 +415,24 @@ def _panel(ax: Any, ys: list[int], rows: list[dict[str, Any] | None], value: Cal
             continue
         ax.scatter(r["values"], [y] * r["n"], s=11, color="#333333", alpha=0.65, zorder=5, linewidths=0)
         if r["n"] > 1:
-            ax.plot([r["ci_low"], r["ci_high"]], [y, y], color=color, linewidth=2.2, zorder=3,
-                    solid_capstyle="butt")  # fmt: skip
-        ax.plot([m], [y], marker="o", markersize=6.5, color=color, markeredgecolor="black",
-                markeredgewidth=0.6, zorder=4)  # fmt: skip
+            ax.plot(
+                [r["ci_low"], r["ci_high"]],
+                [y, y],
+                color=color,
+                linewidth=2.2,
+                zorder=3,
+                solid_capstyle="butt",
+            )
+        ax.plot(
+            [m],
+            [y],
+            marker="o",
+            markersize=6.5,
+            color=color,
+            markeredgecolor="black",
+            markeredgewidth=0.6,
+            zorder=4,
+        )
         label = f"{m:.1f}" + (f" ± {r['half_width']:.1f}" if r["n"] > 1 else "")
         ax.text(max(r["ci_high"], max(r["values"])) + 0.04 * span, y, label, va="center", fontsize=7)
     ax.grid(axis="x", alpha=0.3)
@@ -358,8 +458,9 @@ def render_chart(cells: list[dict[str, Any]], probes: list[str], path: Path, tit
     first = {s: next(r for r in summaries if r["source"] == s) for s in order}
     has_paper = any(r.get("paper_top1") is not None for r in summaries)
     n, ncols = len(order), len(probes) + has_paper
-    fig, axes = plt.subplots(1, ncols, figsize=(2.2 + 3.3 * ncols, 1.9 + 0.36 * n), sharey=True,
-                             squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(
+        1, ncols, figsize=(2.2 + 3.3 * ncols, 1.9 + 0.36 * n), sharey=True, squeeze=False
+    )
     axes = axes[0]
     ys = list(range(n))
     colors = [FAMILY_COLORS.get(first[s]["family"], "#17becf") for s in order]
@@ -375,21 +476,36 @@ def render_chart(cells: list[dict[str, Any]], probes: list[str], path: Path, tit
         _panel(ax, ys, [first[s] for s in order], lambda r: r.get("paper_top1"), colors, paper=True)
         ax.set_facecolor("#f3f3f3")
         scale = summaries[0].get("paper_scale") or "small"
-        ax.set_title(f"the paper ({scale} scale): OTHER data\nImageNet-100, linear probe, its own encoders",
-                     fontsize=9, color="#444444")  # fmt: skip
+        ax.set_title(
+            f"the paper ({scale} scale): OTHER data\nImageNet-100, linear probe, its own encoders",
+            fontsize=9,
+            color="#444444",
+        )
         ax.set_xlabel("top-1 (%) on ImageNet-100", fontsize=8)
-    axes[0].set_yticks(ys, [first[s]["label"] + ("" if in_paper(first[s]) else " (not in paper)")
-                            for s in order], fontsize=8)  # fmt: skip
+    axes[0].set_yticks(
+        ys, [first[s]["label"] + ("" if in_paper(first[s]) else " (not in paper)") for s in order], fontsize=8
+    )
     axes[0].set_ylim(-0.7, n - 0.3)
     for ax in axes:
         ax.tick_params(axis="x", labelsize=7)
     fams = list(dict.fromkeys(first[s]["family"] for s in order))
     handles = [Patch(color=FAMILY_COLORS.get(f, "#17becf"), label=f) for f in fams]
-    handles += [Line2D([], [], marker="o", color="#333333", linestyle="", markersize=3, label="one seed"),
-                Line2D([], [], marker="o", color="black", linewidth=2, label="mean, 95 % interval")]
+    handles += [
+        Line2D([], [], marker="o", color="#333333", linestyle="", markersize=3, label="one seed"),
+        Line2D([], [], marker="o", color="black", linewidth=2, label="mean, 95 % interval"),
+    ]
     if has_paper:
-        handles.append(Line2D([], [], marker="D", color="black", markerfacecolor="white", linestyle="",
-                              label="paper (ImageNet-100, other data)"))  # fmt: skip
+        handles.append(
+            Line2D(
+                [],
+                [],
+                marker="D",
+                color="black",
+                markerfacecolor="white",
+                linestyle="",
+                label="paper (ImageNet-100, other data)",
+            )
+        )
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=7, frameon=False)
     fig.suptitle(title or f"noisevision: {dataset}", fontsize=11)
     fig.tight_layout(rect=(0, 0.03 + 0.12 / max(1, n / 8), 1, 1))
@@ -425,16 +541,22 @@ def build_report(out: str | Path) -> dict[str, Path]:
     atomic_write_text(out / "results.csv", buf.getvalue())
     results = {
         "plan": plan,
-        "statistics": {"interval": f"{CONFIDENCE * 100:.0f} % Student t over seeds",
-                       "comparisons": "paired t-test on per-seed differences, two-sided, 5 % level"},
+        "statistics": {
+            "interval": f"{CONFIDENCE * 100:.0f} % Student t over seeds",
+            "comparisons": "paired t-test on per-seed differences, two-sided, 5 % level",
+        },
         "summary": [{k: v for k, v in r.items() if k != "stages"} for r in summaries],
         "comparisons": [c for p in probes for c in compare(summaries, p)],
         "cells": cells,
-    }  # fmt: skip
+    }
     atomic_write_text(out / "results.json", json.dumps(results, indent=1))
     atomic_write_text(out / "report.md", render_markdown(cells, plan, {"all": "chart.png"}))
     for probe in probes:
         if v := verdict(cells, probe):
             log.info(v)
-    return {"markdown": out / "report.md", "csv": out / "results.csv",
-            "json": out / "results.json", "chart": out / "chart.png"}  # fmt: skip
+    return {
+        "markdown": out / "report.md",
+        "csv": out / "results.csv",
+        "json": out / "results.json",
+        "chart": out / "chart.png",
+    }

@@ -51,7 +51,6 @@ from noisevision.reproduce.report import build_report
 log = get_logger(__name__)
 
 
-
 # ---------------------------------------------------------------------------------- stages
 def timed_training(cfg: Any) -> dict[str, Any]:
     """Train (or resume) the run of `cfg` and say what it cost this time: seconds, images, recipe."""
@@ -61,8 +60,14 @@ def timed_training(cfg: Any) -> dict[str, Any]:
     train(cfg)
     seconds = time.perf_counter() - t0
     images = cfg.num_images * cfg.epochs
-    return {"seconds": seconds, "images": images, "images_per_s": images / seconds,
-            "preset": cfg.preset, "arch": cfg.arch, "epochs": cfg.epochs}  # fmt: skip
+    return {
+        "seconds": seconds,
+        "images": images,
+        "images_per_s": images / seconds,
+        "preset": cfg.preset,
+        "arch": cfg.arch,
+        "epochs": cfg.epochs,
+    }
 
 
 def measure_generation(name: str, res: int | None, seed: int, count: int = 64) -> dict[str, Any]:
@@ -76,12 +81,16 @@ def measure_generation(name: str, res: int | None, seed: int, count: int = 64) -
     t1 = time.perf_counter()
     source.render(idx)
     t2 = time.perf_counter()
-    return {"res": source.res, "sample_images": count, "sample_seconds": t2 - t1,
-            "images_per_s": count / max(t2 - t1, 1e-9), "warmup_seconds": t1 - t0}  # fmt: skip
+    return {
+        "res": source.res,
+        "sample_images": count,
+        "sample_seconds": t2 - t1,
+        "images_per_s": count / max(t2 - t1, 1e-9),
+        "warmup_seconds": t1 - t0,
+    }
 
 
-def materialize(name: str, res: int | None, seed: int, num: int, root: Path, device: str
-                ) -> dict[str, Any]:  # fmt: skip
+def materialize(name: str, res: int | None, seed: int, num: int, root: Path, device: str) -> dict[str, Any]:
     """Render images 0..num-1 of `name` once into an image folder (JPEG q95, as the paper's data).
 
     Used where generation, not training, is the bottleneck and every epoch reuses the same images:
@@ -108,19 +117,30 @@ def materialize(name: str, res: int | None, seed: int, num: int, root: Path, dev
     written = write_dataset(root, spec, share, dev, devices.default_workers(dev, "generate"), batch_size=64)
     seconds = time.perf_counter() - t0
     where = f" (share {shard + 1}/{shards}: {share.start}..{share.stop - 1})" if shards > 1 else ""
-    log.info(f"[{name}] generated {written} images at {res} px in {seconds:.1f} s{where}; "
-        f"{len(share) - written} were there already")  # fmt: skip
+    log.info(
+        f"[{name}] generated {written} images at {res} px in {seconds:.1f} s{where}; "
+        f"{len(share) - written} were there already"
+    )
     cost_file = root / ("generation.json" if shards == 1 else f"generation-{shard + 1}of{shards}.json")
     cost = read_cell(cost_file) or {"images": 0, "seconds": 0.0}
     if written:  # a rerun that found every image there keeps the cost of the runs that rendered them
         cost = {"images": cost["images"] + written, "seconds": cost["seconds"] + seconds}
         atomic_write_text(cost_file, json.dumps(cost))
-    record = {"res": res, "num": num, **cost, "folder": str(root),
-              "images_per_s": cost["images"] / cost["seconds"] if cost["images"] else None}  # fmt: skip
+    record = {
+        "res": res,
+        "num": num,
+        **cost,
+        "folder": str(root),
+        "images_per_s": cost["images"] / cost["seconds"] if cost["images"] else None,
+    }
     if shards > 1:
         record["shard"] = f"{shard + 1}/{shards}"
-        record["wait_seconds"] = wait_until_complete(root, range(num), spec.format, lambda n: log.info(
-            f"[{name}] waiting for {n} images from the other ranks"))  # fmt: skip
+        record["wait_seconds"] = wait_until_complete(
+            root,
+            range(num),
+            spec.format,
+            lambda n: log.info(f"[{name}] waiting for {n} images from the other ranks"),
+        )
     return record
 
 
@@ -129,8 +149,9 @@ def _tag(name: str, seed: int) -> str:
     return f"[{name} seed {seed}]" if seed else f"[{name}]"
 
 
-def prerequisite_encoder(source: Source, preset: ReproPreset, out: Path, device: str,
-                         overrides: dict[str, Any], seed: int = 0) -> tuple[Path, dict[str, Any]]:
+def prerequisite_encoder(
+    source: Source, preset: ReproPreset, out: Path, device: str, overrides: dict[str, Any], seed: int = 0
+) -> tuple[Path, dict[str, Any]]:
     """The encoder `source` needs in repetition `seed`, trained or resumed if need be, and what
     training it cost.
 
@@ -157,12 +178,21 @@ def prerequisite_encoder(source: Source, preset: ReproPreset, out: Path, device:
     runtime = {k: v for k, v in overrides.items() if k in TrainConfig.RUNTIME}
     values = {**preset.feature_vis_train_overrides, **runtime}
     base = TrainConfig.from_preset(preset.feature_vis_train_preset, **values).seed
-    cfg = TrainConfig.from_preset(preset.feature_vis_train_preset, **{
-        **values, "seed": repetition_seed(base, seed),
-        "data": needs.trained_on, "out": str(path.parent), "device": device})  # fmt: skip
-    log.info(f"{tag} prerequisite: training {cfg.arch} + {cfg.method} ({cfg.preset}: {cfg.num_images} "
+    cfg = TrainConfig.from_preset(
+        preset.feature_vis_train_preset,
+        **{
+            **values,
+            "seed": repetition_seed(base, seed),
+            "data": needs.trained_on,
+            "out": str(path.parent),
+            "device": device,
+        },
+    )
+    log.info(
+        f"{tag} prerequisite: training {cfg.arch} + {cfg.method} ({cfg.preset}: {cfg.num_images} "
         "images × "
-        f"{cfg.epochs} epochs) on {needs.trained_on} in {path.parent}")  # fmt: skip
+        f"{cfg.epochs} epochs) on {needs.trained_on} in {path.parent}"
+    )
     cost = {**timed_training(cfg), "source": needs.trained_on, "shared": False}
     atomic_write_text(cost_file, json.dumps(cost, indent=1))
     log.info(f"{tag} prerequisite trained in {cost['seconds']:.0f} s: {path}")
@@ -190,9 +220,9 @@ def _follow_moved_out(out: Path, file: Path, key: str, new: str, path: str) -> N
     before, _, after = new.partition(path)  # how the data's name holds its path
     if not (old.startswith(before) and old.endswith(after)) or len(old) <= len(before) + len(after):
         return
-    was = Path(old[len(before):len(old) - len(after)])
+    was = Path(old[len(before) : len(old) - len(after)])
     same = was.resolve() == Path(path).resolve()  # e.g. relative vs absolute
-    moved = not was.exists() and was.parts[-len(inside):] == inside
+    moved = not was.exists() and was.parts[-len(inside) :] == inside
     if same or moved:
         record[key] = new
         text = yaml.safe_dump(record, sort_keys=False) if file.suffix == ".yaml" else None
@@ -210,8 +240,9 @@ def train_values(preset: ReproPreset, overrides: dict[str, Any], seed: int = 0) 
     return {**values, "seed": repetition_seed(base, seed)}
 
 
-def pretrain(source: Source, preset: ReproPreset, out: Path, device: str,
-             overrides: dict[str, Any], seed: int = 0) -> tuple[Path, dict[str, Any]]:
+def pretrain(
+    source: Source, preset: ReproPreset, out: Path, device: str, overrides: dict[str, Any], seed: int = 0
+) -> tuple[Path, dict[str, Any]]:
     """Generate (or stream), then train, resume or reuse the encoder of `source` in repetition
     `seed`.
 
@@ -227,8 +258,7 @@ def pretrain(source: Source, preset: ReproPreset, out: Path, device: str,
         return run_dir / ENCODER, json.loads(stages_file.read_text())
     stages: dict[str, Any] = {}
     if source.needs is not None and not source.data:
-        encoder, stages["prerequisite"] = prerequisite_encoder(source, preset, out, device, overrides,
-                                                               seed)  # fmt: skip
+        encoder, stages["prerequisite"] = prerequisite_encoder(source, preset, out, device, overrides, seed)
         source = source.with_encoder(encoder)
     values = train_values(preset, overrides, seed)
     cfg = TrainConfig.from_preset(preset.train_preset, **values)
@@ -244,8 +274,7 @@ def pretrain(source: Source, preset: ReproPreset, out: Path, device: str,
         if renders_once(materialize_selectors(preset.materialize), source):
             folder = data_folder(out, source.name, seed)
             _follow_moved_out(out, folder / MANIFEST, "generator", source.data, source.encoder)
-            stages["generation"] = materialize(source.data, res, cfg.seed, cfg.num_images, folder,
-                                               device)  # fmt: skip
+            stages["generation"] = materialize(source.data, res, cfg.seed, cfg.num_images, folder, device)
             data = named = str(folder)
         else:
             log.info(f"{tag} measuring generation speed")
@@ -255,33 +284,46 @@ def pretrain(source: Source, preset: ReproPreset, out: Path, device: str,
             gen["estimated"] = True  # rendering overlaps training in the stream's worker
             stages["generation"] = gen
         stages["generation"]["data"] = source.data  # what was rendered, e.g. feature_vis-<encoder.pt>
-    cfg = TrainConfig.from_preset(preset.train_preset, **{**values, "res": res},
-                                  data=data, out=str(run_dir), device=device)  # fmt: skip
-    log.info(f"{tag} pre-training ({cfg.preset}: {cfg.arch}, {cfg.num_images} images × "
-        f"{cfg.epochs} epochs, seed {cfg.seed})")  # fmt: skip
+    cfg = TrainConfig.from_preset(
+        preset.train_preset, **{**values, "res": res}, data=data, out=str(run_dir), device=device
+    )
+    log.info(
+        f"{tag} pre-training ({cfg.preset}: {cfg.arch}, {cfg.num_images} images × "
+        f"{cfg.epochs} epochs, seed {cfg.seed})"
+    )
     _follow_moved_out(out, run_dir / CONFIG, "data", cfg.data, named)
     stages["pretrain"] = timed_training(cfg)
     atomic_write_text(stages_file, json.dumps(stages, indent=1))
     return run_dir / ENCODER, stages
 
 
-def baseline_model(source: Source, preset: ReproPreset, overrides: dict[str, Any],
-                   seed: int = 0) -> torch.nn.Module:
+def baseline_model(
+    source: Source, preset: ReproPreset, overrides: dict[str, Any], seed: int = 0
+) -> torch.nn.Module:
     """The baseline probe model, matching the architecture and input size the preset trains (a
     random network's weights drawn from repetition `seed`'s training seed)."""
     from noisevision.train import TrainConfig
 
     cfg = TrainConfig.from_preset(preset.train_preset, **train_values(preset, overrides, seed))
     arch_kwargs = cfg.encoder_kwargs()
-    input_size = cfg.input_size or build_baseline("cnn-random", arch=cfg.arch,
-                                                  arch_kwargs=arch_kwargs).input_size  # fmt: skip
+    input_size = (
+        cfg.input_size or build_baseline("cnn-random", arch=cfg.arch, arch_kwargs=arch_kwargs).input_size
+    )
     return build_baseline(source.name, input_size, cfg.arch, arch_kwargs, seed=cfg.seed)
 
 
 # ---------------------------------------------------------------------------------- cells
-def run_source(source: Source, preset: ReproPreset, out: Path, dataset_name: str, dataset: Any,
-               settings: ProbeSettings, device: str,
-               train_overrides: dict[str, Any], seed: int = 0) -> list[dict[str, Any]]:
+def run_source(
+    source: Source,
+    preset: ReproPreset,
+    out: Path,
+    dataset_name: str,
+    dataset: Any,
+    settings: ProbeSettings,
+    device: str,
+    train_overrides: dict[str, Any],
+    seed: int = 0,
+) -> list[dict[str, Any]]:
     """Pre-train if needed, probe, and write the missing cells of `source` in repetition `seed`.
 
     The probes draw their subsets and initial heads from repetition_seed(settings.seed, seed). The
@@ -313,31 +355,56 @@ def run_source(source: Source, preset: ReproPreset, out: Path, dataset_name: str
     cells = []
     paper = PAPER_NUMBERS.get(preset.paper_scale, {})
     for probe, r in result.probes.items():
-        probe_stage = {"seconds": r.get("seconds", 0.0) + result.feature_seconds,
-                       "feature_seconds": result.feature_seconds,
-                       "feature_images_per_s": n_feat / max(result.feature_seconds, 1e-9)}  # fmt: skip
+        probe_stage = {
+            "seconds": r.get("seconds", 0.0) + result.feature_seconds,
+            "feature_seconds": result.feature_seconds,
+            "feature_images_per_s": n_feat / max(result.feature_seconds, 1e-9),
+        }
         cell = {
-            "preset": preset.name, "source": source.name, "kind": source.kind,
-            "family": source.family, "label": source.label, "probe": probe,
-            "dataset": dataset_name, "seed": seed, "probe_seed": probe_seed, "top1": r["top1"],
+            "preset": preset.name,
+            "source": source.name,
+            "kind": source.kind,
+            "family": source.family,
+            "label": source.label,
+            "probe": probe,
+            "dataset": dataset_name,
+            "seed": seed,
+            "probe_seed": probe_seed,
+            "top1": r["top1"],
             "std": r.get("std"),
-            "paper_top1": paper.get(source.name), "paper_scale": preset.paper_scale,
-            "layer": result.layer, "feature_dim": result.feature_dim, "n_train": result.n_train,
-            "n_test": result.n_test, "arch": getattr(model, "arch", type(model).__name__),
-            "device": str(dev), "stages": {**stages, "probe": probe_stage}, "details": r,
-            "encoder": encoder_path, "version": noisevision.__version__,
+            "paper_top1": paper.get(source.name),
+            "paper_scale": preset.paper_scale,
+            "layer": result.layer,
+            "feature_dim": result.feature_dim,
+            "n_train": result.n_train,
+            "n_test": result.n_test,
+            "arch": getattr(model, "arch", type(model).__name__),
+            "device": str(dev),
+            "stages": {**stages, "probe": probe_stage},
+            "details": r,
+            "encoder": encoder_path,
+            "version": noisevision.__version__,
             "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-        }  # fmt: skip
+        }
         atomic_write_text(cell_path(out, source.name, probe, seed), json.dumps(cell, indent=1))
         cells.append(cell)
     return cells
 
 
-def reproduce(preset: str | ReproPreset, out: str | Path, generators: list[str] | None = None,
-              eval_dataset: str | None = None, extra_data: dict[str, str] | None = None,
-              device: str = "auto", download: bool = False, probe_overrides: dict[str, Any] | None = None,
-              train_overrides: dict[str, Any] | None = None, feature_vis_encoder: str | Path | None = None,
-              materialize: str | None = None, seeds: int | None = None) -> Path:
+def reproduce(
+    preset: str | ReproPreset,
+    out: str | Path,
+    generators: list[str] | None = None,
+    eval_dataset: str | None = None,
+    extra_data: dict[str, str] | None = None,
+    device: str = "auto",
+    download: bool = False,
+    probe_overrides: dict[str, Any] | None = None,
+    train_overrides: dict[str, Any] | None = None,
+    feature_vis_encoder: str | Path | None = None,
+    materialize: str | None = None,
+    seeds: int | None = None,
+) -> Path:
     """Run (or resume) every cell of a preset (a name, or a ReproPreset of one's own) and write
     the report; returns the report folder.
 
@@ -385,23 +452,37 @@ def reproduce(preset: str | ReproPreset, out: str | Path, generators: list[str] 
             log.info(f"--- seed {seed} of 0..{seeds - 1}")
         for source in sources:
             try:
-                run_source(source, preset, out, dataset_name, dataset, settings, device,
-                           dict(train_overrides or {}), seed)  # fmt: skip
+                run_source(
+                    source,
+                    preset,
+                    out,
+                    dataset_name,
+                    dataset,
+                    settings,
+                    device,
+                    dict(train_overrides or {}),
+                    seed,
+                )
             except NoisevisionError as exc:  # one broken source must not stop a day-long run
                 log.info(f"{_tag(source.name, seed)} FAILED: {exc}")
                 notes.append(f"{source.name}{f' (seed {seed})' if seed else ''} failed: {exc}")
                 failed.append((source.name, seed))
                 _write_plan(out, preset, dataset_name, sources, notes, settings, seeds)
     paths = build_report(out)
-    log.info(f"reproduction '{preset.name}' finished in {time.perf_counter() - t0:.0f} s: "
-        f"report in {paths['markdown']}")  # fmt: skip
+    log.info(
+        f"reproduction '{preset.name}' finished in {time.perf_counter() - t0:.0f} s: "
+        f"report in {paths['markdown']}"
+    )
     if failed:
         missing = []
         for name, seed in failed:
             probes = [p for p in settings.probes if read_cell(cell_path(out, name, p, seed)) is None]
             missing.append(f"{name}{f' seed {seed}' if seed else ''} ({', '.join(probes)})")
-        what = f"{len(failed)} of {len(sources)} sources" if seeds == 1 else \
-            f"{len(failed)} of {len(sources) * seeds} (source, seed) runs"
+        what = (
+            f"{len(failed)} of {len(sources)} sources"
+            if seeds == 1
+            else f"{len(failed)} of {len(sources) * seeds} (source, seed) runs"
+        )
         raise ReproductionFailed(
             f"{what} failed, their cells are missing: {'; '.join(missing)}; "
             "the report holds the others (the reasons are in the log above): run the same command to retry"
@@ -428,13 +509,27 @@ def _check_same_recipe(out: Path, preset: ReproPreset) -> None:
         )
 
 
-def _write_plan(out: Path, preset: ReproPreset, dataset: str, sources: list[Source],
-                notes: list[str], settings: ProbeSettings, seeds: int = 1) -> None:
+def _write_plan(
+    out: Path,
+    preset: ReproPreset,
+    dataset: str,
+    sources: list[Source],
+    notes: list[str],
+    settings: ProbeSettings,
+    seeds: int = 1,
+) -> None:
     """OUT/plan.json: which cells this reproduction consists of (read back by the report)."""
     plan = {
-        "preset": preset.name, "description": preset.description, "dataset": dataset,
-        "train_preset": preset.train_preset, "train_overrides": preset.train_overrides,
-        "probes": list(settings.probes), "sources": [s.name for s in sources], "notes": notes,
-        "paper_scale": preset.paper_scale, "materialize": preset.materialize, "seeds": seeds,
-    }  # fmt: skip
+        "preset": preset.name,
+        "description": preset.description,
+        "dataset": dataset,
+        "train_preset": preset.train_preset,
+        "train_overrides": preset.train_overrides,
+        "probes": list(settings.probes),
+        "sources": [s.name for s in sources],
+        "notes": notes,
+        "paper_scale": preset.paper_scale,
+        "materialize": preset.materialize,
+        "seeds": seeds,
+    }
     atomic_write_text(out / "plan.json", json.dumps(plan, indent=1))

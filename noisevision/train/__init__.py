@@ -29,12 +29,35 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 __all__ = [
-    "CHECKPOINT", "CHECKPOINT_FORMAT", "CONFIG", "ENCODER", "METRICS", "SCHEDULES", "Checkpointer",
-    "Components", "Loader", "Numerics", "RunState", "TrainConfig", "build_components", "check_checkpoint",
-    "check_field", "check_finite", "checkpoint_tensors", "lr_at", "open_loader", "parse_options",
-    "parse_settings", "read_checkpoint", "read_config_file", "resume", "run_epochs", "train", "train_step",
+    "CHECKPOINT",
+    "CHECKPOINT_FORMAT",
+    "CONFIG",
+    "ENCODER",
+    "METRICS",
+    "SCHEDULES",
+    "Checkpointer",
+    "Components",
+    "Loader",
+    "Numerics",
+    "RunState",
+    "TrainConfig",
+    "build_components",
+    "check_checkpoint",
+    "check_field",
+    "check_finite",
+    "checkpoint_tensors",
+    "lr_at",
+    "open_loader",
+    "parse_options",
+    "parse_settings",
+    "read_checkpoint",
+    "read_config_file",
+    "resume",
+    "run_epochs",
+    "train",
+    "train_step",
     "training_recipe",
-]  # fmt: skip
+]
 
 # The modules, each importing only from those before it: a name is defined in the first that has it.
 _MODULES = ("config", "components", "checkpoint", "loop", "run")

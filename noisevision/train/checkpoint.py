@@ -80,8 +80,10 @@ def check_checkpoint(ckpt: dict[str, Any], path: Path) -> None:
     tensors (checkpoints written before it existed have none), then NaN / Inf weights."""
     tensors = checkpoint_tensors(ckpt)
     if "checksum" in ckpt and tensors_checksum(tensors) != ckpt["checksum"]:
-        raise NoisevisionError(f"{path}: its tensors do not match their checksum (the file is damaged): "
-                               "delete it to restart the run")  # fmt: skip
+        raise NoisevisionError(
+            f"{path}: its tensors do not match their checksum (the file is damaged): "
+            "delete it to restart the run"
+        )
     try:
         check_weights_finite({k: v for k, v in tensors.items() if k.startswith("method.")}, path)
     except NoisevisionError as exc:
@@ -107,13 +109,18 @@ class Checkpointer:
         if self.rank == 0:
             parts, scaler = self.parts, self.parts.numerics.scaler
             ckpt = {
-                "format": CHECKPOINT_FORMAT, "config": self.cfg.identity(), "epoch": epoch, "step": step,
-                "images_seen": state.images_seen, "method": parts.method.state_dict(),
-                "optimizer": parts.optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
+                "format": CHECKPOINT_FORMAT,
+                "config": self.cfg.identity(),
+                "epoch": epoch,
+                "step": step,
+                "images_seen": state.images_seen,
+                "method": parts.method.state_dict(),
+                "optimizer": parts.optimizer.state_dict(),
+                "torch_rng": torch.get_rng_state(),
                 "scaler": scaler.state_dict() if scaler is not None else {},
                 "numerics": numerics_record(parts, self.device),
                 "epoch_sums": {k: float(v) for k, v in state.sums.items()} if step else {},
-            }  # fmt: skip
+            }
             ckpt["checksum"] = tensors_checksum(checkpoint_tensors(ckpt))
             atomic_save(ckpt, Path(self.cfg.out) / CHECKPOINT)
         self.saved = time.perf_counter()

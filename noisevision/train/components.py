@@ -68,7 +68,9 @@ def build_components(cfg: TrainConfig, device: torch.device) -> Components:
                 net.compile()  # in place: parameter names (and so checkpoints) stay the same
     optimizer = torch.optim.SGD(
         [p for p in method.parameters() if p.requires_grad],
-        lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        weight_decay=cfg.weight_decay,
     )
     numerics = Numerics(precision, channels_last, grad_scaler(device, precision))
     aug = augment.get_augment(cfg.augment, encoder.input_size)

@@ -71,8 +71,18 @@ class TrainConfig:
     cache_images: str = "auto"  # keep a generated dataset on the GPU after epoch 1: auto | on | off
 
     RUNTIME = (
-        "out", "device", "workers", "threads", "log_every", "progress", "checkpoint_minutes",
-        "precision", "channels_last", "compile", "deterministic", "cache_images",
+        "out",
+        "device",
+        "workers",
+        "threads",
+        "log_every",
+        "progress",
+        "checkpoint_minutes",
+        "precision",
+        "channels_last",
+        "compile",
+        "deterministic",
+        "cache_images",
     )
     CACHE_MODES = ("auto", "on", "off")
 
@@ -135,8 +145,12 @@ class TrainConfig:
             raise FieldError("data", "no training data: pass {field} GENERATOR|FOLDER")
         if not self.out:
             raise FieldError("out", "no run folder: pass {field} RUN_DIR")
-        for table, name in ((ARCHS, self.arch), (METHODS, self.method), (augment.AUGMENTATIONS, self.augment),
-                            (SCHEDULES, self.schedule)):  # fmt: skip
+        for table, name in (
+            (ARCHS, self.arch),
+            (METHODS, self.method),
+            (augment.AUGMENTATIONS, self.augment),
+            (SCHEDULES, self.schedule),
+        ):
             table.entry(name)  # an unknown name: one line with the closest ones
         counts = ("epochs", "batch_size", "num_images", "threads", "bn_groups", "res", "input_size")
         at_least_one(*((name, getattr(self, name)) for name in counts))
@@ -145,8 +159,9 @@ class TrainConfig:
         if self.workers is not None and self.workers < 0:
             raise FieldError("workers", f"{{field}} must be 0 or more, got {self.workers}")
         if not self.checkpoint_minutes >= 0:
-            raise FieldError("checkpoint_minutes",
-                             f"{{field}} must be 0 or more, got {self.checkpoint_minutes}")  # fmt: skip
+            raise FieldError(
+                "checkpoint_minutes", f"{{field}} must be 0 or more, got {self.checkpoint_minutes}"
+            )
         if self.log_every < 1:
             raise FieldError("log_every", f"{{field}} must be at least 1, got {self.log_every}")
         check_precision(self.precision)
@@ -164,8 +179,9 @@ class _NoAliasLoader(yaml.SafeLoader):
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
-            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not accepted here",
-                                              self.peek_event().start_mark)  # fmt: skip
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not accepted here", self.peek_event().start_mark
+            )
         return super().compose_node(parent, index)
 
 
@@ -265,8 +281,10 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise NoisevisionError(f"config file {path} does not exist")
     if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise NoisevisionError(f"config file {path} is {path.stat().st_size:,} bytes: a run's config is a "
-                               "few hundred (is it the right file?)")  # fmt: skip
+        raise NoisevisionError(
+            f"config file {path} is {path.stat().st_size:,} bytes: a run's config is a "
+            "few hundred (is it the right file?)"
+        )
     try:
         text = path.read_text()
     except UnicodeDecodeError as exc:
@@ -278,10 +296,16 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 
 SCHEDULES: Registry[Callable[[TrainConfig, int], float]] = Registry("schedule")
-SCHEDULES.add("multistep", lambda cfg, epoch: cfg.lr * cfg.gamma ** sum(epoch >= m for m in cfg.milestones),
-              "lr × gamma at each milestone epoch (paper-small)")  # fmt: skip
-SCHEDULES.add("cosine", lambda cfg, epoch: cfg.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / cfg.epochs)),
-              "MoCo's: lr · ½(1 + cos(π · epoch / epochs)), per epoch")  # fmt: skip
+SCHEDULES.add(
+    "multistep",
+    lambda cfg, epoch: cfg.lr * cfg.gamma ** sum(epoch >= m for m in cfg.milestones),
+    "lr × gamma at each milestone epoch (paper-small)",
+)
+SCHEDULES.add(
+    "cosine",
+    lambda cfg, epoch: cfg.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / cfg.epochs)),
+    "MoCo's: lr · ½(1 + cos(π · epoch / epochs)), per epoch",
+)
 SCHEDULES.add("constant", lambda cfg, epoch: cfg.lr, "lr throughout")
 
 

@@ -37,8 +37,14 @@ METRICS = "metrics.jsonl"
 
 
 def train_step(
-    model: torch.nn.Module, optimizer: torch.optim.Optimizer, aug: augment.AugmentConfig,
-    images: torch.Tensor, indices: torch.Tensor, seed: int, epoch: int, step: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    aug: augment.AugmentConfig,
+    images: torch.Tensor,
+    indices: torch.Tensor,
+    seed: int,
+    epoch: int,
+    step: int,
     numerics: Numerics | None = None,
 ) -> dict[str, torch.Tensor]:
     """One optimisation step on uint8 images [b, 3, r, r] (on the device): the logged terms, as
@@ -117,9 +123,13 @@ def open_loader(cfg: TrainConfig, parts: Components, state: RunState, device: to
 
 # ---------------------------------------------------------------------------------------- epoch loop
 def run_epochs(
-    cfg: TrainConfig, parts: Components, loader: Loader, state: RunState, device: torch.device,
+    cfg: TrainConfig,
+    parts: Components,
+    loader: Loader,
+    state: RunState,
+    device: torch.device,
     notes: list[str],
-) -> None:  # fmt: skip
+) -> None:
     """Train from `state` to the end: a step per batch, log lines every `log_every` steps, epoch
     means and a checkpoint per epoch; on SIGTERM / SIGUSR1 checkpoint and raise StopRequested."""
     rank, size = world()
@@ -127,13 +137,17 @@ def run_epochs(
     model: torch.nn.Module = method
     if size > 1:
         model = torch.nn.parallel.DistributedDataParallel(
-            method, device_ids=[device.index] if device.type == "cuda" else None,
+            method,
+            device_ids=[device.index] if device.type == "cuda" else None,
             forward_sync_buffers=False,  # MoCo's queue is identical everywhere; BN stats stay per rank
         )
     steps = parts.plan.steps_per_epoch
     log = _Logger(Path(cfg.out), rank, state.epoch * steps + state.step, state.epoch)
     progress = Progress(
-        "train", cfg.epochs * steps, state.epoch * steps + state.step, enabled=cfg.progress and rank == 0,
+        "train",
+        cfg.epochs * steps,
+        state.epoch * steps + state.step,
+        enabled=cfg.progress and rank == 0,
         unit_items=cfg.batch_size,
     )
     if rank == 0:
@@ -144,8 +158,9 @@ def run_epochs(
     t_last = t_epoch = time.perf_counter()
     first_step = state.step  # the first step of the current epoch run by this attempt
     since_log = 0  # steps run by this attempt since the last log line
-    state.sums = {k: torch.tensor(float(v), dtype=torch.float64, device=device)
-                  for k, v in state.sums.items()}  # fmt: skip
+    state.sums = {
+        k: torch.tensor(float(v), dtype=torch.float64, device=device) for k, v in state.sums.items()
+    }
     stop = _StopSignals()
     try:
         with stop:
@@ -155,8 +170,9 @@ def run_epochs(
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 images = images.to(device, non_blocking=True)
-                terms = train_step(model, optimizer, parts.aug, images, idx, cfg.seed, epoch, global_step,
-                                   parts.numerics)  # fmt: skip
+                terms = train_step(
+                    model, optimizer, parts.aug, images, idx, cfg.seed, epoch, global_step, parts.numerics
+                )
                 state.images_seen += cfg.batch_size
                 since_log += 1
                 for k, v in terms.items():
@@ -174,12 +190,19 @@ def run_epochs(
                 if end_of_epoch:  # checkpoint, then epoch means
                     means = {k: float(v) / steps for k, v in state.sums.items()}
                     if not math.isfinite(means["loss"]):
-                        raise FieldError("lr",
-                                         f"mean loss {means['loss']} in epoch {epoch + 1}: lower {{field}}")
+                        raise FieldError(
+                            "lr", f"mean loss {means['loss']} in epoch {epoch + 1}: lower {{field}}"
+                        )
                     saver.save(state, epoch + 1, 0)
                     now = time.perf_counter()
-                    log.epoch({"epoch": epoch + 1, **means, "lr": lr,
-                               "images_per_s": (steps - first_step) * cfg.batch_size / (now - t_epoch)})
+                    log.epoch(
+                        {
+                            "epoch": epoch + 1,
+                            **means,
+                            "lr": lr,
+                            "images_per_s": (steps - first_step) * cfg.batch_size / (now - t_epoch),
+                        }
+                    )
                     state.sums, t_epoch, first_step = {}, now, 0
                     if size > 1:
                         _check_in_sync(method)

@@ -43,9 +43,9 @@ def _prepare_run_dir(cfg: TrainConfig, rank: int) -> dict[str, Any] | None:
         if diff:
             shown = ", ".join(f"{k} {(old or {}).get(k)!r} → {new.get(k)!r}" for k in diff[:3])
             raise FieldError(
-                "out", f"{out} holds a run with another configuration ({shown}): use a new {{field}} to "
-                "start over",
-            )  # fmt: skip
+                "out",
+                f"{out} holds a run with another configuration ({shown}): use a new {{field}} to start over",
+            )
         ckpt_file = out / CHECKPOINT
         return read_checkpoint(ckpt_file) if ckpt_file.is_file() else None
     if out.exists() and any(out.iterdir()):
@@ -53,7 +53,6 @@ def _prepare_run_dir(cfg: TrainConfig, rank: int) -> dict[str, Any] | None:
     if rank == 0:
         atomic_write_text(cfg_file, yaml.safe_dump(cfg.identity(), sort_keys=False))
     return None
-
 
 
 def resume(
@@ -129,9 +128,9 @@ def train(cfg: TrainConfig) -> Path:
             return _train(cfg, device)
     except torch.cuda.OutOfMemoryError as exc:
         raise FieldError(
-            "batch_size", f"out of GPU memory at batch size {cfg.batch_size}: lower {{field}} (or use more "
-            "GPUs)",
-        ) from exc  # fmt: skip
+            "batch_size",
+            f"out of GPU memory at batch size {cfg.batch_size}: lower {{field}} (or use more GPUs)",
+        ) from exc
     finally:
         if created:
             dist.destroy_process_group()
@@ -143,9 +142,11 @@ def _kernel_choice(device: torch.device, deterministic: bool) -> Iterator[None]:
     deterministic kernels only: on a GPU that is what makes an interrupted and resumed run equal
     bit for bit to an uninterrupted one (CPU kernels are deterministic anyway). Restored after."""
     before = (
-        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
-        torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
-    )  # fmt: skip
+        torch.backends.cudnn.benchmark,
+        torch.backends.cudnn.deterministic,
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's deterministic mode
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -168,11 +169,19 @@ def _train(cfg: TrainConfig, device: torch.device) -> Path:
     ckpt = _rank0_first(lambda: _prepare_run_dir(cfg, rank))
     state, notes = resume(ckpt, parts, device)
     meta = {
-        "data": cfg.data, "source": parts.source.describe(), "preset": cfg.preset, "arch": cfg.arch,
-        "method": cfg.method, "epochs": cfg.epochs, "input_size": parts.method.encoder.input_size,
-        "res": parts.source.res, "num_images": cfg.num_images, "fresh": cfg.fresh, "seed": cfg.seed,
+        "data": cfg.data,
+        "source": parts.source.describe(),
+        "preset": cfg.preset,
+        "arch": cfg.arch,
+        "method": cfg.method,
+        "epochs": cfg.epochs,
+        "input_size": parts.method.encoder.input_size,
+        "res": parts.source.res,
+        "num_images": cfg.num_images,
+        "fresh": cfg.fresh,
+        "seed": cfg.seed,
         "precision": parts.numerics.precision,
-    }  # fmt: skip
+    }
     recipe = training_recipe(cfg, parts)
 
     def export() -> None:
@@ -195,9 +204,16 @@ def training_recipe(cfg: TrainConfig, parts: Components) -> Recipe:
     """What the encoder file records of how the encoder's inputs were made (models.Recipe)."""
     encoder = parts.method.encoder
     return Recipe(
-        parts.aug.mean, parts.aug.std, int(encoder.input_size), parts.source.res, cfg.augment,
-        encoder.default_layer, cfg.method, get_preset(cfg.preset).protocol, parts.source.describe(),
-    )  # fmt: skip
+        parts.aug.mean,
+        parts.aug.std,
+        int(encoder.input_size),
+        parts.source.res,
+        cfg.augment,
+        encoder.default_layer,
+        cfg.method,
+        get_preset(cfg.preset).protocol,
+        parts.source.describe(),
+    )
 
 
 def _set_threads(cfg: TrainConfig, device: torch.device, size: int) -> None:

@@ -23,9 +23,20 @@ def place(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("bad-inputs")
     cfg = TrainConfig.from_preset(
-        "tiny", data="test-blobs", out=str(root / "run"), arch="resnet18-s", arch_kwargs={"width": 0.125},
-        input_size=16, res=16, num_images=8, batch_size=8, epochs=1, device="cpu", workers=0, progress=False,
-    )  # fmt: skip
+        "tiny",
+        data="test-blobs",
+        out=str(root / "run"),
+        arch="resnet18-s",
+        arch_kwargs={"width": 0.125},
+        input_size=16,
+        res=16,
+        num_images=8,
+        batch_size=8,
+        epochs=1,
+        device="cpu",
+        workers=0,
+        progress=False,
+    )
     train(cfg)
     for split in ("train", "val"):
         for c, value in enumerate((40, 200)):
@@ -40,8 +51,10 @@ def place(tmp_path_factory):
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
     """Every path under root, with size and modification time for files."""
-    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else (0, 0)
-            for p in root.rglob("*")}  # fmt: skip
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else (0, 0)
+        for p in root.rglob("*")
+    }
 
 
 GEN = ("generate", "test-blobs", "--out", "{root}/d", "-n", "3")
@@ -118,8 +131,7 @@ CASES = [
     ((*EVAL, "--layer", "fc9"), "layer 'fc9'"),
     ((*EVAL, "--protocol", "x"), "unknown linear protocol"),
     ((*EVAL, "--epochs", "0"), "epochs must be at least 1"),
-    ((*EVAL, "--probe", "lowshot", "--shots", "100000"),
-     "--shots 100000"),
+    ((*EVAL, "--probe", "lowshot", "--shots", "100000"), "--shots 100000"),
     ((*EVAL, "--workers", "-3"), "--workers must be 0"),
     ((*EVAL, "--subset", "0"), "--subset must be at least 1"),
     ((*EVAL, "--test-subset", "-2"), "--test-subset"),
@@ -159,13 +171,17 @@ CASES = [
     (("bench", "eval", "--images", "0"), "--images must be at least 1"),
     (("bench", "eval", "--decoders", "nope"), "decoder"),
     (("bench", "eval", "--folder", "{root}/missing"), "missing"),
-] + ([
-    (("show", "test-blobs", "--device", NO_CUDA, "--out", "{root}/g.png"), "CUDA"),
-    ((*GEN, "--device", NO_CUDA), "CUDA"),
-    ((*TRAIN, "--device", NO_CUDA), "CUDA"),
-    ((*EVAL, "--device", NO_CUDA), "CUDA"),
-    (("reproduce", "--device", NO_CUDA, "--out", "{root}/rep"), "CUDA"),
-] if NO_CUDA else [])  # fmt: skip
+] + (
+    [
+        (("show", "test-blobs", "--device", NO_CUDA, "--out", "{root}/g.png"), "CUDA"),
+        ((*GEN, "--device", NO_CUDA), "CUDA"),
+        ((*TRAIN, "--device", NO_CUDA), "CUDA"),
+        ((*EVAL, "--device", NO_CUDA), "CUDA"),
+        (("reproduce", "--device", NO_CUDA, "--out", "{root}/rep"), "CUDA"),
+    ]
+    if NO_CUDA
+    else []
+)
 
 
 def _id(value: object) -> str | None:
@@ -186,8 +202,18 @@ def test_bad_input_is_one_line_before_any_work(run_cli, place, args, message):
 def test_at_least_sixty_bad_inputs_over_every_command():
     commands = {args[0] if args[0] != "bench" else " ".join(args[:2]) for args, _ in CASES}
     assert len(CASES) >= 60
-    assert commands >= {"list", "show", "generate", "train", "eval", "export", "reproduce",
-                        "bench generators", "bench train", "bench eval"}  # fmt: skip
+    assert commands >= {
+        "list",
+        "show",
+        "generate",
+        "train",
+        "eval",
+        "export",
+        "reproduce",
+        "bench generators",
+        "bench train",
+        "bench eval",
+    }
 
 
 def test_a_bug_still_shows_its_traceback(run_cli, monkeypatch):
@@ -210,11 +236,13 @@ def test_a_worker_wrapped_error_is_its_own_line():
         "Original Traceback (most recent call last):\n"
         '  File "x.py", line 3, in f\n    raise NoisevisionError("bad.jpg: not an image")\n'
         "noisevision.errors.NoisevisionError: bad.jpg: not an image\n"
-    )  # fmt: skip
+    )
     assert user_error_line(wrapped) == "bad.jpg: not an image"
-    pil = OSError("Caught UnidentifiedImageError in DataLoader worker process 1.\n"
-                  "Original Traceback (most recent call last):\n  ...\n"
-                  "PIL.UnidentifiedImageError: cannot identify image file 'x.png'\n")  # fmt: skip
+    pil = OSError(
+        "Caught UnidentifiedImageError in DataLoader worker process 1.\n"
+        "Original Traceback (most recent call last):\n  ...\n"
+        "PIL.UnidentifiedImageError: cannot identify image file 'x.png'\n"
+    )
     assert user_error_line(pil) == "cannot identify image file 'x.png'"
     died = RuntimeError("DataLoader worker (pid(s) 1234) exited unexpectedly")
     assert user_error_line(died).startswith("DataLoader worker (pid(s) 1234) exited unexpectedly: the work")

@@ -33,33 +33,59 @@ def test_a_runs_config_resumes_the_same_run_and_refuses_a_changed_one(run_cli, r
 
 
 def test_a_config_file_starts_a_new_run_elsewhere(run_cli, run_dir, tmp_path):
-    code, _, err = run_cli("train", "--config", run_dir / "config.yaml", "--out", tmp_path / "copy",
-                           "--set", "warmup_epochs=0", "--device", "cpu", "--workers", "0", "--no-progress")
+    code, _, err = run_cli(
+        "train",
+        "--config",
+        run_dir / "config.yaml",
+        "--out",
+        tmp_path / "copy",
+        "--set",
+        "warmup_epochs=0",
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        "--no-progress",
+    )
     assert code == 0, err
     old, new = (yaml.safe_load((d / "config.yaml").read_text()) for d in (run_dir, tmp_path / "copy"))
     assert {k for k in old if old[k] != new[k]} == {"warmup_epochs"} and new["warmup_epochs"] == 0
 
 
 def test_set_reaches_every_field_with_its_type():
-    values = parse_settings(["momentum=0.99", "weight_decay=5e-4", "schedule=multistep", "milestones=[2, 3]",
-                             "gamma=0.5", "warmup_epochs=2", "log_every=7", "augment=small",
-                             "arch_kwargs={width: 0.5}", "res=48"])  # fmt: skip
+    values = parse_settings(
+        [
+            "momentum=0.99",
+            "weight_decay=5e-4",
+            "schedule=multistep",
+            "milestones=[2, 3]",
+            "gamma=0.5",
+            "warmup_epochs=2",
+            "log_every=7",
+            "augment=small",
+            "arch_kwargs={width: 0.5}",
+            "res=48",
+        ]
+    )
     cfg = TrainConfig.from_preset("tiny", data="test-blobs", out="x", **values)
     assert (cfg.momentum, cfg.weight_decay, cfg.milestones, cfg.gamma) == (0.99, 5e-4, (2, 3), 0.5)
     assert (cfg.warmup_epochs, cfg.log_every, cfg.schedule) == (2, 7, "multistep")
     assert cfg.arch_kwargs == {"width": 0.5, "head": "linear", "out_dim": 128} and cfg.res == 48
 
 
-@pytest.mark.parametrize("item, message", [
-    ("lerning_rate=0.1", "unknown --set key 'lerning_rate': valid ones are data, preset, arch"),
-    ("epochs=two", "epochs must be an integer, not 'two'"),
-    ("epochs=1.5", "epochs must be an integer, not 1.5"),
-    ("fresh=3", "fresh must be true or false, not 3"),
-    ("milestones=[a]", "milestones must be a list of integers, not ['a']"),
-    ("input_size=big", "input_size must be an integer or null, not 'big'"),
-    ("arch_kwargs=3", "arch_kwargs must be a mapping such as {key: value}, not 3"),
-    ("lr", "must look like KEY=VALUE"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        ("lerning_rate=0.1", "unknown --set key 'lerning_rate': valid ones are data, preset, arch"),
+        ("epochs=two", "epochs must be an integer, not 'two'"),
+        ("epochs=1.5", "epochs must be an integer, not 1.5"),
+        ("fresh=3", "fresh must be true or false, not 3"),
+        ("milestones=[a]", "milestones must be a list of integers, not ['a']"),
+        ("input_size=big", "input_size must be an integer or null, not 'big'"),
+        ("arch_kwargs=3", "arch_kwargs must be a mapping such as {key: value}, not 3"),
+        ("lr", "must look like KEY=VALUE"),
+    ],
+)
 def test_bad_set_items_are_one_line(run_cli, tmp_path, item, message):
     code, _, err = run_cli("train", "--data", "test-blobs", "--out", tmp_path / "r", "--set", item)
     assert code == 2 and err.count("\n") == 1 and message in err, err
@@ -67,23 +93,28 @@ def test_bad_set_items_are_one_line(run_cli, tmp_path, item, message):
 
 
 def test_set_and_option_for_the_same_field_is_refused(run_cli, tmp_path):
-    code, _, err = run_cli("train", "--data", "test-blobs", "--out", tmp_path / "r", "--lr", "0.2",
-                           "--set", "lr=0.3")
+    code, _, err = run_cli(
+        "train", "--data", "test-blobs", "--out", tmp_path / "r", "--lr", "0.2", "--set", "lr=0.3"
+    )
     assert code == 2 and "lr is given twice" in err
 
 
-@pytest.mark.parametrize("text, message", [
-    ("epochs: 3\nlerning_rate: 0.1\n", "unknown key in bad.yaml 'lerning_rate': valid ones are"),
-    ("epochs: three\n", "epochs must be an integer, not 'three'"),
-    ("- epochs\n", "must hold KEY: VALUE lines"),
-    ("epochs: [\n", "is not valid YAML"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("epochs: 3\nlerning_rate: 0.1\n", "unknown key in bad.yaml 'lerning_rate': valid ones are"),
+        ("epochs: three\n", "epochs must be an integer, not 'three'"),
+        ("- epochs\n", "must hold KEY: VALUE lines"),
+        ("epochs: [\n", "is not valid YAML"),
+    ],
+)
 def test_bad_config_files_are_one_line(run_cli, tmp_path, text, message):
     (tmp_path / "bad.yaml").write_text(text)
     with pytest.raises(NoisevisionError, match="bad.yaml|epochs"):
         read_config_file(tmp_path / "bad.yaml")
-    code, _, err = run_cli("train", "--config", tmp_path / "bad.yaml", "--out", tmp_path / "r",
-                           "--data", "test-blobs")
+    code, _, err = run_cli(
+        "train", "--config", tmp_path / "bad.yaml", "--out", tmp_path / "r", "--data", "test-blobs"
+    )
     assert code == 2 and err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "r").exists()
 
@@ -111,8 +142,19 @@ def test_the_pre_release_option_names_are_gone(run_cli, tmp_path):
 def test_eval_files_are_named_after_dataset_probes_and_layer(run_cli, run_dir, probe_set):
     data = probe_set(4)
     for probe in ("knn", "fast"):
-        code, _, err = run_cli("eval", run_dir, "--dataset", data, "--probe", probe, "--device", "cpu",
-                               "--workers", "0", "--no-progress")  # fmt: skip
+        code, _, err = run_cli(
+            "eval",
+            run_dir,
+            "--dataset",
+            data,
+            "--probe",
+            probe,
+            "--device",
+            "cpu",
+            "--workers",
+            "0",
+            "--no-progress",
+        )
         assert code == 0, err
     files = sorted(p.name for p in run_dir.glob("eval-*.json"))
     assert len(files) == 2 and all(f.endswith("-pool.json") for f in files), files

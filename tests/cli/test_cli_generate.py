@@ -150,11 +150,15 @@ def test_shard_range_partitions_indices():
     [
         (("generate", "test-blob", "--out", "{tmp}/a", "--num-images", "3"), "did you mean test-blobs"),
         (("generate", "test-blobs", "--out", "{tmp}/a", "--num-images", "0"), "--num-images must be a"),
-        (("generate", "test-blobs", "--out", "{tmp}/a", "--num-images", "-4"),
-         "--num-images must be a positive"),
+        (
+            ("generate", "test-blobs", "--out", "{tmp}/a", "--num-images", "-4"),
+            "--num-images must be a positive",
+        ),
         (("generate", "test-blobs", "--out", "{tmp}/a", "--num-images", "3", "--res", "4"), "too small"),
-        (("generate", "test-blobs", "--out", "{tmp}/a", "--num-images", "3", "--format", "gif"),
-         "jpg or png"),
+        (
+            ("generate", "test-blobs", "--out", "{tmp}/a", "--num-images", "3", "--format", "gif"),
+            "jpg or png",
+        ),
         (("generate", "test-blobs", "--out", "{tmp}/a", "--num-images", "3", "--shard", "3/2"), "--shard"),
         (("generate", "test-blobs", "--out", "{tmp}/file/x", "--num-images", "3"), "cannot write"),
         (("show", "nope-generator", "--out", "{tmp}/g.png"), "unknown generator"),
@@ -262,7 +266,9 @@ def test_worker_tasks_reuse_their_generator(tmp_path, monkeypatch):
 def test_device_blocks_are_aligned_and_cover_the_missing_indices():
     blocks = list(folder._aligned_blocks([3, 5, 70, 130, 131], 64))
     assert [(b[0], b[-1], len(b), todo) for b, todo in blocks] == [
-        (0, 63, 64, [3, 5]), (64, 127, 64, [70]), (128, 191, 64, [130, 131])
+        (0, 63, 64, [3, 5]),
+        (64, 127, 64, [70]),
+        (128, 191, 64, [130, 131]),
     ]
 
 
@@ -271,9 +277,25 @@ def _generate_in_background(out: Path, num: int):
     import subprocess
     import sys
 
-    args = [sys.executable, "-m", "noisevision.cli", "generate", "stat-spectrum_color_wmm", "--num-images",
-            str(num), "--res", "64", "--out", str(out), "--workers", "2", "--batch-size", "4",
-            "--format", "png"]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "noisevision.cli",
+        "generate",
+        "stat-spectrum_color_wmm",
+        "--num-images",
+        str(num),
+        "--res",
+        "64",
+        "--out",
+        str(out),
+        "--workers",
+        "2",
+        "--batch-size",
+        "4",
+        "--format",
+        "png",
+    ]
     env = {**os.environ, "NOISEVISION_PROGRESS_SECONDS": "3600"}
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
@@ -337,8 +359,10 @@ def test_a_killed_generate_leaves_no_worker_running(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     deadline = time.time() + 10
-    while any(Path(f"/proc/{w}").exists() and "Z" not in (Path(f"/proc/{w}/stat").read_text().split()[2:3])
-              for w in workers):  # fmt: skip
+    while any(
+        Path(f"/proc/{w}").exists() and "Z" not in (Path(f"/proc/{w}/stat").read_text().split()[2:3])
+        for w in workers
+    ):
         assert time.time() < deadline, "worker processes outlived their parent"
         time.sleep(0.2)
 

@@ -85,14 +85,32 @@ def test_list_unknown_is_one_line(run_cli):
     assert code == 2 and "did you mean archs" in err and len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("command,expected", [
-    (("train",), ["smallalexnet, resnet18", "align_uniform, moco_v2, simclr",
-                  "paper-small, paper-large, tiny", "multistep, cosine, constant"]),
-    (("eval",), ["imagefolder:PATH", "cnn-random:ARCH|ENCODER", "linear, fast, knn, lowshot",
-                 "default: fast, knn", "default 10"]),
-    (("reproduce",), ["demo, paper-small, paper-large"]),
-    (("bench", "train"), ["smallalexnet, resnet18"]),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "command,expected",
+    [
+        (
+            ("train",),
+            [
+                "smallalexnet, resnet18",
+                "align_uniform, moco_v2, simclr",
+                "paper-small, paper-large, tiny",
+                "multistep, cosine, constant",
+            ],
+        ),
+        (
+            ("eval",),
+            [
+                "imagefolder:PATH",
+                "cnn-random:ARCH|ENCODER",
+                "linear, fast, knn, lowshot",
+                "default: fast, knn",
+                "default 10",
+            ],
+        ),
+        (("reproduce",), ["demo, paper-small, paper-large"]),
+        (("bench", "train"), ["smallalexnet, resnet18"]),
+    ],
+)
 def test_help_names_the_registries_choices(run_cli, command, expected):
     code, out, _ = run_cli(*command, "--help")
     text = " ".join(re.sub(r"[│\s]+", " ", out).split())

@@ -48,8 +48,14 @@ def test_a_dataloader_batch_is_one_generator_call_in_the_samplers_order():
 
 
 def test_two_view_transform_collates_into_a_pair_of_batches():
-    views = v2.Compose([v2.PILToTensor(), v2.RandomResizedCrop(8, antialias=True), v2.RandomHorizontalFlip(),
-                        v2.ToDtype(torch.float32, scale=True)])  # fmt: skip
+    views = v2.Compose(
+        [
+            v2.PILToTensor(),
+            v2.RandomResizedCrop(8, antialias=True),
+            v2.RandomHorizontalFlip(),
+            v2.ToDtype(torch.float32, scale=True),
+        ]
+    )
     data = GeneratorDataset(GEN, 20, res=16, transform=lambda img: (views(img), views(img)))
     first, second = next(iter(DataLoader(data, batch_size=6, shuffle=True)))
     assert first.shape == second.shape == (6, 3, 8, 8) and first.dtype == torch.float32
@@ -94,8 +100,9 @@ def test_out_of_range_is_also_an_index_error():
 
 
 def test_iterable_dataset_alone_streams_images_in_order_from_start():
-    data = GeneratorIterableDataset(GEN, res=16, seed=3, output="tensor", start=100, chunk=3,
-                                    rank=0, world_size=1)  # fmt: skip
+    data = GeneratorIterableDataset(
+        GEN, res=16, seed=3, output="tensor", start=100, chunk=3, rank=0, world_size=1
+    )
     got = torch.stack(list(itertools.islice(iter(data), 8)))
     assert torch.equal(got, reference(range(100, 108)))
 
@@ -119,17 +126,21 @@ def test_two_workers_on_two_ranks_share_the_stream_without_repeats():
         loader = DataLoader(data, batch_size=None, num_workers=2)  # workers take turns, item by item
         items = list(itertools.islice(iter(loader), 2 * n))
         seen += [position.get(bytes(img.numpy().tobytes()), -1) for img in items]
-        assert [p % 4 for p in seen[-2 * n:]] == [2 * rank, 2 * rank + 1] * n
+        assert [p % 4 for p in seen[-2 * n :]] == [2 * rank, 2 * rank + 1] * n
     assert sorted(seen) == list(range(4 * n))
 
 
 def test_bench_datasets_prints_the_generator_and_each_loader(run_cli):
-    code, out, err = run_cli("bench", "datasets", GEN, "--res", "8", "--batch-size", "4", "--rounds", "1",
-                             "--min-time", "0.01")  # fmt: skip
+    code, out, err = run_cli(
+        "bench", "datasets", GEN, "--res", "8", "--batch-size", "4", "--rounds", "1", "--min-time", "0.01"
+    )
     assert code == 0, err
     lines = out.strip().splitlines()
     assert lines[0].startswith("# ") and [line.split()[0:2] for line in lines[1:]] == [
-        ["generator", "call"], ["loader,", "tensor"], ["loader,", "pil"]]
+        ["generator", "call"],
+        ["loader,", "tensor"],
+        ["loader,", "pil"],
+    ]
     assert "× the generator call" in lines[2]
     code, _, err = run_cli("bench", "datasets", GEN, "--outputs", "jpeg")
     assert code == 2 and err.startswith("error:") and "unknown output 'jpeg'" in err

@@ -119,8 +119,13 @@ def _png(path: Path, value: int, size: int = 12, mode: str = "RGB") -> None:
     Image.fromarray(np.full(shape, value, dtype=np.uint8), mode).save(path)
 
 
-def make_folder(root: Path, classes: list[str], per_class: int = 2, val_classes: list[str] | None = None,
-                extra_files: bool = True) -> Path:
+def make_folder(
+    root: Path,
+    classes: list[str],
+    per_class: int = 2,
+    val_classes: list[str] | None = None,
+    extra_files: bool = True,
+) -> Path:
     for split, names in (("train", classes), ("val", val_classes or classes)):
         for c, name in enumerate(names):
             for i in range(per_class):
@@ -148,8 +153,10 @@ def test_image_folder_lists_classes_and_images(tmp_path: Path) -> None:
         (lambda r: ((r / "train").mkdir(parents=True), (r / "val").mkdir()), "has no class folders"),
         (lambda r: make_folder(r, ["a", "b"], val_classes=["a", "c"]), "class folders of"),
         (lambda r: make_folder(r, ["only"]), "1 class folder: a probe needs 2 or more"),
-        (lambda r: (make_folder(r, ["a", "b"]), (r / "val" / "c").mkdir(), (r / "train" / "c").mkdir()),
-         "class folder '.*c' holds no image files"),
+        (
+            lambda r: (make_folder(r, ["a", "b"]), (r / "val" / "c").mkdir(), (r / "train" / "c").mkdir()),
+            "class folder '.*c' holds no image files",
+        ),
     ],
 )
 def test_image_folder_errors_are_one_line(tmp_path: Path, setup, message: str) -> None:
@@ -174,8 +181,7 @@ def test_imagenet100_selects_the_spec_classes_in_place(tmp_path: Path) -> None:
 
 
 def test_imagenet100_class_mismatch(tmp_path: Path) -> None:
-    make_folder(tmp_path, list(ed.IMAGENET100_WNIDS[:99]) + ["n12345678"], per_class=1,
-                extra_files=False)  # fmt: skip
+    make_folder(tmp_path, list(ed.IMAGENET100_WNIDS[:99]) + ["n12345678"], per_class=1, extra_files=False)
     with pytest.raises(NoisevisionError, match=r"lacks 1 of the 100 ImageNet-100 classes \(e.g. n13040303\)"):
         ed.load_eval_dataset(f"imagenet100:{tmp_path}")
 

@@ -23,7 +23,10 @@ def test_a_folder_of_another_cpu_path_is_refused_before_any_work(tmp_path, monke
     with pytest.raises(NoisevisionError, match="another code path .* --allow-other-cpu") as exc:
         folder.write_dataset(root, _spec("fractaldb"), range(4), torch.device("cpu"), 1, 2)
     assert "\n" not in str(exc.value)
-    assert sorted(p.name for p in (root / "train" / "00000").glob("*.jpg")) == ["00000000.jpg", "00000001.jpg"]
+    assert sorted(p.name for p in (root / "train" / "00000").glob("*.jpg")) == [
+        "00000000.jpg",
+        "00000001.jpg",
+    ]
     folder.write_dataset(root, _spec("fractaldb"), range(4), torch.device("cpu"), 1, 2, allow_other_cpu=True)
     paths = json.loads((root / folder.MANIFEST).read_text())["cpu_paths"]
     assert paths == [here[0], "x86_64 GenuineIntel, ATen AVX512, MKL auto"]

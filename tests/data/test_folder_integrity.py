@@ -23,8 +23,11 @@ CPU = torch.device("cpu")
 
 
 def images(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted((root / "train").rglob("*")) if p.suffix in (".jpg", ".png")}  # fmt: skip
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted((root / "train").rglob("*"))
+        if p.suffix in (".jpg", ".png")
+    }
 
 
 class _Notes(logging.Handler):
@@ -95,12 +98,15 @@ def test_a_folder_written_before_records_still_resumes(tmp_path, ref):
     (out / "train" / "00000" / folder.INDEX).unlink()  # as an older version left it
     notes = []
     assert write(out, notes=notes) == 0
-    assert notes == ["12 images lack a recorded checksum (written by an older version): counted as present; "
-                     "--verify renders them again"]
+    assert notes == [
+        "12 images lack a recorded checksum (written by an older version): counted as present; "
+        "--verify renders them again"
+    ]
     notes.clear()
     assert write(out, verify=True, notes=notes) == 12  # verified by rendering them again
-    assert notes[1] == ("12 images lack a recorded checksum (written by an older version): rendering again "
-                        "to verify")
+    assert notes[1] == (
+        "12 images lack a recorded checksum (written by an older version): rendering again to verify"
+    )
     assert images(out) == ref and len(folder.read_index(out / "train" / "00000")) == 12
     assert write(out, verify=True) == 0
 
@@ -116,7 +122,9 @@ def test_a_damaged_index_is_not_taken_for_an_older_versions(tmp_path, ref, damag
     (block / folder.INDEX).write_bytes(damage)
     notes = []
     assert write(out, notes=notes) == 12
-    assert notes == [f"12 images sit in blocks whose record file ({folder.INDEX}) is damaged: rendering again"]
+    assert notes == [
+        f"12 images sit in blocks whose record file ({folder.INDEX}) is damaged: rendering again"
+    ]
     assert images(out) == ref and len(folder.read_index(block)) == 12
     assert write(out) == 0
 
@@ -169,9 +177,25 @@ def test_a_scan_in_a_loop_beside_a_writer_never_breaks_it(tmp_path):
     """The reported race: a start-of-run scan deleting a temporary file a live writer is about to
     rename into place. The writer here is another process; the scans run as fast as they can."""
     out = tmp_path / "d"
-    args = [sys.executable, "-m", "noisevision.cli", "generate", "stat-spectrum", "--out", str(out),
-            "--num-images", "300", "--res", "32", "--workers", "1", "--batch-size", "3",
-            "--device", "cpu"]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "noisevision.cli",
+        "generate",
+        "stat-spectrum",
+        "--out",
+        str(out),
+        "--num-images",
+        "300",
+        "--res",
+        "32",
+        "--workers",
+        "1",
+        "--batch-size",
+        "3",
+        "--device",
+        "cpu",
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     scans = 0
     while proc.poll() is None:
@@ -207,12 +231,30 @@ def test_writers_in_one_folder_split_the_work(tmp_path, ref):
 
 def test_two_generate_processes_split_the_work(tmp_path):
     out = tmp_path / "d"
-    args = [sys.executable, "-m", "noisevision.cli", "generate", "stat-spectrum", "--out", str(out),
-            "--num-images", "400", "--res", "32", "--workers", "1", "--batch-size", "8",
-            "--device", "cpu"]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "noisevision.cli",
+        "generate",
+        "stat-spectrum",
+        "--out",
+        str(out),
+        "--num-images",
+        "400",
+        "--res",
+        "32",
+        "--workers",
+        "1",
+        "--batch-size",
+        "8",
+        "--device",
+        "cpu",
+    ]
     env = {**os.environ, "NOISEVISION_PROGRESS_SECONDS": "3600"}
-    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-             for _ in range(2)]  # fmt: skip
+    procs = [
+        subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for _ in range(2)
+    ]
     written = []
     for p in procs:
         stdout, err = p.communicate(timeout=300)
@@ -245,8 +287,20 @@ def test_a_huge_range_starts_without_allocating(run_cli, tmp_path):
     stops it in one line, in seconds, with little memory used."""
     tracemalloc.start()
     t0 = time.perf_counter()
-    code, _, err = run_cli("generate", "test-blobs", "--out", tmp_path / "d", "--num-images", str(10**14),
-                           "--workers", "1", "--batch-size", "4", "--device", "cpu")  # fmt: skip
+    code, _, err = run_cli(
+        "generate",
+        "test-blobs",
+        "--out",
+        tmp_path / "d",
+        "--num-images",
+        str(10**14),
+        "--workers",
+        "1",
+        "--batch-size",
+        "4",
+        "--device",
+        "cpu",
+    )
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert code == 2 and "images still to write need" in err and len(err.strip().splitlines()) == 1
@@ -286,8 +340,9 @@ def test_the_largest_seed_works_and_differs_from_its_alias():
 
 
 def test_seed_out_of_range_on_the_command_line_is_one_line(run_cli, tmp_path):
-    code, stdout, err = run_cli("generate", "test-blobs", "--out", tmp_path / "d", "--num-images", "3",
-                                "--seed", str(2**64))  # fmt: skip
+    code, stdout, err = run_cli(
+        "generate", "test-blobs", "--out", tmp_path / "d", "--num-images", "3", "--seed", str(2**64)
+    )
     assert code == 2 and "seed must be in 0..9223372036854775807" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "d").exists()
 

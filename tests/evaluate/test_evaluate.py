@@ -81,8 +81,7 @@ def test_linear_probe_spec_protocol_learns_colours() -> None:
 
 def test_cached_probes_learn_colours_and_summary() -> None:
     ds = colour_dataset()
-    settings = ev.ProbeSettings(probes=("fast", "knn", "lowshot"), shots=5, lowshot_seeds=3,
-                                min_steps=200)  # fmt: skip
+    settings = ev.ProbeSettings(probes=("fast", "knn", "lowshot"), shots=5, lowshot_seeds=3, min_steps=200)
     res = ev.evaluate(ev.RawPixels(16), ds, settings)
     assert list(res.probes) == ["fast", "knn", "lowshot"]
     assert res.probes["fast"]["top1"] == pytest.approx(100.0)
@@ -98,8 +97,15 @@ def test_probes_are_deterministic_for_a_seed() -> None:
     ds = colour_dataset(n_per_class=20, n_test=10)
     torch.manual_seed(0)
     enc = TinyEncoder()
-    settings = ev.ProbeSettings(probes=("linear", "fast", "knn", "lowshot"), epochs=2, lowshot_seeds=2,
-                                shots=3, fast_epochs=3, min_steps=50, seed=7)  # fmt: skip
+    settings = ev.ProbeSettings(
+        probes=("linear", "fast", "knn", "lowshot"),
+        epochs=2,
+        lowshot_seeds=2,
+        shots=3,
+        fast_epochs=3,
+        min_steps=50,
+        seed=7,
+    )
     a = ev.evaluate(enc, ds, settings).probes
     torch.manual_seed(123)  # the global RNG must not matter
     b = ev.evaluate(enc, ds, settings).probes
@@ -159,11 +165,21 @@ def test_cnn_random_is_reproducible() -> None:
 def test_protocols_match_spec() -> None:
     paper, moco = ev.PROTOCOLS.get("paper"), ev.PROTOCOLS.get("moco")
     assert (paper.optimizer, paper.lr, paper.betas, paper.batch_size, paper.epochs) == (
-        "adam", 1e-3, (0.5, 0.999), 128, 100)
+        "adam",
+        1e-3,
+        (0.5, 0.999),
+        128,
+        100,
+    )
     assert probes._milestones(paper, 100) == [60, 80] and paper.gamma == 0.2
     assert round(paper.test_resize * 64) == 70
     assert (moco.optimizer, moco.lr, moco.weight_decay, moco.batch_size, moco.gamma) == (
-        "sgd", 30.0, 0.0, 256, 0.1)
+        "sgd",
+        30.0,
+        0.0,
+        256,
+        0.1,
+    )
     assert round(moco.test_resize * 224) == 256
     assert ev.protocol_for({"method": "moco_v2"}) == "moco"
     assert ev.protocol_for({"method": "align_uniform"}) == "paper"
@@ -183,11 +199,13 @@ def test_bad_encoder_files_give_one_line(tmp_path: Path) -> None:
     blob["arch"] = "smallalexnet"  # a file whose weights are of another architecture
     blob["arch_kwargs"] = {}
     torch.save(blob, other)
-    for path, message in ((not_encoder, "not a noisevision encoder"),
-                          (garbage, "not a readable encoder"),
-                          (other, "does not match architecture 'smallalexnet'"),
-                          (tmp_path / "missing.pt", "not found"),
-                          (tmp_path, "has no encoder.pt")):  # fmt: skip
+    for path, message in (
+        (not_encoder, "not a noisevision encoder"),
+        (garbage, "not a readable encoder"),
+        (other, "does not match architecture 'smallalexnet'"),
+        (tmp_path / "missing.pt", "not found"),
+        (tmp_path, "has no encoder.pt"),
+    ):
         with pytest.raises(NoisevisionError, match=message) as exc:
             ev.load_probe_model(str(path))
         assert "\n" not in str(exc.value)

@@ -30,8 +30,9 @@ FAST = [n for n in generators.names() if n not in SLOW and generators.spec(n).fa
 def run_probe(names: list[str], env: dict[str, str], cache: Path) -> dict:
     # A cache of its own per path: a texture bank rendered on one path must not serve another.
     full = {**os.environ, **env, "NOISEVISION_CACHE": str(cache), "OMP_NUM_THREADS": "2"}
-    done = subprocess.run([sys.executable, str(PROBE), *names], env=full, capture_output=True,
-                          text=True, timeout=1200)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, str(PROBE), *names], env=full, capture_output=True, text=True, timeout=1200
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout)
 

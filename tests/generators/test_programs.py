@@ -87,8 +87,9 @@ def test_depth_in_the_name_is_the_parameter():
     named = generators.get("program-shader:depth=2")
     assert named.name == "program-shader:depth=2" and named.params["depth"] == 2
     assert torch.equal(named([3, 9], res=32), generators.get("program-shader", depth=2)([3, 9], res=32))
-    assert torch.equal(generators.get("program-shader:depth=4")([5], res=32),
-                       generators.get("program-shader")([5], res=32))  # fmt: skip
+    assert torch.equal(
+        generators.get("program-shader:depth=4")([5], res=32), generators.get("program-shader")([5], res=32)
+    )
     share = generators.get("program-mixed:depth=2,cppn_share=0.5")
     assert share.params == {"grammar": "mixed", "depth": 2, "cppn_share": 0.5}
 
@@ -184,8 +185,11 @@ def test_spectral_slopes_spread_over_the_natural_range(name):
 # ============================================================================ descriptions
 def test_describe_prints_the_program():
     gen = generators.get("program-mixed")
-    assert gen.describe() == {"name": "program-mixed", "family": "procedural programs",
-                              "params": {"grammar": "mixed", "depth": 3, "cppn_share": 0.2}}  # fmt: skip
+    assert gen.describe() == {
+        "name": "program-mixed",
+        "family": "procedural programs",
+        "params": {"grammar": "mixed", "depth": 3, "cppn_share": 0.2},
+    }
     texts = [gen.describe(i) for i in range(12)]
     assert len(set(texts)) == 12
     grammars = pg.sample_program(Rng.for_indices(gen.key, 0, torch.arange(12)), "mixed", 3)["grammar"]
@@ -200,9 +204,22 @@ def test_describe_prints_the_program():
 
 
 def test_show_describe_prints_every_shown_program(run_cli, tmp_path):
-    code, out, _ = run_cli("show", "program-shader", "dead_leaves-squares", "-n", "2", "--start", "4",
-                           "--res", "32", "--out", tmp_path / "g.png", "--describe",
-                           "--device", "cpu")  # fmt: skip
+    code, out, _ = run_cli(
+        "show",
+        "program-shader",
+        "dead_leaves-squares",
+        "-n",
+        "2",
+        "--start",
+        "4",
+        "--res",
+        "32",
+        "--out",
+        tmp_path / "g.png",
+        "--describe",
+        "--device",
+        "cpu",
+    )
     assert code == 0, out
     assert "program-shader image 4 (seed 0)" in out and "program-shader image 5 (seed 0)" in out
     assert "dead_leaves-squares: no per-image program" in out
@@ -224,14 +241,25 @@ def test_report_marks_program_rows_as_not_in_the_paper():
     from noisevision.reproduce.report import in_paper, render_markdown
 
     def cell(source: str, kind: str, label: str, paper: float | None) -> dict:
-        return {"source": source, "kind": kind, "family": "f", "label": label, "probe": "fast",
-                "dataset": "fashion-mnist", "top1": 70.0, "paper_top1": paper, "stages": {}}  # fmt: skip
+        return {
+            "source": source,
+            "kind": kind,
+            "family": "f",
+            "label": label,
+            "probe": "fast",
+            "dataset": "fashion-mnist",
+            "top1": 70.0,
+            "paper_top1": paper,
+            "stages": {},
+        }
 
-    cells = [cell("program-mixed", "generator", "program-mixed", None),
-             cell("mix6:program-shader", "generator", "mix6:program-shader", None),
-             cell("stylegan-oriented", "generator", "StyleGAN – Oriented", 43.4),
-             cell("fractaldb", "generator", "FractalDB", None),
-             cell("cnn-random", "baseline", "CNN – Random", 20.9)]  # fmt: skip
+    cells = [
+        cell("program-mixed", "generator", "program-mixed", None),
+        cell("mix6:program-shader", "generator", "mix6:program-shader", None),
+        cell("stylegan-oriented", "generator", "StyleGAN – Oriented", 43.4),
+        cell("fractaldb", "generator", "FractalDB", None),
+        cell("cnn-random", "baseline", "CNN – Random", 20.9),
+    ]
     assert [in_paper(c) for c in cells] == [False, False, True, True, True]
     md = render_markdown(cells, {"probes": ["fast"]}, {})
     one = "70.0 (1 seed, no interval) | 1 | 70.0"
@@ -309,8 +337,9 @@ def test_fused_kernels_follow_the_tensor_code():
     import sys
 
     env = {**os.environ, "TRITON_INTERPRET": "1", "NOISEVISION_TRITON": "1"}
-    proc = subprocess.run([sys.executable, "-c", FUSED_CHECK], env=env, capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", FUSED_CHECK], env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0 and "agree" in proc.stdout, proc.stderr[-3000:]
 
 
@@ -326,18 +355,62 @@ def test_fused_kernels_compile_for_a_gpu():
 
     f32, i32 = "*fp32", "*i32"
     kernels = {
-        k.global_kernel: ({"coord": f32, "gx": f32, "gy": f32, "ops": i32, "par": f32, "vals": f32,
-                           "side": "i32", "N": "i32"}, {"SLOTS": pg.GLOBAL_DOMAIN_SLOTS, "BLOCK": 256}),
-        k.node_kernel: ({"buf": f32, "gx": f32, "gy": f32, "kind": i32, "leaf_ops": i32, "leaf_par": f32,
-                         "field_ops": i32, "field_par": f32, "comb_ops": i32, "comb_par": f32, "vals": f32,
-                         "angs": f32, "gcos": f32, "gsin": f32, "slot": "i32", "reg": "i32", "child": "i32",
-                         "S": "i32", "R": "i32", "N": "i32"},
-                        {"LEAF_SLOTS": pg.LEAF_DOMAIN_SLOTS, "BLOCK": 256}),
+        k.global_kernel: (
+            {
+                "coord": f32,
+                "gx": f32,
+                "gy": f32,
+                "ops": i32,
+                "par": f32,
+                "vals": f32,
+                "side": "i32",
+                "N": "i32",
+            },
+            {"SLOTS": pg.GLOBAL_DOMAIN_SLOTS, "BLOCK": 256},
+        ),
+        k.node_kernel: (
+            {
+                "buf": f32,
+                "gx": f32,
+                "gy": f32,
+                "kind": i32,
+                "leaf_ops": i32,
+                "leaf_par": f32,
+                "field_ops": i32,
+                "field_par": f32,
+                "comb_ops": i32,
+                "comb_par": f32,
+                "vals": f32,
+                "angs": f32,
+                "gcos": f32,
+                "gsin": f32,
+                "slot": "i32",
+                "reg": "i32",
+                "child": "i32",
+                "S": "i32",
+                "R": "i32",
+                "N": "i32",
+            },
+            {"LEAF_SLOTS": pg.LEAF_DOMAIN_SLOTS, "BLOCK": 256},
+        ),
         k.standardise_kernel: ({"f": f32, "row_stride": "i32", "N": "i32"}, {"BLOCK": 1024}),
-        k.cppn_kernel: ({"coord": f32, "out": f32, "inp": f32, "w": f32, "b": f32, "w_out": f32, "b_out": f32,
-                         "alive": f32, "acts": i32, "side": "i32", "N": "i32"},
-                        {"LAYERS": 6, "WIDTH": pg.CPPN_WIDTH, "BLOCK": 64}),
-    }  # fmt: skip
+        k.cppn_kernel: (
+            {
+                "coord": f32,
+                "out": f32,
+                "inp": f32,
+                "w": f32,
+                "b": f32,
+                "w_out": f32,
+                "b_out": f32,
+                "alive": f32,
+                "acts": i32,
+                "side": "i32",
+                "N": "i32",
+            },
+            {"LAYERS": 6, "WIDTH": pg.CPPN_WIDTH, "BLOCK": 64},
+        ),
+    }
     for kernel, (signature, constants) in kernels.items():
         source = ASTSource(kernel, {**signature, **dict.fromkeys(constants, "constexpr")}, constants)
         built = triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})

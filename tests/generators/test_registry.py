@@ -60,7 +60,13 @@ def test_gpu_batches_follow_the_pixel_budget():
     programs = generators.get("program-mixed")
     assert programs.batch_limit(128, cpu) == programs.max_batch == 128
     assert [programs.batch_limit(r, gpu) for r in (16, 64, 128, 256, 512, 1024)] == [
-        4096, 4096, 1024, 256, 128, 128]  # fmt: skip
+        4096,
+        4096,
+        1024,
+        256,
+        128,
+        128,
+    ]
     assert programs.device_block(128) == 1024
     dense = generators.get("stylegan-random")  # no budget: ~100 MB per image
     assert dense.batch_limit(256, gpu) == dense.batch_limit(256, cpu) == dense.max_batch

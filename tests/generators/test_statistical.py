@@ -65,8 +65,11 @@ def test_the_four_datasets_are_registered_with_paper_labels():
         assert spec.family == "statistical" and spec.default_res == 128 and spec.description
     gen = generators.get("stat-spectrum_color_wmm")
     assert gen.params == {
-        "n_iter": 10, "slope_range": (0.5, 3.5), "slope_jitter": 0.05,
-        "wmm_shape_range": (0.4, 0.8), "pyramid": "spatial",
+        "n_iter": 10,
+        "slope_range": (0.5, 3.5),
+        "slope_jitter": 0.05,
+        "wmm_shape_range": (0.4, 0.8),
+        "pyramid": "spatial",
     }
 
 

@@ -159,5 +159,8 @@ def test_each_method_names_a_registered_linear_protocol():
     from noisevision.methods import METHODS
 
     assert {name: METHODS.get(name).protocol for name in METHODS} == {
-        "align_uniform": "paper", "moco_v2": "moco", "simclr": "paper"}  # fmt: skip
+        "align_uniform": "paper",
+        "moco_v2": "moco",
+        "simclr": "paper",
+    }
     assert all(METHODS.get(name).protocol in PROTOCOLS for name in METHODS)

@@ -141,8 +141,11 @@ def test_an_encoder_saved_without_recipe_gets_its_methods_protocol(tmp_path):
     from noisevision.augment import IMAGENET_MEAN, PAPER_MEAN
 
     enc = build_encoder("resnet18-s", width=0.125, input_size=32)
-    for method, mean, protocol in (("moco_v2", IMAGENET_MEAN, "moco"), ("simclr", PAPER_MEAN, "paper"),
-                                   ("", PAPER_MEAN, "paper")):  # fmt: skip
+    for method, mean, protocol in (
+        ("moco_v2", IMAGENET_MEAN, "moco"),
+        ("simclr", PAPER_MEAN, "paper"),
+        ("", PAPER_MEAN, "paper"),
+    ):
         _, meta = load_encoder(save_encoder(tmp_path / f"{method}.pt", enc, {"method": method}))
         assert meta["recipe"].mean == mean and meta["recipe"].protocol == protocol
 
@@ -168,7 +171,7 @@ def test_bytes_overwritten_in_the_middle_never_load_quietly(tmp_path):
     path = save_encoder(tmp_path / "enc.pt", enc, {})
     data = bytearray(path.read_bytes())
     middle = len(data) // 2
-    data[middle:middle + 4096] = bytes(range(256)) * 16
+    data[middle : middle + 4096] = bytes(range(256)) * 16
     path.write_bytes(bytes(data))
     with pytest.raises(NoisevisionError, match="enc.pt"):
         load_encoder(path)

@@ -21,17 +21,40 @@ from noisevision.reproduce import run as rp_run
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def fake_cell(source: str, probe: str, top1: float, kind: str = "generator", family: str = "dead leaves",
-              label: str | None = None, paper: float | None = None, std: float | None = None) -> dict:
+def fake_cell(
+    source: str,
+    probe: str,
+    top1: float,
+    kind: str = "generator",
+    family: str = "dead leaves",
+    label: str | None = None,
+    paper: float | None = None,
+    std: float | None = None,
+) -> dict:
     return {
-        "preset": "demo", "source": source, "kind": kind, "family": family, "label": label or source,
-        "probe": probe, "dataset": "fashion-mnist", "top1": top1, "std": std, "paper_top1": paper,
-        "paper_scale": "small", "layer": "pool", "feature_dim": 256, "n_train": 500, "n_test": 200,
-        "arch": "resnet18-s", "device": "cpu",
-        "stages": {"generation": {"images_per_s": 100.0, "seconds": 5.0},
-                   "pretrain": {"seconds": 60.0, "images_per_s": 40.0},
-                   "probe": {"seconds": 3.0, "feature_images_per_s": 300.0}},
-    }  # fmt: skip
+        "preset": "demo",
+        "source": source,
+        "kind": kind,
+        "family": family,
+        "label": label or source,
+        "probe": probe,
+        "dataset": "fashion-mnist",
+        "top1": top1,
+        "std": std,
+        "paper_top1": paper,
+        "paper_scale": "small",
+        "layer": "pool",
+        "feature_dim": 256,
+        "n_train": 500,
+        "n_test": 200,
+        "arch": "resnet18-s",
+        "device": "cpu",
+        "stages": {
+            "generation": {"images_per_s": 100.0, "seconds": 5.0},
+            "pretrain": {"seconds": 60.0, "images_per_s": 40.0},
+            "probe": {"seconds": 3.0, "feature_images_per_s": 300.0},
+        },
+    }
 
 
 def write_cells(out: Path, cells: list[dict]) -> None:
@@ -44,25 +67,60 @@ def sample_cells() -> list[dict]:
     for probe, shift in (("fast", 0.0), ("knn", -3.0)):
         cells += [
             fake_cell("dead_leaves-mixed", probe, 74.0 + shift, label="Dead leaves – Shapes", paper=38.9),
-            fake_cell("stylegan-oriented", probe, 77.5 + shift, family="random StyleGAN",
-                      label="StyleGAN – Oriented", paper=43.4),
+            fake_cell(
+                "stylegan-oriented",
+                probe,
+                77.5 + shift,
+                family="random StyleGAN",
+                label="StyleGAN – Oriented",
+                paper=43.4,
+            ),
             fake_cell("my-photos", probe, 79.0 + shift, kind="folder", family="image folder"),
-            fake_cell("cnn-random", probe, 75.0 + shift, kind="baseline", family="baseline",
-                      label="CNN – Random", paper=20.9),
-            fake_cell("mean-colors", probe, 20.0 + shift, kind="baseline", family="baseline",
-                      label="Mean colors", paper=5.0, std=1.5),
-        ]  # fmt: skip
+            fake_cell(
+                "cnn-random",
+                probe,
+                75.0 + shift,
+                kind="baseline",
+                family="baseline",
+                label="CNN – Random",
+                paper=20.9,
+            ),
+            fake_cell(
+                "mean-colors",
+                probe,
+                20.0 + shift,
+                kind="baseline",
+                family="baseline",
+                label="Mean colors",
+                paper=5.0,
+                std=1.5,
+            ),
+        ]
     return cells
 
 
 def test_report_from_results_files(tmp_path: Path) -> None:
     write_cells(tmp_path, sample_cells())
-    atomic_write_text(tmp_path / "plan.json", json.dumps({
-        "preset": "demo", "dataset": "fashion-mnist", "probes": ["fast", "knn"],
-        "sources": ["dead_leaves-mixed", "stylegan-oriented", "my-photos", "cnn-random",
-                    "mean-colors", "stat-wmm"],
-        "notes": ["skipped fractaldb: not registered in this installation"], "paper_scale": "small",
-    }))  # fmt: skip
+    atomic_write_text(
+        tmp_path / "plan.json",
+        json.dumps(
+            {
+                "preset": "demo",
+                "dataset": "fashion-mnist",
+                "probes": ["fast", "knn"],
+                "sources": [
+                    "dead_leaves-mixed",
+                    "stylegan-oriented",
+                    "my-photos",
+                    "cnn-random",
+                    "mean-colors",
+                    "stat-wmm",
+                ],
+                "notes": ["skipped fractaldb: not registered in this installation"],
+                "paper_scale": "small",
+            }
+        ),
+    )
     (tmp_path / "chart-knn.png").write_bytes(b"an older version's chart")
     paths = rp.build_report(tmp_path)
     chart = Image.open(paths["chart"])
@@ -90,8 +148,10 @@ def test_report_from_results_files(tmp_path: Path) -> None:
 
 
 def test_verdict_says_when_noise_loses() -> None:
-    cells = [fake_cell("dead_leaves-mixed", "fast", 60.0, label="DL"),
-             fake_cell("cnn-random", "fast", 62.5, kind="baseline", family="baseline")]  # fmt: skip
+    cells = [
+        fake_cell("dead_leaves-mixed", "fast", 60.0, label="DL"),
+        fake_cell("cnn-random", "fast", 62.5, kind="baseline", family="baseline"),
+    ]
     assert "(DL, 60.0) does NOT beat CNN-Random (62.5) by -2.5 points; 0 of 1" in rp.verdict(cells, "fast")
 
 
@@ -141,8 +201,13 @@ def test_presets_and_sources() -> None:
         rp.get_repro_preset("huge")
     preset = rp.ReproPreset("t", "test", ("no-such-gen|dead_leaves-mixed", "nothing-here"), "tiny")
     sources, notes = rp.resolve_sources(preset, extra_data={"photos": "."})
-    assert [s.name for s in sources] == ["dead_leaves-mixed", "photos", "cnn-random", "raw-pixels",
-                                         "mean-colors"]  # fmt: skip
+    assert [s.name for s in sources] == [
+        "dead_leaves-mixed",
+        "photos",
+        "cnn-random",
+        "raw-pixels",
+        "mean-colors",
+    ]
     assert sources[0].family == "dead leaves" and sources[1].kind == "folder"
     assert notes == ["skipped nothing-here: not registered in this installation"]
     with pytest.raises(NoisevisionError, match="unknown generator"):
@@ -178,13 +243,26 @@ def test_generation_res_picks_a_resolution_the_generator_makes() -> None:
 def test_end_to_end_tiny_reproduction(tmp_path: Path, monkeypatch, materialize: str, probe_set) -> None:
     """Two generators (streamed, or rendered to folders first) + baselines, a few training steps."""
     probe = probe_set(4)
-    train = dict(num_images=32, epochs=1, batch_size=16, input_size=16, res=32, workers=0,
-                 progress=False, arch_kwargs={"width": 0.125, "head": "linear", "out_dim": 16})  # fmt: skip
+    train = dict(
+        num_images=32,
+        epochs=1,
+        batch_size=16,
+        input_size=16,
+        res=32,
+        workers=0,
+        progress=False,
+        arch_kwargs={"width": 0.125, "head": "linear", "out_dim": 16},
+    )
     preset = rp.ReproPreset(
-        "mini", "test", ("dead_leaves-squares", "dead_leaves-mixed"), "tiny", train,
-        materialize=materialize, eval_dataset=probe,
+        "mini",
+        "test",
+        ("dead_leaves-squares", "dead_leaves-mixed"),
+        "tiny",
+        train,
+        materialize=materialize,
+        eval_dataset=probe,
         probe=dict(probes=("fast", "knn"), workers=0, min_steps=20),
-    )  # fmt: skip
+    )
     out = tmp_path / "out"
     rp.reproduce(preset, out)
     cells = rp.load_cells(out)
@@ -196,8 +274,9 @@ def test_end_to_end_tiny_reproduction(tmp_path: Path, monkeypatch, materialize: 
 
 
 def test_a_failing_source_is_noted_and_the_rest_runs(tmp_path: Path, monkeypatch, probe_set) -> None:
-    preset = rp.ReproPreset("base", "test", (), "tiny", eval_dataset=probe_set(1),
-                            probe=dict(probes=("knn",), workers=0))  # fmt: skip
+    preset = rp.ReproPreset(
+        "base", "test", (), "tiny", eval_dataset=probe_set(1), probe=dict(probes=("knn",), workers=0)
+    )
     real = rp_run.run_source
 
     def flaky(source, *args, **kwargs):
@@ -221,20 +300,32 @@ def test_materialize_policy_picks_the_sources_rendered_once() -> None:
         return [s.name for s in sources if rp.renders_once(rp.materialize_selectors(policy), s)]
 
     assert once("expensive") == ["feature_vis-random", "feature_vis-dead_leaves"]
-    assert once("expensive, stylegan-random") == ["stylegan-random", "feature_vis-random",
-                                                  "feature_vis-dead_leaves"]  # fmt: skip
+    assert once("expensive, stylegan-random") == [
+        "stylegan-random",
+        "feature_vis-random",
+        "feature_vis-dead_leaves",
+    ]
     assert once("random StyleGAN") == [n for n in generators if n.startswith("stylegan-")]
     assert once("all") == generators and "photos" not in generators  # folders and baselines never
     assert once("none") == []
     assert {e.name: e.value.materialize for e in rp.REPRO_PRESETS.entries()} == {
-        "demo": "all", "paper-small": "expensive", "paper-large": "expensive"}  # fmt: skip
-    for bad, why in (("sometimes", "'sometimes' is no generator or family"), ("", "'' is no generator"),
-                     ("all,expensive", "all stands alone"), ("expensive,stylegan-rand", "'stylegan-rand'")):
+        "demo": "all",
+        "paper-small": "expensive",
+        "paper-large": "expensive",
+    }
+    for bad, why in (
+        ("sometimes", "'sometimes' is no generator or family"),
+        ("", "'' is no generator"),
+        ("all,expensive", "all stands alone"),
+        ("expensive,stylegan-rand", "'stylegan-rand'"),
+    ):
         with pytest.raises(NoisevisionError, match=f"bad --materialize '{bad}': {why}.*; use all, none"):
             rp.materialize_selectors(bad)
 
 
-def test_materialize_renders_this_ranks_share_then_waits_for_the_others(log_lines, tmp_path: Path, monkeypatch) -> None:
+def test_materialize_renders_this_ranks_share_then_waits_for_the_others(
+    log_lines, tmp_path: Path, monkeypatch
+) -> None:
     """Under torchrun each rank renders its share of the folder; training starts once all are there."""
     root = tmp_path / "data"
     monkeypatch.setenv("RANK", "1")
@@ -245,8 +336,9 @@ def test_materialize_renders_this_ranks_share_then_waits_for_the_others(log_line
         folder.write_dataset(root, spec, range(0, 5), torch.device("cpu"), 1, 64)
 
     real_wait = folder.wait_until_complete
-    monkeypatch.setattr(folder, "wait_until_complete",
-                        lambda *a, **k: real_wait(*a, **k, sleep=other_rank_finishes))  # fmt: skip
+    monkeypatch.setattr(
+        folder, "wait_until_complete", lambda *a, **k: real_wait(*a, **k, sleep=other_rank_finishes)
+    )
     monkeypatch.setattr("noisevision.device.default_workers", lambda device, job: 1)
     record = rp_run.materialize("test-blobs", 32, 3, 10, root, "cpu")
     logs = [m for m in log_lines if m.startswith("[test-blobs]")]  # the reproduction's own lines
@@ -262,8 +354,15 @@ def test_reproduce_cli_materialize_flag(tmp_path: Path, monkeypatch, run_cli) ->
     asked: dict = {}
     real = rp.reproduce
     monkeypatch.setattr(rp, "reproduce", lambda preset, out, **kwargs: asked.update(kwargs, preset=preset))
-    code, _, err = run_cli("reproduce", "--preset", "paper-small", "--materialize",
-                           "expensive,stylegan-random", "--out", tmp_path / "out")  # fmt: skip
+    code, _, err = run_cli(
+        "reproduce",
+        "--preset",
+        "paper-small",
+        "--materialize",
+        "expensive,stylegan-random",
+        "--out",
+        tmp_path / "out",
+    )
     assert code == 0, err
     assert (asked["preset"], asked["materialize"]) == ("paper-small", "expensive,stylegan-random")
     run_cli("reproduce", "--out", tmp_path / "out")

@@ -18,11 +18,28 @@ from noisevision.reproduce import run as rp_run
 
 FV = "feature_vis-dead_leaves"
 # The paper-large recipe (ResNet-50 + MoCo v2) shrunk to one CPU step: 4 images of 32 px.
-RESNET50_STEP = dict(num_images=4, epochs=1, batch_size=4, input_size=32, res=32, bn_groups=2, workers=0,
-                     progress=False, method_kwargs={"queue_size": 16})  # fmt: skip
+RESNET50_STEP = dict(
+    num_images=4,
+    epochs=1,
+    batch_size=4,
+    input_size=32,
+    res=32,
+    bn_groups=2,
+    workers=0,
+    progress=False,
+    method_kwargs={"queue_size": 16},
+)
 # The tiny recipe (as paper-small's SmallAlexNet runs stand for "another recipe than the encoder's").
-TINY_STEP = dict(num_images=16, epochs=1, batch_size=8, input_size=16, res=32, workers=0, progress=False,
-                 arch_kwargs={"width": 0.125, "head": "linear", "out_dim": 16})  # fmt: skip
+TINY_STEP = dict(
+    num_images=16,
+    epochs=1,
+    batch_size=8,
+    input_size=16,
+    res=32,
+    workers=0,
+    progress=False,
+    arch_kwargs={"width": 0.125, "head": "linear", "out_dim": 16},
+)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -41,10 +58,14 @@ def visualised(monkeypatch) -> list[str]:
         return real_network(self, seed, device)
 
     monkeypatch.setattr(fv.FeatureVis, "network", network)
-    monkeypatch.setattr(fv, "visualise", lambda model, rng, units, res, steps, *rest: real_visualise(
-        model, rng, units, res, 1, *rest))  # fmt: skip
-    monkeypatch.setattr(rp_run, "measure_generation",
-                        lambda name, res, seed: real_measure(name, res, seed, 8))
+    monkeypatch.setattr(
+        fv,
+        "visualise",
+        lambda model, rng, units, res, steps, *rest: real_visualise(model, rng, units, res, 1, *rest),
+    )
+    monkeypatch.setattr(
+        rp_run, "measure_generation", lambda name, res, seed: real_measure(name, res, seed, 8)
+    )
     return seen
 
 
@@ -57,10 +78,16 @@ def small_preset(generators: tuple[str, ...], probe_set: str, shared: bool = Fal
     """paper-small's shape (shared=False: another recipe than the encoder's) or paper-large's (True)."""
     train = ("paper-large", RESNET50_STEP) if shared else ("tiny", TINY_STEP)
     return rp.ReproPreset(
-        "mini-fv", "test", generators, *train, baselines=(), eval_dataset=probe_set,
-        probe=dict(probes=("knn",), workers=0), feature_vis_train_preset="paper-large",
+        "mini-fv",
+        "test",
+        generators,
+        *train,
+        baselines=(),
+        eval_dataset=probe_set,
+        probe=dict(probes=("knn",), workers=0),
+        feature_vis_train_preset="paper-large",
         feature_vis_train_overrides=RESNET50_STEP,
-    )  # fmt: skip
+    )
 
 
 def no_training(*args, **kwargs):
@@ -70,14 +97,22 @@ def no_training(*args, **kwargs):
 def test_paper_presets_plan_feature_vis_dead_leaves(tmp_path: Path) -> None:
     assert rp.SPEC_DATASETS.index("dead_leaves-mixed") < rp.SPEC_DATASETS.index(FV)
     prerequisites = tmp_path / "prerequisites" / "dead_leaves-mixed-resnet50"
-    for name, how in (("paper-large", "the ResNet-50 of the dead_leaves-mixed run"),
-                      ("paper-small", "a ResNet-50 trained first on dead_leaves-mixed with the 'paper-large' "
-                                      f"recipe in {prerequisites}")):  # fmt: skip
+    for name, how in (
+        ("paper-large", "the ResNet-50 of the dead_leaves-mixed run"),
+        (
+            "paper-small",
+            "a ResNet-50 trained first on dead_leaves-mixed with the 'paper-large' "
+            f"recipe in {prerequisites}",
+        ),
+    ):
         preset = rp.REPRO_PRESETS.get(name)
         sources, notes = rp.resolve_sources(preset)
         fv_row = next(s for s in sources if s.name == FV)
-        assert (fv_row.kind, fv_row.family, fv_row.label) == ("generator", "feature visualization",
-                                                              "Feature vis. – Dead leaves")
+        assert (fv_row.kind, fv_row.family, fv_row.label) == (
+            "generator",
+            "feature visualization",
+            "Feature vis. – Dead leaves",
+        )
         assert not any(FV in n for n in notes)
         kept, notes = rp.plan_prerequisites(sources, preset, tmp_path)
         assert kept == sources and notes == [f"{FV} visualises {how}"]
@@ -102,8 +137,9 @@ def test_paper_presets_plan_feature_vis_dead_leaves(tmp_path: Path) -> None:
     assert note.startswith(f"skipped {FV}: preset 'demo' trains no ResNet-50")
 
 
-def test_paper_small_trains_a_resnet50_prerequisite_once(log_lines, tmp_path: Path, monkeypatch, visualised,
-                                                         probe_folder: str) -> None:
+def test_paper_small_trains_a_resnet50_prerequisite_once(
+    log_lines, tmp_path: Path, monkeypatch, visualised, probe_folder: str
+) -> None:
     preset = small_preset(("dead_leaves-mixed", FV), probe_folder)
     out, logs = tmp_path / "out", log_lines
     rp.reproduce(preset, out)
@@ -115,8 +151,11 @@ def test_paper_small_trains_a_resnet50_prerequisite_once(log_lines, tmp_path: Pa
     run = yaml.safe_load((rp.run_folder(out, FV) / "config.yaml").read_text())
     assert run["data"] == f"feature_vis-{prerequisite}" and run["arch"] == "resnet18-s"
     cell = rp.read_cell(rp.cell_path(out, FV, "knn"))
-    assert (cell["label"], cell["family"], cell["paper_top1"]) == ("Feature vis. – Dead leaves",
-                                                                   "feature visualization", 39.2)
+    assert (cell["label"], cell["family"], cell["paper_top1"]) == (
+        "Feature vis. – Dead leaves",
+        "feature visualization",
+        39.2,
+    )
     assert cell["stages"]["generation"]["data"] == run["data"]
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert [r["source"] for r in rows] == ["dead_leaves-mixed", FV]
@@ -136,13 +175,16 @@ def test_paper_small_trains_a_resnet50_prerequisite_once(log_lines, tmp_path: Pa
     assert "reusing the prerequisite encoder" in again[0]
 
 
-def test_paper_large_visualises_the_dead_leaves_run(log_lines, tmp_path: Path, monkeypatch, probe_folder: str) -> None:
+def test_paper_large_visualises_the_dead_leaves_run(tmp_path: Path, monkeypatch, probe_folder: str) -> None:
     preset = small_preset(("dead_leaves-mixed", FV), probe_folder, shared=True)
-    out, logs = tmp_path / "out", log_lines
+    out = tmp_path / "out"
     path, cost = rp_run.prerequisite_encoder(rp.DERIVED[FV], preset, out, "cpu", {})
     assert cost["shared"] and cost["source"] == "dead_leaves-mixed"  # counted in that row already
-    assert path == rp.run_folder(out, "dead_leaves-mixed") / "encoder.pt" == rp.prerequisite_path(
-        rp.DERIVED[FV].needs, preset, out)  # fmt: skip
+    assert (
+        path
+        == rp.run_folder(out, "dead_leaves-mixed") / "encoder.pt"
+        == rp.prerequisite_path(rp.DERIVED[FV].needs, preset, out)
+    )
     assert load_encoder(path)[0].arch == "resnet50" and not (out / "prerequisites").exists()
     # The dead_leaves-mixed source then finds its run done: one training for both rows.
     monkeypatch.setattr("noisevision.train.train", no_training)
@@ -150,8 +192,9 @@ def test_paper_large_visualises_the_dead_leaves_run(log_lines, tmp_path: Path, m
     assert rp_run.pretrain(dead_leaves, preset, out, "cpu", {})[0] == path
 
 
-def test_a_given_encoder_is_used_without_training_one(tmp_path: Path, monkeypatch, visualised,
-                                                      probe_folder: str) -> None:
+def test_a_given_encoder_is_used_without_training_one(
+    tmp_path: Path, monkeypatch, visualised, probe_folder: str
+) -> None:
     given = save_encoder(tmp_path / "mine.pt", build_encoder("resnet50"), {}).resolve()
     preset = small_preset((FV,), probe_folder)
     monkeypatch.setattr(rp_run, "prerequisite_encoder", no_training)
@@ -168,35 +211,50 @@ def test_a_given_encoder_is_used_without_training_one(tmp_path: Path, monkeypatc
 
 def test_bad_feature_vis_encoder_is_one_line(tmp_path: Path, run_cli) -> None:
     small = save_encoder(tmp_path / "r18.pt", build_encoder("resnet18-s", width=0.125), {})
-    for path, message in ((small, "holds a 'resnet18-s' encoder: feature visualizations need a ResNet-50"),
-                          (tmp_path / "missing.pt", f"--feature-vis-encoder {tmp_path / 'missing.pt'}: "
-                                                    "no such file")):  # fmt: skip
-        code, _, err = run_cli("reproduce", "--preset", "paper-small", "--eval-dataset", "fashion-mnist",
-                               "--out", tmp_path / "out", "--feature-vis-encoder", path)  # fmt: skip
+    for path, message in (
+        (small, "holds a 'resnet18-s' encoder: feature visualizations need a ResNet-50"),
+        (tmp_path / "missing.pt", f"--feature-vis-encoder {tmp_path / 'missing.pt'}: no such file"),
+    ):
+        code, _, err = run_cli(
+            "reproduce",
+            "--preset",
+            "paper-small",
+            "--eval-dataset",
+            "fashion-mnist",
+            "--out",
+            tmp_path / "out",
+            "--feature-vis-encoder",
+            path,
+        )
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
         assert not (tmp_path / "out").exists()
     with pytest.raises(NoisevisionError, match="need a ResNet-50"):
         rp.derived_source(FV, small)
 
 
-def test_expensive_sources_are_rendered_once_and_cheap_ones_stream(log_lines, tmp_path: Path, monkeypatch, visualised,
-                                                                    probe_folder: str) -> None:
+def test_expensive_sources_are_rendered_once_and_cheap_ones_stream(
+    log_lines, tmp_path: Path, monkeypatch, visualised, probe_folder: str
+) -> None:
     """The paper presets' policy: feature visualizations train from OUT/data/NAME, rendered once."""
     monkeypatch.setattr("noisevision.device.default_workers", lambda device, job: 1)  # in-process: 1 step
-    preset = replace(small_preset(("dead_leaves-squares", "feature_vis-random"), probe_folder),
-                     materialize="expensive")  # fmt: skip
+    preset = replace(
+        small_preset(("dead_leaves-squares", "feature_vis-random"), probe_folder), materialize="expensive"
+    )
     out, logs = tmp_path / "out", log_lines
     rp.reproduce(preset, out)
     rendered = out / "data" / "feature_vis-random"
-    trained_on = {name: yaml.safe_load((rp.run_folder(out, name) / "config.yaml").read_text())["data"]
-                  for name in ("dead_leaves-squares", "feature_vis-random")}  # fmt: skip
+    trained_on = {
+        name: yaml.safe_load((rp.run_folder(out, name) / "config.yaml").read_text())["data"]
+        for name in ("dead_leaves-squares", "feature_vis-random")
+    }
     assert trained_on == {"dead_leaves-squares": "dead_leaves-squares", "feature_vis-random": str(rendered)}
     assert sorted(p.name for p in rendered.rglob("*.jpg")) == [f"{i:08d}.jpg" for i in range(16)]
     assert visualised  # rendered in this process, so with the 1-step patch
     assert [p.name for p in (out / "data").iterdir()] == ["feature_vis-random"]
     assert f"rendered once to {out / 'data'} (the others stream): feature_vis-random" in logs
-    stages = {name: rp.read_cell(rp.cell_path(out, name, "knn"))["stages"]["generation"]
-              for name in trained_on}  # fmt: skip
+    stages = {
+        name: rp.read_cell(rp.cell_path(out, name, "knn"))["stages"]["generation"] for name in trained_on
+    }
     fv_cost, dl_cost = stages["feature_vis-random"], stages["dead_leaves-squares"]
     assert (fv_cost["images"], fv_cost["res"], fv_cost["data"]) == (16, 32, "feature_vis-random")
     assert fv_cost["images_per_s"] > 0 and "estimated" not in fv_cost and dl_cost["estimated"]
@@ -218,13 +276,17 @@ def test_expensive_sources_are_rendered_once_and_cheap_ones_stream(log_lines, tm
 
 def unfinish(out: Path) -> None:
     """Leave feature_vis-dead_leaves trained but neither saved nor probed, as an interruption would."""
-    for done in (rp.run_folder(out, FV) / "encoder.pt", rp.run_folder(out, FV) / "stages.json",
-                 rp.cell_path(out, FV, "knn")):  # fmt: skip
+    for done in (
+        rp.run_folder(out, FV) / "encoder.pt",
+        rp.run_folder(out, FV) / "stages.json",
+        rp.cell_path(out, FV, "knn"),
+    ):
         done.unlink()
 
 
-def test_a_moved_reproduction_finishes_feature_vis(log_lines, tmp_path: Path, monkeypatch, visualised,
-                                                   probe_folder: str) -> None:
+def test_a_moved_reproduction_finishes_feature_vis(
+    log_lines, tmp_path: Path, monkeypatch, visualised, probe_folder: str
+) -> None:
     monkeypatch.setattr("noisevision.device.default_workers", lambda device, job: 1)  # in-process: 1 step
     preset = replace(small_preset(("dead_leaves-mixed", FV), probe_folder), materialize="expensive")
     out = tmp_path / "out"

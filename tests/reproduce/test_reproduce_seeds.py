@@ -75,30 +75,47 @@ def test_paired_test_edge_cases() -> None:
 
 def cell(source: str, probe: str, seed: int, top1: float, kind: str = "generator", label: str = "") -> dict:
     family = "dead leaves" if kind == "generator" else "baseline"
-    return {"preset": "demo", "source": source, "kind": kind, "family": family, "label": label or source,
-            "probe": probe, "dataset": "fashion-mnist", "seed": seed, "top1": top1, "std": None,
-            "paper_top1": None, "device": "cpu", "stages": {}}  # fmt: skip
+    return {
+        "preset": "demo",
+        "source": source,
+        "kind": kind,
+        "family": family,
+        "label": label or source,
+        "probe": probe,
+        "dataset": "fashion-mnist",
+        "seed": seed,
+        "top1": top1,
+        "std": None,
+        "paper_top1": None,
+        "device": "cpu",
+        "stages": {},
+    }
 
 
 def test_report_says_what_is_significant_and_what_is_not(tmp_path: Path) -> None:
     values = {  # 3 seeds: A and B differ by noise only, both clearly above CNN-Random
-        "dead_leaves-mixed": [74.0, 75.5, 73.1], "stylegan-oriented": [74.6, 74.1, 73.4],
+        "dead_leaves-mixed": [74.0, 75.5, 73.1],
+        "stylegan-oriented": [74.6, 74.1, 73.4],
         "cnn-random": [70.1, 70.6, 69.8],
-    }  # fmt: skip
+    }
     for source, tops in values.items():
         for seed, top1 in enumerate(tops):
             kind = "baseline" if source == "cnn-random" else "generator"
             c = cell(source, "fast", seed, top1, kind, label="CNN – Random" if kind == "baseline" else "")
             atomic_write_text(rp.cell_path(tmp_path, source, "fast", seed), json.dumps(c))
-    atomic_write_text(tmp_path / "plan.json", json.dumps(
-        {"preset": "demo", "probes": ["fast"], "sources": list(values), "seeds": 4}))  # fmt: skip
+    atomic_write_text(
+        tmp_path / "plan.json",
+        json.dumps({"preset": "demo", "probes": ["fast"], "sources": list(values), "seeds": 4}),
+    )
     paths = rp.build_report(tmp_path)
     md = paths["markdown"].read_text()
     d = [a - b for a, b in zip(values["dead_leaves-mixed"], values["stylegan-oriented"], strict=True)]
     ci = stats.mean_interval(d)
     assert ci.low < 0 < ci.high
-    assert (f"- dead_leaves-mixed > stylegan-oriented by {ci.mean:.1f} points (95 % interval "
-            f"{ci.low:.1f} to {ci.high:.1f}, paired over 3 seeds, p = ") in md  # fmt: skip
+    assert (
+        f"- dead_leaves-mixed > stylegan-oriented by {ci.mean:.1f} points (95 % interval "
+        f"{ci.low:.1f} to {ci.high:.1f}, paired over 3 seeds, p = "
+    ) in md
     assert "stylegan-oriented by 0.2 points" in md and "), not significant" in md
     assert "- stylegan-oriented > CNN – Random by 3.9 points (95 % interval" in md and "), significant" in md
     mean = stats.mean_interval(values["dead_leaves-mixed"])
@@ -112,10 +129,14 @@ def test_report_says_what_is_significant_and_what_is_not(tmp_path: Path) -> None
     assert row["ci_low"] == pytest.approx(mean.low) and row["ci_high"] == pytest.approx(mean.high)
     neighbours = [c for c in data["comparisons"] if c["kind"] == "neighbours"]
     assert [(c["a"], c["b"], c["significant"]) for c in neighbours] == [
-        ("dead_leaves-mixed", "stylegan-oriented", False), ("stylegan-oriented", "cnn-random", True)]
+        ("dead_leaves-mixed", "stylegan-oriented", False),
+        ("stylegan-oriented", "cnn-random", True),
+    ]
     v = rp.verdict(rp.load_cells(tmp_path), "fast")
-    assert "(mean of 3 seeds; paired 95 % interval" in v and "2 of 2 generators score above CNN-Random, 2 " \
-        "significantly" in v
+    assert (
+        "(mean of 3 seeds; paired 95 % interval" in v
+        and "2 of 2 generators score above CNN-Random, 2 significantly" in v
+    )
 
 
 def test_zoomed_axis_leaves_far_rows_off() -> None:
@@ -156,37 +177,62 @@ def noisy_probe_set(tmp_path: Path) -> str:
 
 
 def mini_preset(probe: str) -> rp.ReproPreset:
-    train = dict(num_images=32, epochs=1, batch_size=16, input_size=16, res=32, workers=0,
-                 progress=False, arch_kwargs={"width": 0.125, "head": "linear", "out_dim": 16})  # fmt: skip
-    return rp.ReproPreset("mini", "test", ("dead_leaves-squares",), "tiny", train, eval_dataset=probe,
-                          baselines=("cnn-random", "mean-colors"), materialize="all",
-                          probe=dict(probes=("fast", "knn"), workers=0, min_steps=20))  # fmt: skip
+    train = dict(
+        num_images=32,
+        epochs=1,
+        batch_size=16,
+        input_size=16,
+        res=32,
+        workers=0,
+        progress=False,
+        arch_kwargs={"width": 0.125, "head": "linear", "out_dim": 16},
+    )
+    return rp.ReproPreset(
+        "mini",
+        "test",
+        ("dead_leaves-squares",),
+        "tiny",
+        train,
+        eval_dataset=probe,
+        baselines=("cnn-random", "mean-colors"),
+        materialize="all",
+        probe=dict(probes=("fast", "knn"), workers=0, min_steps=20),
+    )
 
 
 def test_seeds_are_independent_repetitions_and_seed_0_is_the_single_run(
-        tmp_path: Path, monkeypatch, noisy_probe_set: str) -> None:  # fmt: skip
+    tmp_path: Path, monkeypatch, noisy_probe_set: str
+) -> None:
     preset = mini_preset(noisy_probe_set)
     single, multi = tmp_path / "single", tmp_path / "multi"
     rp.reproduce(preset, single)
     rp.reproduce(preset, multi, seeds=2)
     cells = rp.load_cells(multi)
     assert len(cells) == 2 * 3 * 2 and {c["seed"] for c in cells} == {0, 1}
-    assert sorted(p.name for p in (multi / "runs").iterdir()) == ["dead_leaves-squares",
-                                                                  "dead_leaves-squares__seed1"]  # fmt: skip
-    assert sorted(p.name for p in (multi / "data").iterdir()) == ["dead_leaves-squares",
-                                                                  "dead_leaves-squares__seed1"]  # fmt: skip
+    assert sorted(p.name for p in (multi / "runs").iterdir()) == [
+        "dead_leaves-squares",
+        "dead_leaves-squares__seed1",
+    ]
+    assert sorted(p.name for p in (multi / "data").iterdir()) == [
+        "dead_leaves-squares",
+        "dead_leaves-squares__seed1",
+    ]
     # Seed 0 is exactly the single run: the same files, the same numbers.
     for c in rp.load_cells(single):
         twin = rp.read_cell(rp.cell_path(multi, c["source"], c["probe"], 0))
         assert twin["top1"] == c["top1"] and twin["probe_seed"] == c["probe_seed"] == 0
-    config = {s: yaml.safe_load((rp.run_folder(multi, "dead_leaves-squares", s) / "config.yaml").read_text())
-              for s in (0, 1)}  # fmt: skip
+    config = {
+        s: yaml.safe_load((rp.run_folder(multi, "dead_leaves-squares", s) / "config.yaml").read_text())
+        for s in (0, 1)
+    }
     assert (config[0]["seed"], config[1]["seed"]) == (0, 1)
     alone = yaml.safe_load((rp.run_folder(single, "dead_leaves-squares") / "config.yaml").read_text())
     assert config[0] == alone | {"data": str(rp.data_folder(multi, "dead_leaves-squares"))}
     # Seed 1 has its own images, weights and probe draws.
-    images = [Image.open(next((rp.data_folder(multi, "dead_leaves-squares", s) / "train").rglob("*.jpg")))
-              for s in (0, 1)]  # fmt: skip
+    images = [
+        Image.open(next((rp.data_folder(multi, "dead_leaves-squares", s) / "train").rglob("*.jpg")))
+        for s in (0, 1)
+    ]
     assert not np.array_equal(np.asarray(images[0]), np.asarray(images[1]))
     runs = [rp.run_folder(multi, "dead_leaves-squares", s) for s in (0, 1)]
     encoders = [load_encoder(run / "encoder.pt")[0] for run in runs]
@@ -194,8 +240,9 @@ def test_seeds_are_independent_repetitions_and_seed_0_is_the_single_run(
     assert not torch.equal(first[0], first[1])
     assert {c["probe_seed"] for c in cells if c["seed"] == 1} == {1}
     by = {(c["source"], c["probe"], c["seed"]): c["top1"] for c in cells}
-    assert any(by[s, p, 0] != by[s, p, 1] for s in ("dead_leaves-squares", "cnn-random")
-               for p in ("fast", "knn"))  # fmt: skip
+    assert any(
+        by[s, p, 0] != by[s, p, 1] for s in ("dead_leaves-squares", "cnn-random") for p in ("fast", "knn")
+    )
     md = (multi / "report.md").read_text()
     assert "Seeds: 2" in md and "paired over 2 seeds" in md
 
@@ -203,9 +250,13 @@ def test_seeds_are_independent_repetitions_and_seed_0_is_the_single_run(
     trained, probed = [], []
     real_train, real_eval = rp_run.timed_training, rp_run.evaluate
     monkeypatch.setattr(rp_run, "timed_training", lambda cfg: trained.append(cfg.seed) or real_train(cfg))
-    monkeypatch.setattr(rp_run, "evaluate",
-                        lambda model, data, settings, *a, **k: probed.append(settings.seed)
-                        or real_eval(model, data, settings, *a, **k))  # fmt: skip
+    monkeypatch.setattr(
+        rp_run,
+        "evaluate",
+        lambda model, data, settings, *a, **k: (
+            probed.append(settings.seed) or real_eval(model, data, settings, *a, **k)
+        ),
+    )
     rp.reproduce(preset, multi, seeds=3)
     assert trained == [2] and probed == [2, 2, 2]  # one generator and two baselines, seed 2 only
     assert len(rp.load_cells(multi)) == 3 * 3 * 2
@@ -234,6 +285,9 @@ def test_a_folder_of_another_recipe_is_refused(tmp_path: Path, noisy_probe_set: 
     atomic_write_text(tmp_path / "plan.json", json.dumps({"train_preset": "tiny", "train_overrides": {}}))
     old = cell("cnn-random", "knn", 0, 70.0)
     atomic_write_text(rp.cell_path(tmp_path, "cnn-random", "knn"), json.dumps(old))
-    with pytest.raises(NoisevisionError, match=r"holds cells pre-trained with tiny \{\}, but preset 'mini'.*"
-                                               r"give another --out, or remove"):
+    with pytest.raises(
+        NoisevisionError,
+        match=r"holds cells pre-trained with tiny \{\}, but preset 'mini'.*"
+        r"give another --out, or remove",
+    ):
         rp.reproduce(preset, tmp_path)

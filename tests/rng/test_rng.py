@@ -90,6 +90,7 @@ assert rng_cuda.self_check(torch.device('cpu'))
 print("same")
 """
     env = {**os.environ, "TRITON_INTERPRET": "1", "NOISEVISION_TRITON": "1"}
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0 and "same" in proc.stdout, proc.stderr[-2000:]

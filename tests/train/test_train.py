@@ -27,9 +27,19 @@ REPO = Path(__file__).resolve().parents[2]
 def tiny_cfg(out, **kw):
     """A run of a few steps: 1/16-width SmallAlexNet at 32 px on the test generator."""
     values = dict(
-        data="test-blobs", out=str(out), arch="smallalexnet", arch_kwargs={"width": 0.0625},
-        input_size=32, res=32, num_images=16, batch_size=8, epochs=2, device="cpu", workers=0,
-        progress=False, log_every=1,
+        data="test-blobs",
+        out=str(out),
+        arch="smallalexnet",
+        arch_kwargs={"width": 0.0625},
+        input_size=32,
+        res=32,
+        num_images=16,
+        batch_size=8,
+        epochs=2,
+        device="cpu",
+        workers=0,
+        progress=False,
+        log_every=1,
     )
     values.update(kw)
     return TrainConfig.from_preset("tiny", **values)
@@ -89,12 +99,22 @@ def test_lr_schedules():
 def test_presets_follow_the_spec():
     small = TrainConfig.from_preset("paper-small")
     assert (small.arch, small.method, small.batch_size, small.lr, small.epochs) == (
-        "smallalexnet", "align_uniform", 768, 0.36, 200)
+        "smallalexnet",
+        "align_uniform",
+        768,
+        0.36,
+        200,
+    )
     assert small.milestones == (155, 170, 185) and small.num_images == 105_000 and small.input_size == 64
     large = TrainConfig.from_preset("paper-large")
     assert large.method_kwargs == {"queue_size": 65536, "momentum": 0.999, "temperature": 0.2}
     assert (large.arch, large.batch_size, large.lr, large.schedule, large.res) == (
-        "resnet50", 256, 0.015, "cosine", 256)
+        "resnet50",
+        256,
+        0.015,
+        "cosine",
+        256,
+    )
     # another architecture does not inherit the preset's architecture options
     assert TrainConfig.from_preset("tiny", arch="smallalexnet").arch_kwargs == {}
     with pytest.raises(UnknownNameError):
@@ -206,14 +226,17 @@ def test_folder_training_and_fresh(tmp_path):
     assert state(out / "encoder.pt")[1]["fresh"] is True
 
 
-@pytest.mark.parametrize("kw,match", [
-    ({"data": "no-such-generator"}, "unknown generator"),
-    ({"arch": "alexnet"}, "unknown architecture"),
-    ({"method": "byol"}, "unknown method"),
-    ({"batch_size": 32}, "larger than the dataset"),
-    ({"method": "moco_v2", "method_kwargs": {"queue_size": 12}}, "multiple of the batch size"),
-    ({"bn_groups": 3}, "does not split into 3 BN groups"),
-])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        ({"data": "no-such-generator"}, "unknown generator"),
+        ({"arch": "alexnet"}, "unknown architecture"),
+        ({"method": "byol"}, "unknown method"),
+        ({"batch_size": 32}, "larger than the dataset"),
+        ({"method": "moco_v2", "method_kwargs": {"queue_size": 12}}, "multiple of the batch size"),
+        ({"bn_groups": 3}, "does not split into 3 BN groups"),
+    ],
+)
 def test_bad_input_fails_before_writing(tmp_path, kw, match):
     with pytest.raises(NoisevisionError, match=match):
         train(tiny_cfg(tmp_path / "run", **kw))
@@ -230,9 +253,28 @@ def test_cli_errors_are_one_line(run_cli, tmp_path):
 
 def test_cli_train(run_cli, tmp_path):
     code, out, err = run_cli(
-        "train", "--data", "test-blobs", "--out", tmp_path / "r", "--preset", "tiny", "--arch",
-        "resnet18-s", "--epochs", "1", "--batch-size", "8", "--num-images", "8", "--res", "32",
-        "--device", "cpu", "--workers", "0", "--no-progress",
+        "train",
+        "--data",
+        "test-blobs",
+        "--out",
+        tmp_path / "r",
+        "--preset",
+        "tiny",
+        "--arch",
+        "resnet18-s",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--num-images",
+        "8",
+        "--res",
+        "32",
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        "--no-progress",
     )
     assert code == 0, err
     enc, meta = load_encoder(tmp_path / "r" / "encoder.pt")
@@ -254,18 +296,56 @@ def test_ddp_matches_one_process(tmp_path, one_thread):
     another order, and 4 steps of this tiny net amplify that 1e-6 into 5e-3.
     """
     write_images(tmp_path / "imgs", 16)
-    args = ["train", "--data", str(tmp_path / "imgs"), "--preset", "tiny", "--arch", "smallalexnet",
-            "--epochs", "2", "--batch-size", "8", "--num-images", "16", "--input-size", "32",
-            "--res", "32", "--lr", "0.02", "--arch-opt", "width=0.0625", "--bn-groups", "2",
-            "--device", "cpu", "--workers", "0", "--no-progress"]
+    args = [
+        "train",
+        "--data",
+        str(tmp_path / "imgs"),
+        "--preset",
+        "tiny",
+        "--arch",
+        "smallalexnet",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--num-images",
+        "16",
+        "--input-size",
+        "32",
+        "--res",
+        "32",
+        "--lr",
+        "0.02",
+        "--arch-opt",
+        "width=0.0625",
+        "--bn-groups",
+        "2",
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        "--no-progress",
+    ]
     same = dict(data=str(tmp_path / "imgs"), res=32, lr=0.02)
     one = tiny_cfg(tmp_path / "one", bn_groups=2, **same)
     ddp_cfg = [*args, "--out", str(tmp_path / "ddp")]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "noisevision.cli", *ddp_cfg],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "noisevision.cli",
+            *ddp_cfg,
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     single, _ = state(train(one) / "encoder.pt")
@@ -326,10 +406,14 @@ def test_cached_images_give_the_same_run_and_render_once(tmp_path, monkeypatch):
         train(tiny_cfg(tmp_path / "bad", cache_images="yes"))
 
 
-@pytest.mark.parametrize("options", [
-    {"precision": "bf16", "channels_last": True},
-    {"precision": "bf16", "channels_last": True, "compile": True},
-], ids=["bf16-channels_last", "bf16-channels_last-compiled"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"precision": "bf16", "channels_last": True},
+        {"precision": "bf16", "channels_last": True, "compile": True},
+    ],
+    ids=["bf16-channels_last", "bf16-channels_last-compiled"],
+)
 def test_mixed_precision_layout_and_compile_resume_exactly(tmp_path, monkeypatch, options):
     """bf16 autocast, NHWC and torch.compile on the CPU: finite losses, and a run interrupted after
     its first epoch resumes to the uninterrupted run's weights."""
@@ -384,9 +468,28 @@ def test_cli_stops_on_sigterm_with_one_line(run_cli, tmp_path, monkeypatch):
         return real(*args)
 
     monkeypatch.setattr(train_loop, "train_step", signal_now)
-    code, _, err = run_cli("train", "--data", "test-blobs", "--out", tmp_path / "r", "--preset", "tiny",
-                           "--epochs", "2", "--batch-size", "8", "--num-images", "16", "--res", "32",
-                           "--device", "cpu", "--workers", "0", "--no-progress")  # fmt: skip
+    code, _, err = run_cli(
+        "train",
+        "--data",
+        "test-blobs",
+        "--out",
+        tmp_path / "r",
+        "--preset",
+        "tiny",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--num-images",
+        "16",
+        "--res",
+        "32",
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        "--no-progress",
+    )
     assert code == 128 + signal.SIGUSR1
     assert err.strip().splitlines() == [
         "stopped by SIGUSR1: checkpoint written at epoch 1, step 1/2; run the same command again to resume"
@@ -395,9 +498,27 @@ def test_cli_stops_on_sigterm_with_one_line(run_cli, tmp_path, monkeypatch):
 
 def test_plain_progress_lines_without_a_terminal(run_cli, tmp_path, monkeypatch):
     monkeypatch.setenv("NOISEVISION_PROGRESS_SECONDS", "0")
-    code, out, _ = run_cli("train", "--data", "test-blobs", "--out", tmp_path / "r", "--preset", "tiny",
-                           "--epochs", "1", "--batch-size", "8", "--num-images", "16", "--res", "32",
-                           "--device", "cpu", "--workers", "0")  # fmt: skip
+    code, out, _ = run_cli(
+        "train",
+        "--data",
+        "test-blobs",
+        "--out",
+        tmp_path / "r",
+        "--preset",
+        "tiny",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--num-images",
+        "16",
+        "--res",
+        "32",
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+    )
     assert code == 0
     lines = [x for x in out.splitlines() if x.startswith("train: ")]
     assert lines and "2/2 (100.0%)" in lines[-1] and "img/s" in lines[-1] and "epoch 1/1" in lines[-1]
@@ -405,20 +526,41 @@ def test_plain_progress_lines_without_a_terminal(run_cli, tmp_path, monkeypatch)
 
 
 # ---------------------------------------------------------------------------------------- encoder recipe
-@pytest.mark.parametrize("preset, method, kwargs, stats", [
-    ("paper-large", "simclr", {}, "imagenet"),  # ImageNet statistics in training: probed with them
-    ("paper-small", "moco_v2", {"queue_size": 32}, "small"),  # the paper's statistics, whatever the method
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "preset, method, kwargs, stats",
+    [
+        ("paper-large", "simclr", {}, "imagenet"),  # ImageNet statistics in training: probed with them
+        (
+            "paper-small",
+            "moco_v2",
+            {"queue_size": 32},
+            "small",
+        ),  # the paper's statistics, whatever the method
+    ],
+)
 def test_probes_normalise_as_the_encoder_trained(tmp_path, monkeypatch, preset, method, kwargs, stats):
     from test_evaluate import colour_dataset
 
     import noisevision.evaluate as ev
 
     cfg = TrainConfig.from_preset(
-        preset, data="test-blobs", out=str(tmp_path / "run"), method=method, method_kwargs=kwargs,
-        arch="smallalexnet", arch_kwargs={"width": 0.0625}, input_size=32, res=32, num_images=16,
-        batch_size=16, bn_groups=2, epochs=1, device="cpu", workers=0, progress=False,
-    )  # fmt: skip
+        preset,
+        data="test-blobs",
+        out=str(tmp_path / "run"),
+        method=method,
+        method_kwargs=kwargs,
+        arch="smallalexnet",
+        arch_kwargs={"width": 0.0625},
+        input_size=32,
+        res=32,
+        num_images=16,
+        batch_size=16,
+        bn_groups=2,
+        epochs=1,
+        device="cpu",
+        workers=0,
+        progress=False,
+    )
     train(cfg)
     model, meta = load_encoder(tmp_path / "run" / "encoder.pt")
     recipe = meta["recipe"]
@@ -450,7 +592,7 @@ def test_a_damaged_checkpoint_is_refused_before_resuming(tmp_path):
     with pytest.raises(NoisevisionError, match=f"weights 'method.{name}' hold NaN or Inf"):
         train(cfg)
     data = bytearray(ckpt_file.read_bytes())
-    data[len(data) // 2:len(data) // 2 + 4096] = bytes(range(256)) * 16
+    data[len(data) // 2 : len(data) // 2 + 4096] = bytes(range(256)) * 16
     ckpt_file.write_bytes(bytes(data))
     with pytest.raises(NoisevisionError, match="checkpoint.pt"):
         train(cfg)

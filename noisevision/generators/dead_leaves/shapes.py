@@ -34,8 +34,12 @@ RADIUS_LAW: dict[str, Any] = dict(sigma=3.0, r_min=0.03, r_max=1.0, grid=200)
 MAX_SHAPES = 5000  # painting stops here even if a pixel is still bare
 
 
-def radius_cdf(sigma: float = RADIUS_LAW["sigma"], r_min: float = RADIUS_LAW["r_min"],
-               r_max: float = RADIUS_LAW["r_max"], grid: int = RADIUS_LAW["grid"]) -> tuple[Tensor, Tensor]:
+def radius_cdf(
+    sigma: float = RADIUS_LAW["sigma"],
+    r_min: float = RADIUS_LAW["r_min"],
+    r_max: float = RADIUS_LAW["r_max"],
+    grid: int = RADIUS_LAW["grid"],
+) -> tuple[Tensor, Tensor]:
     """Radius grid r_k (fractions of the image side) and its CDF F_k, float64 [grid] each.
 
     Mass d_k = r_k^-sigma - r_max^-sigma (a power law that reaches zero at r_max).

@@ -272,9 +272,30 @@ def global_kernel(coord, gx, gy, ops, par, vals, side, N, SLOTS: tl.constexpr, B
 
 
 @triton.jit(do_not_specialize=["slot", "reg", "child"])
-def node_kernel(buf, gx, gy, kind, leaf_ops, leaf_par, field_ops, field_par, comb_ops, comb_par,
-                vals, angs, gcos, gsin, slot, reg, child, S, R, N, LEAF_SLOTS: tl.constexpr,
-                BLOCK: tl.constexpr):
+def node_kernel(
+    buf,
+    gx,
+    gy,
+    kind,
+    leaf_ops,
+    leaf_par,
+    field_ops,
+    field_par,
+    comb_ops,
+    comb_par,
+    vals,
+    angs,
+    gcos,
+    gsin,
+    slot,
+    reg,
+    child,
+    S,
+    R,
+    N,
+    LEAF_SLOTS: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     """Tree slot `slot` (of S) of every image into buf [B, R, N] at `reg`: a field after its domain
     chain (kind 1), the combination of its (standardised) children, at `child` and child + 1
     (kind 2), or nothing (kind 0)."""
@@ -288,10 +309,16 @@ def node_kernel(buf, gx, gy, kind, leaf_ops, leaf_par, field_ops, field_par, com
         x = tl.load(gx + img * N + offs, mask=inside, other=0.0)
         y = tl.load(gy + img * N + offs, mask=inside, other=0.0)
         for s in range(LEAF_SLOTS):
-            x, y = domain(tl.load(leaf_ops + at * LEAF_SLOTS + s), leaf_par + (at * LEAF_SLOTS + s) * 4, x, y,
-                          vals + lat)
-        f = field(tl.load(field_ops + at), field_par + at * 8, x, y, vals + lat, angs + lat, gcos + lat,
-                  gsin + lat)
+            x, y = domain(
+                tl.load(leaf_ops + at * LEAF_SLOTS + s),
+                leaf_par + (at * LEAF_SLOTS + s) * 4,
+                x,
+                y,
+                vals + lat,
+            )
+        f = field(
+            tl.load(field_ops + at), field_par + at * 8, x, y, vals + lat, angs + lat, gcos + lat, gsin + lat
+        )
         tl.store(buf + (img * R + reg) * N + offs, f, mask=inside)
     if what == 2:
         a = tl.load(buf + (img * R + child) * N + offs, mask=inside, other=0.0)
@@ -321,8 +348,22 @@ def activation(a, pre):
 
 
 @triton.jit
-def cppn_kernel(coord, out, inp, w, b, w_out, b_out, alive, acts, side, N, LAYERS: tl.constexpr,
-                WIDTH: tl.constexpr, BLOCK: tl.constexpr):
+def cppn_kernel(
+    coord,
+    out,
+    inp,
+    w,
+    b,
+    w_out,
+    b_out,
+    alive,
+    acts,
+    side,
+    N,
+    LAYERS: tl.constexpr,
+    WIDTH: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     """A CPPN's three outputs [B, 3, N] (before standardisation). Per image: inp [16] = scale,
     cos and sin of the turn, k, then each Fourier feature's x and y frequencies and phase; w [L, W,
     W] and b [L, W] the layers' weights and biases (gains and the dead units applied), acts [L] their

@@ -152,14 +152,36 @@ def shader_field(p: dict[str, Tensor], rows: Tensor, res: int, depth: int) -> Te
     kind = _slot_kinds(p["branch"][rows])
     grid = (triton.cdiv(npix, _BLOCK), n)
     gx, gy = torch.empty(n, npix, device=dev), torch.empty(n, npix, device=dev)
-    k.global_kernel[grid](coord, gx, gy, g_ops, g_par, vals, side, npix, SLOTS=GLOBAL_DOMAIN_SLOTS,
-                          BLOCK=_BLOCK)  # fmt: skip
+    k.global_kernel[grid](
+        coord, gx, gy, g_ops, g_par, vals, side, npix, SLOTS=GLOBAL_DOMAIN_SLOTS, BLOCK=_BLOCK
+    )
     buf = torch.zeros(n, 2 * depth, npix, device=dev)  # two fields per level (see _post_order)
     for slot, reg in _post_order(slots):
         child = 2 * (reg // 2) + 2
-        k.node_kernel[grid](buf, gx, gy, kind, l_ops, l_par, f_ops, f_par, c_ops, c_par, vals, angs,
-                            gcos, gsin, slot, reg, child, slots, 2 * depth, npix,
-                            LEAF_SLOTS=LEAF_DOMAIN_SLOTS, BLOCK=_BLOCK)  # fmt: skip
+        k.node_kernel[grid](
+            buf,
+            gx,
+            gy,
+            kind,
+            l_ops,
+            l_par,
+            f_ops,
+            f_par,
+            c_ops,
+            c_par,
+            vals,
+            angs,
+            gcos,
+            gsin,
+            slot,
+            reg,
+            child,
+            slots,
+            2 * depth,
+            npix,
+            LEAF_SLOTS=LEAF_DOMAIN_SLOTS,
+            BLOCK=_BLOCK,
+        )
         _standardise(buf[:, reg])
     return buf[:, 0]
 
@@ -183,8 +205,21 @@ def cppn_outputs(p: dict[str, Tensor], rows: Tensor, res: int) -> Tensor:
     out_b[:, :3] = net.out_biases
     out = torch.empty(n, 3, npix, device=dev)
     grid = (triton.cdiv(npix, _CPPN_BLOCK), n)
-    k.cppn_kernel[grid](coord, out, inp, net.weights.contiguous(), net.biases.contiguous(), out_w, out_b,
-                        net.alive.contiguous(), net.acts.to(torch.int32).contiguous(), side, npix,
-                        LAYERS=net.acts.shape[1], WIDTH=width, BLOCK=_CPPN_BLOCK)  # fmt: skip
+    k.cppn_kernel[grid](
+        coord,
+        out,
+        inp,
+        net.weights.contiguous(),
+        net.biases.contiguous(),
+        out_w,
+        out_b,
+        net.alive.contiguous(),
+        net.acts.to(torch.int32).contiguous(),
+        side,
+        npix,
+        LAYERS=net.acts.shape[1],
+        WIDTH=width,
+        BLOCK=_CPPN_BLOCK,
+    )
     _standardise(out.view(n * 3, npix))
     return out

@@ -34,11 +34,14 @@ def describe_program(p: dict[str, Tensor], depth: int) -> str:
         lines.append(
             f"cppn: inputs (x, y, r, sin {k}θ, cos {k}θ, 3 Fourier features) of "
             f"p = rotate({math.degrees(float(u[1]) * 2 * math.pi):.0f}°, "
-            f"scale({_fmt(float(_loglerp(0.5, 3, u[0:1])))}, p))")
-        lines.append(f"  {len(acts)} hidden layer(s) of {int(p['width'])} units: "
-                     f"{' → '.join(acts)} → 3 outputs")
-        colour = (f"colour: {_palette_text(p)}, blended {float(p['direct']) * 70:.0f}% with a random "
-                  "colour matrix")
+            f"scale({_fmt(float(_loglerp(0.5, 3, u[0:1])))}, p))"
+        )
+        lines.append(
+            f"  {len(acts)} hidden layer(s) of {int(p['width'])} units: {' → '.join(acts)} → 3 outputs"
+        )
+        colour = (
+            f"colour: {_palette_text(p)}, blended {float(p['direct']) * 70:.0f}% with a random colour matrix"
+        )
     else:
         ops = p["global_ops"].tolist()
         chain = [_op_text(DOMAIN_OPS[int(o)], p["global_u"][s]) for s, o in enumerate(ops)]
@@ -47,8 +50,9 @@ def describe_program(p: dict[str, Tensor], depth: int) -> str:
         lines.append("  field = " + _node_text(p, 0, "  "))
         colour = f"colour: {_palette_text(p)}"
     finish = FINISHES[int(p["finish"])]
-    lines.append(f"{colour}; saturation {float(p['saturation']):.2f}; finish: {finish}, "
-                 f"blur {float(p['soften']):.2f}")
+    lines.append(
+        f"{colour}; saturation {float(p['saturation']):.2f}; finish: {finish}, blur {float(p['soften']):.2f}"
+    )
     return "\n".join(lines)
 
 

@@ -181,11 +181,13 @@ def cppn_inputs(p: dict[str, Tensor], rows: Tensor) -> dict[str, Tensor]:
     u, f = p["cppn_u"][rows], p["fourier"][rows]  # f: frequency magnitude, direction, phase
     mag = _loglerp(0.5, 6, f[..., 0:1])
     return {
-        "scale": _loglerp(0.5, 3, u[:, :1]), "turn": u[:, 1:2] * 2 * math.pi,
+        "scale": _loglerp(0.5, 3, u[:, :1]),
+        "turn": u[:, 1:2] * 2 * math.pi,
         "k": torch.floor(_lerp(1, 7, u[:, 2:3])),
-        "fx": mag * torch.cos(f[..., 1:2] * 2 * math.pi), "fy": mag * torch.sin(f[..., 1:2] * 2 * math.pi),
+        "fx": mag * torch.cos(f[..., 1:2] * 2 * math.pi),
+        "fy": mag * torch.sin(f[..., 1:2] * 2 * math.pi),
         "phase": f[..., 2:3] * 2 * math.pi,
-    }  # fmt: skip
+    }
 
 
 def cppn_layers(p: dict[str, Tensor], rows: Tensor) -> CppnLayers:

@@ -128,10 +128,16 @@ _DESCRIPTION = {
 # CPPN's depth 3, and a mix of mostly shader programs (half CPPNs scored lower on every probe).
 _DEFAULTS = {"cppn": {"depth": 3}, "shader": {"depth": 4}, "mixed": {"depth": 3, "cppn_share": 0.2}}
 for _grammar in GRAMMARS:
-    register(f"program-{_grammar}", family="procedural programs", description=_DESCRIPTION[_grammar],
-             grammar=_grammar, **_DEFAULTS[_grammar])(ProceduralPrograms)  # fmt: skip
+    register(
+        f"program-{_grammar}",
+        family="procedural programs",
+        description=_DESCRIPTION[_grammar],
+        grammar=_grammar,
+        **_DEFAULTS[_grammar],
+    )(ProceduralPrograms)
 registry.register_resolver(
-    resolve_program, "program-<grammar>:depth=N — a program family at complexity N (1..6; default 4 "
+    resolve_program,
+    "program-<grammar>:depth=N — a program family at complexity N (1..6; default 4 "
     "for program-shader, 3 for the others), e.g. program-shader:depth=5; program-mixed also takes "
     "cppn_share=F (default 0.2)",
 )

@@ -76,7 +76,9 @@ def sample_program(rng: Rng, grammar: str, depth: int, cppn_share: float = 0.2) 
         "width": rng.randint(4, CPPN_WIDTH + 1, 1)[:, 0],
         "acts": torch.where(
             torch.arange(layers, device=rng.device) < n_layers[:, None],
-            rng.randint(0, len(CPPN_ACTIVATIONS), layers), len(CPPN_ACTIVATIONS)),
+            rng.randint(0, len(CPPN_ACTIVATIONS), layers),
+            len(CPPN_ACTIVATIONS),
+        ),
         "gains": _loglerp(0.6, 3.0, rng.uniform(layers + 1)),
         "weights": rng.normal(layers + 1, CPPN_WIDTH, CPPN_WIDTH),
         "biases": rng.normal(layers + 1, CPPN_WIDTH, std=0.5),
@@ -91,5 +93,5 @@ def sample_program(rng: Rng, grammar: str, depth: int, cppn_share: float = 0.2) 
         "finish_u": rng.uniform(4),
         "soften": rng.uniform(1) * 0.25,
         "saturation": _lerp(0.1, 1.0, rng.uniform(1)),
-    }  # fmt: skip
+    }
     return p

@@ -82,8 +82,9 @@ def _cells(x0: Tensor, y0: Tensor, offsets: tuple[int, ...]) -> tuple[list[Tenso
     """Lattice columns and row starts of the cells at the given offsets from floor(x), floor(y)."""
     ix, iy = x0.long(), y0.long()
     cols = [(ix + d).bitwise_and_(_WRAP) if d else ix & _WRAP for d in offsets]
-    rows = [(iy + d).bitwise_and_(_WRAP).bitwise_left_shift_(_ROW) if d else (iy & _WRAP) << _ROW
-            for d in offsets]  # fmt: skip
+    rows = [
+        (iy + d).bitwise_and_(_WRAP).bitwise_left_shift_(_ROW) if d else (iy & _WRAP) << _ROW for d in offsets
+    ]
     return cols, rows
 
 

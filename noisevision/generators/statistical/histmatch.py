@@ -142,10 +142,18 @@ def _match_histograms_cpu(x: Tensor, target: HistogramTarget, overwrite: bool = 
     none = np.zeros(0, np.float32)
     blend, standardise = target.weight is not None, target.mean is not None
     histmatch_cpu.bin_lines(
-        counts, target.table.numpy(), target.row.numpy(), target.weight.numpy() if blend else none, blend,
-        n, target.mean.numpy() if standardise else none, target.std.numpy() if standardise else none,
-        standardise, offset, slope,
-    )  # fmt: skip
+        counts,
+        target.table.numpy(),
+        target.row.numpy(),
+        target.weight.numpy() if blend else none,
+        blend,
+        n,
+        target.mean.numpy() if standardise else none,
+        target.std.numpy() if standardise else none,
+        standardise,
+        offset,
+        slope,
+    )
     out = xv if overwrite else np.empty_like(xv)  # (a copy made by contiguous() is ours anyway)
     histmatch_cpu.map_rows(xv, k, lo, scale, offset, slope, out)
     return torch.from_numpy(out).view(shape)

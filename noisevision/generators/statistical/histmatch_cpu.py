@@ -86,8 +86,17 @@ def quantile_table(
 
 @njit(cache=True, nogil=True, boundscheck=False)
 def bin_lines(
-    counts: np.ndarray, table: np.ndarray, row: np.ndarray, weight: np.ndarray, blend: bool, n: int,
-    mean: np.ndarray, std: np.ndarray, standardise: bool, offset: np.ndarray, slope: np.ndarray,
+    counts: np.ndarray,
+    table: np.ndarray,
+    row: np.ndarray,
+    weight: np.ndarray,
+    blend: bool,
+    n: int,
+    mean: np.ndarray,
+    std: np.ndarray,
+    standardise: bool,
+    offset: np.ndarray,
+    slope: np.ndarray,
 ) -> None:
     """The line offset[r, j] + t·slope[r, j] of every source bin j of every row r.
 
@@ -132,7 +141,12 @@ def bin_lines(
 
 @njit(cache=True, nogil=True, boundscheck=False)
 def map_rows(
-    x: np.ndarray, k: int, lo: np.ndarray, scale: np.ndarray, offset: np.ndarray, slope: np.ndarray,
+    x: np.ndarray,
+    k: int,
+    lo: np.ndarray,
+    scale: np.ndarray,
+    offset: np.ndarray,
+    slope: np.ndarray,
     out: np.ndarray,
 ) -> None:
     """out = offset[j] + t·slope[j] for each value's bin position t and bin j = floor(t) (pointOp).

@@ -115,19 +115,23 @@ def to_rgb8(chan: Tensor, pc: Tensor, mean: Tensor) -> Tensor:
 # name: (paper label, what it imposes, description)
 VARIANTS: dict[str, tuple[str, tuple[bool, bool, bool], str]] = {
     "stat-spectrum": (
-        "Spectrum", (True, False, False),
+        "Spectrum",
+        (True, False, False),
         "1/f^a noise with random slopes; channels correlated by a random colour model",
     ),
     "stat-wmm": (
-        "WMM", (False, True, False),
+        "WMM",
+        (False, True, False),
         "sparse steerable-wavelet marginals (generalised-Laplacian bands)",
     ),
     "stat-spectrum_color": (
-        "Spectrum + Color", (True, False, True),
+        "Spectrum + Color",
+        (True, False, True),
         "1/f^a spectrum plus the colour histograms of a random colour model",
     ),
     "stat-spectrum_color_wmm": (
-        "Spectrum + Color + WMM", (True, True, True),
+        "Spectrum + Color + WMM",
+        (True, True, True),
         "1/f^a spectrum, wavelet marginals and colour histograms together",
     ),
 }
@@ -171,8 +175,12 @@ class StatisticalModel(Generator):
         if pyramid not in steerable.KINDS:
             raise NoisevisionError(f"unknown pyramid '{pyramid}': use {' or '.join(steerable.KINDS)}")
         super().__init__(
-            spec, n_iter=int(n_iter), slope_range=slope_range, slope_jitter=float(slope_jitter),
-            wmm_shape_range=wmm_shape_range, pyramid=pyramid,
+            spec,
+            n_iter=int(n_iter),
+            slope_range=slope_range,
+            slope_jitter=float(slope_jitter),
+            wmm_shape_range=wmm_shape_range,
+            pyramid=pyramid,
         )
         spectrum, wmm, color = VARIANTS[spec.name][1]
         self.config = ModelConfig(spectrum, wmm, color, **self.params)

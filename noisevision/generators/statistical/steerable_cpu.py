@@ -19,8 +19,13 @@ from numba import njit
 
 @njit(cache=True, nogil=True, boundscheck=False)
 def analyse_level(
-    spec: np.ndarray, pair_masks: np.ndarray, lof: np.ndarray, hp_mask: np.ndarray,
-    pairs: np.ndarray, low: np.ndarray, hp: np.ndarray,
+    spec: np.ndarray,
+    pair_masks: np.ndarray,
+    lof: np.ndarray,
+    hp_mask: np.ndarray,
+    pairs: np.ndarray,
+    low: np.ndarray,
+    hp: np.ndarray,
 ) -> None:
     """One analysis level: band pairs, the next level's spectrum, and optionally the high-pass.
 
@@ -68,8 +73,13 @@ def analyse_level(
 
 @njit(cache=True, nogil=True, boundscheck=False)
 def synthesise_level(
-    low: np.ndarray, lof: np.ndarray, bands: np.ndarray, pair_masks: np.ndarray,
-    hp: np.ndarray, hp_mask: np.ndarray, out: np.ndarray,
+    low: np.ndarray,
+    lof: np.ndarray,
+    bands: np.ndarray,
+    pair_masks: np.ndarray,
+    hp: np.ndarray,
+    hp_mask: np.ndarray,
+    out: np.ndarray,
 ) -> None:
     """One synthesis level: out[g] = up(low[g])·lof + Σ_p bands[g, p]·pair_masks[p] (+ hp[g]·hp_mask).
 

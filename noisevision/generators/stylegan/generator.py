@@ -192,8 +192,9 @@ class Network:
     noise_bank: list[Tensor] | None  # bank-noise variants, per conv: [100, r, r]
 
 
-def build_networks(key: str, variant: Variant, seed: int, ks: list[int], res: int,
-                   device: torch.device) -> list[Network]:
+def build_networks(
+    key: str, variant: Variant, seed: int, ks: list[int], res: int, device: torch.device
+) -> list[Network]:
     """Networks ks of generator `key` (network k serves images [400k, 400k+400)), drawn together:
     each a pure function of (key, variant, seed, k, res), the same as drawn alone."""
     rng = Rng.for_indices(key + "/net", seed, torch.tensor(ks, device=device))
@@ -218,8 +219,14 @@ def build_networks(key: str, variant: Variant, seed: int, ks: list[int], res: in
         return None if tensors is None else [t[i] for t in tensors]
 
     return [
-        Network(const[i], part(affine, i), part(rgb_affine, i), part(weight, i), part(rgb_weight, i),
-                part(noise_bank, i))  # fmt: skip
+        Network(
+            const[i],
+            part(affine, i),
+            part(rgb_affine, i),
+            part(weight, i),
+            part(rgb_weight, i),
+            part(noise_bank, i),
+        )
         for i in range(len(ks))
     ]
 
@@ -236,8 +243,9 @@ _CACHE_SIZE = {"cpu": 8, "cuda": 256}
 _NETWORKS: OrderedDict[tuple, Network] = OrderedDict()
 
 
-def networks(key: str, variant: Variant, seed: int, ks: list[int], res: int,
-             device: torch.device) -> list[Network]:
+def networks(
+    key: str, variant: Variant, seed: int, ks: list[int], res: int, device: torch.device
+) -> list[Network]:
     """Networks ks, from the cache or built (together) and cached."""
     tags = [(key, variant, seed, k, res, str(device)) for k in ks]
     missing = [k for k, tag in zip(ks, tags) if tag not in _NETWORKS]
@@ -265,8 +273,10 @@ def per_image_network(nets: list[Network], slot: Tensor) -> Network:
         gather([n.const for n in nets]),
         [gather([n.affine[i] for n in nets]) for i in range(len(first.affine))],
         [gather([n.rgb_affine[i] for n in nets]) for i in range(len(first.rgb_affine))],
-        None, None, None,
-    )  # fmt: skip
+        None,
+        None,
+        None,
+    )
 
 
 # ------------------------------------------------------------------------------------ colour
@@ -457,10 +467,12 @@ class RandomStyleGAN(Generator):
 # variant: (paper label, description), registered as stylegan-<variant> in this order
 LABELS = {
     "random": (
-        "StyleGAN – Random", "Random StyleGAN2: default N(0,1) init, no noise (slow: dense 3×3 convs).",
+        "StyleGAN – Random",
+        "Random StyleGAN2: default N(0,1) init, no noise (slow: dense 3×3 convs).",
     ),
     "highfreq": (
-        "StyleGAN – High freq.", "Random StyleGAN2: 32 binary filters per input channel, pink noise.",
+        "StyleGAN – High freq.",
+        "Random StyleGAN2: 32 binary filters per input channel, pink noise.",
     ),
     "sparse": ("StyleGAN – Sparse", "High freq. + Laplacian noise envelope + random biases."),
     "oriented": (
@@ -470,6 +482,11 @@ LABELS = {
 }
 for _variant, (_label, _description) in LABELS.items():
     register(
-        f"stylegan-{_variant}", family="random StyleGAN", label=_label, default_res=256,
-        resolutions=(128, 256, 512), description=_description, variant=_variant,
+        f"stylegan-{_variant}",
+        family="random StyleGAN",
+        label=_label,
+        default_res=256,
+        resolutions=(128, 256, 512),
+        description=_description,
+        variant=_variant,
     )(RandomStyleGAN)

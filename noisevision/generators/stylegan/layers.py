@@ -14,6 +14,7 @@ from torch import Tensor
 RELU_GAIN = math.sqrt(2.0)
 _FIR = (1.0, 3.0, 3.0, 1.0)
 
+
 def sum_in_order(terms: Iterable[Tensor]) -> Tensor:
     """t0 + t1 + … added left to right (elementwise, so the same bytes on any CPU)."""
     it = iter(terms)
