@@ -35,7 +35,7 @@ from typing import Any
 from torch import Tensor, nn
 
 import noisevision
-from noisevision.errors import NoisevisionError
+from noisevision.errors import FieldError, NoisevisionError
 from noisevision.io import atomic_write_bytes, atomic_write_text, check_output_file, slug
 from noisevision.models.archs import ARCHS
 from noisevision.models.encoder_file import EXPORT_KEY, Recipe, encoder_path, load_encoder, safetensors_fields
@@ -204,7 +204,7 @@ def export_encoder(source: str | Path, fmt: str, out: str | Path) -> Exported:
     target = FORMATS.get(fmt)  # an unknown format: "did you mean …"
     out = Path(out).expanduser()
     if out.suffix != SUFFIX:
-        raise NoisevisionError(f"--out must name a {SUFFIX} file, not '{out}'")
+        raise FieldError("out", f"{{field}} must name a {SUFFIX} file, not '{out}'")
     check_output_file(out)  # a folder, or a place nothing can be written: one line
     path = encoder_path(source)
     encoder, meta = load_encoder(path)  # not an encoder: one line

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import torch
 
-from noisevision.errors import NoisevisionError
+from noisevision.errors import FieldError, NoisevisionError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -38,7 +38,7 @@ def resolve_precision(name: str | None, device: torch.device | str) -> str:
     if name == "auto":
         return "bf16" if device.type == "cuda" and _cuda_bf16(device) else "fp32"
     if name == "bf16" and device.type == "cuda" and not _cuda_bf16(device):
-        raise NoisevisionError(f"{device} has no bfloat16 support: use --precision fp16 or fp32")
+        raise FieldError("precision", f"{device} has no bfloat16 support: use {{field}} fp16 or fp32")
     if name == "fp16" and device.type not in ("cuda", "cpu"):
         raise NoisevisionError(f"fp16 autocast is not available on {device.type}: use bf16 or fp32")
     return name

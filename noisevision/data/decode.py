@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from noisevision.errors import NoisevisionError, unknown_name
+from noisevision.errors import FieldError, NoisevisionError, unknown_name
 
 DECODERS = ("auto", "draft", "device", "pil")
 JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe")
@@ -46,7 +46,7 @@ def resolve_decoder(name: str, device: torch.device) -> str:
     if name == "auto":
         return "device" if device.type == "cuda" else "draft"
     if name == "device" and device.type != "cuda":
-        raise NoisevisionError("--decoder device decodes JPEGs on the GPU: use it with a CUDA --device")
+        raise FieldError("decoder", "{field} device decodes JPEGs on the GPU: use it with a CUDA device")
     return name
 
 

@@ -63,7 +63,7 @@ from noisevision.data.folder_index import (  # noqa: F401 (the whole folder API 
     wait_until_complete,
 )
 from noisevision.device import cpu_code_path
-from noisevision.errors import NoisevisionError
+from noisevision.errors import FieldError, NoisevisionError
 from noisevision.io import atomic_write_bytes
 from noisevision.logs import get_logger
 from noisevision.memory import keep_freed_memory
@@ -116,9 +116,9 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     try:
         k, n = (int(p) for p in text.split("/"))
     except ValueError:
-        raise NoisevisionError(f"bad --shard '{text}': write K/N, e.g. 2/8") from None
+        raise FieldError("shard", f"bad {{field}} '{text}': write K/N, e.g. 2/8") from None
     if n < 1 or not 1 <= k <= n:
-        raise NoisevisionError(f"bad --shard '{text}': need 1 <= K <= N")
+        raise FieldError("shard", f"bad {{field}} '{text}': need 1 <= K <= N")
     return k - 1, n
 
 

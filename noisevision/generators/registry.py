@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from noisevision.device import one_cpu_thread, resolve_device
-from noisevision.errors import NoisevisionError
+from noisevision.errors import FieldError, NoisevisionError
 from noisevision.registry import Registry
 from noisevision.rng import Rng, as_indices
 
@@ -122,8 +122,8 @@ class Generator:
         """Validate a resolution for this generator; NoisevisionError if it cannot make it."""
         spec = self.spec
         if not isinstance(res, int) or res < spec.min_res:
-            raise NoisevisionError(
-                f"resolution {res} too small for '{spec.name}': use --res {spec.min_res} or more"
+            raise FieldError(
+                "res", f"resolution {res} too small for '{spec.name}': use {{field}} {spec.min_res} or more"
             )
         if spec.resolutions and res not in spec.resolutions:
             allowed = ", ".join(map(str, spec.resolutions))

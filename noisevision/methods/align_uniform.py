@@ -1,4 +1,4 @@
-"""Alignment + uniformity (Wang & Isola, ICML 2020, https://arxiv.org/abs/2005.10242); SPEC §7.
+"""Alignment + uniformity (Wang & Isola, ICML 2020): the small-scale method (arXiv 2005.10242).
 
 loss = align_w · align(x, y) + unif_w · (uniform(x) + uniform(y)) / 2 on the L2-normalised
 embeddings x, y of the two views. Both terms are computed over the global batch (gathered from all

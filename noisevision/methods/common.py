@@ -5,7 +5,7 @@ Batch-norm groups. A BN layer normalises with the statistics of the samples it s
 rank normalises bn_groups / W groups of its share, on one device bn_groups chunks of the batch (in
 one pass where the encoder's batch norms take groups, models.norm; else one pass per chunk). The
 arithmetic is then the same for any number of processes, which is what lets a
-one-device run reproduce a multi-GPU recipe (and MoCo's shuffle-BN, SPEC §8) and what makes
+one-device run reproduce a multi-GPU recipe (and MoCo's shuffle-BN, as the paper's large scale) and what makes
 DDP runs testable against single-process ones. `None` means one group per rank (plain DDP).
 """
 
@@ -88,8 +88,8 @@ def embed(encoder: nn.Module, x: Tensor, groups: int) -> Tensor:
 
 def one_pass_wins(x: Tensor) -> bool:
     """Whether BN groups run in one pass over batch x: on a GPU, where small batches leave it
-    waiting on kernel launches. On a CPU one pass per group is faster (ResNet-18, batch 32 in 8
-    groups, 2 cores: 16–18 against 14.5–16 img/s, `noisevision bench train`)."""
+    waiting on kernel launches. On a CPU one pass per group measured faster (docs: benchmarks,
+    BN groups on a CPU)."""
     return x.device.type == "cuda"
 
 
@@ -111,12 +111,12 @@ def embed_pair(encoder: nn.Module, v1: Tensor, v2: Tensor, groups: int) -> tuple
 
 
 def align_loss(x: Tensor, y: Tensor, alpha: float = 2.0) -> Tensor:
-    """Wang & Isola alignment: mean ‖x_i − y_i‖^α over positive pairs (SPEC §7)."""
+    """Wang & Isola alignment: mean ‖x_i − y_i‖^α over positive pairs."""
     return (x - y).norm(p=2, dim=1).pow(alpha).mean()
 
 
 def uniform_loss(x: Tensor, t: float = 2.0) -> Tensor:
-    """Wang & Isola uniformity: log mean_{i≠j} exp(−t‖x_i − x_j‖²) (SPEC §7)."""
+    """Wang & Isola uniformity: log mean_{i≠j} exp(−t‖x_i − x_j‖²)."""
     return torch.pdist(x, p=2).pow(2).mul(-t).exp().mean().log()
 
 

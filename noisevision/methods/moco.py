@@ -1,4 +1,4 @@
-"""MoCo v2 (He et al. CVPR 2020; Chen et al. 2020, https://arxiv.org/abs/2003.04297); SPEC §8.
+"""MoCo v2 (He et al. CVPR 2020; Chen et al. 2020): the large-scale method (arXiv 2003.04297).
 
 A query encoder (trained) and a key encoder (exponential moving average of it), a queue of the
 last K keys as negatives, InfoNCE with temperature T. The MLP head of v2 is part of the encoder

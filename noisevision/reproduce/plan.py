@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from noisevision.errors import NoisevisionError, UnknownNameError
+from noisevision.errors import FieldError, NoisevisionError, UnknownNameError
 from noisevision.evaluate.baselines import BASELINES
 from noisevision.evaluate.probes import ProbeSettings
 from noisevision.io import slug
@@ -168,7 +168,7 @@ MAX_SEEDS = 100  # a sane bound: a typo such as --seeds 1000 must not queue a th
 def check_seeds(seeds: object) -> int:
     """`seeds` as a count of repetitions, 1..MAX_SEEDS; NoisevisionError (one line) otherwise."""
     if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
-        raise NoisevisionError(f"--seeds must be an integer from 1 to {MAX_SEEDS}, got {seeds!r}")
+        raise FieldError("seeds", f"{{field}} must be an integer from 1 to {MAX_SEEDS}, got {seeds!r}")
     return seeds
 
 
@@ -237,7 +237,7 @@ def derived_source(name: str, encoder: str | Path | None = None) -> Source:
     source = DERIVED[name]
     if encoder:
         if not Path(encoder).is_file():
-            raise NoisevisionError(f"--feature-vis-encoder {encoder}: no such file")
+            raise FieldError("feature_vis_encoder", f"{{field}} {encoder}: no such file")
         source = source.with_encoder(encoder)
         get(source.data)
     return source
@@ -275,7 +275,7 @@ def resolve_sources(
             sources.append(Source(name, "generator", spec.family, spec.label or name, name))
     for name, folder in (extra_data or {}).items():
         if not Path(folder).is_dir():
-            raise NoisevisionError(f"--extra-data {name}={folder}: no such folder")
+            raise FieldError("extra_data", f"{{field}} {name}={folder}: no such folder")
         sources.append(Source(name, "folder", "image folder", name, str(Path(folder).resolve())))
     for b in preset.baselines:
         sources.append(Source(b, "baseline", "baseline", BASELINES.get(b).label))
@@ -324,7 +324,7 @@ def parse_extra_data(items: list[str] | None) -> dict[str, str]:
     for item in items or []:
         name, sep, folder = item.partition("=")
         if not sep or not name or not folder:
-            raise NoisevisionError(f"bad --extra-data '{item}': write NAME=DIR")
+            raise FieldError("extra_data", f"bad {{field}} '{item}': write NAME=DIR")
         out[name] = folder
     return out
 
@@ -413,7 +413,7 @@ def materialize_selectors(policy: str) -> frozenset[str]:
         else:
             alone = token in ("all", "none")
             why = f"{token} stands alone" if alone else f"'{token}' is no generator or family"
-            raise NoisevisionError(f"bad --materialize '{policy}': {why}; use {MATERIALIZE_HELP}")
+            raise FieldError("materialize", f"bad {{field}} '{policy}': {why}; use {MATERIALIZE_HELP}")
     return frozenset(selected)
 
 

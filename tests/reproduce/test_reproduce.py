@@ -319,7 +319,7 @@ def test_materialize_policy_picks_the_sources_rendered_once() -> None:
         ("all,expensive", "all stands alone"),
         ("expensive,stylegan-rand", "'stylegan-rand'"),
     ):
-        with pytest.raises(NoisevisionError, match=f"bad --materialize '{bad}': {why}.*; use all, none"):
+        with pytest.raises(NoisevisionError, match=f"bad materialize '{bad}': {why}.*; use all, none"):
             rp.materialize_selectors(bad)
 
 

@@ -156,7 +156,7 @@ def test_seed_names_keep_seed_0_as_it_was(tmp_path: Path) -> None:
     assert rp.data_folder(tmp_path, "a", 3) == tmp_path / "data" / "a__seed3"
     assert [rp.repetition_seed(7, s) for s in range(3)] == [7, 8, 9]
     for bad in (0, 101, -1, True, 2.5, "3"):
-        with pytest.raises(NoisevisionError, match=r"--seeds must be an integer from 1 to 100, got"):
+        with pytest.raises(NoisevisionError, match=r"^seeds must be an integer from 1 to 100, got"):
             rp.check_seeds(bad)
     assert rp.check_seeds(100) == 100 and rp.REPRO_PRESETS.get("demo").seeds >= 3
 
