@@ -36,6 +36,21 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     return dev
 
 
+def env_count(name: str, default: int, minimum: int = 0) -> int:
+    """An integer setting from the environment (torchrun's RANK, WORLD_SIZE, LOCAL_RANK …),
+    checked: one line naming the variable for anything that is not an integer ≥ `minimum`."""
+    text = os.environ.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise NoisevisionError(f"{name}={text!r} in the environment is not an integer") from None
+    if not minimum <= value < 1 << 31:
+        raise NoisevisionError(f"{name}={value} in the environment is out of range ({minimum} or more)")
+    return value
+
+
 def cpu_code_path() -> str:
     """The code path this CPU takes through PyTorch's and MKL's kernels, in words, e.g.
     "x86_64 AuthenticAMD, ATen AVX512, MKL auto, torch 2.14.1".

@@ -24,7 +24,6 @@ DataLoader's worker processes when it has some.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from PIL import Image
 from torch import Tensor
 
 from noisevision.data.stream import GeneratorSource, ImageSource
+from noisevision.device import env_count
 from noisevision.errors import NoisevisionError
 from noisevision.rng import check_seed
 
@@ -149,7 +149,7 @@ def world(rank: int | None = None, world_size: int | None = None) -> tuple[int, 
         if dist.is_available() and dist.is_initialized():
             found = dist.get_rank(), dist.get_world_size()
         else:
-            found = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+            found = env_count("RANK", 0), env_count("WORLD_SIZE", 1, minimum=1)
         rank = found[0] if rank is None else rank
         world_size = found[1] if world_size is None else world_size
     world_size = _count(world_size, "world_size", 1)

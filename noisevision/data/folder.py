@@ -62,7 +62,7 @@ from noisevision.data.folder_index import (  # noqa: F401 (the whole folder API 
     scan,
     wait_until_complete,
 )
-from noisevision.device import cpu_code_path
+from noisevision.device import cpu_code_path, env_count
 from noisevision.errors import FieldError, NoisevisionError
 from noisevision.io import atomic_write_bytes
 from noisevision.logs import get_logger
@@ -112,7 +112,7 @@ def shard_range(num: int, shard: int, num_shards: int) -> range:
 def parse_shard(text: str | None) -> tuple[int, int]:
     """'K/N' (1-based K) -> (K-1, N); None -> torchrun's RANK/WORLD_SIZE, or the whole range."""
     if text is None:
-        return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+        return env_count("RANK", 0), env_count("WORLD_SIZE", 1, minimum=1)
     try:
         k, n = (int(p) for p in text.split("/"))
     except ValueError:

@@ -154,8 +154,12 @@ class TrainConfig:
             table.entry(name)  # an unknown name: one line with the closest ones
         counts = ("epochs", "batch_size", "num_images", "threads", "bn_groups", "res", "input_size")
         at_least_one(*((name, getattr(self, name)) for name in counts))
-        if not self.lr > 0:
-            raise NoisevisionError(f"learning rate must be positive, got {self.lr}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise FieldError("lr", f"{{field}} must be a positive finite number, got {self.lr}")
+        for name in ("momentum", "weight_decay", "gamma"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise FieldError(name, f"{{field}} must be a finite number ≥ 0, got {value}")
         if self.workers is not None and self.workers < 0:
             raise FieldError("workers", f"{{field}} must be 0 or more, got {self.workers}")
         if not self.checkpoint_minutes >= 0:

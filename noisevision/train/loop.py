@@ -284,9 +284,20 @@ class _Logger:
 
 
 def _truncate_metrics(path: Path, epochs: int) -> None:
-    """Keep the first `epochs` epoch records (those the checkpoint covers)."""
+    """Keep the first `epochs` epoch records (those the checkpoint covers). A line that does not
+    read as a record (torn by a crash mid-write, or edited by hand) is dropped, not a traceback:
+    every record the checkpoint covers is written again if it is missing."""
     if path.is_file():
-        lines = path.read_text().splitlines(keepends=True)
-        kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] <= epochs]
-        if len(kept) != len(lines):
-            atomic_write_text(path, "".join(kept))
+        lines = path.read_text(errors="replace").splitlines(keepends=True)
+        kept = [line for line in lines if _epoch_of(line) is not None and _epoch_of(line) <= epochs]
+        if len(kept) != len(lines) or (kept and not kept[-1].endswith("\n")):
+            atomic_write_text(path, "".join(line if line.endswith("\n") else line + "\n" for line in kept))
+
+
+def _epoch_of(line: str) -> int | None:
+    """The epoch of a metrics.jsonl record, None for a line that is not one."""
+    try:
+        record = json.loads(line)
+        return int(record["epoch"]) if isinstance(record, dict) else None
+    except (ValueError, KeyError, TypeError):
+        return None

@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 import yaml
 
-from noisevision.device import resolve_device
+from noisevision.device import env_count, resolve_device
 from noisevision.errors import FieldError, NoisevisionError
 from noisevision.io import atomic_write_text, check_output_folder
 from noisevision.methods.common import world
@@ -100,14 +100,14 @@ def _rank0_first(fn: Callable[[], Any]) -> Any:
 
 def _init_distributed(device_arg: str) -> tuple[bool, torch.device]:
     """Join the torchrun process group if WORLD_SIZE > 1; returns (created, device)."""
-    size = int(os.environ.get("WORLD_SIZE", "1"))
+    size = env_count("WORLD_SIZE", 1, minimum=1)
     device = resolve_device(device_arg)
     if size <= 1 or (dist.is_available() and dist.is_initialized()):
         if dist.is_available() and dist.is_initialized() and device.type == "cuda":
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", dist.get_rank())))
+            device = torch.device("cuda", env_count("LOCAL_RANK", dist.get_rank()))
         return False, device
     if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        device = torch.device("cuda", env_count("LOCAL_RANK", 0))
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return True, device
@@ -221,4 +221,4 @@ def _set_threads(cfg: TrainConfig, device: torch.device, size: int) -> None:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     elif size > 1 and device.type == "cpu":
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", size))))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // env_count("LOCAL_WORLD_SIZE", size, minimum=1)))

@@ -100,7 +100,12 @@ CASES = [
     ((*TRAIN, "--schedule", "linear"), "unknown schedule"),
     ((*TRAIN, "--epochs", "0"), "--epochs must be at least 1"),
     ((*TRAIN, "--batch-size", "0"), "--batch-size must be at least 1"),
-    ((*TRAIN, "--lr", "-1"), "learning rate must be positive"),
+    ((*TRAIN, "--lr", "-1"), "--lr must be a positive finite number"),
+    ((*TRAIN, "--lr", "inf"), "--lr must be a positive finite number, got inf"),
+    ((*TRAIN, "--set", "momentum=.nan"), "momentum must be a finite number ≥ 0, got nan"),
+    ((*TRAIN, "--set", "weight_decay=.inf"), "weight_decay must be a finite number ≥ 0"),
+    ((*TRAIN, "--set", "epochs=[1"), "is not valid YAML"),
+    ((*TRAIN, "--set", "epochs=99999999999999999999"), "epochs is too large a number"),
     ((*TRAIN, "--input-size", "0"), "--input-size must be at least 1"),
     ((*TRAIN, "--input-size", "4"), "input_size must be at least 8, not 4"),
     ((*TRAIN, "--res", "0"), "--res must be at least"),
@@ -250,3 +255,12 @@ def test_a_worker_wrapped_error_is_its_own_line():
     assert user_error_line(bug) is None
     assert user_error_line(PermissionError(13, "Permission denied", "/x/y")) == "Permission denied: /x/y"
     assert user_error_line(ValueError("a bug")) is None
+
+
+@pytest.mark.parametrize(("variable", "value"), [("WORLD_SIZE", "two"), ("RANK", "-1"), ("WORLD_SIZE", "0")])
+def test_a_malformed_torchrun_environment_is_one_line(run_cli, place, monkeypatch, variable, value):
+    monkeypatch.setenv(variable, value)
+    before = snapshot(place)
+    code, _, err = run_cli("generate", "test-blobs", "--out", str(place / "d"), "--num-images", "2")
+    assert code == 2 and err.count("\n") == 1 and f"{variable}=" in err and "environment" in err, err
+    assert snapshot(place) == before

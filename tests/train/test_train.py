@@ -596,3 +596,17 @@ def test_a_damaged_checkpoint_is_refused_before_resuming(tmp_path):
     ckpt_file.write_bytes(bytes(data))
     with pytest.raises(NoisevisionError, match="checkpoint.pt"):
         train(cfg)
+
+
+def test_a_torn_metrics_line_does_not_block_resume(tmp_path, monkeypatch):
+    """A crash mid-write leaves half a line in metrics.jsonl: resume drops it (and any line that is
+    not a record) and writes every epoch's record again once."""
+    cfg = dict(epochs=3)
+    _interrupt_at(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_cfg(tmp_path / "cut", **cfg))
+    monkeypatch.undo()
+    metrics = tmp_path / "cut" / "metrics.jsonl"
+    metrics.write_text(metrics.read_text() + '{"epoch": 3, "lo')
+    train(tiny_cfg(tmp_path / "cut", **cfg))
+    assert [json.loads(x)["epoch"] for x in metrics.read_text().splitlines()] == [1, 2, 3]
