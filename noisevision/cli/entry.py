@@ -8,6 +8,7 @@ import sys
 import typer
 from rich.markup import escape
 
+from noisevision.cli.evaluate import FLAGS as EVAL_FLAGS
 from noisevision.cli.root import app, console, err_console, fill_help
 from noisevision.cli.train import FLAGS
 from noisevision.errors import FieldError, NoisevisionError, StopRequested, worker_exception
@@ -19,8 +20,8 @@ def option_name(field: str) -> str:
     """The command-line option that sets `field`, for error messages: a TrainConfig field's `train`
     option (its own name when only --set sets it); another setting's option of the same name
     (`shots` -> --shots); a flag a command checked itself as it is."""
-    if field in FLAGS:
-        return FLAGS[field]
+    if field in FLAGS or field in EVAL_FLAGS:
+        return FLAGS.get(field) or EVAL_FLAGS[field]
     return f"--{field.replace('_', '-')}" if field.isidentifier() else field
 
 

@@ -10,6 +10,9 @@ from noisevision.cli.root import DEVICE_HELP, app, console
 from noisevision.errors import at_least_one
 from noisevision.io import check_output_file, check_output_folder
 
+#: ProbeSettings fields whose `eval` option has another name than the field's.
+FLAGS = {"lowshot_seeds": "--seeds"}
+
 
 @app.command("eval")
 def eval_cmd(

@@ -43,6 +43,10 @@ log = get_logger(__name__)
 
 
 # ---------------------------------------------------------------------------------- protocols
+#: Largest probe settings accepted (ProbeSettings.check).
+LIMITS = {"epochs": 10_000, "fast_epochs": 10_000, "knn_k": 10_000, "lowshot_seeds": 1_000}
+
+
 @dataclass(frozen=True)
 class LinearProtocol:
     """One recipe for the augmented linear probe. Milestones are fractions of the epochs."""
@@ -152,6 +156,9 @@ class ProbeSettings:
             "test_subset",
         )
         at_least_one(*((name, getattr(self, name)) for name in counts))
+        for name, most in LIMITS.items():  # beyond these a probe runs for days on a typo
+            if (value := getattr(self, name)) is not None and value > most:
+                raise FieldError(name, f"{{field}} must be at most {most:,}, got {value:,}")
         check_seed(self.seed, "seed")
 
 

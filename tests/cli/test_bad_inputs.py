@@ -92,6 +92,7 @@ CASES = [
     ((*GEN, "--seed", BIG_SEED), "seed"),
     ((*GEN, "--precision", "fp8"), "--precision"),
     (("generate", "test-blobs", "--out", "{root}/run", "-n", "3"), "not a noisevision dataset"),
+    (("eval", "{root}/enc.pt", "--seeds", "5000000"), "--seeds must be at most 1,000"),
     # train
     ((*TRAIN, "--preset", "huge"), "unknown preset 'huge'"),
     ((*TRAIN, "--arch", "resnet9"), "unknown architecture"),
