@@ -1,4 +1,5 @@
 # The two commands of the README: `make demo` (main job) and `make test` (test suite).
+SHELL := /bin/bash
 VENV ?= .venv
 BIN := $(VENV)/bin
 
@@ -20,5 +21,6 @@ lint: setup
 
 # The docs site (mkdocs.yml, docs/) into site/; --strict fails on broken links and references.
 docs: setup
-	@[ $(VENV)/.noisevision-docs -nt pyproject.toml ] || { $(BIN)/python -m pip install -q -e '.[docs]' && touch $(VENV)/.noisevision-docs; }
+	@[ $(VENV)/.noisevision-docs -nt pyproject.toml ] || { $(BIN)/python -m pip install -q -e '.[docs]' 2>&1 \
+		| { grep -v '^WARNING: Location' || true; }; [ $${PIPESTATUS[0]} -eq 0 ] && touch $(VENV)/.noisevision-docs; }
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
