@@ -47,6 +47,10 @@ class Generator:
     #: width, instruction set): the family uses only elementwise arithmetic that rounds alike on
     #: all of them. Other families are the same only on CPUs that take the same code path.
     portable: bool = False
+    #: Categories (formula-driven supervised learning): 0 for a family without them. With C
+    #: categories, image i is instance i // C of category i mod C, so that any run of C
+    #: consecutive indices holds one image of each, and the label is a function of the index.
+    num_classes: int = 0
 
     def __init__(self, spec: GeneratorSpec, **params: Any):
         self.spec = spec
@@ -77,6 +81,13 @@ class Generator:
             for chunk in idx.split(self.batch_limit(res, dev)):
                 out.append(self.render_indices(chunk, int(seed), res))
         return torch.cat(out) if len(out) > 1 else out[0]
+
+    def labels(self, indices: Iterable[int] | Tensor) -> Tensor:
+        """The category of each image of `indices` (int64, on their device): index mod num_classes."""
+        if not self.num_classes:
+            raise NoisevisionError(f"'{self.name}' has no categories: its images carry no labels")
+        idx = as_indices(indices, indices.device if isinstance(indices, Tensor) else "cpu")
+        return idx % self.num_classes
 
     def render(self, rng: Rng, res: int) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -133,8 +144,9 @@ class Generator:
         return res
 
     def describe(self) -> dict[str, Any]:
-        """Name and parameters, as written to a dataset manifest."""
-        return {"name": self.name, "family": self.spec.family, "params": dict(self.params)}
+        """Name and parameters (and categories, if any), as written to a dataset manifest."""
+        described = {"name": self.name, "family": self.spec.family, "params": dict(self.params)}
+        return {**described, "num_classes": self.num_classes} if self.num_classes else described
 
     def __repr__(self) -> str:
         args = "".join(f", {k}={v!r}" for k, v in self.params.items())
