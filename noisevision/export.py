@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 import noisevision
 from noisevision.errors import FieldError, NoisevisionError
-from noisevision.io import atomic_write_bytes, atomic_write_text, check_output_file, slug
+from noisevision.io import atomic_write_bytes, atomic_write_text, check_output_file, recorded_place, slug
 from noisevision.models.archs import ARCHS
 from noisevision.models.encoder_file import EXPORT_KEY, Recipe, encoder_path, load_encoder, safetensors_fields
 from noisevision.models.resnet import ResNetEncoder
@@ -280,7 +280,7 @@ def probe_results(encoder_path: Path) -> list[dict[str, Any]]:
         if not isinstance(result, dict) or not isinstance(result.get("probes"), dict):
             continue
         of = (result.get("meta") or {}).get("path")
-        if of and Path(of).resolve() != encoder_path:
+        if of and recorded_place(of, p.parent).resolve() != encoder_path:
             continue  # another encoder file of the same folder
         for probe, r in result["probes"].items():
             rows.append(
@@ -299,7 +299,7 @@ def probe_results(encoder_path: Path) -> list[dict[str, Any]]:
     root = run.parent.parent
     if run.parent.name == "runs" and (root / "plan.json").is_file():
         for c in load_cells(root):
-            mine = c.get("encoder") and Path(c["encoder"]).resolve() == encoder_path
+            mine = c.get("encoder") and recorded_place(c["encoder"], root).resolve() == encoder_path
             same_name = c.get("kind") != "baseline" and slug(str(c.get("source"))) == run.name
             if mine or same_name:
                 rows.append(
@@ -322,10 +322,11 @@ def _source(meta: dict[str, Any], recipe: Recipe) -> dict[str, Any]:
     return {}
 
 
-def _data_name(meta: dict[str, Any], recipe: Recipe) -> str:
-    """The training data in a few words: the --data name, or the generator of a generated folder."""
+def _data_name(meta: dict[str, Any], recipe: Recipe, run: Path) -> str:
+    """The training data in a few words: the --data name, or the generator of a generated folder
+    (`run`: the folder of the encoder file, which records the folder's path from there)."""
     source = _source(meta, recipe)
-    if source.get("kind") == "folder" and (manifest := _manifest(source.get("root"))):
+    if source.get("kind") == "folder" and (manifest := _manifest(source.get("root"), run)):
         return f"{manifest.get('generator')} images"
     for data in (meta.get("data"), recipe.data):
         if isinstance(data, str) and data:
@@ -333,10 +334,10 @@ def _data_name(meta: dict[str, Any], recipe: Recipe) -> str:
     return "unrecorded data"
 
 
-def _data_lines(meta: dict[str, Any], recipe: Recipe) -> list[str]:
+def _data_lines(meta: dict[str, Any], recipe: Recipe, run: Path) -> list[str]:
     """Where the training images came from, in words."""
     source = _source(meta, recipe)
-    lines = [f"- data: `{meta.get('data') or _data_name(meta, recipe)}`"]
+    lines = [f"- data: `{meta.get('data') or _data_name(meta, recipe, run)}`"]
     if source.get("kind") == "generator":
         lines.append(
             f"- generator `{source.get('name')}` ({source.get('family')}), parameters "
@@ -348,7 +349,7 @@ def _data_lines(meta: dict[str, Any], recipe: Recipe) -> list[str]:
         lines.append(f"- a mix of generators: {parts}")
     elif source.get("kind") == "folder":
         lines.append(f"- a folder of {source.get('files')} images at {source.get('res')} px")
-        manifest = _manifest(source.get("root"))
+        manifest = _manifest(source.get("root"), run)
         if manifest:
             lines.append(
                 f"- the folder was written by `noisevision generate {manifest.get('generator')}` "
@@ -358,11 +359,12 @@ def _data_lines(meta: dict[str, Any], recipe: Recipe) -> list[str]:
     return lines
 
 
-def _manifest(root: Any) -> dict[str, Any] | None:
+def _manifest(root: Any, run: Path) -> dict[str, Any] | None:
+    """The manifest of a training folder the run folder `run` recorded, if it is still there."""
     from noisevision.data.folder import read_manifest
 
     try:
-        return read_manifest(Path(root)) if root else None
+        return read_manifest(recorded_place(root, run)) if root else None
     except (NoisevisionError, OSError, TypeError):
         return None
 
@@ -390,13 +392,14 @@ def model_card(
     n_params = sum(t.numel() for k, t in tensors.items() if t.is_floating_point() and "running_" not in k)
     method = recipe.method or meta.get("method") or "an unrecorded method"
     size, resize = recipe.input_size, int(round(recipe.input_size * 70 / 64))
+    data_name = _data_name(meta, recipe, encoder_path.parent)
     lines = [
         "---",
         "tags: [noisevision, self-supervised, synthetic-data, image-feature-extraction]",
         "---",
         f"{CARD_MARK}{filename} -->",
         "",
-        f"# {arch} pre-trained on {_data_name(meta, recipe)} with {method} (noisevision)",
+        f"# {arch} pre-trained on {data_name} with {method} (noisevision)",
         "",
         f"`{filename}`: {_what(arch, fmt)} ({len(tensors)} tensors, {n_params / 1e6:.2f} M parameters, "
         "safetensors), self-supervised on synthetic images that noisevision renders from random processes: "
@@ -451,7 +454,7 @@ def model_card(
         "",
         "## Training",
         "",
-        *_data_lines(meta, recipe),
+        *_data_lines(meta, recipe, encoder_path.parent),
         f"- method: {method}; augmentation: {recipe.augment or 'not recorded'}; preset: "
         f"{meta.get('preset', 'not recorded')}",
         f"- architecture: `{arch}` {encoder.arch_kwargs or ''}".rstrip(),

@@ -10,8 +10,10 @@ damaged image is found and rewritten when the folder is resumed).
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -49,10 +51,28 @@ def _atomic(path: str | Path, write: Callable[[IO[bytes]], None], durable: bool)
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if _out_of_space(exc, path.parent):
+            raise NoisevisionError(
+                f"no space left on the device for {path}: free some space (or give another --out) and run "
+                "the same command again: the work done so far is kept"
+            ) from exc
         raise
     return path
+
+
+def _out_of_space(exc: BaseException, folder: Path) -> bool:
+    """Whether a failed write ran out of disk space or quota: an OSError says so; torch's stream
+    writer only says "file write failed" (a RuntimeError), so the free space is asked then."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(exc, RuntimeError) and "write failed" in str(exc):
+        try:
+            return shutil.disk_usage(folder).free < 1 << 20
+        except OSError:
+            return False
+    return False
 
 
 def slug(text: str) -> str:
@@ -74,6 +94,24 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
     import torch
 
     return _atomic(path, lambda f: torch.save(obj, f), durable=True)
+
+
+# ---------------------------------------------------------------------------------- recorded paths
+def recorded_path(path: str | Path, base: str | Path) -> str:
+    """How a file in folder `base` records `path`: relative to `base` when `path` lies inside it
+    or was given relative, else as given (the user's own absolute path).
+
+    Never the machine's absolute spelling of a relative path: the record stays right when the tree
+    is moved, shared with other users, or read from another working directory (`recorded_place`).
+    """
+    path, base = Path(path), Path(base)
+    inside = os.path.abspath(path).startswith(os.path.abspath(base) + os.sep)
+    return os.path.relpath(path, base) if inside or not path.is_absolute() else str(path)
+
+
+def recorded_place(text: str | Path, base: str | Path) -> Path:
+    """The place a path recorded by a file in folder `base` names (`recorded_path` undone)."""
+    return Path(base) / text
 
 
 # ---------------------------------------------------------------------------------- output places

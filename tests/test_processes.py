@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 from rich.console import Console
-from test_cli_generate import _children  # the processes a parent started (Linux /proc)
 
 import noisevision.train as train_mod
 import noisevision.train.loop as train_loop
 from noisevision.progress import Progress
 from noisevision.train import TrainConfig, train
+from tests.cli.test_cli_generate import _children  # the processes a parent started (Linux /proc)
 
 linux = pytest.mark.skipif(sys.platform != "linux", reason="signals, prlimit and /proc as on Linux")
 ENV = {**os.environ, "NOISEVISION_PROGRESS_SECONDS": "3600"}

@@ -3,6 +3,7 @@ option a user typed where the library names a setting."""
 
 from __future__ import annotations
 
+import errno
 import sys
 
 import typer
@@ -45,6 +46,8 @@ def user_error_line(exc: BaseException) -> str | None:
     if isinstance(exc, OSError):
         what = exc.strerror or str(exc) or type(exc).__name__
         where = f": {exc.filename}" if exc.filename else ""
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            where += ": free some space and run the same command again (the work done so far is kept)"
         return " ".join(f"{what}{where}".split())
     return None
 

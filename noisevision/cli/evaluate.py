@@ -8,7 +8,7 @@ import typer
 
 from noisevision.cli.root import DEVICE_HELP, app, console
 from noisevision.errors import at_least_one
-from noisevision.io import check_output_file, check_output_folder
+from noisevision.io import check_output_file, check_output_folder, recorded_path
 
 #: ProbeSettings fields whose `eval` option has another name than the field's.
 FLAGS = {"lowshot_seeds": "--seeds"}
@@ -98,5 +98,7 @@ def eval_cmd(
         out = result_file(encoder, meta, dataset, settings.probes, result.layer)
     if "recipe" in meta:
         meta = {**meta, "recipe": meta["recipe"].to_dict()}
+    if "path" in meta:  # the encoder by its path from the results file (export finds them so)
+        meta["path"] = recorded_path(meta["path"], Path(out).parent)
     atomic_write_text(out, json.dumps({"encoder": encoder, "meta": meta, **result.to_dict()}, indent=1))
     console.print(f"{encoder}: {result.summary()} -> {out}", markup=False, highlight=False, soft_wrap=True)

@@ -68,6 +68,25 @@ class GeneratorSource:
         return {"kind": "generator", **self.gen.describe(), "res": self.res, "seed": self.seed}
 
 
+#: How the files of a training folder start: JPEG's SOI marker and PNG's signature.
+IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
+
+
+def check_image_headers(files: list[Path], root: Path) -> None:
+    """NoisevisionError naming the first of `files` that is no JPEG or PNG by its first bytes (an
+    HTML page saved as .jpg, an empty or truncated download): found before training starts, not
+    epochs into the run. Reads 8 bytes per file (about 20 µs on a local disk)."""
+    for path in files:
+        try:
+            with open(path, "rb") as f:
+                head = f.read(8)
+        except OSError as exc:
+            raise NoisevisionError(f"cannot read {path}: {exc.strerror}") from None
+        if not head.startswith(IMAGE_MAGIC):
+            what = "empty" if not head else "not a JPEG or PNG image"
+            raise NoisevisionError(f"{path} is {what}: remove it from {root} (or replace it) and run again")
+
+
 class FolderSource:
     """Image files below a folder; index i is the i-th file in sorted path order."""
 
@@ -78,6 +97,7 @@ class FolderSource:
         )
         if not self.files:
             raise NoisevisionError(f"no .jpg or .png images found under {self.root}")
+        check_image_headers(self.files, self.root)
         self.name = str(self.root)
         self.size = len(self.files)
         self.res = res if res is not None else min(self._decode(0).shape[-2:])
@@ -105,7 +125,7 @@ class FolderSource:
         return imgs.to(device)
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "folder", "root": str(self.root.resolve()), "files": self.size, "res": self.res}
+        return {"kind": "folder", "root": str(self.root), "files": self.size, "res": self.res}
 
 
 class CachedSource:

@@ -217,10 +217,45 @@ def read_encoder_file(path: str | Path) -> dict[str, Any]:
         )
     if not isinstance(blob.get("recipe"), dict):
         raise NoisevisionError(f"{path} has no training recipe: the file is damaged")
+    state = blob.get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
+        raise NoisevisionError(f"{path} holds no weights: the file is damaged")
     if "checksum" in blob and tensors_checksum(blob["state_dict"]) != blob["checksum"]:
         raise NoisevisionError(f"{path}: the weights do not match their checksum: the file is damaged")
     check_weights_finite(blob["state_dict"], path)
     return blob
+
+
+def check_structure(blob: dict[str, Any], path: str | Path) -> None:
+    """NoisevisionError unless the file's weights are those of the architecture it names: built
+    first on the meta device (no memory), so that a damaged or forged file with absurd widths is
+    one line, not a 100 GB allocation."""
+    arch, kwargs, state = blob.get("arch"), blob.get("arch_kwargs"), blob["state_dict"]
+    if (
+        not isinstance(arch, str)
+        or not isinstance(kwargs, dict)
+        or not all(isinstance(k, str) for k in kwargs)
+    ):
+        raise NoisevisionError(f"{path} names no buildable architecture: the file is damaged")
+    try:
+        with torch.device("meta"):
+            skeleton = build_encoder(arch, **kwargs)
+    except NoisevisionError:
+        raise
+    except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
+        raise NoisevisionError(
+            f"{path}: architecture '{arch}' cannot be built with {kwargs} ({exc})"
+        ) from None
+    want = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    have = {k: tuple(v.shape) for k, v in state.items()}
+    if want != have:
+        key = next(iter(sorted(set(want) ^ set(have)) or [k for k in want if want[k] != have[k]]))
+        what = (
+            f"'{key}' is {'missing' if key in want else 'unexpected'}"
+            if (key in want) != (key in have)
+            else f"'{key}' has shape {list(have[key])}, the architecture {list(want[key])}"
+        )
+        raise NoisevisionError(f"{path} does not match architecture '{arch}' with {kwargs}: {what}")
 
 
 def load_encoder(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
@@ -229,6 +264,7 @@ def load_encoder(path: str | Path, map_location: str | torch.device = "cpu") -> 
     Returns the encoder and its metadata, with the training recipe as `meta["recipe"]` (a Recipe).
     """
     blob = read_encoder_file(path)
+    check_structure(blob, path)
     encoder = build_encoder(blob["arch"], **blob["arch_kwargs"])
     try:
         encoder.load_state_dict(blob["state_dict"])

@@ -120,10 +120,10 @@ _add(
             "program-mixed",
         ),
         # Per seed, half the images the training preset sees: 1,024 distinct ones rendered once (CPU
-        # rendering of StyleGAN / fractals costs more than training on them), 4 epochs; so that its 3
+        # rendering of StyleGAN / fractals costs more than training on them), 3 epochs; so that its 3
         # seeds fit `make demo` into a few minutes of a 2-core CPU.
         train_preset="tiny",
-        train_overrides={"num_images": 1024, "epochs": 4},
+        train_overrides={"num_images": 1024, "epochs": 3},
         materialize="all",
         feature_vis_train_preset=None,  # a ResNet-50 + MoCo v2 run is no CPU demo
         eval_dataset="fashion-mnist",
@@ -210,7 +210,6 @@ class Source:
 
     def with_encoder(self, path: str | Path) -> Source:
         """This source with its `needs` met by the encoder file `path`."""
-        path = Path(path).resolve()
         return replace(self, data=self.needs.template.format(path), encoder=str(path))
 
 
@@ -276,12 +275,28 @@ def resolve_sources(
     for name, folder in (extra_data or {}).items():
         if not Path(folder).is_dir():
             raise FieldError("extra_data", f"{{field}} {name}={folder}: no such folder")
-        sources.append(Source(name, "folder", "image folder", name, str(Path(folder).resolve())))
+        sources.append(Source(name, "folder", "image folder", name, str(Path(folder).expanduser())))
     for b in preset.baselines:
         sources.append(Source(b, "baseline", "baseline", BASELINES.get(b).label))
     if feature_vis_encoder and not any(s.needs for s in sources):
         notes.append(f"--feature-vis-encoder unused: none of {', '.join(DERIVED)} is among the generators")
+    _check_distinct_files(sources)
     return sources, notes
+
+
+def _check_distinct_files(sources: list[Source]) -> None:
+    """Every source gets its own files (run_folder, data_folder, cells): two names that give the
+    same file name (slug) would overwrite each other's results, and the report would drop one."""
+    taken: dict[str, str] = {}
+    for s in sources:
+        key = slug(s.name).lower()  # case-insensitive file systems fold case
+        if key in taken:
+            raise FieldError(
+                "extra_data",
+                f"sources '{taken[key]}' and '{s.name}' would share their result files: name one "
+                "otherwise ({field} NAME=FOLDER)",
+            )
+        taken[key] = s.name
 
 
 def generator_spec(name: str) -> Any:

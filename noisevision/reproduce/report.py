@@ -21,7 +21,7 @@ from typing import Any
 from noisevision.errors import NoisevisionError
 from noisevision.io import atomic_write_bytes, atomic_write_text
 from noisevision.logs import get_logger
-from noisevision.reproduce.cells import load_cells, read_cell
+from noisevision.reproduce.cells import load_cells, read_plan
 from noisevision.reproduce.stats import CONFIDENCE, mean_interval, paired_test
 
 log = get_logger(__name__)
@@ -524,7 +524,7 @@ def build_report(out: str | Path) -> dict[str, Path]:
     cells = load_cells(out)
     if not cells:
         raise NoisevisionError(f"no results in {out / 'cells'}: run `noisevision reproduce` first")
-    plan = read_cell(out / "plan.json") or {}
+    plan = read_plan(out)
     probes = list(dict.fromkeys([*plan.get("probes", []), *(c["probe"] for c in cells)]))
     probes = [p for p in probes if any(c["probe"] == p for c in cells)]
     title = f"noisevision '{plan.get('preset', '?')}': {cells[0]['dataset']}"

@@ -13,7 +13,9 @@ seed 0 is the single run, with the same files.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -22,12 +24,13 @@ from typing import Any
 import torch
 
 import noisevision
-from noisevision.device import resolve_device
+from noisevision.device import env_count, resolve_device
 from noisevision.errors import NoisevisionError
 from noisevision.evaluate import ProbeSettings, build_baseline, evaluate
-from noisevision.io import atomic_write_text, check_output_folder
+from noisevision.io import atomic_write_text, check_output_folder, recorded_path, recorded_place
+from noisevision.locks import folder_lock
 from noisevision.logs import get_logger
-from noisevision.reproduce.cells import cell_path, read_cell
+from noisevision.reproduce.cells import cell_path, cell_problem, read_cell
 from noisevision.reproduce.plan import (
     PAPER_NUMBERS,
     Needs,
@@ -130,7 +133,6 @@ def materialize(name: str, res: int | None, seed: int, num: int, root: Path, dev
         "res": res,
         "num": num,
         **cost,
-        "folder": str(root),
         "images_per_s": cost["images"] / cost["seconds"] if cost["images"] else None,
     }
     if shards > 1:
@@ -203,8 +205,9 @@ def _follow_moved_out(out: Path, file: Path, key: str, new: str, path: str) -> N
     """OUT was moved (or spelled another way) while a source was unfinished: `file` (a run's
     config, a rendered folder's manifest) names its data otherwise and would count as another
     configuration. `new` is how the data is named now, by way of `path` (a folder in OUT, or the
-    encoder file in OUT that feature_vis-<encoder> renders from; "": no path to follow). If `file`
-    names the same path, or a place that is gone with the same path inside OUT, point `key` at `new`."""
+    encoder file in OUT that feature_vis-<encoder> renders from; "": no path to follow), either
+    holding `path` itself or recording it from `file`'s folder (io.recorded_path). If `file` names
+    the same place, or a place that is gone with the same path inside OUT, point `key` at `new`."""
     import yaml
 
     if not path:
@@ -213,15 +216,17 @@ def _follow_moved_out(out: Path, file: Path, key: str, new: str, path: str) -> N
     old = record.get(key) if isinstance(record, dict) else None
     if not isinstance(old, str) or old == new:
         return
+    before, held, after = new.partition(path)  # how the data's name holds its path
+    place = Path(path) if held else recorded_place(new, file.parent)
+    before, after = (before, after) if held else ("", "")
     try:
-        inside = Path(path).resolve().relative_to(out.resolve()).parts
+        inside = place.resolve().relative_to(out.resolve()).parts
     except ValueError:
         return  # data from elsewhere: nothing moved with OUT
-    before, _, after = new.partition(path)  # how the data's name holds its path
     if not (old.startswith(before) and old.endswith(after)) or len(old) <= len(before) + len(after):
         return
     was = Path(old[len(before) : len(old) - len(after)])
-    same = was.resolve() == Path(path).resolve()  # e.g. relative vs absolute
+    same = was.resolve() == place.resolve()  # e.g. relative vs absolute
     moved = not was.exists() and was.parts[-len(inside) :] == inside
     if same or moved:
         record[key] = new
@@ -275,7 +280,10 @@ def pretrain(
             folder = data_folder(out, source.name, seed)
             _follow_moved_out(out, folder / MANIFEST, "generator", source.data, source.encoder)
             stages["generation"] = materialize(source.data, res, cfg.seed, cfg.num_images, folder, device)
-            data = named = str(folder)
+            stages["generation"]["folder"] = recorded_path(folder, out)
+            # given relative (to the working directory), so that the run records the folder by its
+            # path from the run folder, in OUT too (io.recorded_path): they move together
+            data = named = os.path.relpath(folder)
         else:
             log.info(f"{tag} measuring generation speed")
             gen = measure_generation(source.data, res, cfg.seed)
@@ -291,7 +299,7 @@ def pretrain(
         f"{tag} pre-training ({cfg.preset}: {cfg.arch}, {cfg.num_images} images × "
         f"{cfg.epochs} epochs, seed {cfg.seed})"
     )
-    _follow_moved_out(out, run_dir / CONFIG, "data", cfg.data, named)
+    _follow_moved_out(out, run_dir / CONFIG, "data", cfg.identity()["data"], named)
     stages["pretrain"] = timed_training(cfg)
     atomic_write_text(stages_file, json.dumps(stages, indent=1))
     return run_dir / ENCODER, stages
@@ -313,6 +321,12 @@ def baseline_model(
 
 
 # ---------------------------------------------------------------------------------- cells
+def _done(path: Path) -> bool:
+    """Whether the cell file `path` holds a finished cell (a damaged one is run again)."""
+    cell = read_cell(path)
+    return cell is not None and cell_problem(cell) is None
+
+
 def run_source(
     source: Source,
     preset: ReproPreset,
@@ -332,7 +346,7 @@ def run_source(
     from noisevision.models import load_encoder
 
     tag = _tag(source.name, seed)
-    todo = [p for p in settings.probes if read_cell(cell_path(out, source.name, p, seed)) is None]
+    todo = [p for p in settings.probes if not _done(cell_path(out, source.name, p, seed))]
     if not todo:
         log.info(f"{tag} done already: skipped")
         return []
@@ -345,7 +359,7 @@ def run_source(
     else:
         path, stages = pretrain(source, preset, out, device, train_overrides, seed)
         model, meta = load_encoder(path, map_location=dev)
-        encoder_path = str(path)
+        encoder_path = recorded_path(path, out)
     log.info(f"{tag} probing on {dataset_name}: {', '.join(todo)}")
     probe_seed = repetition_seed(settings.seed, seed)
     todo_settings = replace(settings, probes=tuple(todo), seed=probe_seed)
@@ -421,7 +435,7 @@ def reproduce(
         preset = replace(preset, materialize=materialize)
     seeds = check_seeds(preset.seeds if seeds is None else seeds)
     selectors = materialize_selectors(preset.materialize)
-    out = Path(out).resolve()  # runs record their data by absolute path: resumable from any directory
+    out = Path(out).expanduser()  # files in OUT name each other by their paths from OUT (io.recorded_path)
     settings = preset.probe_settings(**(probe_overrides or {}))
     settings.check()
     check_output_folder(out)
@@ -443,40 +457,42 @@ def reproduce(
         log.info(f"rendered once to {out / 'data'} (the others stream): {', '.join(once)}")
     _check_same_recipe(out, preset)
     dataset = load_eval_dataset(dataset_name, download=download)
-    out.mkdir(parents=True, exist_ok=True)
-    _write_plan(out, preset, dataset_name, sources, notes, settings, seeds)
-    t0 = time.perf_counter()
-    failed: list[tuple[str, int]] = []
-    for seed in range(seeds):
-        if seeds > 1:
-            log.info(f"--- seed {seed} of 0..{seeds - 1}")
-        for source in sources:
-            try:
-                run_source(
-                    source,
-                    preset,
-                    out,
-                    dataset_name,
-                    dataset,
-                    settings,
-                    device,
-                    dict(train_overrides or {}),
-                    seed,
-                )
-            except NoisevisionError as exc:  # one broken source must not stop a day-long run
-                log.info(f"{_tag(source.name, seed)} FAILED: {exc}")
-                notes.append(f"{source.name}{f' (seed {seed})' if seed else ''} failed: {exc}")
-                failed.append((source.name, seed))
-                _write_plan(out, preset, dataset_name, sources, notes, settings, seeds)
-    paths = build_report(out)
-    log.info(
-        f"reproduction '{preset.name}' finished in {time.perf_counter() - t0:.0f} s: "
-        f"report in {paths['markdown']}"
-    )
+    # a second reproduce into OUT stops here, in one line (under torchrun: rank 0 owns OUT)
+    owner = env_count("RANK", 0) == 0
+    with folder_lock(out, "reproduction") if owner else contextlib.nullcontext(out):
+        _write_plan(out, preset, dataset_name, sources, notes, settings, seeds)
+        t0 = time.perf_counter()
+        failed: list[tuple[str, int]] = []
+        for seed in range(seeds):
+            if seeds > 1:
+                log.info(f"--- seed {seed} of 0..{seeds - 1}")
+            for source in sources:
+                try:
+                    run_source(
+                        source,
+                        preset,
+                        out,
+                        dataset_name,
+                        dataset,
+                        settings,
+                        device,
+                        dict(train_overrides or {}),
+                        seed,
+                    )
+                except NoisevisionError as exc:  # one broken source must not stop a day-long run
+                    log.info(f"{_tag(source.name, seed)} FAILED: {exc}")
+                    notes.append(f"{source.name}{f' (seed {seed})' if seed else ''} failed: {exc}")
+                    failed.append((source.name, seed))
+                    _write_plan(out, preset, dataset_name, sources, notes, settings, seeds)
+        paths = build_report(out)
+        log.info(
+            f"reproduction '{preset.name}' finished in {time.perf_counter() - t0:.0f} s: "
+            f"report in {paths['markdown']}"
+        )
     if failed:
         missing = []
         for name, seed in failed:
-            probes = [p for p in settings.probes if read_cell(cell_path(out, name, p, seed)) is None]
+            probes = [p for p in settings.probes if not _done(cell_path(out, name, p, seed))]
             missing.append(f"{name}{f' seed {seed}' if seed else ''} ({', '.join(probes)})")
         what = (
             f"{len(failed)} of {len(sources)} sources"

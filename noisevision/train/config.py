@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from noisevision.errors import FieldError, NoisevisionError, at_least_one
+from noisevision.io import recorded_path, recorded_place
 from noisevision.presets import BASE, get_preset
 from noisevision.registry import Registry
 
@@ -101,6 +102,9 @@ class TrainConfig:
         does not give, then `overrides` as in from_preset. Unknown keys and values of the wrong
         type are one-line errors."""
         values = read_config_file(path)
+        data = values.get("data")
+        if isinstance(data, str) and data and (place := recorded_place(data, Path(path).parent)).is_dir():
+            values["data"] = str(place)  # a folder recorded from the run folder (identity)
         preset = values.get("preset", cls.preset)
         return cls._build({"preset": preset, **copy.deepcopy(get_preset(preset).values), **values}, overrides)
 
@@ -128,8 +132,12 @@ class TrainConfig:
         return kwargs
 
     def identity(self) -> dict[str, Any]:
-        """The fields that define the run, JSON-normalised (tuples as lists)."""
+        """The fields that define the run, JSON-normalised (tuples as lists), as the run folder's
+        config.yaml records them: a folder of training images by its path from the run folder
+        (io.recorded_path), so that the two can move together and be resumed from anywhere."""
         d = {k: v for k, v in asdict(self).items() if k not in self.RUNTIME}
+        if self.data and self.out and Path(self.data).is_dir():
+            d["data"] = recorded_path(self.data, self.out)
         return json.loads(json.dumps(d))
 
     def validate(self) -> None:

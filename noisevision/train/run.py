@@ -15,7 +15,8 @@ import yaml
 
 from noisevision.device import env_count, resolve_device
 from noisevision.errors import FieldError, NoisevisionError
-from noisevision.io import atomic_write_text, check_output_folder
+from noisevision.io import atomic_write_text, check_output_folder, recorded_path
+from noisevision.locks import folder_lock, is_lock_file
 from noisevision.methods.common import world
 from noisevision.models import Recipe, save_encoder
 from noisevision.presets import get_preset
@@ -48,7 +49,7 @@ def _prepare_run_dir(cfg: TrainConfig, rank: int) -> dict[str, Any] | None:
             )
         ckpt_file = out / CHECKPOINT
         return read_checkpoint(ckpt_file) if ckpt_file.is_file() else None
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and any(not is_lock_file(p) for p in out.iterdir()):
         raise FieldError("out", f"{out} exists and is not a noisevision run folder: choose another {{field}}")
     if rank == 0:
         atomic_write_text(cfg_file, yaml.safe_dump(cfg.identity(), sort_keys=False))
@@ -165,12 +166,23 @@ def _train(cfg: TrainConfig, device: torch.device) -> Path:
     rank, size = world()
     out = Path(cfg.out)
     _set_threads(cfg, device, size)
-    parts = build_components(cfg, device)
+    parts = build_components(cfg, device)  # bad data or options fail here, before the folder exists
+    with contextlib.ExitStack() as stack:
+        # one owner per run folder: rank 0, under whose lock the other ranks of a torchrun job work
+        # (taken through _rank0_first, so that a refusal reaches every rank)
+        _rank0_first(lambda: stack.enter_context(folder_lock(out, "training run")) if rank == 0 else None)
+        return _run(cfg, parts, out, device)
+
+
+def _run(cfg: TrainConfig, parts: Components, out: Path, device: torch.device) -> Path:
+    """The run in its folder (owned by this job): resume, train the remaining epochs, export."""
+    rank, size = world()
     ckpt = _rank0_first(lambda: _prepare_run_dir(cfg, rank))
     state, notes = resume(ckpt, parts, device)
+    identity = cfg.identity()
     meta = {
-        "data": cfg.data,
-        "source": parts.source.describe(),
+        "data": identity["data"],
+        "source": recorded_source(parts.source.describe(), out),
         "preset": cfg.preset,
         "arch": cfg.arch,
         "method": cfg.method,
@@ -212,8 +224,16 @@ def training_recipe(cfg: TrainConfig, parts: Components) -> Recipe:
         encoder.default_layer,
         cfg.method,
         get_preset(cfg.preset).protocol,
-        parts.source.describe(),
+        recorded_source(parts.source.describe(), cfg.out),
     )
+
+
+def recorded_source(described: dict[str, Any], out: str | Path) -> dict[str, Any]:
+    """An image source's description as the run folder `out` records it: a folder by its path from
+    there (io.recorded_path), not by the machine's absolute path."""
+    if described.get("kind") == "folder":
+        return {**described, "root": recorded_path(described["root"], out)}
+    return described
 
 
 def _set_threads(cfg: TrainConfig, device: torch.device, size: int) -> None:

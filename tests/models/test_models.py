@@ -116,6 +116,28 @@ def test_load_rejects_other_files(tmp_path):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        ({"arch_kwargs": {"width": 4096.0}}, r"has shape \[8.*\], the architecture \[262144"),
+        ({"arch_kwargs": {"no_such_option": 1}}, "bad options for architecture"),
+        ({"arch_kwargs": ["width"]}, "names no buildable architecture"),
+        ({"state_dict": {"stem.0.weight": [1.0]}}, "holds no weights"),
+    ],
+)
+def test_a_file_of_another_structure_is_one_line_before_any_allocation(tmp_path, change, match):
+    """A damaged or forged file that asks for absurd widths is refused from its shapes (built on
+    the meta device), not after allocating hundreds of GB."""
+    save_encoder(tmp_path / "enc.pt", build_encoder("resnet18-s", width=0.125), {})
+    blob = torch.load(tmp_path / "enc.pt", weights_only=True)
+    blob.update(change)
+    blob.pop("checksum", None)
+    torch.save(blob, tmp_path / "forged.pt")
+    with pytest.raises(NoisevisionError, match=match) as info:
+        load_encoder(tmp_path / "forged.pt")
+    assert "\n" not in str(info.value)
+
+
 def test_recipe_is_stored_and_read_back(tmp_path):
     enc = build_encoder("resnet18-s", width=0.125, input_size=32)
     recipe = Recipe((0.1, 0.2, 0.3), (0.4, 0.5, 0.6), 32, 64, "mocov2", "pool", "simclr", "moco", "blobs")

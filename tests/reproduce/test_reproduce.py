@@ -269,8 +269,14 @@ def test_end_to_end_tiny_reproduction(tmp_path: Path, monkeypatch, materialize: 
     assert len(cells) == 10 and (out / "chart.png").stat().st_size > 5000
     gen = next(c for c in cells if c["source"] == "dead_leaves-mixed")
     assert gen["stages"]["pretrain"]["seconds"] > 0 and gen["stages"]["generation"]["images_per_s"] > 0
-    assert Path(gen["encoder"]).is_file()
+    assert gen["encoder"] == "runs/dead_leaves-mixed/encoder.pt" and (out / gen["encoder"]).is_file()
     assert (out / "data").is_dir() == (materialize == "all")
+    # every file of the folder names the others by their path from it, never the machine's (the
+    # evaluation set is named as the user typed it)
+    written = "".join(
+        p.read_text(errors="replace") for p in out.rglob("*") if p.suffix in (".json", ".yaml", ".md")
+    )
+    assert str(tmp_path) not in written.replace(probe, "")
 
 
 def test_a_failing_source_is_noted_and_the_rest_runs(tmp_path: Path, monkeypatch, probe_set) -> None:
@@ -290,6 +296,43 @@ def test_a_failing_source_is_noted_and_the_rest_runs(tmp_path: Path, monkeypatch
     assert "\n" not in str(info.value)
     assert [c["source"] for c in rp.load_cells(tmp_path / "out")] == ["cnn-random", "mean-colors"]
     assert "raw-pixels failed: disk full" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_sources_that_would_share_files_are_refused(tmp_path: Path) -> None:
+    preset = rp.REPRO_PRESETS.get("demo")
+    with pytest.raises(
+        NoisevisionError, match="sources 'my photos' and 'my_photos' would share their result"
+    ):
+        rp.resolve_sources(
+            preset, ["dead_leaves-mixed"], {"my photos": str(tmp_path), "my_photos": str(tmp_path)}
+        )
+    with pytest.raises(NoisevisionError, match="'dead_leaves-mixed' and 'Dead_leaves-mixed'"):
+        rp.resolve_sources(preset, ["dead_leaves-mixed"], {"Dead_leaves-mixed": str(tmp_path)})
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda c: "not json {",
+        lambda c: json.dumps([c]),
+        lambda c: json.dumps({**c, "top1": "high"}),
+        lambda c: json.dumps({**c, "top1": 1e308}),
+        lambda c: json.dumps({**c, "source": None}),
+        lambda c: json.dumps({**c, "seed": -1}),
+        lambda c: json.dumps({**c, "stages": []}),
+    ],
+)
+def test_report_only_leaves_out_a_damaged_cell_with_a_warning(log_lines, tmp_path: Path, damage) -> None:
+    cells = sample_cells()
+    write_cells(tmp_path, cells)
+    bad = rp.cell_path(tmp_path, "stylegan-oriented", "fast")
+    bad.write_text(damage(cells[1]))
+    atomic_write_text(tmp_path / "plan.json", json.dumps({"preset": 3, "sources": "x", "seeds": "many"}))
+    md = rp.build_report(tmp_path)["markdown"].read_text()
+    assert "| Dead leaves – Shapes |" in md and len(rp.load_cells(tmp_path)) == 9
+    assert any(f"{bad} left out of the report" in m for m in log_lines)
+    # a rerun redoes the damaged cell instead of counting it done
+    assert not rp_run._done(bad) and rp_run._done(rp.cell_path(tmp_path, "dead_leaves-mixed", "fast"))
 
 
 def test_materialize_policy_picks_the_sources_rendered_once() -> None:

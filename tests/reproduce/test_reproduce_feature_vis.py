@@ -247,7 +247,11 @@ def test_expensive_sources_are_rendered_once_and_cheap_ones_stream(
         name: yaml.safe_load((rp.run_folder(out, name) / "config.yaml").read_text())["data"]
         for name in ("dead_leaves-squares", "feature_vis-random")
     }
-    assert trained_on == {"dead_leaves-squares": "dead_leaves-squares", "feature_vis-random": str(rendered)}
+    # the rendered folder by its path from the run folder (io.recorded_path)
+    assert trained_on == {
+        "dead_leaves-squares": "dead_leaves-squares",
+        "feature_vis-random": "../../data/feature_vis-random",
+    }
     assert sorted(p.name for p in rendered.rglob("*.jpg")) == [f"{i:08d}.jpg" for i in range(16)]
     assert visualised  # rendered in this process, so with the 1-step patch
     assert [p.name for p in (out / "data").iterdir()] == ["feature_vis-random"]
@@ -257,6 +261,7 @@ def test_expensive_sources_are_rendered_once_and_cheap_ones_stream(
     }
     fv_cost, dl_cost = stages["feature_vis-random"], stages["dead_leaves-squares"]
     assert (fv_cost["images"], fv_cost["res"], fv_cost["data"]) == (16, 32, "feature_vis-random")
+    assert fv_cost["folder"] == "data/feature_vis-random"  # by its path from OUT
     assert fv_cost["images_per_s"] > 0 and "estimated" not in fv_cost and dl_cost["estimated"]
     assert json.loads((out / "plan.json").read_text())["materialize"] == "expensive"
     # A rerun renders only the missing images and keeps the cost of the run that rendered the others.
@@ -264,7 +269,7 @@ def test_expensive_sources_are_rendered_once_and_cheap_ones_stream(
     start = len(log_lines)
     same = rp_run.materialize("feature_vis-random", 32, seed, 16, rendered, "cpu")
     again = [m for m in log_lines[start:] if m.startswith("[feature_vis-random]")]
-    assert {**same, "data": "feature_vis-random"} == fv_cost
+    assert {**same, "data": "feature_vis-random", "folder": "data/feature_vis-random"} == fv_cost
     assert "generated 0 images" in again[0] and "16 were there already" in again[0]
     (rendered / "train" / "00000" / "00000005.jpg").unlink()
     start = len(log_lines)
@@ -297,11 +302,11 @@ def test_a_moved_reproduction_finishes_feature_vis(
     out.rename(moved)
     logs = log_lines
     rp.reproduce(preset, moved)
-    data = f"feature_vis-{(moved / 'prerequisites' / 'dead_leaves-mixed-resnet50' / 'encoder.pt').resolve()}"
+    data = f"feature_vis-{moved / 'prerequisites' / 'dead_leaves-mixed-resnet50' / 'encoder.pt'}"
     assert json.loads((moved / "data" / FV / "noisevision.json").read_text())["generator"] == data
     run = yaml.safe_load((rp.run_folder(moved, FV) / "config.yaml").read_text())
-    assert run["data"] == str(moved / "data" / FV)  # trained from the rendered folder, now here
-    assert sum("was moved" in m for m in logs) == 2
+    assert run["data"] == f"../../data/{FV}"  # the rendered folder, by its path from the run: moved with it
+    assert sum("was moved" in m for m in logs) == 1  # the rendered folder's manifest names the encoder
     assert rp.read_cell(rp.cell_path(moved, FV, "knn"))["top1"] >= 0
     # A run that names its data relative to the working directory (as OUT given relative once
     # did) resumes from the same place spelled absolute.
@@ -310,5 +315,5 @@ def test_a_moved_reproduction_finishes_feature_vis(
     unfinish(moved)
     monkeypatch.chdir(tmp_path)
     rp.reproduce(preset, "moved")
-    assert yaml.safe_load(config.read_text())["data"] == str(moved / "data" / FV)
+    assert yaml.safe_load(config.read_text())["data"] == f"../../data/{FV}"
     assert rp.read_cell(rp.cell_path(moved, FV, "knn"))["top1"] >= 0

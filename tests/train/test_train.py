@@ -539,9 +539,8 @@ def test_plain_progress_lines_without_a_terminal(run_cli, tmp_path, monkeypatch)
     ],
 )
 def test_probes_normalise_as_the_encoder_trained(tmp_path, monkeypatch, preset, method, kwargs, stats):
-    from test_evaluate import colour_dataset
-
     import noisevision.evaluate as ev
+    from tests.evaluate.test_evaluate import colour_dataset
 
     cfg = TrainConfig.from_preset(
         preset,
