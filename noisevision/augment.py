@@ -1,4 +1,4 @@
-"""Two-view augmentations, batched on the training device, as the paper's two scales.
+"""View augmentations, batched on the training device: the paper's two scales and the FDSL recipe.
 
 Each pipeline is an `AugmentConfig` in the `AUGMENTATIONS` registry:
 - "small": the paper's small-scale views: RandomResizedCrop(64, scale 0.08–1) straight
@@ -6,7 +6,9 @@ Each pipeline is an `AugmentConfig` in the `AUGMENTATIONS` registry:
   RandomGrayscale(0.2), normalisation with the paper's dataset mean/std;
 - "mocov2": MoCo v2's "aug-plus" (large scale): RandomResizedCrop(224, 0.2–1), ColorJitter(0.4, 0.4,
   0.4, 0.1) with p 0.8, RandomGrayscale(0.2), Gaussian blur σ ∈ [0.1, 2] with p 0.5, flip,
-  ImageNet normalisation.
+  ImageNet normalisation;
+- "fdsl": the formula-driven supervised (DeiT) recipe: RandomResizedCrop(224, 0.08–1), no flip,
+  RandAugment m9 mstd 0.5 (noisevision.randaugment), ImageNet normalisation, random erasing 0.25.
 
 Like kornia, parameters are first sampled as tensors (`sample_params`), then applied to the whole
 batch (`apply`); the semantics follow torchvision's per-image transforms (same crop-box algorithm,
@@ -25,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from noisevision import randaugment
+from noisevision.randaugment import RandAugmentConfig
 from noisevision.registry import Registry
 from noisevision.rng import Rng
 
@@ -52,6 +56,10 @@ class AugmentConfig:
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     mean: tuple[float, float, float] = PAPER_MEAN
     std: tuple[float, float, float] = PAPER_STD
+    randaugment: RandAugmentConfig | None = None  # after the crop and colour operations
+    erase_p: float = 0.0  # random erasing (timm's "pixel" mode) of the normalised view
+    erase_area: tuple[float, float] = (0.02, 1 / 3)
+    erase_ratio: tuple[float, float] = (0.3, 3.3)
 
 
 AUGMENTATIONS: Registry[AugmentConfig] = Registry("augmentation")
@@ -76,6 +84,21 @@ AUGMENTATIONS.add(
         std=IMAGENET_STD,
     ),
     "MoCo v2's aug-plus: 224 px crops of 20–100 %, jitter p 0.8, blur p 0.5, ImageNet statistics",
+)
+AUGMENTATIONS.add(
+    "fdsl",
+    AugmentConfig(
+        size=224,
+        flip_p=0.0,
+        jitter=(0.0, 0.0, 0.0, 0.0),
+        jitter_p=0.0,  # timm's DeiT pipeline drops the jitter when RandAugment is on
+        gray_p=0.0,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        randaugment=RandAugmentConfig(),
+        erase_p=0.25,
+    ),
+    "formula-driven supervised (DeiT): 224 px crops of 8–100 %, no flip, RandAugment m9, erasing p 0.25",
 )
 
 
@@ -156,6 +179,27 @@ def sample_params(cfg: AugmentConfig, rng: Rng, height: int, width: int) -> dict
         "gray": rng.uniform(1)[:, 0] < cfg.gray_p,  # [B]
         "blur_on": rng.uniform(1)[:, 0] < cfg.blur_p,  # [B]
         "blur_sigma": cfg.blur_sigma[0] + (cfg.blur_sigma[1] - cfg.blur_sigma[0]) * blur_u,  # [B]
+        **(randaugment.sample(cfg.randaugment, rng.child("randaugment")) if cfg.randaugment else {}),
+        **(_sample_erasing(cfg, rng.child("erase")) if cfg.erase_p > 0 else {}),
+    }
+
+
+def _sample_erasing(cfg: AugmentConfig, rng: Rng) -> dict[str, Tensor]:
+    """timm's RandomErasing of one box per image with probability erase_p: its area fraction and
+    log aspect ratio uniform, the box clamped into the view (one attempt, where timm retries up to
+    10 times for a box that fits), filled with N(0, 1) noise per pixel."""
+    size = cfg.size
+    area = size * size * rng.uniform(1, low=cfg.erase_area[0], high=cfg.erase_area[1])[:, 0]
+    log_ratio = rng.uniform(1, low=math.log(cfg.erase_ratio[0]), high=math.log(cfg.erase_ratio[1]))[:, 0]
+    ratio = torch.exp(log_ratio)
+    h = torch.sqrt(area * ratio).round().clamp(1, size)
+    w = torch.sqrt(area / ratio).round().clamp(1, size)
+    top = (rng.uniform(1)[:, 0] * (size - h + 1)).floor()
+    left = (rng.uniform(1)[:, 0] * (size - w + 1)).floor()
+    return {
+        "erase_on": rng.uniform(1)[:, 0] < cfg.erase_p,
+        "erase_box": torch.stack([left, top, left + w, top + h], 1),  # [B, 4] pixel edges
+        "erase_noise": rng.normal(3 * size * size).view(-1, 3, size, size),
     }
 
 
@@ -279,9 +323,19 @@ def apply(cfg: AugmentConfig, images: Tensor, params: dict[str, Tensor]) -> Tens
         x = torch.where(params["gray"].view(-1, 1, 1, 1), _gray(x).expand_as(x), x)
     if cfg.blur_p > 0:
         x = gaussian_blur(x, params["blur_sigma"], params["blur_on"])
+    if cfg.randaugment is not None:
+        x = randaugment.apply(x, params)
     mean = torch.tensor(cfg.mean, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(cfg.std, device=x.device).view(1, 3, 1, 1)
-    return (x - mean) / std
+    x = (x - mean) / std
+    if cfg.erase_p > 0:
+        ys = torch.arange(cfg.size, device=x.device).view(1, -1, 1)
+        xs = torch.arange(cfg.size, device=x.device).view(1, 1, -1)
+        box = params["erase_box"].view(-1, 4, 1, 1)
+        inside = (xs >= box[:, 0]) & (xs < box[:, 2]) & (ys >= box[:, 1]) & (ys < box[:, 3])
+        erase = (inside & params["erase_on"].view(-1, 1, 1)).unsqueeze(1)  # [B, 1, size, size]
+        x = torch.where(erase, params["erase_noise"].to(x.dtype), x)
+    return x
 
 
 def view_rng(indices: Tensor, seed: int, epoch: int, view: int) -> Rng:
@@ -289,13 +343,19 @@ def view_rng(indices: Tensor, seed: int, epoch: int, view: int) -> Rng:
     return Rng.for_indices("augment", seed, indices).child(epoch).child(view)
 
 
+def views(
+    cfg: AugmentConfig, images: Tensor, indices: Tensor, seed: int, epoch: int, count: int = 2
+) -> tuple[Tensor, ...]:
+    """`count` augmented views of uint8 images [B, 3, H, W] whose dataset indices are `indices`
+    [B]; view v of an image is the same whatever `count` (its own random stream)."""
+    idx = indices.to(images.device)
+    x = images.float().div_(255.0)  # once for every view
+    _, _, h, w = images.shape
+    return tuple(apply(cfg, x, sample_params(cfg, view_rng(idx, seed, epoch, v), h, w)) for v in range(count))
+
+
 def two_views(
     cfg: AugmentConfig, images: Tensor, indices: Tensor, seed: int, epoch: int
 ) -> tuple[Tensor, Tensor]:
     """The two augmented views of uint8 images [B, 3, H, W] whose dataset indices are `indices` [B]."""
-    idx = indices.to(images.device)
-    x = images.float().div_(255.0)  # once for both views
-    _, _, h, w = images.shape
-    return tuple(  # type: ignore[return-value]
-        apply(cfg, x, sample_params(cfg, view_rng(idx, seed, epoch, v), h, w)) for v in (0, 1)
-    )
+    return views(cfg, images, indices, seed, epoch, 2)  # type: ignore[return-value]

@@ -25,6 +25,7 @@ BASE: dict[str, Any] = dict(
     fresh=False,
     epochs=200,
     batch_size=768,
+    optimizer="sgd",
     lr=0.36,
     momentum=0.9,
     weight_decay=1e-4,
@@ -110,6 +111,29 @@ _add(
     epochs=3,
     batch_size=128,
     lr=0.1,
+    schedule="cosine",
+    milestones=(),
+    warmup_epochs=1,
+)
+
+# Formula-driven supervised pre-training on a CPU, in minutes: the FDSL recipe (AdamW 1e-3, wd
+# 0.05, warm-up then cosine, smoothing 0.1, Mixup 0.8 / CutMix 1.0, RandAugment m9, erasing 0.25)
+# on 32 px crops of a generator with categories (--data fractaldb, rcdb, visualatom ...).
+_add(
+    "fdsl-tiny",
+    "formula-driven supervised on a CPU: ResNet-18-s at width 1/4, 32 px crops, AdamW, 5 epochs",
+    arch="resnet18-s",
+    arch_kwargs={"width": 0.25, "head": "linear", "out_dim": 128},
+    method="supervised",
+    augment="fdsl",
+    input_size=32,
+    res=64,
+    num_images=4096,
+    epochs=5,
+    batch_size=128,
+    optimizer="adamw",
+    lr=1e-3,
+    weight_decay=0.05,
     schedule="cosine",
     milestones=(),
     warmup_epochs=1,

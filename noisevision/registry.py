@@ -100,6 +100,7 @@ _WHERE = {
     "protocols": ("noisevision.evaluate.probes", "PROTOCOLS"),
     "baselines": ("noisevision.evaluate.baselines", "BASELINES"),
     "schedules": ("noisevision.train", "SCHEDULES"),
+    "optimizers": ("noisevision.train", "OPTIMIZERS"),
     "export-formats": ("noisevision.export", "FORMATS"),
 }
 LISTS = tuple(_WHERE)

@@ -43,8 +43,11 @@ class ImageSource(Protocol):
     name: str
     res: int
     size: int | None  # number of distinct images, None for an unbounded generator
+    num_classes: int  # categories of its images (supervised training); 0: none
 
     def render(self, indices: Tensor, device: torch.device | str = "cpu") -> Tensor: ...
+
+    def labels(self, indices: Tensor) -> Tensor: ...
 
     def describe(self) -> dict[str, Any]: ...
 
@@ -60,9 +63,13 @@ class GeneratorSource:
         self.name = name
         self.res = self.gen.check_res(self.gen.spec.default_res if res is None else res)
         self.seed = check_seed(seed)
+        self.num_classes = self.gen.num_classes
 
     def render(self, indices: Tensor, device: torch.device | str = "cpu") -> Tensor:
         return self.gen(indices, res=self.res, seed=self.seed, device=device)
+
+    def labels(self, indices: Tensor) -> Tensor:
+        return self.gen.labels(indices)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "generator", **self.gen.describe(), "res": self.res, "seed": self.seed}
@@ -89,6 +96,11 @@ def check_image_headers(files: list[Path], root: Path) -> None:
 
 class FolderSource:
     """Image files below a folder; index i is the i-th file in sorted path order."""
+
+    num_classes = 0  # files carry no categories here
+
+    def labels(self, indices: Tensor) -> Tensor:
+        raise NoisevisionError(f"the images of {self.root} carry no categories")
 
     def __init__(self, root: str | Path, res: int | None):
         self.root = Path(root)
@@ -159,6 +171,13 @@ class CachedSource:
 
     def describe(self) -> dict[str, Any]:
         return self.source.describe()
+
+    @property
+    def num_classes(self) -> int:
+        return self.source.num_classes
+
+    def labels(self, indices: Tensor) -> Tensor:
+        return self.source.labels(indices)
 
 
 def batch_invariant(source: ImageSource, device: torch.device) -> bool:

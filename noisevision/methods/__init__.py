@@ -17,6 +17,7 @@ from noisevision.methods.align_uniform import AlignUniform
 from noisevision.methods.base import Method
 from noisevision.methods.moco import MoCo
 from noisevision.methods.simclr import SimCLR
+from noisevision.methods.supervised import Supervised
 from noisevision.registry import Registry
 
 
@@ -41,6 +42,11 @@ METHODS.add(
     "MoCo v2: momentum key encoder, 65k queue, shuffle-BN (paper's large scale)",
 )
 METHODS.add("simclr", MethodSpec(SimCLR), "SimCLR's NT-Xent over the batch's 2N views")
+METHODS.add(
+    "supervised",
+    MethodSpec(Supervised),
+    "classify the categories of a labelled generator (FDSL): smoothing 0.1, Mixup 0.8 / CutMix 1.0",
+)
 
 
 def method_names() -> list[str]:
@@ -66,6 +72,7 @@ __all__ = [
     "MethodSpec",
     "MoCo",
     "SimCLR",
+    "Supervised",
     "build_method",
     "method_names",
 ]

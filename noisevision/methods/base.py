@@ -10,12 +10,16 @@ from noisevision.methods.common import local_groups, world
 
 
 class Method(nn.Module):
-    """Subclasses implement `forward(v1, v2, step) -> (loss, terms)`.
+    """Subclasses implement `forward(v1, v2, step) -> (loss, terms)`; a `supervised` method
+    instead takes one view per image and its category: `forward(views, labels, step)`.
 
     `terms` holds detached scalars to log (at least "loss", "align", "uniform"). `encoder` is the
     network whose weights are exported after training. `step` is the global optimisation step,
     for methods that need shared randomness across processes (MoCo's batch shuffle).
     """
+
+    #: Trains on (one view, category) pairs from data with categories, not on two views.
+    supervised: bool = False
 
     def __init__(self, encoder: nn.Module, bn_groups: int | None = None):
         super().__init__()

@@ -34,6 +34,7 @@ __all__ = [
     "CONFIG",
     "ENCODER",
     "METRICS",
+    "OPTIMIZERS",
     "SCHEDULES",
     "Checkpointer",
     "Components",
@@ -87,6 +88,7 @@ if TYPE_CHECKING:
     )
     from noisevision.train.components import Components, Numerics, build_components
     from noisevision.train.config import (
+        OPTIMIZERS,
         SCHEDULES,
         TrainConfig,
         check_field,

@@ -11,11 +11,11 @@ import torch
 from noisevision import augment
 from noisevision.data.stream import IndexPlan, open_source
 from noisevision.errors import FieldError, NoisevisionError
-from noisevision.methods import build_method
+from noisevision.methods import METHODS, build_method
 from noisevision.methods.common import world
 from noisevision.models import build_encoder
 from noisevision.precision import grad_scaler, resolve_precision
-from noisevision.train.config import TrainConfig
+from noisevision.train.config import OPTIMIZERS, TrainConfig
 
 
 @dataclass
@@ -56,7 +56,18 @@ def build_components(cfg: TrainConfig, device: torch.device) -> Components:
         raise NoisevisionError(f"batch size {cfg.batch_size} does not split over {size} processes")
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     encoder = build_encoder(cfg.arch, **cfg.encoder_kwargs())
-    method = build_method(cfg.method, encoder, seed=cfg.seed, bn_groups=cfg.bn_groups, **cfg.method_kwargs)
+    labelled = {}
+    if METHODS.get(cfg.method).build.supervised:  # the classes come from the data
+        if not source.num_classes:
+            raise FieldError(
+                "data",
+                f"method {cfg.method} needs data with categories, and {source.name} has none: give "
+                "{field} a generator with classes (noisevision list generators)",
+            )
+        labelled = {"num_classes": source.num_classes}
+    method = build_method(
+        cfg.method, encoder, seed=cfg.seed, bn_groups=cfg.bn_groups, **labelled, **cfg.method_kwargs
+    )
     method = method.to(device)
     method.check_batch(cfg.batch_size)  # the method's own constraints (BN groups, MoCo's queue)
     channels_last = device.type == "cuda" if cfg.channels_last is None else bool(cfg.channels_last)
@@ -66,12 +77,7 @@ def build_components(cfg: TrainConfig, device: torch.device) -> Components:
         for net in (method.encoder, getattr(method, "key_encoder", None)):
             if net is not None:
                 net.compile()  # in place: parameter names (and so checkpoints) stay the same
-    optimizer = torch.optim.SGD(
-        [p for p in method.parameters() if p.requires_grad],
-        lr=cfg.lr,
-        momentum=cfg.momentum,
-        weight_decay=cfg.weight_decay,
-    )
+    optimizer = OPTIMIZERS.get(cfg.optimizer)([p for p in method.parameters() if p.requires_grad], cfg)
     numerics = Numerics(precision, channels_last, grad_scaler(device, precision))
     aug = augment.get_augment(cfg.augment, encoder.input_size)
     return Components(source, plan, method, optimizer, aug, numerics)

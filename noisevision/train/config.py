@@ -48,8 +48,9 @@ class TrainConfig:
     fresh: bool = _base("fresh")  # new indices every epoch instead of the fixed 0..num_images-1
     epochs: int = _base("epochs")
     batch_size: int = _base("batch_size")  # global, over all processes
+    optimizer: str = _base("optimizer")  # a name in OPTIMIZERS
     lr: float = _base("lr")
-    momentum: float = _base("momentum")
+    momentum: float = _base("momentum")  # SGD's
     weight_decay: float = _base("weight_decay")
     schedule: str = _base("schedule")  # a name in SCHEDULES
     milestones: tuple[int, ...] = _base("milestones")
@@ -158,6 +159,7 @@ class TrainConfig:
             (METHODS, self.method),
             (augment.AUGMENTATIONS, self.augment),
             (SCHEDULES, self.schedule),
+            (OPTIMIZERS, self.optimizer),
         ):
             table.entry(name)  # an unknown name: one line with the closest ones
         counts = ("epochs", "batch_size", "num_images", "threads", "bn_groups", "res", "input_size")
@@ -306,6 +308,23 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise NoisevisionError(f"{path} must hold KEY: VALUE lines of training options")
     return {str(k): check_field(str(k), v, f"key in {path.name}") for k, v in values.items()}
 
+
+def _sgd(params: list[Any], cfg: TrainConfig) -> Any:
+    import torch  # here, not at the top: the CLI reads TrainConfig's fields without torch
+
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def _adamw(params: list[Any], cfg: TrainConfig) -> Any:
+    import torch
+
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+#: Optimisers by name: (trainable parameters, config) -> torch optimiser.
+OPTIMIZERS: Registry[Callable[[list[Any], TrainConfig], Any]] = Registry("optimizer")
+OPTIMIZERS.add("sgd", _sgd, "SGD with momentum (the paper's methods)")
+OPTIMIZERS.add("adamw", _adamw, "AdamW, betas (0.9, 0.999) (ViTs, the formula-driven supervised recipes)")
 
 SCHEDULES: Registry[Callable[[TrainConfig, int], float]] = Registry("schedule")
 SCHEDULES.add(

@@ -46,16 +46,18 @@ def train_step(
     epoch: int,
     step: int,
     numerics: Numerics | None = None,
+    labels: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """One optimisation step on uint8 images [b, 3, r, r] (on the device): the logged terms, as
-    detached 0-d tensors on the device (reading them waits for the GPU: do it only when logging)."""
+    detached 0-d tensors on the device (reading them waits for the GPU: do it only when logging).
+    With `labels` [b] (a supervised method), one view per image and its category; else two views."""
     num = numerics or Numerics()
-    v1, v2 = augment.two_views(aug, images, indices, seed, epoch)  # fp32, outside autocast
+    count = 1 if labels is not None else 2
+    views = augment.views(aug, images, indices, seed, epoch, count)  # fp32, outside autocast
     if num.channels_last:
-        v1 = v1.contiguous(memory_format=torch.channels_last)
-        v2 = v2.contiguous(memory_format=torch.channels_last)
+        views = tuple(v.contiguous(memory_format=torch.channels_last) for v in views)
     with autocast(images.device, num.precision):
-        loss, terms = model(v1, v2, step=step)
+        loss, terms = model(views[0], labels if labels is not None else views[1], step=step)
     optimizer.zero_grad(set_to_none=True)
     if num.scaler is not None and num.scaler.is_enabled():
         num.scaler.scale(loss).backward()
@@ -170,8 +172,18 @@ def run_epochs(
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 images = images.to(device, non_blocking=True)
+                labels = parts.source.labels(idx).to(device) if method.supervised else None
                 terms = train_step(
-                    model, optimizer, parts.aug, images, idx, cfg.seed, epoch, global_step, parts.numerics
+                    model,
+                    optimizer,
+                    parts.aug,
+                    images,
+                    idx,
+                    cfg.seed,
+                    epoch,
+                    global_step,
+                    parts.numerics,
+                    labels,
                 )
                 state.images_seen += cfg.batch_size
                 since_log += 1

@@ -4,6 +4,7 @@ process group under torchrun, and `train` itself."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from noisevision.io import atomic_write_text, check_output_folder, recorded_path
 from noisevision.locks import folder_lock, is_lock_file
 from noisevision.methods.common import world
 from noisevision.models import Recipe, save_encoder
-from noisevision.presets import get_preset
+from noisevision.presets import BASE, get_preset
 from noisevision.train.checkpoint import CHECKPOINT, RunState, numerics_record, read_checkpoint
 from noisevision.train.components import Components, build_components
 from noisevision.train.config import TrainConfig
@@ -39,8 +40,10 @@ def _prepare_run_dir(cfg: TrainConfig, rank: int) -> dict[str, Any] | None:
             old = yaml.safe_load(cfg_file.read_text())
         except yaml.YAMLError as exc:
             raise NoisevisionError(f"{cfg_file} is not readable YAML: {exc}") from exc
-        new = cfg.identity()
-        diff = [k for k in sorted(set(old or {}) | set(new)) if (old or {}).get(k) != new.get(k)]
+        new, old = cfg.identity(), old if isinstance(old, dict) else {}
+        # a setting added since the run was made (optimizer) counts as its default there
+        old = {**{k: json.loads(json.dumps(v)) for k, v in BASE.items() if k in new and k not in old}, **old}
+        diff = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
         if diff:
             shown = ", ".join(f"{k} {(old or {}).get(k)!r} → {new.get(k)!r}" for k in diff[:3])
             raise FieldError(

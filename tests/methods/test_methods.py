@@ -162,5 +162,6 @@ def test_each_method_names_a_registered_linear_protocol():
         "align_uniform": "paper",
         "moco_v2": "moco",
         "simclr": "paper",
+        "supervised": "paper",
     }
     assert all(METHODS.get(name).protocol in PROTOCOLS for name in METHODS)

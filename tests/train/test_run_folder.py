@@ -116,3 +116,14 @@ def test_a_non_image_in_the_training_folder_fails_before_the_run_folder(tmp_path
         train(tiny_cfg(tmp_path / "run", data=str(tmp_path / "imgs"), res=None, epochs=1))
     assert "\n" not in str(info.value)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_run_made_before_a_setting_existed_resumes_with_its_default(tmp_path):
+    """config.yaml of an older version has no `optimizer`: it was SGD, the default, not another run."""
+    run = train(tiny_cfg(tmp_path / "run", epochs=1))
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    del config["optimizer"]
+    (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    train(tiny_cfg(tmp_path / "run", epochs=1))  # finished: no "another configuration"
+    with pytest.raises(NoisevisionError, match="optimizer 'sgd' → 'adamw'"):
+        train(tiny_cfg(tmp_path / "run", epochs=1, optimizer="adamw"))
