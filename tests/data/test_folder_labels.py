@@ -87,3 +87,49 @@ def test_a_manifest_without_categories_is_another_dataset(tmp_path):
     folder.prepare_folder(tmp_path, folder.DatasetSpec("test-blobs", {}, 0, 8, 4))
     with pytest.raises(folder.NoisevisionError, match="num_classes=0 there vs 3 asked"):
         folder.prepare_folder(tmp_path, folder.DatasetSpec("test-blobs", {}, 0, 8, 4, num_classes=3))
+
+
+def test_gpu_claims_render_each_category_group_once_and_equal_the_cpu_path(tmp_path, monkeypatch):
+    """On a GPU, renders follow fixed groups of consecutive instances of one category (here 4), each
+    rendered once per split (a group across the train/val boundary is rendered by both, the same
+    bytes), whatever the claims; the files equal the CPU path's, validation split included."""
+    from noisevision import generators
+
+    real, rendered = generators.get, []
+
+    class OnCpu:  # a "GPU" generator that renders on the CPU and logs the groups it is asked for
+        def __init__(self, gen):
+            self.gen = gen
+
+        def device_block(self, res):
+            return 4
+
+        def __call__(self, indices, res, seed, device):
+            rendered.append(list(indices))
+            return self.gen(indices, res=res, seed=seed, device="cpu")
+
+    spec = folder.DatasetSpec("test-classes", {}, 0, 8, 30, val=10)
+    for split, share in (("train", range(30)), ("val", spec.val_indices())):
+        folder.write_dataset(tmp_path / "cpu", spec, share, CPU, 1, 3, split=split)
+    monkeypatch.setattr(generators, "get", lambda name, **kw: OnCpu(real(name, **kw)))
+    for split, share in (("train", range(30)), ("val", spec.val_indices())):
+        rendered.clear()
+        folder.write_dataset(tmp_path / "gpu", spec, share, torch.device("cuda"), 2, 3, split=split)
+        assert len(rendered) == len({tuple(r) for r in rendered}) == {"train": 10, "val": 5}[split]
+        for group in rendered:
+            assert len(group) == 4 and len({i % 5 for i in group}) == 1 and group[0] // 5 % 4 == 0
+    files = sorted(p.relative_to(tmp_path / "cpu") for p in (tmp_path / "cpu").rglob("*.jpg"))
+    assert len(files) == 40 and all(
+        (tmp_path / "gpu" / f).read_bytes() == (tmp_path / "cpu" / f).read_bytes() for f in files
+    )
+    assert folder.Path("val/2/00000/00000037.jpg") in files
+
+
+def test_a_worker_task_writes_into_its_split(tmp_path):
+    spec = folder.DatasetSpec("test-classes", {}, 0, 8, 20, val=5)
+    folder.prepare_folder(tmp_path, spec)
+    assert folder._render_and_write(str(tmp_path), spec, [21, 23], "cpu", "val") == 2
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.jpg")) == [
+        "val/1/00000/00000021.jpg",
+        "val/3/00000/00000023.jpg",
+    ]
