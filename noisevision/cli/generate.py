@@ -29,7 +29,11 @@ def generate(
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     fmt: str = typer.Option("jpg", "--format", help="jpg or png."),
     quality: int = typer.Option(95, "--quality", help="JPEG quality (the paper's files: 95)."),
-    shard: str | None = typer.Option(None, "--shard", help="K/N: write only the K-th of N index ranges."),
+    shard: str | None = typer.Option(
+        None,
+        "--shard",
+        help="K/N: write only the K-th of N index ranges (of training and of validation images).",
+    ),
     workers: int | None = typer.Option(None, "--workers", help="Processes (CPU) or encoder threads."),
     batch_size: int = typer.Option(64, "--batch-size", help="Images rendered per batch."),
     precision: str | None = typer.Option(
