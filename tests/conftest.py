@@ -31,6 +31,14 @@ class _TestBlobs(Generator):
 
 
 @generators.register(
+    "test-classes-4",
+    family="test",
+    default_res=32,
+    min_res=8,
+    description="test-classes with 4 categories (tests only).",
+    classes=4,
+)
+@generators.register(
     "test-classes",
     family="test",
     default_res=32,

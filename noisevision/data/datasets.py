@@ -24,6 +24,12 @@ in any batch, worker or order, and the default collate gives (images, int64 labe
 
     data = GeneratorDataset("fractaldb", 1_000_000, res=224, transform=train_tf, labels=True)
 
+With labels, the iterable dataset deals each round of S = R·W consecutive positions k·S … k·S+S−1
+out in a rotating order: shard s takes k·S + (s + ⌊k / P⌋) mod S, with P = C / gcd(S, C) for C
+categories. Each round still gives every shard one position (the union property above holds), and
+every shard's stream holds each category once in every C images it yields, whatever S and C (with
+the plain stride, shard s would only ever see the categories ≡ s mod gcd(S, C)).
+
 The name may be a generator or a mix "A+B" / "A:0.7+B:0.3" as `noisevision train --data` takes it
 (a mix has no categories); images render on the CPU, in the DataLoader's worker processes when it
 has some.
@@ -31,6 +37,7 @@ has some.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -185,9 +192,8 @@ def world(rank: int | None = None, world_size: int | None = None) -> tuple[int, 
 class GeneratorIterableDataset(_Images, torch.utils.data.IterableDataset):
     """An endless stream of a generator's images from position `start` on, split without repeats
     between DDP ranks and DataLoader workers (see the module docstring); with `labels=True`,
-    (image, label) pairs. Shard s of S yields the categories ≡ s (mod gcd(S, num_classes)): all of
-    them where S (ranks × workers) and num_classes share no factor, a fraction of them otherwise (a
-    DataLoader batch comes from one worker)."""
+    (image, label) pairs, every shard's stream holding each category once in every num_classes
+    images (the rotating order of the module docstring)."""
 
     def __init__(
         self,
@@ -216,12 +222,16 @@ class GeneratorIterableDataset(_Images, torch.utils.data.IterableDataset):
         return self.rank * workers + worker, self.world_size * workers
 
     def positions(self) -> Iterator[Tensor]:
-        """This shard's image indices, `chunk` at a time: int64 [chunk], forever."""
+        """This shard's image indices, `chunk` at a time: int64 [chunk], forever. Round k of
+        `shards` consecutive positions gives this shard one: start + k·shards + its offset."""
         shard, shards = self.shard()
-        first = self.start + shard
+        classes = self.source.gen.num_classes if self.labels else 0
+        period = classes // math.gcd(shards, classes) if classes else 0  # rounds per rotation step
+        rounds = torch.arange(self.chunk, dtype=torch.int64)  # k, for this chunk
         while True:
-            yield first + shards * torch.arange(self.chunk, dtype=torch.int64)
-            first += shards * self.chunk
+            offset = (shard + rounds // period) % shards if period else shard  # int64 [chunk]
+            yield self.start + shards * rounds + offset
+            rounds = rounds + self.chunk
 
     def __iter__(self) -> Iterator[Any]:
         for indices in self.positions():

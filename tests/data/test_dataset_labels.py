@@ -15,10 +15,11 @@ from noisevision.errors import NoisevisionError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 GEN, CLASSES = "test-classes", 5  # conftest: a colour per category
+GEN4 = "test-classes-4"  # the same with 4 categories
 
 
-def reference(indices, res=8, seed=3) -> torch.Tensor:
-    return generators.get(GEN)(list(indices), res=res, seed=seed)
+def reference(indices, res=8, seed=3, name=GEN) -> torch.Tensor:
+    return generators.get(name)(list(indices), res=res, seed=seed)
 
 
 def test_item_i_is_image_i_with_its_category():
@@ -49,16 +50,34 @@ def _positions(images: torch.Tensor, count: int) -> list[int]:
 
 
 def test_iterable_dataset_labels_follow_the_index_across_workers_and_ranks():
-    n = 5
+    """4 shards (2 ranks × 2 workers) and 4 categories: with the plain stride each worker would see
+    one category; the rotating order gives every worker each category once in every 4 images, and
+    the workers together still cover positions 0..4n-1 without repeats."""
+    n, classes = 8, 4
+    position = {img.numpy().tobytes(): i for i, img in enumerate(reference(range(4 * n + 8), name=GEN4))}
+    seen = []
     for rank in (0, 1):
         data = GeneratorIterableDataset(
-            GEN, res=8, seed=3, output="tensor", chunk=3, rank=rank, world_size=2, labels=True
+            GEN4, res=8, seed=3, output="tensor", chunk=3, rank=rank, world_size=2, labels=True
         )
-        loader = DataLoader(data, batch_size=None, num_workers=2)
+        loader = DataLoader(data, batch_size=None, num_workers=2)  # workers take turns, item by item
         items = list(itertools.islice(iter(loader), 2 * n))
-        indices = _positions(torch.stack([image for image, _ in items]), 4 * n)
-        assert [label for _, label in items] == [i % CLASSES for i in indices]
-        assert [i % 4 for i in indices] == [2 * rank, 2 * rank + 1] * n  # the stream's own split
+        indices = [position[image.numpy().tobytes()] for image, _ in items]
+        assert [label for _, label in items] == [i % classes for i in indices]
+        for worker in (0, 1):
+            labels = [i % classes for i in indices[worker::2]]
+            assert sorted(labels[:classes]) == sorted(labels[classes:]) == list(range(classes))
+        seen += indices
+    assert sorted(seen) == list(range(4 * n))
+
+
+def test_iterable_positions_rotate_only_with_labels():
+    plain = GeneratorIterableDataset(GEN4, res=8, chunk=6, rank=1, world_size=2)
+    labelled = GeneratorIterableDataset(GEN4, res=8, chunk=6, rank=1, world_size=2, labels=True, start=10)
+    assert next(plain.positions()).tolist() == [1, 3, 5, 7, 9, 11]  # the stride: positions ≡ 1 mod 2
+    # 2 shards, 4 categories: the order rotates every 4 / gcd(2, 4) = 2 rounds
+    assert next(labelled.positions()).tolist() == [11, 13, 14, 16, 19, 21]
+    assert [p % 4 for p in next(labelled.positions()).tolist()[:4]] == [3, 1, 2, 0]
 
 
 def test_the_label_of_an_index_is_the_generators():
