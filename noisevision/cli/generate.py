@@ -93,9 +93,9 @@ def generate(
     k, n = folder.parse_shard(shard)
     spec = folder.DatasetSpec(name, gen.params, seed, res, num, fmt, quality, val, gen.num_classes)
     splits = {"train": folder.shard_range(num, k, n)}
-    if val:
-        splits["val"] = folder.shard_range(val, k, n)
-        splits["val"] = range(num + splits["val"].start, num + splits["val"].stop)
+    if val:  # the validation images follow the training ones; each shard writes its share of both
+        share = folder.shard_range(val, k, n)
+        splits["val"] = range(num + share.start, num + share.stop)
     indices = splits["train"]
     if workers is not None and workers < 0:
         raise NoisevisionError(f"--workers must be 0 or more, got {workers}")

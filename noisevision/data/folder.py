@@ -122,9 +122,8 @@ class DatasetSpec:
         return range(self.num, self.num + self.val)
 
 
-def _identity_defaults() -> dict[str, Any]:
-    """What a manifest without a field (an older version's) means by it."""
-    return {"num_classes": 0}
+# What a manifest without a field (an older version's) means by it.
+MANIFEST_DEFAULTS: dict[str, Any] = {"num_classes": 0, "val": 0}
 
 
 def image_path(root: Path, index: int, fmt: str, layout: Layout = TRAIN) -> Path:
@@ -183,7 +182,7 @@ def prepare_folder(
                 "choose an empty or new --out"
             )
     else:
-        theirs = {k: manifest.get(k, _identity_defaults().get(k)) for k in spec.identity()}
+        theirs = {k: manifest.get(k, MANIFEST_DEFAULTS.get(k)) for k in spec.identity()}
         if theirs != spec.identity():
             diff = ", ".join(
                 f"{k}={theirs[k]!r} there vs {v!r} asked"
@@ -241,7 +240,7 @@ def prepare_folder(
 def _check_splits(root: Path, spec: DatasetSpec, manifest: dict[str, Any]) -> None:
     """Validation images are the indices right after the training ones: refuse a run that would
     train on the folder's validation images, or validate on its training images."""
-    there, there_val = int(manifest.get("num", 0)), int(manifest.get("val", 0) or 0)
+    there, there_val = int(manifest["num"]), int(manifest.get("val", MANIFEST_DEFAULTS["val"]))
     if there_val and spec.num > there:
         raise NoisevisionError(
             f"'{root}' holds validation images {there}..{there + there_val - 1}, which --num-images "
