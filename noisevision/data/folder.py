@@ -402,6 +402,10 @@ def _write_missing(
     # GPU kernels may round by batch shape: always render the same groups of indices there
     # (consecutive indices, or consecutive instances of one category: Layout.group)
     align = None if device.type == "cpu" else gen.device_block(spec.res)
+    if align and layout.num_classes and gen.batch_invariant(device):
+        # A category's group is `align` of its instances, often more than a dataset has of each:
+        # where the batch cannot change the bytes, render just the images claimed.
+        align = None
     work = claim_missing(root, spec.format, found, align or batch_size, align, on_others, waiting)
     last: tuple[list[int], torch.Tensor] | None = None  # a block a claim in another folder shares
     with ThreadPoolExecutor(max(workers, 1)) as pool:

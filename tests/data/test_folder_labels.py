@@ -104,6 +104,9 @@ def test_gpu_claims_render_each_category_group_once_and_equal_the_cpu_path(tmp_p
         def device_block(self, res):
             return 4
 
+        def batch_invariant(self, device):
+            return False  # as for a family whose GPU kernels round by batch shape
+
         def __call__(self, indices, res, seed, device):
             rendered.append(list(indices))
             return self.gen(indices, res=res, seed=seed, device="cpu")
@@ -133,3 +136,30 @@ def test_a_worker_task_writes_into_its_split(tmp_path):
         "val/1/00000/00000021.jpg",
         "val/3/00000/00000023.jpg",
     ]
+
+
+def test_a_batch_invariant_generator_renders_just_the_claimed_images_on_a_gpu(tmp_path, monkeypatch):
+    from noisevision import generators
+
+    real, rendered = generators.get, []
+
+    class OnCpu:
+        def __init__(self, gen):
+            self.gen = gen
+
+        def device_block(self, res):
+            return 256
+
+        def batch_invariant(self, device):
+            return True
+
+        def __call__(self, indices, res, seed, device):
+            rendered.append(list(indices))
+            return self.gen(indices, res=res, seed=seed, device="cpu")
+
+    spec = folder.DatasetSpec("test-classes", {}, 0, 8, 30)
+    folder.write_dataset(tmp_path / "cpu", spec, range(30), CPU, 1, 4)
+    monkeypatch.setattr(generators, "get", lambda name, **kw: OnCpu(real(name, **kw)))
+    folder.write_dataset(tmp_path / "gpu", spec, range(30), torch.device("cuda"), 1, 4)
+    assert sum(len(r) for r in rendered) == 30  # not 5 groups of 256
+    assert digest(tmp_path / "gpu") == digest(tmp_path / "cpu")
