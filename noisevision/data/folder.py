@@ -175,13 +175,14 @@ def prepare_folder(
     if root.exists() and not root.is_dir():
         raise NoisevisionError(f"output '{root}' exists and is not a folder: choose another --out")
     manifest = read_manifest(root) if root.exists() else None
-    if manifest is None:
-        if root.exists() and any(p for p in root.iterdir() if not p.name.startswith(".")):
+    if manifest is None and root.exists() and any(p for p in root.iterdir() if not p.name.startswith(".")):
+        manifest = read_manifest(root)  # a writer starting beside this one may have just made it
+        if manifest is None:
             raise NoisevisionError(
                 f"output folder '{root}' is not empty and is not a noisevision dataset: "
                 "choose an empty or new --out"
             )
-    else:
+    if manifest is not None:
         theirs = {k: manifest.get(k, MANIFEST_DEFAULTS.get(k)) for k in spec.identity()}
         if theirs != spec.identity():
             diff = ", ".join(
