@@ -116,17 +116,18 @@ class Layout:
         return sorted(b for b in found if self.folder(root, b).is_dir())
 
     def group(self, index: int, size: int) -> int:
-        """The fixed group of `size` images a device renders together that `index` belongs to:
-        consecutive indices, or with categories consecutive instances of one category (so that a
-        group lies within one block folder)."""
+        """The key of the fixed group of `size` images a device renders together that `index`
+        belongs to: `size` consecutive indices, or with categories `size` consecutive instances of
+        one category (so that a group's images share their category's block folders)."""
         c = self.num_classes
         return index // size if not c else (index // c // size) * c + index % c
 
     def group_indices(self, group: int, size: int) -> range:
+        """The indices of group key `group` (see `group`), in order."""
         if not self.num_classes:
             return range(group * size, (group + 1) * size)
-        g, category = divmod(group, self.num_classes)
         c = self.num_classes
+        g, category = divmod(group, c)
         return range(category + c * g * size, category + c * (g + 1) * size, c)
 
     def describe(self) -> str:
