@@ -15,6 +15,7 @@ from PIL import Image
 
 from noisevision import generators
 from noisevision.generators.registry import Generator
+from noisevision.rng import Rng
 
 
 @generators.register(
@@ -27,6 +28,37 @@ class _TestBlobs(Generator):
         colour = rng.uniform(3, 1, 1) * 200
         noise = rng.uniform(3, res, res) * 55
         return (colour + noise).to(torch.uint8)
+
+
+@generators.register(
+    "test-classes-4",
+    family="test",
+    default_res=32,
+    min_res=8,
+    description="test-classes with 4 categories (tests only).",
+    classes=4,
+)
+@generators.register(
+    "test-classes",
+    family="test",
+    default_res=32,
+    min_res=8,
+    description="Cheap labelled test pattern: a colour per category plus per-image noise (tests only).",
+    classes=5,
+)
+class _TestClasses(Generator):
+    """Category c (= index mod classes) is a flat colour of its own, each image adding its own
+    noise: the images of a category are alike, and every byte depends on the key."""
+
+    def __init__(self, spec, classes: int):
+        super().__init__(spec, classes=classes)
+        self.num_classes = classes
+
+    def render_indices(self, indices, seed, res):
+        category = self.labels(indices).to(torch.float32)
+        hue = torch.stack([category * 97 % 256, category * 53 % 256, category * 29 % 256], 1)  # [B, 3]
+        noise = Rng.for_indices(self.key, seed, indices).uniform(3, res, res) * 40  # [B, 3, res, res]
+        return (hue[:, :, None, None] * 0.8 + noise).to(torch.uint8)
 
 
 # cuBLAS's deterministic mode must be chosen before its first use (train --deterministic in tests).

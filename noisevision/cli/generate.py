@@ -16,13 +16,24 @@ from noisevision.errors import NoisevisionError, at_least_one
 def generate(
     name: str = typer.Argument(..., help="Generator name (see `noisevision list`)."),
     out: Path = typer.Option(..., "--out", "-o", help="Dataset folder (created; resumable)."),
-    num: int = typer.Option(..., "--num-images", "-n", help="Number of images (indices 0..N-1)."),
+    num: int = typer.Option(..., "--num-images", "-n", help="Number of training images (indices 0..N-1)."),
+    val: int = typer.Option(
+        0,
+        "--val-images",
+        "--val",
+        help="Also write M validation images to DIR/val/: indices N..N+M-1, never among the training "
+        "ones (with categories: class balanced, M/C instances of each).",
+    ),
     res: int | None = typer.Option(None, "--res", help="Resolution (default: the generator's own)."),
     seed: int = typer.Option(0, "--seed", help=SEED_HELP),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     fmt: str = typer.Option("jpg", "--format", help="jpg or png."),
     quality: int = typer.Option(95, "--quality", help="JPEG quality (the paper's files: 95)."),
-    shard: str | None = typer.Option(None, "--shard", help="K/N: write only the K-th of N index ranges."),
+    shard: str | None = typer.Option(
+        None,
+        "--shard",
+        help="K/N: write only the K-th of N index ranges (of training and of validation images).",
+    ),
     workers: int | None = typer.Option(None, "--workers", help="Processes (CPU) or encoder threads."),
     batch_size: int = typer.Option(64, "--batch-size", help="Images rendered per batch."),
     precision: str | None = typer.Option(
@@ -46,6 +57,10 @@ def generate(
 ) -> None:
     """Write an ImageFolder dataset `DIR/train/<block>/<index>.<format>` plus a manifest; resumable.
 
+    A generator with categories writes `DIR/train/<category>/<block>/<index>.<format>`, so that
+    torchvision's ImageFolder(DIR/train) reads the labels (category i mod C of image i); with
+    --val-images, `DIR/val/` likewise holds held-out images of every category.
+
     A rerun writes what is missing and renders again what is damaged (size, or with --verify
     checksum, differing from the record). Several runs into one folder share the work. SIGTERM or
     SIGUSR1 stop it once the images being written are finished; the same command resumes. Without a
@@ -59,6 +74,8 @@ def generate(
 
     if num < 1:
         raise NoisevisionError(f"--num-images must be a positive number of images, got {num}")
+    if val < 0:
+        raise NoisevisionError(f"--val-images must be 0 or more images, got {val}")
     if fmt not in folder.FORMATS:
         raise NoisevisionError(f"--format must be jpg or png, not '{fmt}'")
     if not 1 <= quality <= 100:
@@ -74,43 +91,53 @@ def generate(
     res = gen.check_res(gen.spec.default_res if res is None else res)
     dev = rank_device(device)  # under torchrun, each rank its own GPU (and its own shard below)
     k, n = folder.parse_shard(shard)
-    indices = folder.shard_range(num, k, n)
-    spec = folder.DatasetSpec(name, gen.params, seed, res, num, fmt, quality)
+    spec = folder.DatasetSpec(name, gen.params, seed, res, num, fmt, quality, val, gen.num_classes)
+    splits = {"train": folder.shard_range(num, k, n)}
+    if val:  # the validation images follow the training ones; each shard writes its share of both
+        share = folder.shard_range(val, k, n)
+        splits["val"] = range(num + share.start, num + share.stop)
+    indices = splits["train"]
     if workers is not None and workers < 0:
         raise NoisevisionError(f"--workers must be 0 or more, got {workers}")
     workers = default_workers(dev, "generate") if workers is None else workers
     # a foreign or unwritable folder fails before any progress bar
     mixed = folder.prepare_folder(out, spec, str(dev), allow_other_cpu)
     where = f" (shard {k + 1}/{n}: {indices.start}..{indices.stop - 1})" if n > 1 else ""
-    console.print(f"{name} → {out}: {num} images at {res} px, seed {seed}, {dev}{where}", soft_wrap=True)
+    what = f"{num} images" + (f" + {val} validation images" if val else "")
+    what += f" of {gen.num_classes} categories" if gen.num_classes else ""
+    console.print(f"{name} → {out}: {what} at {res} px, seed {seed}, {dev}{where}", soft_wrap=True)
     if mixed:
         console.print(f"[yellow]note:[/] {escape(mixed)}", soft_wrap=True)
     if note := gen.setup_note(res, dev):
         console.print(f"[dim]{name} {note}[/]", soft_wrap=True)
-    start, first = time.perf_counter(), [True]
-    with Progress(name, len(indices), console=console) as progress:
+    start, first, written = time.perf_counter(), [True], 0
+    total = sum(len(r) for r in splits.values())
+    with Progress(name, total, console=console) as progress:
 
         def advance(count: int) -> None:
-            if first[0]:  # the first call reports the images already there
+            if first[0]:  # each split's first call reports its images already there
                 first[0] = False
-                progress.already_done(count)
+                progress.already_done(progress.done + count)
             else:
                 progress.update(count)
 
         with raising_on_stop_signals("the images being written were finished"):
-            written = folder.write_dataset(
-                out,
-                spec,
-                indices,
-                dev,
-                workers,
-                batch_size,
-                advance,
-                verify=verify,
-                allow_other_cpu=allow_other_cpu,
-            )
+            for split, share in splits.items():
+                first[0] = True
+                written += folder.write_dataset(
+                    out,
+                    spec,
+                    share,
+                    dev,
+                    workers,
+                    batch_size,
+                    advance,
+                    verify=verify,
+                    allow_other_cpu=allow_other_cpu,
+                    split=split,
+                )
     elapsed = time.perf_counter() - start
     console.print(
-        f"wrote {written} images ({len(indices) - written} already there) in {elapsed:.1f} s"
+        f"wrote {written} images ({total - written} already there) in {elapsed:.1f} s"
         + (f", {written / elapsed:,.1f} img/s" if written else "")
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import typer
@@ -93,7 +94,9 @@ def _list_tsv(name: str, part: dict, titled: bool) -> None:
 def show(
     names: list[str] = typer.Argument(..., help="Generator names (see `noisevision list`)."),
     out: Path = typer.Option(Path("grid.png"), "--out", "-o", help="PNG file to write."),
-    num: int = typer.Option(8, "--num-images", "-n", help="Samples per generator."),
+    num: int = typer.Option(
+        8, "--num-images", "-n", help="Samples per generator (with --by-class: per category)."
+    ),
     res: int | None = typer.Option(None, "--res", help="Resolution (default: each generator's own)."),
     seed: int = typer.Option(0, "--seed", help=SEED_HELP),
     start: int = typer.Option(0, "--start", help="First image index."),
@@ -103,30 +106,42 @@ def show(
         "--describe",
         help="Also print each image's program (generators that draw one per image, e.g. program-shader).",
     ),
+    by_class: bool = typer.Option(
+        False,
+        "--by-class",
+        help="One row per category of a generator with categories (e.g. fractaldb): instances "
+        "--start.. of the first --classes categories.",
+    ),
+    classes: int | None = typer.Option(
+        None, "--classes", help="With --by-class: how many categories, the first ones (default up to 8)."
+    ),
 ) -> None:
-    """Save a labelled grid of samples, one row per generator."""
+    """Save a labelled grid of samples, one row per generator (or with --by-class, per category)."""
+    from noisevision import generators, visualize
     from noisevision.device import resolve_device
-    from noisevision.visualize import sample_grid
 
     at_least_one(("--num-images", num))
     if start < 0:
         raise NoisevisionError(f"--start must be 0 or more, got {start}")
+    if classes is not None and not by_class:
+        raise NoisevisionError("--classes chooses the rows of --by-class: add --by-class")
+    if by_class and len(names) != 1:
+        raise NoisevisionError(f"--by-class shows one generator's categories, not {len(names)} generators")
     check_output_file(out)
-    path = sample_grid(
-        list(names),
-        out,
-        num=num,
-        res=res,
-        seed=seed,
-        device=str(resolve_device(device)),
-        start=start,
-    )
+    common = {"num": num, "res": res, "seed": seed, "device": str(resolve_device(device)), "start": start}
+    indices = range(start, start + num)
+    if by_class:
+        path = visualize.class_grid(names[0], out, classes, **common)
+        total = generators.get(names[0]).num_classes
+        indices = visualize.class_indices(total, classes or visualize.default_classes(total), num, start)
+    else:
+        path = visualize.sample_grid(list(names), out, **common)
     console.print(f"wrote {path}")
     if describe:
-        _print_programs(names, start, num, seed)
+        _print_programs(names, indices, seed)
 
 
-def _print_programs(names: list[str], start: int, num: int, seed: int) -> None:
+def _print_programs(names: list[str], indices: Iterable[int], seed: int) -> None:
     """`show --describe`: the program of each shown image, or a line saying a generator has none."""
     from noisevision import generators
 
@@ -140,5 +155,5 @@ def _print_programs(names: list[str], start: int, num: int, seed: int) -> None:
                 soft_wrap=True,
             )
             continue
-        for index in range(start, start + num):
+        for index in indices:
             console.print(gen.program_text(index, seed), markup=False, highlight=False, soft_wrap=True)

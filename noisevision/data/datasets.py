@@ -17,13 +17,27 @@ stride between DDP ranks and DataLoader workers. Worker w of W on rank r of R yi
 p ≡ r·W + w (mod R·W), so no image repeats, and after every worker has yielded n images the union is
 exactly the first n·R·W positions.
 
-Samples are images only (no label): the images have no classes. The name may be a generator or a
-mix "A+B" / "A:0.7+B:0.3" as `noisevision train --data` takes it; images render on the CPU, in the
-DataLoader's worker processes when it has some.
+Samples are images only by default. With `labels=True`, for a generator with categories (formula-
+driven supervised learning: `Generator.num_classes`), a sample is `(image, label)`, the label the
+int `generator.labels([i])[0]` = i mod num_classes: a pure function of the index, so it is the same
+in any batch, worker or order, and the default collate gives (images, int64 labels [B]).
+
+    data = GeneratorDataset("fractaldb", 1_000_000, res=224, transform=train_tf, labels=True)
+
+With labels, the iterable dataset deals each round of S = R·W consecutive positions k·S … k·S+S−1
+out in a rotating order: shard s takes k·S + (s + ⌊k / P⌋) mod S, with P = C / gcd(S, C) for C
+categories. Each round still gives every shard one position (the union property above holds), and
+every shard's stream holds each category once in every C images it yields, whatever S and C (with
+the plain stride, shard s would only ever see the categories ≡ s mod gcd(S, C)).
+
+The name may be a generator or a mix "A+B" / "A:0.7+B:0.3" as `noisevision train --data` takes it
+(a mix has no categories); images render on the CPU, in the DataLoader's worker processes when it
+has some.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -72,31 +86,47 @@ def _count(value: Any, what: str, minimum: int) -> int:
 class _Images:
     """What both datasets share: a source rendered on the CPU, then samples in the chosen form."""
 
-    def __init__(self, name: str, res: int | None, seed: int, transform: Callable | None, output: str):
+    def __init__(
+        self, name: str, res: int | None, seed: int, transform: Callable | None, output: str, labels: bool
+    ):
         self.name = name
         self.seed = check_seed(seed)
         self.source = open_generator(name, res, self.seed)
         self.res = self.source.res
         self.transform = transform
         self.output = _check_output(output)
+        if not isinstance(labels, bool):
+            raise NoisevisionError(f"labels must be True or False, got {labels!r}")
+        if labels and not self.source.gen.num_classes:
+            raise NoisevisionError(
+                f"labels=True needs a generator with categories, and '{name}' has none "
+                "(noisevision list: the FDSL families, e.g. fractaldb)"
+            )
+        self.labels = labels
 
     def samples(self, indices: Tensor) -> list[Any]:
-        """Images `indices` (int64 [B]) rendered in one call, each then transformed."""
+        """Images `indices` (int64 [B]) rendered in one call, each then transformed; with labels,
+        (image, label) pairs."""
         images = self.source.render(indices, "cpu")  # uint8 [B, 3, res, res]
         if self.output == "pil":
             hwc = images.permute(0, 2, 3, 1).contiguous().numpy()  # one copy for the batch
             out: list[Any] = [Image.fromarray(a) for a in hwc]
         else:
             out = list(images.unbind(0))
-        return out if self.transform is None else [self.transform(x) for x in out]
+        out = out if self.transform is None else [self.transform(x) for x in out]
+        if not self.labels:
+            return out
+        return list(zip(out, self.source.gen.labels(indices).tolist()))  # labels: int [B]
 
     def _describe(self) -> str:
         transform = f", transform={self.transform!r}" if self.transform is not None else ""
-        return f"{self.name!r}, res={self.res}, seed={self.seed}, output={self.output!r}{transform}"
+        labels = ", labels=True" if self.labels else ""
+        return f"{self.name!r}, res={self.res}, seed={self.seed}, output={self.output!r}{transform}{labels}"
 
 
 class GeneratorDataset(_Images, torch.utils.data.Dataset):
-    """Images 0..size-1 of a generator: item i is image i (PIL or uint8 tensor), then `transform`."""
+    """Images 0..size-1 of a generator: item i is image i (PIL or uint8 tensor), then `transform`;
+    with `labels=True`, (image i, its category i mod num_classes)."""
 
     def __init__(
         self,
@@ -106,9 +136,10 @@ class GeneratorDataset(_Images, torch.utils.data.Dataset):
         seed: int = 0,
         transform: Callable | None = None,
         output: str = "pil",
+        labels: bool = False,
     ):
         self.size = _count(size, "size (the number of images)", 1)
-        super().__init__(name, res, seed, transform, output)
+        super().__init__(name, res, seed, transform, output, labels)
 
     def __len__(self) -> int:
         return self.size
@@ -160,7 +191,9 @@ def world(rank: int | None = None, world_size: int | None = None) -> tuple[int, 
 
 class GeneratorIterableDataset(_Images, torch.utils.data.IterableDataset):
     """An endless stream of a generator's images from position `start` on, split without repeats
-    between DDP ranks and DataLoader workers (see the module docstring)."""
+    between DDP ranks and DataLoader workers (see the module docstring); with `labels=True`,
+    (image, label) pairs, every shard's stream holding each category once in every num_classes
+    images (the rotating order of the module docstring)."""
 
     def __init__(
         self,
@@ -173,8 +206,9 @@ class GeneratorIterableDataset(_Images, torch.utils.data.IterableDataset):
         rank: int | None = None,
         world_size: int | None = None,
         chunk: int = 64,
+        labels: bool = False,
     ):
-        super().__init__(name, res, seed, transform, output)
+        super().__init__(name, res, seed, transform, output, labels)
         self.start = _count(start, "start", 0)
         self.chunk = _count(chunk, "chunk", 1)  # images rendered per generator call
         # Resolved here when known (torch.distributed initialised, torchrun's variables, or given);
@@ -188,12 +222,16 @@ class GeneratorIterableDataset(_Images, torch.utils.data.IterableDataset):
         return self.rank * workers + worker, self.world_size * workers
 
     def positions(self) -> Iterator[Tensor]:
-        """This shard's image indices, `chunk` at a time: int64 [chunk], forever."""
+        """This shard's image indices, `chunk` at a time: int64 [chunk], forever. Round k of
+        `shards` consecutive positions gives this shard one: start + k·shards + its offset."""
         shard, shards = self.shard()
-        first = self.start + shard
+        classes = self.source.gen.num_classes if self.labels else 0
+        period = classes // math.gcd(shards, classes) if classes else 0  # rounds per rotation step
+        rounds = torch.arange(self.chunk, dtype=torch.int64)  # k, for this chunk
         while True:
-            yield first + shards * torch.arange(self.chunk, dtype=torch.int64)
-            first += shards * self.chunk
+            offset = (shard + rounds // period) % shards if period else shard  # int64 [chunk]
+            yield self.start + shards * rounds + offset
+            rounds = rounds + self.chunk
 
     def __iter__(self) -> Iterator[Any]:
         for indices in self.positions():

@@ -6,6 +6,14 @@ Layout (readable by torchvision's ImageFolder and the paper's training code):
     DIR/train/00000/00000000.jpg    image 0, in blocks of 1000 images per folder
     DIR/train/00000/.index.json     size and blake2b checksum of every image of the block
     DIR/train/00001/00001000.jpg    ...
+    DIR/val/...                     with --val-images M: images N..N+M-1 after the N training ones
+
+A generator with C categories (formula-driven supervised learning) writes one folder per
+category, so that `torchvision.datasets.ImageFolder(DIR/train)` reads the labels: image i
+(category i mod C, instance i // C) is DIR/train/<category>/<instance // 1000>/<index>.jpg, the
+category zero-padded (000..999 for C = 1000) so that ImageFolder's sorted class order is the
+category number (folder_index.Layout). Indices interleave the categories, so any count of training
+or validation images is class balanced to within one image.
 
 Every file is written atomically (temporary name + rename), its record first, so a killed run never
 leaves a truncated image; running the same command again writes only the missing images, and
@@ -51,7 +59,9 @@ from noisevision.data.folder_index import (  # noqa: F401 (the whole folder API 
     CLAIM,
     INDEX,
     POLL_S,
+    TRAIN,
     Claim,
+    Layout,
     Scan,
     add_records,
     block_folder,
@@ -86,19 +96,38 @@ class DatasetSpec:
     num: int
     format: str = "jpg"
     quality: int = 95
+    val: int = 0  # validation images: indices num..num+val-1, written to DIR/val/
+    num_classes: int | None = None  # the generator's categories; None: ask the generator
 
     def __post_init__(self) -> None:
         check_seed(self.seed)
+        if isinstance(self.val, bool) or not isinstance(self.val, int) or self.val < 0:
+            raise FieldError("val", f"{{field}} must be 0 or more images, got {self.val!r}")
+        if self.num_classes is None:
+            classes = generators.get(self.generator, **self.params).num_classes
+            object.__setattr__(self, "num_classes", classes)
 
     def identity(self) -> dict[str, Any]:
-        """Fields that must agree for two runs to write into the same folder (not `num`)."""
+        """Fields that must agree for two runs to write into the same folder (not the counts)."""
         d = asdict(self)
         d.pop("num")
+        d.pop("val")
         return json.loads(json.dumps(d))  # normalise tuples -> lists as in the JSON file
 
+    def layout(self, split: str = "train") -> Layout:
+        return Layout(split, self.num_classes or 0)
 
-def image_path(root: Path, index: int, fmt: str) -> Path:
-    return root / "train" / f"{index // BLOCK:05d}" / f"{index:08d}.{fmt}"
+    def val_indices(self) -> range:
+        """The validation images: the `val` indices after the training ones."""
+        return range(self.num, self.num + self.val)
+
+
+# What a manifest without a field (an older version's) means by it.
+MANIFEST_DEFAULTS: dict[str, Any] = {"num_classes": 0, "val": 0}
+
+
+def image_path(root: Path, index: int, fmt: str, layout: Layout = TRAIN) -> Path:
+    return layout.folder(root, layout.block_of(index)) / f"{index:08d}.{fmt}"
 
 
 def shard_range(num: int, shard: int, num_shards: int) -> range:
@@ -146,14 +175,15 @@ def prepare_folder(
     if root.exists() and not root.is_dir():
         raise NoisevisionError(f"output '{root}' exists and is not a folder: choose another --out")
     manifest = read_manifest(root) if root.exists() else None
-    if manifest is None:
-        if root.exists() and any(p for p in root.iterdir() if not p.name.startswith(".")):
+    if manifest is None and root.exists() and any(p for p in root.iterdir() if not p.name.startswith(".")):
+        manifest = read_manifest(root)  # a writer starting beside this one may have just made it
+        if manifest is None:
             raise NoisevisionError(
                 f"output folder '{root}' is not empty and is not a noisevision dataset: "
                 "choose an empty or new --out"
             )
-    else:
-        theirs = {k: manifest.get(k) for k in spec.identity()}
+    if manifest is not None:
+        theirs = {k: manifest.get(k, MANIFEST_DEFAULTS.get(k)) for k in spec.identity()}
         if theirs != spec.identity():
             diff = ", ".join(
                 f"{k}={theirs[k]!r} there vs {v!r} asked"
@@ -163,6 +193,7 @@ def prepare_folder(
             raise NoisevisionError(
                 f"'{root}' holds another dataset ({diff}): use a new --out or the same settings"
             )
+        _check_splits(root, spec, manifest)
     kind = str(device).split(":")[0] if device is not None else None
     cpu_paths = list((manifest or {}).get("cpu_paths", []))
     if kind == "cpu" and (here := cpu_code_path()) not in cpu_paths:
@@ -183,22 +214,44 @@ def prepare_folder(
         )
     try:
         num = max(spec.num, manifest["num"]) if manifest else spec.num
+        val = max(spec.val, (manifest or {}).get("val", 0))
+        layout = spec.layout()
         body = {
             **asdict(spec),
             "num": num,
+            "val": val,
             "devices": devices,
             "cpu_paths": cpu_paths,
             "version": noisevision.__version__,
-            "layout": "train/<index // 1000>/<index:08d>.<format>",
-            "checksums": f"train/<index // 1000>/{INDEX}: [size, blake2b-128] per image",
+            "layout": layout.describe(),
+            "checksums": f"{layout.describe().rsplit('/', 1)[0]}/{INDEX}: [size, blake2b-128] per image",
         }
+        if val:
+            body["val_layout"] = f"{spec.layout('val').describe()}, indices {num}..{num + val - 1}"
         # The manifest before train/: a shard writer starting beside this one then never sees a
         # non-empty folder without a manifest (which it would refuse as foreign).
         atomic_write_bytes(root / MANIFEST, (json.dumps(body, indent=2) + "\n").encode())
-        (root / "train").mkdir(parents=True, exist_ok=True)
+        for split in ("train", "val") if val else ("train",):
+            (root / split).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise NoisevisionError(f"cannot write to '{root}': {exc.strerror or exc}") from exc
     return note
+
+
+def _check_splits(root: Path, spec: DatasetSpec, manifest: dict[str, Any]) -> None:
+    """Validation images are the indices right after the training ones: refuse a run that would
+    train on the folder's validation images, or validate on its training images."""
+    there, there_val = int(manifest["num"]), int(manifest.get("val", MANIFEST_DEFAULTS["val"]))
+    if there_val and spec.num > there:
+        raise NoisevisionError(
+            f"'{root}' holds validation images {there}..{there + there_val - 1}, which --num-images "
+            f"{spec.num} would train on: keep --num-images {there} or use a new --out"
+        )
+    if spec.val and spec.num < there:
+        raise NoisevisionError(
+            f"'{root}' holds {there} training images, which validation images from {spec.num} on would "
+            f"repeat: use --num-images {there} with --val-images, or a new --out"
+        )
 
 
 # ---------------------------------------------------------------------------------- writing
@@ -219,18 +272,19 @@ def _commit(
     indices: list[int],
     blobs: list[bytes],
     map_: Callable[..., Iterable[Any]] = map,
+    layout: Layout = TRAIN,
 ) -> None:
     """Record the images' sizes and checksums in their blocks' indexes, then write the files
     atomically (not fsynced: see noisevision.io). In that order, a file whose record is missing or
     differs is one a killed run never finished, and a resume renders it again."""
     by_block: dict[int, dict[str, tuple[int, str]]] = {}
     for i, data in zip(indices, blobs):
-        by_block.setdefault(i // BLOCK, {})[f"{i:08d}.{spec.format}"] = (len(data), checksum(data))
+        by_block.setdefault(layout.block_of(i), {})[f"{i:08d}.{spec.format}"] = (len(data), checksum(data))
     for block, records in by_block.items():
-        add_records(block_folder(root, block), records)
+        add_records(layout.folder(root, block), records)
 
     def write(item: tuple[int, bytes]) -> None:
-        atomic_write_bytes(image_path(root, item[0], spec.format), item[1], durable=False)
+        atomic_write_bytes(image_path(root, item[0], spec.format, layout), item[1], durable=False)
 
     for _ in map_(write, zip(indices, blobs)):
         pass
@@ -241,7 +295,9 @@ def _commit(
 _WORKER_GENERATORS: dict[str, Any] = {}
 
 
-def _render_and_write(root: str, spec: DatasetSpec, indices: list[int], device: str) -> int:
+def _render_and_write(
+    root: str, spec: DatasetSpec, indices: list[int], device: str, split: str = "train"
+) -> int:
     """Worker task: render `indices` with one thread, write them. Returns the count written."""
     from noisevision import generators
 
@@ -250,7 +306,8 @@ def _render_and_write(root: str, spec: DatasetSpec, indices: list[int], device: 
     if key not in _WORKER_GENERATORS:
         _WORKER_GENERATORS[key] = generators.get(spec.generator, **spec.params)
     images = _WORKER_GENERATORS[key](indices, res=spec.res, seed=spec.seed, device=device).cpu()
-    _commit(Path(root), spec, indices, [encode(img, spec.format, spec.quality) for img in images])
+    blobs = [encode(img, spec.format, spec.quality) for img in images]
+    _commit(Path(root), spec, indices, blobs, layout=spec.layout(split))
     return len(indices)
 
 
@@ -273,9 +330,11 @@ def write_dataset(
     on_progress: Callable[[int], None] | None = None,
     verify: bool = False,
     allow_other_cpu: bool = False,
+    split: str = "train",
 ) -> int:
-    """Write the images of `indices` that are missing or damaged into `root`; returns how many this
-    process wrote (`allow_other_cpu`: see `prepare_folder`).
+    """Write the images of `indices` that are missing or damaged into `root`'s `split` folder
+    (train, or val for `spec.val_indices()`); returns how many this process wrote
+    (`allow_other_cpu`: see `prepare_folder`).
 
     A resume checks each image's size against its record (`verify`: its checksum, reading every
     file) and renders the damaged ones again. Several processes may write into one folder at once
@@ -291,7 +350,7 @@ def write_dataset(
     prepare_folder(root, spec, str(device), allow_other_cpu)
     if verify:
         log.info(f"reading the images already in {root} to check them against their checksums")
-    found = scan(root, indices, spec.format, verify=verify)
+    found = scan(root, indices, spec.format, verify=verify, layout=spec.layout(split))
     for note in found.notes():
         log.info(note)
     if on_progress:
@@ -299,7 +358,7 @@ def write_dataset(
     if not found.missing:
         return 0
     try:
-        return _write_missing(root, spec, found, device, workers, batch_size, on_progress)
+        return _write_missing(root, spec, found, device, workers, batch_size, on_progress, split)
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
             raise
@@ -316,13 +375,15 @@ def _write_missing(
     workers: int,
     batch_size: int,
     on_progress: Callable[[int], None] | None,
+    split: str = "train",
 ) -> int:
     written = 0
+    layout = spec.layout(split)
 
     def done_with(indices: list[int], count: int) -> None:
         nonlocal written
         if not written:  # the first images written tell how much room the rest needs
-            check_free_space(root, spec, indices, found.missing - count)
+            check_free_space(root, spec, indices, found.missing - count, layout)
         written += count
         if on_progress:
             on_progress(count)
@@ -333,14 +394,19 @@ def _write_missing(
     on_others = on_progress or (lambda n: None)
     if device.type == "cpu" and workers > 1 and found.missing > batch_size:  # (one batch: no start-up)
         work = claim_missing(root, spec.format, found, batch_size, None, on_others, waiting)
-        _write_with_workers(root, spec, work, workers, done_with)
+        _write_with_workers(root, spec, work, workers, done_with, split)
         return written
 
     from noisevision import generators
 
     gen = generators.get(spec.generator, **spec.params)
-    # GPU kernels may round by batch shape: always render the same blocks of indices there
+    # GPU kernels may round by batch shape: always render the same groups of indices there
+    # (consecutive indices, or consecutive instances of one category: Layout.group)
     align = None if device.type == "cpu" else gen.device_block(spec.res)
+    if align and layout.num_classes and gen.batch_invariant(device):
+        # A category's group is `align` of its instances, often more than a dataset has of each:
+        # where the batch cannot change the bytes, render just the images claimed.
+        align = None
     work = claim_missing(root, spec.format, found, align or batch_size, align, on_others, waiting)
     last: tuple[list[int], torch.Tensor] | None = None  # a block a claim in another folder shares
     with ThreadPoolExecutor(max(workers, 1)) as pool:
@@ -352,12 +418,13 @@ def _write_missing(
                 if align is None:
                     images = gen(claim.indices, res=spec.res, seed=spec.seed, device=device).cpu()
                 else:
-                    ((block, _),) = _aligned_blocks(claim.indices, align)
+                    ((block, _),) = _aligned_blocks(claim.indices, align, layout)
                     if last is None or last[0] != block:
                         last = block, gen(block, res=spec.res, seed=spec.seed, device=device).cpu()
-                    images = last[1][[i - block[0] for i in claim.indices]]
+                    step = layout.num_classes or 1  # a group's indices: block[0] + step·k
+                    images = last[1][[(i - block[0]) // step for i in claim.indices]]
                 blobs = list(pool.map(lambda img: encode(img, spec.format, spec.quality), images))
-                _commit(root, spec, claim.indices, blobs, pool.map)
+                _commit(root, spec, claim.indices, blobs, pool.map, layout)
             finally:
                 claim.release()
             done_with(claim.indices, len(claim.indices))
@@ -394,6 +461,7 @@ def _write_with_workers(
     work: Iterator[Claim | None],
     workers: int,
     done_with: Callable[[list[int], int], None],
+    split: str = "train",
 ) -> None:
     """The claims of `work` rendered by `workers` processes, at most 2 tasks per worker in flight."""
     ctx = get_context("spawn")  # fork after torch threads start is unsafe
@@ -418,7 +486,7 @@ def _write_with_workers(
                     else:
                         time.sleep(POLL_S)
                     continue
-                pending[pool.submit(_render_and_write, str(root), spec, claim.indices, "cpu")] = claim
+                pending[pool.submit(_render_and_write, str(root), spec, claim.indices, "cpu", split)] = claim
                 while len(pending) >= 2 * workers:
                     finish(wait(pending, return_when=FIRST_COMPLETED)[0])
             while pending:
@@ -459,23 +527,29 @@ def _end_workers(pool: ProcessPoolExecutor) -> str:
     return f"exit status {code}"
 
 
-def _aligned_blocks(todo: list[int], size: int) -> Iterator[tuple[list[int], list[int]]]:
-    """(block, its indices in `todo`) for every block [k·size, (k+1)·size) that holds some of
-    `todo`: rendering whole fixed blocks makes each image's batch the same at any batch size,
-    worker count, shard or restart."""
+def _aligned_blocks(
+    todo: list[int], size: int, layout: Layout = TRAIN
+) -> Iterator[tuple[list[int], list[int]]]:
+    """(block, its indices in `todo`) for every group of `size` indices (`Layout.group`: [k·size,
+    (k+1)·size), or with categories `size` consecutive instances of one) that holds some of `todo`:
+    rendering whole fixed groups makes each image's batch the same at any batch size, worker
+    count, shard or restart."""
     blocks: dict[int, list[int]] = {}
     for i in todo:
-        blocks.setdefault(i // size, []).append(i)
+        blocks.setdefault(layout.group(i, size), []).append(i)
     for k, chunk in blocks.items():
-        yield list(range(k * size, (k + 1) * size)), chunk
+        yield list(layout.group_indices(k, size)), chunk
 
 
-def check_free_space(root: Path, spec: DatasetSpec, written: list[int], remaining: int) -> None:
+def check_free_space(
+    root: Path, spec: DatasetSpec, written: list[int], remaining: int, layout: Layout = TRAIN
+) -> None:
     """Stop in one clear line, before the disk fills up, when `remaining` images would not fit.
 
     An image's size is measured on images just written (JPEG sizes depend on the generator).
     """
-    sizes = [p.stat().st_size for i in written[:64] if (p := image_path(root, i, spec.format)).is_file()]
+    paths = [image_path(root, i, spec.format, layout) for i in written[:64]]
+    sizes = [p.stat().st_size for p in paths if p.is_file()]
     if not sizes or remaining <= 0:
         return
     need = remaining * sum(sizes) / len(sizes) * 1.02 + 2**26  # + room for folders and temporaries

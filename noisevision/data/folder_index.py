@@ -1,7 +1,8 @@
 """What a dataset folder holds and who is writing it: per-block records, checksums, claims and scans.
 
-Each block folder (train/NNNNN/, BLOCK images) keeps, beside its images, an index of their sizes
-and checksums, written before the files, and the claims of the writers rendering images into it
+Each block folder (train/NNNNN/, BLOCK images; with categories train/<category>/NNNNN/, BLOCK
+instances of one category: see `Layout`) keeps, beside its images, an index of their sizes and
+checksums, written before the files, and the claims of the writers rendering images into it
 now. `scan` tells which images of a range are complete; `claim_missing` hands a writer the images
 no live writer holds, block by block. noisevision.data.folder writes the images.
 """
@@ -55,8 +56,103 @@ def checksum(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def block_folder(root: Path, block: int) -> Path:
-    return root / "train" / f"{block:05d}"
+@dataclass(frozen=True)
+class Layout:
+    """Where the images of one split (train, val) live, in blocks of BLOCK images per folder.
+
+    Without categories block k is images k·BLOCK..(k+1)·BLOCK−1 in `<split>/<k:05d>/`. With C
+    categories image i is instance i // C of category i mod C, and a block holds BLOCK instances of
+    one category: `<split>/<category>/<instance // BLOCK:05d>/`, the category zero-padded so that
+    sorted folder names (ImageFolder's class order) are the category numbers. A block's key is then
+    (instance // BLOCK)·C + category: keys in order walk the indices roughly in order. Files are
+    always named by their index, `<index:08d>.<format>`.
+    """
+
+    split: str = "train"
+    num_classes: int = 0
+
+    def class_folder(self, category: int) -> str:
+        return f"{category:0{len(str(self.num_classes - 1))}d}"
+
+    def block_of(self, index: int) -> int:
+        c = self.num_classes
+        return index // BLOCK if not c else (index // c // BLOCK) * c + index % c
+
+    def folder(self, root: Path, block: int) -> Path:
+        if not self.num_classes:
+            return root / self.split / f"{block:05d}"
+        b, category = divmod(block, self.num_classes)
+        return root / self.split / self.class_folder(category) / f"{b:05d}"
+
+    def indices(self, block: int, within: range) -> range:
+        """The indices of `within` (a step-1 range) that live in `block`, as a range."""
+        c = self.num_classes
+        if not c:
+            return range(max(within.start, block * BLOCK), min(within.stop, (block + 1) * BLOCK))
+        b, category = divmod(block, c)
+        first = max(b * BLOCK, -(-(within.start - category) // c))  # instances, ceil division
+        stop = min((b + 1) * BLOCK, -(-(within.stop - category) // c))
+        return range(category + c * first, category + c * max(first, stop), c)
+
+    def blocks(self, within: range) -> Iterator[int]:
+        """Keys of the blocks that hold indices of `within`, in order, lazily."""
+        if not len(within):
+            return
+        c = self.num_classes
+        first, last = self.block_of(within.start), self.block_of(within.stop - 1)
+        for block in range(first - first % c, last - last % c + c) if c else range(first, last + 1):
+            if len(self.indices(block, within)):
+                yield block
+
+    def blocks_on_disk(self, root: Path) -> list[int]:
+        """Keys of the block folders present below `root`'s split folder, sorted."""
+        top = root / self.split
+        if not self.num_classes:
+            return sorted(int(n) for n in _listdir(top) if _is_block(n) and (top / n).is_dir())
+        found = []
+        for name in _listdir(top):
+            if name.isdigit() and int(name) < self.num_classes and name == self.class_folder(int(name)):
+                found += [int(n) * self.num_classes + int(name) for n in _listdir(top / name) if _is_block(n)]
+        return sorted(b for b in found if self.folder(root, b).is_dir())
+
+    def group(self, index: int, size: int) -> int:
+        """The key of the fixed group of `size` images a device renders together that `index`
+        belongs to: `size` consecutive indices, or with categories `size` consecutive instances of
+        one category (so that a group's images share their category's block folders)."""
+        c = self.num_classes
+        return index // size if not c else (index // c // size) * c + index % c
+
+    def group_indices(self, group: int, size: int) -> range:
+        """The indices of group key `group` (see `group`), in order."""
+        if not self.num_classes:
+            return range(group * size, (group + 1) * size)
+        c = self.num_classes
+        g, category = divmod(group, c)
+        return range(category + c * g * size, category + c * (g + 1) * size, c)
+
+    def describe(self) -> str:
+        """The layout in words, for the manifest."""
+        if self.num_classes:
+            return f"{self.split}/<category>/<(index // {self.num_classes}) // {BLOCK}>/<index:08d>.<format>"
+        return f"{self.split}/<index // {BLOCK}>/<index:08d>.<format>"
+
+
+TRAIN = Layout()
+
+
+def _listdir(folder: Path) -> list[str]:
+    try:
+        return os.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _is_block(name: str) -> bool:
+    return name.isdigit() and name == f"{int(name):05d}"
+
+
+def block_folder(root: Path, block: int, layout: Layout = TRAIN) -> Path:
+    return layout.folder(root, block)
 
 
 def _open_to_lock(path: Path, create: bool = False) -> int | None:
@@ -209,6 +305,7 @@ class Scan:
     wholly missing and are not stored: a range stays a range whatever its length."""
 
     indices: range
+    layout: Layout = TRAIN
     present: int = 0
     damaged: int = 0  # there, but the size (or with verify, the checksum) differs from the record
     unrecorded: int = 0  # there without a record (older versions): accepted unless verify
@@ -223,13 +320,11 @@ class Scan:
 
     def todo(self) -> Iterator[tuple[int, Items]]:
         """(block, [(index, signature)]) for every block with images to write, in order, lazily."""
-        r = self.indices
-        for block in range(r.start // BLOCK, (r.stop - 1) // BLOCK + 1) if len(r) else ():
+        for block in self.layout.blocks(self.indices):
             if block in self.redo:
                 items = sorted(self.redo[block].items())
             else:
-                lo, hi = max(r.start, block * BLOCK), min(r.stop, (block + 1) * BLOCK)
-                items = [(i, None) for i in range(lo, hi)]
+                items = [(i, None) for i in self.layout.indices(block, self.indices)]
             if items:
                 yield block, items
 
@@ -262,37 +357,33 @@ class Scan:
         return notes
 
 
-def scan(root: Path, indices: range, fmt: str, verify: bool = False, clean: bool = True) -> Scan:
+def scan(
+    root: Path, indices: range, fmt: str, verify: bool = False, clean: bool = True, layout: Layout = TRAIN
+) -> Scan:
     """Which images of `indices` are complete: present with the size their record gives (and with
     `verify`, the same checksum: the whole files are read). `clean`: remove temporary files those
     images' killed writers left (never a live writer's: see `_remove_orphans`)."""
-    result = Scan(indices)
+    result = Scan(indices, layout)
     if not len(indices):
         return result
-    first, last = indices.start // BLOCK, (indices.stop - 1) // BLOCK
-    try:
-        names = os.listdir(root / "train")
-    except (FileNotFoundError, NotADirectoryError):
-        names = []
-    for name in sorted(names):
-        block = int(name) if name.isdigit() else -1
-        if first <= block <= last and name == f"{block:05d}" and (root / "train" / name).is_dir():
-            result.redo[block] = _scan_block(result, block_folder(root, block), block, fmt, verify, clean)
+    for block in layout.blocks_on_disk(root):
+        if len(layout.indices(block, indices)):
+            result.redo[block] = _scan_block(result, layout.folder(root, block), block, fmt, verify, clean)
     return result
 
 
 def _scan_block(
     result: Scan, folder: Path, block: int, fmt: str, verify: bool, clean: bool
 ) -> dict[int, Signature]:
-    lo, hi = max(result.indices.start, block * BLOCK), min(result.indices.stop, (block + 1) * BLOCK)
+    mine = result.layout.indices(block, result.indices)
     with _locked(folder):
         names = os.listdir(folder)
         if clean:
-            _remove_orphans(folder, names, range(lo, hi), _claimed(folder, names))
+            _remove_orphans(folder, names, mine, _claimed(folder, names))
         index, damaged_index = read_index_checked(folder)
     there = set(names)
     redo: dict[int, Signature] = {}
-    for i in range(lo, hi):
+    for i in mine:
         name = f"{i:08d}.{fmt}"
         path = folder / name
         try:
@@ -329,10 +420,13 @@ def _checksum_of(path: Path) -> str | None:
         return None
 
 
-def missing_indices(root: Path, indices: range, fmt: str, clean: bool = True) -> list[int]:
+def missing_indices(
+    root: Path, indices: range, fmt: str, clean: bool = True, layout: Layout = TRAIN
+) -> list[int]:
     """Indices of `indices` without a complete file, as a list (for small ranges; `scan` keeps
     large ones lazy). `clean`: remove those indices' temporary files that no live writer owns."""
-    return [i for _, items in scan(root, indices, fmt, clean=clean).todo() for i, _ in items]
+    found = scan(root, indices, fmt, clean=clean, layout=layout)
+    return sorted(i for _, items in found.todo() for i, _ in items)
 
 
 def wait_until_complete(
@@ -342,26 +436,28 @@ def wait_until_complete(
     on_wait: Callable[[int], None] | None = None,
     poll_s: float = 30.0,
     sleep: Callable[[float], None] = time.sleep,
+    layout: Layout = TRAIN,
 ) -> float:
     """Block until every image of `indices` is in `root`, e.g. while other shard writers finish
     theirs; `on_wait(count missing)` once before the first wait. Returns the seconds waited."""
     start = time.perf_counter()
-    missing = scan(root, indices, fmt, clean=False).missing
+    missing = scan(root, indices, fmt, clean=False, layout=layout).missing
     if missing and on_wait:
         on_wait(missing)
     while missing:
         sleep(poll_s)
-        missing = scan(root, indices, fmt, clean=False).missing
+        missing = scan(root, indices, fmt, clean=False, layout=layout).missing
     return time.perf_counter() - start
 
 
 # ---------------------------------------------------------------------------------- claiming work
 def _claim_some(
-    folder: Path, fmt: str, items: Items, size: int, align: int | None
+    folder: Path, fmt: str, items: Items, size: int, align: int | None, layout: Layout = TRAIN
 ) -> tuple[Claim | None, Items, Items, int]:
     """Under the block's lock, claim up to `size` of `items` (in order; with `align`, all in one
-    aligned group of indices). Returns (the claim or None, the items not looked at yet, the items
-    other live writers hold, how many items other writers have finished since the scan)."""
+    aligned group of indices, `Layout.group`). Returns (the claim or None, the items not looked at
+    yet, the items other live writers hold, how many items other writers have finished since the
+    scan)."""
     folder.mkdir(parents=True, exist_ok=True)
     with _locked(folder):
         names = os.listdir(folder)
@@ -371,7 +467,7 @@ def _claim_some(
         done_by_others, k = 0, 0
         while k < len(items) and len(chosen) < size:
             i, seen = items[k]
-            if align and chosen and i // align != chosen[0] // align:
+            if align and chosen and layout.group(i, align) != layout.group(chosen[0], align):
                 break
             k += 1
             if i in taken:
@@ -405,9 +501,9 @@ def claim_missing(
     held: dict[int, Items] = {}
 
     def claim_all(block: int, items: Items) -> Iterator[Claim]:
-        folder = block_folder(root, block)
+        folder = found.layout.folder(root, block)
         while items:
-            claim, items, theirs, others = _claim_some(folder, fmt, items, size, align)
+            claim, items, theirs, others = _claim_some(folder, fmt, items, size, align, found.layout)
             held.setdefault(block, []).extend(theirs)
             if others:
                 on_others(others)

@@ -6,7 +6,7 @@
   step; nothing touches the disk. Mixes are generator names too (`A+B`, `A:0.7+B:0.3`,
   `mix6:A+B`: noisevision.generators.mixing);
 - a folder: every .jpg/.jpeg/.png below it (recursively, sorted by path), e.g. the output of
-  `noisevision generate`.
+  `noisevision generate` (there, below its train/ only: its val/ images are held out).
 
 `IndexPlan` says which image indices each step of each epoch trains on: a seeded permutation of
 0..N−1 per epoch (`--num-images N`), or new indices every epoch (`--fresh`: epoch e uses
@@ -95,7 +95,8 @@ def check_image_headers(files: list[Path], root: Path) -> None:
 
 
 class FolderSource:
-    """Image files below a folder; index i is the i-th file in sorted path order."""
+    """Image files below a folder; index i is the i-th file in sorted path order. In a folder that
+    `noisevision generate` wrote, the files below its train/ only: never its validation images."""
 
     num_classes = 0  # files carry no categories here
 
@@ -103,10 +104,12 @@ class FolderSource:
         raise NoisevisionError(f"the images of {self.root} carry no categories")
 
     def __init__(self, root: str | Path, res: int | None):
+        from noisevision.data.folder import MANIFEST
+
         self.root = Path(root)
-        self.files = sorted(
-            p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-        )
+        train = self.root / "train"
+        below = train if (self.root / MANIFEST).is_file() and train.is_dir() else self.root
+        self.files = sorted(p for p in below.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not self.files:
             raise NoisevisionError(f"no .jpg or .png images found under {self.root}")
         check_image_headers(self.files, self.root)

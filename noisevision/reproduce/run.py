@@ -142,6 +142,7 @@ def materialize(name: str, res: int | None, seed: int, num: int, root: Path, dev
             range(num),
             spec.format,
             lambda n: log.info(f"[{name}] waiting for {n} images from the other ranks"),
+            layout=spec.layout(),
         )
     return record
 

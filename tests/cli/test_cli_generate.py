@@ -247,11 +247,11 @@ def test_worker_tasks_reuse_their_generator(tmp_path, monkeypatch):
     """A worker builds its generator (and what it caches, e.g. a texture bank) once, not per task."""
     from noisevision import generators
 
+    spec = folder.DatasetSpec("dead_leaves-squares", {}, 0, 32, 4, format="png")  # (asks the generator)
     made = []
     real = generators.get
     monkeypatch.setattr(generators, "get", lambda name, **kw: made.append(name) or real(name, **kw))
     monkeypatch.setattr(folder, "_WORKER_GENERATORS", {})
-    spec = folder.DatasetSpec("dead_leaves-squares", {}, 0, 32, 4, format="png")
     folder.prepare_folder(tmp_path / "d", spec)
     threads = torch.get_num_threads()
     try:

@@ -401,3 +401,19 @@ def test_writers_of_overlapping_ranges_split_the_overlap(tmp_path):
     assert sum(counts.values()) == 1200 and len(counts) == 2
     assert images(out) == images(tmp_path / "ref")
     assert not list(out.rglob(folder.CLAIM + "*")) and not list(out.rglob("*.tmp"))
+
+
+def test_a_writer_starting_beside_another_accepts_the_manifest_it_just_made(tmp_path, monkeypatch):
+    """The other writer's manifest and train/ appear between this one's look for a manifest and
+    its look for foreign files: the folder is the same dataset, not a foreign one."""
+    spec = folder.DatasetSpec("test-blobs", {}, 0, 16, 4)
+    folder.prepare_folder(tmp_path, spec)  # the other writer
+    real, looks = folder.read_manifest, []
+
+    def late_manifest(root):  # the first look comes just before the other writer's manifest
+        looks.append(root)
+        return None if len(looks) == 1 else real(root)
+
+    monkeypatch.setattr(folder, "read_manifest", late_manifest)
+    folder.prepare_folder(tmp_path, spec)
+    assert len(looks) == 2
