@@ -74,7 +74,7 @@ def test_bad_parameters_are_one_line_errors():
         generators.get("program-shaders:depth=2")
     with pytest.raises(NoisevisionError, match="depth is given twice"):
         generators.get("program-shader:depth=3,depth=5")
-    with pytest.raises(NoisevisionError, match=r"program-cppn takes depth\)"):
+    with pytest.raises(NoisevisionError, match=r"program-cppn takes depth, classes, spread\)"):
         generators.get("program-cppn:cppn_share=0.5")  # a CPPN program mixes in no CPPNs
 
 
