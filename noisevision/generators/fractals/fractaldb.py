@@ -220,8 +220,9 @@ class FractalDB(Generator):
             self.search: CodeSearch | CodeTable = CodeTable(table[: classes or len(table)])
             self.num_classes = classes or len(table)
         else:
-            self.search = CodeSearch(self.key, self.points)
             self.num_classes = 1000 if classes is None else classes
+            # every category stays cached: a pass over interleaved indices visits all of them
+            self.search = CodeSearch(self.key, self.points, cache_size=max(4096, self.num_classes))
 
     @property
     def key(self) -> str:

@@ -78,14 +78,17 @@ def stamp_patches(rng: Rng, pixels: Tensor, valid: Tensor, size: int) -> Tensor:
     on it. pixels, valid [B, P] (from `to_pixels`) -> lit bool [B, size, size].
 
     Mask bit k (of 1..511, uniform) lights the cell at offset (k div 3 − 1, k mod 3 − 1). One
-    scatter per cell, not per point: the points whose mask has bit k are counted, and that count
-    image is shifted by the cell's offset (a one-pixel frame absorbs shifts past the edge).
+    scatter per cell, not per point: the points whose mask has bit k add one at their pixel
+    shifted by the cell's offset, on a canvas with a one-pixel frame that absorbs shifts past
+    the edge (integer adds: exact and order-free).
     """
-    b = pixels.shape[0]
-    masks = rng.randint(1, 512, pixels.shape[1])  # [B, P]
-    lit = torch.zeros(b, size + 2, size + 2, dtype=torch.bool, device=pixels.device)
-    for k in range(9):
-        on = valid & (((masks >> k) & 1) == 1)
-        dy, dx = divmod(k, 3)
-        lit[:, dy : dy + size, dx : dx + size] |= hit_counts(pixels, on, size) > 0
-    return lit[:, 1:-1, 1:-1]
+    b, p = pixels.shape
+    masks = (rng.randint(1, 512, p) * valid).to(torch.int32)  # [B, P]; 0 for invalid points
+    wide = size + 2  # the framed canvas's side
+    centre = pixels + 2 * (pixels.to(torch.int32) // size).long() + (wide + 1)  # [B, P] framed
+    counts = torch.zeros(b, wide * wide, dtype=torch.int32, device=pixels.device)
+    with order_free():
+        for k in range(9):
+            dy, dx = divmod(k, 3)
+            counts.scatter_add_(1, centre + ((dy - 1) * wide + dx - 1), (masks >> k) & 1)
+    return counts.view(b, wide, wide)[:, 1:-1, 1:-1] > 0
