@@ -156,7 +156,9 @@ class ProceduralPrograms(Generator):
         head = f"{self.name} image {index} (seed {seed})"
         if self.num_classes:
             head += f", category {index % self.num_classes}"
-        if int(tries[0]):
+        if int(tries[0]) and self.num_classes:
+            head += f", numbers drawn {int(tries[0]) + 1} times (the first {int(tries[0])} rendered blank)"
+        elif int(tries[0]):
             head += f", program {int(tries[0]) + 1} (the first {int(tries[0])} rendered blank)"
         return head + "\n" + describe_program({k: v[0] for k, v in p.items()}, self.depth)
 
