@@ -178,3 +178,15 @@ def test_a_header_row_and_blank_line_separated_categories_are_read(tmp_path):
     path.write_text("a,b,c,d,e,f,p\n0.5,0,0,0.5,0,0,1\n0.5,0,0,0.5,0.5,0,1\n\n0.5,0,0,0.5,0,0.5,2\n")
     table = fr.read_codes(path)
     assert table.shape == (2, 7, 7) and table[0, :2, 6].tolist() == [1, 1] and table[1, 0, 5] == 0.5
+
+
+def test_thread_count_does_not_change_patch_bytes():
+    gen = generators.get("fractaldb:classes=2")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = gen([0, 1, 3], res=64)
+        torch.set_num_threads(2)
+        assert torch.equal(one, gen([0, 1, 3], res=64))
+    finally:
+        torch.set_num_threads(before)
