@@ -1,4 +1,5 @@
-"""Procedural image programs: determinism, grammars, errors, diversity and spectra of the batch."""
+"""Procedural image programs: determinism, grammars, errors, diversity and spectra of the batch,
+program categories."""
 
 from __future__ import annotations
 
@@ -74,7 +75,7 @@ def test_bad_parameters_are_one_line_errors():
         generators.get("program-shaders:depth=2")
     with pytest.raises(NoisevisionError, match="depth is given twice"):
         generators.get("program-shader:depth=3,depth=5")
-    with pytest.raises(NoisevisionError, match=r"program-cppn takes depth\)"):
+    with pytest.raises(NoisevisionError, match=r"program-cppn takes depth, classes, spread\)"):
         generators.get("program-cppn:cppn_share=0.5")  # a CPPN program mixes in no CPPNs
 
 
@@ -95,7 +96,7 @@ def test_depth_in_the_name_is_the_parameter():
 
 
 # ============================================================================ determinism
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [*NAMES, "program-shader:classes=5", "program-mixed:classes=3"])
 def test_images_are_bytes_of_their_index_at_any_batch_size_and_order(name):
     gen = generators.get(name)
     full = gen(range(12), res=44, seed=3)  # 44 px: a canvas padded to 48, cropped
@@ -108,8 +109,9 @@ def test_images_are_bytes_of_their_index_at_any_batch_size_and_order(name):
     assert not torch.equal(full, gen(range(12), res=44, seed=4))
 
 
-def test_thread_count_does_not_change_bytes():
-    gen = generators.get("program-mixed")
+@pytest.mark.parametrize("name", ["program-mixed", "program-mixed:classes=4"])
+def test_thread_count_does_not_change_bytes(name):
+    gen = generators.get(name)
     one = gen(range(6), res=40)
     torch.set_num_threads(2)
     try:
@@ -415,3 +417,94 @@ def test_fused_kernels_compile_for_a_gpu():
         source = ASTSource(kernel, {**signature, **dict.fromkeys(constants, "constexpr")}, constants)
         built = triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
         assert built.asm["cubin"], kernel
+
+
+# ============================================================================ categories
+def _thumbnails(images: torch.Tensor) -> torch.Tensor:
+    """A simple feature space: blurred 16×16 colour thumbnails, flattened [B, 768]."""
+    small = F.interpolate(images.float() / 255, size=(16, 16), mode="area")
+    return F.avg_pool2d(small, 3, 1, 1, count_include_pad=False).flatten(1)
+
+
+def _leave_one_out_1nn(features: torch.Tensor, labels: torch.Tensor) -> float:
+    dist = torch.cdist(features, features).fill_diagonal_(float("inf"))
+    return (labels[dist.argmin(1)] == labels).float().mean().item()
+
+
+NEAREST_LEAST = {"program-shader": 0.9, "program-mixed": 0.8, "program-cppn": 0.7}  # chance: 1/6
+
+
+@pytest.mark.parametrize("name, least", NEAREST_LEAST.items())
+def test_instances_of_a_category_are_nearer_each_other_than_other_categories(name, least):
+    gen = generators.get(f"{name}:classes=6")
+    indices = torch.arange(6 * 8)  # 8 instances of each of 6 categories
+    features, labels = _thumbnails(gen(indices, res=32)), gen.labels(indices)
+    assert _leave_one_out_1nn(features, labels) >= least
+    shuffled = labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))]
+    assert _leave_one_out_1nn(features, shuffled) < 0.4
+
+
+def test_categories_interleave_and_are_described():
+    gen = generators.get("program-mixed:classes=10")
+    assert gen.num_classes == 10 and torch.equal(gen.labels(range(25)), torch.arange(25) % 10)
+    assert gen.describe() == {
+        "name": "program-mixed:classes=10",
+        "family": "procedural programs",
+        "params": {"grammar": "mixed", "depth": 3, "cppn_share": 0.2, "classes": 10, "spread": 0.1},
+        "num_classes": 10,
+    }
+    assert "num_classes" not in generators.get("program-mixed").describe()
+    assert "category 3" in gen.program_text(13)
+    with pytest.raises(NoisevisionError, match="has no categories"):
+        generators.get("program-shader").labels([0])
+
+
+def test_a_category_keeps_its_structure_and_spread_zero_is_its_program():
+    # spread 0: every instance renders the category's own program (up to rounding of the
+    # numbers drawn on a log range); with the default spread they differ
+    still = generators.get("program-shader:classes=3,spread=0")([1, 4, 7], res=32).float()
+    assert (still - still[0]).abs().mean() < 0.5
+    moving = generators.get("program-shader:classes=3")([1, 4, 7], res=32).float()
+    assert (moving - moving[0]).abs().mean() > 2
+    # the same operators and tree for every instance: compare the programs as text
+    gen = generators.get("program-shader:classes=3")
+    shapes = {_operators(gen.program_text(i)) for i in (1, 4, 7)}
+    assert len(shapes) == 1 and _operators(gen.program_text(2)) not in shapes
+
+
+def _operators(text: str) -> str:
+    """A program's text without its numbers and header: its operators and their nesting."""
+    body = text.split("\n", 1)[1]
+    return "".join(ch for ch in body if ch.isalpha() or ch in "()[]\n ")
+
+
+def test_every_program_number_has_a_category_rule():
+    p = pg.sample_program(Rng.for_indices("t", 0, torch.arange(2)), "mixed", 3)
+    assert set(p) == set(pg.CATEGORY_RULES)
+
+
+def test_default_bytes_do_not_depend_on_categories():
+    # without classes an image is its own program, as before categories existed: the render of
+    # the program drawn from the image's key (these indices render no blank program)
+    gen = generators.get("program-shader")
+    rng = Rng.for_indices("program-shader", 2, torch.tensor([0, 3, 17]))
+    rgb = pg.render_programs(pg.sample_program(rng, "shader", 4), 48, 4)
+    expected = (rgb * 255).round_().clamp_(0, 255).to(torch.uint8)
+    assert not pg.is_blank(rgb).any()
+    assert torch.equal(gen([0, 3, 17], res=48, seed=2), expected)
+    assert torch.equal(generators.get("program-shader", classes=0)([0, 3], res=48, seed=2), expected[:2])
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("program-cppn:classes=x", "classes must be an integer"),
+        ("program-cppn:classes=-1", "classes must be an integer >= 0"),
+        ("program-cppn:spread=0.2", "spread needs classes"),
+        ("program-cppn:classes=3,spread=2", "spread must be in 0..1"),
+    ],
+)
+def test_bad_category_parameters_are_one_line(name, message):
+    with pytest.raises(NoisevisionError, match=message) as err:
+        generators.get(name)
+    assert "\n" not in str(err.value)

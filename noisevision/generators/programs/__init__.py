@@ -24,14 +24,23 @@ Every random number comes from the image's key (drawn for all slots, whichever o
 chosen) and images never interact, so an image's bytes do not depend on its batch. Rendering runs
 on one CPU thread (`single_cpu_thread`); on a GPU, fused Triton kernels compute the fields.
 
+Categories (formula-driven supervised learning): with `classes=C`, e.g. `program-shader:classes=1000`,
+a program is a category (drawn from the seed and the category) and image i is an instance of
+category i mod C: the same operators and tree, its continuous numbers (placement, scales, noise,
+colours, weights) re-drawn around the category's by `spread` (default 0.1). Without `classes` every
+image is its own program, as before.
+
 No blank images (as FractalDB keeps only codes that light 20% of the canvas): an image whose
 luminance is nearly flat is re-drawn from a new program (key child "retry"), up to 4 times.
 
 Modules: `operators` (the grammar's operators), `grammar` (drawing programs from keys), `fields`
 (the fields as tensor code), `cuda` + `_triton` (the same on a GPU), `render` (colour, finish,
-blank test), `describe` (programs in words), `generator` (the registered names and resolver).
+blank test), `describe` (programs in words), `categories` (instances around a category's program),
+`generator` (the registered names and resolver).
 """
 
+from noisevision.generators.programs.categories import KINDS as CATEGORY_RULES
+from noisevision.generators.programs.categories import SPREAD, instance_program
 from noisevision.generators.programs.describe import describe_program
 from noisevision.generators.programs.fields import (
     batched_matmul,
@@ -83,6 +92,7 @@ from noisevision.generators.programs.render import (
 __all__ = [
     "BLANK_STD",
     "BRANCH_PROB",
+    "CATEGORY_RULES",
     "COMBINATORS",
     "CPPN_ACTIVATIONS",
     "CPPN_INPUTS",
@@ -98,6 +108,7 @@ __all__ = [
     "NAME_PARAMS",
     "PALETTES",
     "RETRIES",
+    "SPREAD",
     "U",
     "Lattice",
     "Op",
@@ -108,6 +119,7 @@ __all__ = [
     "cppn_outputs",
     "cppn_outputs_tensor",
     "describe_program",
+    "instance_program",
     "is_blank",
     "pixel_centres",
     "render_programs",
