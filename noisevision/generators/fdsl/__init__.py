@@ -1,0 +1,8 @@
+"""Formula-driven supervised learning: labelled families whose classes are formulas.
+
+RCDB and VisualAtom (orbits of radial contours) and 1p-frac (one fractal, perturbed).
+
+Image i of a family with C classes is instance i // C of class i mod C (`Generator.labels`).
+"""
+
+from noisevision.generators.fdsl import rcdb, visualatom  # noqa: F401 (each registers its names)

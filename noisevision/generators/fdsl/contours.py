@@ -1,0 +1,223 @@
+"""Radial orbits (RCDB, VisualAtom): vertex radii grown orbit by orbit, drawn as 1 px closed polylines.
+
+Both families draw K closed orbits around a centre. Orbit 0 has radius r0 at every vertex; orbit
+k + 1 moves each vertex of orbit k radially, separately along x and y, by an amount with a 1-D
+Perlin noise term. A vertex at angle θ with radii (r_x, r_y) sits at centre + (a_x r_x cos θ,
+a_y r_y sin θ) (a: the ellipse stretch). The geometry is defined on the recipes' 512 px canvas
+and scaled to the requested resolution; lines stay 1 px wide.
+
+Determinism: radii are summed over orbits in 2^-16 px fixed point (int64 cumsum, exact in any
+order), angles come from a cos/sin table built once per vertex count (no batch-shaped sin/cos, whose
+last bit can depend on where an element falls in a vectorised loop), and overlapping orbits are
+resolved by "the last orbit wins" with an integer amax. An image is the same bytes in any batch,
+on any thread count.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from noisevision.errors import NoisevisionError
+from noisevision.generators.registry import Generator, GeneratorSpec
+from noisevision.rng import Rng
+
+CANVAS = 512  # the recipes' canvas: every length below is in its pixels
+FIXED = 2**16  # fixed-point steps per pixel for the radii's running sums
+FIELD = 21  # bits per field of a Perlin word (three fields: position, two gradients)
+
+
+@dataclass(frozen=True)
+class OrbitLaw:
+    """The per-class ranges users vary: Perlin amplitude λ ~ U(lambda_min, lambda_max), radial
+    drift w ~ U(0, drift), start radius r0 ∈ {r0_min..r0_max} (512 px units), 1 ≤ K ≤ max_orbits."""
+
+    lambda_min: float
+    lambda_max: float
+    drift: float
+    r0_min: int
+    r0_max: int
+    max_orbits: int = 200
+
+    def check(self, family: str) -> None:
+        """NoisevisionError (one line) for a range that is empty or negative."""
+        if not 0 <= self.lambda_min <= self.lambda_max:
+            raise NoisevisionError(f"{family} needs 0 <= lambda_min <= lambda_max")
+        if self.drift < 0:
+            raise NoisevisionError(f"{family} needs drift >= 0, got {self.drift}")
+        if not 0 <= self.r0_min <= self.r0_max:
+            raise NoisevisionError(f"{family} needs 0 <= r0_min <= r0_max")
+        if not 1 <= self.max_orbits <= 1000:
+            raise NoisevisionError(f"{family} needs max_orbits in 1..1000, got {self.max_orbits}")
+
+
+@dataclass
+class Orbits:
+    """A batch of orbit drawings in 512 px units (B images, K orbit slots, N vertex slots).
+
+    radius [B, K, N, 2]: per-axis radii; orbits [B] and vertices [B]: how many slots are used;
+    cos, sin [B, N]: the vertex angles' cosines and sines; centre, stretch [B, 2]; grey [B, K]
+    (0..255) of each orbit; background [B] grey of the canvas.
+    """
+
+    radius: Tensor
+    orbits: Tensor
+    vertices: Tensor
+    cos: Tensor
+    sin: Tensor
+    centre: Tensor
+    stretch: Tensor
+    grey: Tensor
+    background: int
+
+
+# ------------------------------------------------------------------------------------ random draws
+def perlin_at_random(rng: Rng, *shape: int) -> Tensor:
+    """1-D Perlin noise, each value at its own random position: float32 [B, *shape] in [−½, ½].
+
+    Perlin noise at x blends the lattice gradients g0, g1 (uniform in [−1, 1]) of the two integer
+    points around x with the quintic fade of the fraction f; at a uniformly random position, f
+    and the two gradients are independent uniforms, so one 64-bit word gives all three (21 bits
+    each) and no lattice table is needed.
+    """
+    words = rng.bits(*shape)
+    mask, scale = (1 << FIELD) - 1, 2.0**-FIELD
+    f = ((words >> (2 * FIELD + 1)) & mask).to(torch.float32) * scale
+    g0 = ((words >> (FIELD + 1)) & mask).to(torch.float32) * (2 * scale) - 1
+    g1 = ((words >> 1) & mask).to(torch.float32) * (2 * scale) - 1
+    fade = f * f * f * (f * (f * 6 - 15) + 10)
+    near, far = g0 * f, g1 * (f - 1)
+    return near + fade * (far - near)
+
+
+def grown_radii(r0: Tensor, steps: Tensor) -> Tensor:
+    """Radii of every orbit: r0 [B] plus the running sum of the radial steps [B, K, N, 2] over
+    orbits (step k moves orbit k−1 to orbit k; step 0 is ignored). Summed in fixed point, so
+    the result is exact whatever order the sum runs in. -> float32 [B, K, N, 2]."""
+    fixed = (steps * FIXED).round().to(torch.int64)
+    fixed[:, 0] = 0
+    total = fixed.cumsum(1).to(torch.float32) / FIXED  # exact: |sums| < 2^24 steps
+    return total + r0.to(torch.float32)[:, None, None, None]
+
+
+_TABLES: dict[tuple[int, int, str], tuple[Tensor, Tensor]] = {}
+
+
+def angle_table(low: int, high: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """cos and sin of 2π j / n for n in low..high (rows n − low) and j < high: float32
+    [high − low + 1, high] each (0 beyond j ≥ n). Built once in float64, so that a vertex angle's
+    value never depends on the batch it is computed in."""
+    key = (low, high, str(device))
+    if key not in _TABLES:
+        n = torch.arange(low, high + 1, dtype=torch.float64)[:, None]
+        j = torch.arange(high, dtype=torch.float64)[None, :]
+        angle = 2 * math.pi * j / n
+        used = j < n
+        _TABLES[key] = tuple((f(angle) * used).to(torch.float32).to(device) for f in (torch.cos, torch.sin))
+    return _TABLES[key]
+
+
+# ------------------------------------------------------------------------------------ drawing
+def vertex_positions(o: Orbits, res: int) -> Tensor:
+    """Pixel coordinates (x, y) at `res` of every vertex slot: float32 [B, K, N, 2]."""
+    scale = res / CANVAS
+    trig = torch.stack((o.cos, o.sin), -1)[:, None]  # [B, 1, N, 2]
+    offset = o.radius * trig * o.stretch[:, None, None, :]  # [B, K, N, 2], 512 px units
+    return (offset + o.centre[:, None, None, :]) * scale
+
+
+def rasterise(o: Orbits, res: int) -> Tensor:
+    """Draw every orbit of the batch as a closed 1 px polyline: uint8 [B, 3, res, res].
+
+    Each segment (vertex j to vertex j + 1, the last back to the first) is sampled at steps of at
+    most 1 px along its longer axis and each sample lights the pixel it falls in. A pixel takes
+    the grey of the last orbit that crosses it: samples carry (orbit + 1) · 256 + grey and the
+    canvas keeps the maximum, an integer reduction that is exact in any order.
+    """
+    b, k, n = o.radius.shape[:3]
+    dev = o.radius.device
+    start = vertex_positions(o, res)  # [B, K, N, 2]
+    j = torch.arange(n, device=dev)
+    nxt = torch.where(j[None] + 1 >= o.vertices[:, None], 0, j[None] + 1)  # [B, N]
+    end = start.gather(2, nxt[:, None, :, None].expand(b, k, n, 2))
+    used = (torch.arange(k, device=dev)[None, :, None] < o.orbits[:, None, None]) & (
+        j[None, None] < o.vertices[:, None, None]
+    )  # [B, K, N]
+    lo, hi = torch.minimum(start, end), torch.maximum(start, end)
+    visible = used & (hi >= 0).all(-1) & (lo < res).all(-1)  # off-canvas segments drawn as nothing
+    img, orbit, _ = visible.nonzero(as_tuple=True)
+    p0, p1 = start[visible], end[visible]  # [S, 2]
+    delta = p1 - p0
+    count = delta.abs().amax(-1).ceil().clamp(1, 8 * res).to(torch.int64)  # samples per segment
+    seg = torch.repeat_interleave(torch.arange(len(count), device=dev), count)
+    first = count.cumsum(0) - count
+    t = (torch.arange(len(seg), device=dev) - first[seg]).to(torch.float32) / count[seg].to(torch.float32)
+    xy = (p0[seg] + t[:, None] * delta[seg]).floor()
+    inside = ((xy >= 0) & (xy < res)).all(-1)
+    xy, seg = xy[inside].to(torch.int64), seg[inside]
+    pixel = img[seg] * res * res + xy[:, 1] * res + xy[:, 0]
+    value = (orbit[seg] + 1) * 256 + o.grey[img[seg], orbit[seg]]
+    canvas = torch.zeros(b * res * res, dtype=torch.int64, device=dev)
+    canvas.scatter_reduce_(0, pixel, value, "amax")
+    canvas = canvas.view(b, 1, res, res)
+    out = torch.where(canvas > 0, canvas & 255, o.background)
+    return out.to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
+
+
+# ------------------------------------------------------------------------------------ the family base
+def as_number(family: str, name: str, value: Any, kind: type) -> Any:
+    """A user's parameter as int or float; NoisevisionError (one line) if it is not a number."""
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise NoisevisionError(f"{family}: {name} must be a number, got {value!r}") from None
+    if kind is int and number != value and not isinstance(value, str):
+        raise NoisevisionError(f"{family}: {name} must be an integer, got {value!r}")
+    return number
+
+
+def check_classes(family: str, classes: Any) -> int:
+    """The category count as an int >= 1; NoisevisionError (one line) otherwise."""
+    count = as_number(family, "classes", classes, int)
+    if not 1 <= count <= 2**31 - 1:
+        raise NoisevisionError(f"{family} needs classes >= 1, got {classes}")
+    return count
+
+
+class OrbitFamily(Generator):
+    """A labelled family of orbit drawings: image i is instance i // C of class i mod C.
+
+    Subclasses draw the class parameters from the class keys (seed, class) and the rest from the
+    image keys (`draw_orbits`); this base splits the indices and rasterises.
+    """
+
+    def __init__(self, spec: GeneratorSpec, classes: int, law: OrbitLaw, **params: Any):
+        law.check(spec.name)
+        super().__init__(spec, classes=classes, **vars(law), **params)
+        self.num_classes = classes
+        self.law = law
+
+    def draw_orbits(self, cls: Rng, img: Rng, instance: Tensor) -> Orbits:  # pragma: no cover
+        raise NotImplementedError
+
+    def render_indices(self, indices: Tensor, seed: int, res: int) -> Tensor:
+        category, instance = indices % self.num_classes, indices // self.num_classes
+        cls = Rng.for_indices(self.key + "/class", seed, category)
+        img = Rng.for_indices(self.key, seed, indices)
+        return rasterise(self.draw_orbits(cls, img, instance), res)
+
+    def law_draws(self, cls: Rng) -> tuple[Tensor, Tensor, Tensor]:
+        """K ∈ {1..max_orbits}, λ and w of each class: int64 [B], float32 [B], float32 [B]."""
+        law = self.law
+        orbits = cls.randint(1, law.max_orbits + 1, 1)[:, 0]
+        lam = cls.uniform(1, low=law.lambda_min, high=law.lambda_max)[:, 0]
+        drift = cls.uniform(1, low=0.0, high=law.drift)[:, 0]
+        return orbits, lam, drift
+
+    def r0_draw(self, r: Rng) -> Tensor:
+        """r0 ∈ {r0_min..r0_max}: int64 [B]."""
+        return r.randint(self.law.r0_min, self.law.r0_max + 1, 1)[:, 0]
