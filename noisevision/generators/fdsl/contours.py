@@ -76,15 +76,18 @@ class Orbits:
 
 
 # ------------------------------------------------------------------------------------ random draws
-def perlin_at_random(rng: Rng, *shape: int) -> Tensor:
-    """1-D Perlin noise, each value at its own random position: float32 [B, *shape] in [−½, ½].
+def perlin_at_random(rng: Rng, orbits: int, vertices: int, used: tuple[int, int]) -> Tensor:
+    """1-D Perlin noise, each value at its own random position, per orbit, vertex and axis:
+    float32 [B, used orbits, used vertices, 2] in [−½, ½]. The draw always has the full shape
+    [orbits, vertices, 2] per image (so that its values do not depend on the batch); only the
+    slots this batch uses are turned into noise.
 
     Perlin noise at x blends the lattice gradients g0, g1 (uniform in [−1, 1]) of the two integer
     points around x with the quintic fade of the fraction f; at a uniformly random position, f
     and the two gradients are independent uniforms, so one 64-bit word gives all three (21 bits
     each) and no lattice table is needed.
     """
-    words = rng.bits(*shape)
+    words = rng.bits(orbits, vertices, 2)[:, : used[0], : used[1]]
     mask, scale = (1 << FIELD) - 1, 2.0**-FIELD
     f = ((words >> (2 * FIELD + 1)) & mask).to(torch.float32) * scale
     g0 = ((words >> (FIELD + 1)) & mask).to(torch.float32) * (2 * scale) - 1

@@ -98,10 +98,10 @@ class RCDB(OrbitFamily):
         )
         # image: one Perlin value per polygon, vertex and axis; a grey per polygon
         k_max = self.law.max_orbits
-        noise = perlin_at_random(img.child("perlin"), k_max, MAX_VERTICES, 2)  # [B, K, N, 2]
         grey = img.child("grey").randint(0, 256, k_max)  # [B, K]
         used_k, used_n = int(orbits.max()), int(vertices.max())  # slots this batch needs
-        steps = lam[:, None, None, None] * (1 - 2 * noise[:, :used_k, :used_n]) + drift[:, None, None, None]
+        noise = perlin_at_random(img.child("perlin"), k_max, MAX_VERTICES, (used_k, used_n))
+        steps = lam[:, None, None, None] * (1 - 2 * noise) + drift[:, None, None, None]
         cos, sin = angle_table(MIN_VERTICES, MAX_VERTICES, cls.device)
         row = vertices - MIN_VERTICES
         return Orbits(

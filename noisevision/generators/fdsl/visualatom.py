@@ -87,9 +87,9 @@ class VisualAtom(OrbitFamily):
         # image: centre, one Perlin value per orbit, vertex and axis, a grey per orbit
         centre = img.child("centre").uniform(2, low=0.0, high=float(CANVAS))
         k_max = self.law.max_orbits
-        noise = perlin_at_random(img.child("perlin"), k_max, MAX_VERTICES, 2)  # [B, K, N, 2]
         grey = img.child("grey").randint(0, 256, k_max)  # [B, K]
         used_k, used_n = int(orbits.max()), int(vertices.max())
+        noise = perlin_at_random(img.child("perlin"), k_max, MAX_VERTICES, (used_k, used_n))
         cos, sin = angle_table(MIN_VERTICES, MAX_VERTICES, cls.device)
         row = (vertices - MIN_VERTICES)[:, None]
         # sin(n θ_j) = sin(2π (n j mod q) / q): a lookup in the same table row
@@ -97,7 +97,7 @@ class VisualAtom(OrbitFamily):
         q = vertices[:, None]
         wave = sin[row, (n1[:, None] * j) % q] + sin[row, (n2[:, None] * j) % q]  # [B, N]
         waves = SINE_AMPLITUDE * wave + drift[:, None]
-        steps = lam[:, None, None, None] * (1 - noise[:, :used_k, :used_n]) + waves[:, None, :, None]
+        steps = lam[:, None, None, None] * (1 - noise) + waves[:, None, :, None]
         return Orbits(
             radius=grown_radii(r0, steps),
             orbits=orbits,
