@@ -75,7 +75,7 @@ def patch_render(rng: Rng, params: Tensor, points: int, size: int) -> tuple[Tens
     det = (maps[..., 0, 0] * maps[..., 1, 1] - maps[..., 0, 1] * maps[..., 1, 0]).abs()
     probs = det / det.sum(1, keepdim=True).clamp_min(1e-12)
     pts, _ = chaos_game(rng.child("walk"), maps, offsets, probs, points)
-    pixels, valid = to_pixels(pts, size, max(1, round(MARGIN * size / SEARCH_SIZE)))
+    pixels, valid = to_pixels(pts, size, max(2, round(MARGIN * size / SEARCH_SIZE)))  # room for the 3×3 stamp
     masks = rng.child("patch").randint(1, 512, points)  # [B, P]: bit 3·dy + dx lights (dy − 1, dx − 1)
     counts = torch.zeros(pixels.shape[0], size * size, dtype=torch.int32, device=pixels.device)
     with order_free():
