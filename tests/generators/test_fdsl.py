@@ -154,7 +154,8 @@ def test_instances_of_a_class_are_nearest_each_other(name, res, params):
     ("name", "params", "message"),
     [
         ("rcdb", {"classes": 0}, "classes >= 1"),
-        ("visualatom", {"classes": "many"}, "must be a number"),
+        ("visualatom", {"classes": "many"}, "must be an integer"),
+        ("visualatom", {"drift": float("inf")}, "must be finite"),
         ("visualatom", {"lambda_min": 5.0}, "lambda_min <= lambda_max"),
         ("rcdb", {"drift": -0.1}, "drift >= 0"),
         ("rcdb", {"r0_min": 50, "r0_max": 10}, "r0_min <= r0_max"),
@@ -176,3 +177,16 @@ def test_one_fractal_patches_light_the_point_and_neighbours():
     lit, finite = one_fractal.patch_render(rng, params, 2000, 64)
     assert finite.all() and lit.shape == (2, 64, 64)
     assert not torch.equal(lit[0], lit[1])  # the chaos game and the masks come from each key
+
+
+def test_parameters_in_the_name():
+    named = generators.get("rcdb:classes=10,lambda_max=6")
+    assert named.num_classes == 10 and named.params["lambda_max"] == 6.0
+    same = generators.get("rcdb", classes=10, lambda_max=6)
+    assert torch.equal(named([3, 11], res=32), same([3, 11], res=32))
+    rebuilt = generators.get("visualatom", **generators.get("visualatom:classes=5").describe()["params"])
+    assert rebuilt.num_classes == 5
+    errors = {"rcdb:classes": "key=value", "rcdb:classes=1.5": "an integer", "fractal-1p:delta=x": "a number"}
+    for bad, message in errors.items():
+        with pytest.raises(NoisevisionError, match=message):
+            generators.get(bad)

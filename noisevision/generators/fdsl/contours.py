@@ -103,7 +103,7 @@ def grown_radii(r0: Tensor, steps: Tensor) -> Tensor:
     the result is exact whatever order the sum runs in. -> float32 [B, K, N, 2]."""
     fixed = (steps * FIXED).round().to(torch.int64)
     fixed[:, 0] = 0
-    total = fixed.cumsum(1).to(torch.float32) / FIXED  # exact: |sums| < 2^24 steps
+    total = fixed.cumsum(1).to(torch.float32) / FIXED  # an exact sum, then one rounding per value
     return total + r0.to(torch.float32)[:, None, None, None]
 
 
@@ -177,9 +177,12 @@ def as_number(family: str, name: str, value: Any, kind: type) -> Any:
     try:
         number = kind(value)
     except (TypeError, ValueError):
-        raise NoisevisionError(f"{family}: {name} must be a number, got {value!r}") from None
+        kind_words = "an integer" if kind is int else "a number"
+        raise NoisevisionError(f"{family}: {name} must be {kind_words}, got {value!r}") from None
     if kind is int and number != value and not isinstance(value, str):
         raise NoisevisionError(f"{family}: {name} must be an integer, got {value!r}")
+    if not math.isfinite(number):
+        raise NoisevisionError(f"{family}: {name} must be finite, got {value!r}")
     return number
 
 

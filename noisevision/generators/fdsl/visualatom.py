@@ -66,6 +66,7 @@ class VisualAtom(OrbitFamily):
         drift: float = 0.1,
         r0_min: int = 10,
         r0_max: int = 60,
+        max_orbits: int = 200,
     ):
         name = spec.name
         law = OrbitLaw(
@@ -74,6 +75,7 @@ class VisualAtom(OrbitFamily):
             as_number(name, "drift", drift, float),
             as_number(name, "r0_min", r0_min, int),
             as_number(name, "r0_max", r0_max, int),
+            as_number(name, "max_orbits", max_orbits, int),
         )
         super().__init__(spec, check_classes(name, classes), law)
 
