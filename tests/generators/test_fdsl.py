@@ -102,7 +102,7 @@ def test_visualatom_frequencies_differ_unless_the_first_is_zero():
 
 def test_perlin_values_stay_in_half_a_unit():
     p = contours.perlin_at_random(Rng.for_indices("t", 0, torch.arange(4)), 50, 100, (50, 100))
-    assert p.shape == (4, 50, 100, 2)
+    assert p.shape == (4, 2, 50, 100)
     assert p.abs().max() <= 0.5 and p.std() > 0.1 and p.mean().abs() < 0.01
 
 

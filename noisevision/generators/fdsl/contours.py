@@ -28,7 +28,6 @@ from noisevision.rng import Rng
 
 CANVAS = 512  # the recipes' canvas: every length below is in its pixels
 FIXED = 2**16  # fixed-point steps per pixel for the radii's running sums
-FIELD = 21  # bits per field of a Perlin word (three fields: position, two gradients)
 
 
 @dataclass(frozen=True)
@@ -59,7 +58,7 @@ class OrbitLaw:
 class Orbits:
     """A batch of orbit drawings in 512 px units (B images, K orbit slots, N vertex slots).
 
-    radius [B, K, N, 2]: per-axis radii; orbits [B] and vertices [B]: how many slots are used;
+    radius [B, 2, K, N]: the x and y radii; orbits [B] and vertices [B]: how many slots are used;
     cos, sin [B, N]: the vertex angles' cosines and sines; centre, stretch [B, 2]; grey [B, K]
     (0..255) of each orbit; background [B] grey of the canvas.
     """
@@ -77,34 +76,46 @@ class Orbits:
 
 # ------------------------------------------------------------------------------------ random draws
 def perlin_at_random(rng: Rng, orbits: int, vertices: int, used: tuple[int, int]) -> Tensor:
-    """1-D Perlin noise, each value at its own random position, per orbit, vertex and axis:
-    float32 [B, used orbits, used vertices, 2] in [−½, ½]. The draw always has the full shape
-    [orbits, vertices, 2] per image (so that its values do not depend on the batch); only the
+    """1-D Perlin noise, each value at its own random position, per axis, orbit and vertex:
+    float32 [B, 2, used orbits, used vertices] in [−½, ½]. The draw always has the full shape
+    [2, orbits, vertices] per image (so that its values do not depend on the batch); only the
     slots this batch uses are turned into noise.
 
     Perlin noise at x blends the lattice gradients g0, g1 (uniform in [−1, 1]) of the two integer
     points around x with the quintic fade of the fraction f; at a uniformly random position, f
-    and the two gradients are independent uniforms, so one 64-bit word gives all three (21 bits
-    each) and no lattice table is needed.
+    and the two gradients are independent uniforms. So one random word picks f (256 levels) and
+    g0, g1 (64 levels each) and the value is read from a table of all 2^20 combinations: one
+    lookup instead of twenty tensor passes, and no lattice to store.
     """
-    words = rng.bits(orbits, vertices, 2)[:, : used[0], : used[1]]
-    mask, scale = (1 << FIELD) - 1, 2.0**-FIELD
-    f = ((words >> (2 * FIELD + 1)) & mask).to(torch.float32) * scale
-    g0 = ((words >> (FIELD + 1)) & mask).to(torch.float32) * (2 * scale) - 1
-    g1 = ((words >> 1) & mask).to(torch.float32) * (2 * scale) - 1
-    fade = f * f * f * (f * (f * 6 - 15) + 10)
-    near, far = g0 * f, g1 * (f - 1)
-    return near + fade * (far - near)
+    words = rng.bits(2, orbits, vertices)[:, :, : used[0], : used[1]]
+    return perlin_table(words.device)[(words >> 1) & ((1 << PERLIN_BITS) - 1)]
+
+
+PERLIN_BITS = 20  # 8 bits of position, 6 bits per gradient
+_PERLIN: dict[str, Tensor] = {}
+
+
+def perlin_table(device: torch.device) -> Tensor:
+    """Perlin values of every (f, g0, g1) the 20-bit index codes: float32 [2^20], built once in
+    float64. f = (i + ½)/256 and g = (2i + 1)/64 − 1 (symmetric about 0)."""
+    if str(device) not in _PERLIN:
+        index = torch.arange(1 << PERLIN_BITS, dtype=torch.int64)
+        f = ((index >> 12) + 0.5) / 256
+        g0, g1 = ((index >> 6) & 63) * 2 / 64 + 1 / 64 - 1, (index & 63) * 2 / 64 + 1 / 64 - 1
+        fade = f**3 * (f * (f * 6 - 15) + 10)
+        near, far = g0 * f, g1 * (f - 1)
+        _PERLIN[str(device)] = (near + fade * (far - near)).to(torch.float32).to(device)
+    return _PERLIN[str(device)]
 
 
 def grown_radii(r0: Tensor, steps: Tensor) -> Tensor:
-    """Radii of every orbit: r0 [B] plus the running sum of the radial steps [B, K, N, 2] over
+    """Radii of every orbit: r0 [B] plus the running sum of the radial steps [B, 2, K, N] over
     orbits (step k moves orbit k−1 to orbit k; step 0 is ignored). Summed in fixed point, so
-    the result is exact whatever order the sum runs in. -> float32 [B, K, N, 2]."""
-    fixed = (steps * FIXED).round().to(torch.int64)
-    fixed[:, 0] = 0
-    total = fixed.cumsum(1).to(torch.float32) / FIXED  # an exact sum, then one rounding per value
-    return total + r0.to(torch.float32)[:, None, None, None]
+    the sum is exact whatever order it runs in. -> float32 [B, 2, K, N]."""
+    fixed = (steps * FIXED).round_().to(torch.int64)
+    fixed[:, :, 0] = 0
+    total = fixed.cumsum(2).to(torch.float32).div_(FIXED)  # an exact sum, then one rounding per value
+    return total.add_(r0.to(torch.float32)[:, None, None, None])
 
 
 _TABLES: dict[tuple[int, int, str], tuple[Tensor, Tensor]] = {}
@@ -126,11 +137,10 @@ def angle_table(low: int, high: int, device: torch.device) -> tuple[Tensor, Tens
 
 # ------------------------------------------------------------------------------------ drawing
 def vertex_positions(o: Orbits, res: int) -> Tensor:
-    """Pixel coordinates (x, y) at `res` of every vertex slot: float32 [B, K, N, 2]."""
-    scale = res / CANVAS
-    trig = torch.stack((o.cos, o.sin), -1)[:, None]  # [B, 1, N, 2]
-    offset = o.radius * trig * o.stretch[:, None, None, :]  # [B, K, N, 2], 512 px units
-    return (offset + o.centre[:, None, None, :]) * scale
+    """Pixel coordinates at `res` of every vertex slot: float32 [B, 2 (x, y), K, N]."""
+    trig = torch.stack((o.cos, o.sin), 1)[:, :, None]  # [B, 2, 1, N]
+    scale = o.stretch * (res / CANVAS)  # [B, 2]
+    return (o.radius * (trig * scale[:, :, None, None])).add_((o.centre * (res / CANVAS))[:, :, None, None])
 
 
 def rasterise(o: Orbits, res: int) -> Tensor:
@@ -141,31 +151,34 @@ def rasterise(o: Orbits, res: int) -> Tensor:
     the grey of the last orbit that crosses it: samples carry (orbit + 1) · 256 + grey and the
     canvas keeps the maximum, an integer reduction that is exact in any order.
     """
-    b, k, n = o.radius.shape[:3]
+    b, _, k, n = o.radius.shape
     dev = o.radius.device
-    start = vertex_positions(o, res)  # [B, K, N, 2]
-    j = torch.arange(n, device=dev)
-    nxt = torch.where(j[None] + 1 >= o.vertices[:, None], 0, j[None] + 1)  # [B, N]
-    end = start.gather(2, nxt[:, None, :, None].expand(b, k, n, 2))
+    start = vertex_positions(o, res)  # [B, 2, K, N]
+    end = start.roll(-1, dims=3)  # vertex j + 1; the last used vertex of each image goes back to 0
+    last = (o.vertices - 1).view(b, 1, 1, 1).expand(b, 2, k, 1)
+    end.scatter_(3, last, start[..., :1])
+    (x0, y0), (x1, y1) = start.unbind(1), end.unbind(1)  # [B, K, N] each
     used = (torch.arange(k, device=dev)[None, :, None] < o.orbits[:, None, None]) & (
-        j[None, None] < o.vertices[:, None, None]
-    )  # [B, K, N]
-    lo, hi = torch.minimum(start, end), torch.maximum(start, end)
-    visible = used & (hi >= 0).all(-1) & (lo < res).all(-1)  # off-canvas segments drawn as nothing
-    img, orbit, _ = visible.nonzero(as_tuple=True)
-    p0, p1 = start[visible], end[visible]  # [S, 2]
-    delta = p1 - p0
-    count = delta.abs().amax(-1).ceil().clamp(1, 8 * res).to(torch.int64)  # samples per segment
-    seg = torch.repeat_interleave(torch.arange(len(count), device=dev), count)
-    first = count.cumsum(0) - count
-    t = (torch.arange(len(seg), device=dev) - first[seg]).to(torch.float32) / count[seg].to(torch.float32)
-    xy = (p0[seg] + t[:, None] * delta[seg]).floor()
-    inside = ((xy >= 0) & (xy < res)).all(-1)
-    xy, seg = xy[inside].to(torch.int64), seg[inside]
-    pixel = img[seg] * res * res + xy[:, 1] * res + xy[:, 0]
-    value = (orbit[seg] + 1) * 256 + o.grey[img[seg], orbit[seg]]
+        torch.arange(n, device=dev)[None, None] < o.vertices[:, None, None]
+    )
+    visible = used & (torch.maximum(x0, x1) >= 0) & (torch.minimum(x0, x1) < res)  # off-canvas: nothing
+    visible &= (torch.maximum(y0, y1) >= 0) & (torch.minimum(y0, y1) < res)
+    flat = visible.view(-1).nonzero()[:, 0]  # [S] visible segments, in (image, orbit, vertex) order
+    img, orbit = flat // (k * n), flat // n % k
+    label = (orbit + 1) * 256 + o.grey[img, orbit]  # what the segment writes
+    sx, sy = x0.reshape(-1)[flat], y0.reshape(-1)[flat]
+    dx, dy = x1.reshape(-1)[flat] - sx, y1.reshape(-1)[flat] - sy
+    count = torch.maximum(dx.abs(), dy.abs()).ceil_().clamp_(1, 8 * res).to(torch.int64)  # samples
+    seg = torch.repeat_interleave(count)  # [P]: the segment of each sample
+    first = count.cumsum(0).sub_(count)
+    t = (torch.arange(len(seg), device=dev) - first[seg]).to(torch.float32).div_(count[seg].to(torch.float32))
+    px = (dx[seg].mul_(t)).add_(sx[seg]).floor_()
+    py = (dy[seg].mul_(t)).add_(sy[seg]).floor_()
+    inside = (px >= 0) & (px < res) & (py >= 0) & (py < res)
+    seg = seg[inside]
+    pixel = (img[seg] * res + py[inside].to(torch.int64)) * res + px[inside].to(torch.int64)
     canvas = torch.zeros(b * res * res, dtype=torch.int64, device=dev)
-    canvas.scatter_reduce_(0, pixel, value, "amax")
+    canvas.scatter_reduce_(0, pixel, label[seg], "amax")
     canvas = canvas.view(b, 1, res, res)
     out = torch.where(canvas > 0, canvas & 255, o.background)
     return out.to(torch.uint8).expand(-1, 3, -1, -1).contiguous()

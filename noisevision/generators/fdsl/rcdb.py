@@ -103,7 +103,7 @@ class RCDB(OrbitFamily):
         grey = img.child("grey").randint(0, 256, k_max)  # [B, K]
         used_k, used_n = int(orbits.max()), int(vertices.max())  # slots this batch needs
         noise = perlin_at_random(img.child("perlin"), k_max, MAX_VERTICES, (used_k, used_n))
-        steps = lam[:, None, None, None] * (1 - 2 * noise) + drift[:, None, None, None]
+        steps = (1 - 2 * noise).mul_(lam[:, None, None, None]).add_(drift[:, None, None, None])  # [B,2,K,N]
         cos, sin = angle_table(MIN_VERTICES, MAX_VERTICES, cls.device)
         row = vertices - MIN_VERTICES
         return Orbits(

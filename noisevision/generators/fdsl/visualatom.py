@@ -99,7 +99,7 @@ class VisualAtom(OrbitFamily):
         q = vertices[:, None]
         wave = sin[row, (n1[:, None] * j) % q] + sin[row, (n2[:, None] * j) % q]  # [B, N]
         waves = SINE_AMPLITUDE * wave + drift[:, None]
-        steps = lam[:, None, None, None] * (1 - noise) + waves[:, None, :, None]
+        steps = (1 - noise).mul_(lam[:, None, None, None]).add_(waves[:, None, None, :])  # [B, 2, K, N]
         return Orbits(
             radius=grown_radii(r0, steps),
             orbits=orbits,
