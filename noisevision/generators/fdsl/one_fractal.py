@@ -31,7 +31,7 @@ from noisevision.rng import Rng
 MAPS = 2
 MIN_LIT = 0.05  # fraction of the 512 px canvas a rendering must light
 TRIES = 256  # candidates per base or class before giving up
-ROUND = 4  # candidates tried at once per class
+ROUND = 4  # candidates tried at once per class after its first (which most classes pass)
 SEARCH_CHUNK = 16  # classes searched at once (bounds the canvases in memory)
 
 
@@ -158,24 +158,26 @@ class OneFractal(Generator):
         return torch.stack([self._classes[(seed, c)] for c in categories.tolist()]).to(dev)
 
     def _search(self, seed: int, todo: Tensor) -> None:
-        """Per category, candidates 0, 1, 2, … (ROUND at once): keep the first that passes."""
+        """Per category, candidates 0, 1, 2, … (the first alone, then ROUND at once): keep the
+        first that passes (the same whatever the round sizes: candidates are keyed by number)."""
         base = self.base(seed, todo.device)
         start = 0
         while len(todo):
             if start >= TRIES:
                 raise NoisevisionError(f"no perturbation of the base fractal by delta {self.delta} lights 5%")
-            cats = todo.repeat_interleave(ROUND)
-            tries = torch.arange(start, start + ROUND, device=todo.device).repeat(len(todo))
+            size = 1 if start == 0 else ROUND
+            cats = todo.repeat_interleave(size)
+            tries = torch.arange(start, start + size, device=todo.device).repeat(len(todo))
             rng = Rng.for_indices(self.key + "/class", seed, cats).child("try", tries)
             factors = rng.child("factors").uniform(MAPS, 6, low=1 - self.delta, high=1 + self.delta)
             params = base * factors  # [R, 2, 6]
-            ok = passes(rng.child("test"), params, self.points).view(len(todo), ROUND)
+            ok = passes(rng.child("test"), params, self.points).view(len(todo), size)
             found, first = ok.any(1), ok.float().argmax(1)
-            params = params.view(len(todo), ROUND, MAPS, 6)
+            params = params.view(len(todo), size, MAPS, 6)
             for i in found.nonzero()[:, 0].tolist():
                 self._classes[(seed, int(todo[i]))] = params[i, first[i]].cpu()
             todo = todo[~found]
-            start += ROUND
+            start += size
 
     # ------------------------------------------------------------------ rendering
     def render_indices(self, indices: Tensor, seed: int, res: int) -> Tensor:
