@@ -190,3 +190,15 @@ def test_parameters_in_the_name():
     for bad, message in errors.items():
         with pytest.raises(NoisevisionError, match=message):
             generators.get(bad)
+
+
+def test_one_fractal_search_does_not_depend_on_how_many_candidates_run_at_once(monkeypatch):
+    classes = torch.tensor([3, 5])  # class 3's first candidate fails (lights < 5%)
+    wide = generators.get("fractal-1p", classes=12, points=20_000, delta=0.3).class_params(0, classes)
+    monkeypatch.setattr(one_fractal, "ROUND", 1)
+    gen = generators.get("fractal-1p", classes=12, points=20_000, delta=0.3)
+    narrow = gen.class_params(0, classes)
+    assert torch.equal(wide, narrow)
+    first = Rng.for_indices(gen.key + "/class", 0, classes[:1]).child("try", torch.zeros(1, dtype=torch.long))
+    candidate = gen.base(0, torch.device("cpu")) * first.child("factors").uniform(2, 6, low=0.7, high=1.3)
+    assert not torch.equal(candidate[0], narrow[0])  # the search went past class 3's first candidate
