@@ -7,10 +7,10 @@ a_y r_y sin θ) (a: the ellipse stretch). The geometry is defined on the recipes
 and scaled to the requested resolution; lines stay 1 px wide.
 
 Determinism: radii are summed over orbits in 2^-16 px fixed point (int64 cumsum, exact in any
-order), angles come from a cos/sin table built once per vertex count (no batch-shaped sin/cos, whose
-last bit can depend on where an element falls in a vectorised loop), and overlapping orbits are
-resolved by "the last orbit wins" with an integer amax. An image is the same bytes in any batch,
-on any thread count.
+order); angles and Perlin values come from tables built once (no batch-shaped sin, cos or
+polynomial whose last bit could depend on where an element falls in a vectorised loop); and
+overlapping orbits are resolved by "the last orbit wins" with an integer amax. An image is the
+same bytes in any batch, on any thread count.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class Orbits:
 
     radius [B, 2, K, N]: the x and y radii; orbits [B] and vertices [B]: how many slots are used;
     cos, sin [B, N]: the vertex angles' cosines and sines; centre, stretch [B, 2]; grey [B, K]
-    (0..255) of each orbit; background [B] grey of the canvas.
+    (0..255) of each orbit; background: the canvas's grey.
     """
 
     radius: Tensor
@@ -219,6 +219,13 @@ class OrbitFamily(Generator):
         super().__init__(spec, classes=classes, **vars(law), **params)
         self.num_classes = classes
         self.law = law
+
+    #: Images per call on a GPU: memory per image hardly depends on the resolution (the vertex
+    #: slots), so a fixed count rather than a pixel budget.
+    gpu_batch: int = 64
+
+    def batch_limit(self, res: int, device: torch.device) -> int:
+        return self.max_batch if device.type == "cpu" else max(self.max_batch, self.gpu_batch)
 
     def draw_orbits(self, cls: Rng, img: Rng, instance: Tensor) -> Orbits:  # pragma: no cover
         raise NotImplementedError

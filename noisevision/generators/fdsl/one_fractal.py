@@ -105,6 +105,11 @@ class OneFractal(Generator):
 
     max_batch = 16
 
+    def batch_limit(self, res: int, device: torch.device) -> int:
+        """On a GPU, 64 images per call: each needs a 512 px canvas and its 100k points whatever
+        the resolution asked for (a fixed count, not a pixel budget)."""
+        return self.max_batch if device.type == "cpu" else 64
+
     def __init__(
         self,
         spec: GeneratorSpec,

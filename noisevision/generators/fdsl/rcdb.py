@@ -65,6 +65,7 @@ class RCDB(OrbitFamily):
     """Radial contour classes; image i is instance i // classes of class i mod classes."""
 
     max_batch = 32
+    gpu_batch = 256  # ≈ 5 MB per image (200 × 200 vertex slots), more at high resolutions
 
     def __init__(
         self,

@@ -56,6 +56,7 @@ class VisualAtom(OrbitFamily):
     """Visual-atom classes; image i is instance i // classes of class i mod classes."""
 
     max_batch = 8  # up to 200 orbits × 1000 vertices per image
+    gpu_batch = 64  # ≈ 25 MB per image, plus its line samples
 
     def __init__(
         self,
