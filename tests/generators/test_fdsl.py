@@ -186,6 +186,9 @@ def test_parameters_in_the_name():
     assert torch.equal(named([3, 11], res=32), same([3, 11], res=32))
     rebuilt = generators.get("visualatom", **generators.get("visualatom:classes=5").describe()["params"])
     assert rebuilt.num_classes == 5
+    # a dataset manifest records the name and every parameter: both given at once
+    again = generators.get("visualatom:classes=5", **rebuilt.params)
+    assert again.params == rebuilt.params
     errors = {"rcdb:classes": "key=value", "rcdb:classes=1.5": "an integer", "fractal-1p:delta=x": "a number"}
     for bad, message in errors.items():
         with pytest.raises(NoisevisionError, match=message):

@@ -22,7 +22,8 @@ FAMILIES = ("rcdb", "visualatom", "fractal-1p")
 def resolve(name: str, params: dict[str, Any]) -> registry.Generator | None:
     """Registry resolver for `<family>:key=value,…` (numbers as written; the constructor checks
     them). The generator is the family's own, with those parameters: the same images as
-    `get(family, key=value)`."""
+    `get(family, key=value)`. Parameters given as arguments too (e.g. rebuilt from a dataset
+    manifest, which records both) take the argument's value."""
     base, sep, args = name.partition(":")
     if not sep or base not in FAMILIES:
         return None
@@ -34,7 +35,7 @@ def resolve(name: str, params: dict[str, Any]) -> registry.Generator | None:
         if key in given:
             raise NoisevisionError(f"'{name}': {key} is given twice")
         given[key] = value
-    return registry.get(base, **given, **params)
+    return registry.get(base, **{**given, **params})
 
 
 registry.register_resolver(
