@@ -35,9 +35,9 @@ ROUND = 4  # candidates tried at once per class after its first (which most clas
 SEARCH_CHUNK = 16  # classes searched at once (bounds the canvases in memory)
 
 
-def svd_pair(rng: Rng, sigma: float) -> tuple[Tensor, Tensor]:
-    """Two contractive maps with σ-factor α ~ U(σ − 0.1, σ + 0.1): maps [B, 2, 2, 2] and
-    offsets [B, 2, 2], flattened to parameters [B, 2, 6] (a, b, c, d, e, f per map).
+def svd_pair(rng: Rng, sigma: float) -> Tensor:
+    """Two contractive maps with σ-factor α ~ U(σ − 0.1, σ + 0.1), as parameters [B, 2, 6]:
+    per map the matrix a, b, c, d (x' = a x + b y + e, y' = c x + d y + f) and the offset e, f.
 
     u = [α, first share, then per map σ1, θ, φ and two reflection bits].
     α is split in two shares (each ≤ 3, the largest σ1 + 2σ2 of a contraction); per map
