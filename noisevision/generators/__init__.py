@@ -18,6 +18,7 @@ from noisevision.generators.registry import (  # noqa: I001 (family modules belo
 # Each family module registers its names on import (order = order in `noisevision list`).
 from noisevision.generators import dead_leaves, statistical, stylegan, feature_vis, fractals  # noqa: E402,F401
 from noisevision.generators import programs, mixing  # noqa: E402,F401
+from noisevision.generators import fdsl  # noqa: E402,F401
 
 __all__ = [
     "GENERATORS",

@@ -1,0 +1,114 @@
+"""VisualAtom (Takashima et al., CVPR 2023): orbits of two sine waves grown by Perlin noise, as classes.
+
+A class is (frequencies n1, n2 ∈ {0..20}, n2 ≠ n1 unless n1 = 0; q ∈ {200..1000} vertices per
+orbit; K ∈ {1..200} orbits; Perlin amplitude λ ~ U(0, 4); drift w ~ U(0, 0.1); start radius
+r0 ∈ {10..60}; ellipse stretch a_x, a_y ~ U(1, 2)). Orbit k + 1 moves the vertex at angle θ of
+orbit k radially by λ(1 − P) + ½[sin(n1 θ) + sin(n2 θ)] + w, P a 1-D Perlin value drawn
+separately for x and y. An instance keeps the class and draws its own centre (uniform over the
+512² canvas), Perlin values and orbit greys (0..255); orbits are 1 px wide on black.
+
+The defaults are the published "best practice" ranges; the original script's own defaults are
+λ ∈ [2, 6], w ≤ 0.01, r0 ∈ {0..50} (lambda_min=2 lambda_max=6 drift=0.01 r0_min=0 r0_max=50).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from noisevision.generators.fdsl.contours import (
+    CANVAS,
+    OrbitFamily,
+    OrbitLaw,
+    Orbits,
+    angle_table,
+    as_number,
+    check_classes,
+    grown_radii,
+    perlin_at_random,
+)
+from noisevision.generators.registry import GeneratorSpec, register
+from noisevision.rng import Rng
+
+MAX_FREQUENCY = 20
+MIN_VERTICES, MAX_VERTICES = 200, 1000
+SINE_AMPLITUDE = 0.5  # each of the two waves
+BLACK = 0
+
+
+def frequencies(cls: Rng) -> tuple[torch.Tensor, torch.Tensor]:
+    """n1 ∈ {0..20}; n2 ∈ {0..20} when n1 = 0, else one of the 20 values other than n1: [B] each."""
+    n1 = cls.randint(0, MAX_FREQUENCY + 1, 1)[:, 0]
+    any_value = cls.randint(0, MAX_FREQUENCY + 1, 1)[:, 0]
+    other = cls.randint(0, MAX_FREQUENCY, 1)[:, 0]
+    other = other + (other >= n1).long()  # skips n1
+    return n1, torch.where(n1 == 0, any_value, other)
+
+
+@register(
+    "visualatom",
+    family="fdsl",
+    label="VisualAtom",
+    default_res=512,
+    min_res=32,
+    description="VisualAtom: orbits of two sine waves grown by Perlin noise, grey on black, 1000 classes.",
+)
+class VisualAtom(OrbitFamily):
+    """Visual-atom classes; image i is instance i // classes of class i mod classes."""
+
+    max_batch = 8  # up to 200 orbits × 1000 vertices per image
+    gpu_batch = 64  # ≈ 25 MB per image, plus its line samples
+
+    def __init__(
+        self,
+        spec: GeneratorSpec,
+        classes: int = 1000,
+        lambda_min: float = 0.0,
+        lambda_max: float = 4.0,
+        drift: float = 0.1,
+        r0_min: int = 10,
+        r0_max: int = 60,
+        max_orbits: int = 200,
+    ):
+        name = spec.name
+        law = OrbitLaw(
+            as_number(name, "lambda_min", lambda_min, float),
+            as_number(name, "lambda_max", lambda_max, float),
+            as_number(name, "drift", drift, float),
+            as_number(name, "r0_min", r0_min, int),
+            as_number(name, "r0_max", r0_max, int),
+            as_number(name, "max_orbits", max_orbits, int),
+        )
+        super().__init__(spec, check_classes(name, classes), law)
+
+    def draw_orbits(self, cls: Rng, img: Rng, instance: torch.Tensor) -> Orbits:
+        # class: the two waves, q, K, λ, w, r0 and the stretch
+        n1, n2 = frequencies(cls)
+        vertices = cls.randint(MIN_VERTICES, MAX_VERTICES + 1, 1)[:, 0]
+        orbits, lam, drift = self.law_draws(cls)
+        r0 = self.r0_draw(cls)
+        stretch = cls.uniform(2, low=1.0, high=2.0)
+        # image: centre, one Perlin value per orbit, vertex and axis, a grey per orbit
+        centre = img.child("centre").uniform(2, low=0.0, high=float(CANVAS))
+        k_max = self.law.max_orbits
+        grey = img.child("grey").randint(0, 256, k_max)  # [B, K]
+        used_k, used_n = int(orbits.max()), int(vertices.max())
+        noise = perlin_at_random(img.child("perlin"), k_max, MAX_VERTICES, (used_k, used_n))
+        cos, sin = angle_table(MIN_VERTICES, MAX_VERTICES, cls.device)
+        row = (vertices - MIN_VERTICES)[:, None]
+        # sin(n θ_j) = sin(2π (n j mod q) / q): a lookup in the same table row
+        j = torch.arange(used_n, device=cls.device)[None]
+        q = vertices[:, None]
+        wave = sin[row, (n1[:, None] * j) % q] + sin[row, (n2[:, None] * j) % q]  # [B, N]
+        waves = SINE_AMPLITUDE * wave + drift[:, None]
+        steps = (1 - noise).mul_(lam[:, None, None, None]).add_(waves[:, None, None, :])  # [B, 2, K, N]
+        return Orbits(
+            radius=grown_radii(r0, steps),
+            orbits=orbits,
+            vertices=vertices,
+            cos=cos[row[:, 0], :used_n],
+            sin=sin[row[:, 0], :used_n],
+            centre=centre,
+            stretch=stretch,
+            grey=grey[:, :used_k],
+            background=BLACK,
+        )
