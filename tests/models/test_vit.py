@@ -7,6 +7,8 @@ from noisevision.errors import NoisevisionError
 from noisevision.methods import build_method
 from noisevision.models import ARCHS, build_encoder, load_encoder, save_encoder
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def tiny_vit(seed=0, **kw):
     torch.manual_seed(seed)
