@@ -73,7 +73,13 @@ def eval_cmd(
 
     from noisevision.data.eval_datasets import load_eval_dataset
     from noisevision.device import resolve_device
-    from noisevision.evaluate import ProbeSettings, evaluate, load_probe_model, result_file
+    from noisevision.evaluate import (
+        ProbeSettings,
+        check_trainable,
+        evaluate,
+        load_probe_model,
+        result_file,
+    )
     from noisevision.io import atomic_write_text
 
     given = {
@@ -103,6 +109,7 @@ def eval_cmd(
         check_output_file(out)
     dev = resolve_device(device)
     model, meta = load_probe_model(encoder, dev, input_size)
+    check_trainable(model, settings.probes, meta)
     if out is None and "path" in meta:
         check_output_folder(Path(meta["path"]).parent)  # the results go beside the encoder
     data = load_eval_dataset(dataset, download=download)

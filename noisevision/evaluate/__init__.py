@@ -97,6 +97,18 @@ class EvalResult:
         )
 
 
+def check_trainable(model: nn.Module, probes: Iterable[str], meta: dict[str, Any]) -> None:
+    """NoisevisionError when one of `probes` trains the network and `model` has no weights to train
+    (the raw-pixels and mean-colors baselines)."""
+    trains = [p for p in probes if PROBES.get(p).trains_model]
+    if trains and not any(p.requires_grad for p in model.parameters()):
+        name = meta.get("baseline") or getattr(model, "arch", type(model).__name__)
+        raise NoisevisionError(
+            f"probe {trains[0]} trains the network, and '{name}' has no trainable weights: give an "
+            "encoder file, a run folder or scratch:ARCH"
+        )
+
+
 def evaluate(
     model: nn.Module,
     dataset: EvalDataset,
@@ -123,13 +135,7 @@ def evaluate(
                 f"{{field}} {settings.shots}: the smallest class of the {len(data.train)} train "
                 f"images has {fewest}: ask for at most {fewest} labels per class",
             )
-    trains = [p for p in settings.probes if PROBES.get(p).trains_model]
-    if trains and not any(p.requires_grad for p in model.parameters()):
-        name = meta.get("baseline") or getattr(model, "arch", type(model).__name__)
-        raise NoisevisionError(
-            f"probe {trains[0]} trains the network, and '{name}' has no trainable weights: give an "
-            "encoder file, a run folder or scratch:ARCH"
-        )
+    check_trainable(model, settings.probes, meta)
     mean, std = input_stats(meta, protocol)
     test_view = View(int(model.input_size), False, protocol.crop_scale, protocol.test_resize, mean, std)
     model = model.to(device).eval()
@@ -206,6 +212,7 @@ __all__ = [
     "View",
     "batch_view",
     "build_baseline",
+    "check_trainable",
     "evaluate",
     "extract_features",
     "feature_layer",

@@ -73,3 +73,24 @@ def test_schedule_warms_up_then_decays_to_the_floor():
     lrs = [lr_at(s, 100, 10, FDSL, 0.01) for s in range(100)]
     assert lrs[0] == pytest.approx(0.001) and lrs[9] == pytest.approx(0.01)
     assert all(a >= b for a, b in zip(lrs[9:], lrs[10:])) and lrs[-1] == pytest.approx(FDSL.min_lr)
+
+
+def test_cli_finetunes_a_scratch_vit_and_refuses_bad_input_in_one_line(tmp_path, run_cli, probe_set):
+    import json
+
+    data = probe_set(4)
+    out = tmp_path / "ft.json"
+    args = ("--dataset", data, "--probe", "finetune", "--workers", "0", "--no-progress", "--device", "cpu")
+    vit = save_encoder(tmp_path / "vit.pt", tiny_vit(), {})  # scratch:FILE: its architecture
+    code, stdout, err = run_cli("eval", f"scratch:{vit}", *args, "--finetune-epochs", "2", "-o", out)
+    assert code == 0, err
+    assert "finetune" in stdout and "best of 2 epochs" in stdout
+    r = json.loads(out.read_text())["probes"]["finetune"]
+    assert r["reported"] == "best" and len(r["per_epoch_top1"]) == 2 and "last_top1" in r
+    for bad, hint in (
+        (("raw-pixels",), "no trainable weights"),
+        (("scratch:vit-tiny-p4", "--finetune-lr", "-1"), "--finetune-lr"),
+    ):
+        code, _, err = run_cli("eval", *bad, *args, "-o", tmp_path / "bad.json")
+        assert code == 2 and hint in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "bad.json").exists()

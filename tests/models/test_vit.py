@@ -66,3 +66,33 @@ def test_bn_groups_refuse_a_vit_in_one_line():
 def test_bad_vit_options_are_one_line():
     with pytest.raises(NoisevisionError, match="multiple of the patch size"):
         build_encoder("vit-tiny-p4", input_size=30)
+
+
+@pytest.mark.parametrize("method", ["moco_v2", "simclr"])
+def test_a_training_run_trains_a_vit_and_writes_its_encoder_file(tmp_path, method):
+    from noisevision.train import TrainConfig, train
+
+    kw = {"queue_size": 16} if method == "moco_v2" else {}
+    cfg = TrainConfig.from_preset(
+        "tiny",
+        data="test-blobs",
+        out=str(tmp_path / "run"),
+        arch="vit-tiny-p4",
+        arch_kwargs={"depth": 1},
+        method=method,
+        method_kwargs=kw,
+        input_size=16,
+        res=32,
+        num_images=16,
+        batch_size=8,
+        epochs=1,
+        device="cpu",
+        workers=0,
+        progress=False,
+    )
+    out = train(cfg)
+    enc, meta = load_encoder(out / "encoder.pt")
+    assert enc.arch == "vit-tiny-p4" and meta["recipe"].layer == "cls" and meta["images_seen"] == 16
+    torch.manual_seed(cfg.seed)  # the run's initial weights
+    fresh = build_encoder("vit-tiny-p4", depth=1, input_size=16).state_dict()
+    assert any(not torch.equal(fresh[k], v) for k, v in enc.state_dict().items())  # it trained
