@@ -7,6 +7,10 @@ names, with a model card beside them (`noisevision export`).
     model.load_state_dict(safetensors.torch.load_file("dl-resnet50.safetensors"))   # strict
 
 Formats (FORMATS, `noisevision list export-formats`):
+- timm also holds the ViTs (noisevision.models.vit): the trunk's tensors under timm's own names,
+  which load strictly into `timm.create_model(NAME, num_classes=0, **OPTIONS)` with the timm name
+  and options the encoder records (img_size and patch_size for the small-input variants); the
+  output is the class token after the final norm, our "cls" probe layer.
 - torchvision, timm: the ResNet trunk (conv1, bn1, layer1..layer4). Both libraries name a ResNet's
   tensors alike (timm/models/resnet.py keeps torchvision's names for weight compatibility), so the
   tensors are the same and the formats differ in their metadata and the card's loading lines.
@@ -44,7 +48,7 @@ from noisevision.registry import Registry
 
 SUFFIX = ".safetensors"
 CARD_MARK = "<!-- noisevision model card of "  # first line after the front matter: "... FILE -->"
-HEAD_PREFIX = "head."  # the projection head's tensors (ResNetEncoder.head)
+HEAD_PREFIX = "head."  # the projection head's tensors (ResNetEncoder.head, ViTEncoder.head)
 
 
 # ---------------------------------------------------------------------------------------- layouts
@@ -95,6 +99,19 @@ def _signature_defaults(cls: type) -> dict[str, Any]:
     }
 
 
+def timm_model(encoder: nn.Module) -> tuple[str, dict[str, Any]] | None:
+    """(timm name, create_model options) of an encoder whose trunk is a timm model, else None."""
+    name = getattr(encoder, "timm_model", None)
+    return (name, dict(encoder.timm_kwargs)) if name else None
+
+
+def _timm_call(encoder: nn.Module) -> str:
+    """The `timm.create_model(...)` call that builds the encoder's trunk without a classifier."""
+    name, options = timm_model(encoder) or ("", {})
+    extra = "".join(f", {k}={v!r}" for k, v in options.items())
+    return f'timm.create_model("{name}", num_classes=0{extra})'
+
+
 def trunk_tensors(encoder: nn.Module) -> dict[str, Tensor]:
     """The ResNet trunk's tensors (the projection head left out), under torchvision's names."""
     return {k: v for k, v in encoder.state_dict().items() if not k.startswith(HEAD_PREFIX)}
@@ -106,19 +123,39 @@ class ExportFormat:
     """One target: which tensors it holds, and the lines that load them (for the card)."""
 
     library: str
-    trunk_only: bool  # a library ResNet's trunk (ResNets only), or every tensor of any encoder
+    trunk_only: bool  # a library model's trunk (ResNets, timm ViTs), or every tensor of any encoder
     loading: Callable[[nn.Module, str], list[str]]  # (encoder, file name) -> Python lines
     import_line: str
+    timm_trunks: bool = False  # also holds encoders whose trunk is a timm model (the ViTs)
+
+    def holds_timm(self, encoder: nn.Module) -> bool:
+        return self.timm_trunks and timm_model(encoder) is not None
 
     def supports(self, encoder: nn.Module) -> bool:
-        return not self.trunk_only or isinstance(library_resnet(encoder), ResNetLayout)
+        return (
+            not self.trunk_only
+            or self.holds_timm(encoder)
+            or isinstance(library_resnet(encoder), ResNetLayout)
+        )
 
     def tensors(self, encoder: nn.Module) -> dict[str, Tensor]:
         """What the file holds; NoisevisionError when this format cannot hold `encoder`."""
         if not self.trunk_only:
             return dict(encoder.state_dict())
+        if self.holds_timm(encoder):
+            return encoder.timm_state_dict()
+        if self.timm_trunks and not isinstance(encoder, ResNetEncoder):
+            arch = getattr(encoder, "arch", type(encoder).__name__)
+            raise NoisevisionError(
+                f"'{arch}' has no {self.library} equivalent: it is neither a ResNet nor a ViT; "
+                f"export it with --format {' or '.join(formats_for(encoder))}"
+            )
         resnet_layout(encoder, self.library)
         return trunk_tensors(encoder)
+
+    def dropped(self, encoder: nn.Module) -> list[str]:
+        """The encoder's tensors the file leaves out: the projection head of a library trunk."""
+        return sorted(k for k in encoder.state_dict() if self.trunk_only and k.startswith(HEAD_PREFIX))
 
 
 def _stem_lines(layout: ResNetLayout) -> list[str]:
@@ -143,6 +180,11 @@ def _torchvision_lines(encoder: nn.Module, filename: str) -> list[str]:
 
 
 def _timm_lines(encoder: nn.Module, filename: str) -> list[str]:
+    if timm_model(encoder) is not None:
+        return [
+            f"model = {_timm_call(encoder)}  # no classifier",
+            f'model.load_state_dict(load_file("{filename}"))  # strict',
+        ]
     layout = resnet_layout(encoder, "timm")
     return [
         f'model = timm.create_model("{layout.builder}", num_classes=0)  # no classifier',
@@ -171,8 +213,10 @@ FORMATS.add(
 )
 FORMATS.add(
     "timm",
-    ExportFormat("timm", True, _timm_lines, "import timm, torch\nfrom safetensors.torch import load_file"),
-    "ResNet trunk under timm's names, for timm.create_model('resnetN', num_classes=0)",
+    ExportFormat(
+        "timm", True, _timm_lines, "import timm, torch\nfrom safetensors.torch import load_file", True
+    ),
+    "ResNet or ViT trunk under timm's names, for timm.create_model(NAME, num_classes=0)",
 )
 FORMATS.add(
     "noisevision",
@@ -211,7 +255,7 @@ def export_encoder(source: str | Path, fmt: str, out: str | Path) -> Exported:
     encoder.eval()
     tensors = target.tensors(encoder)  # not expressible in this format: one line
     card_path = card_path_for(out)
-    dropped = sorted(set(encoder.state_dict()) - set(tensors))
+    dropped = target.dropped(encoder)
     recipe: Recipe = meta.pop("recipe")
     card = model_card(encoder, meta, recipe, fmt, out.name, tensors, dropped, path)
     blob = _safetensors_bytes(tensors, _metadata(encoder, meta, recipe, fmt, tensors))
@@ -233,6 +277,9 @@ def _metadata(
     }
     if fmt == "noisevision":
         info.update(safetensors_fields(encoder, meta, tensors))
+    elif FORMATS.get(fmt).holds_timm(encoder):  # what to build before loading: timm's name, options
+        name, options = timm_model(encoder) or ("", {})
+        info.update(timm_model=name, timm_kwargs=json.dumps(options))
     return info
 
 
@@ -413,10 +460,14 @@ def model_card(
         "```",
         "",
     ]
+    vit = target.holds_timm(encoder)
     if fmt != "noisevision":
         lines += [
-            f"The output is the {getattr(encoder, 'feat_dim', '?')}-d globally pooled layer4 features "
-            "(noisevision's `pool` probe layer)."
+            f"The output is the {getattr(encoder, 'feat_dim', '?')}-d class token after the final norm "
+            "(noisevision's `cls` probe layer); `model.forward_features(x)` gives every token."
+            if vit
+            else f"The output is the {getattr(encoder, 'feat_dim', '?')}-d globally pooled layer4 "
+            "features (noisevision's `pool` probe layer)."
         ]
         if dropped:
             heads = sorted({k.split(".")[0] for k in dropped})
@@ -425,13 +476,22 @@ def model_card(
                 f"Dropped: the projection head ({', '.join(heads)}: {shapes}), used only by the "
                 "training loss."
             ]
-        lines += [
-            "There is no `fc` tensor: the network never had a classifier. Replace `fc` with "
-            "`nn.Identity()` as above to load with `strict=True`, or add your own `fc` and load with "
-            "`strict=False` (check that only `fc.*` are reported missing).",
-            "",
-        ]
-        if resnet_layout(encoder, fmt).small_stem:
+        lines += (
+            [
+                "There is no `head` tensor: the network never had a classifier. Build it with "
+                "`num_classes=0` as above to load with `strict=True`, or with your `num_classes` and "
+                "load with `strict=False` (check that only `head.*` are reported missing).",
+                "",
+            ]
+            if vit
+            else [
+                "There is no `fc` tensor: the network never had a classifier. Replace `fc` with "
+                "`nn.Identity()` as above to load with `strict=True`, or add your own `fc` and load with "
+                "`strict=False` (check that only `fc.*` are reported missing).",
+                "",
+            ]
+        )
+        if not vit and resnet_layout(encoder, fmt).small_stem:
             lines += [
                 f"Stem: `{arch}` has the small-image stem (3×3 stride-1 `conv1`, no max-pool), not "
                 f"{fmt}'s 7×7 stride-2 conv and max-pool: the two stem lines above are needed.",
@@ -513,4 +573,5 @@ __all__ = [
     "model_card",
     "probe_results",
     "resnet_layout",
+    "timm_model",
 ]

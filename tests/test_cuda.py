@@ -342,3 +342,18 @@ def test_probes_on_the_device_agree_with_the_cpu(check_device, probe_set, check_
     )
     assert on_dev.probes["knn"]["top1"] == on_cpu.probes["knn"]["top1"] == 100.0
     assert on_dev.probes["fast"]["top1"] == 100.0 and bf16.probes["knn"]["top1"] == 100.0
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_finetuning_a_vit_on_the_device_learns(check_device, probe_set, check_report, precision):
+    from noisevision.data.eval_datasets import load_eval_dataset
+    from noisevision.evaluate import ProbeSettings, evaluate, random_encoder
+
+    data = load_eval_dataset(probe_set(8))
+    settings = ProbeSettings(
+        probes=("finetune",), finetune_epochs=3, finetune_batch_size=8, workers=0, precision=precision
+    )
+    model = random_encoder("vit-tiny-p4", seed=0, depth=2, input_size=16)
+    r = evaluate(model, data, settings, check_device).probes["finetune"]
+    check_report(per_epoch_top1=r["per_epoch_top1"], seconds=r["seconds"])
+    assert r["best_top1"] >= 75 and len(r["per_epoch_top1"]) == 3

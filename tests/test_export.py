@@ -238,3 +238,48 @@ def test_cli_export_prints_what_it_wrote(tmp_path, run_cli):
     code, out, err = run_cli("export", run, "--format", "timm", "-o", tmp_path / "m.safetensors")
     assert code == 0, err
     assert "m.safetensors (timm" in out and "left out: head" in out and "README.md" in out
+
+
+@pytest.mark.parametrize("arch", ["vit-tiny-p4", "vit-tiny"])
+def test_timm_export_of_a_vit_loads_strictly_into_timm_and_gives_the_same_features(
+    tmp_path, monkeypatch, arch
+):
+    import timm
+
+    small = {"depth": 2, "input_size": 16} if arch.endswith("-p4") else {"depth": 1}
+    enc, run = saved(tmp_path, arch, **small)
+    out = tmp_path / "export" / f"{arch}.safetensors"
+    done = export_encoder(run, "timm", out)
+    assert done.dropped and all(k.startswith("head.") for k in done.dropped)
+    with safe_open(str(out), framework="pt") as f:
+        info = f.metadata()
+    assert info["timm_model"] == "vit_tiny_patch16_224"
+    model = timm.create_model(info["timm_model"], num_classes=0, **json.loads(info["timm_kwargs"]))
+    model.load_state_dict(load_file(out), strict=True)
+    side = enc.input_size
+    x = torch.randn(2, 3, side, side)
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x), enc.features(x, "cls"))
+    card = done.card.read_text()
+    monkeypatch.chdir(out.parent)
+    scope: dict = {}
+    exec(card_code(card), scope)  # the card's lines build and load it too
+    with torch.no_grad():
+        torch.testing.assert_close(scope["model"].eval()(x), enc.features(x, "cls"))
+    assert "class token" in card and "layer4" not in card
+    assert formats_for(enc) == ["timm", "noisevision"]
+
+
+def test_a_vit_or_an_alexnet_refused_by_a_format_that_cannot_hold_it_in_one_line(tmp_path, run_cli):
+    src = tmp_path / "src"
+    save_encoder(src / "v.pt", build_encoder("vit-tiny-p4", depth=1), {})
+    save_encoder(src / "a.pt", build_encoder("smallalexnet", width=0.0625), {})
+    for name, fmt, hint in (
+        ("v", "torchvision", "--format timm or noisevision"),
+        ("a", "timm", "ResNet nor a ViT"),
+    ):
+        code, _, err = run_cli(
+            "export", src / f"{name}.pt", "--format", fmt, "--out", tmp_path / "o" / "m.safetensors"
+        )
+        assert code == 2 and len(err.strip().splitlines()) == 1 and hint in err, err
+    assert not (tmp_path / "o").exists()

@@ -1,4 +1,4 @@
-"""`noisevision eval`: probe a frozen encoder (or a baseline) on real images."""
+"""`noisevision eval`: probe a frozen encoder (or a baseline) on real images, or fine-tune it."""
 
 from __future__ import annotations
 
@@ -37,6 +37,15 @@ def eval_cmd(
     seeds: int | None = typer.Option(
         None, "--seeds", help="Low-shot repetitions, mean ± std (default {probe.lowshot_seeds})."
     ),
+    finetune_epochs: int | None = typer.Option(
+        None, "--finetune-epochs", help="Fine-tuning epochs (default {probe.finetune_epochs})."
+    ),
+    finetune_batch_size: int | None = typer.Option(
+        None, "--finetune-batch-size", help="Fine-tuning batch (default {probe.finetune_batch_size})."
+    ),
+    finetune_lr: float | None = typer.Option(
+        None, "--finetune-lr", help="Fine-tuning SGD learning rate (default {probe.finetune_lr})."
+    ),
     input_size: int | None = typer.Option(None, "--input-size", help="Input side of a baseline."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     workers: int | None = typer.Option(
@@ -58,12 +67,19 @@ def eval_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed of the subsets, the train views and the probes' init."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Results JSON (default: beside it)."),
 ) -> None:
-    """Probe a frozen encoder (or a baseline) on real images; results to JSON + one line here."""
+    """Probe a frozen encoder (or a baseline) on real images, or fine-tune it (--probe finetune);
+    results to JSON + one line here."""
     import json
 
     from noisevision.data.eval_datasets import load_eval_dataset
     from noisevision.device import resolve_device
-    from noisevision.evaluate import ProbeSettings, evaluate, load_probe_model, result_file
+    from noisevision.evaluate import (
+        ProbeSettings,
+        check_trainable,
+        evaluate,
+        load_probe_model,
+        result_file,
+    )
     from noisevision.io import atomic_write_text
 
     given = {
@@ -71,6 +87,9 @@ def eval_cmd(
         "shots": shots,
         "lowshot_seeds": seeds,
         "workers": workers,
+        "finetune_epochs": finetune_epochs,
+        "finetune_batch_size": finetune_batch_size,
+        "finetune_lr": finetune_lr,
     }  # None: ProbeSettings' default
     settings = ProbeSettings(
         layer=layer,
@@ -90,6 +109,7 @@ def eval_cmd(
         check_output_file(out)
     dev = resolve_device(device)
     model, meta = load_probe_model(encoder, dev, input_size)
+    check_trainable(model, settings.probes, meta)
     if out is None and "path" in meta:
         check_output_folder(Path(meta["path"]).parent)  # the results go beside the encoder
     data = load_eval_dataset(dataset, download=download)

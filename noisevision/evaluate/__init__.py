@@ -1,10 +1,11 @@
-"""Judging a frozen encoder on real images: the probes of an encoder or a baseline.
+"""Judging an encoder on real images: frozen probes of an encoder or a baseline, and fine-tuning.
 
     result = evaluate(model, load_eval_dataset("fashion-mnist"), ProbeSettings(probes=("fast", "knn")))
 
-`probes` holds the probes and their classifier loop, `baselines` the baseline models and
-`load_probe_model`, `views` how images become probe inputs; `evaluate` runs a set of probes:
-features of every image once for the probes that work on a cache, the linear probe on its own.
+`probes` holds the probes and their classifier loop, `finetune` fine-tuning (the whole network),
+`baselines` the baseline models and `load_probe_model`, `views` how images become probe inputs;
+`evaluate` runs a set of probes: features of every image once for the probes that work on a cache,
+the linear probe and fine-tuning on their own.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from torch import nn
 
 from noisevision.data.decode import resolve_decoder
 from noisevision.data.eval_datasets import EvalDataset
-from noisevision.errors import FieldError
+from noisevision.errors import FieldError, NoisevisionError
 from noisevision.evaluate.baselines import (
     BASELINES,
     MeanColors,
@@ -34,6 +35,7 @@ from noisevision.evaluate.probes import (
     PROBES,
     PROTOCOLS,
     Cache,
+    ImageRun,
     LinearProtocol,
     ProbeSettings,
     cached_probes,
@@ -82,11 +84,28 @@ class EvalResult:
         for name, r in self.probes.items():
             if name == "lowshot":
                 parts.append(f"lowshot({r['shots']}/class) {r['top1']:.2f}±{r['std']:.2f}")
+            elif "last_top1" in r:  # fine-tuning: the reported epoch, and the last
+                parts.append(
+                    f"{name} {r['top1']:.2f} ({r['reported']} of {r['epochs']} epochs: "
+                    f"{r['best_epoch']}; last {r['last_top1']:.2f})"
+                )
             else:
                 parts.append(f"{name} {r['top1']:.2f}")
         return (
             f"{' · '.join(parts)}  [{self.dataset}, layer {self.layer}, "
             f"{self.n_train}/{self.n_test} images, {self.seconds:.1f} s]"
+        )
+
+
+def check_trainable(model: nn.Module, probes: Iterable[str], meta: dict[str, Any]) -> None:
+    """NoisevisionError when one of `probes` trains the network and `model` has no weights to train
+    (the raw-pixels and mean-colors baselines)."""
+    trains = [p for p in probes if PROBES.get(p).trains_model]
+    if trains and not any(p.requires_grad for p in model.parameters()):
+        name = meta.get("baseline") or getattr(model, "arch", type(model).__name__)
+        raise NoisevisionError(
+            f"probe {trains[0]} trains the network, and '{name}' has no trainable weights: give an "
+            "encoder file, a run folder or scratch:ARCH"
         )
 
 
@@ -116,6 +135,7 @@ def evaluate(
                 f"{{field}} {settings.shots}: the smallest class of the {len(data.train)} train "
                 f"images has {fewest}: ask for at most {fewest} labels per class",
             )
+    check_trainable(model, settings.probes, meta)
     mean, std = input_stats(meta, protocol)
     test_view = View(int(model.input_size), False, protocol.crop_scale, protocol.test_resize, mean, std)
     model = model.to(device).eval()
@@ -157,23 +177,11 @@ def evaluate(
         )
         cache = Cache(train_f, test_f, train_y, test_y, dataset.num_classes)
         result.probes.update(cached_probes(cache, settings, device))
-    if "linear" in settings.probes:
-        epochs = settings.epochs or protocol.epochs
-        result.probes["linear"] = linear_probe(
-            model,
-            data,
-            layer,
-            protocol,
-            epochs,
-            device,
-            settings.seed,
-            settings.workers,
-            precision,
-            decoder,
-            settings.progress,
-            (mean, std),
-        )
-        result.feature_dim = result.feature_dim or result.probes["linear"]["feature_dim"]
+    run = ImageRun(model, data, layer, protocol, settings, device, precision, decoder, (mean, std))
+    for name in settings.probes:
+        if (on_images := PROBES.get(name).on_images) is not None:
+            result.probes[name] = on_images(run)
+            result.feature_dim = result.feature_dim or result.probes[name].get("feature_dim", 0)
     # Keep the order the caller asked for.
     result.probes = {p: result.probes[p] for p in settings.probes}
     result.seconds = time.perf_counter() - t_start
@@ -196,6 +204,7 @@ __all__ = [
     "PROTOCOLS",
     "Cache",
     "EvalResult",
+    "ImageRun",
     "LinearProtocol",
     "MeanColors",
     "ProbeSettings",
@@ -203,6 +212,7 @@ __all__ = [
     "View",
     "batch_view",
     "build_baseline",
+    "check_trainable",
     "evaluate",
     "extract_features",
     "feature_layer",

@@ -1,4 +1,4 @@
-"""The paper's baselines as probe models: CNN – Random, Raw pixels, Mean colors.
+"""The baselines as probe models: the paper's CNN – Random, Raw pixels, Mean colors; scratch:ARCH.
 
 A probe model is any module with `features(x, layer) -> [B, F]`, `feature_layers`, `default_layer`
 and `input_size`: the encoders of noisevision.models and the baselines here. `load_probe_model`
@@ -58,24 +58,37 @@ def random_encoder(arch: str, seed: int = 0, **arch_kwargs: Any) -> nn.Module:
         return build_encoder(arch, **arch_kwargs)
 
 
-def _cnn_random(input_size: int, arch: str | None, arch_kwargs: dict[str, Any], seed: int) -> nn.Module:
-    if arch is None:
-        raise NoisevisionError("cnn-random needs an architecture: write cnn-random:ARCH")
-    return random_encoder(arch, seed, **arch_kwargs)
+def _random(name: str) -> Callable[[int, str | None, dict[str, Any], int], nn.Module]:
+    """The builder of a baseline that is an architecture with random weights (`name:ARCH`)."""
+
+    def build(input_size: int, arch: str | None, arch_kwargs: dict[str, Any], seed: int) -> nn.Module:
+        if arch is None:
+            raise NoisevisionError(f"{name} needs an architecture: write {name}:ARCH")
+        return random_encoder(arch, seed, **arch_kwargs)
+
+    return build
 
 
 @dataclass(frozen=True)
 class Baseline:
     label: str  # the paper's row name
     build: Callable[[int, str | None, dict[str, Any], int], nn.Module]  # (input_size, arch, kwargs, seed)
+    takes_arch: bool = False  # written NAME:ARCH or NAME:ENCODER (that file's architecture)
+    paper: bool = True  # one of the paper's rows, which reproductions run
 
 
 BASELINES: Registry[Baseline] = Registry("baseline")
 BASELINES.add(
     "cnn-random",
-    Baseline("CNN – Random", _cnn_random),
+    Baseline("CNN – Random", _random("cnn-random"), takes_arch=True),
     "an architecture (or an encoder file's) with random weights",
     form="cnn-random:ARCH|ENCODER",
+)
+BASELINES.add(
+    "scratch",
+    Baseline("Scratch", _random("scratch"), takes_arch=True, paper=False),
+    "fine-tuning from scratch: an architecture (or an encoder file's) with random weights",
+    form="scratch:ARCH|ENCODER",
 )
 BASELINES.add(
     "raw-pixels",
@@ -103,8 +116,8 @@ def build_baseline(
 def load_probe_model(
     spec: str, device: torch.device | str = "cpu", input_size: int | None = None
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """An encoder file / run folder, or a baseline: "cnn-random:ARCH" (or "cnn-random:ENCODER",
-    the architecture of an encoder file), "raw-pixels", "mean-colors".
+    """An encoder file / run folder, or a baseline: "cnn-random:ARCH" or "scratch:ARCH" (or
+    "NAME:ENCODER", the architecture of an encoder file), "raw-pixels", "mean-colors".
 
     Returns the model (eval mode, on `device`) and its metadata (training info for encoder files).
     """
@@ -113,8 +126,9 @@ def load_probe_model(
     name, _, arg = spec.partition(":")
     if name in BASELINES and not Path(spec).exists():
         arch, kwargs = arg or None, {"input_size": input_size} if input_size else {}
-        if name == "cnn-random" and arg and (Path(arg).is_file() or Path(arg).is_dir()):
-            # cnn-random:ENCODER = that encoder's architecture and options, random weights.
+        takes_arch = BASELINES.get(name).takes_arch
+        if takes_arch and arg and (Path(arg).is_file() or Path(arg).is_dir()):
+            # NAME:ENCODER = that encoder's architecture and options, random weights.
             trained, _ = load_probe_model(arg, "cpu")
             arch, kwargs = trained.arch, {**trained.arch_kwargs, **kwargs}
         size = input_size or 64
@@ -122,7 +136,7 @@ def load_probe_model(
         size = getattr(model, "input_size", size)
         meta: dict[str, Any] = {"baseline": name, "arch": arch or name, "input_size": size}
         return model.to(device).eval(), meta
-    baselines = ", ".join(n + (":ARCH" if n == "cnn-random" else "") for n in BASELINES)
+    baselines = ", ".join(n + (":ARCH" if BASELINES.get(n).takes_arch else "") for n in BASELINES)
     path = encoder_path(spec, f"an encoder file, a training run folder, or one of {baselines}")
     model, meta = load_encoder(path, map_location=device)
     meta = {**meta, "arch": getattr(model, "arch", meta.get("arch")), "path": str(path)}

@@ -11,6 +11,9 @@
 - "knn":     weighted k-NN on the cache (cosine similarity, k = 20, votes exp(sim / 0.07), as in
              Wu et al. 2018's instance discrimination paper).
 - "lowshot": the fast probe with `shots` labels per class, over several seeds: mean ± std.
+- "finetune": not a frozen probe: the whole network plus a new linear head trained on the train
+             split with the FDSL small-set recipe (`finetune`); the BEST epoch's top-1 (the FDSL
+             papers' convention), the last epoch's beside it.
 
 The linear and the fast probes train their classifier in one loop (`train_head`).
 """
@@ -32,6 +35,7 @@ from torch import Tensor, nn
 from noisevision.data.decode import check_decoder
 from noisevision.data.eval_datasets import EvalDataset, ImageSet, balanced_subset
 from noisevision.errors import FieldError, NoisevisionError, at_least_one
+from noisevision.evaluate.finetune import FDSL, finetune
 from noisevision.evaluate.views import NORMALIZATIONS, View, iterate_views
 from noisevision.logs import get_logger
 from noisevision.precision import autocast, check_precision
@@ -44,7 +48,13 @@ log = get_logger(__name__)
 
 # ---------------------------------------------------------------------------------- protocols
 #: Largest probe settings accepted (ProbeSettings.check).
-LIMITS = {"epochs": 10_000, "fast_epochs": 10_000, "knn_k": 10_000, "lowshot_seeds": 1_000}
+LIMITS = {
+    "epochs": 10_000,
+    "fast_epochs": 10_000,
+    "knn_k": 10_000,
+    "lowshot_seeds": 1_000,
+    "finetune_epochs": 10_000,
+}
 
 
 @dataclass(frozen=True)
@@ -127,6 +137,9 @@ class ProbeSettings:
     knn_temperature: float = 0.07
     shots: int = 10
     lowshot_seeds: int = 5
+    finetune_epochs: int = 10  # fine-tuning (the FDSL recipe's 1,000 are days on a CPU)
+    finetune_batch_size: int = 64  # fine-tuning (the recipe's 768 is a GPU batch)
+    finetune_lr: float = FDSL.lr  # fine-tuning's SGD learning rate
     subset: int | None = None  # at most this many train images (class-balanced), None: all
     test_subset: int | None = None  # at most this many test images, None: all
     batch_size: int = 256  # feature extraction
@@ -151,6 +164,8 @@ class ProbeSettings:
             "knn_k",
             "shots",
             "lowshot_seeds",
+            "finetune_epochs",
+            "finetune_batch_size",
             "batch_size",
             "subset",
             "test_subset",
@@ -159,6 +174,8 @@ class ProbeSettings:
         for name, most in LIMITS.items():  # beyond these a probe runs for days on a typo
             if (value := getattr(self, name)) is not None and value > most:
                 raise FieldError(name, f"{{field}} must be at most {most:,}, got {value:,}")
+        if not (math.isfinite(self.finetune_lr) and self.finetune_lr > 0):
+            raise FieldError("finetune_lr", f"{{field}} must be a positive number, got {self.finetune_lr}")
         check_seed(self.seed, "seed")
 
 
@@ -401,15 +418,74 @@ def _lowshot(c: Cache, s: ProbeSettings, device: torch.device) -> dict[str, Any]
 
 
 @dataclass(frozen=True)
+class ImageRun:
+    """What a probe that reads the images itself (every epoch) is given."""
+
+    model: nn.Module
+    data: EvalDataset
+    layer: str
+    protocol: LinearProtocol
+    settings: ProbeSettings
+    device: torch.device
+    precision: str
+    decoder: str
+    stats: Stats
+
+
+@dataclass(frozen=True)
 class Probe:
     """A registered probe: `run(cache, settings, device)` for those that run on the cached
-    features; the linear probe (run=None) reads the images every epoch (`linear_probe`)."""
+    features, else `on_images(ImageRun)` for those that read the images every epoch (the linear
+    probe, fine-tuning). `trains_model`: it trains the network itself (needs trainable weights)."""
 
-    run: Callable[[Cache, ProbeSettings, torch.device], dict[str, Any]] | None
+    run: Callable[[Cache, ProbeSettings, torch.device], dict[str, Any]] | None = None
+    on_images: Callable[[ImageRun], dict[str, Any]] | None = None
+    trains_model: bool = False
+
+
+def _linear(r: ImageRun) -> dict[str, Any]:
+    s = r.settings
+    epochs = s.epochs or r.protocol.epochs
+    return linear_probe(
+        r.model,
+        r.data,
+        r.layer,
+        r.protocol,
+        epochs,
+        r.device,
+        s.seed,
+        s.workers,
+        r.precision,
+        r.decoder,
+        s.progress,
+        r.stats,
+    )
+
+
+def _finetune(r: ImageRun) -> dict[str, Any]:
+    s = r.settings
+    return finetune(
+        r.model,
+        r.data,
+        r.layer,
+        r.device,
+        r.stats,
+        epochs=s.finetune_epochs,
+        batch_size=s.finetune_batch_size,
+        lr=s.finetune_lr,
+        seed=s.seed,
+        test_resize=r.protocol.test_resize,
+        workers=s.workers,
+        precision=r.precision,
+        decoder=r.decoder,
+        progress=s.progress,
+    )
 
 
 PROBES: Registry[Probe] = Registry("probe")
-PROBES.add("linear", Probe(None), "the paper's: a linear layer on frozen features of augmented views")
+PROBES.add(
+    "linear", Probe(on_images=_linear), "the paper's: a linear layer on frozen features of augmented views"
+)
 PROBES.add("fast", Probe(_fast), "the same classifier on features cached once (test view): seconds")
 PROBES.add("knn", Probe(_knn), f"weighted k-NN on the cached features (cosine, k = {ProbeSettings.knn_k})")
 PROBES.add(
@@ -417,6 +493,11 @@ PROBES.add(
     Probe(_lowshot),
     f"the fast probe with {ProbeSettings.shots} labels per class over "
     f"{ProbeSettings.lowshot_seeds} seeds (mean ± std)",
+)
+PROBES.add(
+    "finetune",
+    Probe(on_images=_finetune, trains_model=True),
+    "the whole network + a new head, FDSL small-set recipe (SGD, Mixup/CutMix, RandAugment); best epoch",
 )
 
 

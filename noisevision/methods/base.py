@@ -4,8 +4,9 @@ batches of views into a loss."""
 from __future__ import annotations
 
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
-from noisevision.errors import NoisevisionError
+from noisevision.errors import FieldError, NoisevisionError
 from noisevision.methods.common import local_groups, world
 
 
@@ -34,6 +35,13 @@ class Method(nn.Module):
     def check_batch(self, batch_size: int) -> None:
         """NoisevisionError when this method cannot train on global batches of `batch_size`
         (called before a run writes anything); subclasses add their own constraints."""
+        if (self.bn_groups or 1) > 1 and not any(isinstance(m, _BatchNorm) for m in self.encoder.modules()):
+            arch = getattr(self.encoder, "arch", type(self.encoder).__name__)
+            raise FieldError(
+                "bn_groups",
+                f"{{field}} {self.bn_groups}: '{arch}' has no batch norm to split into groups: "
+                "leave {field} unset or 1",
+            )
         try:
             groups = self.groups
         except ValueError as exc:

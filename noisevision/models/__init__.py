@@ -2,6 +2,7 @@
 
     enc = build_encoder("smallalexnet")            # the paper's small-scale encoder
     enc = build_encoder("resnet18-s", width=0.5, input_size=32)
+    enc = build_encoder("vit-tiny-p4")                # timm ViT-T, 4 px patches, 32 px
     feats = enc.features(x, "fc6")                 # [B, F], the probe layer by default
     save_encoder("enc.pt", enc, {"data": "dead_leaves-mixed"}, recipe)
     enc, meta = load_encoder("enc.pt")            # meta["recipe"]: how to feed it (Recipe)
@@ -29,6 +30,7 @@ from noisevision.models.encoder_file import (
 )
 from noisevision.models.resnet import ResNetEncoder
 from noisevision.models.small_alexnet import SmallAlexNet
+from noisevision.models.vit import ViTEncoder
 
 __all__ = [
     "ARCHS",
@@ -37,6 +39,7 @@ __all__ = [
     "Recipe",
     "ResNetEncoder",
     "SmallAlexNet",
+    "ViTEncoder",
     "arch_names",
     "build_encoder",
     "check_weights_finite",

@@ -13,6 +13,7 @@ from torch import nn
 from noisevision.errors import NoisevisionError
 from noisevision.models.resnet import ResNetEncoder
 from noisevision.models.small_alexnet import SmallAlexNet
+from noisevision.models.vit import ViTEncoder
 from noisevision.registry import Registry
 
 MIN_INPUT = 8  # the smallest crop side an encoder is built for
@@ -38,6 +39,23 @@ ARCHS.add(
     small_stem=True,
     input_size=64,
 )
+# ViTs: timm's models (`model`: the timm name the trunk is built and exported as), never downloaded
+for _size in ("tiny", "small", "base"):
+    ARCHS.add(
+        f"vit-{_size}",
+        ViTEncoder,
+        f"timm ViT-{_size[0].upper()}/16 ({_size}), 224 px, class-token probe layer",
+        model=f"vit_{_size}_patch16_224",
+    )
+for _size in ("tiny", "small"):
+    ARCHS.add(
+        f"vit-{_size}-p4",
+        ViTEncoder,
+        f"timm ViT-{_size[0].upper()} with 4 px patches for 32 px inputs (64 tokens): CPU runs",
+        model=f"vit_{_size}_patch16_224",
+        patch_size=4,
+        input_size=32,
+    )
 
 
 def arch_names() -> list[str]:

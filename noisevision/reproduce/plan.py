@@ -69,7 +69,7 @@ class ReproPreset:
     generators: tuple[str, ...]
     train_preset: str
     train_overrides: dict[str, Any] = field(default_factory=dict)
-    baselines: tuple[str, ...] = tuple(BASELINES.names())
+    baselines: tuple[str, ...] = tuple(n for n in BASELINES.names() if BASELINES.get(n).paper)
     eval_dataset: str = "fashion-mnist"
     probe: dict[str, Any] = field(default_factory=dict)  # ProbeSettings fields
     paper_scale: str = "small"  # which of the paper's results the report shows beside ours

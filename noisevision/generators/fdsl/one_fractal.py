@@ -24,7 +24,8 @@ from torch import Tensor
 
 from noisevision.errors import NoisevisionError
 from noisevision.generators.fdsl.contours import as_number, check_classes
-from noisevision.generators.fractals import GREY, MARGIN, SEARCH_SIZE, chaos_game, to_pixels
+from noisevision.generators.fractals.fractaldb import GREY, MARGIN, SEARCH_SIZE
+from noisevision.generators.fractals.ifs import chaos_game, to_pixels
 from noisevision.generators.registry import Generator, GeneratorSpec, order_free, register
 from noisevision.rng import Rng
 
