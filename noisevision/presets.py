@@ -139,6 +139,28 @@ _add(
     warmup_epochs=1,
 )
 
+# The published ViT-Tiny recipe of the 1k-category FDSL datasets (FractalDB-1k, RCDB-1k,
+# VisualAtom-1k: DeiT's training in timm): 1,000 categories × 1,000 instances at 224 px.
+_add(
+    "fdsl-vit-tiny",
+    "formula-driven supervised, published ViT-Tiny 1k recipe: 1M images, 224 px, 300 epochs, AdamW",
+    arch="vit-tiny",
+    arch_kwargs={},
+    method="supervised",
+    augment="fdsl",
+    input_size=224,
+    res=None,
+    num_images=1_000_000,
+    epochs=300,
+    batch_size=256,
+    optimizer="adamw",
+    lr=1e-3,
+    weight_decay=0.05,
+    schedule="cosine",
+    milestones=(),
+    warmup_epochs=5,
+)
+
 
 def get_preset(name: str) -> Preset:
     return PRESETS.get(name)

@@ -116,7 +116,7 @@ _add(
             "dead_leaves-mixed",
             "stat-spectrum_color|stat-spectrum_color_wmm|stat-spectrum",
             "stylegan-oriented|stylegan-random",
-            "fractaldb|fractal-svd",
+            "fractaldb:classes=64|fractal-svd",  # 16 instances of 64 categories: a few seconds of search
             "program-mixed",
         ),
         # Per seed, half the images the training preset sees: 1,024 distinct ones rendered once (CPU

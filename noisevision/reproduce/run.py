@@ -387,7 +387,7 @@ def run_source(
             "probe_seed": probe_seed,
             "top1": r["top1"],
             "std": r.get("std"),
-            "paper_top1": paper.get(source.name),
+            "paper_top1": paper.get(source.name.partition(":")[0]),  # its parameters aside
             "paper_scale": preset.paper_scale,
             "layer": result.layer,
             "feature_dim": result.feature_dim,
