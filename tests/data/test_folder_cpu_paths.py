@@ -23,7 +23,7 @@ def test_a_folder_of_another_cpu_path_is_refused_before_any_work(tmp_path, monke
     with pytest.raises(NoisevisionError, match="another code path .* --allow-other-cpu") as exc:
         folder.write_dataset(root, _spec("fractaldb"), range(4), torch.device("cpu"), 1, 2)
     assert "\n" not in str(exc.value)
-    assert sorted(p.name for p in (root / "train" / "00000").glob("*.jpg")) == [
+    assert sorted(p.name for p in (root / "train").rglob("*.jpg")) == [
         "00000000.jpg",
         "00000001.jpg",
     ]
