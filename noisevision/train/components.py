@@ -74,6 +74,8 @@ def build_components(cfg: TrainConfig, device: torch.device) -> Components:
     if channels_last:
         method.to(memory_format=torch.channels_last)  # conv weights NHWC: tensor-core friendly
     if cfg.compile:
+        if device.type == "cpu":
+            match_inductor_to_aten()
         for net in (method.encoder, getattr(method, "key_encoder", None)):
             if net is not None:
                 net.compile()  # in place: parameter names (and so checkpoints) stay the same
@@ -81,3 +83,17 @@ def build_components(cfg: TrainConfig, device: torch.device) -> Components:
     numerics = Numerics(precision, channels_last, grad_scaler(device, precision))
     aug = augment.get_augment(cfg.augment, encoder.input_size)
     return Components(source, plan, method, optimizer, aug, numerics)
+
+
+def match_inductor_to_aten() -> None:
+    """Make torch.compile's CPU code use the vector width ATen runs at.
+
+    Inductor picks its instruction set from the CPU, ATen from ATEN_CPU_CAPABILITY (or the CPU):
+    on an AVX-512 CPU told to run ATen at AVX2, as on CPUs emulated for reproducibility checks,
+    bf16 channels-last code compiled for AVX-512 around AVX2 ATen kernels gave NaN from the first
+    forward pass. A width the user set (torch._inductor.config.cpp.simdlen) is kept.
+    """
+    import torch._inductor.config as inductor
+
+    if inductor.cpp.simdlen is None:
+        inductor.cpp.simdlen = {"AVX512": 512, "AVX2": 256}.get(torch.backends.cpu.get_cpu_capability(), 1)

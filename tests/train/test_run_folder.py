@@ -127,3 +127,21 @@ def test_a_run_made_before_a_setting_existed_resumes_with_its_default(tmp_path):
     train(tiny_cfg(tmp_path / "run", epochs=1))  # finished: no "another configuration"
     with pytest.raises(NoisevisionError, match="optimizer 'sgd' → 'adamw'"):
         train(tiny_cfg(tmp_path / "run", epochs=1, optimizer="adamw"))
+
+
+@pytest.mark.parametrize(("capability", "width"), [("AVX512", 512), ("AVX2", 256), ("DEFAULT", 1)])
+def test_compiled_cpu_code_uses_the_vector_width_aten_runs_at(monkeypatch, capability, width):
+    """Inductor's own choice (from the CPU) beside AVX2 ATen kernels gave NaN in bf16 (seen under
+    ATEN_CPU_CAPABILITY=avx2 on an AVX-512 CPU); a width the user set is kept."""
+    import torch
+    import torch._inductor.config as inductor
+
+    from noisevision.train.components import match_inductor_to_aten
+
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    monkeypatch.setattr(inductor.cpp, "simdlen", None)
+    match_inductor_to_aten()
+    assert inductor.cpp.simdlen == width
+    monkeypatch.setattr(inductor.cpp, "simdlen", 128)
+    match_inductor_to_aten()
+    assert inductor.cpp.simdlen == 128
