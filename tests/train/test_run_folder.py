@@ -139,9 +139,9 @@ def test_compiled_cpu_code_uses_the_vector_width_aten_runs_at(monkeypatch, capab
     from noisevision.train.components import match_inductor_to_aten
 
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
-    monkeypatch.setattr(inductor.cpp, "simdlen", None)
-    match_inductor_to_aten()
-    assert inductor.cpp.simdlen == width
-    monkeypatch.setattr(inductor.cpp, "simdlen", 128)
-    match_inductor_to_aten()
-    assert inductor.cpp.simdlen == 128
+    with inductor.patch({"cpp.simdlen": None}):
+        match_inductor_to_aten()
+        assert inductor.cpp.simdlen == width
+    with inductor.patch({"cpp.simdlen": 128}):
+        match_inductor_to_aten()
+        assert inductor.cpp.simdlen == 128
