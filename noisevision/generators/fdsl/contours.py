@@ -42,6 +42,12 @@ class OrbitLaw:
     r0_max: int
     max_orbits: int = 200
 
+    @classmethod
+    def parse(cls, family: str, **values: object) -> OrbitLaw:
+        """The law from a family's parameters as given (numbers checked by as_number, one line)."""
+        kinds = {"lambda_min": float, "lambda_max": float, "drift": float, "r0_min": int, "r0_max": int}
+        return cls(**{k: as_number(family, k, v, kinds.get(k, int)) for k, v in values.items()})
+
     def check(self, family: str) -> None:
         """NoisevisionError (one line) for a range that is empty or negative."""
         if not 0 <= self.lambda_min <= self.lambda_max:

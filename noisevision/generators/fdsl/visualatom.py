@@ -21,7 +21,6 @@ from noisevision.generators.fdsl.contours import (
     OrbitLaw,
     Orbits,
     angle_table,
-    as_number,
     check_classes,
     grown_radii,
     perlin_at_random,
@@ -69,16 +68,16 @@ class VisualAtom(OrbitFamily):
         r0_max: int = 60,
         max_orbits: int = 200,
     ):
-        name = spec.name
-        law = OrbitLaw(
-            as_number(name, "lambda_min", lambda_min, float),
-            as_number(name, "lambda_max", lambda_max, float),
-            as_number(name, "drift", drift, float),
-            as_number(name, "r0_min", r0_min, int),
-            as_number(name, "r0_max", r0_max, int),
-            as_number(name, "max_orbits", max_orbits, int),
+        law = OrbitLaw.parse(
+            spec.name,
+            lambda_min=lambda_min,
+            lambda_max=lambda_max,
+            drift=drift,
+            r0_min=r0_min,
+            r0_max=r0_max,
+            max_orbits=max_orbits,
         )
-        super().__init__(spec, check_classes(name, classes), law)
+        super().__init__(spec, check_classes(spec.name, classes), law)
 
     def draw_orbits(self, cls: Rng, img: Rng, instance: torch.Tensor) -> Orbits:
         # class: the two waves, q, K, λ, w, r0 and the stretch
