@@ -45,7 +45,7 @@ def _prepare_run_dir(cfg: TrainConfig, rank: int) -> dict[str, Any] | None:
         old = {**{k: json.loads(json.dumps(v)) for k, v in BASE.items() if k in new and k not in old}, **old}
         diff = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
         if diff:
-            shown = ", ".join(f"{k} {(old or {}).get(k)!r} → {new.get(k)!r}" for k in diff[:3])
+            shown = ", ".join(f"{k} {old.get(k)!r} → {new.get(k)!r}" for k in diff[:3])
             raise FieldError(
                 "out",
                 f"{out} holds a run with another configuration ({shown}): use a new {{field}} to start over",
