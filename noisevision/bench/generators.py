@@ -33,8 +33,14 @@ def bench_generator(
     from noisevision import generators
 
     gen = generators.get(name, **(params or {}))
+    # A generator with categories times batches of the same categories (indices `stride` apart
+    # hold them): their one-time search (FractalDB's codes, 1p-frac's perturbations) is set-up.
+    classes = gen.num_classes
+    stride = batch if not classes else classes * -(-batch // classes)
     start = time.perf_counter()
     gen.prepare(res, device)
+    if classes:
+        gen.prepare_classes(range(min(batch, classes)), seed=0, device=device)
     synchronize(device)
     setup = time.perf_counter() - start
 
@@ -44,29 +50,33 @@ def bench_generator(
         synchronize(device)
         return (time.perf_counter() - start) / count
 
-    per_image = seconds_per_image(10**6, min(batch, 2))  # warm-up + cost probe
+    probe = 10**6 * stride  # indices far from the timed ones, of the same categories
+    per_image = seconds_per_image(probe, min(batch, 2))  # warm-up + cost probe
     if device.type == "cuda":  # the warm-up held one-time costs; a GPU needs a batch to show its rate
-        per_image = seconds_per_image(10**6 + 2, min(batch, 16))
+        per_image = seconds_per_image(probe + stride, min(batch, 16))
     elif per_image * batch > 10.0:  # slow, or one-time costs (JIT compilation, tables): probe again
-        per_image = seconds_per_image(10**6 + 2, 1)
+        per_image = seconds_per_image(probe + stride, 1)
     if per_image * batch > 10.0:  # seconds per call: only really slow generators are cut down
         batch = max(1, int(10.0 / per_image))
         if per_image * batch > 5.0:
             repeats = 1
 
     def step(k: int) -> None:
-        gen(range(k * batch, (k + 1) * batch), res=res, seed=0, device=device)
+        gen(range(k * stride, k * stride + batch), res=res, seed=0, device=device)
 
     median, rates = throughput(step, batch, device, repeats=repeats, min_time=min_time, warmup=0)
     return median, rates, batch, setup
 
 
-def bench_reference(name: str, res: int, images: int = 5) -> tuple[float, list[float]] | None:
-    """images/s of the plain per-image recipe of `name` (noisevision.reference) on CPU: `images`
-    images, one at a time after a warm-up image, over their total time (images differ in cost,
-    e.g. in their number of shapes), with the per-image rates; None when it has no reference.
+def bench_reference(
+    name: str, res: int, images: int = 5, min_time: float = 3.0, max_images: int = 200
+) -> tuple[float, list[float]] | None:
+    """images/s of the plain per-image recipe of `name` (noisevision.reference) on CPU: at least
+    `images` images, one at a time after a warm-up image, and more until `min_time` seconds are
+    spent (images differ in cost, e.g. in their number of shapes or orbits), over their total
+    time, with the per-image rates; None when it has no reference.
 
-    Raises NoisevisionError when the reference needs a library that is missing (pyrtools).
+    Raises NoisevisionError when the reference needs a library that is missing (pyrtools, noise).
     """
     from noisevision import generators, reference
     from noisevision.errors import NoisevisionError
@@ -74,16 +84,18 @@ def bench_reference(name: str, res: int, images: int = 5) -> tuple[float, list[f
     gen = generators.get(name)
     if not reference.has_reference(gen):
         return None
+    if gen.num_classes:  # the categories' one-time search is set-up here too
+        gen.prepare_classes([10**6, *range(max_images)], seed=0, device="cpu")
     try:
         reference.render_reference(gen, [10**6], res)  # warm-up: imports, first-call costs
     except ModuleNotFoundError as exc:
         raise NoisevisionError(f"the reference of '{name}' needs {exc.name}: pip install {exc.name}") from exc
-    seconds = []
-    for i in range(images):
+    seconds: list[float] = []
+    while len(seconds) < images or (sum(seconds) < min_time and len(seconds) < max_images):
         start = time.perf_counter()
-        reference.render_reference(gen, [i], res)
+        reference.render_reference(gen, [len(seconds)], res)
         seconds.append(time.perf_counter() - start)
-    return images / sum(seconds), [1.0 / s for s in seconds]
+    return len(seconds) / sum(seconds), [1.0 / s for s in seconds]
 
 
 def report_generators(

@@ -96,12 +96,17 @@ def check_image_headers(files: list[Path], root: Path) -> None:
 
 class FolderSource:
     """Image files below a folder; index i is the i-th file in sorted path order. In a folder that
-    `noisevision generate` wrote, the files below its train/ only: never its validation images."""
+    `noisevision generate` wrote, the files below its train/ only: never its validation images.
 
-    num_classes = 0  # files carry no categories here
+    Categories as torchvision's ImageFolder reads them: when every image lies in a sub-folder and
+    there are at least two, each first-level sub-folder is a category, numbered in sorted order
+    (the class folders of a labelled generator's `generate` output are its category numbers).
+    """
 
     def labels(self, indices: Tensor) -> Tensor:
-        raise NoisevisionError(f"the images of {self.root} carry no categories")
+        if not self.num_classes:
+            raise NoisevisionError(f"the images of {self.root} carry no categories")
+        return self.targets[indices.cpu()]
 
     def __init__(self, root: str | Path, res: int | None):
         from noisevision.data.folder import MANIFEST
@@ -113,6 +118,13 @@ class FolderSource:
         if not self.files:
             raise NoisevisionError(f"no .jpg or .png images found under {self.root}")
         check_image_headers(self.files, self.root)
+        parts = [f.relative_to(below).parts for f in self.files]
+        classes = sorted({p[0] for p in parts}) if all(len(p) > 1 for p in parts) else []
+        self.num_classes = len(classes) if len(classes) >= 2 else 0  # one folder: no categories
+        number = {name: i for i, name in enumerate(classes)}
+        self.targets = torch.tensor(
+            [number[p[0]] for p in parts] if self.num_classes else [], dtype=torch.int64
+        )
         self.name = str(self.root)
         self.size = len(self.files)
         self.res = res if res is not None else min(self._decode(0).shape[-2:])

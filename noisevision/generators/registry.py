@@ -96,6 +96,12 @@ class Generator:
         """Build now what calls at this resolution share and would otherwise build lazily (e.g. a
         texture bank), so that timing the calls after it measures the steady state."""
 
+    def prepare_classes(
+        self, indices: Iterable[int], seed: int = 0, device: str | torch.device = "cpu"
+    ) -> None:
+        """Find now, once, the categories of images `indices` where finding one is a search (e.g.
+        FractalDB's codes), so that rendering them after it measures the steady state."""
+
     def batch_invariant(self, device: torch.device) -> bool:
         """Whether an image's bytes are the same in any batch on `device` (on CPUs always; on a
         GPU unless the family's kernels round by batch shape, see `device_block`)."""

@@ -88,7 +88,7 @@ def cell_problem(cell: Any) -> str | None:
     for key in ("std", "paper_top1"):
         if cell.get(key) is not None and not _number(cell[key], 0, 100):
             return f'"{key}" is not a number in 0..100'
-    for key, kind in (("stages", dict), ("label", str), ("family", str)):
+    for key, kind in (("stages", dict), ("label", str), ("family", str), ("recipe", str)):
         if cell.get(key) is not None and not isinstance(cell[key], kind):
             return f'"{key}" has the wrong type'
     return None

@@ -44,7 +44,64 @@ PAPER_LARGE: dict[str, float] = {
     "cnn-random": 10.84, "fractaldb": 44.06, "dead_leaves-mixed": 38.34,
     "feature_vis-dead_leaves": 49.48, "stat-spectrum_color_wmm": 56.04, "stylegan-oriented": 58.70,
 }  # fmt: skip
-PAPER_NUMBERS = {"small": PAPER_SMALL, "large": PAPER_LARGE}
+# Published fine-tuning results of formula-driven supervised pre-training: ViT-Tiny pre-trained on
+# 1k categories x 1k instances at 224 px, fine-tuned on CIFAR-100 (the FDSL small-set recipe, best
+# epoch); "cnn-random" is the network trained from scratch. RCDB's is read off a chart (±0.5).
+FDSL_CIFAR100: dict[str, float] = {
+    "cnn-random": 64.2, "fractaldb": 81.6, "rcdb": 82.2, "fractal-1p": 84.2,
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Published numbers a report shows beside its own (another dataset and budget: a reference
+    for the ranking, never a target for the values)."""
+
+    numbers: dict[str, float]  # source name (parameters aside) -> top-1
+    column: str  # the report table's column header
+    about: str  # one sentence in the report: what these numbers are
+    panel: str  # the chart panel's title
+    legend: str  # the chart legend's entry
+    missing: str  # the table cell of a source without a published number
+    probe: str | None = None  # the only probe the numbers are comparable with (None: every probe)
+
+    def number(self, source: str, probe: str) -> float | None:
+        """The published top-1 of `source` (its parameters aside) beside `probe`'s result."""
+        if self.probe is not None and probe != self.probe:
+            return None
+        return self.numbers.get(source.partition(":")[0])
+
+
+REFERENCES: dict[str, Reference] = {
+    scale: Reference(
+        numbers,
+        column="paper, ImageNet-100",
+        about=(
+            f"Paper numbers (from the paper's {scale}-scale table) are ImageNet-100 linear-probe "
+            "accuracies of the paper's own encoders: **a different dataset, probe and budget**, shown "
+            "only as a reference for the ranking, not as a target for the values."
+        ),
+        panel=f"the paper ({scale} scale): OTHER data\nImageNet-100, linear probe, its own encoders",
+        legend="paper (ImageNet-100, other data)",
+        missing="not in the paper",
+    )
+    for scale, numbers in (("small", PAPER_SMALL), ("large", PAPER_LARGE))
+}
+REFERENCES["fdsl"] = Reference(
+    FDSL_CIFAR100,
+    column="published, ViT-Tiny → CIFAR-100",
+    about=(
+        "Published numbers are the FDSL papers' ViT-Tiny fine-tuning accuracies on CIFAR-100 after "
+        "pre-training on 1,000 categories × 1,000 instances at 224 px (CNN-Random: the ViT-Tiny "
+        "trained from scratch): **a different network, dataset and budget**, shown beside the "
+        "fine-tuning results only as a reference for the ranking, not as a target for the values."
+    ),
+    panel="published: OTHER data\nViT-Tiny, 1k categories, CIFAR-100 fine-tuning",
+    legend="published (ViT-Tiny, CIFAR-100, other data)",
+    missing="no published number",
+    probe="finetune",
+)
+PAPER_NUMBERS = {scale: ref.numbers for scale, ref in REFERENCES.items()}
 # Extra rows of the paper presets, not in the paper (the report marks them): random image programs,
 # and their convex mix of 6 (as the successor paper's Shaders-21k + MixUp).
 BEYOND_PAPER = ("program-cppn", "program-shader", "program-mixed", "mix6:program-shader")
@@ -72,7 +129,10 @@ class ReproPreset:
     baselines: tuple[str, ...] = tuple(n for n in BASELINES.names() if BASELINES.get(n).paper)
     eval_dataset: str = "fashion-mnist"
     probe: dict[str, Any] = field(default_factory=dict)  # ProbeSettings fields
-    paper_scale: str = "small"  # which of the paper's results the report shows beside ours
+    paper_scale: str = "small"  # which published results the report shows beside ours (REFERENCES)
+    # Sources trained with another recipe than `train_preset`: source name -> training preset
+    # (e.g. the self-supervised row of a formula-supervised comparison).
+    recipes: dict[str, str] = field(default_factory=dict)
     # Which generators are rendered once to OUT/data/NAME/ and trained from there instead of streamed
     # (regenerated every epoch): MATERIALIZE_HELP, parsed by materialize_selectors.
     materialize: str = "none"
@@ -88,6 +148,15 @@ class ReproPreset:
     def probe_settings(self, **overrides: Any) -> ProbeSettings:
         values = {"progress": True, **self.probe, **{k: v for k, v in overrides.items() if v is not None}}
         return ProbeSettings(**values)
+
+    def recipe(self, source: str) -> str:
+        """The training preset `source` is pre-trained with."""
+        return self.recipes.get(source, self.train_preset)
+
+    @property
+    def reference(self) -> Reference:
+        """The published results the report shows beside this preset's."""
+        return REFERENCES[self.paper_scale]
 
     @property
     def shares_encoder_recipe(self) -> bool:
@@ -135,6 +204,42 @@ _add(
             protocol="paper",
         ),
         seeds=3,  # the fewest repetitions that give an interval worth reading
+    )
+)
+# The FDSL datasets (and image programs as categories) beside the best self-supervised source of
+# the demo, the same network and image budget for each, judged by fine-tuning and by frozen probes.
+FDSL_CLASSES = 64  # 16 instances each of 1,024 images: a few seconds of FractalDB's category search
+_add(
+    ReproPreset(
+        "fdsl-tiny",
+        "CPU comparison of the two yardsticks: formula-supervised pre-training on FractalDB, RCDB, "
+        "VisualAtom, 1p-frac and program categories against self-supervised StyleGAN-Oriented and "
+        "training from scratch, by fine-tuning and by frozen probes on Fashion-MNIST",
+        generators=(
+            f"fractaldb:classes={FDSL_CLASSES}",
+            f"rcdb:classes={FDSL_CLASSES}",
+            f"visualatom:classes={FDSL_CLASSES}",
+            f"fractal-1p:classes={FDSL_CLASSES}",
+            f"program-shader:classes={FDSL_CLASSES}",
+            "stylegan-oriented|dead_leaves-mixed",  # the demo's best noise source (and the paper's)
+        ),
+        train_preset="fdsl-tiny",
+        # the same network, crops and images seen as the self-supervised row's `tiny` recipe
+        train_overrides={"num_images": 1024, "epochs": 4},
+        recipes={"stylegan-oriented": "tiny", "dead_leaves-mixed": "tiny"},
+        materialize="all",
+        feature_vis_train_preset=None,
+        eval_dataset="fashion-mnist",
+        # 100 labelled images per class: the small-set regime fine-tuning is judged in
+        probe=dict(
+            probes=("finetune", "fast", "knn"),
+            subset=1000,
+            test_subset=1000,  # fine-tuning scores it after every epoch
+            finetune_epochs=10,
+            protocol="paper",
+        ),
+        paper_scale="fdsl",
+        seeds=3,
     )
 )
 _add(
@@ -282,6 +387,16 @@ def resolve_sources(
         notes.append(f"--feature-vis-encoder unused: none of {', '.join(DERIVED)} is among the generators")
     _check_distinct_files(sources)
     return sources, notes
+
+
+def runs_probe(source: str, probe: str) -> bool:
+    """Whether source `source` gets a cell for `probe`: every source but a baseline without
+    weights (raw pixels, mean colours) under a probe that trains the network (fine-tuning)."""
+    from noisevision.evaluate.probes import PROBES
+
+    if source in BASELINES and not BASELINES.get(source).takes_arch:
+        return not PROBES.get(probe).trains_model
+    return True
 
 
 def _check_distinct_files(sources: list[Source]) -> None:

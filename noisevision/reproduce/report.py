@@ -4,9 +4,10 @@ results.json and chart.png.
 Each (source × probe) is summarised over its seeds: mean, 95 % Student-t interval and n
 (`summarize`); sources are compared by paired t-tests on their per-seed differences, at least
 neighbours in the ranking and each trained encoder against CNN-Random (`compare`), and each
-comparison is written out in words, "not significant" included. The chart shows one panel of
-dots and intervals per probe on a zoomed axis, and the paper's numbers (another dataset, probe
-and encoders) in a panel of their own.
+comparison is written out in words, "not significant" included. Where sources were pre-trained
+by formula-supervised and by self-supervised recipes, the best of each is compared too. The chart
+shows one panel of dots and intervals per probe on a zoomed axis, and the published numbers
+(another dataset, probe and encoders: plan.REFERENCES) in a panel of their own.
 """
 
 from __future__ import annotations
@@ -30,13 +31,13 @@ log = get_logger(__name__)
 FAMILY_COLORS = {
     "dead leaves": "#1f77b4", "statistical": "#2ca02c", "random StyleGAN": "#d62728",
     "feature visualization": "#9467bd", "fractals": "#ff7f0e", "mixing": "#e377c2",
-    "procedural programs": "#bcbd22",
+    "procedural programs": "#bcbd22", "fdsl": "#17becf",
     "image folder": "#8c564b", "baseline": "#7f7f7f",
 }  # fmt: skip
 
 # One row per cell (source × probe × seed), with its (source × probe)'s mean, interval and n.
 CSV_FIELDS = (
-    "source", "label", "family", "kind", "probe", "dataset", "seed", "probe_seed", "top1", "std",
+    "source", "label", "family", "kind", "recipe", "probe", "dataset", "seed", "probe_seed", "top1", "std",
     "mean", "ci_low", "ci_high", "half_width", "n", "paper_top1",
     "gen_images_per_s", "gen_seconds", "pretrain_seconds", "pretrain_images_per_s",
     "probe_seconds", "probe_images_per_s", "device", "arch", "layer", "n_train", "n_test",
@@ -78,8 +79,38 @@ def in_paper(cell: dict[str, Any]) -> bool:
     return spec is None or bool(spec.label)
 
 
+def reference_of(plan_or_cell: dict[str, Any]) -> Any:
+    """The published results (plan.Reference) a plan or a cell is shown beside."""
+    from noisevision.reproduce.plan import REFERENCES
+
+    return REFERENCES.get(plan_or_cell.get("paper_scale") or "small", REFERENCES["small"])
+
+
 def _paper_cell(cell: dict[str, Any]) -> str:
-    return _fmt(cell.get("paper_top1")) if in_paper(cell) else "not in the paper"
+    reference = reference_of(cell)
+    if cell.get("paper_top1") is not None:
+        return _fmt(cell["paper_top1"])
+    return "–" if in_paper(cell) and reference.probe is None else reference.missing
+
+
+def _shows_reference(reference: Any, probe: str) -> bool:
+    return reference.probe is None or reference.probe == probe
+
+
+def trains_network(probe: str) -> bool:
+    """Whether `probe` trains the whole network (fine-tuning): CNN-Random is then training from scratch."""
+    from noisevision.evaluate.probes import PROBES
+
+    return probe in PROBES and PROBES.get(probe).trains_model
+
+
+def recipe_kind(recipe: str | None) -> str | None:
+    """ "formula-supervised" or "self-supervised": how the training preset `recipe` learns."""
+    from noisevision.presets import PRESETS
+
+    if not recipe or recipe not in PRESETS:
+        return None
+    return "formula-supervised" if PRESETS.get(recipe).values["method"] == "supervised" else "self-supervised"
 
 
 # ---------------------------------------------------------------------------------- statistics
@@ -107,6 +138,7 @@ def summarize(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
                         "dataset",
                         "paper_top1",
                         "paper_scale",
+                        "recipe",
                     )
                 },
                 "seeds": [c.get("seed", 0) for c in group],
@@ -161,7 +193,22 @@ def compare(summaries: list[dict[str, Any]], probe: str) -> list[dict[str, Any]]
     rand = next((r for r in rows if r["source"] == "cnn-random"), None)
     if rand is not None:
         out += [c for r in rows if r["kind"] != "baseline" and (c := paired(r, rand, "vs cnn-random"))]
+    if (c := yardsticks(summaries, probe)) is not None:
+        out.append(c)
     return out
+
+
+def yardsticks(summaries: list[dict[str, Any]], probe: str) -> dict[str, Any] | None:
+    """The best formula-supervised source against the best self-supervised one on `probe` (each
+    the best by mean, tested by a paired t-test); None unless both kinds were pre-trained."""
+    best: dict[str, dict[str, Any]] = {}
+    for r in ranked(summaries, probe):
+        kind = recipe_kind(r.get("recipe"))
+        if kind is not None and r["kind"] != "baseline":
+            best.setdefault(kind, r)
+    if len(best) < 2:
+        return None
+    return paired(best["formula-supervised"], best["self-supervised"], "yardsticks")
 
 
 def comparison_sentence(c: dict[str, Any]) -> str:
@@ -203,7 +250,7 @@ def verdict(cells: list[dict[str, Any]], probe: str) -> str | None:
     sign = "beats" if best["mean"] > rand["mean"] else "does NOT beat"
     test = paired(best, rand, "vs cnn-random")
     text = (
-        f"{probe}: the best noise encoder ({best['label']}, {best['mean']:.1f}) {sign} "
+        f"{probe}: the best pre-trained encoder ({best['label']}, {best['mean']:.1f}) {sign} "
         f"CNN-Random ({rand['mean']:.1f}) by {best['mean'] - rand['mean']:+.1f} points"
     )
     if test is not None and test["n"] >= 2:
@@ -236,16 +283,16 @@ def render_markdown(cells: list[dict[str, Any]], plan: dict[str, Any], charts: d
     summaries = summarize(cells)
     probes = list(dict.fromkeys([*plan.get("probes", []), *(c["probe"] for c in cells)]))
     dataset = plan.get("dataset") or (cells[0]["dataset"] if cells else "?")
-    scale = plan.get("paper_scale", "small")
+    from noisevision.reproduce.plan import runs_probe
+
+    reference = reference_of(plan)
     n_seeds = _seeds_of(summaries)
     lines = [
         f"# noisevision reproduction: preset `{plan.get('preset', '?')}`",
         "",
         plan.get("description", ""),
         "",
-        f"Evaluation set: **{dataset}**. Paper numbers (from the paper's {scale}-scale table) are "
-        "ImageNet-100 linear-probe accuracies of the paper's own encoders: **a different dataset, "
-        "probe and budget**, shown only as a reference for the ranking, not as a target for the values.",
+        f"Evaluation set: **{dataset}**. {reference.about}",
         "",
         f"**Seeds: {n_seeds}** independent repetitions of every cell (own images, augmentations, "
         "initial weights and probe subsets). Top-1 is the mean over seeds ± the half-width of its "
@@ -271,19 +318,28 @@ def render_markdown(cells: list[dict[str, Any]], plan: dict[str, Any], charts: d
         lines += [f"## Probe `{probe}`", ""]
         if probe in charts:
             lines += [f"![{probe}]({charts[probe]})", ""]
+        shown = _shows_reference(reference, probe)
         lines += [
-            "| data | family | top-1 (%), mean ± 95 % interval | seeds | per seed | paper, ImageNet-100 |",
-            "|---|---|---|---|---|---|",
+            "| data | family | top-1 (%), mean ± 95 % interval | seeds | per seed |"
+            + (f" {reference.column} |" if shown else ""),
+            "|---|---|---|---|---|" + ("---|" if shown else ""),
         ]
         for r in rows:
             per_seed = ", ".join(f"{v:.1f}" for v in r["values"])
             lines.append(
-                f"| {r['label']} | {r['family']} | {mean_text(r)} | {r['n']} | {per_seed} | "
-                f"{_paper_cell(r)} |"
+                f"| {r['label']} | {r['family']} | {mean_text(r)} | {r['n']} | {per_seed} |"
+                + (f" {_paper_cell(r)} |" if shown else "")
             )
+        if trains_network(probe):
+            lines += [
+                "",
+                "The whole network is trained on the evaluation set: CNN-Random's row is the same "
+                "network trained from scratch; the baselines without weights have no row.",
+            ]
         comparisons = compare(summaries, probe)
         neighbours = [c for c in comparisons if c["kind"] == "neighbours"]
         versus = [c for c in comparisons if c["kind"] == "vs cnn-random"]
+        kinds = [c for c in comparisons if c["kind"] == "yardsticks"]
         if neighbours:
             lines += [
                 "",
@@ -293,6 +349,13 @@ def render_markdown(cells: list[dict[str, Any]], plan: dict[str, Any], charts: d
             ]
         if versus:
             lines += ["", "Against CNN-Random:", "", *[f"- {comparison_sentence(c)}" for c in versus]]
+        if kinds:
+            lines += [
+                "",
+                "Formula-supervised against self-supervised pre-training (the best of each by mean):",
+                "",
+                *[f"- {comparison_sentence(c)}" for c in kinds],
+            ]
         v = verdict(cells, probe)
         lines += ["", f"**{v}**" if v else "", ""]
     by_source: dict[str, dict[str, Any]] = {}
@@ -335,7 +398,8 @@ def render_markdown(cells: list[dict[str, Any]], plan: dict[str, Any], charts: d
         for seed in range(planned)
         for s in plan.get("sources", [])
         for p in probes
-        if not any(c["source"] == s and c["probe"] == p and c.get("seed", 0) == seed for c in cells)
+        if runs_probe(s, p)
+        and not any(c["source"] == s and c["probe"] == p and c.get("seed", 0) == seed for c in cells)
     ]
     notes = list(plan.get("notes", []))
     if missing:
@@ -456,7 +520,14 @@ def render_chart(cells: list[dict[str, Any]], probes: list[str], path: Path, tit
     order = [r["source"] for r in ranked(summaries, probes[0])[::-1]]  # best at the top
     order += [s for s in dict.fromkeys(r["source"] for r in summaries) if s not in order]
     first = {s: next(r for r in summaries if r["source"] == s) for s in order}
-    has_paper = any(r.get("paper_top1") is not None for r in summaries)
+    published = {
+        s: next(
+            (r["paper_top1"] for r in summaries if r["source"] == s and r.get("paper_top1") is not None), None
+        )
+        for s in order
+    }
+    has_paper = any(v is not None for v in published.values())
+    reference = reference_of(summaries[0])
     n, ncols = len(order), len(probes) + has_paper
     fig, axes = plt.subplots(
         1, ncols, figsize=(2.2 + 3.3 * ncols, 1.9 + 0.36 * n), sharey=True, squeeze=False
@@ -473,18 +544,17 @@ def render_chart(cells: list[dict[str, Any]], probes: list[str], path: Path, tit
         ax.set_xlabel("top-1 (%)", fontsize=8)
     if has_paper:
         ax = axes[-1]
-        _panel(ax, ys, [first[s] for s in order], lambda r: r.get("paper_top1"), colors, paper=True)
+        rows = [{**first[s], "paper_top1": published[s]} for s in order]
+        _panel(ax, ys, rows, lambda r: r.get("paper_top1"), colors, paper=True)
         ax.set_facecolor("#f3f3f3")
-        scale = summaries[0].get("paper_scale") or "small"
-        ax.set_title(
-            f"the paper ({scale} scale): OTHER data\nImageNet-100, linear probe, its own encoders",
-            fontsize=9,
-            color="#444444",
-        )
-        ax.set_xlabel("top-1 (%) on ImageNet-100", fontsize=8)
-    axes[0].set_yticks(
-        ys, [first[s]["label"] + ("" if in_paper(first[s]) else " (not in paper)") for s in order], fontsize=8
-    )
+        ax.set_title(reference.panel, fontsize=9, color="#444444")
+        ax.set_xlabel("top-1 (%), published", fontsize=8)
+    marked = reference.probe is None  # the paper's presets mark our own sources
+
+    def name(s: str) -> str:
+        return first[s]["label"] + ("" if not marked or in_paper(first[s]) else " (not in paper)")
+
+    axes[0].set_yticks(ys, [name(s) for s in order], fontsize=8)
     axes[0].set_ylim(-0.7, n - 0.3)
     for ax in axes:
         ax.tick_params(axis="x", labelsize=7)
@@ -503,7 +573,7 @@ def render_chart(cells: list[dict[str, Any]], probes: list[str], path: Path, tit
                 color="black",
                 markerfacecolor="white",
                 linestyle="",
-                label="paper (ImageNet-100, other data)",
+                label=reference.legend,
             )
         )
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=7, frameon=False)

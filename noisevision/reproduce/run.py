@@ -32,7 +32,6 @@ from noisevision.locks import folder_lock
 from noisevision.logs import get_logger
 from noisevision.reproduce.cells import cell_path, cell_problem, read_cell
 from noisevision.reproduce.plan import (
-    PAPER_NUMBERS,
     Needs,
     ReproPreset,
     Source,
@@ -48,6 +47,7 @@ from noisevision.reproduce.plan import (
     repetition_seed,
     resolve_sources,
     run_folder,
+    runs_probe,
 )
 from noisevision.reproduce.report import build_report
 
@@ -236,13 +236,16 @@ def _follow_moved_out(out: Path, file: Path, key: str, new: str, path: str) -> N
         log.info(f"{out} was moved: {file} now names {new}" if moved else f"{file} now names {new}")
 
 
-def train_values(preset: ReproPreset, overrides: dict[str, Any], seed: int = 0) -> dict[str, Any]:
+def train_values(
+    preset: ReproPreset, overrides: dict[str, Any], seed: int = 0, recipe: str | None = None
+) -> dict[str, Any]:
     """The training options of repetition `seed`: the preset's, the caller's, and the seed derived
-    from theirs (plan.repetition_seed; seed 0 keeps it)."""
+    from theirs (plan.repetition_seed; seed 0 keeps it). `recipe`: the training preset (default:
+    the reproduction's)."""
     from noisevision.train import TrainConfig
 
     values = {**preset.train_overrides, **overrides}
-    base = TrainConfig.from_preset(preset.train_preset, **values).seed
+    base = TrainConfig.from_preset(recipe or preset.train_preset, **values).seed
     return {**values, "seed": repetition_seed(base, seed)}
 
 
@@ -266,13 +269,14 @@ def pretrain(
     if source.needs is not None and not source.data:
         encoder, stages["prerequisite"] = prerequisite_encoder(source, preset, out, device, overrides, seed)
         source = source.with_encoder(encoder)
-    values = train_values(preset, overrides, seed)
-    cfg = TrainConfig.from_preset(preset.train_preset, **values)
+    recipe = preset.recipe(source.name)
+    values = train_values(preset, overrides, seed, recipe)
+    cfg = TrainConfig.from_preset(recipe, **values)
     if preset.distinct_images and cfg.num_images > preset.distinct_images and "epochs" not in values:
         seen = cfg.num_images * cfg.epochs
         values["num_images"] = preset.distinct_images
         values["epochs"] = max(1, round(seen / preset.distinct_images))
-        cfg = TrainConfig.from_preset(preset.train_preset, **values)
+        cfg = TrainConfig.from_preset(recipe, **values)
     data, res = source.data, cfg.res
     named = source.data if source.kind == "folder" else source.encoder  # the path `data` names, if any
     if source.kind == "generator":
@@ -294,7 +298,7 @@ def pretrain(
             stages["generation"] = gen
         stages["generation"]["data"] = source.data  # what was rendered, e.g. feature_vis-<encoder.pt>
     cfg = TrainConfig.from_preset(
-        preset.train_preset, **{**values, "res": res}, data=data, out=str(run_dir), device=device
+        recipe, **{**values, "res": res}, data=data, out=str(run_dir), device=device
     )
     log.info(
         f"{tag} pre-training ({cfg.preset}: {cfg.arch}, {cfg.num_images} images × "
@@ -347,7 +351,11 @@ def run_source(
     from noisevision.models import load_encoder
 
     tag = _tag(source.name, seed)
-    todo = [p for p in settings.probes if not _done(cell_path(out, source.name, p, seed))]
+    todo = [
+        p
+        for p in settings.probes
+        if runs_probe(source.name, p) and not _done(cell_path(out, source.name, p, seed))
+    ]
     if not todo:
         log.info(f"{tag} done already: skipped")
         return []
@@ -368,7 +376,6 @@ def run_source(
     log.info(f"{tag} {result.summary()}")
     n_feat = result.n_train + result.n_test
     cells = []
-    paper = PAPER_NUMBERS.get(preset.paper_scale, {})
     for probe, r in result.probes.items():
         probe_stage = {
             "seconds": r.get("seconds", 0.0) + result.feature_seconds,
@@ -387,7 +394,8 @@ def run_source(
             "probe_seed": probe_seed,
             "top1": r["top1"],
             "std": r.get("std"),
-            "paper_top1": paper.get(source.name.partition(":")[0]),  # its parameters aside
+            "paper_top1": preset.reference.number(source.name, probe),
+            "recipe": preset.recipe(source.name) if source.kind != "baseline" else None,
             "paper_scale": preset.paper_scale,
             "layer": result.layer,
             "feature_dim": result.feature_dim,
@@ -493,7 +501,9 @@ def reproduce(
     if failed:
         missing = []
         for name, seed in failed:
-            probes = [p for p in settings.probes if not _done(cell_path(out, name, p, seed))]
+            probes = [
+                p for p in settings.probes if runs_probe(name, p) and not _done(cell_path(out, name, p, seed))
+            ]
             missing.append(f"{name}{f' seed {seed}' if seed else ''} ({', '.join(probes)})")
         what = (
             f"{len(failed)} of {len(sources)} sources"
@@ -517,8 +527,8 @@ def _check_same_recipe(out: Path, preset: ReproPreset) -> None:
     before = read_cell(out / "plan.json")
     if not before or not any((out / "cells").glob("*.json")):
         return
-    now = json.loads(json.dumps([preset.train_preset, preset.train_overrides]))
-    was = [before.get("train_preset"), before.get("train_overrides")]
+    now = json.loads(json.dumps([preset.train_preset, preset.train_overrides, preset.recipes]))
+    was = [before.get("train_preset"), before.get("train_overrides"), before.get("recipes", {})]
     if was != now:
         raise NoisevisionError(
             f"{out} holds cells pre-trained with {was[0]} {was[1]}, but preset '{preset.name}' trains "
@@ -542,6 +552,7 @@ def _write_plan(
         "dataset": dataset,
         "train_preset": preset.train_preset,
         "train_overrides": preset.train_overrides,
+        "recipes": preset.recipes,
         "probes": list(settings.probes),
         "sources": [s.name for s in sources],
         "notes": notes,

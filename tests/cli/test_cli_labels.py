@@ -158,3 +158,26 @@ def test_show_by_class_draws_one_row_per_category(run_cli, tmp_path):
     grid = tmp_path / "default.png"
     assert run_cli("show", GEN, "--by-class", "-n", "2", "--res", "16", "--out", grid)[0] == 0
     assert Image.open(grid).size[1] == round(grid_size(CLASSES, 2)[1] * DPI)  # all 5 (default: up to 8)
+
+
+def test_training_reads_the_categories_of_a_class_folder_tree(run_cli, tmp_path):
+    """A folder `generate` wrote for a labelled generator is a classification set for training too:
+    each file's label is its class folder, the generator's category of its index."""
+    from noisevision.data.stream import open_source
+
+    out = tmp_path / "ds"
+    generate(run_cli, out, num=23, val=7)
+    src = open_source(str(out), res=16)
+    assert src.num_classes == CLASSES and src.size == 23
+    labels = src.labels(torch.arange(src.size))
+    images = src.render(torch.arange(src.size)).float()
+    for f, label in zip(src.files, labels.tolist(), strict=True):
+        assert int(f.name.split(".")[0]) % CLASSES == label == int(f.parent.parent.name)
+    # the conftest generator paints one colour per category: the label predicts the image
+    means = torch.stack([images[labels == c].mean((0, 2, 3)) for c in range(CLASSES)])
+    assert torch.cdist(means, means).add(torch.eye(CLASSES) * 1e3).min() > 10
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for f in src.files[:3]:
+        (flat / f.name).write_bytes(f.read_bytes())
+    assert open_source(str(flat), res=16).num_classes == 0  # no class folders: no categories

@@ -353,6 +353,7 @@ def test_materialize_policy_picks_the_sources_rendered_once() -> None:
     assert once("none") == []
     assert {e.name: e.value.materialize for e in rp.REPRO_PRESETS.entries()} == {
         "demo": "all",
+        "fdsl-tiny": "all",
         "paper-small": "expensive",
         "paper-large": "expensive",
     }

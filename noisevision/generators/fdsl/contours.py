@@ -66,7 +66,7 @@ class Orbits:
 
     radius [B, 2, K, N]: the x and y radii; orbits [B] and vertices [B]: how many slots are used;
     cos, sin [B, N]: the vertex angles' cosines and sines; centre, stretch [B, 2]; grey [B, K]
-    (0..255) of each orbit; background: the canvas's grey.
+    (0..255) of each orbit; background: the canvas's grey; lam, offset, perlin_spread: the step law.
     """
 
     radius: Tensor
@@ -78,6 +78,11 @@ class Orbits:
     stretch: Tensor
     grey: Tensor
     background: int
+    # The recipe behind `radius` (for noisevision.reference): step = lam·(1 − perlin_spread·P) +
+    # offset, with lam [B] and offset [B, N] (the drift, and VisualAtom's waves).
+    lam: Tensor | None = None
+    offset: Tensor | None = None
+    perlin_spread: float = 1.0
 
 
 # ------------------------------------------------------------------------------------ random draws

@@ -17,17 +17,19 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from noisevision.device import resolve_device
 from noisevision.errors import NoisevisionError
 from noisevision.generators.fdsl.contours import as_number, check_classes
 from noisevision.generators.fractals.fractaldb import GREY, MARGIN, SEARCH_SIZE
-from noisevision.generators.fractals.ifs import chaos_game, to_pixels
-from noisevision.generators.registry import Generator, GeneratorSpec, order_free, register
-from noisevision.rng import Rng
+from noisevision.generators.fractals.ifs import chaos_game, stamp_patches, to_pixels
+from noisevision.generators.registry import Generator, GeneratorSpec, register
+from noisevision.rng import Rng, as_indices
 
 MAPS = 2
 MIN_LIT = 0.05  # fraction of the 512 px canvas a rendering must light
@@ -66,25 +68,17 @@ def _rotation(angle: Tensor) -> Tensor:
 
 
 def patch_render(rng: Rng, params: Tensor, points: int, size: int) -> tuple[Tensor, Tensor]:
-    """FractalDB's patch rendering of IFS parameters [B, 2, 6] on a size² canvas.
+    """FractalDB's patch rendering of IFS parameters [B, 2, 6] on a size² canvas (ifs.stamp_patches).
 
-    Returns lit pixels bool [B, size, size] and whether every point was finite [B]. Each point
-    stamps a random non-empty 3×3 mask (9 random bits, not all 0) centred on its pixel; map k is
+    Returns lit pixels bool [B, size, size] and whether every point was finite [B]. Map k is
     chosen with probability ∝ |det A_k|.
     """
     maps, offsets = params[..., :4].reshape(-1, MAPS, 2, 2), params[..., 4:]
     det = (maps[..., 0, 0] * maps[..., 1, 1] - maps[..., 0, 1] * maps[..., 1, 0]).abs()
     probs = det / det.sum(1, keepdim=True).clamp_min(1e-12)
     pts, _ = chaos_game(rng.child("walk"), maps, offsets, probs, points)
-    pixels, valid = to_pixels(pts, size, max(2, round(MARGIN * size / SEARCH_SIZE)))  # room for the 3×3 stamp
-    masks = rng.child("patch").randint(1, 512, points)  # [B, P]: bit 3·dy + dx lights (dy − 1, dx − 1)
-    counts = torch.zeros(pixels.shape[0], size * size, dtype=torch.int32, device=pixels.device)
-    with order_free():
-        for bit in range(9):
-            dy, dx = bit // 3 - 1, bit % 3 - 1
-            on = ((masks >> bit) & 1).to(torch.int32) * valid
-            counts.scatter_add_(1, pixels + (dy * size + dx), on)
-    return counts.view(-1, size, size) > 0, valid.all(1)
+    pixels, valid = to_pixels(pts, size, round(MARGIN * size / SEARCH_SIZE))
+    return stamp_patches(rng.child("patch"), pixels, valid, size), valid.all(1)
 
 
 def passes(rng: Rng, params: Tensor, points: int) -> Tensor:
@@ -184,6 +178,9 @@ class OneFractal(Generator):
                 self._classes[(seed, int(todo[i]))] = params[i, first[i]].cpu()
             todo = todo[~found]
             start += size
+
+    def prepare_classes(self, indices: Any, seed: int = 0, device: str | torch.device = "cpu") -> None:
+        self.class_params(seed, as_indices(indices, resolve_device(device)) % self.num_classes)
 
     # ------------------------------------------------------------------ rendering
     def render_indices(self, indices: Tensor, seed: int, res: int) -> Tensor:

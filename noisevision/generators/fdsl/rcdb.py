@@ -116,6 +116,9 @@ class RCDB(OrbitFamily):
             stretch=stretch,
             grey=grey[:, :used_k],
             background=WHITE,
+            lam=lam,
+            offset=drift[:, None].expand(-1, used_n),
+            perlin_spread=2.0,
         )
 
     def _placement(self, r: Rng) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -110,4 +110,7 @@ class VisualAtom(OrbitFamily):
             stretch=stretch,
             grey=grey[:, :used_k],
             background=BLACK,
+            lam=lam,
+            offset=waves,
+            perlin_spread=1.0,
         )

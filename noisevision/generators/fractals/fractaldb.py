@@ -27,12 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from noisevision.device import resolve_device
 from noisevision.errors import NoisevisionError
 from noisevision.generators import registry
 from noisevision.generators.fractals.codes import MAX_MAPS, read_codes
 from noisevision.generators.fractals.ifs import chaos_game, fill_rate, hit_counts, stamp_patches, to_pixels
 from noisevision.generators.registry import Generator, GeneratorSpec, register
-from noisevision.rng import Rng
+from noisevision.rng import Rng, as_indices
 
 SEARCH_SIZE = 512  # FractalDB's canvas for the filling-rate test and its rendering
 MARGIN = 6  # pixels left free on each side of the 512 px canvas
@@ -229,6 +230,9 @@ class FractalDB(Generator):
         """Keys come from 'fractaldb' whatever the parameters in the name: `fractaldb:interval=0.4`
         has the same categories and chaos games as `fractaldb`."""
         return "fractaldb"
+
+    def prepare_classes(self, indices: Any, seed: int = 0, device: str | torch.device = "cpu") -> None:
+        self.search.codes(seed, as_indices(indices, resolve_device(device)) % self.num_classes)
 
     def render_indices(self, indices: Tensor, seed: int, res: int) -> Tensor:
         category, instance = indices % self.num_classes, indices // self.num_classes

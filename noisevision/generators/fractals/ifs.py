@@ -74,21 +74,27 @@ def fill_rate(counts: Tensor) -> Tensor:
 
 
 def stamp_patches(rng: Rng, pixels: Tensor, valid: Tensor, size: int) -> Tensor:
-    """FractalDB's patch drawing: every point lights a random non-empty 3×3 binary mask centred
-    on it. pixels, valid [B, P] (from `to_pixels`) -> lit bool [B, size, size].
+    """FractalDB's patch drawing: point after point pastes a random non-empty 3×3 binary mask
+    centred on it, so a pixel shows the cell of the LAST point whose patch covers it (the
+    original pastes the whole patch: its empty cells black out what earlier points lit).
+    pixels, valid [B, P] (from `to_pixels`) -> lit bool [B, size, size].
 
-    Mask bit k (of 1..511, uniform) lights the cell at offset (k div 3 − 1, k mod 3 − 1). One
-    scatter per cell, not per point: the points whose mask has bit k add one at their pixel
-    shifted by the cell's offset, on a canvas with a one-pixel frame that absorbs shifts past
-    the edge (integer adds: exact and order-free).
+    Mask bit k (of 1..511, uniform) is the cell at offset (k div 3 − 1, k mod 3 − 1). Order-free
+    and exact: each pixel keeps the largest (point number, cell) key of the patches over it (an
+    integer max, one scatter per cell), then reads that point's mask bit. A one-pixel frame
+    absorbs the cells past the edge.
     """
     b, p = pixels.shape
-    masks = (rng.randint(1, 512, p) * valid).to(torch.int32)  # [B, P]; 0 for invalid points
+    masks = rng.randint(1, 512, p).to(torch.int32)  # [B, P]
     wide = size + 2  # the framed canvas's side
     centre = pixels + 2 * (pixels.to(torch.int32) // size).long() + (wide + 1)  # [B, P] framed
-    counts = torch.zeros(b, wide * wide, dtype=torch.int32, device=pixels.device)
-    with order_free():
+    order = torch.arange(1, p + 1, dtype=torch.int32, device=pixels.device).mul_(16)  # point j: (j+1)·16
+    last = torch.zeros(b, wide * wide, dtype=torch.int32, device=pixels.device)
+    with order_free():  # an integer max: the same in any order
         for k in range(9):
             dy, dx = divmod(k, 3)
-            counts.scatter_add_(1, centre + ((dy - 1) * wide + dx - 1), (masks >> k) & 1)
-    return counts.view(b, wide, wide)[:, 1:-1, 1:-1] > 0
+            key = torch.where(valid, order + k, 0)  # invalid points paste nothing
+            last.scatter_reduce_(1, centre + ((dy - 1) * wide + dx - 1), key, "amax")
+    point = (last >> 4).sub_(1).clamp_(min=0).long()  # the last point over each pixel
+    lit = (last > 0) & ((masks.gather(1, point) >> (last & 15)) & 1).bool()
+    return lit.view(b, wide, wide)[:, 1:-1, 1:-1]
