@@ -64,7 +64,14 @@ def eval_cmd(
     download: bool = typer.Option(
         False, "--download", help="Allow downloading CIFAR/STL-10 from the internet."
     ),
-    seed: int = typer.Option(0, "--seed", help="Seed of the subsets, the train views and the probes' init."),
+    seed: int = typer.Option(
+        0,
+        "--seed",
+        help="Seed of the subsets, the train views, the probes' init and a random network's weights.",
+    ),
+    threads: int | None = typer.Option(
+        None, "--threads", help="torch CPU threads (default: torch's; 1 is often faster on a busy machine)."
+    ),
     out: Path | None = typer.Option(None, "--out", "-o", help="Results JSON (default: beside it)."),
 ) -> None:
     """Probe a frozen encoder (or a baseline) on real images, or fine-tune it (--probe finetune);
@@ -104,11 +111,15 @@ def eval_cmd(
         **{k: v for k, v in given.items() if v is not None},
     )
     settings.check()
-    at_least_one(("--input-size", input_size))
+    at_least_one(("--input-size", input_size), ("--threads", threads))
     if out is not None:
         check_output_file(out)
     dev = resolve_device(device)
-    model, meta = load_probe_model(encoder, dev, input_size)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    model, meta = load_probe_model(encoder, dev, input_size, seed)
     check_trainable(model, settings.probes, meta)
     if out is None and "path" in meta:
         check_output_folder(Path(meta["path"]).parent)  # the results go beside the encoder

@@ -114,10 +114,11 @@ def build_baseline(
 
 
 def load_probe_model(
-    spec: str, device: torch.device | str = "cpu", input_size: int | None = None
+    spec: str, device: torch.device | str = "cpu", input_size: int | None = None, seed: int = 0
 ) -> tuple[nn.Module, dict[str, Any]]:
     """An encoder file / run folder, or a baseline: "cnn-random:ARCH" or "scratch:ARCH" (or
-    "NAME:ENCODER", the architecture of an encoder file), "raw-pixels", "mean-colors".
+    "NAME:ENCODER", the architecture of an encoder file), "raw-pixels", "mean-colors"; a random
+    network's weights are drawn from `seed`.
 
     Returns the model (eval mode, on `device`) and its metadata (training info for encoder files).
     """
@@ -132,9 +133,9 @@ def load_probe_model(
             trained, _ = load_probe_model(arg, "cpu")
             arch, kwargs = trained.arch, {**trained.arch_kwargs, **kwargs}
         size = input_size or 64
-        model = build_baseline(name, size, arch=arch, arch_kwargs=kwargs)
+        model = build_baseline(name, size, arch=arch, arch_kwargs=kwargs, seed=seed)
         size = getattr(model, "input_size", size)
-        meta: dict[str, Any] = {"baseline": name, "arch": arch or name, "input_size": size}
+        meta: dict[str, Any] = {"baseline": name, "arch": arch or name, "input_size": size, "seed": seed}
         return model.to(device).eval(), meta
     baselines = ", ".join(n + (":ARCH" if BASELINES.get(n).takes_arch else "") for n in BASELINES)
     path = encoder_path(spec, f"an encoder file, a training run folder, or one of {baselines}")

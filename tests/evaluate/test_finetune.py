@@ -51,6 +51,12 @@ def test_scratch_baseline_takes_an_architecture_or_an_encoder_file(tmp_path, pro
     assert model.arch_kwargs == {"depth": 2, "input_size": 16} and meta["baseline"] == "scratch"
     res = evaluate(model, load_eval_dataset(probe_set(4)), settings(finetune_epochs=1), "cpu", meta)
     assert 0 <= res.probes["finetune"]["top1"] <= 100
+    # the seed draws the weights: the same for a seed, others for another
+    weights = [load_probe_model("scratch:resnet18-s", seed=s)[0].state_dict() for s in (0, 0, 1)]
+    name = next(k for k in weights[0] if k.endswith("weight"))
+    assert torch.equal(weights[0][name], weights[1][name]) and not torch.equal(
+        weights[0][name], weights[2][name]
+    )
 
 
 @pytest.mark.parametrize("baseline", ["raw-pixels", "mean-colors"])
