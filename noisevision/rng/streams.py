@@ -100,6 +100,12 @@ class Rng:
             return out.reshape(self.batch, *shape)
         return hash_words(state, n).reshape(self.batch, *shape)
 
+    def word_states(self) -> Tensor:
+        """A new draw of words, hashed elsewhere: the per-image states [B] (int64) from which
+        word i of image b is mix64(state[b] + (i + 1)·γ), as `bits` would give it (a CPU kernel
+        that needs only some of a draw's words hashes just those)."""
+        return self._draw()
+
     def _next_salt(self) -> int:
         """A new draw: the salt its per-image states are derived with."""
         self._draws += 1

@@ -205,3 +205,22 @@ def test_one_fractal_search_does_not_depend_on_how_many_candidates_run_at_once(m
     first = Rng.for_indices(gen.key + "/class", 0, classes[:1]).child("try", torch.zeros(1, dtype=torch.long))
     candidate = gen.base(0, torch.device("cpu")) * first.child("factors").uniform(2, 6, low=0.7, high=1.3)
     assert not torch.equal(candidate[0], narrow[0])  # the search went past class 3's first candidate
+
+
+@pytest.mark.parametrize("name", ["rcdb:classes=5", "visualatom:classes=5,lambda_min=2,lambda_max=6"])
+@pytest.mark.parametrize("res", [37, 96])
+def test_the_cpu_loop_draws_the_bytes_of_the_tensor_code(name, res):
+    """contours_cpu draws each image in one numba loop; the tensor code (the GPU's) must give the
+    same bytes for the same draws."""
+    from noisevision.generators.fdsl import contours, contours_cpu
+
+    gen = generators.get(name)
+    idx = torch.arange(3, 15)
+    cat, inst = idx % gen.num_classes, idx // gen.num_classes
+
+    def draws():
+        return gen.draw(Rng.for_indices(gen.key + "/class", 0, cat), Rng.for_indices(gen.key, 0, idx), inst)
+
+    tensor_code = contours.rasterise(draws().orbits_drawn(), res)
+    assert torch.equal(contours_cpu.render(draws(), res), tensor_code)
+    assert torch.equal(gen(idx, res=res), tensor_code)  # what the generator renders on a CPU

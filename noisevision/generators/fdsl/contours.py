@@ -85,6 +85,54 @@ class Orbits:
     perlin_spread: float = 1.0
 
 
+@dataclass
+class OrbitDraws:
+    """What a batch's orbits are made of, before the noise: everything but the Perlin values.
+
+    orbits, vertices, r0 [B]; cos, sin, offset [B, N] over the family's N vertex slots; centre,
+    stretch [B, 2]; grey [B, K] over its K orbit slots; lam [B]. Orbit k + 1 moves vertex j of
+    orbit k radially by lam·(1 − perlin_spread·P) + offset[j], P drawn from `perlin` as words of
+    shape [2, K, N] (`perlin_at_random`).
+    """
+
+    orbits: Tensor
+    vertices: Tensor
+    r0: Tensor
+    cos: Tensor
+    sin: Tensor
+    offset: Tensor
+    centre: Tensor
+    stretch: Tensor
+    grey: Tensor
+    lam: Tensor
+    perlin: Rng
+    perlin_spread: float
+    background: int
+
+    def orbits_drawn(self) -> Orbits:
+        """The orbits, as tensor code (any device): the noise drawn for the slots the batch uses,
+        the radii summed."""
+        k_max, n_max = self.grey.shape[1], self.cos.shape[1]
+        used_k, used_n = int(self.orbits.max()), int(self.vertices.max())
+        noise = perlin_at_random(self.perlin, k_max, n_max, (used_k, used_n))
+        steps = (1 - self.perlin_spread * noise).mul_(self.lam[:, None, None, None])
+        steps = steps.add_(self.offset[:, None, None, :used_n])  # [B, 2, K, N]
+        return Orbits(
+            radius=grown_radii(self.r0, steps),
+            orbits=self.orbits,
+            vertices=self.vertices,
+            cos=self.cos[:, :used_n],
+            sin=self.sin[:, :used_n],
+            centre=self.centre,
+            stretch=self.stretch,
+            grey=self.grey[:, :used_k],
+            background=self.background,
+            lam=self.lam,
+            offset=self.offset[:, :used_n],
+            perlin_spread=self.perlin_spread,
+        )
+
+
 # ------------------------------------------------------------------------------------ random draws
 def perlin_at_random(rng: Rng, orbits: int, vertices: int, used: tuple[int, int]) -> Tensor:
     """1-D Perlin noise, each value at its own random position, per axis, orbit and vertex:
@@ -236,16 +284,28 @@ class OrbitFamily(Generator):
     gpu_batch: int = 64
 
     def batch_limit(self, res: int, device: torch.device) -> int:
-        return self.max_batch if device.type == "cpu" else max(self.max_batch, self.gpu_batch)
+        if device.type == "cpu":  # an int64 canvas per image: at most 128 MiB of them at once
+            return min(self.max_batch, max(1, (1 << 24) // (res * res)))
+        return max(self.max_batch, self.gpu_batch)
 
-    def draw_orbits(self, cls: Rng, img: Rng, instance: Tensor) -> Orbits:  # pragma: no cover
+    def draw(self, cls: Rng, img: Rng, instance: Tensor) -> OrbitDraws:  # pragma: no cover
+        """The batch's class draws (from the class keys `cls`) and image draws (`img`)."""
         raise NotImplementedError
+
+    def draw_orbits(self, cls: Rng, img: Rng, instance: Tensor) -> Orbits:
+        """The batch's orbits, radii summed (tensor code)."""
+        return self.draw(cls, img, instance).orbits_drawn()
 
     def render_indices(self, indices: Tensor, seed: int, res: int) -> Tensor:
         category, instance = indices % self.num_classes, indices // self.num_classes
         cls = Rng.for_indices(self.key + "/class", seed, category)
         img = Rng.for_indices(self.key, seed, indices)
-        return rasterise(self.draw_orbits(cls, img, instance), res)
+        draws = self.draw(cls, img, instance)
+        if indices.device.type == "cpu":  # one fused loop per image: the same bytes, far fewer passes
+            from noisevision.generators.fdsl import contours_cpu
+
+            return contours_cpu.render(draws, res)
+        return rasterise(draws.orbits_drawn(), res)
 
     def law_draws(self, cls: Rng) -> tuple[Tensor, Tensor, Tensor]:
         """K ∈ {1..max_orbits}, λ and w of each class: int64 [B], float32 [B], float32 [B]."""

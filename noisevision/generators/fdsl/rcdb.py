@@ -17,13 +17,11 @@ import torch
 
 from noisevision.generators.fdsl.contours import (
     CANVAS,
+    OrbitDraws,
     OrbitFamily,
     OrbitLaw,
-    Orbits,
     angle_table,
     check_classes,
-    grown_radii,
-    perlin_at_random,
 )
 from noisevision.generators.registry import GeneratorSpec, register
 from noisevision.rng import Rng
@@ -63,7 +61,7 @@ _THRESHOLDS = torch.tensor(
 class RCDB(OrbitFamily):
     """Radial contour classes; image i is instance i // classes of class i mod classes."""
 
-    max_batch = 32
+    max_batch = 64  # a CPU draws image by image (contours_cpu); the tensor code runs on GPUs
     gpu_batch = 256  # ≈ 5 MB per image (200 × 200 vertex slots), more at high resolutions
 
     def __init__(
@@ -88,7 +86,7 @@ class RCDB(OrbitFamily):
         )
         super().__init__(spec, check_classes(spec.name, classes), law)
 
-    def draw_orbits(self, cls: Rng, img: Rng, instance: torch.Tensor) -> Orbits:
+    def draw(self, cls: Rng, img: Rng, instance: torch.Tensor) -> OrbitDraws:
         # class: n, K, λ, w, and the placement instance 0 uses
         vertices = vertex_counts(cls)
         orbits, lam, drift = self.law_draws(cls)
@@ -98,27 +96,24 @@ class RCDB(OrbitFamily):
             torch.where(first.view(-1, *[1] * (own.dim() - 1)), own, redrawn)
             for own, redrawn in zip(*placements, strict=True)
         )
-        # image: one Perlin value per polygon, vertex and axis; a grey per polygon
-        k_max = self.law.max_orbits
-        grey = img.child("grey").randint(0, 256, k_max)  # [B, K]
-        used_k, used_n = int(orbits.max()), int(vertices.max())  # slots this batch needs
-        noise = perlin_at_random(img.child("perlin"), k_max, MAX_VERTICES, (used_k, used_n))
-        steps = (1 - 2 * noise).mul_(lam[:, None, None, None]).add_(drift[:, None, None, None])  # [B,2,K,N]
+        # image: one Perlin value per polygon, vertex and axis (drawn from `perlin`); a grey per polygon
+        grey = img.child("grey").randint(0, 256, self.law.max_orbits)  # [B, K]
         cos, sin = angle_table(MIN_VERTICES, MAX_VERTICES, cls.device)
         row = vertices - MIN_VERTICES
-        return Orbits(
-            radius=grown_radii(r0, steps),
+        return OrbitDraws(
             orbits=orbits,
             vertices=vertices,
-            cos=cos[row, :used_n],
-            sin=sin[row, :used_n],
+            r0=r0,
+            cos=cos[row],
+            sin=sin[row],
+            offset=drift[:, None].expand(-1, MAX_VERTICES),  # step λ(1 − 2P) + w
             centre=centre,
             stretch=stretch,
-            grey=grey[:, :used_k],
-            background=WHITE,
+            grey=grey,
             lam=lam,
-            offset=drift[:, None].expand(-1, used_n),
+            perlin=img.child("perlin"),
             perlin_spread=2.0,
+            background=WHITE,
         )
 
     def _placement(self, r: Rng) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

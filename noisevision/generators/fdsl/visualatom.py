@@ -17,13 +17,11 @@ import torch
 
 from noisevision.generators.fdsl.contours import (
     CANVAS,
+    OrbitDraws,
     OrbitFamily,
     OrbitLaw,
-    Orbits,
     angle_table,
     check_classes,
-    grown_radii,
-    perlin_at_random,
 )
 from noisevision.generators.registry import GeneratorSpec, register
 from noisevision.rng import Rng
@@ -54,7 +52,7 @@ def frequencies(cls: Rng) -> tuple[torch.Tensor, torch.Tensor]:
 class VisualAtom(OrbitFamily):
     """Visual-atom classes; image i is instance i // classes of class i mod classes."""
 
-    max_batch = 8  # up to 200 orbits × 1000 vertices per image
+    max_batch = 64  # a CPU draws image by image (contours_cpu); the tensor code runs on GPUs
     gpu_batch = 64  # ≈ 25 MB per image, plus its line samples
 
     def __init__(
@@ -79,38 +77,34 @@ class VisualAtom(OrbitFamily):
         )
         super().__init__(spec, check_classes(spec.name, classes), law)
 
-    def draw_orbits(self, cls: Rng, img: Rng, instance: torch.Tensor) -> Orbits:
+    def draw(self, cls: Rng, img: Rng, instance: torch.Tensor) -> OrbitDraws:
         # class: the two waves, q, K, λ, w, r0 and the stretch
         n1, n2 = frequencies(cls)
         vertices = cls.randint(MIN_VERTICES, MAX_VERTICES + 1, 1)[:, 0]
         orbits, lam, drift = self.law_draws(cls)
         r0 = self.r0_draw(cls)
         stretch = cls.uniform(2, low=1.0, high=2.0)
-        # image: centre, one Perlin value per orbit, vertex and axis, a grey per orbit
+        # image: centre, one Perlin value per orbit, vertex and axis (from `perlin`), a grey per orbit
         centre = img.child("centre").uniform(2, low=0.0, high=float(CANVAS))
-        k_max = self.law.max_orbits
-        grey = img.child("grey").randint(0, 256, k_max)  # [B, K]
-        used_k, used_n = int(orbits.max()), int(vertices.max())
-        noise = perlin_at_random(img.child("perlin"), k_max, MAX_VERTICES, (used_k, used_n))
+        grey = img.child("grey").randint(0, 256, self.law.max_orbits)  # [B, K]
         cos, sin = angle_table(MIN_VERTICES, MAX_VERTICES, cls.device)
         row = (vertices - MIN_VERTICES)[:, None]
         # sin(n θ_j) = sin(2π (n j mod q) / q): a lookup in the same table row
-        j = torch.arange(used_n, device=cls.device)[None]
+        j = torch.arange(MAX_VERTICES, device=cls.device)[None]
         q = vertices[:, None]
         wave = sin[row, (n1[:, None] * j) % q] + sin[row, (n2[:, None] * j) % q]  # [B, N]
-        waves = SINE_AMPLITUDE * wave + drift[:, None]
-        steps = (1 - noise).mul_(lam[:, None, None, None]).add_(waves[:, None, None, :])  # [B, 2, K, N]
-        return Orbits(
-            radius=grown_radii(r0, steps),
+        return OrbitDraws(
             orbits=orbits,
             vertices=vertices,
-            cos=cos[row[:, 0], :used_n],
-            sin=sin[row[:, 0], :used_n],
+            r0=r0,
+            cos=cos[row[:, 0]],
+            sin=sin[row[:, 0]],
+            offset=SINE_AMPLITUDE * wave + drift[:, None],  # step λ(1 − P) + waves + w
             centre=centre,
             stretch=stretch,
-            grey=grey[:, :used_k],
-            background=BLACK,
+            grey=grey,
             lam=lam,
-            offset=waves,
+            perlin=img.child("perlin"),
             perlin_spread=1.0,
+            background=BLACK,
         )
