@@ -1,5 +1,6 @@
 """Formula-driven families (rcdb, visualatom, fractal-1p): recipe statistics, labels, classes, errors."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -224,3 +225,17 @@ def test_the_cpu_loop_draws_the_bytes_of_the_tensor_code(name, res):
     tensor_code = contours.rasterise(draws().orbits_drawn(), res)
     assert torch.equal(contours_cpu.render(draws(), res), tensor_code)
     assert torch.equal(gen(idx, res=res), tensor_code)  # what the generator renders on a CPU
+
+
+def test_the_perlin_parts_give_every_table_value():
+    """The CPU loop computes Perlin values from 1.8 KB of parts; all 2^20 must equal the table's."""
+    from noisevision.generators.fdsl import contours
+
+    f, f1, fade, g = contours.perlin_parts()
+    index = np.arange(1 << contours.PERLIN_BITS)
+    a = index >> 12
+    near = g[(index >> 6) & 63] * f[a]
+    far = g[index & 63] * f1[a]
+    value = near + fade[a] * (far - near)  # float32 throughout
+    assert value.dtype == np.float32
+    assert np.array_equal(value, contours.perlin_table(torch.device("cpu")).numpy())

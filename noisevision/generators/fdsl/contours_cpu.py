@@ -16,7 +16,7 @@ import torch
 from numba import njit
 from torch import Tensor
 
-from noisevision.generators.fdsl.contours import CANVAS, FIXED, PERLIN_BITS, OrbitDraws, perlin_table
+from noisevision.generators.fdsl.contours import CANVAS, FIXED, OrbitDraws, perlin_parts
 from noisevision.rng.cpu import _GAMMA, _mix
 
 
@@ -29,7 +29,7 @@ def render(d: OrbitDraws, res: int) -> Tensor:
         states,
         d.grey.shape[1],
         d.cos.shape[1],
-        perlin_table(torch.device("cpu")).numpy(),
+        *_perlin_parts(),
         np.float32(d.perlin_spread),
         d.lam.numpy(),
         np.ascontiguousarray(d.offset.numpy()),
@@ -48,12 +48,34 @@ def render(d: OrbitDraws, res: int) -> Tensor:
     return torch.from_numpy(out)[:, None].expand(-1, 3, -1, -1).contiguous()
 
 
+_PARTS: list[tuple[np.ndarray, ...]] = []
+
+
+def _perlin_parts() -> tuple[np.ndarray, ...]:
+    if not _PARTS:
+        _PARTS.append(perlin_parts())
+    return _PARTS[0]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _perlin(word: np.uint64, f: np.ndarray, f1: np.ndarray, fade: np.ndarray, g: np.ndarray) -> np.float32:
+    """perlin_table[(word >> 1) & (2^20 − 1)], computed: bits 13-20 the fraction, 7-12 and 1-6
+    the two gradients."""
+    a = (word >> np.uint64(13)) & np.uint64(255)
+    near = g[(word >> np.uint64(7)) & np.uint64(63)] * f[a]
+    far = g[(word >> np.uint64(1)) & np.uint64(63)] * f1[a]
+    return near + fade[a] * (far - near)
+
+
 @njit(cache=True, nogil=True, boundscheck=False)
 def _draw(
     states: np.ndarray,  # uint64 [B]: the noise draw's word states
     k_slots: int,  # the draw's word shape [2, k_slots, n_slots]
     n_slots: int,
-    table: np.ndarray,  # float32 [2^20]: Perlin values
+    f: np.ndarray,  # float32 [256], [256], [256], [64]: contours.perlin_parts
+    f1: np.ndarray,
+    fade: np.ndarray,
+    g: np.ndarray,
     spread: np.float32,
     lam: np.ndarray,  # float32 [B]
     offset: np.ndarray,  # float32 [B, N]
@@ -69,7 +91,6 @@ def _draw(
     canvas: np.ndarray,  # int64 [B, res, res], zeros: (orbit + 1)·256 + grey of the last orbit
 ) -> None:
     res = canvas.shape[1]
-    mask = np.uint64((1 << PERLIN_BITS) - 1)
     one, fixed = np.float32(1.0), np.float32(FIXED)
     longest = np.float32(8 * res)
     for b in range(states.shape[0]):
@@ -88,7 +109,7 @@ def _draw(
                     base = (axis * k_slots + k) * n_slots
                     for j in range(n):
                         word = _mix(states[b] + np.uint64(base + j + 1) * _GAMMA)
-                        noise = table[(word >> np.uint64(1)) & mask]
+                        noise = _perlin(word, f, f1, fade, g)
                         step = (one - spread * noise) * lam[b]
                         step = step + offset[b, j]
                         total[axis, j] += np.int64(np.rint(step * fixed))
