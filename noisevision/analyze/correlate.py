@@ -1,0 +1,154 @@
+"""Which measure predicts the probes: Spearman's ρ of every measure against every probe's accuracy
+across sources, with a bootstrap interval over sources, a t-test p-value and a leave-one-source-out
+range.
+
+Probe accuracies come from a `noisevision reproduce` folder (its cells: the mean over seeds of
+each source × probe) or from `noisevision eval` JSON files (the source is the training data the
+encoder file names). A result's source matches an analysed source by its name (a generator name,
+or a folder's name or path).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from noisevision.errors import NoisevisionError
+from noisevision.reproduce.stats import t_cdf
+
+SOURCE_BOOTSTRAPS = 2000
+LEVEL = 0.05
+
+
+def _eval_source(blob: dict[str, Any]) -> str | None:
+    meta = blob.get("meta") or {}
+    for value in (meta.get("data"), (meta.get("config") or {}).get("data"), meta.get("baseline")):
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def read_results(paths: list[Path]) -> dict[str, dict[str, float]]:
+    """{probe (dataset/probe): {source: top-1 %}} from reproduce folders, eval JSON files or
+    folders of them; NoisevisionError when none holds a probe result."""
+    from noisevision.reproduce import load_cells, summarize
+
+    table: dict[str, dict[str, float]] = {}
+    for path in paths:
+        if not path.exists():
+            raise NoisevisionError(f"--results {path}: no such file or folder")
+        if (path / "cells").is_dir():
+            for row in summarize(load_cells(path)):
+                table.setdefault(f"{row['dataset']}/{row['probe']}", {})[row["source"]] = float(row["mean"])
+            continue
+        files = sorted(path.rglob("*.json")) if path.is_dir() else [path]
+        for file in files:
+            try:
+                blob = json.loads(file.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                continue
+            source = _eval_source(blob) if isinstance(blob, dict) else None
+            probes = blob.get("probes") if isinstance(blob, dict) else None
+            if source is None or not isinstance(probes, dict):
+                continue
+            for probe, r in probes.items():
+                if isinstance(r, dict) and isinstance(r.get("top1"), int | float):
+                    table.setdefault(f"{blob.get('dataset', '?')}/{probe}", {})[source] = float(r["top1"])
+    if not table:
+        where = ", ".join(map(str, paths))
+        raise NoisevisionError(
+            f"--results {where}: no probe results (expected a `noisevision reproduce` folder with cells/ "
+            "or `noisevision eval` JSON files)"
+        )
+    return table
+
+
+def match(results: dict[str, float], label: str, spec: str) -> float | None:
+    """A source's accuracy in `results` by its name, path or folder name."""
+    for key in (label, spec):
+        if key in results:
+            return results[key]
+    for key, value in results.items():
+        if Path(key).name == Path(spec).name and Path(spec).name:
+            return value
+    return None
+
+
+def ranks(x: torch.Tensor) -> torch.Tensor:
+    """Ranks 1..n, ties given their average rank."""
+    order = x.argsort()
+    r = torch.empty_like(x)
+    r[order] = torch.arange(1, len(x) + 1, dtype=x.dtype)
+    for v in x.unique():
+        tie = x == v
+        if tie.sum() > 1:
+            r[tie] = r[tie].mean()
+    return r
+
+
+def spearman(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Spearman's ρ (Pearson of the ranks); NaN when either is constant."""
+    rx, ry = ranks(x.double()), ranks(y.double())
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    den = (rx.norm() * ry.norm()).item()
+    return float((rx * ry).sum() / den) if den > 0 else math.nan
+
+
+@dataclass
+class Correlation:
+    measure: str
+    probe: str
+    n: int
+    rho: float
+    low: float  # 95 % bootstrap interval over sources
+    high: float
+    p: float  # two-sided, t approximation with n - 2 degrees of freedom
+    loo_min: float  # ρ with each source left out in turn: the smallest and largest
+    loo_max: float
+
+    @property
+    def significant(self) -> bool:
+        return self.p < LEVEL and not (self.low <= 0 <= self.high)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in vars(self).items()}
+        return {**d, "significant": self.significant}
+
+
+def correlate(
+    measure: str, probe: str, values: list[float], acc: list[float], seed: int = 0
+) -> Correlation | None:
+    """ρ of a measure's values against the accuracies of the same sources (None under 3 sources)."""
+    keep = [(v, a) for v, a in zip(values, acc, strict=True) if math.isfinite(v)]
+    n = len(keep)
+    if n < 3:
+        return None
+    x = torch.tensor([v for v, _ in keep], dtype=torch.float64)
+    y = torch.tensor([a for _, a in keep], dtype=torch.float64)
+    rho = spearman(x, y)
+    if math.isnan(rho):
+        return None
+    if abs(rho) >= 1:
+        p = 0.0 if n > 3 else 1.0 / 3  # n = 3: a perfect order arises by chance 2 times in 6
+    else:
+        t = rho * math.sqrt((n - 2) / (1 - rho * rho))
+        p = 2 * t_cdf(-abs(t), n - 2)
+    g = torch.Generator().manual_seed(seed)
+    boot = []
+    for _ in range(SOURCE_BOOTSTRAPS):
+        i = torch.randint(n, (n,), generator=g)
+        r = spearman(x[i], y[i])
+        if not math.isnan(r):
+            boot.append(r)
+    low, high = (math.nan, math.nan)
+    if len(boot) > 10:
+        q = torch.quantile(torch.tensor(boot), torch.tensor([0.025, 0.975], dtype=torch.float64))
+        low, high = float(q[0]), float(q[1])
+    loo = [spearman(torch.cat([x[:k], x[k + 1 :]]), torch.cat([y[:k], y[k + 1 :]])) for k in range(n)]
+    loo = [r for r in loo if not math.isnan(r)] or [math.nan]
+    return Correlation(measure, probe, n, rho, low, high, p, min(loo), max(loo))
