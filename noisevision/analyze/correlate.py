@@ -23,6 +23,7 @@ from noisevision.reproduce.stats import t_cdf
 
 SOURCE_BOOTSTRAPS = 2000
 LEVEL = 0.05
+EXACT_UP_TO = 8  # sources up to which p is exact (every permutation: 8! = 40,320)
 
 
 def _eval_source(blob: dict[str, Any]) -> str | None:
@@ -80,23 +81,39 @@ def match(results: dict[str, float], label: str, spec: str) -> float | None:
 
 
 def ranks(x: torch.Tensor) -> torch.Tensor:
-    """Ranks 1..n, ties given their average rank."""
-    order = x.argsort()
-    r = torch.empty_like(x)
-    r[order] = torch.arange(1, len(x) + 1, dtype=x.dtype)
-    for v in x.unique():
-        tie = x == v
-        if tie.sum() > 1:
-            r[tie] = r[tie].mean()
-    return r
+    """Ranks 1..n along the last dim, ties given their average rank ([..., n] -> [..., n])."""
+    below = (x[..., None, :] < x[..., :, None]).sum(-1)
+    equal = (x[..., None, :] == x[..., :, None]).sum(-1)
+    return below.double() + (equal.double() + 1) / 2
 
 
-def spearman(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Spearman's ρ (Pearson of the ranks); NaN when either is constant."""
+def spearman(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | float:
+    """Spearman's ρ (Pearson of the ranks) along the last dim; NaN where either is constant. One
+    float for 1-d inputs, a tensor for batches [..., n] (the bootstrap's resamples at once)."""
     rx, ry = ranks(x.double()), ranks(y.double())
+    rx, ry = rx - rx.mean(-1, keepdim=True), ry - ry.mean(-1, keepdim=True)
+    den = rx.norm(dim=-1) * ry.norm(dim=-1)
+    rho = torch.where(den > 0, (rx * ry).sum(-1) / den.clamp_min(1e-300), torch.nan).clamp(-1, 1)
+    return float(rho) if rho.dim() == 0 else rho
+
+
+def permutation_p(x: torch.Tensor, y: torch.Tensor, rho: float) -> float:
+    """Exact two-sided p: the share of all orderings of y whose |ρ| reaches |rho|."""
+    import itertools
+
+    rx, ry = ranks(x), ranks(y)
     rx, ry = rx - rx.mean(), ry - ry.mean()
-    den = (rx.norm() * ry.norm()).item()
-    return float((rx * ry).sum() / den) if den > 0 else math.nan
+    perms = torch.tensor(list(itertools.permutations(range(len(y)))))  # [n!, n]
+    rhos = (ry[perms] * rx).sum(1) / (rx.norm() * ry.norm())
+    return float((rhos.abs() >= abs(rho) - 1e-9).double().mean())
+
+
+def t_p(rho: float, n: int) -> float:
+    """Two-sided p of ρ from t = ρ √((n-2)/(1-ρ²)) with n - 2 degrees of freedom."""
+    if abs(rho) >= 1 - 1e-12:
+        return 0.0
+    t = rho * math.sqrt((n - 2) / (1 - rho * rho))
+    return 2 * t_cdf(-abs(t), n - 2)
 
 
 @dataclass
@@ -107,7 +124,7 @@ class Correlation:
     rho: float
     low: float  # 95 % bootstrap interval over sources
     high: float
-    p: float  # two-sided, t approximation with n - 2 degrees of freedom
+    p: float  # two-sided: exact permutation test up to EXACT_UP_TO sources, else the t approximation
     loo_min: float  # ρ with each source left out in turn: the smallest and largest
     loo_max: float
 
@@ -133,22 +150,17 @@ def correlate(
     rho = spearman(x, y)
     if math.isnan(rho):
         return None
-    if abs(rho) >= 1:
-        p = 0.0 if n > 3 else 1.0 / 3  # n = 3: a perfect order arises by chance 2 times in 6
-    else:
-        t = rho * math.sqrt((n - 2) / (1 - rho * rho))
-        p = 2 * t_cdf(-abs(t), n - 2)
+    p = permutation_p(x, y, rho) if n <= EXACT_UP_TO else t_p(rho, n)
     g = torch.Generator().manual_seed(seed)
-    boot = []
-    for _ in range(SOURCE_BOOTSTRAPS):
-        i = torch.randint(n, (n,), generator=g)
-        r = spearman(x[i], y[i])
-        if not math.isnan(r):
-            boot.append(r)
+    i = torch.randint(n, (SOURCE_BOOTSTRAPS, n), generator=g)
+    boot = spearman(x[i], y[i])
+    boot = boot[~boot.isnan()]  # resamples that drew one source n times
     low, high = (math.nan, math.nan)
     if len(boot) > 10:
-        q = torch.quantile(torch.tensor(boot), torch.tensor([0.025, 0.975], dtype=torch.float64))
+        q = torch.quantile(boot, torch.tensor([0.025, 0.975], dtype=torch.float64))
         low, high = float(q[0]), float(q[1])
-    loo = [spearman(torch.cat([x[:k], x[k + 1 :]]), torch.cat([y[:k], y[k + 1 :]])) for k in range(n)]
-    loo = [r for r in loo if not math.isnan(r)] or [math.nan]
-    return Correlation(measure, probe, n, rho, low, high, p, min(loo), max(loo))
+    keep = ~torch.eye(n, dtype=torch.bool)  # row k: every source but k
+    loo = spearman(x.expand(n, n)[keep].view(n, n - 1), y.expand(n, n)[keep].view(n, n - 1))
+    loo = loo[~loo.isnan()] if n > 3 else torch.tensor([math.nan])
+    loo_min, loo_max = (float(loo.min()), float(loo.max())) if len(loo) else (math.nan, math.nan)
+    return Correlation(measure, probe, n, rho, low, high, p, loo_min, loo_max)

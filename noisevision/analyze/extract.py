@@ -9,14 +9,15 @@ sources still missing, and adding --encoder later computes only the encoder's fe
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from noisevision.analyze.features import FeatureNet, to_uint8, view_pairs
-from noisevision.analyze.sources import ImageSource
+from noisevision.analyze.features import RANDOM_NAMES, FeatureNet, to_uint8, view_pairs
+from noisevision.analyze.sources import BATCH, ImageSource
 from noisevision.analyze.statistics import STATISTICS, image_statistics, statistics_matrix
 from noisevision.io import atomic_save
 from noisevision.logs import get_logger
@@ -58,7 +59,7 @@ def _pass(src: ImageSource, nets: list[FeatureNet], progress: Progress, with_sta
     views: list[list[list[Tensor]]] = [[[], []] for _ in nets]
     view_stats: list[list[Tensor]] = [[], []]
     blank = 0
-    for lo, images in zip(range(0, src.count, 128), src.batches(), strict=False):
+    for lo, images in zip(range(0, src.count, BATCH), src.batches(), strict=True):
         if with_stats:
             s, curve = image_statistics(images)
             for k in STATISTICS:
@@ -98,19 +99,20 @@ def _pass(src: ImageSource, nets: list[FeatureNet], progress: Progress, with_sta
 def extract(
     src: ImageSource,
     cache: Path,
-    random: list[FeatureNet],
+    random: Callable[[], list[FeatureNet]],
     encoder: FeatureNet | None,
     enc_id: str | None,
     progress_on: bool = True,
 ) -> dict[str, Any]:
     """The cached per-source results (computed now if missing): stats, curve, samples,
-    view_stats, blank, features / view_features by space name ("random/seedS", "encoder")."""
+    view_stats, blank, features / view_features by space name ("random/seedS", "encoder").
+    `random()` gives the random networks (built only when a source needs them)."""
     key = src.source.key(src.num, src.res, src.seed)
     base_path = cache / f"{key}.pt"
     base = _load(base_path)
     enc_path = cache / f"{key}.encoder-{enc_id}.pt" if encoder is not None else None
     enc = _load(enc_path) if enc_path is not None else None
-    nets = ([] if base is not None else random) + ([encoder] if encoder is not None and enc is None else [])
+    nets = ([] if base is not None else random()) + ([encoder] if encoder is not None and enc is None else [])
     if nets or base is None:
         what = "statistics and features" if base is None else "encoder features"
         with Progress(f"{src.source.label}: {what}", src.count, enabled=progress_on) as progress:
@@ -123,8 +125,8 @@ def extract(
                 "spec": src.source.spec,
                 "count": src.count,
                 **{k: v for k, v in fresh.items() if k not in ("features", "view_features")},
-                "features": {n.name: fresh["features"][n.name] for n in random},
-                "view_features": {n.name: fresh["view_features"][n.name] for n in random},
+                "features": {n: fresh["features"][n] for n in RANDOM_NAMES},
+                "view_features": {n: fresh["view_features"][n] for n in RANDOM_NAMES},
             }
             atomic_save(base, base_path)
         if encoder is not None and enc is None:

@@ -29,6 +29,7 @@ RANDOM_SEEDS = (0, 1, 2)
 RANDOM_INPUT = 64
 RANDOM_LAYER = "layer3"  # 256 channels, globally pooled: the spectra of the bootstrap stay cheap
 MAX_DIM = 256
+RANDOM_NAMES = tuple(f"random/seed{seed}" for seed in RANDOM_SEEDS)  # their names in caches and spaces
 AUGMENTATION = "small"  # the paper's small-scale training views
 BATCH = 128
 
@@ -72,11 +73,9 @@ def random_nets(device: torch.device) -> list[FeatureNet]:
     from noisevision.evaluate.baselines import random_encoder
 
     nets = []
-    for seed in RANDOM_SEEDS:
+    for seed, name in zip(RANDOM_SEEDS, RANDOM_NAMES, strict=True):
         model = random_encoder(RANDOM_ARCH, seed, input_size=RANDOM_INPUT).to(device).eval()
-        nets.append(
-            FeatureNet(f"random/seed{seed}", model, RANDOM_INPUT, PAPER_MEAN, PAPER_STD, RANDOM_LAYER)
-        )
+        nets.append(FeatureNet(name, model, RANDOM_INPUT, PAPER_MEAN, PAPER_STD, RANDOM_LAYER))
     return nets
 
 

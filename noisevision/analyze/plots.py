@@ -217,33 +217,33 @@ def _image_rows(plt: Any, rows: list[tuple[str, torch.Tensor]], path: Path) -> s
 
 
 def samples(
-    numbers: dict[str, Any], data: dict[str, Any], images: dict[str, Any], net: Any, path: Path
+    numbers: dict[str, Any], data: dict[str, Any], images: dict[str, Any], net: str, path: Path
 ) -> str:
     """Each source's first GRID images and, below them, each one's nearest real image."""
     plt = _plt()
     rows = []
     real = "real" in data
-    feats_real = data["real"]["features"][net.name] if real else None
+    feats_real = data["real"]["features"][net] if real else None
     for label in numbers["sources"]:
         if label == "real":
             continue
         shown = data[label]["samples"][:GRID]
         rows.append((label, shown))
         if feats_real is not None:
-            f = data[label]["features"][net.name][: len(shown)]
+            f = data[label]["features"][net][: len(shown)]
             nearest = torch.cdist(f.double(), feats_real.double()).argmin(1).tolist()
             rows.append(("nearest real", images["real"].take(nearest).cpu()))
     return _image_rows(plt, rows, path)
 
 
 def duplicates(
-    numbers: dict[str, Any], data: dict[str, Any], images: dict[str, Any], net: Any, path: Path
+    numbers: dict[str, Any], data: dict[str, Any], images: dict[str, Any], net: str, path: Path
 ) -> str:
     """Each source's PAIRS closest pairs of images in the first random network's space."""
     plt = _plt()
     rows = []
     for label in numbers["sources"]:
-        f = data[label]["features"][net.name].double()
+        f = data[label]["features"][net].double()
         d = torch.cdist(f, f)
         d.fill_diagonal_(math.inf)
         d = torch.triu(d) + torch.tril(torch.full_like(d, math.inf))
@@ -298,7 +298,7 @@ def vendi_plot(numbers: dict[str, Any], path: Path) -> str:
 
 
 def draw_all(
-    out: Path, numbers: dict[str, Any], data: dict[str, Any], images: dict[str, Any], net: Any
+    out: Path, numbers: dict[str, Any], data: dict[str, Any], images: dict[str, Any], net: str
 ) -> dict[str, str]:
     """Every plot into `out`: {name: file name}."""
     nets = [k for k in next(iter(data.values()))["features"] if k.startswith("random/")]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from noisevision.analyze import measures as M
-from noisevision.analyze.correlate import LEVEL
+from noisevision.analyze.correlate import EXACT_UP_TO, LEVEL, SOURCE_BOOTSTRAPS
 from noisevision.analyze.features import AUGMENTATION, RANDOM_ARCH, RANDOM_INPUT, RANDOM_LAYER, RANDOM_SEEDS
 from noisevision.analyze.statistics import STATISTICS
 from noisevision.io import atomic_write_text
@@ -98,7 +98,8 @@ def correlation_lines(numbers: dict[str, Any]) -> list[str]:
             f"### {probe} ({n} sources)",
             "",
             f"Spearman's ρ of each measure against the probe's top-1 over {n} sources; 95 % interval from "
-            f"{2000} bootstrap resamples of the sources; p from the t approximation; LOO: the smallest and "
+            f"{SOURCE_BOOTSTRAPS} bootstrap resamples of the sources; p exact (every ordering) up to "
+            f"{EXACT_UP_TO} sources, else from the t approximation; LOO: the smallest and "
             f"largest ρ with one source left out.",
             "",
         ]
@@ -123,7 +124,7 @@ def correlation_lines(numbers: dict[str, Any]) -> list[str]:
                 f"{c['rho']:+.2f}",
                 f"[{_num(c['low'])}, {_num(c['high'])}]",
                 f"{c['p']:.3f}",
-                f"{c['loo_min']:+.2f} … {c['loo_max']:+.2f}",
+                "–" if c["loo_min"] is None else f"{c['loo_min']:+.2f} … {c['loo_max']:+.2f}",
                 "significant" if c["significant"] else "not significant",
             ]
             for c in cs[:15]
@@ -208,7 +209,7 @@ def render_markdown(numbers: dict[str, Any], plots: dict[str, str]) -> str:
 
 
 def write_report(
-    out: Path, numbers: dict[str, Any], data: dict[str, Any], images: dict[str, Any], net: Any
+    out: Path, numbers: dict[str, Any], data: dict[str, Any], images: dict[str, Any], net: str
 ) -> None:
     """report.md, results.json, results.csv and the plots."""
     from noisevision.analyze import plots

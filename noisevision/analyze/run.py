@@ -13,7 +13,7 @@ import torch
 from noisevision.analyze import sets
 from noisevision.analyze.correlate import Correlation, correlate, match, read_results
 from noisevision.analyze.extract import extract
-from noisevision.analyze.features import encoder_net, random_nets
+from noisevision.analyze.features import RANDOM_NAMES, encoder_net, random_nets
 from noisevision.analyze.sources import ImageSource, Source, resolve_source
 from noisevision.analyze.statistics import STATISTICS, statistics_matrix
 from noisevision.errors import FieldError, NoisevisionError
@@ -107,7 +107,13 @@ def analyze(p: Plan, out: Path) -> dict[str, Any]:
     s = p.settings
     device = resolve_device(s.device)
     cache = out / "cache"
-    random = random_nets(device)
+    built: list = []
+
+    def random() -> list:  # the random networks, built on first need (a resumed run may need none)
+        if not built:
+            built.extend(random_nets(device))
+        return built
+
     enc = encoder_net(s.encoder, device) if s.encoder else None
     enc_id = encoder_id(s.encoder) if s.encoder else None
     images: dict[str, ImageSource] = {}
@@ -121,10 +127,10 @@ def analyze(p: Plan, out: Path) -> dict[str, Any]:
         data[src.label] = extract(images[src.label], cache, random, enc, enc_id, s.progress)
     labels = _usable(data, [x.label for x in p.sources])
     spaces = ["random", *(["encoder"] if enc else []), "stats"]
-    numbers = measure(data, labels, spaces, [n.name for n in random], s, p.real is not None)
+    numbers = measure(data, labels, spaces, list(RANDOM_NAMES), s, p.real is not None)
     numbers["correlations"] = [c.to_dict() for c in correlations(numbers, p)]
     numbers["settings"] = {**asdict(s), "sources": [x.spec for x in p.sources]}
-    write_report(out, numbers, data, images, random[0])
+    write_report(out, numbers, data, images, RANDOM_NAMES[0])
     return numbers
 
 
