@@ -9,6 +9,7 @@ sources still missing, and adding --encoder later computes only the encoder's fe
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,8 @@ log = get_logger(__name__)
 
 AUG_IMAGES = 256  # images whose two augmented views measure the augmentation gap
 SAMPLES = 16  # images kept for the sample grids
-FORMAT = 1  # bump when the cached content changes
+PAIRS = 4  # closest pairs of images kept per source
+FORMAT = 2  # bump when the cached content changes
 BLANK_STD = 0.5 / 255  # luminance standard deviation below which an image is one flat colour
 
 
@@ -58,8 +60,12 @@ def _pass(src: ImageSource, nets: list[FeatureNet], progress: Progress, with_sta
     feats: list[list[Tensor]] = [[] for _ in nets]
     views: list[list[list[Tensor]]] = [[[], []] for _ in nets]
     view_stats: list[list[Tensor]] = [[], []]
-    blank = 0
-    for lo, images in zip(range(0, src.count, BATCH), src.batches(), strict=True):
+    blank, t_start, t_images = 0, time.perf_counter(), 0.0
+    batches = src.batches()
+    for lo in range(0, src.count, BATCH):
+        t = time.perf_counter()
+        images = next(batches)
+        t_images += time.perf_counter() - t
         if with_stats:
             s, curve = image_statistics(images)
             for k in STATISTICS:
@@ -80,6 +86,7 @@ def _pass(src: ImageSource, nets: list[FeatureNet], progress: Progress, with_sta
                     view_stats[v].append(statistics_matrix(image_statistics(to_uint8(pair[v]))[0]).cpu())
         progress.update(len(images))
     out: dict[str, Any] = {
+        "seconds": {"images": t_images, "measuring": time.perf_counter() - t_start - t_images},
         "features": {n.name: torch.cat(f) for n, f in zip(nets, feats, strict=True)},
         "view_features": {
             n.name: torch.stack([torch.cat(v[0]), torch.cat(v[1])]) for n, v in zip(nets, views, strict=True)
@@ -94,6 +101,14 @@ def _pass(src: ImageSource, nets: list[FeatureNet], progress: Progress, with_sta
             blank=blank,
         )
     return out
+
+
+def closest_pairs(features: Tensor, count: int) -> list[tuple[int, int]]:
+    """The `count` pairs of distinct images (i < j) nearest each other in feature space."""
+    d = torch.cdist(features.double(), features.double())
+    d = d.masked_fill(torch.ones_like(d, dtype=torch.bool).tril(), torch.inf)  # each pair once
+    flat = d.flatten().topk(min(count, len(d) * (len(d) - 1) // 2), largest=False).indices
+    return [(int(k) // len(d), int(k) % len(d)) for k in flat]
 
 
 def extract(
@@ -118,13 +133,15 @@ def extract(
         with Progress(f"{src.source.label}: {what}", src.count, enabled=progress_on) as progress:
             fresh = _pass(src, nets, progress, with_stats=base is None)
         if base is None:
+            pairs = closest_pairs(fresh["features"][RANDOM_NAMES[0]], PAIRS)
             base = {
+                "pairs": src.take([i for pair in pairs for i in pair]).cpu(),  # [2·PAIRS, 3, res, res]
                 "format": FORMAT,
                 "label": src.source.label,
                 "kind": src.source.kind,
                 "spec": src.source.spec,
                 "count": src.count,
-                **{k: v for k, v in fresh.items() if k not in ("features", "view_features")},
+                **{k: v for k, v in fresh.items() if k not in ("features", "view_features", "seconds")},
                 "features": {n: fresh["features"][n] for n in RANDOM_NAMES},
                 "view_features": {n: fresh["view_features"][n] for n in RANDOM_NAMES},
             }
@@ -137,7 +154,7 @@ def extract(
                 "view_features": fresh["view_features"]["encoder"],
             }
             atomic_save(enc, enc_path)
-    result = dict(base)
+    result = {**base, "seconds": fresh["seconds"] if nets else None}
     if enc is not None:
         result["features"] = {**base["features"], "encoder": enc["features"]}
         result["view_features"] = {**base["view_features"], "encoder": enc["view_features"]}

@@ -27,7 +27,6 @@ from noisevision.io import atomic_write_bytes
 
 DPI = 110
 GRID = 8  # images per row of the sample grids
-PAIRS = 4  # closest pairs shown per source
 
 
 def _plt():
@@ -239,18 +238,10 @@ def samples(
 def duplicates(
     numbers: dict[str, Any], data: dict[str, Any], images: dict[str, Any], net: str, path: Path
 ) -> str:
-    """Each source's PAIRS closest pairs of images in the first random network's space."""
+    """Each source's closest pairs of images in the first random network's space (found and
+    kept by extract)."""
     plt = _plt()
-    rows = []
-    for label in numbers["sources"]:
-        f = data[label]["features"][net].double()
-        d = torch.cdist(f, f)
-        d.fill_diagonal_(math.inf)
-        d = torch.triu(d) + torch.tril(torch.full_like(d, math.inf))
-        flat = d.flatten().topk(PAIRS, largest=False).indices
-        pairs = [(int(k) // len(d), int(k) % len(d)) for k in flat]
-        shown = images[label].take([i for pair in pairs for i in pair]).cpu()
-        rows.append((f"{label}\nclosest pairs", shown))
+    rows = [(f"{label}\nclosest pairs", data[label]["pairs"]) for label in numbers["sources"]]
     return _image_rows(plt, rows, path)
 
 

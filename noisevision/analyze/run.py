@@ -3,6 +3,8 @@ set in every space, relate the measures to probe results, write the report and i
 
 from __future__ import annotations
 
+import json
+import time
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,6 +19,7 @@ from noisevision.analyze.features import RANDOM_NAMES, encoder_net, random_nets
 from noisevision.analyze.sources import ImageSource, Source, resolve_source
 from noisevision.analyze.statistics import STATISTICS, statistics_matrix
 from noisevision.errors import FieldError, NoisevisionError
+from noisevision.io import atomic_write_text
 from noisevision.logs import get_logger
 
 log = get_logger(__name__)
@@ -125,12 +128,18 @@ def analyze(p: Plan, out: Path) -> dict[str, Any]:
                 f"'{src.spec}' gives {images[src.label].count} images: at least {MIN_IMAGES} are needed"
             )
         data[src.label] = extract(images[src.label], cache, random, enc, enc_id, s.progress)
+    timing: dict[str, Any] = {"device": str(device), "sources": {k: d["seconds"] for k, d in data.items()}}
     labels = _usable(data, [x.label for x in p.sources])
+    t = time.perf_counter()
     spaces = ["random", *(["encoder"] if enc else []), "stats"]
     numbers = measure(data, labels, spaces, list(RANDOM_NAMES), s, p.real is not None)
     numbers["correlations"] = [c.to_dict() for c in correlations(numbers, p)]
     numbers["settings"] = {**asdict(s), "sources": [x.spec for x in p.sources]}
+    timing["measures"] = time.perf_counter() - t
+    t = time.perf_counter()
     write_report(out, numbers, data, images, RANDOM_NAMES[0])
+    timing["report"] = time.perf_counter() - t
+    atomic_write_text(out / "timing.json", json.dumps(timing, indent=1))  # apart: results.json stays the same
     return numbers
 
 
