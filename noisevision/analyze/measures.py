@@ -42,33 +42,46 @@ NATURALISM = ("precision", "recall", "density", "coverage", "fd", "kid")
 
 @dataclass
 class Pairs:
-    """Features of a source X [N, D] (and real features R [M, D]) with their Gram matrices, in
-    float64, so that every half-sample of the bootstrap indexes them instead of recomputing."""
+    """Features of a source X [N, D] (and real features R [M, D]) with their Gram and distance
+    matrices, computed once: every half-sample of the bootstrap indexes them (`take`) instead of
+    computing them again. Distances in float32 (half the memory: they are only compared), the
+    rest in float64."""
 
     x: Tensor
     xx: Tensor  # X Xᵀ [N, N]
+    dx: Tensor  # distances within X [N, N], +inf on the diagonal (an image is not its own neighbour)
     r: Tensor | None = None
     rr: Tensor | None = None  # R Rᵀ [M, M]
+    dr: Tensor | None = None  # distances within R [M, M], diagonal +inf
     xr: Tensor | None = None  # X Rᵀ [N, M]
+    cross: Tensor | None = None  # distances real to source [M, N]
 
     @staticmethod
     def of(x: Tensor, r: Tensor | None = None) -> Pairs:
         x = x.double()
+        xx = x @ x.T
+        dx = _self_distances(xx)
         if r is None:
-            return Pairs(x, x @ x.T)
+            return Pairs(x, xx, dx)
         r = r.double().to(x.device)
-        return Pairs(x, x @ x.T, r, r @ r.T, x @ r.T)
+        rr, xr = r @ r.T, x @ r.T
+        cross = distances(xr.T, rr.diagonal(), xx.diagonal())
+        return Pairs(x, xx, dx, r, rr, _self_distances(rr), xr, cross)
 
     def take(self, i: Tensor, j: Tensor | None = None) -> Pairs:
         """The pairs of source images `i` (and real images `j`)."""
+        sub = Pairs(self.x[i], self.xx[i][:, i], self.dx[i][:, i])
         if self.r is None or j is None:
-            return Pairs(self.x[i], self.xx[i][:, i])
-        return Pairs(self.x[i], self.xx[i][:, i], self.r[j], self.rr[j][:, j], self.xr[i][:, j])
+            return sub
+        assert self.rr is not None and self.dr is not None and self.xr is not None and self.cross is not None
+        sub.r, sub.rr, sub.dr = self.r[j], self.rr[j][:, j], self.dr[j][:, j]
+        sub.xr, sub.cross = self.xr[i][:, j], self.cross[j][:, i]
+        return sub
 
 
 def distances(gram: Tensor, a: Tensor, b: Tensor) -> Tensor:
-    """Euclidean distances [N, M] from the Gram matrix and the squared norms a [N], b [M]."""
-    return (a[:, None] + b[None, :] - 2 * gram).clamp_min(0).sqrt()
+    """Euclidean distances [N, M] (float32) from the Gram matrix and the squared norms a [N], b [M]."""
+    return (a[:, None] + b[None, :] - 2 * gram).clamp_min(0).sqrt().float()
 
 
 def _self_distances(gram: Tensor) -> Tensor:
@@ -107,7 +120,10 @@ def vendi(x: Tensor, q: float = 1.0) -> float:
 def effective_rank(x: Tensor) -> float:
     """RankMe of the centred features: exp entropy of σ_k / Σσ."""
     c = x - x.mean(0, keepdim=True)
-    s = torch.linalg.svdvals(c)
+    if c.shape[1] < c.shape[0]:  # σ² are the eigenvalues of the smaller Gram matrix
+        s = torch.linalg.eigvalsh(c.T @ c).clamp_min(0).sqrt()
+    else:
+        s = torch.linalg.svdvals(c)
     total = s.sum()
     return float(_entropy_exp(s / total)) if total > 0 else 1.0
 
@@ -128,21 +144,22 @@ def uniformity(pairs: Pairs) -> float:
     cos = pairs.xx / (norm[:, None] * norm[None, :])
     sq = (2 - 2 * cos).clamp_min(0)
     n = len(sq)
-    off = ~torch.eye(n, dtype=torch.bool, device=sq.device)
-    return float(torch.logsumexp(-UNIFORMITY_T * sq[off], 0) - math.log(n * (n - 1)))
+    # the diagonal (sq = 0) adds exactly n: taken off the sum instead of masked out of the matrix
+    total = torch.exp(-UNIFORMITY_T * sq).sum(dtype=torch.float64) - n
+    return float(torch.log(total.clamp_min(1e-300)) - math.log(n * (n - 1)))
 
 
 def near_duplicates(d: Tensor) -> float:
     """Share of images whose nearest other image is within NEAR_DUPLICATE × the median distance."""
     n = len(d)
-    off = d[~torch.eye(n, dtype=torch.bool, device=d.device)]
-    scale = off.median()
+    # the median of the n(n-1) off-diagonal distances: the n +inf of the diagonal sort last
+    scale = d.flatten().kthvalue((n * (n - 1) + 1) // 2).values
     return float((d.min(1).values <= NEAR_DUPLICATE * scale).double().mean())
 
 
 def diversity(pairs: Pairs) -> dict[str, float]:
     """Every DIVERSITY measure of the source features."""
-    d = _self_distances(pairs.xx)
+    d = pairs.dx
     return {
         "vendi_q1": vendi(pairs.x, 1.0),
         "vendi_qinf": vendi(pairs.x, math.inf),
@@ -199,9 +216,8 @@ def kid(pairs: Pairs, dim: int) -> float:
 
 def naturalism(pairs: Pairs) -> dict[str, float]:
     """Every NATURALISM measure of the source features against the real ones."""
-    assert pairs.r is not None and pairs.rr is not None and pairs.xr is not None
-    real_d, fake_d = _self_distances(pairs.rr), _self_distances(pairs.xx)
-    cross = distances(pairs.xr.T, pairs.rr.diagonal(), pairs.xx.diagonal())  # [M, N]
+    assert pairs.r is not None and pairs.dr is not None and pairs.cross is not None
+    real_d, fake_d, cross = pairs.dr, pairs.dx, pairs.cross
     pr, dc = prdc(real_d, fake_d, cross, PR_K), prdc(real_d, fake_d, cross, DC_K)
     return {
         "precision": pr["precision"],

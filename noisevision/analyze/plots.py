@@ -199,19 +199,23 @@ def correlation_grid(numbers: dict[str, Any], path: Path) -> str | None:
 
 
 def _image_rows(plt: Any, rows: list[tuple[str, torch.Tensor]], path: Path) -> str:
+    """Rows of (label, uint8 images [n, 3, S, S]) as one montage in one axes (one image to draw,
+    not one axes per image: ten times faster to save)."""
+    side, gap = rows[0][1].shape[-1], 2
     columns = max(len(x) for _, x in rows)
-    fig, axes = plt.subplots(
-        len(rows), columns, figsize=(1.2 * columns + 1.6, 1.2 * len(rows)), squeeze=False
+    canvas = torch.full((3, len(rows) * (side + gap), columns * (side + gap)), 255, dtype=torch.uint8)
+    for r, (_, images) in enumerate(rows):
+        for c, im in enumerate(images):
+            y, x = r * (side + gap), c * (side + gap)
+            canvas[:, y : y + side, x : x + side] = im.cpu()
+    fig, ax = plt.subplots(figsize=(1.1 * columns + 1.6, 1.1 * len(rows)))
+    ax.imshow(canvas.permute(1, 2, 0).numpy(), interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks(
+        [(r + 0.5) * (side + gap) for r in range(len(rows))], [label for label, _ in rows], fontsize=7
     )
-    for (label, images), axrow in zip(rows, axes, strict=True):
-        for j, ax in enumerate(axrow):
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for side in ax.spines.values():
-                side.set_visible(False)
-            if j < len(images):
-                ax.imshow(images[j].permute(1, 2, 0).cpu().numpy())
-        axrow[0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=7)
+    for edge in ax.spines.values():
+        edge.set_visible(False)
     return _save(fig, path)
 
 

@@ -146,9 +146,9 @@ def render_markdown(numbers: dict[str, Any], plots: dict[str, str]) -> str:
         + (f"; encoder: {s['encoder']}" if s["encoder"] else "")
         + ".",
         "",
-        f"Intervals: 95 %, from {s['bootstraps']} half-samples (half the images of each set drawn "
-        "without replacement; the spread of their values around their average is the sampling spread "
-        "of the full set).",
+        f"Intervals: 95 %, the value ± 1.96 standard deviations of {s['bootstraps']} half-samples (half "
+        "the images of each set drawn without replacement, whose spread is the sampling spread of the "
+        "full set).",
         "",
         "Feature spaces: " + "; ".join(f"**{sp}**: {SPACE_TEXT[sp]}" for sp in numbers["spaces"]) + ".",
         "",

@@ -39,7 +39,7 @@ class AnalyzeSettings:
     encoder: str | None = None  # an encoder file or run folder
     results: tuple[str, ...] = ()  # reproduce folders or eval JSON files
     device: str = "auto"
-    bootstraps: int = 100
+    bootstraps: int = 50
     progress: bool = True
 
     def check(self) -> None:

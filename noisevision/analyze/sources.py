@@ -133,10 +133,15 @@ def real_images(dataset: str, num: int, seed: int):
 
 
 def resolve_source(spec: str) -> Source:
-    """A generator name or an image folder; NoisevisionError naming the closest generators for
-    a word that is neither."""
+    """A generator name, an image folder, or NAME=DIR (a folder named NAME in the report, e.g. as
+    `reproduce --extra-data` named it); NoisevisionError naming the closest generators for a word
+    that is none of them."""
     from noisevision import generators
 
+    name, sep, place = spec.partition("=")
+    if sep and ":" not in name and Path(place).expanduser().is_dir():  # NAME=DIR: a folder by name
+        folder_files(Path(place).expanduser())
+        return Source(name, "folder", str(Path(place).expanduser()))
     path = Path(spec).expanduser()
     if path.is_dir():
         folder_files(path)  # no image files: the error now, before any work

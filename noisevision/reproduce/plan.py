@@ -84,6 +84,9 @@ class ReproPreset:
     # Independent repetitions of every cell (`reproduce --seeds` overrides it): the report gives
     # their mean, a 95 % interval and which differences between sources are significant.
     seeds: int = 1
+    # `noisevision analyze` of the generators against the evaluation set, tied to the probes
+    # (AnalyzeSettings fields; {"num_images": 0}: none), into OUT/analysis/.
+    analysis: dict[str, Any] = field(default_factory=dict)
 
     def probe_settings(self, **overrides: Any) -> ProbeSettings:
         values = {"progress": True, **self.probe, **{k: v for k, v in overrides.items() if v is not None}}
@@ -125,6 +128,7 @@ _add(
         train_preset="tiny",
         train_overrides={"num_images": 1024, "epochs": 3},
         materialize="all",
+        analysis={"num_images": 512, "res": 64},  # half of each rendered folder, at its size
         feature_vis_train_preset=None,  # a ResNet-50 + MoCo v2 run is no CPU demo
         eval_dataset="fashion-mnist",
         probe=dict(

@@ -21,7 +21,7 @@ from typing import Any
 from noisevision.errors import NoisevisionError
 from noisevision.io import atomic_write_bytes, atomic_write_text
 from noisevision.logs import get_logger
-from noisevision.reproduce.cells import load_cells, read_plan
+from noisevision.reproduce.cells import load_cells, read_cell, read_plan
 from noisevision.reproduce.stats import CONFIDENCE, mean_interval, paired_test
 
 log = get_logger(__name__)
@@ -517,6 +517,28 @@ def render_chart(cells: list[dict[str, Any]], probes: list[str], path: Path, tit
     return path
 
 
+def analysis_section(out: Path) -> str:
+    """ "Which measure predicted this ranking": the correlations of OUT/analysis (written by
+    `noisevision analyze` during the reproduction), or "" when there is none."""
+    from noisevision.analyze.report import correlation_lines
+
+    numbers = read_cell(out / "analysis" / "results.json")
+    if not isinstance(numbers, dict) or not numbers.get("correlations"):
+        return ""
+    lines = correlation_lines(numbers)
+    lines[0] = "## Which measure predicted this ranking"
+    intro = (
+        "The data of the generators, measured without training (`noisevision analyze`: image "
+        "statistics, diversity, naturalism against the evaluation set, in three feature spaces), "
+        "ranked against each probe. Every measure with its interval, and the plots, are in "
+        "[analysis/report.md](analysis/report.md)."
+    )
+    plane = (
+        "![naturalism and diversity](analysis/plane.png)" if (out / "analysis" / "plane.png").exists() else ""
+    )
+    return "\n" + "\n".join([lines[0], "", intro, "", *([plane, ""] if plane else []), *lines[2:]]) + "\n"
+
+
 def build_report(out: str | Path) -> dict[str, Path]:
     """results.csv (one row per cell, with its mean, interval and n), results.json (the plan, the
     summaries, the comparisons and the cells), chart.png (a panel per probe) and report.md."""
@@ -550,7 +572,8 @@ def build_report(out: str | Path) -> dict[str, Path]:
         "cells": cells,
     }
     atomic_write_text(out / "results.json", json.dumps(results, indent=1))
-    atomic_write_text(out / "report.md", render_markdown(cells, plan, {"all": "chart.png"}))
+    markdown = render_markdown(cells, plan, {"all": "chart.png"}) + analysis_section(out)
+    atomic_write_text(out / "report.md", markdown)
     for probe in probes:
         if v := verdict(cells, probe):
             log.info(v)

@@ -45,7 +45,6 @@ def test_analyze_end_to_end(run_cli, folders, tmp_path, log_lines):
     out = tmp_path / "out"
     args = (
         "analyze",
-        "test-blobs",
         str(folders / "copies"),
         str(folders / "real" / "val"),
         str(folders / "blank"),
@@ -105,12 +104,18 @@ def test_analyze_relates_measures_to_probe_results(run_cli, tmp_path):
     for source, top1 in (("test-blobs", 40.0), ("test-classes", 55.0), ("test-classes-4", 70.0)):
         blob = {"meta": {"data": source}, "dataset": "toy", "probes": {"knn": {"top1": top1}}}
         (results / f"{source}.json").write_text(json.dumps(blob))
+    from noisevision.models import build_encoder, save_encoder
+
+    encoder = save_encoder(tmp_path / "enc.pt", build_encoder("smallalexnet", width=0.125, input_size=32), {})
     out = tmp_path / "out"
+    sources = ("test-blobs", "test-classes", "test-classes-4")
     code, _, stderr = run_cli(
-        "analyze", "test-blobs", "test-classes", "test-classes-4", "--out", out, "--results", results, *COMMON
+        "analyze", *sources, "--out", out, "--results", results, "--encoder", encoder, *COMMON
     )
     assert code == 0, stderr
     numbers = json.loads((out / "results.json").read_text())
+    assert numbers["spaces"] == ["random", "encoder", "stats"]
+    assert numbers["sources"]["test-blobs"]["measures"]["encoder"]["vendi_q1"]["value"] > 1
     corr = numbers["correlations"]
     assert corr and {c["probe"] for c in corr} == {"toy/knn"}
     assert all(c["n"] == 3 and not c["significant"] for c in corr)  # three sources prove nothing
