@@ -132,7 +132,7 @@ def analyze(p: Plan, out: Path) -> dict[str, Any]:
     labels = _usable(data, [x.label for x in p.sources])
     t = time.perf_counter()
     spaces = ["random", *(["encoder"] if enc else []), "stats"]
-    numbers = measure(data, labels, spaces, list(RANDOM_NAMES), s, p.real is not None)
+    numbers = measure(data, labels, spaces, list(RANDOM_NAMES), s, p.real is not None, device)
     numbers["correlations"] = [c.to_dict() for c in correlations(numbers, p)]
     numbers["settings"] = {**asdict(s), "sources": [x.spec for x in p.sources]}
     timing["measures"] = time.perf_counter() - t
@@ -200,8 +200,9 @@ def measure(
     nets: list[str],
     s: AnalyzeSettings,
     real: bool,
+    device: torch.device,
 ) -> dict[str, Any]:
-    """Every number of the report (before the correlations)."""
+    """Every number of the report (before the correlations); the set measures on `device`."""
     rows = ([REAL] if real else []) + labels
     norms = {sp: standardisation(data, rows, sp, nets) for sp in spaces}
     out: dict[str, Any] = {"spaces": spaces, "sources": {}}
@@ -215,8 +216,7 @@ def measure(
         for sp in spaces:
             sd_ = sets.SpaceData(own[sp]["x"], ref[sp]["x"] if ref else None, own[sp]["views"])
             measures[sp] = {
-                k: v.to_dict()
-                for k, v in sets.space_measures(sd_, s.bootstraps, seed, torch.device("cpu")).items()
+                k: v.to_dict() for k, v in sets.space_measures(sd_, s.bootstraps, seed, device).items()
             }
         out["sources"][label] = {
             "kind": d["kind"],

@@ -138,14 +138,14 @@ def resolve_source(spec: str) -> Source:
     that is none of them."""
     from noisevision import generators
 
-    name, sep, place = spec.partition("=")
-    if sep and ":" not in name and Path(place).expanduser().is_dir():  # NAME=DIR: a folder by name
-        folder_files(Path(place).expanduser())
-        return Source(name, "folder", str(Path(place).expanduser()))
     path = Path(spec).expanduser()
     if path.is_dir():
         folder_files(path)  # no image files: the error now, before any work
         return Source(path.name or str(path), "folder", str(path))
+    name, sep, place = spec.rpartition("=")  # NAME=DIR; the name may hold "=" (fractaldb:classes=64)
+    if sep and name and Path(place).expanduser().is_dir():
+        folder_files(Path(place).expanduser())
+        return Source(name, "folder", str(Path(place).expanduser()))
     if os.sep in spec or spec.startswith("."):
         raise NoisevisionError(f"source '{spec}': no such folder")
     gen = generators.get(spec)  # an unknown name: "did you mean …"
