@@ -112,7 +112,10 @@ def _cosine_spectrum(x: Tensor) -> Tensor:
 
 def vendi(x: Tensor, q: float = 1.0) -> float:
     """Vendi score of order q (1 or inf) with the cosine kernel."""
-    lam = _cosine_spectrum(x)
+    return _vendi_of(_cosine_spectrum(x), q)
+
+
+def _vendi_of(lam: Tensor, q: float) -> float:
     lam = lam / lam.sum().clamp_min(1e-300)
     return float(1.0 / lam.max()) if math.isinf(q) else float(_entropy_exp(lam))
 
@@ -159,10 +162,10 @@ def near_duplicates(d: Tensor) -> float:
 
 def diversity(pairs: Pairs) -> dict[str, float]:
     """Every DIVERSITY measure of the source features."""
-    d = pairs.dx
+    d, lam = pairs.dx, _cosine_spectrum(pairs.x)
     return {
-        "vendi_q1": vendi(pairs.x, 1.0),
-        "vendi_qinf": vendi(pairs.x, math.inf),
+        "vendi_q1": _vendi_of(lam, 1.0),
+        "vendi_qinf": _vendi_of(lam, math.inf),
         "effective_rank": effective_rank(pairs.x),
         "intrinsic_dim": twonn(d),
         "uniformity": uniformity(pairs),

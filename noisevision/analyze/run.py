@@ -3,6 +3,7 @@ set in every space, relate the measures to probe results, write the report and i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import zlib
@@ -18,6 +19,7 @@ from noisevision.analyze.extract import extract
 from noisevision.analyze.features import RANDOM_NAMES, encoder_net, random_nets
 from noisevision.analyze.sources import ImageSource, Source, resolve_source
 from noisevision.analyze.statistics import STATISTICS, statistics_matrix
+from noisevision.device import one_cpu_thread
 from noisevision.errors import FieldError, NoisevisionError
 from noisevision.io import atomic_write_text
 from noisevision.logs import get_logger
@@ -132,7 +134,10 @@ def analyze(p: Plan, out: Path) -> dict[str, Any]:
     labels = _usable(data, [x.label for x in p.sources])
     t = time.perf_counter()
     spaces = ["random", *(["encoder"] if enc else []), "stats"]
-    numbers = measure(data, labels, spaces, list(RANDOM_NAMES), s, p.real is not None, device)
+    # the bootstrap's many small spectra and k-NN searches: one thread is several times faster than
+    # two on a CPU (thread start-up outweighs the work), and its sums do not depend on the core count
+    with one_cpu_thread() if device.type == "cpu" else contextlib.nullcontext():
+        numbers = measure(data, labels, spaces, list(RANDOM_NAMES), s, p.real is not None, device)
     numbers["correlations"] = [c.to_dict() for c in correlations(numbers, p)]
     numbers["settings"] = {**asdict(s), "sources": [x.spec for x in p.sources]}
     timing["measures"] = time.perf_counter() - t
