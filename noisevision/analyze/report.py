@@ -106,14 +106,15 @@ def correlation_lines(numbers: dict[str, Any]) -> list[str]:
         if sig:
             names = ", ".join(f"{c['measure']} (ρ = {c['rho']:+.2f})" for c in sig[:8])
             lines.append(
-                f"**{len(sig)} of {tests} measures** are significant at the {LEVEL:.0%} level with an "
-                f"interval that excludes 0: {names}{' …' if len(sig) > 8 else ''}. With {tests} tests, about "
-                f"{tests * LEVEL:.0f} would pass by chance alone: treat single hits as leads, not findings."
+                f"**{len(sig)} of {tests} measures** are significant at the {LEVEL * 100:.0f} % level "
+                f"with an interval that excludes 0: {names}{' …' if len(sig) > 8 else ''}. With {tests} "
+                f"tests, about {tests * LEVEL:.0f} would pass by chance alone: treat single hits as leads, "
+                "not findings."
             )
         else:
             lines.append(
-                f"**No measure is significant** at the {LEVEL:.0%} level (none of {tests}): with {n} sources "
-                f"only |ρ| near 1 could be; every ρ below is not significant."
+                f"**No measure is significant** at the {LEVEL * 100:.0f} % level (none of {tests}): with "
+                f"{n} sources only |ρ| near 1 could be; every ρ below is not significant."
             )
         if n < 8:
             lines.append(f"With {n} sources one source can flip a ranking: read the LOO range before the ρ.")

@@ -139,7 +139,7 @@ def analyze(p: Plan, out: Path) -> dict[str, Any]:
     with one_cpu_thread() if device.type == "cpu" else contextlib.nullcontext():
         numbers = measure(data, labels, spaces, list(RANDOM_NAMES), s, p.real is not None, device)
     numbers["correlations"] = [c.to_dict() for c in correlations(numbers, p)]
-    numbers["settings"] = {**asdict(s), "sources": [x.spec for x in p.sources]}
+    numbers["settings"] = {**asdict(s), "sources": [x.given for x in p.sources]}
     timing["measures"] = time.perf_counter() - t
     t = time.perf_counter()
     write_report(out, numbers, data, images, RANDOM_NAMES[0])

@@ -55,6 +55,11 @@ class Source:
     kind: str  # "generator", "folder" or "real"
     spec: str  # the generator name, the folder path or the dataset name as given
 
+    @property
+    def given(self) -> str:
+        """The source as a command line names it: a generator's name, a folder's NAME=DIR."""
+        return self.spec if self.kind == "generator" else f"{self.label}={self.spec}"
+
     def key(self, num: int, res: int, seed: int) -> str:
         digest = hashlib.blake2b(f"{self.kind}|{self.spec}|{num}|{res}|{seed}".encode(), digest_size=6)
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.label)[:60]
