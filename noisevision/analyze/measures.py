@@ -1,7 +1,7 @@
 """Set measures of a source's features: diversity without a reference, and naturalism and
 coverage against real images. Pure functions of float tensors; the formulas are a few lines of
 torch each, so they run batched on the device and in float64, and are checked against the
-reference packages in the tests (vendi-score, prdc, torch-fidelity).
+reference packages in the tests (vendi-score, prdc; FD against scipy's sqrtm).
 
 Diversity (features X [N, D] of one source):
     vendi_q1, vendi_qinf  Vendi score of order 1 (exp of the entropy of the eigenvalues of the
