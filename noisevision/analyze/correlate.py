@@ -37,15 +37,19 @@ def _eval_source(blob: dict[str, Any]) -> str | None:
 def read_results(paths: list[Path]) -> dict[str, dict[str, float]]:
     """{probe (dataset/probe): {source: top-1 %}} from reproduce folders, eval JSON files or
     folders of them; NoisevisionError when none holds a probe result."""
-    from noisevision.reproduce import load_cells, summarize
+    from noisevision.reproduce.cells import load_cells
 
     table: dict[str, dict[str, float]] = {}
     for path in paths:
         if not path.exists():
             raise NoisevisionError(f"--results {path}: no such file or folder")
-        if (path / "cells").is_dir():
-            for row in summarize(load_cells(path)):
-                table.setdefault(f"{row['dataset']}/{row['probe']}", {})[row["source"]] = float(row["mean"])
+        if (path / "cells").is_dir():  # a reproduction: each (source, probe)'s mean over its seeds
+            runs: dict[tuple[str, str], list[float]] = {}
+            for cell in load_cells(path):
+                probe = f"{cell.get('dataset', '?')}/{cell['probe']}"
+                runs.setdefault((probe, cell["source"]), []).append(float(cell["top1"]))
+            for (probe, source), values in runs.items():
+                table.setdefault(probe, {})[source] = sum(values) / len(values)
             continue
         files = sorted(path.rglob("*.json")) if path.is_dir() else [path]
         for file in files:

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from noisevision.analyze.statistics import statistics_matrix
 from noisevision.augment import PAPER_MEAN, PAPER_STD, get_augment, views
 
 RANDOM_ARCH = "resnet18"
@@ -100,3 +102,38 @@ def view_pairs(images: Tensor, indices: Tensor, seed: int) -> tuple[Tensor, Tens
 def to_uint8(x: Tensor) -> Tensor:
     """float views in [0, 1] -> uint8 images (for their image statistics)."""
     return (x * 255).round().clamp(0, 255).to(torch.uint8)
+
+
+# ---------------------------------------------------------------------------------- spaces
+def standardisation(
+    data: dict[str, dict[str, Any]], labels: list[str], space: str, nets: list[str]
+) -> list[tuple]:
+    """(mean, sd) per network of `space` over every image of the sets `labels` together: one
+    standardisation for every set, so that the cosine kernels see directions away from the common
+    centre (raw ReLU features all point one way: every cosine would be near 1)."""
+    out = []
+    for k in range(1 if space == "stats" else len(_names(space, nets))):
+        pooled = torch.cat([_raw(data[lb], space, nets)[0][k] for lb in labels])
+        out.append((pooled.mean(0), pooled.std(0).clamp_min(1e-6)))
+    return out
+
+
+def _names(space: str, nets: list[str]) -> list[str]:
+    return nets if space == "random" else [space]
+
+
+def _raw(d: dict[str, Any], space: str, nets: list[str]) -> tuple[list, list]:
+    """One set's features in `space` as stored: per network [N, D], and its views [2, A, D]."""
+    if space == "stats":
+        return [statistics_matrix(d["stats"])], [d["view_stats"]]
+    names = _names(space, nets)
+    return [d["features"][n] for n in names], [d["view_features"][n] for n in names]
+
+
+def space_features(d: dict[str, Any], space: str, nets: list[str], norm: list[tuple]) -> dict[str, list]:
+    """One set's standardised features in `space`: "x" per network [N, D], "views" [2, A, D]."""
+    x, views = _raw(d, space, nets)
+    return {
+        "x": [(f - m) / s for f, (m, s) in zip(x, norm, strict=True)],
+        "views": [(v - m) / s for v, (m, s) in zip(views, norm, strict=True)],
+    }

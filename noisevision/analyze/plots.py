@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from noisevision.analyze.features import space_features, standardisation
+from noisevision.analyze.sets import scalar_measures
 from noisevision.analyze.statistics import STATISTICS, curve_frequencies
 from noisevision.io import atomic_write_bytes
 
@@ -176,8 +178,6 @@ def correlation_grid(numbers: dict[str, Any], path: Path) -> str | None:
     probe = _first_probe(numbers)
     if probe is None:
         return None
-    from noisevision.analyze.run import scalar_measures
-
     top = sorted((c for c in corr if c["probe"] == probe), key=lambda c: -abs(c["rho"]))[:9]
     plt = _plt()
     cols = 3
@@ -250,8 +250,6 @@ def duplicates(
 
 
 def pca_map(numbers: dict[str, Any], data: dict[str, Any], nets: list[str], path: Path) -> str:
-    from noisevision.analyze.run import space_features, standardisation
-
     plt = _plt()
     labels = list(numbers["sources"])
     colors = _colors(labels)

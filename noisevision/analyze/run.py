@@ -16,9 +16,15 @@ import torch
 from noisevision.analyze import sets
 from noisevision.analyze.correlate import Correlation, correlate, match, read_results
 from noisevision.analyze.extract import extract
-from noisevision.analyze.features import RANDOM_NAMES, encoder_net, random_nets
+from noisevision.analyze.features import (
+    RANDOM_NAMES,
+    encoder_net,
+    random_nets,
+    space_features,
+    standardisation,
+)
+from noisevision.analyze.sets import scalar_measures
 from noisevision.analyze.sources import ImageSource, Source, resolve_source
-from noisevision.analyze.statistics import STATISTICS, statistics_matrix
 from noisevision.device import one_cpu_thread
 from noisevision.errors import FieldError, NoisevisionError
 from noisevision.io import atomic_write_text
@@ -164,40 +170,6 @@ def _usable(data: dict[str, dict[str, Any]], labels: list[str]) -> list[str]:
     return keep
 
 
-def standardisation(
-    data: dict[str, dict[str, Any]], labels: list[str], space: str, nets: list[str]
-) -> list[tuple]:
-    """(mean, sd) per network of `space` over every image of the sets `labels` together: one
-    standardisation for every set, so that the cosine kernels see directions away from the common
-    centre (raw ReLU features all point one way: every cosine would be near 1)."""
-    out = []
-    for k in range(1 if space == "stats" else len(_names(space, nets))):
-        pooled = torch.cat([_raw(data[lb], space, nets)[0][k] for lb in labels])
-        out.append((pooled.mean(0), pooled.std(0).clamp_min(1e-6)))
-    return out
-
-
-def _names(space: str, nets: list[str]) -> list[str]:
-    return nets if space == "random" else [space]
-
-
-def _raw(d: dict[str, Any], space: str, nets: list[str]) -> tuple[list, list]:
-    """One set's features in `space` as stored: per network [N, D], and its views [2, A, D]."""
-    if space == "stats":
-        return [statistics_matrix(d["stats"])], [d["view_stats"]]
-    names = _names(space, nets)
-    return [d["features"][n] for n in names], [d["view_features"][n] for n in names]
-
-
-def space_features(d: dict[str, Any], space: str, nets: list[str], norm: list[tuple]) -> dict[str, list]:
-    """One set's standardised features in `space`: "x" per network [N, D], "views" [2, A, D]."""
-    x, views = _raw(d, space, nets)
-    return {
-        "x": [(f - m) / s for f, (m, s) in zip(x, norm, strict=True)],
-        "views": [(v - m) / s for v, (m, s) in zip(views, norm, strict=True)],
-    }
-
-
 def measure(
     data: dict[str, dict[str, Any]],
     labels: list[str],
@@ -236,20 +208,6 @@ def measure(
             "spectrum": d["curve"].nanmedian(0).values.tolist(),
         }
     return out
-
-
-def scalar_measures(source: dict[str, Any]) -> dict[str, float]:
-    """A source's numbers as one flat {name: value}: SPACE:measure, median:STATISTIC, ks:STATISTIC."""
-    flat = {}
-    for sp, ms in source["measures"].items():
-        for k, v in ms.items():
-            flat[f"{sp}:{k}"] = v["value"]
-    for k in STATISTICS:
-        st = source["statistics"][k]
-        flat[f"median:{k}"] = st["median"]["value"]
-        if "ks" in st:
-            flat[f"ks:{k}"] = st["ks"]["value"]
-    return {k: (float("nan") if v is None else v) for k, v in flat.items()}
 
 
 def correlations(numbers: dict[str, Any], p: Plan) -> list[Correlation]:

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from noisevision.analyze import measures as M
+from noisevision.analyze.statistics import STATISTICS
 
 CONFIDENCE = 0.95
 Z = 1.959964  # the normal quantile of a two-sided 95 % interval
@@ -144,3 +145,17 @@ def vendi_curve(x: list[Tensor]) -> dict[int, float]:
     n_all = len(x[0])
     sizes = [s for s in VENDI_SIZES if s < n_all] + [n_all]
     return {s: sum(M.vendi(f[:s].double()) for f in x) / len(x) for s in sizes}
+
+
+def scalar_measures(source: dict[str, Any]) -> dict[str, float]:
+    """A source's numbers as one flat {name: value}: SPACE:measure, median:STATISTIC, ks:STATISTIC."""
+    flat = {}
+    for sp, ms in source["measures"].items():
+        for k, v in ms.items():
+            flat[f"{sp}:{k}"] = v["value"]
+    for k in STATISTICS:
+        st = source["statistics"][k]
+        flat[f"median:{k}"] = st["median"]["value"]
+        if "ks" in st:
+            flat[f"ks:{k}"] = st["ks"]["value"]
+    return {k: (float("nan") if v is None else v) for k, v in flat.items()}

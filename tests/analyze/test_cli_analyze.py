@@ -45,6 +45,7 @@ def test_analyze_end_to_end(run_cli, folders, tmp_path, log_lines):
     out = tmp_path / "out"
     args = (
         "analyze",
+        "test-blobs",
         str(folders / "copies"),
         str(folders / "real" / "val"),
         str(folders / "blank"),
