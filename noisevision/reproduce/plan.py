@@ -144,6 +144,9 @@ class ReproPreset:
     # Independent repetitions of every cell (`reproduce --seeds` overrides it): the report gives
     # their mean, a 95 % interval and which differences between sources are significant.
     seeds: int = 1
+    # `noisevision analyze` of the generators against the evaluation set, tied to the probes
+    # (AnalyzeSettings fields; {"num_images": 0}: none), into OUT/analysis/.
+    analysis: dict[str, Any] = field(default_factory=dict)
 
     def probe_settings(self, **overrides: Any) -> ProbeSettings:
         values = {"progress": True, **self.probe, **{k: v for k, v in overrides.items() if v is not None}}
@@ -194,6 +197,8 @@ _add(
         train_preset="tiny",
         train_overrides={"num_images": 1024, "epochs": 3},
         materialize="all",
+        # no analysis: it would add minutes to `make demo`; `noisevision analyze … --results demo/`
+        analysis={"num_images": 0},
         feature_vis_train_preset=None,  # a ResNet-50 + MoCo v2 run is no CPU demo
         eval_dataset="fashion-mnist",
         probe=dict(
@@ -227,6 +232,7 @@ _add(
         # the same network, crops and images seen as the self-supervised row's `tiny` recipe
         train_overrides={"num_images": 1024, "epochs": 4},
         recipes={"stylegan-oriented": "tiny", "dead_leaves-mixed": "tiny"},
+        analysis={"num_images": 0},  # a CPU budget: analyse with `noisevision analyze … --results OUT`
         materialize="all",
         feature_vis_train_preset=None,
         eval_dataset="fashion-mnist",

@@ -15,25 +15,18 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from noisevision.errors import NoisevisionError
 from noisevision.io import atomic_write_bytes, atomic_write_text
 from noisevision.logs import get_logger
-from noisevision.reproduce.cells import load_cells, read_plan
+from noisevision.reproduce.cells import load_cells, read_cell, read_plan
+from noisevision.reproduce.chart import FAMILY_COLORS, panel
 from noisevision.reproduce.stats import CONFIDENCE, mean_interval, paired_test
 
 log = get_logger(__name__)
 
-
-FAMILY_COLORS = {
-    "dead leaves": "#1f77b4", "statistical": "#2ca02c", "random StyleGAN": "#d62728",
-    "feature visualization": "#9467bd", "fractals": "#ff7f0e", "mixing": "#e377c2",
-    "procedural programs": "#bcbd22", "fdsl": "#17becf",
-    "image folder": "#8c564b", "baseline": "#7f7f7f",
-}  # fmt: skip
 
 # One row per cell (source × probe × seed), with its (source × probe)'s mean, interval and n.
 CSV_FIELDS = (
@@ -410,98 +403,6 @@ def render_markdown(cells: list[dict[str, Any]], plan: dict[str, Any], charts: d
 
 
 # ---------------------------------------------------------------------------------- chart
-def zoomed_range(values: list[float], gap_factor: float = 2.0) -> tuple[float, float]:
-    """The lowest and highest of `values` (one per row) that an axis zoomed onto their bulk keeps:
-    values cut off by a gap more than `gap_factor` times the span of the rest (e.g. mean colours
-    at 20 % beside encoders at 70-80 %) are left off, at most a third of them on each side, so
-    that differences of a point stay visible."""
-    v = sorted(values)
-    lo, hi = 0, len(v) - 1
-    most = (len(v) - 1) // 3
-    for i in range(most):  # the largest cut from below whose gap dwarfs the span of the rest
-        if v[i + 1] - v[i] > gap_factor * (v[hi] - v[i + 1]):
-            lo = i + 1
-    for i in range(len(v) - 1, len(v) - 1 - most, -1):
-        if v[i] - v[i - 1] > gap_factor * (v[i - 1] - v[lo]):
-            hi = i - 1
-    return v[lo], v[hi]
-
-
-def _panel(
-    ax: Any,
-    ys: list[int],
-    rows: list[dict[str, Any] | None],
-    value: Callable[[dict], Any],
-    colors: list[str],
-    paper: bool = False,
-) -> None:
-    """Dots and intervals of one panel on a zoomed axis; rows off the axis are marked at its edge."""
-    shown = [
-        (y, r, value(r)) for y, r in zip(ys, rows, strict=True) if r is not None and value(r) is not None
-    ]
-    if not shown:
-        ax.text(0.5, 0.5, "no values", transform=ax.transAxes, ha="center", color="#777777")
-        return
-
-    def ends(keep_lo: float, keep_hi: float) -> list[float]:
-        return [
-            x
-            for _, r, m in shown
-            if keep_lo <= m <= keep_hi
-            for x in ([m] if paper else [r["ci_low"], r["ci_high"], *r["values"]])
-        ]
-
-    def limits(values: list[float]) -> tuple[float, float, float]:
-        span = max(max(values) - min(values), 1.0)
-        return min(values) - 0.08 * span, max(values) + 0.38 * span, span  # room on the right for labels
-
-    left, right, span = limits(ends(*zoomed_range([m for _, _, m in shown])))
-    left, right, span = limits(ends(left, right))  # a row whose mean falls inside is shown whole
-    ax.set_xlim(left, right)
-    for y, r, m in shown:
-        color = colors[y]
-        if m < left or m > right:  # off the zoomed axis: an arrow at the edge, with the value
-            x_edge, arrow, ha = (left, "<", "left") if m < left else (right, ">", "right")
-            ax.plot([x_edge], [y], marker=arrow, color=color, markersize=7, clip_on=False)
-            ax.text(
-                x_edge + (0.05 if ha == "left" else -0.05) * span,
-                y,
-                f"{m:.1f} (off scale)",
-                va="center",
-                ha=ha,
-                fontsize=7,
-                color="#444444",
-            )
-            continue
-        if paper:
-            ax.plot([m], [y], marker="D", markersize=6, markerfacecolor="white", markeredgecolor="black")
-            ax.text(m + 0.04 * span, y, f"{m:.1f}", va="center", fontsize=7, color="#444444")
-            continue
-        ax.scatter(r["values"], [y] * r["n"], s=11, color="#333333", alpha=0.65, zorder=5, linewidths=0)
-        if r["n"] > 1:
-            ax.plot(
-                [r["ci_low"], r["ci_high"]],
-                [y, y],
-                color=color,
-                linewidth=2.2,
-                zorder=3,
-                solid_capstyle="butt",
-            )
-        ax.plot(
-            [m],
-            [y],
-            marker="o",
-            markersize=6.5,
-            color=color,
-            markeredgecolor="black",
-            markeredgewidth=0.6,
-            zorder=4,
-        )
-        label = f"{m:.1f}" + (f" ± {r['half_width']:.1f}" if r["n"] > 1 else "")
-        ax.text(max(r["ci_high"], max(r["values"])) + 0.04 * span, y, label, va="center", fontsize=7)
-    ax.grid(axis="x", alpha=0.3)
-
-
 def render_chart(cells: list[dict[str, Any]], probes: list[str], path: Path, title: str = "") -> Path:
     """Dot and interval plot: one panel per probe (each seed a grey dot, the mean a coloured dot,
     its 95 % interval a line, on an axis zoomed onto the bulk of the values), rows in the order of
@@ -538,14 +439,14 @@ def render_chart(cells: list[dict[str, Any]], probes: list[str], path: Path, tit
     dataset = summaries[0]["dataset"]
     for ax, probe in zip(axes, probes, strict=False):
         by_source = {r["source"]: r for r in summaries if r["probe"] == probe}
-        _panel(ax, ys, [by_source.get(s) for s in order], lambda r: r["mean"], colors)
+        panel(ax, ys, [by_source.get(s) for s in order], lambda r: r["mean"], colors)
         seeds = max((r["n"] for r in by_source.values()), default=0)
         ax.set_title(f"{probe} probe, {dataset}\n({seeds} seed{'s' if seeds != 1 else ''})", fontsize=9)
         ax.set_xlabel("top-1 (%)", fontsize=8)
     if has_paper:
         ax = axes[-1]
         rows = [{**first[s], "paper_top1": published[s]} for s in order]
-        _panel(ax, ys, rows, lambda r: r.get("paper_top1"), colors, paper=True)
+        panel(ax, ys, rows, lambda r: r.get("paper_top1"), colors, paper=True)
         ax.set_facecolor("#f3f3f3")
         ax.set_title(reference.panel, fontsize=9, color="#444444")
         ax.set_xlabel("top-1 (%), published", fontsize=8)
@@ -587,6 +488,28 @@ def render_chart(cells: list[dict[str, Any]], probes: list[str], path: Path, tit
     return path
 
 
+def analysis_section(out: Path) -> str:
+    """ "Which measure predicted this ranking": the correlations of OUT/analysis (written by
+    `noisevision analyze` during the reproduction), or "" when there is none."""
+    from noisevision.analyze.report import correlation_lines
+
+    numbers = read_cell(out / "analysis" / "results.json")
+    if not isinstance(numbers, dict) or not numbers.get("correlations"):
+        return ""
+    lines = correlation_lines(numbers)
+    lines[0] = "## Which measure predicted this ranking"
+    intro = (
+        "The data of the generators, measured without training (`noisevision analyze`: image "
+        "statistics, diversity, naturalism against the evaluation set, in three feature spaces), "
+        "ranked against each probe. Every measure with its interval, and the plots, are in "
+        "[analysis/report.md](analysis/report.md)."
+    )
+    plane = (
+        "![naturalism and diversity](analysis/plane.png)" if (out / "analysis" / "plane.png").exists() else ""
+    )
+    return "\n" + "\n".join([lines[0], "", intro, "", *([plane, ""] if plane else []), *lines[2:]]) + "\n"
+
+
 def build_report(out: str | Path) -> dict[str, Path]:
     """results.csv (one row per cell, with its mean, interval and n), results.json (the plan, the
     summaries, the comparisons and the cells), chart.png (a panel per probe) and report.md."""
@@ -620,7 +543,8 @@ def build_report(out: str | Path) -> dict[str, Path]:
         "cells": cells,
     }
     atomic_write_text(out / "results.json", json.dumps(results, indent=1))
-    atomic_write_text(out / "report.md", render_markdown(cells, plan, {"all": "chart.png"}))
+    markdown = render_markdown(cells, plan, {"all": "chart.png"}) + analysis_section(out)
+    atomic_write_text(out / "report.md", markdown)
     for probe in probes:
         if v := verdict(cells, probe):
             log.info(v)

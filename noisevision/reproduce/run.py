@@ -414,6 +414,33 @@ def run_source(
     return cells
 
 
+def _analyze(out: Path, preset: ReproPreset, sources: list[Source], dataset: str, device: str) -> None:
+    """`noisevision analyze` of the generators (from their rendered folders where there are
+    some) against the evaluation set, with the probe results so far, into OUT/analysis/; a
+    failure is a line in the log, never the reproduction's."""
+    from noisevision.analyze import AnalyzeSettings, analyze, plan
+    from noisevision.data.folder import read_manifest
+
+    settings = AnalyzeSettings(
+        **{**preset.analysis, "real": dataset, "results": (str(out),), "device": device}
+    )
+    if settings.num_images == 0:
+        return
+    specs = []
+    for s in sources:
+        if s.kind != "generator" or s.needs is not None:
+            continue
+        folder = data_folder(out, s.name)
+        specs.append(f"{s.name}={folder}" if read_manifest(folder) is not None else s.name)
+    if len(specs) < 3:
+        return  # a ranking of fewer than 3 sources says nothing
+    log.info(f"analysing the data of {len(specs)} generators against {dataset} (OUT/analysis)")
+    try:
+        analyze(plan(specs, settings), out / "analysis")
+    except NoisevisionError as exc:
+        log.info(f"analysis skipped: {exc}")
+
+
 def reproduce(
     preset: str | ReproPreset,
     out: str | Path,
@@ -493,6 +520,8 @@ def reproduce(
                     notes.append(f"{source.name}{f' (seed {seed})' if seed else ''} failed: {exc}")
                     failed.append((source.name, seed))
                     _write_plan(out, preset, dataset_name, sources, notes, settings, seeds)
+        if owner:
+            _analyze(out, preset, sources, dataset_name, device)
         paths = build_report(out)
         log.info(
             f"reproduction '{preset.name}' finished in {time.perf_counter() - t0:.0f} s: "

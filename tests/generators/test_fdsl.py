@@ -223,15 +223,15 @@ def test_the_cpu_loop_draws_the_bytes_of_the_tensor_code(name, res):
         return gen.draw(Rng.for_indices(gen.key + "/class", 0, cat), Rng.for_indices(gen.key, 0, idx), inst)
 
     tensor_code = contours.rasterise(draws().orbits_drawn(), res)
-    assert torch.equal(contours_cpu.render(draws(), res), tensor_code)
+    assert torch.equal(contours_cpu.render(draws(), res, res / contours.CANVAS, contours.FIXED), tensor_code)
     assert torch.equal(gen(idx, res=res), tensor_code)  # what the generator renders on a CPU
 
 
 def test_the_perlin_parts_give_every_table_value():
     """The CPU loop computes Perlin values from 1.8 KB of parts; all 2^20 must equal the table's."""
-    from noisevision.generators.fdsl import contours
+    from noisevision.generators.fdsl import contours, contours_cpu
 
-    f, f1, fade, g = contours.perlin_parts()
+    f, f1, fade, g = contours_cpu.perlin_parts()
     index = np.arange(1 << contours.PERLIN_BITS)
     a = index >> 12
     near = g[(index >> 6) & 63] * f[a]

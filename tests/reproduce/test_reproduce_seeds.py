@@ -140,7 +140,7 @@ def test_report_says_what_is_significant_and_what_is_not(tmp_path: Path) -> None
 
 
 def test_zoomed_axis_leaves_far_rows_off() -> None:
-    from noisevision.reproduce.report import zoomed_range
+    from noisevision.reproduce.chart import zoomed_range
 
     assert zoomed_range([20.4, 69.9, 71.8, 74.3, 74.5, 75.4, 83.0]) == (69.9, 83.0)
     assert zoomed_range([10.0, 90.0]) == (10.0, 90.0)

@@ -19,7 +19,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -168,17 +167,6 @@ def perlin_table(device: torch.device) -> Tensor:
     return _PERLIN[str(device)]
 
 
-def perlin_parts() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """What `perlin_table` is made of, per 8-bit fraction and 6-bit gradient, float32: f, f − 1
-    and fade(f) [256], g [64]. Entry (f, g0, g1) of the table is near + fade·(far − near) with
-    near = g0·f and far = g1·(f − 1), each a float32 operation: a CPU loop computes it from these
-    1.8 KB instead of reading the 4 MB table (the same values, tested for all 2^20)."""
-    f = (torch.arange(256, dtype=torch.int64) + 0.5) / 256
-    g = torch.arange(64, dtype=torch.int64) * 2 / 64 + 1 / 64 - 1
-    fade = f**3 * (f * (f * 6 - 15) + 10)
-    return tuple(np.ascontiguousarray(t.to(torch.float32).numpy()) for t in (f, f - 1, fade, g))
-
-
 def grown_radii(r0: Tensor, steps: Tensor) -> Tensor:
     """Radii of every orbit: r0 [B] plus the running sum of the radial steps [B, 2, K, N] over
     orbits (step k moves orbit k−1 to orbit k; step 0 is ignored). Summed in fixed point, so
@@ -316,7 +304,7 @@ class OrbitFamily(Generator):
         if indices.device.type == "cpu":  # one fused loop per image: the same bytes, far fewer passes
             from noisevision.generators.fdsl import contours_cpu
 
-            return contours_cpu.render(draws, res)
+            return contours_cpu.render(draws, res, res / CANVAS, FIXED)
         return rasterise(draws.orbits_drawn(), res)
 
     def law_draws(self, cls: Rng) -> tuple[Tensor, Tensor, Tensor]:
