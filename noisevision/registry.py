@@ -132,7 +132,8 @@ def _preset(e: Entry[Any]) -> dict[str, Any]:
 
 def _repro_preset(e: Entry[Any]) -> dict[str, Any]:
     p = e.value
-    return {"training": p.train_preset, "sources": len(p.generators), "evaluation": p.eval_dataset}
+    training = ", ".join(dict.fromkeys([p.train_preset, *p.recipes.values()]))  # its recipes
+    return {"training": training, "sources": len(p.generators), "evaluation": p.eval_dataset}
 
 
 def _protocol(e: Entry[Any]) -> dict[str, Any]:
