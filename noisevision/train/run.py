@@ -210,7 +210,7 @@ def _run(cfg: TrainConfig, parts: Components, out: Path, device: torch.device) -
         if rank == 0 and not (out / ENCODER).is_file():
             export()
         return out
-    trackers = _open_trackers(cfg, parts, state) if rank == 0 else Trackers()
+    trackers = open_run_trackers(cfg, parts, state) if rank == 0 else Trackers()
     status = "failed"
     try:
         loader = open_loader(cfg, parts, state, device)
@@ -229,7 +229,7 @@ def _run(cfg: TrainConfig, parts: Components, out: Path, device: torch.device) -
     return out
 
 
-def _open_trackers(cfg: TrainConfig, parts: Components, state: RunState) -> Trackers:
+def open_run_trackers(cfg: TrainConfig, parts: Components, state: RunState) -> Trackers:
     """The run's trackers (cfg.logger), continuing the tracked runs of an earlier attempt; a run
     that starts from its first step logs its settings and sample grid (RUN/samples.png) first."""
     out = Path(cfg.out)
