@@ -29,10 +29,8 @@ found beside the encoder (eval-*.json, a reproduction's cells) and the lines tha
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,11 +40,19 @@ from torch import Tensor, nn
 
 import noisevision
 from noisevision.errors import FieldError, NoisevisionError
+from noisevision.hub import (
+    HUB_CARD,
+    HUB_CONFIG,
+    HUB_WEIGHTS,
+    HubCard,
+    check_model_folder,
+    eval_resize,
+    timm_hub_config,
+)
 from noisevision.io import (
     atomic_write_bytes,
     atomic_write_text,
     check_output_file,
-    check_output_folder,
     recorded_place,
     slug,
 )
@@ -212,55 +218,20 @@ def _noisevision_lines(encoder: nn.Module, filename: str) -> list[str]:
     ]
 
 
-def eval_resize(input_size: int) -> int:
-    """The shorter side the probes' test view resizes to before centre-cropping `input_size`."""
-    from noisevision.evaluate.views import View
-
-    return View(input_size, train=False).resize_to
-
-
-def timm_hub_config(encoder: nn.Module, recipe: Recipe) -> dict[str, Any]:
-    """The config.json of a timm model folder (what `timm.create_model("hf-hub:…")` and
-    "local-dir:…" read): the timm architecture and its arguments, no classifier, and the
-    preprocessing the encoder was trained and probed with. NoisevisionError for an encoder that no
-    timm architecture builds exactly."""
+def _timm_folder_config(encoder: nn.Module, recipe: Recipe) -> dict[str, Any]:
+    """hub.timm_hub_config of the timm model the encoder's trunk is; NoisevisionError for an encoder
+    that no timm architecture builds exactly."""
     vit = timm_model(encoder)
     if vit is not None:
-        name, model_args = vit
-        first_conv, classifier, pool = "patch_embed.proj", "head", "token"
-    else:
-        layout = resnet_layout(encoder, "timm")
-        if layout.small_stem:
-            raise NoisevisionError(
-                f"'{encoder.arch}' has no timm model folder: timm's ResNets start with a 7×7 stride-2 "
-                "conv and a max-pool, not its 3×3 stride-1 stem; export it to a .safetensors file (its "
-                "card swaps the stem) or with --format noisevision"
-            )
-        name, model_args = layout.builder, {}
-        first_conv, classifier, pool = "conv1", "fc", "avg"
-    size, resize = recipe.input_size, eval_resize(recipe.input_size)
-    crop_pct = size / resize
-    while math.floor(size / crop_pct) != resize:  # timm resizes to floor(input_size / crop_pct)
-        crop_pct = math.nextafter(crop_pct, 0.0)
-    return {
-        "architecture": name,
-        "num_classes": 0,
-        "num_features": int(encoder.feat_dim),
-        "global_pool": pool,
-        "model_args": model_args,
-        "pretrained_cfg": {
-            "input_size": [3, size, size],
-            "fixed_input_size": vit is not None,  # a ViT's position embedding fixes its input size
-            "interpolation": "bilinear",
-            "crop_pct": crop_pct,
-            "crop_mode": "center",
-            "mean": list(recipe.mean),
-            "std": list(recipe.std),
-            "num_classes": 0,
-            "first_conv": first_conv,
-            "classifier": classifier,
-        },
-    }
+        return timm_hub_config(*vit, True, encoder.feat_dim, recipe)
+    layout = resnet_layout(encoder, "timm")
+    if layout.small_stem:
+        raise NoisevisionError(
+            f"'{encoder.arch}' has no timm model folder: timm's ResNets start with a 7×7 stride-2 "
+            "conv and a max-pool, not its 3×3 stride-1 stem; export it to a .safetensors file (its "
+            "card swaps the stem) or with --format noisevision"
+        )
+    return timm_hub_config(layout.builder, {}, False, encoder.feat_dim, recipe)
 
 
 FORMATS: Registry[ExportFormat] = Registry("export format")
@@ -284,7 +255,7 @@ FORMATS.add(
         "import timm, torch\nfrom safetensors.torch import load_file",
         True,
         library_name="timm",
-        hub_config=timm_hub_config,
+        hub_config=_timm_folder_config,
     ),
     "ResNet or ViT trunk under timm's names, for timm.create_model(NAME, num_classes=0); to a folder: "
     "a timm model folder for create_model('hf-hub:…')",
@@ -302,24 +273,6 @@ def formats_for(encoder: nn.Module) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------- export
-HUB_WEIGHTS = "model.safetensors"  # a model folder's files, as the Hub and timm name them
-HUB_CONFIG = "config.json"
-HUB_CARD = "README.md"
-
-
-@dataclass(frozen=True)
-class HubCard:
-    """What the card of a model folder says besides the weights: its licence (model-card metadata)
-    and the name it is loaded by ("hf-hub:USER/NAME" once pushed, else "local-dir:FOLDER" as typed)."""
-
-    license: str = "mit"
-    repo: str | None = None
-    folder: str = ""
-
-    def model_id(self) -> str:
-        return f"hf-hub:{self.repo}" if self.repo else f"local-dir:{self.folder}"
-
-
 @dataclass
 class Exported:
     """What `export_encoder` wrote (`folder`: the model folder, None for a .safetensors file)."""
@@ -372,46 +325,6 @@ def export_encoder(
     atomic_write_text(card_path, card)
     config_path = out / HUB_CONFIG if config is not None else None
     return Exported(weights, card_path, fmt, len(tensors), dropped, out if folder else None, config_path)
-
-
-def check_model_folder(out: Path) -> None:
-    """A model folder is new, empty, or one written by an earlier export: pushed whole to the Hub, it
-    must hold nothing else."""
-    check_output_folder(out)
-    ours = {HUB_WEIGHTS, HUB_CONFIG, HUB_CARD}
-    others = sorted(p.name for p in out.iterdir() if p.name not in ours) if out.is_dir() else []
-    if others:
-        raise FieldError(
-            "out",
-            f"{{field}} {out} holds other files ({', '.join(others[:3])}): a model folder is uploaded "
-            "whole, so give a new or empty folder (or a FILE.safetensors)",
-        )
-
-
-def push_to_hub(folder: Path, repo: str, private: bool = False, message: str | None = None) -> str:
-    """Upload a model folder to the Hugging Face Hub as model repository `repo` (created if need
-    be); returns the URL of the commit. One-line errors for a missing huggingface_hub, a bad
-    repository name, no login, or a refusal by the Hub."""
-    if importlib.util.find_spec("huggingface_hub") is None:
-        raise NoisevisionError("--push-to-hub needs huggingface_hub: pip install 'noisevision[hub]'")
-    from huggingface_hub import HfApi
-
-    api = HfApi()
-    try:
-        api.create_repo(repo, repo_type="model", private=private, exist_ok=True)
-        commit = api.upload_folder(
-            repo_id=repo,
-            folder_path=str(folder),
-            repo_type="model",
-            commit_message=message or f"noisevision {noisevision.__version__} export",
-        )
-    except Exception as exc:  # HfHubHTTPError, an invalid name, no token …: what the Hub said
-        what = " ".join(str(exc).split())[:300] or type(exc).__name__
-        raise NoisevisionError(
-            f"could not push {folder} to the Hub as {repo} ({what}): check the name (USER/NAME) and "
-            "your login (huggingface-cli login, or HF_TOKEN)"
-        ) from exc
-    return str(getattr(commit, "commit_url", commit))
 
 
 def _metadata(
@@ -613,22 +526,7 @@ def model_card(
         "",
     ]
     if hub and target.hub_config:
-        lines += [
-            "```python",
-            "import timm",
-            f'model = timm.create_model("{hub.model_id()}", pretrained=True)  # no classifier',
-            "config = timm.data.resolve_data_config({}, model=model)  # the preprocessing of config.json",
-            "preprocess = timm.data.create_transform(**config)  # resize, centre crop, normalise",
-            "```",
-            "",
-            (
-                "From this folder; once it is on the Hub (`noisevision export … --push-to-hub USER/NAME`), "
-                'as `timm.create_model("hf-hub:USER/NAME", pretrained=True)`. Or the weights file alone:'
-                if not hub.repo
-                else "Or the weights file alone:"
-            ),
-            "",
-        ]
+        lines += hub.timm_lines()
     lines += ["```python", target.import_line, *target.loading(encoder, filename), "```", ""]
     vit = target.holds_timm(encoder)
     if fmt != "noisevision":

@@ -35,19 +35,13 @@ def export(
     folder: `timm.create_model("local-dir:FOLDER", pretrained=True)`, and once pushed with
     `--push-to-hub USER/NAME`, `timm.create_model("hf-hub:USER/NAME", pretrained=True)`.
     """
-    import importlib.util
-
     from noisevision.errors import NoisevisionError
-    from noisevision.export import SUFFIX, export_encoder
-    from noisevision.export import push_to_hub as push
+    from noisevision.export import export_encoder
+    from noisevision.hub import check_push
+    from noisevision.hub import push_to_hub as push
 
-    if push_to_hub is not None:  # checked before anything is written
-        if out.suffix == SUFFIX:
-            raise NoisevisionError(f"--push-to-hub uploads a model folder: give --out a folder, not {out}")
-        if push_to_hub.count("/") != 1 or not all(push_to_hub.split("/")):
-            raise NoisevisionError(f"--push-to-hub '{push_to_hub}' must name a repository as USER/NAME")
-        if importlib.util.find_spec("huggingface_hub") is None:
-            raise NoisevisionError("--push-to-hub needs huggingface_hub: pip install 'noisevision[hub]'")
+    if push_to_hub is not None:
+        check_push(out, push_to_hub)  # before anything is written
     elif private:
         raise NoisevisionError("--private is an option of --push-to-hub: give both, or neither")
     done = export_encoder(encoder, fmt, out, license=license, repo=push_to_hub)
