@@ -228,3 +228,31 @@ def test_no_logger_writes_only_the_run_files(tmp_path):
         "encoder.pt",
         "metrics.jsonl",
     }
+
+
+def test_a_reproduction_tracks_its_runs_and_cells_in_one_store(tmp_path, probe_set):
+    import noisevision.reproduce as rp
+
+    train = dict(num_images=16, epochs=1, batch_size=16, input_size=16, res=16, workers=0, progress=False)
+    train["arch_kwargs"] = {"width": 0.125, "head": "linear", "out_dim": 16}
+    preset = rp.ReproPreset(
+        "mini",
+        "test",
+        ("test-blobs",),
+        "tiny",
+        train,
+        eval_dataset=probe_set(2),
+        probe=dict(probes=("knn",), workers=0),
+        baselines=("raw-pixels",),
+    )
+    out = tmp_path / "out"
+    rp.reproduce(preset, out, logger="mlflow")
+    assert not (out / "runs" / "test-blobs" / "mlflow.db").exists()  # every run in OUT's store
+    client, runs = mlflow_runs(out / "mlflow.db")
+    by_kind = {r.data.tags["noisevision.kind"]: r for r in runs}
+    assert sorted(by_kind) == ["reproduce", "train"] and len(runs) == 2
+    assert by_kind["train"].data.metrics["epoch/loss"] < 0  # align/uniform's loss
+    cells = {f"cells/{c['source']}/{c['probe']}/top1": c["top1"] for c in rp.load_cells(out)}
+    assert by_kind["reproduce"].data.metrics == pytest.approx(cells) and len(cells) == 2
+    stored = out / "mlartifacts" / by_kind["reproduce"].info.run_id / "artifacts" / "report"
+    assert (stored / "report.md").read_text() == (out / "report.md").read_text()
