@@ -294,16 +294,19 @@ TRACKERS.add(
 
 
 def parse_loggers(text: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
-    """'tensorboard,wandb' -> ('tensorboard', 'wandb'), each installed; 'none' -> (). One-line
-    errors for an unknown name and for a tracker whose package is missing."""
-    items = text.split(",") if isinstance(text, str) else list(text or [])
-    names = list(dict.fromkeys(n.strip() for n in items if n.strip()))
-    if names == [NONE]:
-        return ()
-    if not names:
-        raise FieldError(
-            "logger", f"{{field}} '{text}' names no logger: give e.g. tensorboard,mlflow or none"
-        )
+    """'tensorboard,wandb' -> ('tensorboard', 'wandb'), each installed; 'none' -> (). Names already
+    split are checked the same way (an empty tuple: none). One-line errors for an unknown name and
+    for a tracker whose package is missing."""
+    if isinstance(text, str):
+        names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+        if names == [NONE]:
+            return ()
+        if not names:
+            raise FieldError(
+                "logger", f"{{field}} '{text}' names no logger: give e.g. tensorboard,mlflow or none"
+            )
+    else:
+        names = list(dict.fromkeys(text or ()))
     for name in names:
         kind = TRACKERS.get(name)  # an unknown name: "did you mean …"
         if importlib.util.find_spec(kind.module) is None:

@@ -81,7 +81,7 @@ def wandb_history(folder: Path) -> list[dict]:
 def test_logger_names_parse_with_one_line_errors(monkeypatch):
     assert parse_loggers("tensorboard") == ("tensorboard",)
     assert parse_loggers(" mlflow, wandb,mlflow ") == ("mlflow", "wandb")
-    assert parse_loggers("none") == ()
+    assert parse_loggers("none") == () == parse_loggers(())
     with pytest.raises(UnknownNameError, match="unknown logger 'tensorbord': did you mean tensorboard"):
         parse_loggers("tensorbord")
     with pytest.raises(FieldError, match="names no logger"):
