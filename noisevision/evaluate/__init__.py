@@ -249,7 +249,6 @@ __all__ = [
     "build_baseline",
     "check_trainable",
     "evaluate",
-    "track_result",
     "extract_features",
     "feature_layer",
     "fit_linear",
@@ -263,5 +262,6 @@ __all__ = [
     "result_file",
     "standardize",
     "top1",
+    "track_result",
     "view_rng",
 ]

@@ -210,7 +210,8 @@ def _run(cfg: TrainConfig, parts: Components, out: Path, device: torch.device) -
         if rank == 0 and not (out / ENCODER).is_file():
             export()
         return out
-    trackers = open_run_trackers(cfg, parts, state) if rank == 0 else Trackers()
+    # opened through _rank0_first: a tracker that cannot start (no W&B login) stops every rank
+    trackers = _rank0_first(lambda: open_run_trackers(cfg, parts, state) if rank == 0 else Trackers())
     status = "failed"
     try:
         loader = open_loader(cfg, parts, state, device)
