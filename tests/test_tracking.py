@@ -210,8 +210,9 @@ def test_mlflow_tracking_uri_points_elsewhere(tmp_path, monkeypatch):
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'server.db'}")
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "noisevision")
+    monkeypatch.chdir(tmp_path)  # that store keeps artifacts at MLflow's default root, ./mlruns
     out = train(tiny_cfg(tmp_path / "run", logger="mlflow", epochs=1))
-    assert not (out / "mlflow.db").exists()
+    assert not (out / "mlflow.db").exists() and not (out / "mlartifacts").exists()
     _, (run,) = mlflow_runs(tmp_path / "server.db")
     assert json.loads((out / "trackers.json").read_text())["mlflow"]["tracking_uri"].endswith("server.db")
     assert run.data.metrics["epoch/loss"] == json.loads((out / "metrics.jsonl").read_text())["loss"]
