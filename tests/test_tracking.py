@@ -257,3 +257,17 @@ def test_a_reproduction_tracks_its_runs_and_cells_in_one_store(tmp_path, probe_s
     assert by_kind["reproduce"].data.metrics == pytest.approx(cells) and len(cells) == 2
     stored = out / "mlartifacts" / by_kind["reproduce"].info.run_id / "artifacts" / "report"
     assert (stored / "report.md").read_text() == (out / "report.md").read_text()
+
+
+def test_bench_logging_prints_each_set_against_none(run_cli):
+    code, out, err = run_cli(
+        "bench", "logging", "--data", "test-blobs", "--num-images", "128", "--epochs", "1", "--rounds", "1",
+        "--loggers", "none", "--loggers", "tensorboard,mlflow", "--workers", "0", "--device", "cpu",
+    )  # fmt: skip
+    assert code == 0, err
+    rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| ")]
+    assert [r[0].strip() for r in rows[1:]] == ["none", "tensorboard,mlflow"]
+    assert rows[1][2].strip() == "+0.0 %" and float(rows[1][3]) == 0.0  # no logger: no time in calls
+    assert float(rows[2][3]) > 0 and float(rows[2][7]) > 0  # time in the calls; MLflow's store at start
+    code, _, err = run_cli("bench", "logging", "--loggers", "tensorboard")
+    assert code == 2 and "--loggers must include none" in err

@@ -44,6 +44,10 @@ class TrackedTiming:
     calls: list[float] = field(default_factory=list)  # seconds inside the trackers' calls in the loop
     cpu: list[float] = field(default_factory=list)  # the process's CPU seconds over the loop
 
+    def best(self) -> int:
+        """The round with the fastest loop."""
+        return min(range(len(self.loop)), key=self.loop.__getitem__)
+
 
 class _TimedTrackers(Tracker):
     """The run's trackers, with the time spent inside their calls added up."""
@@ -64,10 +68,6 @@ class _TimedTrackers(Tracker):
 
     def flush(self) -> None:
         self._timed("flush")
-
-    def best(self) -> int:
-        """The round with the fastest loop."""
-        return min(range(len(self.loop)), key=self.loop.__getitem__)
 
 
 def time_tracked_run(cfg, device: torch.device) -> tuple[float, float, float, float, float]:
