@@ -40,13 +40,29 @@ from torch import Tensor, nn
 
 import noisevision
 from noisevision.errors import FieldError, NoisevisionError
-from noisevision.io import atomic_write_bytes, atomic_write_text, check_output_file, recorded_place, slug
+from noisevision.hub import (
+    HUB_CARD,
+    HUB_CONFIG,
+    HUB_WEIGHTS,
+    HubCard,
+    check_model_folder,
+    eval_resize,
+    timm_hub_config,
+)
+from noisevision.io import (
+    atomic_write_bytes,
+    atomic_write_text,
+    check_output_file,
+    recorded_place,
+    slug,
+)
 from noisevision.models.archs import ARCHS
 from noisevision.models.encoder_file import EXPORT_KEY, Recipe, encoder_path, load_encoder, safetensors_fields
 from noisevision.models.resnet import ResNetEncoder
 from noisevision.registry import Registry
 
 SUFFIX = ".safetensors"
+OTHER_WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".onnx", ".h5")  # an --out that is a mistake
 CARD_MARK = "<!-- noisevision model card of "  # first line after the front matter: "... FILE -->"
 HEAD_PREFIX = "head."  # the projection head's tensors (ResNetEncoder.head, ViTEncoder.head)
 
@@ -127,6 +143,8 @@ class ExportFormat:
     loading: Callable[[nn.Module, str], list[str]]  # (encoder, file name) -> Python lines
     import_line: str
     timm_trunks: bool = False  # also holds encoders whose trunk is a timm model (the ViTs)
+    library_name: str = ""  # the Hub's name of the library that loads a model folder of it
+    hub_config: Callable[[nn.Module, Recipe], dict[str, Any]] | None = None  # its config.json
 
     def holds_timm(self, encoder: nn.Module) -> bool:
         return self.timm_trunks and timm_model(encoder) is not None
@@ -200,6 +218,22 @@ def _noisevision_lines(encoder: nn.Module, filename: str) -> list[str]:
     ]
 
 
+def _timm_folder_config(encoder: nn.Module, recipe: Recipe) -> dict[str, Any]:
+    """hub.timm_hub_config of the timm model the encoder's trunk is; NoisevisionError for an encoder
+    that no timm architecture builds exactly."""
+    vit = timm_model(encoder)
+    if vit is not None:
+        return timm_hub_config(*vit, True, encoder.feat_dim, recipe)
+    layout = resnet_layout(encoder, "timm")
+    if layout.small_stem:
+        raise NoisevisionError(
+            f"'{encoder.arch}' has no timm model folder: timm's ResNets start with a 7×7 stride-2 "
+            "conv and a max-pool, not its 3×3 stride-1 stem; export it to a .safetensors file (its "
+            "card swaps the stem) or with --format noisevision"
+        )
+    return timm_hub_config(layout.builder, {}, False, encoder.feat_dim, recipe)
+
+
 FORMATS: Registry[ExportFormat] = Registry("export format")
 FORMATS.add(
     "torchvision",
@@ -208,15 +242,23 @@ FORMATS.add(
         True,
         _torchvision_lines,
         "import torch, torchvision\nfrom safetensors.torch import load_file",
+        library_name="pytorch",
     ),
     "ResNet trunk under torchvision's names, for torchvision.models.resnetN() (no fc)",
 )
 FORMATS.add(
     "timm",
     ExportFormat(
-        "timm", True, _timm_lines, "import timm, torch\nfrom safetensors.torch import load_file", True
+        "timm",
+        True,
+        _timm_lines,
+        "import timm, torch\nfrom safetensors.torch import load_file",
+        True,
+        library_name="timm",
+        hub_config=_timm_folder_config,
     ),
-    "ResNet or ViT trunk under timm's names, for timm.create_model(NAME, num_classes=0)",
+    "ResNet or ViT trunk under timm's names, for timm.create_model(NAME, num_classes=0); to a folder: "
+    "a timm model folder for create_model('hf-hub:…')",
 )
 FORMATS.add(
     "noisevision",
@@ -233,35 +275,56 @@ def formats_for(encoder: nn.Module) -> list[str]:
 # ---------------------------------------------------------------------------------------- export
 @dataclass
 class Exported:
-    """What `export_encoder` wrote."""
+    """What `export_encoder` wrote (`folder`: the model folder, None for a .safetensors file)."""
 
     weights: Path
     card: Path
     format: str
     tensors: int
     dropped: list[str]
+    folder: Path | None = None
+    config: Path | None = None
 
 
-def export_encoder(source: str | Path, fmt: str, out: str | Path) -> Exported:
-    """Write `source`'s encoder (a file or run folder) to `out` (.safetensors) in format `fmt`, and
-    its model card beside it. Everything is checked before anything is written."""
+def export_encoder(
+    source: str | Path, fmt: str, out: str | Path, license: str = "mit", repo: str | None = None
+) -> Exported:
+    """Write `source`'s encoder (a file or run folder) in format `fmt`, with its model card.
+
+    `out` a .safetensors file: the weights, and the card beside them. `out` a folder: a model folder
+    as the Hub holds one, model.safetensors and the card as README.md with model-card metadata
+    (`license`), plus for timm the config.json that `timm.create_model("hf-hub:REPO")` reads (the
+    card names REPO when given, the folder otherwise). Everything is checked before anything is
+    written.
+    """
     target = FORMATS.get(fmt)  # an unknown format: "did you mean …"
+    typed = str(out)
     out = Path(out).expanduser()
-    if out.suffix != SUFFIX:
-        raise FieldError("out", f"{{field}} must name a {SUFFIX} file, not '{out}'")
-    check_output_file(out)  # a folder, or a place nothing can be written: one line
+    folder = out.suffix != SUFFIX
+    if folder and out.suffix.lower() in OTHER_WEIGHT_SUFFIXES:
+        raise FieldError("out", f"{{field}} must name a {SUFFIX} file or a model folder, not '{out}'")
+    if folder:
+        check_model_folder(out)
+    else:
+        check_output_file(out)  # a folder, or a place nothing can be written: one line
     path = encoder_path(source)
     encoder, meta = load_encoder(path)  # not an encoder: one line
     encoder.eval()
     tensors = target.tensors(encoder)  # not expressible in this format: one line
-    card_path = card_path_for(out)
     dropped = target.dropped(encoder)
     recipe: Recipe = meta.pop("recipe")
-    card = model_card(encoder, meta, recipe, fmt, out.name, tensors, dropped, path)
+    config = target.hub_config(encoder, recipe) if folder and target.hub_config else None
+    weights = out / HUB_WEIGHTS if folder else out
+    card_path = out / HUB_CARD if folder else card_path_for(out)
+    hub = HubCard(license, repo, typed) if folder else None
+    card = model_card(encoder, meta, recipe, fmt, weights.name, tensors, dropped, path, hub)
     blob = _safetensors_bytes(tensors, _metadata(encoder, meta, recipe, fmt, tensors))
-    atomic_write_bytes(out, blob)
+    atomic_write_bytes(weights, blob)
+    if config is not None:
+        atomic_write_text(out / HUB_CONFIG, json.dumps(config, indent=2) + "\n")
     atomic_write_text(card_path, card)
-    return Exported(out, card_path, fmt, len(tensors), dropped)
+    config_path = out / HUB_CONFIG if config is not None else None
+    return Exported(weights, card_path, fmt, len(tensors), dropped, out if folder else None, config_path)
 
 
 def _metadata(
@@ -432,17 +495,24 @@ def model_card(
     tensors: dict[str, Tensor],
     dropped: list[str],
     encoder_path: Path,
+    hub: HubCard | None = None,
 ) -> str:
-    """The Markdown model card of an export."""
+    """The Markdown model card of an export; `hub`: of a model folder (README.md), with the Hub's
+    model-card metadata and, for timm, the `timm.create_model` lines that read its config.json."""
     target = FORMATS.get(fmt)
     arch = encoder.arch
     n_params = sum(t.numel() for k, t in tensors.items() if t.is_floating_point() and "running_" not in k)
     method = recipe.method or meta.get("method") or "an unrecorded method"
-    size, resize = recipe.input_size, int(round(recipe.input_size * 70 / 64))
+    size, resize = recipe.input_size, eval_resize(recipe.input_size)
     data_name = _data_name(meta, recipe, encoder_path.parent)
+    tags = ["image-feature-extraction", *([target.library_name] if hub and target.library_name else [])]
+    front = [f"library_name: {target.library_name}"] if hub and target.library_name else []
+    if hub:
+        front += [f"license: {hub.license}", "pipeline_tag: image-feature-extraction"]
     lines = [
         "---",
-        "tags: [noisevision, self-supervised, synthetic-data, image-feature-extraction]",
+        *front,
+        f"tags: [{', '.join([*tags, 'noisevision', 'self-supervised', 'synthetic-data'])}]",
         "---",
         f"{CARD_MARK}{filename} -->",
         "",
@@ -454,12 +524,10 @@ def model_card(
         "",
         "## Load it",
         "",
-        "```python",
-        target.import_line,
-        *target.loading(encoder, filename),
-        "```",
-        "",
     ]
+    if hub and target.hub_config:
+        lines += hub.timm_lines()
+    lines += ["```python", target.import_line, *target.loading(encoder, filename), "```", ""]
     vit = target.holds_timm(encoder)
     if fmt != "noisevision":
         lines += [

@@ -102,6 +102,7 @@ _WHERE = {
     "schedules": ("noisevision.train", "SCHEDULES"),
     "optimizers": ("noisevision.train", "OPTIMIZERS"),
     "export-formats": ("noisevision.export", "FORMATS"),
+    "loggers": ("noisevision.tracking", "TRACKERS"),
 }
 LISTS = tuple(_WHERE)
 

@@ -135,3 +135,22 @@ def _save_grid(rows: list[tuple[str, Any]], out: Path) -> Path:
     fig.savefig(buffer, dpi=DPI, format=out.suffix.lower().lstrip("."))
     plt.close(fig)
     return atomic_write_bytes(out, buffer.getvalue())
+
+
+def pixel_grid(images: Any, out: Path, columns: int = 8, pad: int = 2) -> Path:
+    """uint8 images [B, 3, H, W] tiled `columns` to a row at their own pixels (no figure, no
+    labels: what a tracker shows as the run's sample grid), saved atomically as PNG."""
+    import torch
+    from PIL import Image
+
+    count, channels, height, width = images.shape
+    rows = -(-count // columns)
+    canvas = torch.full(
+        (channels, rows * (height + pad) + pad, columns * (width + pad) + pad), 255, dtype=torch.uint8
+    )
+    for k in range(count):
+        top, left = pad + (k // columns) * (height + pad), pad + (k % columns) * (width + pad)
+        canvas[:, top : top + height, left : left + width] = images[k]
+    buffer = io.BytesIO()
+    Image.fromarray(canvas.permute(1, 2, 0).contiguous().numpy()).save(buffer, format="PNG")
+    return atomic_write_bytes(out, buffer.getvalue())

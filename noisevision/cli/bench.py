@@ -52,6 +52,47 @@ def bench_train_cmd(
     report_train(cfg, dev, steps, rounds=rounds, workers=workers, modes=chosen, say=_say)
 
 
+@bench_app.command("logging")
+def bench_logging_cmd(
+    data: str = typer.Option("dead_leaves-mixed", "--data", help="Generator or folder to train on."),
+    preset: str = typer.Option("tiny", "--preset", help="Recipe: {presets}."),
+    loggers: list[str] | None = typer.Option(
+        None, "--loggers", help="A set of loggers, comma-separated (repeat; default: none, each, all)."
+    ),
+    rounds: int = typer.Option(2, "--rounds", help="Interleaved rounds; each set reports its best loop."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Epochs (default: the preset's)."),
+    num_images: int | None = typer.Option(None, "--num-images", help="Images (default: the preset's)."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    workers: int | None = typer.Option(None, "--workers", help="Rendering processes."),
+    threads: int | None = typer.Option(None, "--threads", help="torch threads of the training process."),
+) -> None:
+    """What --logger costs training: the same run trained with each set of loggers (interleaved
+    rounds), its epoch loop timed (every log line included), and the trackers' start and end."""
+    import torch
+
+    from noisevision.bench import LOGGER_SETS, report_tracking
+    from noisevision.device import resolve_device
+    from noisevision.train import TrainConfig
+
+    at_least_one(
+        ("--rounds", rounds), ("--epochs", epochs), ("--num-images", num_images), ("--threads", threads)
+    )
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = TrainConfig.from_preset(
+        preset,
+        data=data,
+        epochs=epochs,
+        num_images=num_images,
+        device=device,
+        workers=workers,
+        out="unused",
+        progress=False,
+        checkpoint_minutes=1e9,
+    )
+    report_tracking(cfg, resolve_device(device), tuple(loggers or LOGGER_SETS), rounds, say=_say)
+
+
 @bench_app.command("eval")
 def bench_eval_cmd(
     folder: Path | None = typer.Option(

@@ -73,6 +73,12 @@ def eval_cmd(
         None, "--threads", help="torch CPU threads (default: torch's; 1 is often faster on a busy machine)."
     ),
     out: Path | None = typer.Option(None, "--out", "-o", help="Results JSON (default: beside it)."),
+    logger: str = typer.Option(
+        "tensorboard",
+        "--logger",
+        help="Experiment trackers for the results, comma-separated: {loggers}; none. An encoder of a "
+        "training run logs into that run's tracked run.",
+    ),
 ) -> None:
     """Probe a frozen encoder (or a baseline) on real images, or fine-tune it (--probe finetune);
     results to JSON + one line here."""
@@ -86,8 +92,10 @@ def eval_cmd(
         evaluate,
         load_probe_model,
         result_file,
+        track_result,
     )
     from noisevision.io import atomic_write_text
+    from noisevision.tracking import parse_loggers
 
     given = {
         "probes": tuple(probe) if probe else None,
@@ -111,6 +119,7 @@ def eval_cmd(
         **{k: v for k, v in given.items() if v is not None},
     )
     settings.check()
+    loggers = parse_loggers(logger)  # an unknown or uninstalled tracker: one line, before any work
     at_least_one(("--input-size", input_size), ("--threads", threads))
     if out is not None:
         check_output_file(out)
@@ -129,7 +138,9 @@ def eval_cmd(
         out = result_file(encoder, meta, dataset, settings.probes, result.layer)
     if "recipe" in meta:
         meta = {**meta, "recipe": meta["recipe"].to_dict()}
+    recorded = dict(meta)
     if "path" in meta:  # the encoder by its path from the results file (export finds them so)
-        meta["path"] = recorded_path(meta["path"], Path(out).parent)
-    atomic_write_text(out, json.dumps({"encoder": encoder, "meta": meta, **result.to_dict()}, indent=1))
+        recorded["path"] = recorded_path(meta["path"], Path(out).parent)
+    atomic_write_text(out, json.dumps({"encoder": encoder, "meta": recorded, **result.to_dict()}, indent=1))
+    track_result(loggers, result, Path(out), meta)
     console.print(f"{encoder}: {result.summary()} -> {out}", markup=False, highlight=False, soft_wrap=True)

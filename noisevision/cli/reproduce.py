@@ -49,6 +49,12 @@ def reproduce(
         "Seed 0 is the single run: raising it on a finished folder adds repetitions.",
     ),
     report_only: bool = typer.Option(False, "--report-only", help="Rebuild the report from done cells."),
+    logger: str = typer.Option(
+        "tensorboard",
+        "--logger",
+        help="Experiment trackers, comma-separated: {loggers}; none. Every training run is tracked, "
+        "and the reproduction itself (its cells and report).",
+    ),
 ) -> None:
     """Pre-train on every generator of a preset, probe, and write a report; resumable.
 
@@ -83,4 +89,5 @@ def reproduce(
         feature_vis_encoder=feature_vis_encoder,
         materialize=materialize,
         seeds=seeds,
+        logger=logger,
     )

@@ -69,6 +69,7 @@ OPTIONS: dict[str, Opt] = {
     "cache_images": Opt("Keep a generated dataset on the GPU after its first epoch: auto (when it takes at "
                         "most half the free memory), on, off."),
     "progress": Opt("No progress display.", ("--no-progress",), invert=True),
+    "logger": Opt("Experiment trackers, comma-separated: {loggers}; none: only metrics.jsonl."),
 }  # fmt: skip
 _OWN = ("config", "settings")
 

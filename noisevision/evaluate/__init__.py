@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from torch import nn
 
 from noisevision.data.decode import resolve_decoder
@@ -197,6 +198,40 @@ def result_file(encoder: str, meta: dict[str, Any], dataset: str, probes: Iterab
     return where / f"eval-{stem}{slug(dataset)}-{'+'.join(probes)}-{slug(layer)}.json"
 
 
+def track_result(
+    loggers: str | tuple[str, ...], result: EvalResult, results_file: Path, meta: dict[str, Any]
+) -> None:
+    """Log `result` (written to `results_file`) to the trackers `loggers` names: into the tracked
+    run of the encoder's training run when it lies in a run folder (which it continues, at its last
+    step), else into a new tracked run named after the results file. Metrics are
+    eval/DATASET/PROBE/top1 (and /std); the results file is kept as an artifact."""
+    from noisevision.tracking import TrackedPlace, open_trackers
+
+    run = Path(meta["path"]).parent if "path" in meta else None
+    step = 0
+    if run is not None and (run / "config.yaml").is_file():  # a training run folder
+        batch = (yaml.safe_load((run / "config.yaml").read_text()) or {}).get("batch_size")
+        step = int(meta.get("images_seen") or 0) // batch if isinstance(batch, int) and batch > 0 else 0
+        place = TrackedPlace(run, run.name, "eval")
+    else:
+        place = TrackedPlace(results_file.parent, results_file.stem, "eval", resume=False)
+    trackers = open_trackers(loggers, place)
+    if not trackers:
+        return
+    status = "failed"
+    try:
+        metrics = {}
+        for probe, r in result.probes.items():
+            for key in ("top1", "std"):
+                if isinstance(r.get(key), int | float):
+                    metrics[f"eval/{slug(result.dataset)}/{probe}/{key}"] = float(r[key])
+        trackers.log_metrics(metrics, step)
+        trackers.log_artifact(results_file, "eval")
+        status = "finished"
+    finally:
+        trackers.close(status)
+
+
 __all__ = [
     "BASELINES",
     "NORMALIZATIONS",
@@ -227,5 +262,6 @@ __all__ = [
     "result_file",
     "standardize",
     "top1",
+    "track_result",
     "view_rng",
 ]

@@ -50,6 +50,8 @@ from noisevision.reproduce.plan import (
     runs_probe,
 )
 from noisevision.reproduce.report import build_report
+from noisevision.tracking import DEFAULT as DEFAULT_LOGGER
+from noisevision.tracking import TrackedPlace, Trackers, open_trackers, parse_loggers
 
 log = get_logger(__name__)
 
@@ -454,6 +456,7 @@ def reproduce(
     feature_vis_encoder: str | Path | None = None,
     materialize: str | None = None,
     seeds: int | None = None,
+    logger: str = DEFAULT_LOGGER,
 ) -> Path:
     """Run (or resume) every cell of a preset (a name, or a ReproPreset of one's own) and write
     the report; returns the report folder.
@@ -462,7 +465,9 @@ def reproduce(
     seed; seed 0 is the single run, so that raising `seeds` on a finished folder adds repetitions.
     `feature_vis_encoder`: the encoder file feature_vis-dead_leaves visualises instead of the one
     trained on dead_leaves-mixed here. `materialize`: which generators to render once instead of
-    streaming (MATERIALIZE_HELP), instead of the preset's choice.
+    streaming (MATERIALIZE_HELP), instead of the preset's choice. `logger`: the experiment trackers
+    (tracking.TRACKERS) of every training run and of the reproduction itself (its plan, every
+    cell's top-1 at step SEED, the report); MLflow's local store is OUT/mlflow.db for all of them.
     """
     from noisevision.data.eval_datasets import DATASETS, load_eval_dataset
 
@@ -471,6 +476,7 @@ def reproduce(
         preset = replace(preset, materialize=materialize)
     seeds = check_seeds(preset.seeds if seeds is None else seeds)
     selectors = materialize_selectors(preset.materialize)
+    parse_loggers(logger)  # an unknown or uninstalled tracker: one line, before any work
     out = Path(out).expanduser()  # files in OUT name each other by their paths from OUT (io.recorded_path)
     settings = preset.probe_settings(**(probe_overrides or {}))
     settings.check()
@@ -495,8 +501,14 @@ def reproduce(
     dataset = load_eval_dataset(dataset_name, download=download)
     # a second reproduce into OUT stops here, in one line (under torchrun: rank 0 owns OUT)
     owner = env_count("RANK", 0) == 0
-    with folder_lock(out, "reproduction") if owner else contextlib.nullcontext(out):
-        _write_plan(out, preset, dataset_name, sources, notes, settings, seeds)
+    train_overrides = {**(train_overrides or {}), "logger": logger, "tracking_dir": str(out)}
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(folder_lock(out, "reproduction") if owner else contextlib.nullcontext(out))
+        plan = _write_plan(out, preset, dataset_name, sources, notes, settings, seeds)
+        trackers = open_trackers(logger, TrackedPlace(out, out.name, "reproduce")) if owner else Trackers()
+        stack.callback(lambda: trackers.close("finished" if done else "failed"))
+        done = False
+        trackers.log_config(plan)
         t0 = time.perf_counter()
         failed: list[tuple[str, int]] = []
         for seed in range(seeds):
@@ -504,7 +516,7 @@ def reproduce(
                 log.info(f"--- seed {seed} of 0..{seeds - 1}")
             for source in sources:
                 try:
-                    run_source(
+                    cells = run_source(
                         source,
                         preset,
                         out,
@@ -512,8 +524,11 @@ def reproduce(
                         dataset,
                         settings,
                         device,
-                        dict(train_overrides or {}),
+                        dict(train_overrides),
                         seed,
+                    )
+                    trackers.log_metrics(
+                        {f"cells/{c['source']}/{c['probe']}/top1": c["top1"] for c in cells}, seed
                     )
                 except NoisevisionError as exc:  # one broken source must not stop a day-long run
                     log.info(f"{_tag(source.name, seed)} FAILED: {exc}")
@@ -523,6 +538,10 @@ def reproduce(
         if owner:
             _analyze(out, preset, sources, dataset_name, device)
         paths = build_report(out)
+        for path in paths.values():
+            if path.is_file():
+                trackers.log_artifact(path, "report")
+        done = True
         log.info(
             f"reproduction '{preset.name}' finished in {time.perf_counter() - t0:.0f} s: "
             f"report in {paths['markdown']}"
@@ -573,7 +592,7 @@ def _write_plan(
     notes: list[str],
     settings: ProbeSettings,
     seeds: int = 1,
-) -> None:
+) -> dict[str, Any]:
     """OUT/plan.json: which cells this reproduction consists of (read back by the report)."""
     plan = {
         "preset": preset.name,
@@ -590,3 +609,4 @@ def _write_plan(
         "seeds": seeds,
     }
     atomic_write_text(out / "plan.json", json.dumps(plan, indent=1))
+    return plan

@@ -14,9 +14,10 @@ the checkpoint file and where a run stands, `loop` the epoch loop, `run` the run
 and `train` itself.
 
 A run folder holds config.yaml, checkpoint.pt (written atomically after every epoch and, inside
-long epochs, every `checkpoint_minutes`), metrics.jsonl (one line per epoch), tb/ (TensorBoard)
-and, at the end, encoder.pt. Running the same command again resumes from the last checkpoint and
-continues exactly as an uninterrupted run would: the data order is a seeded permutation per
+long epochs, every `checkpoint_minutes`), metrics.jsonl (one line per epoch), what its experiment
+trackers keep there (`logger`, noisevision.tracking: tb/ for the default TensorBoard, samples.png,
+trackers.json) and, at the end, encoder.pt. Running the same command again resumes from the last
+checkpoint and continues exactly as an uninterrupted run would: the data order is a seeded permutation per
 epoch, the augmentations are keyed by (seed, epoch, image index), MoCo's shuffle by (seed, step),
 and model, optimiser and torch RNG state are restored. Under `torchrun` the same code runs
 DistributedDataParallel (gloo on CPU, nccl on GPU), each rank rendering its own share of every

@@ -21,6 +21,7 @@ from noisevision.errors import FieldError, NoisevisionError, at_least_one
 from noisevision.io import recorded_path, recorded_place
 from noisevision.presets import BASE, get_preset
 from noisevision.registry import Registry
+from noisevision.tracking import DEFAULT as DEFAULT_LOGGER
 
 
 def _base(name: str) -> Any:
@@ -71,6 +72,8 @@ class TrainConfig:
     compile: bool = False  # torch.compile the encoder(s)
     deterministic: bool = False  # GPU: deterministic kernels, so that a resumed run is bit-exact there too
     cache_images: str = "auto"  # keep a generated dataset on the GPU after epoch 1: auto | on | off
+    logger: str = DEFAULT_LOGGER  # experiment trackers, comma-separated names of tracking.TRACKERS, or none
+    tracking_dir: str | None = None  # where local tracking stores live (MLflow's); None: the run folder
 
     RUNTIME = (
         "out",
@@ -85,6 +88,8 @@ class TrainConfig:
         "compile",
         "deterministic",
         "cache_images",
+        "logger",
+        "tracking_dir",
     )
     CACHE_MODES = ("auto", "on", "off")
 
@@ -149,6 +154,7 @@ class TrainConfig:
         from noisevision.methods import METHODS
         from noisevision.models import ARCHS
         from noisevision.precision import check_precision
+        from noisevision.tracking import parse_loggers
 
         if not self.data:
             raise FieldError("data", "no training data: pass {field} GENERATOR|FOLDER")
@@ -179,6 +185,7 @@ class TrainConfig:
         if self.log_every < 1:
             raise FieldError("log_every", f"{{field}} must be at least 1, got {self.log_every}")
         check_precision(self.precision)
+        parse_loggers(self.logger)  # an unknown or uninstalled tracker: one line, before any work
         if self.cache_images not in self.CACHE_MODES:
             raise FieldError("cache_images", f"{{field}} must be auto, on or off, not '{self.cache_images}'")
 

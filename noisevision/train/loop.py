@@ -29,6 +29,7 @@ from noisevision.methods.common import gather, world
 from noisevision.precision import autocast
 from noisevision.progress import Progress
 from noisevision.stopping import StopSignals
+from noisevision.tracking import Tracker, Trackers
 from noisevision.train.checkpoint import Checkpointer, RunState
 from noisevision.train.components import Components, Numerics
 from noisevision.train.config import TrainConfig, lr_at
@@ -131,9 +132,11 @@ def run_epochs(
     state: RunState,
     device: torch.device,
     notes: list[str],
+    trackers: Tracker | None = None,
 ) -> None:
-    """Train from `state` to the end: a step per batch, log lines every `log_every` steps, epoch
-    means and a checkpoint per epoch; on SIGTERM / SIGUSR1 checkpoint and raise StopRequested."""
+    """Train from `state` to the end: a step per batch, log lines every `log_every` steps (to
+    `trackers`, opened by the caller on rank 0), epoch means (metrics.jsonl and the trackers) and a
+    checkpoint per epoch; on SIGTERM / SIGUSR1 checkpoint and raise StopRequested."""
     rank, size = world()
     method, optimizer = parts.method, parts.optimizer
     model: torch.nn.Module = method
@@ -144,7 +147,7 @@ def run_epochs(
             forward_sync_buffers=False,  # MoCo's queue is identical everywhere; BN stats stay per rank
         )
     steps = parts.plan.steps_per_epoch
-    log = _Logger(Path(cfg.out), rank, state.epoch * steps + state.step, state.epoch)
+    log = _Logger(Path(cfg.out), rank, state.epoch, trackers or Trackers())
     progress = Progress(
         "train",
         cfg.epochs * steps,
@@ -208,12 +211,13 @@ def run_epochs(
                     saver.save(state, epoch + 1, 0)
                     now = time.perf_counter()
                     log.epoch(
+                        global_step + 1,
                         {
                             "epoch": epoch + 1,
                             **means,
                             "lr": lr,
                             "images_per_s": (steps - first_step) * cfg.batch_size / (now - t_epoch),
-                        }
+                        },
                     )
                     state.sums, t_epoch, first_step = {}, now, 0
                     if size > 1:
@@ -230,7 +234,6 @@ def run_epochs(
                     raise StopRequested(signum, checkpoint_place(epoch, step + 1, steps))
     finally:
         progress.close()
-        log.close()
 
 
 def _cache_choice(cfg: TrainConfig, source: Any, device: torch.device) -> str | None:
@@ -265,34 +268,26 @@ def _check_in_sync(method: torch.nn.Module) -> None:
 
 
 class _Logger:
-    """TensorBoard scalars + metrics.jsonl on rank 0 (TensorBoard imported only when used)."""
+    """metrics.jsonl and the run's trackers, on rank 0 (the other ranks' trackers are empty)."""
 
-    def __init__(self, out: Path, rank: int, start_step: int, start_epoch: int):
-        self.out, self.writer = out, None
+    def __init__(self, out: Path, rank: int, start_epoch: int, trackers: Tracker):
+        self.out, self.rank, self.trackers = out, rank, trackers
         if rank == 0:
             _truncate_metrics(out / METRICS, start_epoch)
-            from torch.utils.tensorboard import SummaryWriter
-
-            # purge_step drops events logged after the checkpoint by an interrupted attempt
-            self.writer = SummaryWriter(str(out / "tb"), purge_step=start_step or None)
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
-        if self.writer is None:
-            return
-        for k, v in values.items():
-            tag = k if k in ("lr", "images_per_s") else f"train/{k}"
-            self.writer.add_scalar(tag, v, step)
+        """A log step's values: the loss terms as train/NAME, lr and images_per_s as they are."""
+        tagged = {k if k in ("lr", "images_per_s") else f"train/{k}": v for k, v in values.items()}
+        self.trackers.log_metrics(tagged, step)
 
-    def epoch(self, record: dict[str, float]) -> None:
-        if self.writer is None:
+    def epoch(self, step: int, record: dict[str, float]) -> None:
+        """An epoch's means: a metrics.jsonl line, and epoch/NAME in the trackers."""
+        if self.rank != 0:
             return
         with open(self.out / METRICS, "a") as f:
             f.write(json.dumps(record) + "\n")
-        self.writer.flush()
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+        self.trackers.log_metrics({k if k == "epoch" else f"epoch/{k}": v for k, v in record.items()}, step)
+        self.trackers.flush()
 
 
 def _truncate_metrics(path: Path, epochs: int) -> None:

@@ -15,19 +15,23 @@ import torch.distributed as dist
 import yaml
 
 from noisevision.device import env_count, resolve_device
-from noisevision.errors import FieldError, NoisevisionError
+from noisevision.errors import FieldError, NoisevisionError, StopRequested
 from noisevision.io import atomic_write_text, check_output_folder, recorded_path
 from noisevision.locks import folder_lock, is_lock_file
 from noisevision.methods.common import world
 from noisevision.models import Recipe, save_encoder
 from noisevision.presets import BASE, get_preset
+from noisevision.tracking import TrackedPlace, Trackers, open_trackers
 from noisevision.train.checkpoint import CHECKPOINT, RunState, numerics_record, read_checkpoint
 from noisevision.train.components import Components, build_components
 from noisevision.train.config import TrainConfig
 from noisevision.train.loop import open_loader, run_epochs
+from noisevision.visualize import pixel_grid
 
 ENCODER = "encoder.pt"
 CONFIG = "config.yaml"
+SAMPLES = "samples.png"  # images 0..SAMPLE_COUNT-1 of the training source, as rendered
+SAMPLE_COUNT = 16
 
 
 # ---------------------------------------------------------------------------------------- run folder, resume
@@ -206,13 +210,41 @@ def _run(cfg: TrainConfig, parts: Components, out: Path, device: torch.device) -
         if rank == 0 and not (out / ENCODER).is_file():
             export()
         return out
-    loader = open_loader(cfg, parts, state, device)
-    run_epochs(cfg, parts, loader, state, device, notes + loader.notes)
-    if rank == 0:
-        export()
+    # opened through _rank0_first: a tracker that cannot start (no W&B login) stops every rank
+    trackers = _rank0_first(lambda: open_run_trackers(cfg, parts, state) if rank == 0 else Trackers())
+    status = "failed"
+    try:
+        loader = open_loader(cfg, parts, state, device)
+        run_epochs(cfg, parts, loader, state, device, notes + loader.notes, trackers)
+        if rank == 0:
+            export()
+            trackers.log_artifact(out / ENCODER, "encoder")
+        status = "finished"
+    except (StopRequested, KeyboardInterrupt):
+        status = "stopped"  # resumable: the tracked run continues when the command runs again
+        raise
+    finally:
+        trackers.close(status)
     if size > 1:
         dist.barrier()
     return out
+
+
+def open_run_trackers(cfg: TrainConfig, parts: Components, state: RunState) -> Trackers:
+    """The run's trackers (cfg.logger), continuing the tracked runs of an earlier attempt; a run
+    that starts from its first step logs its settings and sample grid (RUN/samples.png) first."""
+    out = Path(cfg.out)
+    start = state.epoch * parts.plan.steps_per_epoch + state.step
+    store = Path(cfg.tracking_dir) if cfg.tracking_dir else None
+    trackers = open_trackers(cfg.logger, TrackedPlace(out, out.name, "train", store, start))
+    if not trackers:
+        return trackers
+    trackers.log_config({**cfg.identity(), **{k: getattr(cfg, k) for k in ("device", "precision", "logger")}})
+    if start == 0:
+        count = min(SAMPLE_COUNT, cfg.num_images)
+        images = parts.source.render(torch.arange(count))  # uint8 [count, 3, res, res]
+        trackers.log_image("samples", pixel_grid(images.cpu(), out / SAMPLES), 0)
+    return trackers
 
 
 def training_recipe(cfg: TrainConfig, parts: Components) -> Recipe:

@@ -127,6 +127,8 @@ CASES = [
     (("train", "--config", "{root}/missing.yaml", "--out", "{root}/r"), "missing.yaml does not exist"),
     ((*TRAIN, "--set", "lerning_rate=1"), "unknown --set key"),
     (("train", "--out", "{root}/r"), "no training data"),
+    ((*TRAIN, "--logger", "tensorboard,wandbb"), "unknown logger 'wandbb': did you mean wandb?"),
+    ((*TRAIN, "--logger", " , "), "--logger ' , ' names no logger"),
     # eval
     (("eval", "{root}/missing.pt", "--dataset", "imagefolder:{root}/probe"), "not found"),
     (("eval", "{root}/file.txt", "--dataset", "imagefolder:{root}/probe"), "file.txt"),
@@ -146,6 +148,7 @@ CASES = [
     ((*EVAL, "--precision", "fp8"), "precision"),
     (("eval", "raw-pixels", "--dataset", "imagefolder:{root}/probe", "--input-size", "0"), "input"),
     ((*EVAL, "--seed", BIG_SEED), "seed"),
+    ((*EVAL, "--logger", "neptune"), "unknown logger 'neptune'"),
     # export
     (("export", "{root}/run", "--format", "onnx", "--out", "{root}/w.safetensors"), "onnx"),
     (("export", "{root}/file.txt", "--format", "torchvision", "--out", "{root}/w.safetensors"), "file.txt"),
@@ -160,6 +163,10 @@ CASES = [
     (("reproduce", "--extra-data", "noequals", "--out", "{root}/rep"), "NAME=DIR"),
     (("reproduce", "--materialize", "sometimes", "--out", "{root}/rep"), "materialize"),
     (("reproduce", "--out", "{root}/file.txt"), "file.txt is a file"),
+    (
+        ("reproduce", "--logger", "mlfow", "--out", "{root}/rep"),
+        "unknown logger 'mlfow': did you mean mlflow?",
+    ),
     # bench
     (("bench", "generators", "test-blobs", "--batch-size", "0"), "--batch-size must be at least 1"),
     (("bench", "generators", "nope-generator"), "unknown generator"),

@@ -328,7 +328,7 @@ def test_ddp_matches_one_process(tmp_path, one_thread):
     ]
     same = dict(data=str(tmp_path / "imgs"), res=32, lr=0.02)
     one = tiny_cfg(tmp_path / "one", bn_groups=2, **same)
-    ddp_cfg = [*args, "--out", str(tmp_path / "ddp")]
+    ddp_cfg = [*args, "--out", str(tmp_path / "ddp"), "--logger", "tensorboard,mlflow"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [
@@ -348,6 +348,13 @@ def test_ddp_matches_one_process(tmp_path, one_thread):
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # only rank 0 logs: one TensorBoard writer, one MLflow run, each step once
+    assert len(list((tmp_path / "ddp" / "tb").glob("events.out.tfevents.*"))) == 1
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'ddp' / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("noisevision").experiment_id])
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "epoch/loss")] == [2, 4]
     single, _ = state(train(one) / "encoder.pt")
     multi, _ = state(tmp_path / "ddp" / "encoder.pt")
     params = [k for k in single if "running" not in k and "num_batches" not in k]
@@ -396,10 +403,10 @@ def test_cached_images_give_the_same_run_and_render_once(tmp_path, monkeypatch):
 
     monkeypatch.setattr(stream.GeneratorSource, "render", counting)
     cached, _ = state(train(tiny_cfg(tmp_path / "cached", epochs=3, cache_images="on")) / "encoder.pt")
-    assert sum(calls) == 16  # 16 images, 3 epochs
+    assert calls[0] == 16 and sum(calls[1:]) == 16  # the sample grid, then 16 images over 3 epochs
     calls.clear()
     plain, _ = state(train(tiny_cfg(tmp_path / "plain", epochs=3, cache_images="off")) / "encoder.pt")
-    assert sum(calls) == 48
+    assert calls[0] == 16 and sum(calls[1:]) == 48
     for k in plain:
         assert torch.equal(cached[k], plain[k]), k
     with pytest.raises(NoisevisionError, match="cache_images must be auto, on or off"):
