@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -217,7 +218,9 @@ def test_bench_generators_times_the_reference_recipe_beside(run_cli):
     code, stdout, _ = run_cli("bench", "generators", "dead_leaves-squares", "test-blobs", *args)
     assert code == 0
     squares, blobs = stdout.split("dead_leaves-squares", 1)[1].split("test-blobs")
-    assert "reference, image by image" in squares and "5 images, cpu" in squares and "× faster" in squares
+    assert "reference, image by image" in squares and "× faster" in squares
+    images = int(re.search(r"(\d+) images, cpu", squares).group(1))
+    assert images >= 5  # at least 5, more while under 3 s
     assert "reference" not in blobs  # no reference recipe: no line
 
 

@@ -107,7 +107,7 @@ def test_list_unknown_is_one_line(run_cli):
                 "default 10",
             ],
         ),
-        (("reproduce",), ["demo, paper-small, paper-large"]),
+        (("reproduce",), ["demo, fdsl-tiny, paper-small, paper-large"]),
         (("bench", "train"), ["smallalexnet, resnet18"]),
     ],
 )
