@@ -50,7 +50,7 @@ def bench_generator(
         synchronize(device)
         return (time.perf_counter() - start) / count
 
-    probe = 10**6 * stride  # indices far from the timed ones, of the same categories
+    probe = stride * -(-(10**6) // stride)  # far from the timed indices, of the same categories
     per_image = seconds_per_image(probe, min(batch, 2))  # warm-up + cost probe
     if device.type == "cuda":  # the warm-up held one-time costs; a GPU needs a batch to show its rate
         per_image = seconds_per_image(probe + stride, min(batch, 16))
