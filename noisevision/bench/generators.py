@@ -85,13 +85,15 @@ def bench_reference(
     if not reference.has_reference(gen):
         return None
     if gen.num_classes:  # the categories' one-time search is set-up here too
-        gen.prepare_classes([10**6, *range(max_images)], seed=0, device="cpu")
+        gen.prepare_classes([10**6], seed=0, device="cpu")
     try:
         reference.render_reference(gen, [10**6], res)  # warm-up: imports, first-call costs
     except ModuleNotFoundError as exc:
         raise NoisevisionError(f"the reference of '{name}' needs {exc.name}: pip install {exc.name}") from exc
     seconds: list[float] = []
     while len(seconds) < images or (sum(seconds) < min_time and len(seconds) < max_images):
+        if gen.num_classes:  # searched before its image is timed, only when it is
+            gen.prepare_classes([len(seconds)], seed=0, device="cpu")
         start = time.perf_counter()
         reference.render_reference(gen, [len(seconds)], res)
         seconds.append(time.perf_counter() - start)

@@ -11,6 +11,7 @@ in the same order (numba without fastmath fuses no multiply-add), so the bytes a
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -32,7 +33,7 @@ def render(d: Any, res: int, scale: float, fixed: int) -> Tensor:
         states,
         d.grey.shape[1],
         d.cos.shape[1],
-        *_perlin_parts(),
+        *perlin_parts(),
         np.float32(d.perlin_spread),
         d.lam.numpy(),
         np.ascontiguousarray(d.offset.numpy()),
@@ -52,6 +53,7 @@ def render(d: Any, res: int, scale: float, fixed: int) -> Tensor:
     return torch.from_numpy(out)[:, None].expand(-1, 3, -1, -1).contiguous()
 
 
+@functools.cache
 def perlin_parts() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """What `perlin_table` is made of, per 8-bit fraction and 6-bit gradient, float32: f, f − 1
     and fade(f) [256], g [64]. Entry (f, g0, g1) of the table is near + fade·(far − near) with
@@ -61,15 +63,6 @@ def perlin_parts() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     g = torch.arange(64, dtype=torch.int64) * 2 / 64 + 1 / 64 - 1
     fade = f**3 * (f * (f * 6 - 15) + 10)
     return tuple(np.ascontiguousarray(t.to(torch.float32).numpy()) for t in (f, f - 1, fade, g))
-
-
-_PARTS: list[tuple[np.ndarray, ...]] = []
-
-
-def _perlin_parts() -> tuple[np.ndarray, ...]:
-    if not _PARTS:
-        _PARTS.append(perlin_parts())
-    return _PARTS[0]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -87,7 +80,7 @@ def _draw(
     states: np.ndarray,  # uint64 [B]: the noise draw's word states
     k_slots: int,  # the draw's word shape [2, k_slots, n_slots]
     n_slots: int,
-    f: np.ndarray,  # float32 [256], [256], [256], [64]: contours.perlin_parts
+    f: np.ndarray,  # float32 [256], [256], [256], [64]: perlin_parts()
     f1: np.ndarray,
     fade: np.ndarray,
     g: np.ndarray,

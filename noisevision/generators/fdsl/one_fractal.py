@@ -20,13 +20,12 @@ from collections import OrderedDict
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from noisevision.device import resolve_device
 from noisevision.errors import NoisevisionError
 from noisevision.generators.fdsl.contours import as_number, check_classes
-from noisevision.generators.fractals.fractaldb import GREY, MARGIN, SEARCH_SIZE
+from noisevision.generators.fractals.fractaldb import MARGIN, SEARCH_SIZE, grey_image
 from noisevision.generators.fractals.ifs import chaos_game, stamp_patches, to_pixels
 from noisevision.generators.registry import Generator, GeneratorSpec, register
 from noisevision.rng import Rng, as_indices
@@ -187,7 +186,4 @@ class OneFractal(Generator):
         params = self.class_params(seed, indices % self.num_classes)
         size = max(res, SEARCH_SIZE)
         lit, _ = patch_render(Rng.for_indices(self.key, seed, indices), params, self.points, size)
-        grey = lit.float()[:, None] * GREY  # [B, 1, size, size]
-        if size != res:
-            grey = F.interpolate(grey, size=(res, res), mode="area")
-        return grey.round().to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
+        return grey_image(lit, res).expand(-1, 3, -1, -1).contiguous()

@@ -166,6 +166,15 @@ def instance_code(code: Tensor, instance: Tensor, interval: float = INTERVAL) ->
     return code * scale[:, None, :]
 
 
+def grey_image(lit: Tensor, res: int) -> Tensor:
+    """Lit pixels bool [B, size, size] drawn grey 127 on black and area-resized to res: uint8
+    [B, 1, res, res]."""
+    grey = lit.float()[:, None] * GREY
+    if lit.shape[-1] != res:
+        grey = F.interpolate(grey, size=(res, res), mode="area")
+    return grey.round().to(torch.uint8)
+
+
 def flip(images: Tensor, mode: Tensor) -> Tensor:
     """Flip image b vertically if mode & 1, horizontally if mode & 2 (FractalDB's 4 flips)."""
     m = mode[:, None, None, None]
@@ -245,10 +254,7 @@ class FractalDB(Generator):
             lit = stamp_patches(rng.child("patch"), pixels, valid, size)
         else:
             lit = hit_counts(pixels, valid, size) > 0
-        grey = lit.float()[:, None] * GREY  # [B, 1, size, size]
-        if size != res:
-            grey = F.interpolate(grey, size=(res, res), mode="area")
-        img = flip(grey.round().to(torch.uint8), (instance // VARIATIONS) % FLIPS)
+        img = flip(grey_image(lit, res), (instance // VARIATIONS) % FLIPS)
         return img.expand(-1, 3, -1, -1).contiguous()
 
 
