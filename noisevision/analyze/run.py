@@ -111,13 +111,27 @@ def _seed(settings: AnalyzeSettings, label: str) -> int:
 
 def analyze(p: Plan, out: Path) -> dict[str, Any]:
     """Run a checked plan into folder `out`: the report's numbers (also written to out/)."""
-    from noisevision.analyze.extract import encoder_id
     from noisevision.analyze.report import write_report
+
+    numbers, data, images, timing = compute(p, out / "cache")
+    t = time.perf_counter()
+    write_report(out, numbers, data, images, RANDOM_NAMES[0])
+    timing["report"] = time.perf_counter() - t
+    atomic_write_text(out / "timing.json", json.dumps(timing, indent=1))  # apart: results.json stays the same
+    return numbers
+
+
+def compute(
+    p: Plan, cache: Path
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, ImageSource], dict[str, Any]]:
+    """Every number of a checked plan, no report: (numbers, per-source data, image sources,
+    seconds taken), per-source features cached in `cache` (shared by runs that measure the same
+    real set, e.g. the trials of a search)."""
+    from noisevision.analyze.extract import encoder_id
     from noisevision.device import resolve_device
 
     s = p.settings
     device = resolve_device(s.device)
-    cache = out / "cache"
     built: list = []
 
     def random() -> list:  # the random networks, built on first need (a resumed run may need none)
@@ -147,11 +161,7 @@ def analyze(p: Plan, out: Path) -> dict[str, Any]:
     numbers["correlations"] = [c.to_dict() for c in correlations(numbers, p)]
     numbers["settings"] = {**asdict(s), "sources": [x.given for x in p.sources]}
     timing["measures"] = time.perf_counter() - t
-    t = time.perf_counter()
-    write_report(out, numbers, data, images, RANDOM_NAMES[0])
-    timing["report"] = time.perf_counter() - t
-    atomic_write_text(out / "timing.json", json.dumps(timing, indent=1))  # apart: results.json stays the same
-    return numbers
+    return numbers, data, images, timing
 
 
 def _usable(data: dict[str, dict[str, Any]], labels: list[str]) -> list[str]:

@@ -19,6 +19,9 @@ from noisevision.generators.registry import (  # noqa: I001 (family modules belo
 from noisevision.generators import dead_leaves, statistical, stylegan, feature_vis, fractals  # noqa: E402,F401
 from noisevision.generators import programs, mixing  # noqa: E402,F401
 from noisevision.generators import fdsl  # noqa: E402,F401
+from noisevision.generators import params  # noqa: E402
+
+register_resolver(params.resolve_declared, params.USAGE)  # after the families' own name syntaxes
 
 __all__ = [
     "GENERATORS",

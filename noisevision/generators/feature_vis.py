@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from noisevision.augment import IMAGENET_MEAN, IMAGENET_STD
 from noisevision.errors import NoisevisionError
 from noisevision.generators import registry
+from noisevision.generators.params import Param
 from noisevision.generators.registry import Generator, GeneratorSpec, register
 from noisevision.precision import autocast, resolve_precision
 from noisevision.rng import Rng, mix64_int, name_hash
@@ -251,6 +252,7 @@ class FeatureVis(Generator):
     """Feature visualizations of a ResNet-50 (random, or from an encoder file)."""
 
     single_cpu_thread = True  # multi-threaded convolutions round differently; gradient ascent shows it
+    search_space = (Param("steps", "int", 16, 512, log=True, help="gradient-ascent steps per image"),)
 
     def __init__(
         self,

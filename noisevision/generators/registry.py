@@ -51,6 +51,9 @@ class Generator:
     #: categories, image i is instance i // C of category i mod C, so that any run of C
     #: consecutive indices holds one image of each, and the label is a function of the index.
     num_classes: int = 0
+    #: The parameters worth searching and their ranges (noisevision.generators.params), declared by
+    #: the family beside its defaults; `noisevision search` samples them.
+    search_space: tuple[Any, ...] = ()
 
     def __init__(self, spec: GeneratorSpec, **params: Any):
         self.spec = spec
@@ -132,8 +135,9 @@ class Generator:
 
     @property
     def key(self) -> str:
-        """What the random keys are derived from: the generator's name."""
-        return self.spec.name
+        """What the random keys are derived from: the generator's name (its base name when its
+        parameters are written in it)."""
+        return self.spec.key or self.spec.name
 
     def check_res(self, res: int) -> int:
         """Validate a resolution for this generator; NoisevisionError if it cannot make it."""
@@ -222,6 +226,7 @@ class GeneratorSpec:
     min_res: int = 16
     resolutions: tuple[int, ...] | None = None  # None: any resolution >= min_res
     takes_precision: bool = False  # a `precision` parameter: the autocast of the network it runs
+    key: str = ""  # what random keys derive from when not the name ("": the name)
 
 
 GENERATORS: Registry[GeneratorSpec] = Registry("generator")

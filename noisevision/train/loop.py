@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,10 @@ from noisevision.train.components import Components, Numerics
 from noisevision.train.config import TrainConfig, lr_at
 
 METRICS = "metrics.jsonl"
+
+
+#: Called after each epoch's checkpoint with (epochs done, the encoder): see run_epochs.
+EpochEnd = Callable[[int, torch.nn.Module], None]
 
 
 def train_step(
@@ -133,10 +137,13 @@ def run_epochs(
     device: torch.device,
     notes: list[str],
     trackers: Tracker | None = None,
+    epoch_end: EpochEnd | None = None,
 ) -> None:
     """Train from `state` to the end: a step per batch, log lines every `log_every` steps (to
     `trackers`, opened by the caller on rank 0), epoch means (metrics.jsonl and the trackers) and a
-    checkpoint per epoch; on SIGTERM / SIGUSR1 checkpoint and raise StopRequested."""
+    checkpoint per epoch, then `epoch_end(epochs done, encoder)` on rank 0 (a search measures the
+    encoder there and may stop the run by raising); on SIGTERM / SIGUSR1 checkpoint and raise
+    StopRequested."""
     rank, size = world()
     method, optimizer = parts.method, parts.optimizer
     model: torch.nn.Module = method
@@ -222,6 +229,9 @@ def run_epochs(
                     state.sums, t_epoch, first_step = {}, now, 0
                     if size > 1:
                         _check_in_sync(method)
+                    if epoch_end is not None and rank == 0:
+                        epoch_end(epoch + 1, method.encoder)
+                        method.train()  # the callback may have put the encoder in eval mode
                 elif saver.due():
                     check_finite(terms, global_step)
                     saver.save(state, epoch, step + 1)  # long epochs: lose at most checkpoint_minutes of work

@@ -25,7 +25,7 @@ from noisevision.tracking import TrackedPlace, Trackers, open_trackers
 from noisevision.train.checkpoint import CHECKPOINT, RunState, numerics_record, read_checkpoint
 from noisevision.train.components import Components, build_components
 from noisevision.train.config import TrainConfig
-from noisevision.train.loop import open_loader, run_epochs
+from noisevision.train.loop import EpochEnd, open_loader, run_epochs
 from noisevision.visualize import pixel_grid
 
 ENCODER = "encoder.pt"
@@ -122,18 +122,19 @@ def _init_distributed(device_arg: str) -> tuple[bool, torch.device]:
 
 
 # ---------------------------------------------------------------------------------------- training
-def train(cfg: TrainConfig) -> Path:
+def train(cfg: TrainConfig, epoch_end: EpochEnd | None = None) -> Path:
     """Train (or resume) the run `cfg` describes; returns the run folder (encoder in encoder.pt).
 
     SIGTERM or SIGUSR1 (a cluster pre-empting the job) make it write a checkpoint at the next step
-    and raise `StopRequested`; the same call later resumes there.
+    and raise `StopRequested`; the same call later resumes there. `epoch_end(epochs done, encoder)`
+    runs after each epoch's checkpoint (loop.run_epochs).
     """
     cfg.validate()
     check_output_folder(cfg.out)  # the run folder: a file there, or no place to write, fails now
     created, device = _init_distributed(cfg.device)
     try:
         with _kernel_choice(device, cfg.deterministic):
-            return _train(cfg, device)
+            return _train(cfg, device, epoch_end)
     except torch.cuda.OutOfMemoryError as exc:
         raise FieldError(
             "batch_size",
@@ -168,7 +169,7 @@ def _kernel_choice(device: torch.device, deterministic: bool) -> Iterator[None]:
         torch.use_deterministic_algorithms(before[2], warn_only=before[3])
 
 
-def _train(cfg: TrainConfig, device: torch.device) -> Path:
+def _train(cfg: TrainConfig, device: torch.device, epoch_end: EpochEnd | None = None) -> Path:
     """Build, resume, run the remaining epochs, export the encoder: the whole run, top to bottom."""
     rank, size = world()
     out = Path(cfg.out)
@@ -178,10 +179,12 @@ def _train(cfg: TrainConfig, device: torch.device) -> Path:
         # one owner per run folder: rank 0, under whose lock the other ranks of a torchrun job work
         # (taken through _rank0_first, so that a refusal reaches every rank)
         _rank0_first(lambda: stack.enter_context(folder_lock(out, "training run")) if rank == 0 else None)
-        return _run(cfg, parts, out, device)
+        return _run(cfg, parts, out, device, epoch_end)
 
 
-def _run(cfg: TrainConfig, parts: Components, out: Path, device: torch.device) -> Path:
+def _run(
+    cfg: TrainConfig, parts: Components, out: Path, device: torch.device, epoch_end: EpochEnd | None = None
+) -> Path:
     """The run in its folder (owned by this job): resume, train the remaining epochs, export."""
     rank, size = world()
     ckpt = _rank0_first(lambda: _prepare_run_dir(cfg, rank))
@@ -215,7 +218,7 @@ def _run(cfg: TrainConfig, parts: Components, out: Path, device: torch.device) -
     status = "failed"
     try:
         loader = open_loader(cfg, parts, state, device)
-        run_epochs(cfg, parts, loader, state, device, notes + loader.notes, trackers)
+        run_epochs(cfg, parts, loader, state, device, notes + loader.notes, trackers, epoch_end)
         if rank == 0:
             export()
             trackers.log_artifact(out / ENCODER, "encoder")

@@ -22,6 +22,7 @@ from noisevision.generators.dead_leaves.shapes import (
     sample_radii,
     vertex_angles,
 )
+from noisevision.generators.params import Param
 from noisevision.generators.registry import Generator, GeneratorSpec, register
 from noisevision.rng import Rng, as_indices
 
@@ -38,6 +39,13 @@ class DeadLeaves(Generator):
     max_batch = 256  # per `render` call; on CPU, `layout` works in groups of _CPU_GROUP
     gpu_pixels = _GROUP_PIXELS  # on a GPU, `layout`'s whole group in one call
     portable = True  # nothing that rounds by the CPU's code path (tests/generators/test_cpu_paths)
+    # the radius law P(r) ∝ r^-sigma on [r_min, r_max] (fractions of the image side): the paper's
+    # sigma 3 makes scale-invariant, natural-looking images; lower sigma, bigger shapes
+    search_space = (
+        Param("sigma", "float", 1.5, 5.0, help="exponent of the radius law P(r) ∝ r^-sigma"),
+        Param("r_min", "float", 0.005, 0.2, log=True, help="smallest radius, fraction of the side"),
+        Param("r_max", "float", 0.25, 1.0, help="largest radius, fraction of the side"),
+    )
 
     def __init__(
         self,

@@ -14,6 +14,7 @@ from noisevision.device import resolve_device
 from noisevision.errors import NoisevisionError
 from noisevision.generators.dead_leaves.generator import DeadLeaves
 from noisevision.generators.dead_leaves.layout import BLOCK
+from noisevision.generators.params import Param
 from noisevision.generators.registry import Generator, GeneratorSpec, register
 from noisevision.rng import Rng, mix64_int, name_hash
 
@@ -31,6 +32,10 @@ class DeadLeavesTextures(DeadLeaves):
     """
 
     portable = False  # its textures are statistical-model images, which are not
+    search_space = (
+        *DeadLeaves.search_space,
+        Param("bank_size", "int", 16, 2048, log=True, help="distinct texture images the shapes show"),
+    )
 
     def __init__(
         self,

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from noisevision.errors import NoisevisionError
+from noisevision.generators.params import Param
 from noisevision.generators.registry import Generator, GeneratorSpec
 from noisevision.rng import Rng
 
@@ -273,9 +274,38 @@ class OrbitFamily(Generator):
     image keys (`draw_orbits`); this base splits the indices and rasterises.
     """
 
-    def __init__(self, spec: GeneratorSpec, classes: int, law: OrbitLaw, **params: Any):
+    #: The family's default range of the first orbit's radius (r0_min, r0_max), 512 px units.
+    r0_range: tuple[int, int] = (0, 100)
+    search_space = (
+        Param("classes", "int", 16, 1000, log=True, help="categories (FDSL's 1k vs 10k)"),
+        Param("lambda_max", "float", 1.0, 8.0, help="largest Perlin amplitude of an orbit's growth"),
+        Param("drift", "float", 0.01, 0.5, log=True, help="Perlin step between vertices"),
+        Param("max_orbits", "int", 10, 400, log=True, help="most orbits a category draws"),
+    )
+
+    def __init__(
+        self,
+        spec: GeneratorSpec,
+        classes: int = 1000,
+        lambda_min: float = 0.0,
+        lambda_max: float = 4.0,
+        drift: float = 0.1,
+        r0_min: int | None = None,
+        r0_max: int | None = None,
+        max_orbits: int = 200,
+    ):
+        law = OrbitLaw.parse(
+            spec.name,
+            lambda_min=lambda_min,
+            lambda_max=lambda_max,
+            drift=drift,
+            r0_min=self.r0_range[0] if r0_min is None else r0_min,
+            r0_max=self.r0_range[1] if r0_max is None else r0_max,
+            max_orbits=max_orbits,
+        )
         law.check(spec.name)
-        super().__init__(spec, classes=classes, **vars(law), **params)
+        classes = check_classes(spec.name, classes)
+        super().__init__(spec, classes=classes, **vars(law))
         self.num_classes = classes
         self.law = law
 

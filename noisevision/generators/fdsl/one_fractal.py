@@ -27,6 +27,7 @@ from noisevision.errors import NoisevisionError
 from noisevision.generators.fdsl.contours import as_number, check_classes
 from noisevision.generators.fractals.fractaldb import MARGIN, SEARCH_SIZE, grey_image
 from noisevision.generators.fractals.ifs import chaos_game, stamp_patches, to_pixels
+from noisevision.generators.params import Param
 from noisevision.generators.registry import Generator, GeneratorSpec, register
 from noisevision.rng import Rng, as_indices
 
@@ -98,6 +99,18 @@ class OneFractal(Generator):
     """Perturbation classes of one fractal; image i is instance i // classes of class i mod classes."""
 
     max_batch = 16
+    search_space = (
+        Param("classes", "int", 16, 1000, log=True, help="perturbation categories"),
+        Param(
+            "delta",
+            "float",
+            0.005,
+            0.5,
+            log=True,
+            help="perturbation scale Δ of the one fractal's parameters",
+        ),
+        Param("sigma", "float", 2.0, 5.0, help="σ-factor the base fractal is drawn with"),
+    )
 
     def batch_limit(self, res: int, device: torch.device) -> int:
         """On a GPU, 64 images per call: each needs a 512 px canvas and its 100k points whatever

@@ -19,11 +19,9 @@ from noisevision.generators.fdsl.contours import (
     CANVAS,
     OrbitDraws,
     OrbitFamily,
-    OrbitLaw,
     angle_table,
-    check_classes,
 )
-from noisevision.generators.registry import GeneratorSpec, register
+from noisevision.generators.registry import register
 from noisevision.rng import Rng
 
 MIN_VERTICES, MAX_VERTICES = 3, 200
@@ -64,27 +62,7 @@ class RCDB(OrbitFamily):
     max_batch = 64  # a CPU draws image by image (contours_cpu); the tensor code runs on GPUs
     gpu_batch = 256  # ≈ 5 MB per image (200 × 200 vertex slots), more at high resolutions
 
-    def __init__(
-        self,
-        spec: GeneratorSpec,
-        classes: int = 1000,
-        lambda_min: float = 0.0,
-        lambda_max: float = 4.0,
-        drift: float = 0.1,
-        r0_min: int = 0,
-        r0_max: int = 100,
-        max_orbits: int = 200,
-    ):
-        law = OrbitLaw.parse(
-            spec.name,
-            lambda_min=lambda_min,
-            lambda_max=lambda_max,
-            drift=drift,
-            r0_min=r0_min,
-            r0_max=r0_max,
-            max_orbits=max_orbits,
-        )
-        super().__init__(spec, check_classes(spec.name, classes), law)
+    r0_range = (0, 100)
 
     def draw(self, cls: Rng, img: Rng, instance: torch.Tensor) -> OrbitDraws:
         # class: n, K, λ, w, and the placement instance 0 uses

@@ -19,11 +19,9 @@ from noisevision.generators.fdsl.contours import (
     CANVAS,
     OrbitDraws,
     OrbitFamily,
-    OrbitLaw,
     angle_table,
-    check_classes,
 )
-from noisevision.generators.registry import GeneratorSpec, register
+from noisevision.generators.registry import register
 from noisevision.rng import Rng
 
 MAX_FREQUENCY = 20
@@ -55,27 +53,7 @@ class VisualAtom(OrbitFamily):
     max_batch = 64  # a CPU draws image by image (contours_cpu); the tensor code runs on GPUs
     gpu_batch = 64  # ≈ 25 MB per image, plus its line samples
 
-    def __init__(
-        self,
-        spec: GeneratorSpec,
-        classes: int = 1000,
-        lambda_min: float = 0.0,
-        lambda_max: float = 4.0,
-        drift: float = 0.1,
-        r0_min: int = 10,
-        r0_max: int = 60,
-        max_orbits: int = 200,
-    ):
-        law = OrbitLaw.parse(
-            spec.name,
-            lambda_min=lambda_min,
-            lambda_max=lambda_max,
-            drift=drift,
-            r0_min=r0_min,
-            r0_max=r0_max,
-            max_orbits=max_orbits,
-        )
-        super().__init__(spec, check_classes(spec.name, classes), law)
+    r0_range = (10, 60)
 
     def draw(self, cls: Rng, img: Rng, instance: torch.Tensor) -> OrbitDraws:
         # class: the two waves, q, K, λ, w, r0 and the stretch

@@ -32,6 +32,7 @@ from noisevision.errors import NoisevisionError
 from noisevision.generators import registry
 from noisevision.generators.fractals.codes import MAX_MAPS, read_codes
 from noisevision.generators.fractals.ifs import chaos_game, fill_rate, hit_counts, stamp_patches, to_pixels
+from noisevision.generators.params import Param
 from noisevision.generators.registry import Generator, GeneratorSpec, register
 from noisevision.rng import Rng, as_indices
 
@@ -195,6 +196,10 @@ class FractalDB(Generator):
     """Image i: instance i div C of category i mod C (C = `classes`)."""
 
     max_batch = 64
+    search_space = (
+        Param("classes", "int", 16, 1000, log=True, help="categories (IFS codes)"),
+        Param("interval", "float", 0.05, 0.5, help="step of the ±parameter variations within a category"),
+    )
 
     def __init__(
         self,

@@ -13,6 +13,7 @@ from torch import Tensor
 from noisevision.device import one_cpu_thread
 from noisevision.errors import NoisevisionError
 from noisevision.generators import registry
+from noisevision.generators.params import Param
 from noisevision.generators.programs.categories import SPREAD, instance_program
 from noisevision.generators.programs.describe import describe_program
 from noisevision.generators.programs.grammar import GRAMMARS, MAX_DEPTH, sample_program
@@ -33,6 +34,10 @@ class ProceduralPrograms(Generator):
     """
 
     single_cpu_thread = True
+    search_space = (
+        Param("depth", "int", 1, MAX_DEPTH, help="depth of the program tree: its complexity"),
+        Param("cppn_share", "float", 0.0, 1.0, help="share of CPPN programs", only=("program-mixed",)),
+    )
     max_batch = 128
     gpu_pixels = 1024 * 128 * 128  # the fused kernels launch per slot, not per image
 

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from noisevision.errors import NoisevisionError
+from noisevision.generators.params import Param
 from noisevision.generators.registry import Generator, GeneratorSpec, register
 from noisevision.generators.statistical import steerable
 from noisevision.generators.statistical.color import COLOR_BINS, sample_color_model, unproject_colors
@@ -153,6 +154,32 @@ class StatisticalModel(Generator):
     cpu_chunk = 8
     gpu_pixels = 512 * 128 * 128
     single_cpu_thread = True  # a multi-threaded irfft2 rounds differently; histogram matching shows it
+    _SPECTRUM = ("stat-spectrum", "stat-spectrum_color", "stat-spectrum_color_wmm")
+    search_space = (
+        Param(
+            "slope_range", "interval", 0.25, 4.0, help="range the 1/f^a slope a is drawn from", only=_SPECTRUM
+        ),
+        Param(
+            "slope_jitter", "float", 0.0, 0.5, help="x/y slope difference: oriented textures", only=_SPECTRUM
+        ),
+        Param(
+            "wmm_shape_range",
+            "interval",
+            0.2,
+            1.5,
+            help="range of the wavelet marginals' shape (low: sparse, 2: Gaussian)",
+            only=("stat-wmm", "stat-spectrum_color_wmm"),
+        ),
+        Param(
+            "n_iter",
+            "int",
+            1,
+            20,
+            log=True,
+            help="rounds of imposing the constraints in turn",
+            only=("stat-spectrum_color", "stat-spectrum_color_wmm"),
+        ),
+    )
 
     def __init__(self, spec: GeneratorSpec, **params: Any):
         unknown = set(params) - set(PARAMETERS)
@@ -182,7 +209,7 @@ class StatisticalModel(Generator):
             wmm_shape_range=wmm_shape_range,
             pyramid=pyramid,
         )
-        spectrum, wmm, color = VARIANTS[spec.name][1]
+        spectrum, wmm, color = VARIANTS[spec.key or spec.name][1]
         self.config = ModelConfig(spectrum, wmm, color, **self.params)
 
     def check_res(self, res: int) -> int:

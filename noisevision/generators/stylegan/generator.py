@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from noisevision.generators.params import Param
 from noisevision.generators.registry import Generator, GeneratorSpec, register
 from noisevision.generators.stylegan.layers import (
     RELU_GAIN,
@@ -420,6 +421,10 @@ def synthesise_tied(net: Network, d: ImageDraws, res: int) -> Tensor:
 
 class RandomStyleGAN(Generator):
     """Random StyleGAN2 images; a fresh network every `images_per_network` indices."""
+
+    search_space = (
+        Param("images_per_network", "int", 1, 5000, log=True, help="images drawn from one random network"),
+    )
 
     def __init__(self, spec: GeneratorSpec, variant: str, images_per_network: int = IMAGES_PER_NETWORK):
         super().__init__(spec, variant=variant, images_per_network=images_per_network)
