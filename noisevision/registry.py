@@ -103,6 +103,7 @@ _WHERE = {
     "optimizers": ("noisevision.train", "OPTIMIZERS"),
     "export-formats": ("noisevision.export", "FORMATS"),
     "loggers": ("noisevision.tracking", "TRACKERS"),
+    "objectives": ("noisevision.search.objectives", "OBJECTIVES"),
 }
 LISTS = tuple(_WHERE)
 
