@@ -20,6 +20,12 @@ from noisevision.registry import LISTS, listing
 def list_cmd(
     what: str = typer.Argument("generators", help=f"What to list: {', '.join(LISTS)}, or all."),
     as_json: bool = typer.Option(False, "--json", help="JSON: every entry's name, columns and description."),
+    params: str | None = typer.Option(
+        None,
+        "--params",
+        help="With generators: the searchable parameters of generator NAME (default, range, scale), "
+        "which `search` varies and names accept (NAME:key=value).",
+    ),
 ) -> None:
     """List the names that options accept: generators (default), architectures, methods, presets…
 
@@ -28,6 +34,17 @@ def list_cmd(
     """
     import json
 
+    if params is not None:
+        if what != "generators":
+            raise NoisevisionError(f"--params names a generator: use `list generators --params {params}`")
+        listed = {"parameters": _parameter_rows(params)}
+        if as_json:
+            sys.stdout.write(json.dumps(listed, indent=1, ensure_ascii=False, default=str) + "\n")
+        elif sys.stdout.isatty():
+            _list_table("parameters", listed["parameters"])
+        else:
+            _list_tsv("parameters", listed["parameters"], titled=False)
+        return
     listed = listing(LISTS if what == "all" else [what])  # an unknown list: one line, closest names
     if as_json:
         sys.stdout.write(json.dumps(listed, indent=1, ensure_ascii=False, default=str) + "\n")
@@ -37,6 +54,34 @@ def list_cmd(
     else:
         for name, part in listed.items():
             _list_tsv(name, part, titled=len(listed) > 1)
+
+
+def _parameter_rows(name: str) -> dict:
+    """`list`'s rows of generator NAME's searchable parameters."""
+    from noisevision.generators import params as gparams
+
+    space = gparams.search_space(name.partition(":")[0])  # an unknown name: "did you mean …"
+    if not space:
+        raise NoisevisionError(f"'{name}' declares no searchable parameters")
+    defaults = gparams.defaults(name.partition(":")[0])
+    rows = []
+    for key, p in space.items():
+        default = defaults.get(key)
+        rows.append(
+            {
+                "name": key,
+                "default": "-" if default is None else p.write(default),
+                "type": p.kind,
+                "search range": p.range_text,
+                "description": p.help,
+            }
+        )
+    return {
+        "kind": "parameter",
+        "columns": ["default", "type", "search range"],
+        "entries": rows,
+        "usages": [],
+    }
 
 
 def _cell(value: object) -> str:

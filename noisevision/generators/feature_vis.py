@@ -310,8 +310,8 @@ register(
 
 def resolve_feature_vis(name: str, params: dict[str, Any]) -> Generator | None:
     """`feature_vis-<path to encoder.pt>`: visualise a trained ResNet-50 encoder."""
-    if not name.startswith("feature_vis-"):
-        return None
+    if not name.startswith("feature_vis-") or name.partition(":")[0] in registry.GENERATORS:
+        return None  # feature_vis-random:steps=N: a registered name with its parameters
     path = name[len("feature_vis-") :]
     if not Path(path).is_file():
         raise NoisevisionError(

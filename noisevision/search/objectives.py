@@ -42,13 +42,15 @@ class Objective:
 
 OBJECTIVES: Registry[Objective] = Registry("objective")
 for _probe, _what in (
-    ("fast", "linear probe on cached features (seconds)"),
+    ("fast", "a linear probe on cached features (seconds)"),
     ("knn", "20-NN on cached features"),
-    ("lowshot", "linear probe on 10 labels per class"),
+    ("lowshot", "a linear probe on 10 labels per class"),
     ("linear", "the paper's linear probe on augmented views (slow)"),
     ("finetune", "fine-tuning the whole network (formula-supervised encoders)"),
 ):
-    OBJECTIVES.add(_probe, Objective("probe", "maximize", _probe), f"top-1 of the {_what} after pre-training")
+    OBJECTIVES.add(
+        _probe, Objective("probe", "maximize", _probe), f"top-1 after a short pre-training: {_what}"
+    )
 for _measure, _direction, _what in (
     ("coverage", "maximize", "share of real images with a generated image nearby (k = 5)"),
     ("density", "maximize", "how densely generated images fill the real images' neighbourhoods"),
@@ -56,7 +58,7 @@ for _measure, _direction, _what in (
     ("recall", "maximize", "share of real images inside the generated images' k-NN balls"),
     ("vendi", "maximize", "Vendi score (q = 1): effective number of distinct images"),
     ("effective_rank", "maximize", "effective rank of the features"),
-    ("kid", "minimize", "kernel inception-style distance to the real images (unbiased)"),
+    ("kid", "minimize", "kernel distance (KID, unbiased) to the real images"),
     ("fd", "minimize", "Fréchet distance to the real images"),
     ("near_duplicates", "minimize", "share of images with a near-duplicate"),
 ):

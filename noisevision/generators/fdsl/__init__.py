@@ -8,6 +8,7 @@ be given in the name, wherever a generator name is accepted: `rcdb:classes=100`,
 
 from __future__ import annotations  # noqa: I001 (the families in list order, below)
 
+from dataclasses import replace
 from typing import Any
 
 from noisevision.errors import NoisevisionError
@@ -21,9 +22,9 @@ FAMILIES = ("rcdb", "visualatom", "fractal-1p")
 
 def resolve(name: str, params: dict[str, Any]) -> registry.Generator | None:
     """Registry resolver for `<family>:key=value,…` (numbers as written; the constructor checks
-    them). The generator is the family's own, with those parameters: the same images as
-    `get(family, key=value)`. Parameters given as arguments too (e.g. rebuilt from a dataset
-    manifest, which records both) take the argument's value."""
+    them). The generator is the family's own under the name as written, with those parameters:
+    the same images as `get(family, key=value)`. Parameters given as arguments too (e.g. rebuilt
+    from a dataset manifest, which records both) take the argument's value."""
     base, sep, args = name.partition(":")
     if not sep or base not in FAMILIES:
         return None
@@ -35,7 +36,12 @@ def resolve(name: str, params: dict[str, Any]) -> registry.Generator | None:
         if key in given:
             raise NoisevisionError(f"'{name}': {key} is given twice")
         given[key] = value
-    return registry.get(base, **{**given, **params})
+    spec = registry.spec(base)
+    named = replace(spec, name=name, key=spec.key or spec.name)  # keys from the family's name
+    try:
+        return named.build(named, **{**spec.defaults, **given, **params})
+    except TypeError as exc:  # an unknown keyword
+        raise NoisevisionError(f"bad parameters for generator '{name}': {exc}") from exc
 
 
 registry.register_resolver(

@@ -198,7 +198,7 @@ class FractalDB(Generator):
     max_batch = 64
     search_space = (
         Param("classes", "int", 16, 1000, log=True, help="categories (IFS codes)"),
-        Param("interval", "float", 0.05, 0.5, help="step of the ±parameter variations within a category"),
+        Param("interval", "float", 0.05, 0.45, help="step of the ±parameter variations within a category"),
     )
 
     def __init__(
