@@ -88,12 +88,13 @@ def search(
     from noisevision.search import SearchSettings, plan
     from noisevision.search import search as run_search
 
-    if os.environ.get("RANK", "0") != "0":  # a torchrun rank other than 0: trials only
-        report = False
+    if "RANK" in os.environ:  # under torchrun: every rank searches on its own; rank 0 reports
+        report = report and os.environ["RANK"] == "0"
         if device == "auto" and "LOCAL_RANK" in os.environ:
             import torch
 
             device = f"cuda:{os.environ['LOCAL_RANK']}" if torch.cuda.is_available() else "cpu"
+        os.environ["WORLD_SIZE"] = "1"  # each trial's training runs on this rank alone
     settings = SearchSettings(
         name=name,
         params=tuple(param or ()),

@@ -616,3 +616,32 @@ def test_a_torn_metrics_line_does_not_block_resume(tmp_path, monkeypatch):
     metrics.write_text(metrics.read_text() + '{"epoch": 3, "lo')
     train(tiny_cfg(tmp_path / "cut", **cfg))
     assert [json.loads(x)["epoch"] for x in metrics.read_text().splitlines()] == [1, 2, 3]
+
+
+def test_epoch_end_sees_each_epoch_and_can_stop_the_run(tmp_path):
+    """The hook a search prunes by: called after each epoch's checkpoint with the encoder; putting
+    the encoder in eval mode there does not change the run; raising stops it, resumably."""
+    whole, _ = state(train(tiny_cfg(tmp_path / "whole", epochs=3)) / "encoder.pt")
+    seen = []
+
+    def look(epoch, encoder):
+        seen.append((epoch, encoder.training))
+        encoder.eval()  # as a probe does
+
+    watched, _ = state(train(tiny_cfg(tmp_path / "watched", epochs=3), epoch_end=look) / "encoder.pt")
+    assert seen == [(1, True), (2, True), (3, True)]
+    for k in whole:
+        assert torch.equal(watched[k], whole[k]), k
+
+    class Pruned(Exception):
+        pass
+
+    def stop_after_first(epoch, encoder):
+        raise Pruned
+
+    with pytest.raises(Pruned):
+        train(tiny_cfg(tmp_path / "cut", epochs=3), epoch_end=stop_after_first)
+    assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    resumed, _ = state(train(tiny_cfg(tmp_path / "cut", epochs=3)) / "encoder.pt")
+    for k in whole:
+        assert torch.equal(resumed[k], whole[k]), k
