@@ -260,6 +260,24 @@ def write(
         "trials": rows,
     }
     atomic_write_text(p.out / "results.json", json.dumps(results, indent=1, default=str))
+    atomic_write_text(p.out / "trials.csv", trials_csv(rows))
+
+
+def trials_csv(rows: list[dict[str, Any]]) -> str:
+    """One line per trial: number, state, generator, value, seconds, failure, then each parameter."""
+    import csv
+    import io
+
+    keys = sorted({k for r in rows for k in r["params"]})
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["number", "state", "generator", "value", "seconds", "failure", *keys])
+    for r in rows:
+        w.writerow(
+            [r["number"], r["state"], r["generator"], r["value"], r["seconds"], r["failure"] or ""]
+            + [r["params"].get(k, "") for k in keys]
+        )
+    return buf.getvalue()
 
 
 def _param_value(params: dict[str, Any], name: str) -> str:

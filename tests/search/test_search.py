@@ -61,6 +61,8 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path, monkeypatch
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["held_out"]["names"]["best"] == "dead_leaves-squares"
     assert (tmp_path / "samples.png").is_file() and (tmp_path / "history.png").is_file()
+    lines = (tmp_path / "trials.csv").read_text().splitlines()
+    assert lines[0].startswith("number,state,generator,value") and len(lines) == 1 + len(study.get_trials())
 
 
 def test_an_interrupted_trial_runs_again_with_its_parameters(tmp_path):
