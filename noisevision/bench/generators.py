@@ -3,8 +3,11 @@ recipe beside it (`noisevision bench generators`)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -100,6 +103,52 @@ def bench_reference(
     return len(seconds) / sum(seconds), [1.0 / s for s in seconds]
 
 
+def profile_generator(
+    name: str, res: int | None, batch: int, device: torch.device, top: int = 12
+) -> tuple[float, list[tuple[str, float, int]]]:
+    """Where one batch of `name` spends its time: (seconds of the call, [(torch op, self seconds,
+    calls)] for the `top` ops by their own time). What no torch op accounts for is Python and
+    compiled loops (numba): the call's time minus the ops' sum. A first batch is rendered before,
+    so that one-time set-up is not profiled."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from noisevision import generators
+
+    gen = generators.get(name)
+    gen.prepare(res, device)
+    classes = gen.num_classes
+    stride = batch if not classes else classes * -(-batch // classes)
+    gen(range(stride, stride + batch), res=res, seed=0, device=device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with _quiet_stderr(), profile(activities=activities) as prof:  # the profiler's start/stop lines
+        start = time.perf_counter()
+        gen(range(2 * stride, 2 * stride + batch), res=res, seed=0, device=device)
+        synchronize(device)
+        seconds = time.perf_counter() - start
+    ops = [
+        (e.key, e.self_cpu_time_total / 1e6, e.count)
+        for e in prof.key_averages()
+        if e.self_cpu_time_total > 0
+    ]
+    ops.sort(key=lambda r: -r[1])
+    return seconds, ops[:top] + [("(all ops)", sum(r[1] for r in ops), sum(r[2] for r in ops))]
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """File descriptor 2 to /dev/null: torch's profiler writes its own lines there from C++."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
 def report_generators(
     names: list[str],
     device: torch.device,
@@ -108,6 +157,7 @@ def report_generators(
     repeats: int = 5,
     min_time: float = 0.5,
     reference: bool = False,
+    profile: bool = False,
     *,
     say: Callable[[str], None],
 ) -> None:
@@ -139,6 +189,14 @@ def report_generators(
         spread += f", batch {used}" if used != batch else ""
         spread += f"; set-up {setup:,.1f} s first)" if setup >= 0.1 else ")"
         say(f"{n:32s} {median:10,.2f} img/s  {spread}")
+        if profile:
+            seconds, ops = profile_generator(n, res, used, device)
+            say(f"  profile of one batch of {used}: {seconds:,.3f} s")
+            for op, self_s, calls in ops:
+                say(f"    {op[:48]:48s} {self_s:8.3f} s {100 * self_s / seconds:5.1f} %  {calls:7,d} calls")
+            outside = seconds - ops[-1][1]
+            what = "(outside torch ops: Python, numba loops)"
+            say(f"    {what:48s} {outside:8.3f} s {100 * outside / seconds:5.1f} %")
         if reference:
             try:
                 ref = bench_reference(n, res)

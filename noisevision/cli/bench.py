@@ -151,6 +151,12 @@ def bench_generators(
         help="Also time the original recipe, image by image (dead leaves and "
         "statistical models, on CPU; slow), and print the speed-up.",
     ),
+    profile: bool = typer.Option(
+        False,
+        "--profile",
+        help="Also profile one batch per generator: its torch ops by their own time, and the time "
+        "outside them (Python, compiled loops).",
+    ),
 ) -> None:
     """Images/s of every registered generator, one line each (median of repeats)."""
     import torch
@@ -165,7 +171,15 @@ def bench_generators(
         torch.set_num_threads(threads)
     dev = resolve_device(device)
     report_generators(
-        list(names or []), dev, res, batch, repeats=repeats, min_time=min_time, reference=reference, say=_say
+        list(names or []),
+        dev,
+        res,
+        batch,
+        repeats=repeats,
+        min_time=min_time,
+        reference=reference,
+        profile=profile,
+        say=_say,
     )
 
 

@@ -213,6 +213,16 @@ def test_bench_generators_prints_rates(run_cli):
     assert "threads 1" in stdout and "img/s" in stdout.split("test-blobs", 1)[1]
 
 
+def test_bench_generators_profiles_a_batch(run_cli):
+    args = ("--res", "32", "--batch-size", "4", "--repeats", "1", "--min-time", "0.01", "--profile")
+    code, stdout, _ = run_cli("bench", "generators", "dead_leaves-squares", *args)
+    assert code == 0
+    profile = stdout.split("profile of one batch of 4:", 1)[1]
+    ops = re.findall(r"^    (aten::\S+)\s+([\d.]+) s", profile, re.M)
+    assert ops and all(float(a[1]) >= float(b[1]) for a, b in zip(ops, ops[1:]))  # by their own time
+    assert "(all ops)" in profile and "(outside torch ops" in profile
+
+
 def test_bench_generators_times_the_reference_recipe_beside(run_cli):
     args = ("--res", "32", "--batch-size", "4", "--repeats", "1", "--min-time", "0.01", "--reference")
     code, stdout, _ = run_cli("bench", "generators", "dead_leaves-squares", "test-blobs", *args)
