@@ -42,6 +42,12 @@ def search(
     test_seeds: int = typer.Option(
         3, "--test-seeds", help="Seeds of the held-out comparison (best vs defaults)."
     ),
+    compare: list[str] | None = typer.Option(
+        None,
+        "--compare",
+        help="Another generator to measure beside the best setting and the defaults on held-out data "
+        "(repeat), e.g. the paper's best.",
+    ),
     analysis_images: int = typer.Option(
         512, "--analysis-images", help="Images per setting for a measure objective and the report's analysis."
     ),
@@ -108,6 +114,7 @@ def search(
         probe_images=probe_images,
         test_images=test_images,
         test_seeds=test_seeds,
+        compare=tuple(compare or ()),
         analysis_images=analysis_images,
         seed=seed,
         sampler=sampler,

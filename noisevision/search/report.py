@@ -61,8 +61,8 @@ def confirm(p: Plan, best: str) -> dict[str, Any]:
     from noisevision.reproduce.stats import mean_interval, paired_test
 
     s = p.settings
-    names = {"defaults": s.name, "best": best}
-    values: dict[str, list[float]] = {"defaults": [], "best": []}
+    names = {"defaults": s.name, "best": best, **{name: name for name in s.compare}}
+    values: dict[str, list[float]] = {which: [] for which in names}
     test = None
     if p.objective.kind == "probe":
         data = load_eval_dataset(s.dataset)
@@ -95,6 +95,10 @@ def confirm(p: Plan, best: str) -> dict[str, Any]:
                 )
     sign = 1.0 if p.objective.direction == "maximize" else -1.0
     paired = paired_test([sign * v for v in values["best"]], [sign * v for v in values["defaults"]])
+    against = {}
+    for other in s.compare:  # the best setting against other generators, seed by seed
+        pt = paired_test([sign * v for v in values["best"]], [sign * v for v in values[other]])
+        against[other] = {"gain": _interval(pt.diff), "p_value": pt.p_value, "significant": pt.significant}
     return {
         "where": "test split" if test is not None else "other images of each generator",
         "names": names,
@@ -104,6 +108,7 @@ def confirm(p: Plan, best: str) -> dict[str, Any]:
         "p_value": paired.p_value,
         "holds": bool(paired.significant and paired.diff.mean > 0),
         "significant": paired.significant,
+        "against": against,
     }
 
 
@@ -222,11 +227,12 @@ def write(
         "|---|---|---|---|",
     ]
     val = {r["generator"]: r["value"] for r in rows if r["state"] == "complete"}
-    for which in ("defaults", "best"):
+    for which in check["names"]:
         name, m = check["names"][which], means[which]
         v = val.get(name)
         shown = "–" if v is None else f"{v:.4g}"
-        lines.append(f"| {which} | `{name}` | {shown} | {m['mean']:.4g} [{m['low']:.4g}, {m['high']:.4g}] |")
+        row = "compared" if which == name else which
+        lines.append(f"| {row} | `{name}` | {shown} | {m['mean']:.4g} [{m['low']:.4g}, {m['high']:.4g}] |")
     p_text = "–" if check["p_value"] is None else f"{check['p_value']:.3f}"
     lines += [
         "",
@@ -235,6 +241,14 @@ def write(
         f"(paired t-test over seeds, p = {p_text}): {verdict}.",
         "",
     ]
+    for other, a in check.get("against", {}).items():
+        ga, pa = a["gain"], "–" if a["p_value"] is None else f"{a['p_value']:.3f}"
+        word = "significant" if a["significant"] else "not significant"
+        lines += [
+            f"Best setting against `{other}`: {ga['mean']:+.3g} [{ga['low']:+.3g}, {ga['high']:+.3g}] "
+            f"(p = {pa}, {word}).",
+            "",
+        ]
     if measures:
         lines += ["## Analysis of both (random-network features, 95 % intervals)", ""]
         lines += ["| generator | " + " | ".join(MEASURES) + " |", "|---" * (len(MEASURES) + 1) + "|"]

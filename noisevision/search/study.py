@@ -49,6 +49,7 @@ class SearchSettings:
     probe_images: int = 5000  # labelled training images the probes fit on
     test_images: int = 2000  # test images the final comparison is scored on
     test_seeds: int = 3  # pre-training seeds of the final comparison
+    compare: tuple[str, ...] = ()  # other generators measured beside both on held-out data
     analysis_images: int = 512  # images per generator for a measure objective and the report's analysis
     seed: int = 0
     sampler: str = "tpe"
@@ -125,6 +126,8 @@ def plan(settings: SearchSettings, out: Path) -> Plan:
             "fix a parameter with --param KEY=VALUE"
         )
     space = build_space(settings.name, settings.params)
+    for other in settings.compare:
+        generators.get(other)  # an unknown name: one line now, not after the trials
     objective = obj.OBJECTIVES.get(settings.objective)
     check_output_folder(out)
     parse_loggers(settings.logger)  # an unknown or missing tracker: one line now

@@ -126,13 +126,26 @@ def test_bad_input_is_one_line_before_any_trial(run_cli, tmp_path, args, words):
     assert not (tmp_path / "s" / "trials").exists()
 
 
+def test_a_probe_trial_pretrains_and_probes_the_validation_split(tmp_path, run_cli):
+    code, out, err = run_cli(
+        "search", "program-shader", "--out", tmp_path, "--trials", "1", "--images", "128", "--epochs", "1",
+        "--val-images", "200", "--probe-images", "300", "--no-report",
+    )  # fmt: skip
+    assert code == 0, err
+    (run,) = (tmp_path / "trials").iterdir()
+    kept = json.loads((run / "objective.json").read_text())
+    assert kept["probe"] == "fast" and ":300:200:" in kept["data"] and 0 < kept["top1"] <= 100
+    assert f"best: program-shader (fast {kept['top1']:.4g})" in out and not (tmp_path / "report.md").exists()
+
+
+@pytest.mark.slow
 def test_probe_objective_end_to_end(tmp_path, run_cli):
     """One short pre-training per trial, the fast probe on the validation split, the held-out
     comparison on the test split: the whole loop of a probe objective."""
     code, out, err = run_cli(
         "search", "program-shader", "--out", tmp_path, "--trials", "2", "--images", "128", "--epochs", "2",
         "--val-images", "200", "--probe-images", "300", "--test-images", "200", "--test-seeds", "2",
-        "--analysis-images", "24", "--param", "depth=2..4",
+        "--analysis-images", "24", "--param", "depth=2..4", "--compare", "dead_leaves-squares",
     )  # fmt: skip
     assert code == 0, err
     results = json.loads((tmp_path / "report.md").with_name("results.json").read_text())
@@ -142,3 +155,5 @@ def test_probe_objective_end_to_end(tmp_path, run_cli):
     assert trials[0]["generator"] == "program-shader" and len(trials) == 2
     assert all(t["state"] == "complete" for t in trials)
     assert "held out (test split)" in out
+    against = results["held_out"]["against"]["dead_leaves-squares"]
+    assert against["gain"]["n"] == 2 and "dead_leaves-squares" in (tmp_path / "report.md").read_text()
