@@ -47,7 +47,7 @@ class AnalyzeSettings:
     encoder: str | None = None  # an encoder file or run folder
     results: tuple[str, ...] = ()  # reproduce folders or eval JSON files
     device: str = "auto"
-    bootstraps: int = 50
+    bootstraps: int = 25  # half-samples: their intervals within ~10 % of 200 half-samples' (docs/analysis.md)
     progress: bool = True
 
     def check(self) -> None:
