@@ -31,6 +31,7 @@ SAMPLES = 16  # images kept for the sample grids
 PAIRS = 4  # closest pairs of images kept per source
 FORMAT = 3  # bump when the cached content changes
 BLANK_STD = 0.5 / 255  # luminance standard deviation below which an image is one flat colour
+RENDER_WORKERS = 1  # processes rendering (or reading) the next batches on a CPU while one measures
 
 
 def encoder_id(spec: str) -> str:
@@ -61,7 +62,7 @@ def _pass(src: ImageSource, nets: list[FeatureNet], progress: Progress, with_sta
     views: list[list[list[Tensor]]] = [[[], []] for _ in nets]
     view_stats: list[list[Tensor]] = [[], []]
     blank, t_start, t_images = 0, time.perf_counter(), 0.0
-    batches = src.batches()
+    batches = src.batches(workers=RENDER_WORKERS)
     for lo in range(0, src.count, BATCH):
         t = time.perf_counter()
         images = next(batches)
