@@ -70,19 +70,29 @@ HEAD_PREFIX = "head."  # the projection head's tensors (ResNetEncoder.head, ViTE
 # ---------------------------------------------------------------------------------------- layouts
 @dataclass(frozen=True)
 class ResNetLayout:
-    """What a library ResNet needs to hold an encoder's trunk: its depth and stem."""
+    """What a library ResNet needs to hold an encoder's trunk: its depth, stem and stage widths."""
 
     depth: int
     small_stem: bool
     stem_width: int = 64
+    widths: tuple[int, ...] = (64, 128, 256, 512)  # timm's `channels`
+    deep_stem: bool = False  # timm's stem_type="deep": three 3×3 convs of stem_width, stem_width, 2×
 
     @property
     def builder(self) -> str:
         return f"resnet{self.depth}"  # torchvision.models.resnet18 / timm.create_model("resnet18")
 
+    @property
+    def timm_args(self) -> dict[str, Any]:
+        """timm.create_model's options beyond the builder's (none for a library-width ResNet)."""
+        if not self.deep_stem:
+            return {}
+        return {"stem_type": "deep", "stem_width": self.stem_width, "channels": list(self.widths)}
 
-def library_resnet(encoder: nn.Module) -> ResNetLayout | str:
-    """The library ResNet the encoder's trunk fits, or why none does (a phrase)."""
+
+def library_resnet(encoder: nn.Module, library: str = "torchvision") -> ResNetLayout | str:
+    """The ResNet of `library` (torchvision or timm) the encoder's trunk fits, or why none does (a
+    phrase). timm's `channels` and deep stem hold any width; the 7×7 stems of both are 64 wide."""
     if not isinstance(encoder, ResNetEncoder):
         return "is not a ResNet"
     options = {
@@ -90,14 +100,20 @@ def library_resnet(encoder: nn.Module) -> ResNetLayout | str:
         **ARCHS.entry(encoder.arch).defaults,
         **encoder.arch_kwargs,
     }
+    depth = int(options["depth"])
+    if options["deep_stem"]:
+        if library != "timm":
+            return f"has timm's deep stem, which {library}'s ResNets lack"
+        widths = tuple(encoder.widths)
+        return ResNetLayout(depth, False, widths[0] // 2, widths, deep_stem=True)
     if float(options["width"]) != 1.0:
-        return f"has width {options['width']:g} (library ResNets have fixed stage widths)"
-    return ResNetLayout(int(options["depth"]), bool(options["small_stem"]))
+        return f"has width {options['width']:g} (library ResNets with this stem have fixed stage widths)"
+    return ResNetLayout(depth, bool(options["small_stem"]))
 
 
 def resnet_layout(encoder: nn.Module, fmt: str) -> ResNetLayout:
     """`library_resnet`, or NoisevisionError naming the formats that can hold the encoder."""
-    found = library_resnet(encoder)
+    found = library_resnet(encoder, fmt)
     if isinstance(found, str):
         arch = getattr(encoder, "arch", type(encoder).__name__)
         raise NoisevisionError(
@@ -153,7 +169,7 @@ class ExportFormat:
         return (
             not self.trunk_only
             or self.holds_timm(encoder)
-            or isinstance(library_resnet(encoder), ResNetLayout)
+            or isinstance(library_resnet(encoder, self.library), ResNetLayout)
         )
 
     def tensors(self, encoder: nn.Module) -> dict[str, Tensor]:
@@ -204,8 +220,9 @@ def _timm_lines(encoder: nn.Module, filename: str) -> list[str]:
             f'model.load_state_dict(load_file("{filename}"))  # strict',
         ]
     layout = resnet_layout(encoder, "timm")
+    extra = "".join(f", {k}={tuple(v) if isinstance(v, list) else v!r}" for k, v in layout.timm_args.items())
     return [
-        f'model = timm.create_model("{layout.builder}", num_classes=0)  # no classifier',
+        f'model = timm.create_model("{layout.builder}", num_classes=0{extra})  # no classifier',
         *_stem_lines(layout),
         f'model.load_state_dict(load_file("{filename}"))  # strict',
     ]
@@ -231,7 +248,8 @@ def _timm_folder_config(encoder: nn.Module, recipe: Recipe) -> dict[str, Any]:
             "conv and a max-pool, not its 3×3 stride-1 stem; export it to a .safetensors file (its "
             "card swaps the stem) or with --format noisevision"
         )
-    return timm_hub_config(layout.builder, {}, False, encoder.feat_dim, recipe)
+    first_conv = "conv1.0" if layout.deep_stem else "conv1"
+    return timm_hub_config(layout.builder, layout.timm_args, False, encoder.feat_dim, recipe, first_conv)
 
 
 FORMATS: Registry[ExportFormat] = Registry("export format")

@@ -67,13 +67,19 @@ def eval_resize(input_size: int) -> int:
 
 
 def timm_hub_config(
-    name: str, model_args: dict[str, Any], vit: bool, features: int, recipe: Recipe
+    name: str,
+    model_args: dict[str, Any],
+    vit: bool,
+    features: int,
+    recipe: Recipe,
+    first_conv: str | None = None,
 ) -> dict[str, Any]:
     """The config.json of a timm model folder (what `timm.create_model("hf-hub:…")` and
     "local-dir:…" read): timm architecture `name` built with `model_args` (a ViT, or a ResNet),
     without a classifier (`features` wide), and the preprocessing the encoder was trained and
-    probed with (`recipe`)."""
-    first_conv, classifier, pool = ("patch_embed.proj", "head", "token") if vit else ("conv1", "fc", "avg")
+    probed with (`recipe`); `first_conv` names the input convolution when it is not the default."""
+    default_conv, classifier, pool = ("patch_embed.proj", "head", "token") if vit else ("conv1", "fc", "avg")
+    first_conv = first_conv or default_conv
     size, resize = recipe.input_size, eval_resize(recipe.input_size)
     crop_pct = size / resize
     while math.floor(size / crop_pct) != resize:  # timm resizes to floor(input_size / crop_pct)

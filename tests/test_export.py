@@ -191,6 +191,7 @@ def test_card_lists_probe_results_of_the_run_and_its_reproduction(tmp_path):
 def test_formats_each_encoder_supports():
     assert formats_for(build_encoder("smallalexnet")) == ["noisevision"]
     assert formats_for(build_encoder("resnet18-s", width=0.5)) == ["noisevision"]
+    assert formats_for(build_encoder("resnet18-deep", width=0.25)) == ["timm", "noisevision"]
     assert formats_for(build_encoder("resnet18", input_size=32)) == list(FORMATS)
 
 

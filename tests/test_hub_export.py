@@ -37,9 +37,15 @@ def front_matter(card: str) -> dict:
     return yaml.safe_load(card.split("---\n")[1])
 
 
-@pytest.mark.parametrize("arch,layer", [("resnet18", "pool"), ("vit-tiny-p4", "cls")])
-def test_timm_model_folder_loads_through_timm_with_its_preprocessing(tmp_path, monkeypatch, arch, layer):
-    kw = {"input_size": 32} if arch == "resnet18" else {}
+@pytest.mark.parametrize(
+    "arch,kw,layer",
+    [
+        ("resnet18", {"input_size": 32}, "pool"),
+        ("resnet18-deep", {"input_size": 32, "width": 0.25}, "pool"),  # the demo's: narrow, deep stem
+        ("vit-tiny-p4", {}, "cls"),
+    ],
+)
+def test_timm_model_folder_loads_through_timm_with_its_preprocessing(tmp_path, monkeypatch, arch, kw, layer):
     enc = saved(tmp_path, arch, **kw)
     monkeypatch.chdir(tmp_path)  # paths typed relative, as a user does
     done = export_encoder("run", "timm", "hub")

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from noisevision.analyze.features import RANDOM_NAMES, FeatureNet, to_uint8, view_pairs
+from noisevision.analyze.features import RANDOM_NAMES, FeatureNet, embed_all, to_uint8, view_pairs
 from noisevision.analyze.sources import BATCH, ImageSource
 from noisevision.analyze.statistics import STATISTICS, image_statistics, statistics_matrix
 from noisevision.io import atomic_save
@@ -29,8 +29,9 @@ log = get_logger(__name__)
 AUG_IMAGES = 256  # images whose two augmented views measure the augmentation gap
 SAMPLES = 16  # images kept for the sample grids
 PAIRS = 4  # closest pairs of images kept per source
-FORMAT = 2  # bump when the cached content changes
+FORMAT = 3  # bump when the cached content changes
 BLANK_STD = 0.5 / 255  # luminance standard deviation below which an image is one flat colour
+RENDER_WORKERS = 1  # processes rendering (or reading) the next batches on a CPU while one measures
 
 
 def encoder_id(spec: str) -> str:
@@ -61,7 +62,7 @@ def _pass(src: ImageSource, nets: list[FeatureNet], progress: Progress, with_sta
     views: list[list[list[Tensor]]] = [[[], []] for _ in nets]
     view_stats: list[list[Tensor]] = [[], []]
     blank, t_start, t_images = 0, time.perf_counter(), 0.0
-    batches = src.batches()
+    batches = src.batches(workers=RENDER_WORKERS)
     for lo in range(0, src.count, BATCH):
         t = time.perf_counter()
         images = next(batches)
@@ -74,14 +75,14 @@ def _pass(src: ImageSource, nets: list[FeatureNet], progress: Progress, with_sta
             blank += int((s["luminance_std"] < BLANK_STD).sum())
             if lo < SAMPLES:
                 samples.append(images[: SAMPLES - lo].cpu())
-        for i, net in enumerate(nets):
-            feats[i].append(net.images(images))
+        for i, f in enumerate(embed_all(nets, images.float() / 255.0)):
+            feats[i].append(f)
         if lo < AUG_IMAGES:
             part = images[: AUG_IMAGES - lo]
             pair = view_pairs(part, torch.arange(lo, lo + len(part)), seed=src.seed)
             for v in (0, 1):
-                for i, net in enumerate(nets):
-                    views[i][v].append(net(pair[v]))
+                for i, f in enumerate(embed_all(nets, pair[v])):
+                    views[i][v].append(f)
                 if with_stats:
                     view_stats[v].append(statistics_matrix(image_statistics(to_uint8(pair[v]))[0]).cpu())
         progress.update(len(images))

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import Tensor
@@ -35,6 +36,7 @@ PR_K = 3  # k of precision and recall (Kynkäänniemi et al.)
 DC_K = 5  # k of density and coverage (Naeem et al.)
 NEAR_DUPLICATE = 0.05  # nearest-image distance, as a fraction of the median distance, of a near-duplicate
 UNIFORMITY_T = 2.0
+KNN = max(PR_K, DC_K, 2)  # the neighbours one search finds: every k-NN measure's k (TwoNN: 2)
 
 DIVERSITY = ("vendi_q1", "vendi_qinf", "effective_rank", "intrinsic_dim", "uniformity", "near_duplicates")
 NATURALISM = ("precision", "recall", "density", "coverage", "fd", "kid")
@@ -42,41 +44,89 @@ NATURALISM = ("precision", "recall", "density", "coverage", "fd", "kid")
 
 @dataclass
 class Pairs:
-    """Features of a source X [N, D] (and real features R [M, D]) with their Gram and distance
-    matrices, computed once: every half-sample of the bootstrap indexes them (`take`) instead of
-    computing them again. Distances in float32 (half the memory: they are only compared), the
-    rest in float64."""
+    """Features of a source X [N, D] (and real features R [M, D]) with every pairwise matrix the
+    measures read — distances, the uniformity and KID kernels — computed once: every half-sample
+    of the bootstrap indexes them (`take`) instead of computing them again. Distances and the
+    uniformity kernel in float32 (compared, or summed in float64), the KID kernels in float64
+    (their sums nearly cancel). `scale`, the median distance between the full set's images, is
+    the near-duplicate yardstick of every half-sample too (one threshold per source)."""
 
     x: Tensor
-    xx: Tensor  # X Xᵀ [N, N]
     dx: Tensor  # distances within X [N, N], +inf on the diagonal (an image is not its own neighbour)
+    ux: Tensor  # exp(-t ‖z_i - z_j‖²) of the unit-normalised features [N, N] (uniformity)
+    kxx: Tensor  # KID's kernel (x·y / D + 1)³ within X [N, N]
+    scale: float  # median distance between two images of the full set
     r: Tensor | None = None
-    rr: Tensor | None = None  # R Rᵀ [M, M]
     dr: Tensor | None = None  # distances within R [M, M], diagonal +inf
-    xr: Tensor | None = None  # X Rᵀ [N, M]
+    krr: Tensor | None = None  # KID's kernel within R [M, M]
+    kxr: Tensor | None = None  # KID's kernel between X and R [N, M]
     cross: Tensor | None = None  # distances real to source [M, N]
 
     @staticmethod
     def of(x: Tensor, r: Tensor | None = None) -> Pairs:
         x = x.double()
+        dim = x.shape[1]
         xx = x @ x.T
         dx = _self_distances(xx)
+        norm = xx.diagonal().clamp_min(1e-24).sqrt()
+        sq = (2 - 2 * xx / (norm[:, None] * norm[None, :])).clamp_min(0)  # between unit vectors
+        ux = torch.exp(-UNIFORMITY_T * sq).float()
+        pairs = Pairs(x, dx, ux, _kid_kernel(xx, dim), median_distance(dx))
         if r is None:
-            return Pairs(x, xx, dx)
+            return pairs
         r = r.double().to(x.device)
         rr, xr = r @ r.T, x @ r.T
-        cross = distances(xr.T, rr.diagonal(), xx.diagonal())
-        return Pairs(x, xx, dx, r, rr, _self_distances(rr), xr, cross)
+        pairs.r, pairs.dr, pairs.krr = r, _self_distances(rr), _kid_kernel(rr, dim)
+        pairs.kxr, pairs.cross = _kid_kernel(xr, dim), distances(xr.T, rr.diagonal(), xx.diagonal())
+        return pairs
 
     def take(self, i: Tensor, j: Tensor | None = None) -> Pairs:
-        """The pairs of source images `i` (and real images `j`)."""
-        sub = Pairs(self.x[i], self.xx[i][:, i], self.dx[i][:, i])
+        """The pairs of source images `i` (and real images `j`); every measure is a function of
+        the set, so the indices are sorted first (rows read in order: several times faster)."""
+        i = i.sort().values
+        sub = Pairs(self.x[i], _square(self.dx, i), _square(self.ux, i), _square(self.kxx, i), self.scale)
         if self.r is None or j is None:
             return sub
-        assert self.rr is not None and self.dr is not None and self.xr is not None and self.cross is not None
-        sub.r, sub.rr, sub.dr = self.r[j], self.rr[j][:, j], self.dr[j][:, j]
-        sub.xr, sub.cross = self.xr[i][:, j], self.cross[j][:, i]
+        assert (
+            self.dr is not None and self.krr is not None and self.kxr is not None and self.cross is not None
+        )
+        j = j.sort().values
+        sub.r, sub.dr, sub.krr = self.r[j], _square(self.dr, j), _square(self.krr, j)
+        sub.kxr = self.kxr.index_select(0, i).index_select(1, j)
+        sub.cross = self.cross.index_select(0, j).index_select(1, i)
         return sub
+
+    @cached_property
+    def near_x(self) -> Tensor:
+        """Distances of each source image to its KNN nearest other images, ascending [N, KNN]."""
+        return _nearest(self.dx)
+
+    @cached_property
+    def near_r(self) -> Tensor:
+        """The same for the real images [M, KNN]."""
+        assert self.dr is not None
+        return _nearest(self.dr)
+
+
+def _kid_kernel(gram: Tensor, dim: int) -> Tensor:
+    """KID's polynomial kernel (x·y / dim + 1)³ from a Gram matrix."""
+    return (gram / dim + 1) ** 3
+
+
+def _square(m: Tensor, i: Tensor) -> Tensor:
+    """m[i][:, i] of a square matrix."""
+    return m.index_select(0, i).index_select(1, i)
+
+
+def _nearest(d: Tensor) -> Tensor:
+    """The KNN smallest distances of each row, ascending (one k-NN search serves every measure)."""
+    return d.topk(min(KNN, d.shape[1]), dim=1, largest=False).values
+
+
+def median_distance(d: Tensor) -> float:
+    """The median of the n(n-1) off-diagonal distances of [N, N] (the n +inf of the diagonal sort last)."""
+    n = len(d)
+    return float(d.flatten().kthvalue((n * (n - 1) + 1) // 2).values)
 
 
 def distances(gram: Tensor, a: Tensor, b: Tensor) -> Tensor:
@@ -91,9 +141,10 @@ def _self_distances(gram: Tensor) -> Tensor:
     return d.fill_diagonal_(math.inf)
 
 
-def _kth(d: Tensor, k: int) -> Tensor:
-    """Distance of each row's k-th nearest neighbour (the diagonal +inf excluded) [N]."""
-    return d.topk(k, dim=1, largest=False).values[:, -1]
+def _kth(d: Tensor, k: int, nearest: Tensor | None = None) -> Tensor:
+    """Distance of each row's k-th nearest neighbour (the diagonal +inf excluded) [N]; from
+    `nearest` (a row's ascending nearest distances) when given."""
+    return (nearest if nearest is not None else _nearest(d))[:, k - 1]
 
 
 def _entropy_exp(p: Tensor) -> Tensor:
@@ -131,10 +182,10 @@ def effective_rank(x: Tensor) -> float:
     return float(_entropy_exp(s / total)) if total > 0 else 1.0
 
 
-def twonn(d: Tensor) -> float:
+def twonn(d: Tensor, nearest: Tensor | None = None) -> float:
     """TwoNN intrinsic dimension from the distances within a set ([N, N], diagonal +inf); images
     with a duplicate (r1 = 0) give no ratio. NaN when no image has two distinct neighbours."""
-    two = d.topk(2, dim=1, largest=False).values
+    two = (nearest if nearest is not None else _nearest(d))[:, :2]
     ok = two[:, 0] > 0
     mu = two[ok, 1] / two[ok, 0]
     logs = mu.log()
@@ -143,21 +194,18 @@ def twonn(d: Tensor) -> float:
 
 def uniformity(pairs: Pairs) -> float:
     """log mean exp(-t ‖z_i - z_j‖²) over pairs i ≠ j of unit-normalised features."""
-    norm = pairs.xx.diagonal().clamp_min(1e-24).sqrt()
-    cos = pairs.xx / (norm[:, None] * norm[None, :])
-    sq = (2 - 2 * cos).clamp_min(0)
-    n = len(sq)
-    # the diagonal (sq = 0) adds exactly n: taken off the sum instead of masked out of the matrix
-    total = torch.exp(-UNIFORMITY_T * sq).sum(dtype=torch.float64) - n
+    n = len(pairs.ux)
+    # the diagonal (exp 0 = 1) adds exactly n: taken off the sum instead of masked out of the matrix
+    total = pairs.ux.sum(dtype=torch.float64) - n
     return float(torch.log(total.clamp_min(1e-300)) - math.log(n * (n - 1)))
 
 
-def near_duplicates(d: Tensor) -> float:
-    """Share of images whose nearest other image is within NEAR_DUPLICATE × the median distance."""
-    n = len(d)
-    # the median of the n(n-1) off-diagonal distances: the n +inf of the diagonal sort last
-    scale = d.flatten().kthvalue((n * (n - 1) + 1) // 2).values
-    return float((d.min(1).values <= NEAR_DUPLICATE * scale).double().mean())
+def near_duplicates(d: Tensor, scale: float | None = None, nearest: Tensor | None = None) -> float:
+    """Share of images whose nearest other image is within NEAR_DUPLICATE × `scale` (default: the
+    median distance between the set's images)."""
+    scale = median_distance(d) if scale is None else scale
+    first = nearest[:, 0] if nearest is not None else d.min(1).values
+    return float((first <= NEAR_DUPLICATE * scale).double().mean())
 
 
 def diversity(pairs: Pairs) -> dict[str, float]:
@@ -167,18 +215,26 @@ def diversity(pairs: Pairs) -> dict[str, float]:
         "vendi_q1": _vendi_of(lam, 1.0),
         "vendi_qinf": _vendi_of(lam, math.inf),
         "effective_rank": effective_rank(pairs.x),
-        "intrinsic_dim": twonn(d),
+        "intrinsic_dim": twonn(d, pairs.near_x),
         "uniformity": uniformity(pairs),
-        "near_duplicates": near_duplicates(d),
+        "near_duplicates": near_duplicates(d, pairs.scale, pairs.near_x),
     }
 
 
-def prdc(real_d: Tensor, fake_d: Tensor, cross: Tensor, k: int) -> dict[str, float]:
+def prdc(
+    real_d: Tensor,
+    fake_d: Tensor,
+    cross: Tensor,
+    k: int,
+    near: tuple[Tensor, Tensor] | None = None,
+) -> dict[str, float]:
     """Precision, recall, density and coverage with k-NN balls (prdc's definitions, strict <).
 
-    real_d [M, M] and fake_d [N, N]: distances within each set (diagonal +inf); cross [M, N].
+    real_d [M, M] and fake_d [N, N]: distances within each set (diagonal +inf); cross [M, N];
+    `near`: each set's ascending nearest distances, when already searched.
     """
-    real_r, fake_r = _kth(real_d, k), _kth(fake_d, k)
+    real_near, fake_near = near if near is not None else (None, None)
+    real_r, fake_r = _kth(real_d, k, real_near), _kth(fake_d, k, fake_near)
     inside_real = cross < real_r[:, None]  # [M, N]: fake j inside real i's ball
     return {
         "precision": float(inside_real.any(0).double().mean()),
@@ -207,10 +263,10 @@ def frechet_distance(x: Tensor, r: Tensor) -> float:
     return float(mean_term + cx.trace() + cr.trace() - 2 * trace_root)
 
 
-def kid(pairs: Pairs, dim: int) -> float:
-    """Unbiased MMD² with the kernel (x·y / dim + 1)³ from the Gram matrices."""
-    assert pairs.rr is not None and pairs.xr is not None
-    kxx, krr, kxr = ((g / dim + 1) ** 3 for g in (pairs.xx, pairs.rr, pairs.xr))
+def kid(pairs: Pairs) -> float:
+    """Unbiased MMD² with the kernel (x·y / D + 1)³ (D: the feature dimension)."""
+    assert pairs.krr is not None and pairs.kxr is not None
+    kxx, krr, kxr = pairs.kxx, pairs.krr, pairs.kxr
     n, m = len(kxx), len(krr)
     off_x = (kxx.sum() - kxx.diagonal().sum()) / (n * (n - 1))
     off_r = (krr.sum() - krr.diagonal().sum()) / (m * (m - 1))
@@ -221,14 +277,15 @@ def naturalism(pairs: Pairs) -> dict[str, float]:
     """Every NATURALISM measure of the source features against the real ones."""
     assert pairs.r is not None and pairs.dr is not None and pairs.cross is not None
     real_d, fake_d, cross = pairs.dr, pairs.dx, pairs.cross
-    pr, dc = prdc(real_d, fake_d, cross, PR_K), prdc(real_d, fake_d, cross, DC_K)
+    near = (pairs.near_r, pairs.near_x)
+    pr, dc = prdc(real_d, fake_d, cross, PR_K, near), prdc(real_d, fake_d, cross, DC_K, near)
     return {
         "precision": pr["precision"],
         "recall": pr["recall"],
         "density": dc["density"],
         "coverage": dc["coverage"],
         "fd": frechet_distance(pairs.x, pairs.r),
-        "kid": kid(pairs, pairs.x.shape[1]),
+        "kid": kid(pairs),
     }
 
 

@@ -15,13 +15,20 @@ from typing import Any
 
 from noisevision.analyze import measures as M
 from noisevision.analyze.correlate import EXACT_UP_TO, LEVEL, SOURCE_BOOTSTRAPS
-from noisevision.analyze.features import AUGMENTATION, RANDOM_ARCH, RANDOM_INPUT, RANDOM_LAYER, RANDOM_SEEDS
+from noisevision.analyze.features import (
+    AUGMENTATION,
+    RANDOM_ARCH,
+    RANDOM_INPUT,
+    RANDOM_LAYER,
+    RANDOM_SEEDS,
+    RANDOM_WIDTH,
+)
 from noisevision.analyze.statistics import STATISTICS
 from noisevision.io import atomic_write_text
 
 SPACE_TEXT = {
-    "random": f"random-init {RANDOM_ARCH} ({RANDOM_LAYER} pooled, {RANDOM_INPUT} px), "
-    f"{len(RANDOM_SEEDS)} networks averaged",
+    "random": f"random-init {RANDOM_ARCH} at width {RANDOM_WIDTH:g} ({RANDOM_LAYER} pooled, "
+    f"{RANDOM_INPUT} px), {len(RANDOM_SEEDS)} networks averaged",
     "encoder": "the trained encoder (--encoder) at its probe layer",
     "stats": "the standardised vector of the per-image statistics",
 }

@@ -47,7 +47,7 @@ class AnalyzeSettings:
     encoder: str | None = None  # an encoder file or run folder
     results: tuple[str, ...] = ()  # reproduce folders or eval JSON files
     device: str = "auto"
-    bootstraps: int = 50
+    bootstraps: int = 25  # half-samples: their intervals within ~10 % of 200 half-samples' (docs/analysis.md)
     progress: bool = True
 
     def check(self) -> None:
@@ -143,19 +143,24 @@ def compute(
     enc_id = encoder_id(s.encoder) if s.encoder else None
     images: dict[str, ImageSource] = {}
     data: dict[str, dict[str, Any]] = {}
-    for src in ([p.real] if p.real else []) + p.sources:
-        images[src.label] = ImageSource(src, s.num_images, s.res, s.seed, device)
-        if images[src.label].count < MIN_IMAGES:
-            raise NoisevisionError(
-                f"'{src.spec}' gives {images[src.label].count} images: at least {MIN_IMAGES} are needed"
-            )
-        data[src.label] = extract(images[src.label], cache, random, enc, enc_id, s.progress)
+    # On a CPU everything runs on one thread: its sums (convolutions, FFTs) do not depend on the
+    # core count, so results.json does not either; and on a shared machine two threads of many
+    # small operations wait for each other (measured under a load of 5 on 2 cores: the random
+    # networks 9× and the statistics 1.7× slower on two threads than on one; the bootstrap's
+    # spectra and k-NN searches 5× slower under a load of 9–12).
+    single = one_cpu_thread() if device.type == "cpu" else contextlib.nullcontext()
+    with single:
+        for src in ([p.real] if p.real else []) + p.sources:
+            images[src.label] = ImageSource(src, s.num_images, s.res, s.seed, device)
+            if images[src.label].count < MIN_IMAGES:
+                raise NoisevisionError(
+                    f"'{src.spec}' gives {images[src.label].count} images: at least {MIN_IMAGES} are needed"
+                )
+            data[src.label] = extract(images[src.label], cache, random, enc, enc_id, s.progress)
     timing: dict[str, Any] = {"device": str(device), "sources": {k: d["seconds"] for k, d in data.items()}}
     labels = _usable(data, [x.label for x in p.sources])
     t = time.perf_counter()
     spaces = ["random", *(["encoder"] if enc else []), "stats"]
-    # the bootstrap's many small spectra and k-NN searches: one thread is several times faster than
-    # two on a CPU (thread start-up outweighs the work), and its sums do not depend on the core count
     with one_cpu_thread() if device.type == "cpu" else contextlib.nullcontext():
         numbers = measure(data, labels, spaces, list(RANDOM_NAMES), s, p.real is not None, device)
     numbers["correlations"] = [c.to_dict() for c in correlations(numbers, p)]

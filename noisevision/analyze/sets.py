@@ -107,7 +107,7 @@ def space_measures(data: SpaceData, bootstraps: int, seed: int, device: torch.de
     for _ in range(bootstraps):
         i = torch.randperm(n, generator=g)[: n // 2].to(device)
         j = torch.randperm(n, generator=g)[: n // 2].to(device)
-        v = torch.randperm(a, generator=g)[: a // 2].to(device)
+        v = torch.randperm(a, generator=g)[: a // 2].sort().values.to(device)
         one = _measures([p.take(i, j) for p in pairs], [(x[v], y[v]) for x, y in gaps], real)
         for k, value in one.items():
             halves[k].append(value)

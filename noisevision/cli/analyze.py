@@ -35,7 +35,7 @@ def analyze(
         "--results",
         help="A `reproduce` folder or `eval` JSON files/folders (repeat): ρ of every measure.",
     ),
-    bootstraps: int = typer.Option(50, "--bootstraps", help="Half-samples per interval (0: no intervals)."),
+    bootstraps: int = typer.Option(25, "--bootstraps", help="Half-samples per interval (0: no intervals)."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress display."),
 ) -> None:

@@ -32,6 +32,14 @@ ARCHS.add(
     input_size=64,
 )
 ARCHS.add(
+    "resnet18-deep",
+    ResNetEncoder,
+    "ResNet-18, timm's deep 3×3 stem (stride 4 with the max-pool): timm builds it at any width",
+    depth=18,
+    deep_stem=True,
+    input_size=64,
+)
+ARCHS.add(
     "resnet50-s",
     ResNetEncoder,
     "ResNet-50, 3×3 stem, no max-pool, for 32–64 px",

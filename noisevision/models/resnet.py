@@ -5,6 +5,10 @@ The trunk is torchvision's (its BasicBlock / Bottleneck modules, parameter names
 Options torchvision lacks, for small images and quick CPU runs:
 - `small_stem=True` ("-s" names): a 3×3 stride-1 first conv and no max-pool, the usual adaptation
   to 32–64 px inputs (a 7×7/2 conv + pool would shrink a 32 px image to 8 px before stage 1);
+- `deep_stem=True` ("-deep" names): timm's "deep" stem, three 3×3 convs of widths w/2, w/2, w (the
+  first stride 2) then the max-pool, under timm's names (conv1.0, conv1.1, …): unlike the 7×7 conv,
+  whose width both libraries fix at 64, it narrows with the network, so a narrow ResNet with it is
+  a timm model (`timm.create_model("resnet18", stem_type="deep", stem_width=w/2, channels=…)`);
 - `width`: every stage's channel count × width (64·width, 128·width, ...).
 A projection head maps the pooled features to the training embedding: "mlp" is MoCo v2's
 (Linear → ReLU → Linear, as MoCo v2), "linear" a single layer, "none" uses the pooled features.
@@ -41,6 +45,7 @@ class ResNetEncoder(Encoder):
         depth: int = 50,
         small_stem: bool = False,
         width: float = 1.0,
+        deep_stem: bool = False,
         head: str = "mlp",
         out_dim: int = 128,
         input_size: int = 224,
@@ -55,10 +60,24 @@ class ResNetEncoder(Encoder):
         block_name, blocks = DEPTHS[depth]
         block = getattr(tv_resnet, block_name)
         widths = [max(1, round(c * width)) for c in (64, 128, 256, 512)]
+        if deep_stem and (small_stem or widths[0] % 2):
+            raise ValueError("deep_stem needs an even first width and no small_stem")
+        self.widths = tuple(widths)
         self.input_size = input_size
         self.inplanes = widths[0]
         if small_stem:
-            self.conv1 = nn.Conv2d(3, widths[0], kernel_size=3, stride=1, padding=1, bias=False)
+            self.conv1: nn.Module = nn.Conv2d(3, widths[0], kernel_size=3, stride=1, padding=1, bias=False)
+        elif deep_stem:  # timm's: [B, 3, S, S] -> [B, w, S/2, S/2], the max-pool then halves it again
+            half = widths[0] // 2
+            self.conv1 = nn.Sequential(
+                nn.Conv2d(3, half, 3, stride=2, padding=1, bias=False),
+                GroupBatchNorm2d(half),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(half, half, 3, stride=1, padding=1, bias=False),
+                GroupBatchNorm2d(half),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(half, widths[0], 3, stride=1, padding=1, bias=False),
+            )
         else:
             self.conv1 = nn.Conv2d(3, widths[0], kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = GroupBatchNorm2d(widths[0])

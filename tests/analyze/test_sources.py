@@ -42,3 +42,10 @@ def test_a_folder_gives_a_seeded_choice_of_its_files(tmp_path):
     c = ImageSource(src, 10, 8, 1, torch.device("cpu"))
     assert a.count == 10 and torch.equal(a.take(range(10)), b.take(range(10)))
     assert not torch.equal(a.take(range(10)), c.take(range(10)))
+
+
+def test_a_rendering_worker_gives_the_same_batches(one_thread):
+    src = ImageSource(resolve_source("test-blobs"), 300, 16, 0, torch.device("cpu"))
+    here = list(src.batches())
+    assert [len(b) for b in here] == [128, 128, 44]
+    assert all(torch.equal(a, b) for a, b in zip(here, src.batches(workers=1), strict=True))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from noisevision import reproduce as rp
 from noisevision.io import atomic_write_text
+from noisevision.models.archs import ARCHS
 from noisevision.presets import PRESETS
 from noisevision.reproduce import plan as rp_plan
 from noisevision.reproduce import stats
@@ -32,8 +33,9 @@ def test_the_preset_trains_each_source_with_its_recipe() -> None:
     arch = {
         PRESETS.get(preset.recipe(n)).values["arch"] for n in names if n not in ("raw-pixels", "mean-colors")
     }
-    assert arch == {"resnet18-s"}
-    assert {PRESETS.get(r).values["input_size"] for r in ("tiny", "fdsl-tiny")} == {32}
+    assert arch == {"resnet18-deep"}
+    own = ARCHS.entry("resnet18-deep").defaults["input_size"]  # fdsl-tiny: the architecture's own
+    assert {PRESETS.get(r).values["input_size"] or own for r in ("tiny", "fdsl-tiny")} == {64}
 
 
 def test_fine_tuning_skips_baselines_without_weights() -> None:

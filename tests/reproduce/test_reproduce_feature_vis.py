@@ -149,7 +149,7 @@ def test_paper_small_trains_a_resnet50_prerequisite_once(
     assert any("prerequisite: training resnet50 + moco_v2" in m for m in logs)
     assert set(visualised) == {str(prerequisite)}  # every rendered image visualises that encoder
     run = yaml.safe_load((rp.run_folder(out, FV) / "config.yaml").read_text())
-    assert run["data"] == f"feature_vis-{prerequisite}" and run["arch"] == "resnet18-s"
+    assert run["data"] == f"feature_vis-{prerequisite}" and run["arch"] == "resnet18-deep"
     cell = rp.read_cell(rp.cell_path(out, FV, "knn"))
     assert (cell["label"], cell["family"], cell["paper_top1"]) == (
         "Feature vis. – Dead leaves",
