@@ -157,3 +157,26 @@ def test_probe_objective_end_to_end(tmp_path, run_cli):
     assert "held out (test split)" in out
     against = results["held_out"]["against"]["dead_leaves-squares"]
     assert against["gain"]["n"] == 2 and "dead_leaves-squares" in (tmp_path / "report.md").read_text()
+
+
+def test_a_trial_stopped_by_ctrl_c_runs_again(tmp_path, monkeypatch):
+    p = plan(SearchSettings("dead_leaves-squares", trials=2, **{**QUICK, "report": False}), tmp_path)
+    study = open_study(p)
+    real = obj.check_not_blank
+
+    def stop_on_the_second(name, res, seed, device):
+        if name != "dead_leaves-squares":  # the defaults run first
+            raise KeyboardInterrupt
+        real(name, res, seed, device)
+
+    monkeypatch.setattr(obj, "check_not_blank", stop_on_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        run_trials(p, study)
+    stopped = study.get_trials()[-1]
+    assert stopped.state == optuna.trial.TrialState.FAIL and "failure" not in stopped.user_attrs
+    monkeypatch.undo()
+    run_trials(p, open_study(p))
+    trials = open_study(p).get_trials()
+    again = [t for t in trials if t.user_attrs.get("retry_of") == stopped.number]
+    assert len(again) == 1 and again[0].params == stopped.params and again[0].value is not None
+    assert counted(open_study(p)) == 2
