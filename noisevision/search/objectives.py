@@ -187,9 +187,8 @@ def pretrain_and_probe(
     epoch_end = None
     if report is not None:
 
-        def epoch_end(epoch: int, encoder: torch.nn.Module) -> None:
-            if epoch < cfg.epochs:
-                meta = {"method": cfg.method, "preset": cfg.preset}
+        def epoch_end(epoch: int, encoder: torch.nn.Module, meta: dict[str, Any]) -> None:
+            if epoch < cfg.epochs:  # the last epoch's probe is the trial's value, below
                 report(
                     epoch,
                     probe_value(

@@ -122,12 +122,17 @@ def _init_distributed(device_arg: str) -> tuple[bool, torch.device]:
 
 
 # ---------------------------------------------------------------------------------------- training
-def train(cfg: TrainConfig, epoch_end: EpochEnd | None = None) -> Path:
+#: train's per-epoch callback: (epochs done, the encoder, its metadata as load_encoder returns it).
+TrainEpochEnd = Callable[[int, torch.nn.Module, dict[str, Any]], None]
+
+
+def train(cfg: TrainConfig, epoch_end: TrainEpochEnd | None = None) -> Path:
     """Train (or resume) the run `cfg` describes; returns the run folder (encoder in encoder.pt).
 
     SIGTERM or SIGUSR1 (a cluster pre-empting the job) make it write a checkpoint at the next step
-    and raise `StopRequested`; the same call later resumes there. `epoch_end(epochs done, encoder)`
-    runs after each epoch's checkpoint (loop.run_epochs).
+    and raise `StopRequested`; the same call later resumes there. `epoch_end(epochs done, encoder,
+    meta)` runs after each epoch's checkpoint on rank 0 (loop.run_epochs), `meta` as the encoder
+    file will record it (its recipe: how a probe normalises its inputs).
     """
     cfg.validate()
     check_output_folder(cfg.out)  # the run folder: a file there, or no place to write, fails now
@@ -169,7 +174,7 @@ def _kernel_choice(device: torch.device, deterministic: bool) -> Iterator[None]:
         torch.use_deterministic_algorithms(before[2], warn_only=before[3])
 
 
-def _train(cfg: TrainConfig, device: torch.device, epoch_end: EpochEnd | None = None) -> Path:
+def _train(cfg: TrainConfig, device: torch.device, epoch_end: TrainEpochEnd | None = None) -> Path:
     """Build, resume, run the remaining epochs, export the encoder: the whole run, top to bottom."""
     rank, size = world()
     out = Path(cfg.out)
@@ -183,7 +188,11 @@ def _train(cfg: TrainConfig, device: torch.device, epoch_end: EpochEnd | None = 
 
 
 def _run(
-    cfg: TrainConfig, parts: Components, out: Path, device: torch.device, epoch_end: EpochEnd | None = None
+    cfg: TrainConfig,
+    parts: Components,
+    out: Path,
+    device: torch.device,
+    epoch_end: TrainEpochEnd | None = None,
 ) -> Path:
     """The run in its folder (owned by this job): resume, train the remaining epochs, export."""
     rank, size = world()
@@ -218,7 +227,13 @@ def _run(
     status = "failed"
     try:
         loader = open_loader(cfg, parts, state, device)
-        run_epochs(cfg, parts, loader, state, device, notes + loader.notes, trackers, epoch_end)
+        hook: EpochEnd | None = None
+        if epoch_end is not None:
+
+            def hook(epoch: int, encoder: torch.nn.Module) -> None:
+                epoch_end(epoch, encoder, {**meta, "images_seen": state.images_seen, "recipe": recipe})
+
+        run_epochs(cfg, parts, loader, state, device, notes + loader.notes, trackers, hook)
         if rank == 0:
             export()
             trackers.log_artifact(out / ENCODER, "encoder")

@@ -621,11 +621,12 @@ def test_a_torn_metrics_line_does_not_block_resume(tmp_path, monkeypatch):
 def test_epoch_end_sees_each_epoch_and_can_stop_the_run(tmp_path):
     """The hook a search prunes by: called after each epoch's checkpoint with the encoder; putting
     the encoder in eval mode there does not change the run; raising stops it, resumably."""
-    whole, _ = state(train(tiny_cfg(tmp_path / "whole", epochs=3)) / "encoder.pt")
+    whole, whole_meta = state(train(tiny_cfg(tmp_path / "whole", epochs=3)) / "encoder.pt")
     seen = []
 
-    def look(epoch, encoder):
+    def look(epoch, encoder, meta):
         seen.append((epoch, encoder.training))
+        assert meta["recipe"].input_size == 32 and meta["seed"] == whole_meta["seed"]
         encoder.eval()  # as a probe does
 
     watched, _ = state(train(tiny_cfg(tmp_path / "watched", epochs=3), epoch_end=look) / "encoder.pt")
@@ -636,7 +637,7 @@ def test_epoch_end_sees_each_epoch_and_can_stop_the_run(tmp_path):
     class Pruned(Exception):
         pass
 
-    def stop_after_first(epoch, encoder):
+    def stop_after_first(epoch, encoder, meta):
         raise Pruned
 
     with pytest.raises(Pruned):
