@@ -3,7 +3,8 @@
 * `<!-- noisevision:cli -->` becomes the reference of every command of the typer app
   `noisevision.cli.app`, walked as click's command tree (usage, help, arguments and options);
 * `<!-- noisevision:list WHAT -->` becomes the table `noisevision list WHAT` prints (the same
-  registries, through `noisevision.registry`).
+  registries, through `noisevision.registry`), and `<!-- noisevision:list-params NAME -->` the
+  table of `noisevision list generators --params NAME`.
 
 Help texts name their choices as `{archs}`, `{datasets}`, … placeholders that the command line
 fills from the registries when help is asked for; they are filled here the same way.
@@ -16,12 +17,14 @@ from typing import Any
 
 MARK_CLI = "<!-- noisevision:cli -->"
 MARK_LIST = re.compile(r"<!-- noisevision:list ([\w-]+) -->")
+MARK_PARAMS = re.compile(r"<!-- noisevision:list-params ([\w-]+) -->")
 PLACEHOLDER = re.compile(r"\{([a-z][\w.-]*)\}")
 
 
 def on_page_markdown(markdown: str, page: Any, **_: Any) -> str:
     if MARK_CLI in markdown:
         markdown = markdown.replace(MARK_CLI, cli_reference())
+    markdown = MARK_PARAMS.sub(lambda m: params_table(m[1]), markdown)
     return MARK_LIST.sub(lambda m: list_table(m[1]), markdown)
 
 
@@ -130,6 +133,18 @@ def _placeholder(key: str) -> str | None:
 
 
 # ------------------------------------------------------------------------------- `noisevision list`
+def params_table(name: str) -> str:
+    """The table `noisevision list generators --params NAME` shows, as markdown."""
+    from noisevision.generators.params import parameter_rows
+
+    columns = ["name", "default", "type", "search range", "description"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in parameter_rows(name):
+        cells = [f"`{row['name']}`", *(row[c] for c in columns[1:])]
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
 def list_table(what: str) -> str:
     """The rows `noisevision list WHAT` shows, as a markdown table (and its usage lines)."""
     from noisevision.registry import listing

@@ -57,25 +57,10 @@ def list_cmd(
 
 
 def _parameter_rows(name: str) -> dict:
-    """`list`'s rows of generator NAME's searchable parameters."""
+    """`list`'s table of generator NAME's searchable parameters."""
     from noisevision.generators import params as gparams
 
-    space = gparams.search_space(name.partition(":")[0])  # an unknown name: "did you mean …"
-    if not space:
-        raise NoisevisionError(f"'{name}' declares no searchable parameters")
-    defaults = gparams.defaults(name.partition(":")[0])
-    rows = []
-    for key, p in space.items():
-        default = defaults.get(key)
-        rows.append(
-            {
-                "name": key,
-                "default": "-" if default is None else p.write(default),
-                "type": p.kind,
-                "search range": p.range_text,
-                "description": p.help,
-            }
-        )
+    rows = gparams.parameter_rows(name)
     return {
         "kind": "parameter",
         "columns": ["default", "type", "search range"],

@@ -133,6 +133,26 @@ def defaults(name: str) -> dict[str, Any]:
     return values
 
 
+def parameter_rows(name: str) -> list[dict[str, str]]:
+    """The declared parameters of generator `name` as `noisevision list generators --params` shows
+    them: name, default, type, search range, description; NoisevisionError when it has none."""
+    base = name.partition(":")[0]
+    space = search_space(base)  # an unknown name: "did you mean …"
+    if not space:
+        raise NoisevisionError(f"'{name}' declares no searchable parameters")
+    default = defaults(base)
+    return [
+        {
+            "name": key,
+            "default": "-" if default.get(key) is None else p.write(default[key]),
+            "type": p.kind,
+            "search range": p.range_text,
+            "description": p.help,
+        }
+        for key, p in space.items()
+    ]
+
+
 def split_name(name: str) -> tuple[str, dict[str, str]]:
     """`base:k=v,k=v` -> (base, {k: v}) as written; NoisevisionError on a malformed list."""
     base, sep, args = name.partition(":")
