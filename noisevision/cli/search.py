@@ -21,6 +21,9 @@ def search(
     trials: int = typer.Option(
         20, "--trials", "-n", help="Trials the study holds when done (all processes)."
     ),
+    timeout: float | None = typer.Option(
+        None, "--timeout", help="Seconds after which this process starts no new trial (then reports)."
+    ),
     objective: str = typer.Option("fast", "--objective", help="What to optimise: {objectives}."),
     budget: str = typer.Option(
         "tiny", "--budget", help="Training preset of each trial's pre-training: {presets}."
@@ -105,6 +108,7 @@ def search(
         name=name,
         params=tuple(param or ()),
         trials=trials,
+        timeout=timeout,
         objective=objective,
         budget=budget,
         images=images,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -40,6 +41,7 @@ class SearchSettings:
     name: str
     params: tuple[str, ...] = ()  # --param KEY=LOW..HIGH | KEY=a,b,c | KEY=VALUE
     trials: int = 20
+    timeout: float | None = None  # seconds after which this process starts no new trial
     objective: str = "fast"
     budget: str = "tiny"  # the training preset a probe objective pre-trains with
     images: int | None = None  # pre-training images (None: the budget's)
@@ -76,6 +78,8 @@ class SearchSettings:
                 raise FieldError(key, f"{{field}} must be at least 1, not {getattr(self, key)}")
         if self.analysis_images < 20:
             raise FieldError("analysis_images", f"{{field}} must be at least 20, not {self.analysis_images}")
+        if self.timeout is not None and not self.timeout > 0:
+            raise FieldError("timeout", f"{{field}} must be a positive number of seconds, not {self.timeout}")
         for key in ("images", "epochs"):
             if getattr(self, key) is not None and getattr(self, key) < 1:
                 raise FieldError(key, f"{{field}} must be at least 1, not {getattr(self, key)}")
@@ -307,10 +311,15 @@ def _alive(pid: Any) -> bool:
 
 
 def run_trials(p: Plan, study: Any, progress: Callable[[str], None] | None = None) -> None:
-    """Ask for trials until the study holds `trials` counted ones (other processes may add some)."""
+    """Ask for trials until the study holds `trials` counted ones (other processes may add some),
+    or, with a timeout, until that many seconds have passed (the trial running then finishes)."""
     recover(study)
     data = _validation(p) if p.objective.kind == "probe" else None
+    start = time.monotonic()
     while (done := counted(study)) < p.settings.trials:
+        if p.settings.timeout is not None and time.monotonic() - start >= p.settings.timeout:
+            log.info(f"--timeout reached after {done} trials: no new trial")
+            break
         if progress is not None:
             progress(f"trial {done + 1} of {p.settings.trials}")
         study.optimize(

@@ -118,6 +118,7 @@ def test_a_study_of_other_settings_is_refused(tmp_path):
         (["--storage", "mysql://user@127.0.0.1:1/none"], "storage"),
         (["--objective", "accuracy"], "unknown objective"),
         (["--trials", "0"], "--trials must be at least 1"),
+        (["--timeout", "0"], "--timeout must be a positive number"),
     ],
 )
 def test_bad_input_is_one_line_before_any_trial(run_cli, tmp_path, args, words):
