@@ -381,7 +381,7 @@ def test_bench_train_measures_three_pipelines():
 
 
 def test_out_of_gpu_memory_is_a_hint(tmp_path, monkeypatch):
-    def oom(cfg, device):
+    def oom(cfg, device, epoch_end=None):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(train_run, "_train", oom)
