@@ -131,11 +131,16 @@ class Budget:
     logger: str
 
     def config(self, name: str, out: Path, seed: int) -> Any:
+        """The training run of generator `name`, rendered at the preset's resolution or the
+        nearest one the generator makes (StyleGAN: 128, 256 or 512 px; crops are resized)."""
+        from noisevision.reproduce.plan import generation_res
         from noisevision.train import TrainConfig
 
+        res = generation_res(name, TrainConfig.from_preset(self.preset, **self.overrides).res)
         return TrainConfig.from_preset(
             self.preset,
             **self.overrides,
+            res=res,
             data=name,
             out=str(out),
             seed=seed,

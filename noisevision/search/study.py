@@ -23,6 +23,7 @@ import optuna
 
 from noisevision.errors import FieldError, NoisevisionError, StopRequested
 from noisevision.logs import get_logger
+from noisevision.reproduce.plan import generation_res
 from noisevision.search import objectives as obj
 from noisevision.search.space import Space, build_space
 
@@ -130,8 +131,12 @@ def plan(settings: SearchSettings, out: Path) -> Plan:
             "fix a parameter with --param KEY=VALUE"
         )
     space = build_space(settings.name, settings.params)
-    for other in settings.compare:
-        generators.get(other)  # an unknown name: one line now, not after the trials
+    for (
+        other
+    ) in settings.compare:  # an unknown name or an untrainable one: one line now, not after the trials
+        obj.Budget(settings.budget, _overrides(settings), settings.device, settings.logger).config(
+            other, out / "test" / "check", settings.seed
+        ).validate()
     objective = obj.OBJECTIVES.get(settings.objective)
     check_output_folder(out)
     parse_loggers(settings.logger)  # an unknown or missing tracker: one line now
@@ -349,7 +354,7 @@ def objective(p: Plan, trial: Any, data: Any) -> float:
     log.info(f"trial {trial.number}: {name}")
     s = p.settings
     try:
-        obj.check_not_blank(name, p.res, s.seed, s.device)
+        obj.check_not_blank(name, generation_res(name, p.res), s.seed, s.device)
         if p.objective.kind == "measure":
             return obj.measure_value(
                 name,

@@ -181,3 +181,9 @@ def test_a_trial_stopped_by_ctrl_c_runs_again(tmp_path, monkeypatch):
     again = [t for t in trials if t.user_attrs.get("retry_of") == stopped.number]
     assert len(again) == 1 and again[0].params == stopped.params and again[0].value is not None
     assert counted(open_study(p)) == 2
+
+
+def test_a_generator_trains_at_the_budgets_resolution_or_its_nearest(tmp_path):
+    budget = obj.Budget("tiny", {}, "cpu", "none")
+    assert budget.config("program-shader", tmp_path, 0).res == 64
+    assert budget.config("stylegan-oriented", tmp_path, 0).res == 128  # it renders 128, 256, 512 px
