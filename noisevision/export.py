@@ -29,7 +29,6 @@ found beside the encoder (eval-*.json, a reproduction's cells) and the lines tha
 
 from __future__ import annotations
 
-import inspect
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,8 +55,8 @@ from noisevision.io import (
     recorded_place,
     slug,
 )
-from noisevision.models.archs import ARCHS
 from noisevision.models.encoder_file import EXPORT_KEY, Recipe, encoder_path, load_encoder, safetensors_fields
+from noisevision.models.library import ResNetLayout, library_resnet
 from noisevision.models.resnet import ResNetEncoder
 from noisevision.registry import Registry
 
@@ -68,49 +67,6 @@ HEAD_PREFIX = "head."  # the projection head's tensors (ResNetEncoder.head, ViTE
 
 
 # ---------------------------------------------------------------------------------------- layouts
-@dataclass(frozen=True)
-class ResNetLayout:
-    """What a library ResNet needs to hold an encoder's trunk: its depth, stem and stage widths."""
-
-    depth: int
-    small_stem: bool
-    stem_width: int = 64
-    widths: tuple[int, ...] = (64, 128, 256, 512)  # timm's `channels`
-    deep_stem: bool = False  # timm's stem_type="deep": three 3×3 convs of stem_width, stem_width, 2×
-
-    @property
-    def builder(self) -> str:
-        return f"resnet{self.depth}"  # torchvision.models.resnet18 / timm.create_model("resnet18")
-
-    @property
-    def timm_args(self) -> dict[str, Any]:
-        """timm.create_model's options beyond the builder's (none for a library-width ResNet)."""
-        if not self.deep_stem:
-            return {}
-        return {"stem_type": "deep", "stem_width": self.stem_width, "channels": list(self.widths)}
-
-
-def library_resnet(encoder: nn.Module, library: str = "torchvision") -> ResNetLayout | str:
-    """The ResNet of `library` (torchvision or timm) the encoder's trunk fits, or why none does (a
-    phrase). timm's `channels` and deep stem hold any width; the 7×7 stems of both are 64 wide."""
-    if not isinstance(encoder, ResNetEncoder):
-        return "is not a ResNet"
-    options = {
-        **_signature_defaults(ResNetEncoder),
-        **ARCHS.entry(encoder.arch).defaults,
-        **encoder.arch_kwargs,
-    }
-    depth = int(options["depth"])
-    if options["deep_stem"]:
-        if library != "timm":
-            return f"has timm's deep stem, which {library}'s ResNets lack"
-        widths = tuple(encoder.widths)
-        return ResNetLayout(depth, False, widths[0] // 2, widths, deep_stem=True)
-    if float(options["width"]) != 1.0:
-        return f"has width {options['width']:g} (library ResNets with this stem have fixed stage widths)"
-    return ResNetLayout(depth, bool(options["small_stem"]))
-
-
 def resnet_layout(encoder: nn.Module, fmt: str) -> ResNetLayout:
     """`library_resnet`, or NoisevisionError naming the formats that can hold the encoder."""
     found = library_resnet(encoder, fmt)
@@ -121,14 +77,6 @@ def resnet_layout(encoder: nn.Module, fmt: str) -> ResNetLayout:
             f"{' or '.join(formats_for(encoder))}"
         )
     return found
-
-
-def _signature_defaults(cls: type) -> dict[str, Any]:
-    return {
-        k: p.default
-        for k, p in inspect.signature(cls).parameters.items()
-        if p.default is not inspect.Parameter.empty
-    }
 
 
 def timm_model(encoder: nn.Module) -> tuple[str, dict[str, Any]] | None:
@@ -220,12 +168,19 @@ def _timm_lines(encoder: nn.Module, filename: str) -> list[str]:
             f'model.load_state_dict(load_file("{filename}"))  # strict',
         ]
     layout = resnet_layout(encoder, "timm")
-    extra = "".join(f", {k}={tuple(v) if isinstance(v, list) else v!r}" for k, v in layout.timm_args.items())
+    extra = "".join(f", {k}={_python(v)}" for k, v in layout.timm_args.items())
     return [
         f'model = timm.create_model("{layout.builder}", num_classes=0{extra})  # no classifier',
         *_stem_lines(layout),
         f'model.load_state_dict(load_file("{filename}"))  # strict',
     ]
+
+
+def _python(value: Any) -> str:
+    """A JSON-like option as the card's Python writes it: "text" in double quotes, lists as tuples."""
+    if isinstance(value, str):
+        return json.dumps(value)
+    return repr(tuple(value) if isinstance(value, list) else value)
 
 
 def _noisevision_lines(encoder: nn.Module, filename: str) -> list[str]:

@@ -160,15 +160,19 @@ def test_a_refused_upload_is_one_line_and_keeps_the_folder(tmp_path, run_cli, hu
 
 
 def test_the_readmes_export_example_runs_on_the_demo_encoder(tmp_path, run_cli, monkeypatch):
-    """README's `noisevision export runs/dl …` line, as written, on the encoder the README's train
-    line makes (preset tiny, the demo's architecture)."""
-    (line,) = [x for x in README.read_text().splitlines() if x.startswith("noisevision export runs/dl")]
+    """README's `noisevision export demo/runs/…` line, as written, on an encoder of the demo's
+    recipe (preset tiny): a timm model folder that timm builds and loads strictly."""
+    (line,) = [x for x in README.read_text().splitlines() if x.startswith("noisevision export demo/runs/")]
     args = shlex.split(line.split("#")[0])[1:]
+    assert args[args.index("--format") + 1] == "timm"
     tiny = get_preset("tiny").values
     monkeypatch.chdir(tmp_path)
-    enc = build_encoder(tiny["arch"], **tiny["arch_kwargs"], input_size=tiny["input_size"])
-    save_encoder(Path("runs/dl/encoder.pt"), enc, {"data": "dead_leaves-mixed", "preset": "tiny"})
+    enc = build_encoder(tiny["arch"], **tiny["arch_kwargs"], input_size=tiny["input_size"]).eval()
+    save_encoder(Path(args[1]) / "encoder.pt", enc, {"data": "stylegan-oriented", "preset": "tiny"})
     code, _, err = run_cli(*args)
     assert code == 0, err
     out = Path(args[args.index("--out") + 1])
-    assert (out / "model.safetensors").is_file() if not out.suffix else out.is_file()
+    model = timm.create_model(f"local-dir:{out}", pretrained=True).eval()
+    x = torch.randn(2, 3, tiny["input_size"], tiny["input_size"])
+    with torch.no_grad():
+        assert torch.equal(model(x), enc.features(x, "pool"))

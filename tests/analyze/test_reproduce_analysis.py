@@ -42,3 +42,13 @@ def test_fewer_than_three_generators_are_not_analysed(tmp_path, probe_set):
     sources, _ = rp.resolve_sources(preset)
     rp_run._analyze(tmp_path, preset, sources, probe_set(12), "cpu")
     assert not (tmp_path / "analysis").exists()
+
+
+def test_the_demo_analyses_its_data_at_the_size_it_trained_on():
+    from noisevision.analyze import AnalyzeSettings
+    from noisevision.presets import PRESETS
+
+    demo = rp.REPRO_PRESETS.get("demo")
+    settings = AnalyzeSettings(**demo.analysis)
+    settings.check()
+    assert settings.num_images > 0 and settings.res == PRESETS.get(demo.train_preset).values["res"]

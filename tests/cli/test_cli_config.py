@@ -160,7 +160,7 @@ def test_eval_files_are_named_after_dataset_probes_and_layer(run_cli, run_dir, p
     assert len(files) == 2 and all(f.endswith("-pool.json") for f in files), files
     assert any("-knn-" in f for f in files) and any("-fast-" in f for f in files)
     result = json.loads((run_dir / files[0]).read_text())
-    assert result["meta"]["recipe"]["input_size"] == 32
+    assert result["meta"]["recipe"]["input_size"] == 64  # the tiny preset's views
 
 
 def test_train_options_are_the_config_fields_and_errors_name_the_flag(run_cli, tmp_path):
