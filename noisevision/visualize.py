@@ -38,8 +38,15 @@ def sample_grid(
     for gen in gens:
         _note_setup(gen, res, device)
         images = gen(range(start, start + num), res=res, seed=seed, device=device).cpu()
-        rows.append((f"{gen.spec.label or gen.name}\n({gen.name})", images))
+        rows.append((f"{gen.spec.label or gen.name}\n({_wrapped(gen.name)})", images))
     return _save_grid(rows, out)
+
+
+def _wrapped(name: str, width: int = 28) -> str:
+    """A long generator name over several label lines, broken after its ':' and ','."""
+    if len(name) <= width:
+        return name
+    return name.replace(":", ":\n").replace(",", ",\n")
 
 
 def class_grid(

@@ -12,6 +12,7 @@ import optuna
 from optuna.trial import TrialState
 
 from noisevision.errors import NoisevisionError
+from noisevision.generators import params as gparams
 from noisevision.io import atomic_write_text
 from noisevision.logs import get_logger
 from noisevision.search import objectives as obj
@@ -206,8 +207,10 @@ def write(
         "| parameter | default | searched | best |",
         "|---|---|---|---|",
     ]
+    chosen = gparams.parse_values(best.user_attrs.get("generator") or s.name)[1]  # as rounded and measured
+    declared = gparams.search_space(s.name)
     for name, default, searched in p.space.rows():
-        value = _param_value(best.params, name)
+        value = declared[name].write(chosen[name]) if name in chosen else default
         lines.append(f"| {name} | {default} | {searched} | {value} |")
     g, means = check["gain"], check["mean"]
     verdict = (
@@ -292,14 +295,6 @@ def trials_csv(rows: list[dict[str, Any]]) -> str:
             + [r["params"].get(k, "") for k in keys]
         )
     return buf.getvalue()
-
-
-def _param_value(params: dict[str, Any], name: str) -> str:
-    if name in params:
-        return str(params[name])
-    if f"{name}.low" in params:
-        return f"{params[f'{name}.low']}..{params[f'{name}.high']}"
-    return "–"
 
 
 def _measure(m: dict[str, Any] | None) -> str:
