@@ -54,6 +54,20 @@ def folder_lock(folder: str | Path, what: str, flag: str = "--out") -> Iterator[
             os.close(fd)  # closing drops the lock; the file stays, harmless, for the next run
 
 
+@contextlib.contextmanager
+def waiting_lock(path: str | Path) -> Iterator[None]:
+    """Hold an advisory lock on file `path` while the block runs, waiting for it: for a short
+    critical section several processes of one machine enter in turn (e.g. creating a database)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, file_mode())
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
 def is_lock_file(path: Path) -> bool:
     """Whether `path` is a folder's lock file (not content of the folder)."""
     return path.name == LOCK

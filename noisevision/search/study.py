@@ -10,6 +10,7 @@ from its checkpoint); elsewhere Optuna's heartbeat does the same after the grace
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -22,6 +23,7 @@ from typing import Any
 import optuna
 
 from noisevision.errors import FieldError, NoisevisionError, StopRequested
+from noisevision.locks import waiting_lock
 from noisevision.logs import get_logger
 from noisevision.reproduce.plan import generation_res
 from noisevision.search import objectives as obj
@@ -160,8 +162,37 @@ def open_study(p: Plan) -> Any:
     """The study in its storage, created or reopened; NoisevisionError (one line) when the storage
     cannot be reached or holds a study of other settings."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if p.storage_url.startswith("sqlite:///"):
+    local = p.storage_url.startswith("sqlite:///")
+    if local:
         Path(p.storage_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    # processes started together would race to create the tables and to record the study's
+    # settings: on one machine they take turns (a file lock), across machines they retry
+    with waiting_lock(p.out / "study.lock") if local else contextlib.nullcontext():
+        for attempt in range(OPEN_TRIES):
+            try:
+                return _open(p)
+            except NoisevisionError as exc:
+                if attempt == OPEN_TRIES - 1 or not _is_race(exc.__cause__):
+                    raise
+                time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+OPEN_TRIES = 5
+
+
+def _is_race(exc: BaseException | None) -> bool:
+    """A database error another process's simultaneous creation causes (worth a retry), not an
+    unreachable server (one line at once)."""
+    import sqlalchemy.exc
+
+    if isinstance(exc, sqlalchemy.exc.IntegrityError):
+        return True
+    return isinstance(exc, sqlalchemy.exc.OperationalError) and "locked" in str(exc)
+
+
+def _open(p: Plan) -> Any:
+    """open_study's work, once: the storage, the study, its recorded settings."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat's
@@ -188,7 +219,7 @@ def open_study(p: Plan) -> Any:
         if isinstance(exc, NoisevisionError):
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise NoisevisionError(f"cannot open storage {_safe_url(p.storage_url)}: {first}") from None
+        raise NoisevisionError(f"cannot open storage {_safe_url(p.storage_url)}: {first}") from exc
     recorded = study.user_attrs.get("noisevision")
     mine = p.settings.identity()
     if recorded is None:
