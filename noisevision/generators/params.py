@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from noisevision.errors import NoisevisionError
@@ -153,8 +153,9 @@ def parameter_rows(name: str) -> list[dict[str, str]]:
     ]
 
 
-def split_name(name: str) -> tuple[str, dict[str, str]]:
-    """`base:k=v,k=v` -> (base, {k: v}) as written; NoisevisionError on a malformed list."""
+def split_name(name: str, example: str = "") -> tuple[str, dict[str, str]]:
+    """`base:k=v,k=v` -> (base, {k: v}) as written; NoisevisionError on a malformed list (naming
+    `example`, a well-formed name, when given)."""
     base, sep, args = name.partition(":")
     given: dict[str, str] = {}
     if not sep:
@@ -162,7 +163,8 @@ def split_name(name: str) -> tuple[str, dict[str, str]]:
     for item in args.split(","):
         key, eq, value = (part.strip() for part in item.partition("="))
         if not eq or not key or not value:
-            raise NoisevisionError(f"'{name}': write {base}:key=value[,key=value…]")
+            hint = f", e.g. {example}" if example else ""
+            raise NoisevisionError(f"'{name}': write {base}:key=value[,key=value…]{hint}")
         if key in given:
             raise NoisevisionError(f"'{name}': {key} is given twice")
         given[key] = value
@@ -207,12 +209,7 @@ def resolve_declared(name: str, params: dict[str, Any]) -> registry.Generator | 
     if not sep or base not in registry.GENERATORS or not search_space(base):
         return None
     _, values = parse_values(name)
-    spec = registry.spec(base)
-    spec = replace(spec, name=name, key=spec.key or spec.name, defaults={**spec.defaults, **values})
-    try:
-        return spec.build(spec, **{**spec.defaults, **params})
-    except TypeError as exc:
-        raise NoisevisionError(f"bad parameters for generator '{name}': {exc}") from exc
+    return registry.build_named(base, name, values, params)
 
 
 #: How `noisevision list` shows the names `resolve_declared` reads (registered by the package after

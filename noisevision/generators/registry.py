@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -289,11 +289,22 @@ def get(name: str, **params: Any) -> Generator:
             if gen is not None:
                 return gen
     spec = GENERATORS.get(name)  # an unknown name: "did you mean …"
-    kwargs = {**spec.defaults, **params}
+    return _build(spec, {**spec.defaults, **params})
+
+
+def build_named(base: str, name: str, values: dict[str, Any], params: dict[str, Any]) -> Generator:
+    """For resolvers: the registered generator `base` under `name`, which writes `values` in it
+    (`rcdb:classes=100`): those as its defaults, `params` over them, its random keys from `base`."""
+    spec = GENERATORS.get(base)
+    named = replace(spec, name=name, key=spec.key or spec.name, defaults={**spec.defaults, **values})
+    return _build(named, {**named.defaults, **params})
+
+
+def _build(spec: GeneratorSpec, kwargs: dict[str, Any]) -> Generator:
     try:
         return spec.build(spec, **kwargs)
     except TypeError as exc:  # an unknown keyword from the user
-        raise NoisevisionError(f"bad parameters for generator '{name}': {exc}") from exc
+        raise NoisevisionError(f"bad parameters for generator '{spec.name}': {exc}") from exc
 
 
 def specs() -> list[GeneratorSpec]:

@@ -16,7 +16,7 @@ import socket
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +116,6 @@ class Plan:
     study_name: str
     budget: obj.Budget | None = None
     res: int = 64
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def plan(settings: SearchSettings, out: Path) -> Plan:

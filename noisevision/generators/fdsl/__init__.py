@@ -8,10 +8,9 @@ be given in the name, wherever a generator name is accepted: `rcdb:classes=100`,
 
 from __future__ import annotations  # noqa: I001 (the families in list order, below)
 
-from dataclasses import replace
 from typing import Any
 
-from noisevision.errors import NoisevisionError
+from noisevision.generators import params as params_module
 from noisevision.generators import registry
 
 # each registers its names on import, in this order in `noisevision list`
@@ -25,23 +24,11 @@ def resolve(name: str, params: dict[str, Any]) -> registry.Generator | None:
     them). The generator is the family's own under the name as written, with those parameters:
     the same images as `get(family, key=value)`. Parameters given as arguments too (e.g. rebuilt
     from a dataset manifest, which records both) take the argument's value."""
-    base, sep, args = name.partition(":")
+    base, sep, _ = name.partition(":")
     if not sep or base not in FAMILIES:
         return None
-    given: dict[str, Any] = {}
-    for item in args.split(","):
-        key, eq, value = (part.strip() for part in item.partition("="))
-        if not eq or not key or not value:
-            raise NoisevisionError(f"'{name}': write {base}:key=value[,key=value…], e.g. {base}:classes=100")
-        if key in given:
-            raise NoisevisionError(f"'{name}': {key} is given twice")
-        given[key] = value
-    spec = registry.spec(base)
-    named = replace(spec, name=name, key=spec.key or spec.name)  # keys from the family's name
-    try:
-        return named.build(named, **{**spec.defaults, **given, **params})
-    except TypeError as exc:  # an unknown keyword
-        raise NoisevisionError(f"bad parameters for generator '{name}': {exc}") from exc
+    _, given = params_module.split_name(name, example=f"{base}:classes=100")
+    return registry.build_named(base, name, given, params)
 
 
 registry.register_resolver(

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from dataclasses import replace
 from typing import Any
 
 import torch
@@ -285,9 +284,7 @@ def resolve_fractaldb(name: str, params: dict[str, Any]) -> Generator | None:
         except ValueError:
             kind = "an integer" if NAME_PARAMS[key] is int else "a number"
             raise NoisevisionError(f"'{name}': {key} must be {kind}, not '{value}'") from None
-    spec = registry.spec(base)
-    named = replace(spec, name=name, defaults={**spec.defaults, **given})
-    return named.build(named, **{**named.defaults, **params})
+    return registry.build_named(base, name, given, params)
 
 
 registry.register_resolver(

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 import torch
@@ -201,8 +200,7 @@ def resolve_program(name: str, params: dict[str, Any]) -> Generator | None:
         except ValueError:
             kind = {"depth": f"an integer in 1..{MAX_DEPTH}", "classes": "an integer"}.get(key, "a number")
             raise NoisevisionError(f"'{name}': {key} must be {kind}, not '{value}'") from None
-    named = replace(spec, name=name, defaults={**spec.defaults, **given})
-    return named.build(named, **{**named.defaults, **params})
+    return registry.build_named(base, name, given, params)
 
 
 _DESCRIPTION = {
