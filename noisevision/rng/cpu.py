@@ -48,3 +48,14 @@ def uniform24(state: np.ndarray, out: np.ndarray) -> None:
             out[b, i] = np.float32(w >> np.uint64(40)) * scale
             if i + m < n:
                 out[b, i + m] = np.float32((w >> np.uint64(8)) & np.uint64(0xFFFFFF)) * scale
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def randint(state: np.ndarray, low: int, span: int, out: np.ndarray) -> None:
+    """The integers of Rng.randint from the words hash_words would give, int64 [B, n] (written):
+    low + (word >> 33) mod span."""
+    lo, m = np.int64(low), np.uint64(span)
+    for b in range(out.shape[0]):
+        s = state[b]
+        for i in range(out.shape[1]):
+            out[b, i] = lo + np.int64((_mix(s + np.uint64(i + 1) * _GAMMA) >> np.uint64(33)) % m)

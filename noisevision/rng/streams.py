@@ -153,6 +153,12 @@ class Rng:
             return rng_cuda.draw(self.keys, self._next_salt(), n, rng_cuda.RANDINT, low, span).reshape(
                 self.batch, *shape
             )
+        if self.device.type == "cpu":
+            from noisevision.rng import cpu as rng_cpu
+
+            out = torch.empty(self.batch, math.prod(shape), dtype=torch.int64)
+            rng_cpu.randint(self._draw().numpy().view(np.uint64), low, span, out.numpy())
+            return out.reshape(self.batch, *shape)
         return low + (_srl(self.bits(*shape), 33) % span)
 
     def laplace(self, *shape: int, scale: float = 1.0) -> Tensor:

@@ -248,6 +248,33 @@ def test_same_images_as_the_painters_algorithm(name):
     assert np.array_equal(g.render(rng, 24).numpy(), ref_images)
 
 
+@pytest.mark.parametrize(
+    "shapes", ["mixed", "squares", "oriented", "circle", "rectangle", "triangle", "quadrilateral"]
+)
+@pytest.mark.parametrize(("res", "cap"), [(37, dl.MAX_SHAPES), (96, dl.MAX_SHAPES), (64, 300)])
+def test_cpu_painter_gives_the_range_update_layout(shapes, res, cap):
+    """On a CPU the shapes are painted in one compiled loop (dead_leaves.paint_cpu); the range
+    updates of layout.leaf_map (the GPU's way, run here on the CPU) give the same visible shapes
+    and counts, from the CPU's draws and from the tensor code's."""
+    g = generators.get("dead_leaves-mixed", shapes=shapes, max_shapes=cap)
+    rng = rng_for(g, 5, seed=7)
+    args = (g._draw_fn(rng, res), 5, res, cap)
+    visible, n_stop = dl.paint_cpu.leaf_map(*args, circles=dl.CIRCLE in g.kinds)
+    table_visible, table_n_stop = dl.leaf_map(*args, slots=3)
+    assert torch.equal(visible.to(torch.int64), table_visible) and torch.equal(n_stop, table_n_stop)
+    assert cap == dl.MAX_SHAPES or bool((n_stop == cap).any())  # the cap case is exercised
+    leaves = g.leaves(rng, res, 0, 512)
+    u = Rng(rng.keys).uniform(512, 4)
+    for kinds in (g.kinds, tuple(range(6))):
+        assert torch.equal(
+            dl.paint_cpu.vertex_angles(leaves.kind, u, kinds), dl.vertex_angles(leaves.kind, u, kinds)
+        )
+    assert torch.equal(
+        dl.paint_cpu.sample_radii(u[..., 0], res, g.radii, g.cdf),
+        dl.sample_radii(u[..., 0], res, g.radii, g.cdf),
+    )
+
+
 # ------------------------------------------------------------------------------- determinism
 @pytest.mark.parametrize("name", FLAT)
 def test_images_do_not_depend_on_batching(name):

@@ -22,6 +22,12 @@ def test_cpu_kernels_give_the_tensor_code_words():
         words = Rng(keys).bits(n)
         assert torch.equal(words, hash_words(Rng(keys)._draw(), n))
         assert torch.equal(Rng(keys).uniform(n), uniform24(Rng(keys).bits((n + 1) // 2), n))
+        for low, high in ((0, 256), (-5, 1_000_003), (3, 2**31 - 1)):
+            words = Rng(keys).bits(n)  # randint keeps the top 31 bits, modulo the span
+            expected = low + torch.div(words, 2**33, rounding_mode="floor").bitwise_and(2**31 - 1) % (
+                high - low
+            )
+            assert torch.equal(Rng(keys).randint(low, high, n), expected)
 
 
 def test_values_do_not_depend_on_batch():

@@ -4,10 +4,12 @@ Painting 5,000 shapes one by one (the original code) is slow; the same image is 
 (`layout`): the last shape covering each pixel among those painted before the canvas was covered.
 
 Modules: `shapes` (radius law, shape kinds, their pixel runs per row), `layout` (which shape is
-seen at every pixel), `generator` (flat-colour dead leaves), `textures` (dead leaves showing
-statistical textures, their texture bank).
+seen at every pixel, by range updates: the GPU's way), `paint_cpu` (the same by painting in
+compiled loops: a CPU's way), `generator` (flat-colour dead leaves), `textures` (dead leaves
+showing statistical textures, their texture bank).
 """
 
+from noisevision.generators.dead_leaves import paint_cpu
 from noisevision.generators.dead_leaves.generator import DeadLeaves, paint_flat
 from noisevision.generators.dead_leaves.layout import BLOCK, CHUNK_SCHEDULE, DrawFn, leaf_map
 from noisevision.generators.dead_leaves.shapes import (
@@ -50,6 +52,7 @@ __all__ = [
     "Runs",
     "leaf_map",
     "leaf_runs",
+    "paint_cpu",
     "paint_flat",
     "radius_cdf",
     "sample_radii",

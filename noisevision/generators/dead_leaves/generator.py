@@ -9,6 +9,7 @@ from torch import Tensor
 
 from noisevision.device import resolve_device
 from noisevision.errors import NoisevisionError
+from noisevision.generators.dead_leaves import paint_cpu
 from noisevision.generators.dead_leaves.layout import BLOCK, DrawFn, leaf_map
 from noisevision.generators.dead_leaves.shapes import (
     CIRCLE,
@@ -26,10 +27,10 @@ from noisevision.generators.params import Param
 from noisevision.generators.registry import Generator, GeneratorSpec, register
 from noisevision.rng import Rng, as_indices
 
-#: Images per `leaf_map` call: small groups keep the CPU's per-row tensors in cache; on GPU, a
-#: pixel budget bounds the memory (2 sparse tables x levels x res² x 4 bytes per image, plus
-#: ≈ 20 float64 values per covered row).
-_CPU_GROUP = 16
+#: Images per layout call: on a CPU, enough that each chunk's draws are a few large tensor ops
+#: (measured best at 64 against 16); on GPU, a pixel budget bounds the memory (2 sparse tables x
+#: levels x res² x 4 bytes per image, plus ≈ 20 float64 values per covered row).
+_CPU_GROUP = 64
 _GROUP_PIXELS = 2**24
 
 
@@ -93,7 +94,10 @@ class DeadLeaves(Generator):
     def draw_shapes(self, r: Rng, res: int) -> Leaves:
         """Geometry of one block of shapes per key of `r` (one key per image and block):
         `Leaves` [r.batch, BLOCK]."""
-        rho = sample_radii(r.uniform(BLOCK), res, *self._radius_law(r.device))
+        cpu = r.device.type == "cpu"
+        rho = (paint_cpu.sample_radii if cpu else sample_radii)(
+            r.uniform(BLOCK), res, *self._radius_law(r.device)
+        )
         centre = r.randint(0, res, BLOCK, 2)
         if len(self.kinds) == 1:
             kind = torch.full_like(rho, self.kinds[0])
@@ -102,7 +106,7 @@ class DeadLeaves(Generator):
             kind = table[r.randint(0, len(self.kinds), BLOCK)]
         n = _angles_needed(self.kinds)
         u = r.uniform(BLOCK, n) if n else rho.new_empty(*rho.shape, 0, dtype=torch.float32)
-        phi = vertex_angles(kind, u, self.kinds)
+        phi = (paint_cpu.vertex_angles if cpu else vertex_angles)(kind, u, self.kinds)
         return Leaves(kind, rho, centre[..., 0], centre[..., 1], phi)
 
     def draw_paint(self, r: Rng, res: int) -> Tensor:
@@ -128,30 +132,27 @@ class DeadLeaves(Generator):
         return lambda images, start, count: self.leaves(Rng(rng.keys[images]), res, start, count)
 
     # ------------------------------------------------------------------ rendering
-    def layout(self, rng: Rng, res: int) -> tuple[Tensor, Tensor]:
+    def layout(self, rng: Rng, res: int, compact: bool = False) -> tuple[Tensor, Tensor]:
         """visible int64 [B, res, res] (shape index per pixel, -1 = black) and n_stop int64 [B].
+        `compact`: visible in the integer type it was computed in (int16 or int32 on a CPU).
 
-        Runs in groups of images: small ones on CPU, where the per-row tensors then stay in cache,
-        as many as `_GROUP_PIXELS` allows on GPU.
+        Runs in groups of images: on a CPU painted by `paint_cpu`, on GPU by `leaf_map`'s range
+        updates, as many images as `_GROUP_PIXELS` allows.
         """
-        per_group = _CPU_GROUP if rng.device.type == "cpu" else max(1, _GROUP_PIXELS // res**2)
+        cpu = rng.device.type == "cpu"
+        per_group = _CPU_GROUP if cpu else max(1, _GROUP_PIXELS // res**2)
+        slots, circles = _slots_needed(self.kinds), CIRCLE in self.kinds
         parts = []
         for i in range(0, rng.batch, per_group):
             sub = Rng(rng.keys[i : i + per_group])
-            parts.append(
-                leaf_map(
-                    self._draw_fn(sub, res),
-                    sub.batch,
-                    res,
-                    self.max_shapes,
-                    rng.device,
-                    _slots_needed(self.kinds),
-                    CIRCLE in self.kinds,
-                )
-            )
-        if len(parts) == 1:
-            return parts[0]
-        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+            draw = self._draw_fn(sub, res)
+            if cpu:
+                parts.append(paint_cpu.leaf_map(draw, sub.batch, res, self.max_shapes, circles))
+            else:
+                parts.append(leaf_map(draw, sub.batch, res, self.max_shapes, rng.device, slots, circles))
+        visible = parts[0][0] if len(parts) == 1 else torch.cat([p[0] for p in parts])
+        n_stop = parts[0][1] if len(parts) == 1 else torch.cat([p[1] for p in parts])
+        return (visible if compact else visible.to(torch.int64)), n_stop
 
     def shape_counts(
         self, indices: Any, res: int | None = None, seed: int = 0, device: str = "cpu"
@@ -173,7 +174,7 @@ class DeadLeaves(Generator):
         return out.reshape(rng.batch, n_blocks * BLOCK, -1)
 
     def render(self, rng: Rng, res: int) -> Tensor:
-        visible, n_stop = self.layout(rng, res)  # [B, res, res], [B]
+        visible, n_stop = self.layout(rng, res, compact=True)  # [B, res, res], [B]
         colour = self.gather_paint(rng, n_stop, res)  # [B, n, 3]
         return paint_flat(visible, colour)
 
@@ -181,7 +182,10 @@ class DeadLeaves(Generator):
 def paint_flat(visible: Tensor, colour: Tensor) -> Tensor:
     """uint8 [B, 3, res, res]: every pixel takes its visible shape's colour (int [B, n, 3]), black
     where no shape is visible (-1)."""
+    if visible.device.type == "cpu":
+        return paint_cpu.paint_flat(visible, colour)
     b, res, _ = visible.shape
+    visible = visible.to(torch.int64)
     table = torch.cat([colour.new_zeros(b, 1, 3), colour], 1).to(torch.uint8).transpose(1, 2)
     idx = (visible.reshape(b, 1, -1) + 1).expand(-1, 3, -1)  # [B, 3, res²], 0 = black
     return torch.gather(table, 2, idx).reshape(b, 3, res, res)
