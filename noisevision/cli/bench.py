@@ -157,6 +157,12 @@ def bench_generators(
         help="Also profile one batch per generator: its torch ops by their own time, and the time "
         "outside them (Python, compiled loops).",
     ),
+    sizes: str | None = typer.Option(
+        None,
+        "--sizes",
+        help="Comma-separated resolutions, e.g. 64,128,256,512: how cost grows, per generator and "
+        "size images/s, 64 px tiles/s and peak memory per image (on a CPU each in a fresh process).",
+    ),
 ) -> None:
     """Images/s of every registered generator, one line each (median of repeats)."""
     import torch
@@ -167,9 +173,23 @@ def bench_generators(
     at_least_one(("--batch-size", batch), ("--repeats", repeats), ("--threads", threads))
     if not 0 <= min_time <= MAX_MIN_TIME:
         raise NoisevisionError(f"--min-time must be 0 to {MAX_MIN_TIME:g} seconds, got {min_time}")
+    resolutions = _sizes(sizes) if sizes is not None else None
+    if resolutions and (reference or profile):
+        raise NoisevisionError("--sizes times each size on its own: leave out --reference and --profile")
     if threads:
         torch.set_num_threads(threads)
     dev = resolve_device(device)
+    if resolutions:
+        from noisevision import generators
+        from noisevision.bench.growth import report_growth
+        from noisevision.bench.timing import machine_line
+
+        todo = list(names or []) or generators.names()
+        for n in todo:
+            generators.get(n)  # unknown names fail before any timing
+        _say(f"# {machine_line(dev)} | batch {batch}")
+        report_growth(todo, resolutions, batch, dev, repeats, min_time, say=_say)
+        return
     report_generators(
         list(names or []),
         dev,
@@ -221,3 +241,16 @@ def bench_datasets_cmd(
 def _say(line: str) -> None:
     """A report line, unwrapped (a terminal wraps it; a pipe or file gets it whole)."""
     console.print(line, soft_wrap=True)
+
+
+def _sizes(text: str) -> list[int]:
+    """--sizes as resolutions: a comma-separated list of whole numbers from 8 px."""
+    try:
+        out = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        out = []
+    if not out or min(out) < 8:
+        raise NoisevisionError(
+            f"--sizes takes resolutions from 8 px, comma-separated (e.g. 64,128,256), got '{text}'"
+        )
+    return out

@@ -171,6 +171,8 @@ CASES = [
     (("bench", "generators", "test-blobs", "--batch-size", "0"), "--batch-size must be at least 1"),
     (("bench", "generators", "nope-generator"), "unknown generator"),
     (("bench", "generators", "test-blobs", "--repeats", "0"), "--repeats must be at least 1"),
+    (("bench", "generators", "test-blobs", "--sizes", "64,x"), "--sizes takes resolutions from 8 px"),
+    (("bench", "generators", "test-blobs", "--sizes", "64", "--profile"), "leave out --reference"),
     (("bench", "generators", "test-blobs", "--min-time", "-1"), "--min-time"),
     (("bench", "generators", "test-blobs", "--min-time", "inf"), "--min-time must be 0 to 600"),
     (("bench", "generators", "test-blobs", "--res", "0"), "resolution 0 too small for 'test-blobs'"),

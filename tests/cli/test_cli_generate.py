@@ -234,6 +234,18 @@ def test_bench_generators_times_the_reference_recipe_beside(run_cli):
     assert "reference" not in blobs  # no reference recipe: no line
 
 
+def test_bench_generators_sizes_show_how_cost_grows(run_cli):
+    args = ("--sizes", "16,128", "--batch-size", "8", "--repeats", "1", "--min-time", "0.01")
+    code, stdout, _ = run_cli("bench", "generators", "dead_leaves-squares", "stylegan-oriented", *args)
+    assert code == 0
+    rows = re.findall(r"^(\S+)\s+(\d+)\s+([\d,.]+)\s+([\d,.]+)\s+([\d.]+)", stdout, re.M)
+    got = {(name, int(res)): [float(v.replace(",", "")) for v in rest] for name, res, *rest in rows}
+    assert set(got) == {("dead_leaves-squares", 16), ("dead_leaves-squares", 128), ("stylegan-oriented", 128)}
+    for (_, res), (rate, tiles, mb) in got.items():
+        assert rate > 0 and tiles == pytest.approx(rate * (res / 64) ** 2, rel=0.01) and 0 <= mb < 200
+    assert re.search(r"^stylegan-oriented\s+16\s+cannot", stdout, re.M)  # below its smallest size
+
+
 def test_two_worker_processes_write_the_same_bytes(run_cli, tmp_path):
     common = ("--num-images", "20", "--res", "32", "--batch-size", "3", "--format", "png")
     one, two = tmp_path / "one", tmp_path / "two"
