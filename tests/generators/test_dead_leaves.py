@@ -275,6 +275,15 @@ def test_cpu_painter_gives_the_range_update_layout(shapes, res, cap):
     )
 
 
+@pytest.mark.parametrize("cap", [dl.MAX_SHAPES, 40])
+def test_cpu_textures_give_the_tensor_codes_pixels(cap):
+    g = generators.get("dead_leaves-textures", texture=TEXTURE, bank_size=8, max_shapes=cap)
+    rng = rng_for(g, 4, seed=2)
+    img = g.render(rng, 48)
+    assert torch.equal(img, g.render_tensors(rng, 48))
+    assert cap == dl.MAX_SHAPES or bool((img == 0).all(1).any())  # bare pixels stay black
+
+
 # ------------------------------------------------------------------------------- determinism
 @pytest.mark.parametrize("name", FLAT)
 def test_images_do_not_depend_on_batching(name):

@@ -297,3 +297,47 @@ def paint_flat(visible: Tensor, colour: Tensor) -> Tensor:
     table = colour.to(torch.uint8).contiguous().numpy()
     _fill(visible.reshape(b, -1).numpy(), table, out)
     return torch.from_numpy(out).reshape(b, 3, res, res)
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _entries(visible: np.ndarray, choice: np.ndarray, needed: np.ndarray) -> None:
+    for b in range(visible.shape[0]):
+        for p in range(visible.shape[1]):
+            needed[choice[b, max(visible[b, p], 0), 0]] = True
+
+
+def texture_entries(visible: Tensor, choice: Tensor, bank_size: int) -> Tensor:
+    """The bank entries the visible shapes show: int64 [m] (`textures.DeadLeavesTextures.render`)."""
+    needed = np.zeros(bank_size, np.bool_)
+    _entries(visible.reshape(visible.shape[0], -1).numpy(), choice.contiguous().numpy(), needed)
+    return torch.from_numpy(np.flatnonzero(needed))
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _textured(
+    visible: np.ndarray, choice: np.ndarray, bank: np.ndarray, moved: np.ndarray, res: int, out: np.ndarray
+) -> None:
+    area = res * res
+    for b in range(visible.shape[0]):
+        for p in range(area):
+            v = visible[b, p]
+            if v < 0:
+                out[b, 0, p], out[b, 1, p], out[b, 2, p] = 0, 0, 0
+                continue
+            entry, sy, sx, flip = choice[b, v, 0], choice[b, v, 1], choice[b, v, 2], choice[b, v, 3]
+            m = moved[flip, p]
+            src = (m // res + sy) % res * res + (m % res + sx) % res
+            for c in range(3):
+                out[b, c, p] = bank[entry, c, src]
+
+
+def paint_textured(visible: Tensor, choice: Tensor, bank: Tensor, moved: Tensor) -> Tensor:
+    """`textures.DeadLeavesTextures.render`'s pixels on a CPU: every pixel shows its visible shape's
+    bank image, shifted and transformed by that shape's choice (int64 [B, n, 4]: entry, row shift,
+    column shift, dihedral transform), black where no shape is visible. bank uint8 [E, 3, res,
+    res]; moved int64 [8, res²]: the position each pixel reads under each transform."""
+    b, res, _ = visible.shape
+    out = np.empty((b, 3, res * res), np.uint8)
+    flat_bank = bank.reshape(bank.shape[0], 3, -1).numpy()
+    _textured(visible.reshape(b, -1).numpy(), choice.contiguous().numpy(), flat_bank, moved.numpy(), res, out)
+    return torch.from_numpy(out).reshape(b, 3, res, res)

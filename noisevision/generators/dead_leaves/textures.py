@@ -12,6 +12,7 @@ from torch import Tensor
 from noisevision.cache import cache_dir, entry_name, is_cached, shared_tensors, source_hash
 from noisevision.device import resolve_device
 from noisevision.errors import NoisevisionError
+from noisevision.generators.dead_leaves import paint_cpu
 from noisevision.generators.dead_leaves.generator import DeadLeaves
 from noisevision.generators.dead_leaves.layout import BLOCK
 from noisevision.generators.params import Param
@@ -128,6 +129,15 @@ class DeadLeavesTextures(DeadLeaves):
         return bank
 
     def render(self, rng: Rng, res: int) -> Tensor:
+        if rng.device.type != "cpu":
+            return self.render_tensors(rng, res)
+        visible, n_stop = self.layout(rng, res, compact=True)  # the same pixels in compiled passes
+        choice = self.gather_paint(rng, n_stop, res)
+        bank = self.bank(paint_cpu.texture_entries(visible, choice, self.bank_size), res, rng.device)
+        return paint_cpu.paint_textured(visible, choice, bank, _dihedral_table(res, rng.device))
+
+    def render_tensors(self, rng: Rng, res: int) -> Tensor:
+        """`render` as tensor code (a GPU's way)."""
         visible, n_stop = self.layout(rng, res)  # [B, res, res], [B]
         choice = self.gather_paint(rng, n_stop, res)  # [B, n, 4]
         b, dev = visible.shape[0], visible.device
