@@ -315,18 +315,23 @@ def texture_entries(visible: Tensor, choice: Tensor, bank_size: int) -> Tensor:
 
 @njit(cache=True, nogil=True, boundscheck=False)
 def _textured(
-    visible: np.ndarray, choice: np.ndarray, bank: np.ndarray, moved: np.ndarray, res: int, out: np.ndarray
+    visible: np.ndarray,
+    choice: np.ndarray,
+    bank: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    out: np.ndarray,
 ) -> None:
-    area = res * res
+    res = int(np.sqrt(visible.shape[1]))
     for b in range(visible.shape[0]):
-        for p in range(area):
+        for p in range(visible.shape[1]):
             v = visible[b, p]
             if v < 0:
                 out[b, 0, p], out[b, 1, p], out[b, 2, p] = 0, 0, 0
                 continue
             entry, sy, sx, flip = choice[b, v, 0], choice[b, v, 1], choice[b, v, 2], choice[b, v, 3]
-            m = moved[flip, p]
-            src = (m // res + sy) % res * res + (m % res + sx) % res
+            y, x = rows[flip, p] + sy, cols[flip, p] + sx  # shifts are 0 .. res-1: no division
+            src = (y - res if y >= res else y) * res + (x - res if x >= res else x)
             for c in range(3):
                 out[b, c, p] = bank[entry, c, src]
 
@@ -339,5 +344,6 @@ def paint_textured(visible: Tensor, choice: Tensor, bank: Tensor, moved: Tensor)
     b, res, _ = visible.shape
     out = np.empty((b, 3, res * res), np.uint8)
     flat_bank = bank.reshape(bank.shape[0], 3, -1).numpy()
-    _textured(visible.reshape(b, -1).numpy(), choice.contiguous().numpy(), flat_bank, moved.numpy(), res, out)
+    rows, cols = (torch.div(moved, res, rounding_mode="floor")).numpy(), (moved % res).numpy()
+    _textured(visible.reshape(b, -1).numpy(), choice.contiguous().numpy(), flat_bank, rows, cols, out)
     return torch.from_numpy(out).reshape(b, 3, res, res)
