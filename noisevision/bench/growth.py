@@ -108,7 +108,13 @@ def report_growth(
             p = measure_apart(n, res, batch, device, repeats, min_time)
             tiles = p.rate * (res / TILE) ** 2
             note = f"  (batch {p.batch})" if p.batch != batch else ""
-            say(f"{n:32s} {res:5d} {p.rate:10,.1f} {tiles:10,.1f} {p.bytes_per_image / 2**20:9.2f}{note}")
+            mb = p.bytes_per_image / 2**20
+            say(f"{n:32s} {res:5d} {_rate(p.rate):>10s} {_rate(tiles):>10s} {mb:9.2f}{note}")
+
+
+def _rate(value: float) -> str:
+    """A rate with three significant digits below 100 (slow generators), whole numbers above."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
 
 
 if __name__ == "__main__":  # one measurement in a fresh process: name res batch threads repeats min_time
