@@ -154,6 +154,7 @@ def bin_lines(
     """
     g, nb = counts.shape
     edges = np.empty(nb + 1, np.float64)
+    terms = np.empty((2, nb), np.float64)
     for r in range(g):
         q0 = table[row[r]]
         q1 = table[row[r] + 1] if blend else q0
@@ -165,14 +166,18 @@ def bin_lines(
                 rank += counts[r, j]
         if standardise:
             # values uniform inside each bin, except the minimum and maximum, exactly on the ends
-            total = edges[0] + edges[nb]
-            power = edges[0] * edges[0] + edges[nb] * edges[nb]
+            # the terms in a loop that vectorises, then summed in order
             for j in range(nb):
                 inner = counts[r, j] - (j == 0) - (j == nb - 1)
                 a = edges[j]
                 b = edges[j + 1]
-                total += inner * (a + b) * 0.5
-                power += inner * (a * a + a * b + b * b) / 3.0
+                terms[0, j] = inner * (a + b) * 0.5
+                terms[1, j] = inner * (a * a + a * b + b * b) / 3.0
+            total = edges[0] + edges[nb]
+            power = edges[0] * edges[0] + edges[nb] * edges[nb]
+            for j in range(nb):
+                total += terms[0, j]
+                power += terms[1, j]
             mu = total / n
             var = power / n - mu * mu
             gain = std[r] / np.sqrt(var if var > 1e-30 else 1e-30)
