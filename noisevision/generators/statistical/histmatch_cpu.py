@@ -204,24 +204,21 @@ def map_rows(
 
     offset, slope: [G0·K, nb], the line of every source bin of every row; out like x.
     """
-    g0, m = x.shape
+    g0 = x.shape[0]
     nb = offset.shape[1]
-    top = np.int32(nb - 1)
     for g in range(g0):
-        row = x[g]
-        dst = out[g]
-        a0, s0, off0, slo0 = lo[g, 0], scale[g, 0], offset[g * k], slope[g * k]
-        if k == 1:
-            for i in range(m):
-                t = (row[i] - a0) * s0
-                j = min(max(np.int32(t), np.int32(0)), top)
-                dst[i] = off0[j] + t * slo0[j]
-            continue
-        a1, s1, off1, slo1 = lo[g, 1], scale[g, 1], offset[g * k + 1], slope[g * k + 1]
-        for i in range(0, m, 2):
-            t = (row[i] - a0) * s0
-            j = min(max(np.int32(t), np.int32(0)), top)
-            dst[i] = off0[j] + t * slo0[j]
-            t = (row[i + 1] - a1) * s1
-            j = min(max(np.int32(t), np.int32(0)), top)
-            dst[i + 1] = off1[j] + t * slo1[j]
+        for c in range(k):
+            row = x[g, c::k]
+            dst = out[g, c::k]
+            a = lo[g, c]
+            s = scale[g, c]
+            off = offset[g * k + c]
+            slo = slope[g * k + c]
+            for i in range(row.shape[0]):
+                t = (row[i] - a) * s
+                j = np.int64(t)
+                if j < 0:
+                    j = 0
+                if j > nb - 1:
+                    j = nb - 1
+                dst[i] = off[j] + t * slo[j]
