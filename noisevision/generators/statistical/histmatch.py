@@ -120,6 +120,7 @@ def match_histograms(x: Tensor, target: HistogramTarget, overwrite: bool = False
     `overwrite`: x is not needed afterwards, so on CPU the result may take its place (no fresh
     output, better for the cache).
     """
+    # the CPU kernels read float32 bits as integer keys, in rows of one value or an interleaved pair
     if x.device.type == "cpu" and x.dtype == torch.float32 and (x.dim() == 2 or x.shape[2] <= 2):
         return _match_histograms_cpu(x, target, overwrite)
     return _match_histograms_torch(x, target)
