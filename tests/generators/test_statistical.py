@@ -280,6 +280,32 @@ def test_cpu_kernels_match_like_the_torch_operations(layout):
         assert torch.equal(again, cpu) and again.data_ptr() == spare.data_ptr() and torch.equal(spare, cpu)
 
 
+@pytest.mark.parametrize("k", [1, 2])
+def test_row_histogram_kernel_is_the_torch_range_and_bincount(k):
+    """The range (integer keys), bin indices and scatter equal amin/amax and a bincount."""
+    from noisevision.generators.statistical import histmatch_cpu
+
+    torch.manual_seed(2)
+    g0, n, nb = 5, 1000, 801
+    x = torch.randn(g0, n * k) * torch.rand(g0, 1) * 100 - 3
+    x[1] = -x[1].abs()  # a row of negative values: keys of negative floats order backwards
+    x[2, 7] = -0.0
+    xv = x.numpy()
+    lo, scale = np.empty((g0, k), np.float32), np.empty((g0, k), np.float32)
+    counts = np.zeros((g0 * k, nb), np.int32)
+    bits = xv.view(np.int64 if k == 2 else np.int32)
+    histmatch_cpu.row_histograms(xv, bits, k, nb, lo, scale, counts, np.empty(n * k, np.int32))
+    rows = x.view(g0, n, k).transpose(1, 2)  # [G0, K, n]
+    amin, amax = rows.amin(-1), rows.amax(-1)
+    assert torch.equal(torch.from_numpy(lo), amin)
+    width = torch.tensor(nb * (1.0 - 1e-6), dtype=torch.float32)
+    assert torch.equal(torch.from_numpy(scale), width / (amax - amin))
+    t = (rows - amin[..., None]) * torch.from_numpy(scale)[..., None]
+    bins = t.to(torch.int64).clamp(0, nb - 1).reshape(g0 * k, n)
+    expected = torch.stack([torch.bincount(b, minlength=nb) for b in bins]).to(torch.int32)
+    assert torch.equal(torch.from_numpy(counts), expected)
+
+
 def test_the_torch_matching_path_renders_the_same_images(monkeypatch):
     """Other devices run the torch operations: on CPU they give (nearly) the numba path's images."""
     gen = generators.get("stat-spectrum_color_wmm")

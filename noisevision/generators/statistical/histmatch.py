@@ -120,7 +120,8 @@ def match_histograms(x: Tensor, target: HistogramTarget, overwrite: bool = False
     `overwrite`: x is not needed afterwards, so on CPU the result may take its place (no fresh
     output, better for the cache).
     """
-    if x.device.type == "cpu":
+    # the CPU kernels read float32 bits as integer keys, in rows of one value or an interleaved pair
+    if x.device.type == "cpu" and x.dtype == torch.float32 and (x.dim() == 2 or x.shape[2] <= 2):
         return _match_histograms_cpu(x, target, overwrite)
     return _match_histograms_torch(x, target)
 
@@ -136,7 +137,8 @@ def _match_histograms_cpu(x: Tensor, target: HistogramTarget, overwrite: bool = 
     lo = np.empty((g0, k), xv.dtype)
     scale = np.empty_like(lo)
     counts = np.zeros((g0 * k, nb), np.int32)
-    histmatch_cpu.row_histograms(xv, k, nb, lo, scale, counts)
+    bits = xv.view(np.int64 if k == 2 else np.int32)  # the kernel finds ranges on integer keys
+    histmatch_cpu.row_histograms(xv, bits, k, nb, lo, scale, counts, np.empty(n * k, np.int32))
     offset = np.empty((g0 * k, nb), xv.dtype)
     slope = np.empty_like(offset)
     none = np.zeros(0, np.float32)

@@ -3,8 +3,9 @@
 Matching is most of the statistical models' time: every band of every channel, 10 rounds per image,
 ≈3.6 M values per 128 px image. As torch operations each value passes through about ten full-size
 tensors (min, max, bin position, integer bin, row offset, bincount, gather, map); here one kernel
-reads a row twice to find its range and histogram it, a second turns the histograms into the
-per-bin lines of the map, and a third reads every row once more to map it.
+finds each row's range and histogram (vectorised passes for the range and the bin indices, then a
+scatter), a second turns the histograms into the per-bin lines of the map, and a third reads every
+row once more to map it.
 histmatch.match_histograms calls these on CPU and runs the same steps as
 torch operations on other devices.
 
@@ -20,43 +21,88 @@ import numpy as np
 from numba import njit
 
 
-# Written as plain loops over one row at a time (a row view, its own slice of the counts, explicit
-# comparisons rather than min()/max(), which carry NaN semantics): faster under numba than the
-# same loops indexing the flat arrays.
+@njit(cache=True, nogil=True, boundscheck=False)
+def _order_key(bits: np.int32) -> np.int32:
+    """The float32 with these bits as an int32 of the same order (an involution): integer min and
+    max vectorise, float ones (NaN semantics) do not."""
+    return bits ^ ((bits >> 31) & np.int32(0x7FFFFFFF))
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _range_keys(bits: np.ndarray, k: int, keys: np.ndarray) -> None:
+    """keys = (min, max) order keys of each of the k interleaved rows of one row of x: [2·k].
+
+    bits: the row's float32 values as int32 (k = 1) or as int64 pairs (k = 2, read as two int32).
+    Order keys rank -0.0 below +0.0, where comparisons tie them: only a row whose extreme is a
+    signed zero could see another sign, which changes no bin.
+    """
+    a0 = np.int32(0x7FFFFFFF)
+    b0 = np.int32(-0x80000000)
+    a1, b1 = a0, b0
+    if k == 1:
+        for i in range(bits.shape[0]):
+            v = _order_key(np.int32(bits[i]))
+            a0 = min(a0, v)
+            b0 = max(b0, v)
+    else:
+        for i in range(bits.shape[0]):
+            u = bits[i]
+            v = _order_key(np.int32(u & 0xFFFFFFFF))  # little-endian: the real part
+            w = _order_key(np.int32(u >> 32))
+            a0 = min(a0, v)
+            b0 = max(b0, v)
+            a1 = min(a1, w)
+            b1 = max(b1, w)
+    keys[0] = _order_key(a0)
+    keys[1] = _order_key(b0)
+    keys[2] = _order_key(a1)
+    keys[3] = _order_key(b1)
+
+
+# Each step is a plain loop over one contiguous row (the K interleaved rows told apart by the
+# index's parity): such loops vectorise, where loops over strided views or with NaN-aware float
+# min()/max() do not. The histogram itself is a scatter of precomputed bin indices.
 @njit(cache=True, nogil=True, boundscheck=False)
 def row_histograms(
-    x: np.ndarray, k: int, nb: int, lo: np.ndarray, scale: np.ndarray, counts: np.ndarray
+    x: np.ndarray,
+    bits: np.ndarray,
+    k: int,
+    nb: int,
+    lo: np.ndarray,
+    scale: np.ndarray,
+    counts: np.ndarray,
+    index: np.ndarray,
 ) -> None:
     """Per row: its minimum lo[g, c], bin scale scale[g, c] and histogram counts[g·K + c].
 
-    lo, scale: [G0, K] like x's dtype (written); counts: int32 [G0·K, nb], zeros on entry.
+    x: float32 [G0, n·K]; bits: x viewed as int32 (K = 1) or int64 (K = 2); lo, scale: float32
+    [G0, K] (written); counts: int32 [G0·K, nb], zeros on entry; index: int32 [n·K], scratch.
     """
-    g0 = x.shape[0]
-    width = nb * (1.0 - 1e-6)
+    g0, m = x.shape
+    width = np.float32(nb * (1.0 - 1e-6))
+    keys = np.empty(4, np.int32)
+    ends = keys.view(np.float32)
+    flat = counts.reshape(-1)
     for g in range(g0):
+        _range_keys(bits[g], k, keys)
         for c in range(k):
-            row = x[g, c::k]
-            a = row[0]
-            b = a
-            for v in row:
-                if v < a:
-                    a = v
-                if v > b:
-                    b = v
-            span = b - a
+            a = ends[2 * c]
+            span = ends[2 * c + 1] - a
             if span < 1e-30:
                 span = 1e-30
-            s = x.dtype.type(width) / x.dtype.type(span)
             lo[g, c] = a
-            scale[g, c] = s
-            hist = counts[g * k + c]
-            for v in row:
-                j = np.int64((v - a) * s)
-                if j < 0:
-                    j = 0
-                if j > nb - 1:
-                    j = nb - 1
-                hist[j] += 1
+            scale[g, c] = width / np.float32(span)
+        a0, s0 = lo[g, 0], scale[g, 0]
+        a1, s1 = lo[g, k - 1], scale[g, k - 1]
+        row = x[g]
+        top = np.int32(nb - 1)
+        for i in range(m):
+            odd = i & (k - 1)  # K = 2: odd positions are the imaginary parts
+            j = np.int32((row[i] - (a1 if odd else a0)) * (s1 if odd else s0))
+            index[i] = min(max(j, np.int32(0)), top) + odd * nb
+        hist = flat[g * k * nb : (g + 1) * k * nb]
+        for i in range(m):
+            hist[index[i]] += 1
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
@@ -108,6 +154,7 @@ def bin_lines(
     """
     g, nb = counts.shape
     edges = np.empty(nb + 1, np.float64)
+    terms = np.empty((2, nb), np.float64)
     for r in range(g):
         q0 = table[row[r]]
         q1 = table[row[r] + 1] if blend else q0
@@ -119,14 +166,18 @@ def bin_lines(
                 rank += counts[r, j]
         if standardise:
             # values uniform inside each bin, except the minimum and maximum, exactly on the ends
-            total = edges[0] + edges[nb]
-            power = edges[0] * edges[0] + edges[nb] * edges[nb]
+            # the terms in a loop that vectorises, then summed in order
             for j in range(nb):
                 inner = counts[r, j] - (j == 0) - (j == nb - 1)
                 a = edges[j]
                 b = edges[j + 1]
-                total += inner * (a + b) * 0.5
-                power += inner * (a * a + a * b + b * b) / 3.0
+                terms[0, j] = inner * (a + b) * 0.5
+                terms[1, j] = inner * (a * a + a * b + b * b) / 3.0
+            total = edges[0] + edges[nb]
+            power = edges[0] * edges[0] + edges[nb] * edges[nb]
+            for j in range(nb):
+                total += terms[0, j]
+                power += terms[1, j]
             mu = total / n
             var = power / n - mu * mu
             gain = std[r] / np.sqrt(var if var > 1e-30 else 1e-30)

@@ -397,16 +397,21 @@ class SpatialPyramid(SteerablePyramid):
             bands = torch.fft.fft2(z, norm="forward").view(g, 2, n, n)
             dst = torch.empty(g, n, n, dtype=out.dtype)
             steerable_cpu.synthesise_level(
-                out.numpy(),
+                _floats(out),
                 self.lo_synthesis[lev].view(n, n).numpy(),
-                bands.numpy(),
-                self.synthesis[lev].numpy(),
-                (hp if lev == 0 else hp[:0]).numpy(),
+                _floats(bands),
+                _floats(self.synthesis[lev]),
+                _floats(hp if lev == 0 else hp[:0]),
                 self.highpass_synthesis.numpy(),
-                dst.numpy(),
+                _floats(dst),
             )
             out = dst
         return torch.fft.ifft2(out, norm="forward").real.contiguous().view(*lead, res, res)
+
+
+def _floats(z: Tensor):
+    """A contiguous complex64 tensor as a float32 array, real and imaginary parts interleaved."""
+    return torch.view_as_real(z).numpy().reshape(*z.shape[:-1], 2 * z.shape[-1])
 
 
 @functools.lru_cache(maxsize=32)

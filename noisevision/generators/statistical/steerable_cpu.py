@@ -9,6 +9,8 @@ test compares both paths.
 
 Spectra are complex64 [G, n, n] (G images × channels), masks as steerable.SpatialPyramid
 stores them. Products with a real mask scale the real and imaginary parts (no complex product).
+Synthesis takes its complex arrays as float32 views (real and imaginary parts interleaved), where
+the products written out per part vectorise; analysis is bound by memory and keeps complex types.
 """
 
 from __future__ import annotations
@@ -83,13 +85,16 @@ def synthesise_level(
 ) -> None:
     """One synthesis level: out[g] = up(low[g])·lof + Σ_p bands[g, p]·pair_masks[p] (+ hp[g]·hp_mask).
 
-    low: [G, n/2, n/2], the level below (its zero-insertion up-sampling repeats it 2×2); lof:
-    float32 [n, n]; bands: [G, 2, n, n], the fft2 of the band pairs; hp: [G, n, m] (the high-pass
-    band's rfft2, added on columns < m) unless it has no rows; out: [G, n, n].
+    Complex arrays as float32 views with the real and imaginary parts interleaved (…, 2·width):
+    low: [G, n/2, n], the level below (its zero-insertion up-sampling repeats it 2×2); lof:
+    float32 [n, n]; bands: [G, 2, n, 2n], the fft2 of the band pairs; pair_masks: [2, n, 2n];
+    hp: [G, n, 2m] (the high-pass band's rfft2, added on columns < m) unless it has no rows;
+    out: [G, n, 2n]. Complex products written out as numba's complex multiply computes them,
+    (a + ib)(c + id) = (ac - bd) + i(ad + bc): the same bytes, in loops that vectorise.
     """
     g_count, n = out.shape[0], out.shape[1]
     h = n // 2
-    m = hp.shape[2] if hp.shape[0] > 0 else 0
+    m = hp.shape[2] // 2 if hp.shape[0] > 0 else 0
     for g in range(g_count):
         for r in range(n):
             src = low[g, r % h]
@@ -99,12 +104,20 @@ def synthesise_level(
             s0 = pair_masks[0, r]
             s1 = pair_masks[1, r]
             dst = out[g, r]
-            for q in range(n):
-                v = src[q % h]
-                acc = complex(v.real * f[q], v.imag * f[q]) + w0[q] * s0[q]
-                dst[q] = acc + w1[q] * s1[q]
+            for half in range(2):  # columns q and q + n/2 up-sample the same column of the level below
+                for p in range(h):
+                    q = p + half * h
+                    re = src[2 * p] * f[q]
+                    im = src[2 * p + 1] * f[q]
+                    br, bi, cr, ci = w0[2 * q], w0[2 * q + 1], s0[2 * q], s0[2 * q + 1]
+                    re = re + (br * cr - bi * ci)
+                    im = im + (br * ci + bi * cr)
+                    br, bi, cr, ci = w1[2 * q], w1[2 * q + 1], s1[2 * q], s1[2 * q + 1]
+                    dst[2 * q] = re + (br * cr - bi * ci)
+                    dst[2 * q + 1] = im + (br * ci + bi * cr)
             if m:
                 band = hp[g, r]
                 mask = hp_mask[r]
                 for q in range(m):
-                    dst[q] += complex(band[q].real * mask[q], band[q].imag * mask[q])
+                    dst[2 * q] += band[2 * q] * mask[q]
+                    dst[2 * q + 1] += band[2 * q + 1] * mask[q]
