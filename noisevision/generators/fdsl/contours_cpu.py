@@ -28,7 +28,7 @@ def render(d: Any, res: int, scale: float, fixed: int) -> Tensor:
     `fixed`: fixed-point steps per pixel of the radial sums."""
     b = d.orbits.shape[0]
     states = d.perlin.word_states().numpy().view(np.uint64)
-    canvas = np.zeros((b, res, res), np.int64)
+    canvas = np.zeros((b, res, res), np.int32)  # labels (orbit + 1)·256 + grey: far below 2^31
     _draw(
         states,
         d.grey.shape[1],
@@ -49,8 +49,23 @@ def render(d: Any, res: int, scale: float, fixed: int) -> Tensor:
         np.float32(fixed),
         canvas,
     )
-    out = np.where(canvas > 0, canvas & 255, d.background).astype(np.uint8)
-    return torch.from_numpy(out)[:, None].expand(-1, 3, -1, -1).contiguous()
+    out = np.empty((b, 3, res, res), np.uint8)
+    _finish(canvas, np.uint8(d.background), out)
+    return torch.from_numpy(out)
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _finish(canvas: np.ndarray, background: np.uint8, out: np.ndarray) -> None:
+    """out[b, c] = the grey of the last orbit drawn at each pixel, else the background, in every
+    channel c (one pass instead of where, a cast and a 3-channel copy)."""
+    for b in range(canvas.shape[0]):
+        for y in range(canvas.shape[1]):
+            for x in range(canvas.shape[2]):
+                v = canvas[b, y, x]
+                grey = np.uint8(v & 255) if v > 0 else background
+                out[b, 0, y, x] = grey
+                out[b, 1, y, x] = grey
+                out[b, 2, y, x] = grey
 
 
 @functools.cache
@@ -97,7 +112,7 @@ def _draw(
     grey: np.ndarray,  # int64 [B, K]
     scale: np.float32,  # res / 512
     fixed: np.float32,  # 2^16
-    canvas: np.ndarray,  # int64 [B, res, res], zeros: (orbit + 1)·256 + grey of the last orbit
+    canvas: np.ndarray,  # int32 [B, res, res], zeros: (orbit + 1)·256 + grey of the last orbit
 ) -> None:
     res = canvas.shape[1]
     one = np.float32(1.0)
