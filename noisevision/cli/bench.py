@@ -148,8 +148,8 @@ def bench_generators(
     reference: bool = typer.Option(
         False,
         "--reference",
-        help="Also time the original recipe, image by image (dead leaves and "
-        "statistical models, on CPU; slow), and print the speed-up.",
+        help="Also time the original recipe, image by image (dead leaves, statistical models, "
+        "FractalDB, 1p-frac, RCDB, VisualAtom; on CPU; slow), and print the speed-up.",
     ),
     profile: bool = typer.Option(
         False,
