@@ -8,11 +8,15 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import torch
 
 from noisevision.bench.timing import machine_line, synchronize, throughput
 from noisevision.errors import NoisevisionError, UnknownNameError
+
+if TYPE_CHECKING:
+    from noisevision.generators.registry import Generator
 
 
 def bench_generator(
@@ -23,8 +27,10 @@ def bench_generator(
     repeats: int = 5,
     min_time: float = 0.5,
     params: dict | None = None,
+    gen: Generator | None = None,
 ) -> tuple[float, list[float], int, float]:
-    """images/s of one generator rendering fresh index batches (as a training stream would).
+    """images/s of one generator rendering fresh index batches (as a training stream would);
+    `gen`: that generator already built, to time it rather than a new one.
 
     What calls share (a texture bank, tables) is built first and timed apart (`prepare`).
     Slow generators (feature visualisation, StyleGAN on a CPU…) are timed on
@@ -35,7 +41,7 @@ def bench_generator(
     """
     from noisevision import generators
 
-    gen = generators.get(name, **(params or {}))
+    gen = gen if gen is not None else generators.get(name, **(params or {}))
     # A generator with categories times batches of the same categories (indices `stride` apart
     # hold them): their one-time search (FractalDB's codes, 1p-frac's perturbations) is set-up.
     classes = gen.num_classes

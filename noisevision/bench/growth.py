@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from noisevision.bench.generators import bench_generator
-from noisevision.bench.timing import synchronize
+from noisevision.bench.timing import machine_line, synchronize
 from noisevision.errors import NoisevisionError
 
 TILE = 64  # px: rates are also given per 64 × 64 tile, so that sizes compare
@@ -52,7 +52,7 @@ def measure(name: str, res: int, batch: int, device: torch.device, repeats: int,
         torch.cuda.reset_peak_memory_stats(device)
         gen([10**6 + 1], res=res, seed=0, device=device)
     one = _peak_bytes(device)
-    rate, _, used, _ = bench_generator(name, res, batch, device, repeats=repeats, min_time=min_time)
+    rate, _, used, _ = bench_generator(name, res, batch, device, repeats=repeats, min_time=min_time, gen=gen)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     gen(range(2 * 10**6, 2 * 10**6 + used), res=res, seed=0, device=device)
@@ -91,10 +91,13 @@ def report_growth(
     *,
     say: Callable[[str], None],
 ) -> None:
-    """One line per generator and size: images/s, 64 px tiles/s and MB per image ("cannot" where
-    the generator does not render that size)."""
+    """A machine line, then one line per generator and size: images/s, 64 px tiles/s and MB per
+    image ("cannot" where the generator does not render that size). Unknown names fail first."""
     from noisevision import generators
 
+    for n in names:
+        generators.get(n)
+    say(f"# {machine_line(device)} | batch {batch}")
     head = f"{'generator':32s} {'res':>5s} {'img/s':>10s} {'tiles/s':>10s} {'MB/image':>9s}"
     say(f"{head}  (tile: {TILE}×{TILE} px)")
     for n in names:

@@ -182,13 +182,10 @@ def bench_generators(
     if resolutions:
         from noisevision import generators
         from noisevision.bench.growth import report_growth
-        from noisevision.bench.timing import machine_line
 
-        todo = list(names or []) or generators.names()
-        for n in todo:
-            generators.get(n)  # unknown names fail before any timing
-        _say(f"# {machine_line(dev)} | batch {batch}")
-        report_growth(todo, resolutions, batch, dev, repeats, min_time, say=_say)
+        report_growth(
+            list(names or []) or generators.names(), resolutions, batch, dev, repeats, min_time, say=_say
+        )
         return
     report_generators(
         list(names or []),
