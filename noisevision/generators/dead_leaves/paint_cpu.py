@@ -28,6 +28,7 @@ from noisevision.generators.dead_leaves.shapes import (
     QUAD,
     RECTANGLE,
     TRIANGLE,
+    radius_bounds,
 )
 
 #: Chunk sizes in blocks: shapes are drawn and their sines and cosines taken a chunk at a time, so
@@ -169,7 +170,7 @@ def _radii(u: np.ndarray, mid: np.ndarray, r: np.ndarray, res: int, rho: np.ndar
 def sample_radii(u: Tensor, res: int, r: Tensor, cdf: Tensor) -> Tensor:
     """`shapes.sample_radii` on a CPU, in one pass: int64 with u's shape."""
     rho = np.empty(u.numel(), np.int64)
-    _radii(u.reshape(-1).numpy(), ((cdf[1:] + cdf[:-1]) / 2).numpy(), r.numpy(), res, rho)
+    _radii(u.reshape(-1).numpy(), radius_bounds(cdf).numpy(), r.numpy(), res, rho)
     return torch.from_numpy(rho).reshape(u.shape)
 
 
@@ -320,9 +321,9 @@ def _textured(
     bank: np.ndarray,
     rows: np.ndarray,
     cols: np.ndarray,
+    res: int,
     out: np.ndarray,
 ) -> None:
-    res = int(np.sqrt(visible.shape[1]))
     for b in range(visible.shape[0]):
         for p in range(visible.shape[1]):
             v = visible[b, p]
@@ -345,5 +346,5 @@ def paint_textured(visible: Tensor, choice: Tensor, bank: Tensor, moved: Tensor)
     out = np.empty((b, 3, res * res), np.uint8)
     flat_bank = bank.reshape(bank.shape[0], 3, -1).numpy()
     rows, cols = (torch.div(moved, res, rounding_mode="floor")).numpy(), (moved % res).numpy()
-    _textured(visible.reshape(b, -1).numpy(), choice.contiguous().numpy(), flat_bank, rows, cols, out)
+    _textured(visible.reshape(b, -1).numpy(), choice.contiguous().numpy(), flat_bank, rows, cols, res, out)
     return torch.from_numpy(out).reshape(b, 3, res, res)

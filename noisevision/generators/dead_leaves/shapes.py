@@ -49,13 +49,18 @@ def radius_cdf(
     return r, torch.cumsum(d, 0) / d.sum()
 
 
+def radius_bounds(cdf: Tensor) -> Tensor:
+    """Midpoints of consecutive CDF values [grid - 1]: u <= mid_k  <=>  F_k is at least as near to
+    u as F_k+1, so the first k with u <= mid_k is the nearest grid point (ties to the smaller)."""
+    return (cdf[1:] + cdf[:-1]) / 2
+
+
 def sample_radii(u: Tensor, res: int, r: Tensor, cdf: Tensor) -> Tensor:
     """Radii in pixels for uniforms u in [0, 1): the grid point whose CDF is nearest to u.
 
     rho = max(floor(r_k * res), 1), int64 with u's shape. Ties go to the smaller radius (argmin).
     """
-    mid = (cdf[1:] + cdf[:-1]) / 2  # u <= mid_k  <=>  F_k is at least as near as F_k+1
-    k = torch.searchsorted(mid.to(u.device), u.to(torch.float64).contiguous())
+    k = torch.searchsorted(radius_bounds(cdf).to(u.device), u.to(torch.float64).contiguous())
     rho = torch.floor(r.to(u.device)[k] * res).to(torch.int64)
     return rho.clamp_(min=1)
 
