@@ -11,7 +11,7 @@ import torch
 from noisevision import generators
 from noisevision.errors import NoisevisionError
 from noisevision.generators import statistical as st
-from noisevision.generators.statistical import histmatch
+from noisevision.generators.statistical import color, color_cpu, histmatch
 from noisevision.generators.statistical import steerable as sp
 from noisevision.generators.statistical.color import _multinomial_counts_torch
 from noisevision.generators.statistical.spectrum import _full_spectrum_torch, _impose_spectrum_torch
@@ -136,6 +136,17 @@ def test_spectrum_slope_tracks_the_sampled_alpha():
     slopes = _spectrum_slopes(imgs, 1, 16)  # below the uint8 noise floor of steep spectra
     assert np.corrcoef(alpha.numpy(), slopes.numpy())[0, 1] < -0.98
     assert (slopes + alpha).abs().max() < 0.35
+
+
+def test_the_spectrum_alone_is_imposed_once_because_later_rounds_only_round():
+    gen, p, imgs = _params_and_images("stat-spectrum", 32, 64)
+    amplitude = st.spectrum_amplitude(p["alpha_x"], p["alpha_y"], 64)
+    chan = p["init"]
+    for _ in range(gen.config.n_iter):  # the recipe's ten rounds, written out
+        spec = st.impose_spectrum(torch.fft.rfft2(chan, norm="forward"), amplitude)
+        chan = torch.fft.irfft2(spec, s=(64, 64), norm="forward")
+    diff = (st.to_rgb8(chan, p["pc"], p["mean"]).int() - imgs.int()).abs()
+    assert diff.max() <= 1 and (diff > 0).float().mean() < 1e-4
 
 
 def test_color_variants_match_the_colour_model():
@@ -409,6 +420,40 @@ def test_box_blur_is_matlab_convn_same(m):
             full[dy : dy + 13, dx : dx + 13] += img[0, 0].numpy() / m**2
     start = m // 2
     np.testing.assert_allclose(ours, full[start : start + 13, start : start + 13], atol=1e-12)
+
+
+@pytest.mark.parametrize("res", [32, 128])
+def test_colour_model_cpu_kernels_match_torch(res):
+    rng = Rng.for_indices("colour-kernels", 0, torch.arange(20))
+    colors, u = rng.uniform(22, 3), rng.uniform(res * res)
+    props = rng.uniform(22) + 0.001
+    counts = st.multinomial_counts((props / props.sum(1, keepdim=True)).cumsum(1), u)
+    bands = color.band_image(colors, counts, res)
+    assert torch.equal(bands, color._band_image_torch(colors, counts, res))
+    img = bands + 10.0 * rng.uniform(3, res, res)
+    size = torch.arange(20) % 10 + 1  # every blur size, the same size in several images
+    assert torch.equal(st.box_blur_same(img, size), color._box_blur_torch(img, size))
+    pc, mean = st.color_pca(img)
+    ours, ref = color.projected_histograms(img, pc, mean), color._projected_histograms_torch(img, pc, mean)
+    assert all(torch.equal(a, b) for a, b in zip(ours, ref))
+
+
+def test_jacobi_cpu_kernel_matches_torch_to_the_float32_axes():
+    """The compiled rotations round their square roots correctly and torch's CPU sqrt of float64
+    does not always: the same matrices to the last bits, and the same float32 axes."""
+    p = st.sample_color_model(Rng.for_indices("jacobi", 0, torch.arange(512)), 32)
+    x = p["reference"].flatten(2).double()
+    x = x - x.mean(-1, keepdim=True)
+    torch.manual_seed(0)
+    y = torch.randn(512, 3, 3, dtype=torch.float64)
+    eye = torch.eye(3, dtype=torch.float64).expand(512, 3, 3)
+    for a in (x @ x.transpose(1, 2), y + y.transpose(1, 2), torch.diag_embed(y[:, 0]), 0.0 * y):
+        ours, ours_v = a.clone(), eye.clone()
+        color_cpu.jacobi_sweeps(ours.numpy(), ours_v.numpy(), 6)
+        ref, ref_v = color._jacobi(a.clone(), eye.clone(), 6)
+        torch.testing.assert_close(ours, ref, rtol=0, atol=1e-14 * a.abs().max().item())
+        torch.testing.assert_close(ours_v, ref_v, rtol=0, atol=1e-14)
+        assert torch.equal(ours_v.float(), ref_v.float())
 
 
 def test_sym3_eigh_matches_lapack():

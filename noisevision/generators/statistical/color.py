@@ -24,6 +24,16 @@ def box_blur_same(img: Tensor, size: Tensor) -> Tensor:
     image count as zeros, so borders darken. Running sums over the zero-padded image, one pass
     per distinct m in the batch (at most 10 sizes).
     """
+    if img.device.type == "cpu" and img.dtype == torch.float32:
+        from noisevision.generators.statistical import color_cpu
+
+        out = torch.empty_like(img, memory_format=torch.contiguous_format)
+        color_cpu.box_blur(img.contiguous().numpy(), size.contiguous().numpy(), out.numpy())
+        return out
+    return _box_blur_torch(img, size)
+
+
+def _box_blur_torch(img: Tensor, size: Tensor) -> Tensor:
     out = torch.empty_like(img)
     for m in size.unique().tolist():
         pick = (size == m).nonzero()[:, 0]
@@ -51,6 +61,22 @@ def sym3_eigh(a: Tensor, sweeps: int = 6) -> tuple[Tensor, Tensor]:
     """
     a = a.to(torch.float64).clone()
     v = torch.eye(3, dtype=torch.float64, device=a.device).expand_as(a).clone()
+    if a.device.type == "cpu":
+        from noisevision.generators.statistical import color_cpu  # numba compiles (or loads) on first use
+
+        color_cpu.jacobi_sweeps(a.numpy(), v.numpy(), sweeps)
+    else:
+        a, v = _jacobi(a, v, sweeps)
+    w = torch.diagonal(a, dim1=1, dim2=2)
+    order = torch.argsort(-w, dim=1, stable=True)
+    w = w.gather(1, order)
+    v = v.gather(2, order[:, None, :].expand(-1, 3, -1))
+    sign = torch.where(v.sum(1, keepdim=True) < 0, -1.0, 1.0)
+    return w, v * sign
+
+
+def _jacobi(a: Tensor, v: Tensor, sweeps: int) -> tuple[Tensor, Tensor]:
+    """sym3_eigh's rotations as tensor code: a [B, 3, 3] diagonalised, v [B, 3, 3] its rotations."""
     for _ in range(sweeps):
         for p, q in ((0, 1), (0, 2), (1, 2)):
             apq = a[:, p, q]
@@ -72,12 +98,7 @@ def sym3_eigh(a: Tensor, sweeps: int = 6) -> tuple[Tensor, Tensor]:
         # the test would wait for the device at every sweep.
         if a.device.type == "cpu" and bool((a[:, [0, 0, 1], [1, 2, 2]].abs() < 1e-300).all()):
             break
-    w = torch.diagonal(a, dim1=1, dim2=2)
-    order = torch.argsort(-w, dim=1, stable=True)
-    w = w.gather(1, order)
-    v = v.gather(2, order[:, None, :].expand(-1, 3, -1))
-    sign = torch.where(v.sum(1, keepdim=True) < 0, -1.0, 1.0)
-    return w, v * sign
+    return a, v
 
 
 def _mm3(x: Tensor, y: Tensor) -> Tensor:
@@ -105,10 +126,7 @@ def sample_color_model(rng: Rng, res: int) -> dict[str, Tensor]:
     props = (0.001 + rng.uniform(MAX_COLORS)) * (slot[None] < n_colors[:, None])
     props = props / props.sum(1, keepdim=True)
     counts = multinomial_counts(props.cumsum(1), rng.uniform(npix))  # [B, 22]
-    # Sorted, the pixels of colour k fill a contiguous run of counts_k positions; MATLAB reshapes
-    # that column-major: position p -> (row p % N, column p // N).
-    ref = torch.repeat_interleave(colors.reshape(-1, 3), counts.view(-1), dim=0, output_size=b * npix)
-    ref = (256.0 * ref).view(b, res, res, 3).permute(0, 3, 2, 1).contiguous()  # [B, 3, N, N]
+    ref = band_image(colors, counts, res)
     blur = (10.0 * rng.uniform()).ceil().clamp_min(1).to(torch.int64)  # [B] 1..10
     ref = box_blur_same(ref, blur)
     ref = ref + 10.0 * rng.uniform(3, res, res)  # per-pixel noise (MATLAB, not the port's scalar)
@@ -116,13 +134,7 @@ def sample_color_model(rng: Rng, res: int) -> dict[str, Tensor]:
     flat = flat - flat.amin(1, keepdim=True)
     ref = (256.0 * flat / flat.amax(1, keepdim=True)).view(b, 3, res, res)
     pc, mean = color_pca(ref)
-    proj = project_colors(ref, pc, mean)  # [B, 3, N, N]
-    p = proj.reshape(b * 3, -1)
-    lo, hi = p.amin(1), p.amax(1)
-    step = (hi - lo).clamp_min(1e-12) / COLOR_BINS
-    idx = ((p - lo[:, None]) / step[:, None]).to(torch.int64).clamp_(0, COLOR_BINS - 1)
-    idx = idx + torch.arange(b * 3, device=dev)[:, None] * COLOR_BINS
-    hist = _bincount(idx.view(-1), b * 3 * COLOR_BINS).view(b, 3, COLOR_BINS)
+    hist, lo, step = projected_histograms(ref, pc, mean)
     return {
         "n_colors": n_colors,
         "colors": colors,
@@ -133,9 +145,55 @@ def sample_color_model(rng: Rng, res: int) -> dict[str, Tensor]:
         "pc": pc,
         "mean": mean,
         "hist_counts": hist,
-        "hist_lo": lo.view(b, 3),
-        "hist_step": step.view(b, 3),
+        "hist_lo": lo,
+        "hist_step": step,
     }
+
+
+def band_image(colors: Tensor, counts: Tensor, res: int) -> Tensor:
+    """The sorted assignment as an image ×256, float32 [B, 3, N, N]: the pixels of colour k fill
+    a contiguous run of counts_k positions, which MATLAB reshapes column-major (position p ->
+    row p % N, column p // N). colors [B, K, 3], counts int64 [B, K] summing to N²."""
+    b = colors.shape[0]
+    if colors.device.type == "cpu":
+        from noisevision.generators.statistical import color_cpu
+
+        out = torch.empty(b, 3, res, res)
+        color_cpu.paint_bands(colors.contiguous().numpy(), counts.contiguous().numpy(), out.numpy())
+        return out.transpose(2, 3).contiguous()
+    return _band_image_torch(colors, counts, res)
+
+
+def _band_image_torch(colors: Tensor, counts: Tensor, res: int) -> Tensor:
+    b = colors.shape[0]
+    ref = torch.repeat_interleave(colors.reshape(-1, 3), counts.view(-1), dim=0, output_size=b * res * res)
+    return (256.0 * ref).view(b, res, res, 3).permute(0, 3, 2, 1).contiguous()
+
+
+def projected_histograms(img: Tensor, pc: Tensor, mean: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The COLOR_BINS-bin histograms of the decorrelated channels over their own range:
+    counts int64 [B, 3, bins], first edges lo and bin widths step float32 [B, 3]."""
+    if img.device.type == "cpu":
+        from noisevision.generators.statistical import color_cpu
+
+        b = img.shape[0]
+        hist = torch.zeros(b, 3, COLOR_BINS, dtype=torch.int64)
+        lo, step = torch.empty(b, 3), torch.empty(b, 3)
+        args = (img.contiguous(), pc.contiguous(), mean.contiguous(), lo, step, hist)
+        color_cpu.projected_histograms(*(a.numpy() for a in args))
+        return hist, lo, step
+    return _projected_histograms_torch(img, pc, mean)
+
+
+def _projected_histograms_torch(img: Tensor, pc: Tensor, mean: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    b = img.shape[0]
+    p = project_colors(img, pc, mean).reshape(b * 3, -1)
+    lo, hi = p.amin(1), p.amax(1)
+    step = (hi - lo).clamp_min(1e-12) / COLOR_BINS
+    idx = ((p - lo[:, None]) / step[:, None]).to(torch.int64).clamp_(0, COLOR_BINS - 1)
+    idx = idx + torch.arange(b * 3, device=img.device)[:, None] * COLOR_BINS
+    hist = _bincount(idx.view(-1), b * 3 * COLOR_BINS).view(b, 3, COLOR_BINS)
+    return hist, lo.view(b, 3), step.view(b, 3)
 
 
 def multinomial_counts(cdf: Tensor, u: Tensor) -> Tensor:
