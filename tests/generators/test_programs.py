@@ -283,6 +283,25 @@ def test_gpu_order_reductions_are_batch_free_and_match_torch():
     torch.testing.assert_close(product, torch.bmm(a, b), atol=1e-4, rtol=1e-4)
 
 
+def test_compiled_noise_is_the_tensor_code():
+    """On a CPU, lattice noise and fBm run as one compiled pass per field: the tensor code's bytes
+    (negative coordinates and coordinates past the lattice's period included)."""
+    from noisevision.generators.programs import operators as ops
+    from noisevision.generators.programs.fields import canvas
+
+    g = torch.Generator().manual_seed(0)
+    lat = ops.Lattice(torch.rand(6, 32 * 32, generator=g), torch.rand(6, 32 * 32, generator=g))
+    x, y = (torch.rand(2, 6, 2048, generator=g) - 0.5) * 80
+    gain = torch.rand(6, 1, generator=g) * 0.35 + 0.3
+    assert torch.equal(ops.value_noise(x, y, lat), ops._value_noise(x, y, lat))
+    assert torch.equal(ops.gradient_noise(x, y, lat), ops._gradient_noise(x, y, lat))
+    for gradient in (False, True):
+        assert torch.equal(ops.fbm(x, y, lat, 5, gain, gradient), ops._fbm(x, y, lat, 5, gain, gradient))
+    cx, cy = canvas(6, 40, torch.device("cpu"))  # expanded views, as the shader tree starts from
+    half = torch.full_like(gain, 0.5)
+    assert torch.equal(ops.fbm(cx, cy, lat, 3, half), ops._fbm(cx, cy, lat, 3, half, False))
+
+
 FUSED_CHECK = r"""
 import torch
 from noisevision.generators import programs as pg

@@ -7,16 +7,14 @@ Here each image paints its shapes in order, row run by row run, counting the pix
 and stops at the shape that covers the last one: the work is the rows and area of the painted
 shapes. Every float operation is the tensor code's, in the same order (numba without fastmath
 fuses no multiply-add; torch's `addcmul` is a fused multiply-add on x86-64 CPUs, so the row
-bounds use LLVM's fma). Sines and cosines stay torch's: libm's round differently.
+bounds use `fused_math.fma64`). Sines and cosines stay torch's: libm's round differently.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from llvmlite import ir
-from numba import njit, types
-from numba.extending import intrinsic
+from numba import njit
 from torch import Tensor
 
 from noisevision.generators.dead_leaves.layout import BLOCK, DrawFn
@@ -30,23 +28,11 @@ from noisevision.generators.dead_leaves.shapes import (
     TRIANGLE,
     radius_bounds,
 )
+from noisevision.generators.fused_math import fma64
 
 #: Chunk sizes in blocks: shapes are drawn and their sines and cosines taken a chunk at a time, so
 #: a smaller step after the first wastes fewer draws (n_stop is ≈1,300–1,600, spread widely).
 CHUNKS = (4, 1)
-
-
-@intrinsic
-def _fma(typingctx, a, b, c):  # type: ignore[no-untyped-def]
-    """a·b + c rounded once (LLVM's fma: the CPU's instruction, or a correctly rounded libm call)."""
-    sig = types.float64(types.float64, types.float64, types.float64)
-
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        f64 = ir.DoubleType()
-        fn = builder.module.declare_intrinsic("llvm.fma", [f64], ir.FunctionType(f64, [f64] * 3))
-        return builder.call(fn, args)
-
-    return sig, codegen
 
 
 @njit(cache=True, nogil=True, boundscheck=False, inline="always")
@@ -138,9 +124,9 @@ def _paint(
                 # where the clamps to the image below would anyway)
                 lo, hi = -1e9, 1e9
                 for j in range(n_left):
-                    lo = max(lo, _fma(bounds[1, j], yf, bounds[0, j]))
+                    lo = max(lo, fma64(bounds[1, j], yf, bounds[0, j]))
                 for j in range(n_right):
-                    hi = min(hi, _fma(bounds[3, j], yf, bounds[2, j]))
+                    hi = min(hi, fma64(bounds[3, j], yf, bounds[2, j]))
                 # a non-circle's "disc" (r² = 1e18) has half-width within 1e9 − 1e-3 .. 1e9: it
                 # binds only where an edge line runs that far out (a near-horizontal edge)
                 if circles and (disc or lo < x_c - 1e9 + 1 or hi > x_c + 1e9 - 1):

@@ -88,8 +88,30 @@ def _cells(x0: Tensor, y0: Tensor, offsets: tuple[int, ...]) -> tuple[list[Tenso
     return cols, rows
 
 
+def _compiled_noise(
+    x: Tensor, y: Tensor, lat: Lattice, gradient: bool, octaves: int = 0, gain: Tensor | None = None
+) -> Tensor:
+    """value_noise, gradient_noise (octaves 0) or fbm on a CPU: noise_cpu's compiled pass."""
+    from noisevision.generators.programs import noise_cpu  # numba compiles (or loads) on first use
+
+    x, y = torch.broadcast_tensors(x, y)
+    x, y = x.contiguous(), y.contiguous()
+    out = torch.empty_like(x)
+    gx, gy = lat.gradients() if gradient else (lat.values, lat.values)
+    g = torch.zeros(x.shape[0]) if gain is None else gain.reshape(-1).expand(x.shape[0]).contiguous()
+    arrays = (t.contiguous().numpy() for t in (x, y, lat.values, gx, gy))
+    noise_cpu.noise(*arrays, gradient, octaves, g.numpy(), out.numpy())
+    return out
+
+
 def value_noise(x: Tensor, y: Tensor, lat: Lattice) -> Tensor:
     """Smoothly interpolated random lattice values in [-1, 1]; one lattice cell per unit."""
+    if x.device.type == "cpu":
+        return _compiled_noise(x, y, lat, gradient=False)
+    return _value_noise(x, y, lat)
+
+
+def _value_noise(x: Tensor, y: Tensor, lat: Lattice) -> Tensor:
     x0, y0 = torch.floor(x), torch.floor(y)
     fx, fy = x - x0, y - y0
     (c0, c1), (r0, r1) = _cells(x0, y0, (0, 1))
@@ -102,6 +124,12 @@ def value_noise(x: Tensor, y: Tensor, lat: Lattice) -> Tensor:
 
 def gradient_noise(x: Tensor, y: Tensor, lat: Lattice) -> Tensor:
     """Perlin noise: random unit gradients at the lattice points, quintic fade, about [-1, 1]."""
+    if x.device.type == "cpu":
+        return _compiled_noise(x, y, lat, gradient=True)
+    return _gradient_noise(x, y, lat)
+
+
+def _gradient_noise(x: Tensor, y: Tensor, lat: Lattice) -> Tensor:
     x0, y0 = torch.floor(x), torch.floor(y)
     fx, fy = x - x0, y - y0
     cols, rows = _cells(x0, y0, (0, 1))
@@ -119,7 +147,13 @@ def gradient_noise(x: Tensor, y: Tensor, lat: Lattice) -> Tensor:
 def fbm(x: Tensor, y: Tensor, lat: Lattice, octaves: int, gain: Tensor, gradient: bool = False) -> Tensor:
     """Fractal Brownian motion: octaves of noise, each twice the frequency (turned by 0.6 rad)
     and `gain` [n, 1] times the amplitude of the last."""
-    noise = gradient_noise if gradient else value_noise
+    if x.device.type == "cpu":
+        return _compiled_noise(x, y, lat, gradient, octaves, gain)
+    return _fbm(x, y, lat, octaves, gain, gradient)
+
+
+def _fbm(x: Tensor, y: Tensor, lat: Lattice, octaves: int, gain: Tensor, gradient: bool) -> Tensor:
+    noise = _gradient_noise if gradient else _value_noise
     c, s = math.cos(0.6), math.sin(0.6)
     total, amp, norm = torch.zeros_like(x), torch.ones_like(gain), torch.zeros_like(gain)
     for o in range(octaves):
