@@ -284,8 +284,8 @@ def test_gpu_order_reductions_are_batch_free_and_match_torch():
 
 
 def test_compiled_noise_is_the_tensor_code():
-    """On a CPU, lattice noise and fBm run as one compiled pass per field: the tensor code's bytes
-    (negative coordinates and coordinates past the lattice's period included)."""
+    """On a CPU, lattice noise, fBm and cellular noise run as one compiled pass per field: the
+    tensor code's bytes (negative coordinates and coordinates past the lattice's period included)."""
     from noisevision.generators.programs import operators as ops
     from noisevision.generators.programs.fields import canvas
 
@@ -297,9 +297,19 @@ def test_compiled_noise_is_the_tensor_code():
     assert torch.equal(ops.gradient_noise(x, y, lat), ops._gradient_noise(x, y, lat))
     for gradient in (False, True):
         assert torch.equal(ops.fbm(x, y, lat, 5, gain, gradient), ops._fbm(x, y, lat, 5, gain, gradient))
+    jitter = torch.rand(6, 1, generator=g) * 0.5 + 0.5
+    for ours, ref in zip(ops.voronoi(x, y, lat, jitter), ops._voronoi(x, y, lat, jitter), strict=True):
+        assert torch.equal(ours, ref)
     cx, cy = canvas(6, 40, torch.device("cpu"))  # expanded views, as the shader tree starts from
     half = torch.full_like(gain, 0.5)
     assert torch.equal(ops.fbm(cx, cy, lat, 3, half), ops._fbm(cx, cy, lat, 3, half, False))
+
+
+def test_compiled_soften_is_the_tensor_code():
+    g = torch.Generator().manual_seed(1)
+    img = torch.rand(5, 3, 24, 40, generator=g)
+    w = torch.tensor([[0.0], [0.1], [0.25], [0.4], [0.2499]])  # 0.4 is clamped to 0.25
+    assert torch.equal(render.soften(img, w), render._soften(img, w))
 
 
 FUSED_CHECK = r"""

@@ -1,11 +1,12 @@
-"""Programs' lattice noise on a CPU: value and gradient noise and their fBm, one compiled pass
-per field (numba).
+"""Programs' lattice noise on a CPU: value and gradient noise, their fBm and cellular noise, one
+compiled pass per field (numba).
 
 As tensor code an octave of noise costs about 25 passes over the field (floors, four gathers,
 fades, three lerps), and fBm repeats them for every octave; here each pixel runs all its octaves
 in registers. Every float operation is the tensor code's, in its order, in float32: torch's
 `lerp` rounds its product-sum once on x86-64's vector code paths, so `fused_math.lerp32` does
-too. operators.value_noise, gradient_noise and fbm call these on CPU; tests compare both paths.
+too. operators.value_noise, gradient_noise, fbm and voronoi call these on CPU; tests compare
+both paths.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from noisevision.generators.fused_math import lerp32
 F = np.float32
 _WRAP = 31  # operators.LATTICE - 1 (a power of two: wrapping is a bitwise and)
 _ROW = 5  # log2(operators.LATTICE)
+_CELLS = 1023  # operators.LATTICE² - 1
 _COS, _SIN = F(math.cos(0.6)), F(math.sin(0.6))  # fBm's turn between octaves
 
 
@@ -88,3 +90,43 @@ def noise(
                 amp = amp * gain[i]
                 px, py = F(2.0) * (_COS * px - _SIN * py), F(2.0) * (_SIN * px + _COS * py)
             out[i, j] = total / norm
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def voronoi(
+    x: np.ndarray, y: np.ndarray, values: np.ndarray, angles: np.ndarray, jitter: np.ndarray, out: np.ndarray
+) -> None:
+    """operators.voronoi before its square roots: out[0] the squared distance to the nearest
+    jittered lattice point (F1²), out[1] to the second nearest (F2²), out[2] the nearest cell's
+    value. x, y [n, N]; values, angles [n, LATTICE²] (the points' jitter); jitter [n]; out
+    [3, n, N]. The cells are visited in the tensor code's order, ties keep the earlier cell."""
+    n, npix = x.shape
+    big = F(1e9)
+    for i in range(n):
+        v, a, jit = values[i], angles[i], jitter[i]
+        for j in range(npix):
+            x0, y0 = np.floor(x[i, j]), np.floor(y[i, j])
+            fx, fy = x[i, j] - x0, y[i, j] - y0
+            ix, iy = np.int64(x0), np.int64(y0)
+            d1, d2, val = big, big, F(0.0)
+            for dy in range(-1, 2):
+                row = ((iy + dy) & _WRAP) << _ROW
+                for dx in range(-1, 2):
+                    c = row + ((ix + dx) & _WRAP)
+                    px = (F(dx + 0.5) + jit * (v[c] - F(0.5))) - fx
+                    py = (F(dy + 0.5) + jit * (a[c] - F(0.5))) - fy
+                    d = px * px + py * py
+                    if d < d1:
+                        d2, val = d1, v[(c * 7 + 13) & _CELLS]
+                    else:
+                        d2 = _minimum(d2, d)
+                    d1 = _minimum(d1, d)
+            out[0, i, j], out[1, i, j], out[2, i, j] = d1, d2, val
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _minimum(a: F, b: F) -> F:
+    """torch.minimum: the smaller, NaN if either is."""
+    if a != a or b != b:
+        return a + b
+    return a if a <= b else b

@@ -167,6 +167,20 @@ def _fbm(x: Tensor, y: Tensor, lat: Lattice, octaves: int, gain: Tensor, gradien
 def voronoi(x: Tensor, y: Tensor, lat: Lattice, jitter: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Cellular noise over a jittered lattice: distance to the nearest point (F1), the gap to the
     second nearest (F2 − F1, dark on cell borders) and the nearest cell's random value."""
+    if x.device.type == "cpu":
+        from noisevision.generators.programs import noise_cpu
+
+        x, y = (t.contiguous() for t in torch.broadcast_tensors(x, y))
+        out = x.new_empty(3, *x.shape)
+        j = jitter.reshape(-1).expand(x.shape[0]).contiguous()
+        arrays = (t.contiguous().numpy() for t in (x, y, lat.values, lat.angles, j))
+        noise_cpu.voronoi(*arrays, out.numpy())
+        f1, f2 = out[0].sqrt(), out[1].sqrt()
+        return f1, f2 - f1, out[2]
+    return _voronoi(x, y, lat, jitter)
+
+
+def _voronoi(x: Tensor, y: Tensor, lat: Lattice, jitter: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     x0, y0 = torch.floor(x), torch.floor(y)
     fx, fy = x - x0, y - y0
     cols, rows = _cells(x0, y0, (-1, 0, 1))

@@ -125,6 +125,18 @@ def render_programs(p: dict[str, Tensor], res: int, depth: int) -> Tensor:
 def soften(img: Tensor, w: Tensor) -> Tensor:
     """A per-image blur, like a lens slightly out of focus: the 3-tap filter [w, 1 − 2w, w]
     (w [B, 1] in 0..0.25 at 128 px) twice along each axis, edges repeated. [B, C, H, W]."""
+    if img.device.type == "cpu":
+        from noisevision.generators.programs import soften_cpu  # numba compiles (or loads) on first use
+
+        img = img.contiguous()
+        out = torch.empty_like(img)
+        weight = (2 * w.clamp(0, 0.25)).reshape(-1).expand(img.shape[0]).contiguous()
+        soften_cpu.soften(img.numpy(), weight.numpy(), out.numpy())
+        return out
+    return _soften(img, w)
+
+
+def _soften(img: Tensor, w: Tensor) -> Tensor:
     w = w.clamp(0, 0.25)[:, :, None, None]
     for dim in (2, 3, 2, 3):
         first, last = img.narrow(dim, 0, 1), img.narrow(dim, img.shape[dim] - 1, 1)
