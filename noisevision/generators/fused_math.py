@@ -34,7 +34,7 @@ fma32 = _fma_intrinsic(types.float32, ir.FloatType())
 def lerp32(start: np.float32, end: np.float32, weight: np.float32) -> np.float32:
     """torch.lerp of float32 as its vectorised CPU kernel rounds it: start + w·(end − start)
     for |w| < 0.5, else end + (w − 1)·(end − start), each with one rounding of the product-sum."""
-    diff = end - start
-    if abs(weight) < np.float32(0.5):
-        return fma32(weight, diff, start)
-    return fma32(weight - np.float32(1.0), diff, end)
+    small = abs(weight) < np.float32(0.5)  # selects, not branches: the weights are random
+    coeff = weight if small else weight - np.float32(1.0)
+    base = start if small else end
+    return fma32(coeff, end - start, base)
