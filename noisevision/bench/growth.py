@@ -95,13 +95,11 @@ def report_growth(
     image ("cannot" where the generator does not render that size). Unknown names fail first."""
     from noisevision import generators
 
-    for n in names:
-        generators.get(n)
+    built = {n: generators.get(n) for n in names}
     say(f"# {machine_line(device)} | batch {batch}")
     head = f"{'generator':32s} {'res':>5s} {'img/s':>10s} {'tiles/s':>10s} {'MB/image':>9s}"
     say(f"{head}  (tile: {TILE}×{TILE} px)")
-    for n in names:
-        gen = generators.get(n)
+    for n, gen in built.items():
         for res in sizes:
             try:
                 gen.check_res(res)

@@ -27,6 +27,7 @@ from noisevision.generators.dead_leaves.shapes import (
     RECTANGLE,
     TRIANGLE,
     radius_bounds,
+    usable_kinds,
 )
 from noisevision.generators.fused_math import fma64
 
@@ -202,9 +203,8 @@ def _angles(kind: np.ndarray, u: np.ndarray, present: np.ndarray, phi: np.ndarra
 def vertex_angles(kind: Tensor, u: Tensor, kinds: tuple[int, ...] = tuple(range(6))) -> Tensor:
     """`shapes.vertex_angles` on a CPU, in one pass: float64 [..., 4]."""
     n = u.shape[-1]
-    kinds = kinds if n >= 4 else tuple(k for k in kinds if k not in (TRIANGLE, QUAD))
     present = np.zeros(6, np.bool_)
-    present[list(kinds if n >= 1 else ())] = True
+    present[list(usable_kinds(kinds, n))] = True
     phi = np.empty((kind.numel(), 4))
     u64 = u.reshape(kind.numel(), n).to(torch.float64).numpy()
     _angles(kind.reshape(-1).numpy(), u64, present, phi)

@@ -94,8 +94,7 @@ def vertex_angles(kind: Tensor, u: Tensor, kinds: tuple[int, ...] = tuple(range(
     quarter = torch.arange(4, device=kind.device, dtype=torch.float64) * (math.pi / 2)
     phi = (math.pi / 4 + quarter).expand(*kind.shape, 4)  # axis-aligned square (and circle filler)
     u, n = u.to(torch.float64), u.shape[-1]
-    kinds = kinds if n >= 4 else tuple(k for k in kinds if k not in (TRIANGLE, QUAD))
-    kinds = kinds if n >= 1 else ()
+    kinds = usable_kinds(kinds, n)
     if ORIENTED in kinds:
         phi = torch.where((kind == ORIENTED)[..., None], phi + 2 * math.pi * u[..., :1], phi)
     if RECTANGLE in kinds:
@@ -109,6 +108,13 @@ def vertex_angles(kind: Tensor, u: Tensor, kinds: tuple[int, ...] = tuple(range(
         quad = _sort_last(2 * math.pi * u)
         phi = torch.where((kind == QUAD)[..., None], quad, phi)
     return phi.contiguous()
+
+
+def usable_kinds(kinds: tuple[int, ...], n: int) -> tuple[int, ...]:
+    """Those of `kinds` whose angles n uniforms per shape can give: triangles and quadrilaterals
+    need 4, oriented squares and rectangles 1 (with none, every shape keeps the square's)."""
+    kinds = kinds if n >= 4 else tuple(k for k in kinds if k not in (TRIANGLE, QUAD))
+    return kinds if n >= 1 else ()
 
 
 def _sort_last(x: Tensor) -> Tensor:

@@ -94,8 +94,7 @@ def _compiled_noise(
     """value_noise, gradient_noise (octaves 0) or fbm on a CPU: noise_cpu's compiled pass."""
     from noisevision.generators.programs import noise_cpu  # numba compiles (or loads) on first use
 
-    x, y = torch.broadcast_tensors(x, y)
-    x, y = x.contiguous(), y.contiguous()
+    x, y = (t.contiguous() for t in torch.broadcast_tensors(x, y))
     out = torch.empty_like(x)
     gx, gy = lat.gradients() if gradient else (lat.values, lat.values)
     g = torch.zeros(x.shape[0]) if gain is None else gain.reshape(-1).expand(x.shape[0]).contiguous()
