@@ -11,7 +11,7 @@ import torch
 from noisevision import generators
 from noisevision.errors import NoisevisionError
 from noisevision.generators import statistical as st
-from noisevision.generators.statistical import color, color_cpu, histmatch
+from noisevision.generators.statistical import color, color_cpu, histmatch, model
 from noisevision.generators.statistical import steerable as sp
 from noisevision.generators.statistical.color import _multinomial_counts_torch
 from noisevision.generators.statistical.spectrum import _full_spectrum_torch, _impose_spectrum_torch
@@ -436,6 +436,31 @@ def test_colour_model_cpu_kernels_match_torch(res):
     pc, mean = st.color_pca(img)
     ours, ref = color.projected_histograms(img, pc, mean), color._projected_histograms_torch(img, pc, mean)
     assert all(torch.equal(a, b) for a, b in zip(ours, ref))
+
+
+@pytest.mark.parametrize("res", [32, 128])
+def test_colour_rescale_moments_and_rgb_cpu_kernels_match_torch(res):
+    """The noise-and-rescale and RGB loops give the tensor code's bytes; the PCA moments, summed
+    in another order, its float64 mean exactly (sums of float32 values of this size are exact)
+    and its scatter to the last bits, so the same float32 axes."""
+    b = 256 if res == 32 else 16
+    rng = Rng.for_indices("colour-rescale", res, torch.arange(b))
+    img = 256.0 * rng.uniform(3, res, res)
+    noise = rng.uniform(3, res, res)
+    ref = color.add_noise_and_rescale(img, noise)
+    assert torch.equal(ref, color._add_noise_and_rescale_torch(img, noise))
+    assert ref.amin() == 0 and torch.equal(ref.flatten(1).amax(1), torch.full((b,), 256.0))
+    mean, scatter = torch.empty(b, 3, dtype=torch.float64), torch.empty(b, 3, 3, dtype=torch.float64)
+    color_cpu.pca_moments(ref.numpy(), mean.numpy(), scatter.numpy())
+    torch_mean, torch_scatter = color._pca_moments_torch(ref)
+    assert torch.equal(mean, torch_mean)
+    scale = torch_scatter.abs().amax((1, 2), keepdim=True)  # off-diagonal sums cancel: to the diagonal's
+    torch.testing.assert_close(scatter / scale, torch_scatter / scale, rtol=0, atol=1e-14)
+    assert torch.equal(st.sym3_eigh(scatter)[1].float(), st.sym3_eigh(torch_scatter)[1].float())
+    pc, mu = st.color_pca(ref)
+    chan = 128.0 + 40.0 * rng.normal(3, res, res)
+    pc[0] = 0.0  # a flat image: the range's guard against zero
+    assert torch.equal(st.to_rgb8(chan, pc, mu), model._to_rgb8_torch(chan, pc, mu))
 
 
 def test_jacobi_cpu_kernel_matches_torch_to_the_float32_axes():

@@ -119,7 +119,7 @@ def sample_color_model(rng: Rng, res: int) -> dict[str, Tensor]:
       reference [B, 3, N, N] (the blurred image), pc [B, 3, 3] (principal axes as columns,
       descending variance), mean [B, 3], hist_counts [B, 3, 256], hist_lo / hist_step [B, 3].
     """
-    dev, b, npix = rng.device, rng.batch, res * res
+    dev, npix = rng.device, res * res
     n_colors = 3 + (20.0 * rng.uniform()).floor().to(torch.int64)  # [B] 3..22
     slot = torch.arange(MAX_COLORS, device=dev)
     colors = rng.uniform(MAX_COLORS, 3)  # [B, 22, 3]
@@ -129,10 +129,8 @@ def sample_color_model(rng: Rng, res: int) -> dict[str, Tensor]:
     ref = band_image(colors, counts, res)
     blur = (10.0 * rng.uniform()).ceil().clamp_min(1).to(torch.int64)  # [B] 1..10
     ref = box_blur_same(ref, blur)
-    ref = ref + 10.0 * rng.uniform(3, res, res)  # per-pixel noise (MATLAB, not the port's scalar)
-    flat = ref.reshape(b, -1)
-    flat = flat - flat.amin(1, keepdim=True)
-    ref = (256.0 * flat / flat.amax(1, keepdim=True)).view(b, 3, res, res)
+    # per-pixel noise (MATLAB's, not the port's scalar), then 0..256
+    ref = add_noise_and_rescale(ref, rng.uniform(3, res, res))
     pc, mean = color_pca(ref)
     hist, lo, step = projected_histograms(ref, pc, mean)
     return {
@@ -148,6 +146,23 @@ def sample_color_model(rng: Rng, res: int) -> dict[str, Tensor]:
         "hist_lo": lo,
         "hist_step": step,
     }
+
+
+def add_noise_and_rescale(img: Tensor, noise: Tensor) -> Tensor:
+    """img + 10·noise, rescaled to 0..256 over each image's three channels: [B, 3, N, N]."""
+    if img.device.type == "cpu" and img.dtype == torch.float32:
+        from noisevision.generators.statistical import color_cpu
+
+        out = torch.empty_like(img, memory_format=torch.contiguous_format)
+        color_cpu.noise_and_rescale(img.contiguous().numpy(), noise.contiguous().numpy(), out.numpy())
+        return out
+    return _add_noise_and_rescale_torch(img, noise)
+
+
+def _add_noise_and_rescale_torch(img: Tensor, noise: Tensor) -> Tensor:
+    flat = (img + 10.0 * noise).flatten(1)
+    flat = flat - flat.amin(1, keepdim=True)
+    return (256.0 * flat / flat.amax(1, keepdim=True)).view(img.shape)
 
 
 def band_image(colors: Tensor, counts: Tensor, res: int) -> Tensor:
@@ -230,15 +245,28 @@ def color_pca(img: Tensor) -> tuple[Tensor, Tensor]:
     all axes towards grey gives ≈ 65 and 40).
     """
     b = img.shape[0]
+    if img.device.type == "cpu" and img.dtype == torch.float32:
+        from noisevision.generators.statistical import color_cpu
+
+        mean = torch.empty(b, 3, dtype=torch.float64)
+        scatter = torch.empty(b, 3, 3, dtype=torch.float64)
+        color_cpu.pca_moments(img.contiguous().numpy(), mean.numpy(), scatter.numpy())
+    else:
+        mean, scatter = _pca_moments_torch(img)
+    _, pc = sym3_eigh(scatter)  # component sums >= 0
+    pc = pc * torch.tensor([-1.0, 1.0, 1.0], dtype=pc.dtype, device=pc.device)
+    return pc.to(img.dtype), mean.to(img.dtype)
+
+
+def _pca_moments_torch(img: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean colour [B, 3] and scatter x'x of the centred colours [B, 3, 3], in float64."""
+    b = img.shape[0]
     x = img.reshape(b, 3, -1).to(torch.float64)
     mean = x.mean(-1)
     x = x - mean[:, :, None]
     pairs = [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)]
     dots = torch.stack([torch.linalg.vecdot(x[:, i], x[:, j]) for i, j in pairs], -1)  # [B, 6]
-    scatter = dots[:, [0, 1, 2, 1, 3, 4, 2, 4, 5]].view(b, 3, 3)  # x'x, symmetric
-    _, pc = sym3_eigh(scatter)  # component sums >= 0
-    pc = pc * torch.tensor([-1.0, 1.0, 1.0], dtype=pc.dtype, device=pc.device)
-    return pc.to(img.dtype), mean.to(img.dtype)
+    return mean, dots[:, [0, 1, 2, 1, 3, 4, 2, 4, 5]].view(b, 3, 3)
 
 
 def project_colors(img: Tensor, pc: Tensor, mean: Tensor) -> Tensor:

@@ -1,5 +1,6 @@
-"""The colour model's CPU loops (numba): multinomial counts, the band image, its box blur, the
-Jacobi rotations of its PCA and the histograms of its decorrelated channels.
+"""The colour model's CPU loops (numba): multinomial counts, the band image, its box blur and
+noise, the moments and Jacobi rotations of its PCA, the histograms of its decorrelated channels,
+and the way back from those channels to RGB bytes.
 
 As tensor code each of these is a string of small ops (a binary search per pixel and a bincount;
 a repeat and a permuted copy; ~10 ops per blur size; ~25 ops on 3×3 matrices per rotation; a
@@ -168,24 +169,126 @@ def projected_histograms(
     [B, 3] and hist int64 [B, 3, bins] (zeros) are written."""
     b, _, n, _ = img.shape
     bins = hist.shape[2]
-    proj = np.empty((n, n), np.float32)
+    proj = np.empty(n * n, np.float32)
+    index = np.empty(n * n, np.int32)
     for i in range(b):
-        x0, x1, x2 = img[i, 0], img[i, 1], img[i, 2]
+        x0, x1, x2 = img[i, 0].reshape(-1), img[i, 1].reshape(-1), img[i, 2].reshape(-1)
         m0, m1, m2 = mean[i, 0], mean[i, 1], mean[i, 2]
         for j in range(3):
             w0, w1, w2 = pc[i, 0, j], pc[i, 1, j], pc[i, 2, j]
-            low, high = np.float32(np.inf), np.float32(-np.inf)
-            for r in range(n):
-                for q in range(n):
-                    v = np.float32(0.0) + w0 * (x0[r, q] - m0)
-                    v = v + w1 * (x1[r, q] - m1)
-                    v = v + w2 * (x2[r, q] - m2)
-                    proj[r, q] = v
-                    low = min(low, v)
-                    high = max(high, v)
+            for p in range(n * n):
+                v = np.float32(0.0) + w0 * (x0[p] - m0)
+                v = v + w1 * (x1[p] - m1)
+                proj[p] = v + w2 * (x2[p] - m2)
+            low, high = _float_range(proj)
             width = max(high - low, np.float32(1e-12)) / np.float32(bins)
             lo[i, j], step[i, j] = low, width
+            for p in range(n * n):  # vectorised bins, then a scatter
+                index[p] = min(max(np.int32((proj[p] - low) / width), np.int32(0)), np.int32(bins - 1))
             h = hist[i, j]
-            for r in range(n):
-                for q in range(n):
-                    h[min(max(np.int64((proj[r, q] - low) / width), 0), bins - 1)] += 1
+            for p in range(n * n):
+                h[index[p]] += 1
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def noise_and_rescale(img: np.ndarray, noise: np.ndarray, out: np.ndarray) -> None:
+    """The colour model's last step: v = img + 10·noise, then 256·(v - min) / (max - min) over
+    each image's three channels, in float32 with the tensor code's roundings in its order (its
+    max of v - min is the rounded max(v) - min: rounding is monotone). img, noise, out float32
+    [B, 3, N, N] (out written; it may be img)."""
+    b = img.shape[0]
+    ten, scale = np.float32(10.0), np.float32(256.0)
+    for i in range(b):
+        x, u, y = img[i].reshape(-1), noise[i].reshape(-1), out[i].reshape(-1)
+        for p in range(x.shape[0]):
+            y[p] = x[p] + ten * u[p]
+        low, high = _float_range(y)
+        span = high - low
+        for p in range(y.shape[0]):
+            y[p] = scale * (y[p] - low) / span
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _float_range(x: np.ndarray) -> tuple[np.float32, np.float32]:
+    """(min, max) of finite float32 values, through their bits as order keys: integer min and
+    max vectorise, float ones (NaN semantics) do not. A signed zero at an end may come back with
+    the other sign, which changes no difference taken from it."""
+    bits = x.view(np.int32)
+    low, high = np.int32(0x7FFFFFFF), np.int32(-0x80000000)
+    for p in range(bits.shape[0]):
+        v = bits[p] ^ ((bits[p] >> 31) & np.int32(0x7FFFFFFF))
+        low = min(low, v)
+        high = max(high, v)
+    ends = np.empty(2, np.int32)
+    ends[0] = low ^ ((low >> 31) & np.int32(0x7FFFFFFF))
+    ends[1] = high ^ ((high >> 31) & np.int32(0x7FFFFFFF))
+    f = ends.view(np.float32)
+    return f[0], f[1]
+
+
+LANES = 8  # independent float64 partial sums, so that the moment loops vectorise
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def pca_moments(img: np.ndarray, mean: np.ndarray, scatter: np.ndarray) -> None:
+    """color_pca's moments in float64: each image's channel means [B, 3] and the scatter of the
+    centred channels Σ (x_i - μ_i)(x_j - μ_j) [B, 3, 3] (written).
+
+    Summed in LANES interleaved partial sums, then the lanes in order: a fixed order, not the
+    tensor reduction's, so the float64 results differ from it in their last bits; the float32
+    mean and axes the images use are the same but within a float64 rounding of a float32 one
+    (tests compare the two on thousands of models). img float32 [B, 3, N, N]."""
+    b = img.shape[0]
+    acc = np.zeros((6, LANES))
+    for i in range(b):
+        x0, x1, x2 = img[i, 0].reshape(-1), img[i, 1].reshape(-1), img[i, 2].reshape(-1)
+        n = x0.shape[0]
+        acc[:3] = 0.0
+        for p in range(n):  # lane p % LANES: whole blocks of LANES vectorise
+            q = p % LANES
+            acc[0, q] += np.float64(x0[p])
+            acc[1, q] += np.float64(x1[p])
+            acc[2, q] += np.float64(x2[p])
+        m0, m1, m2 = acc[0].sum() / n, acc[1].sum() / n, acc[2].sum() / n
+        acc[:] = 0.0
+        for p in range(n):
+            q = p % LANES
+            a = np.float64(x0[p]) - m0
+            c = np.float64(x1[p]) - m1
+            d = np.float64(x2[p]) - m2
+            acc[0, q] += a * a
+            acc[1, q] += a * c
+            acc[2, q] += a * d
+            acc[3, q] += c * c
+            acc[4, q] += c * d
+            acc[5, q] += d * d
+        mean[i, 0], mean[i, 1], mean[i, 2] = m0, m1, m2
+        s = scatter[i]
+        s[0, 0], s[0, 1], s[0, 2] = acc[0].sum(), acc[1].sum(), acc[2].sum()
+        s[1, 1], s[1, 2], s[2, 2] = acc[3].sum(), acc[4].sum(), acc[5].sum()
+        s[1, 0], s[2, 0], s[2, 1] = s[0, 1], s[0, 2], s[1, 2]
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def to_rgb8(chan: np.ndarray, pc: np.ndarray, mean: np.ndarray, rgb: np.ndarray, out: np.ndarray) -> None:
+    """model.to_rgb8: RGB x_i = Σ_j pc[i, j]·c_j + μ_i (summed from zero in j order, as the
+    tensor reduction), then (x - min)·(255 / (max - min)) + 0.5 floored into 0..255 over each
+    image's three channels, in float32 with the tensor code's roundings (255 / d is its
+    reciprocal times 255). chan float32 [B, 3, N, N], pc [B, 3, 3], mean [B, 3]; rgb float32
+    [3, N, N] scratch; out uint8 [B, 3, N, N] (written)."""
+    b = chan.shape[0]
+    zero, half, top = np.float32(0.0), np.float32(0.5), np.float32(255.0)
+    for i in range(b):
+        c0, c1, c2 = chan[i, 0].reshape(-1), chan[i, 1].reshape(-1), chan[i, 2].reshape(-1)
+        for k in range(3):
+            w0, w1, w2, mu = pc[i, k, 0], pc[i, k, 1], pc[i, k, 2], mean[i, k]
+            x = rgb[k].reshape(-1)
+            for p in range(x.shape[0]):
+                x[p] = zero + w0 * c0[p] + w1 * c1[p] + w2 * c2[p] + mu
+        flat = rgb.reshape(-1)
+        low, high = _float_range(flat)
+        scale = np.float32(1.0) / max(high - low, np.float32(1e-12)) * top
+        y = out[i].reshape(-1)
+        for p in range(flat.shape[0]):
+            v = np.floor((flat[p] - low) * scale + half)
+            y[p] = np.uint8(min(max(v, zero), top))

@@ -111,6 +111,18 @@ def synthesize(params: dict[str, Tensor], res: int, config: ModelConfig = ModelC
 def to_rgb8(chan: Tensor, pc: Tensor, mean: Tensor) -> Tensor:
     """Decorrelated channels -> RGB (PCA inverse + mean colour) -> joint min-max to uint8 0..255."""
     b, _, n, _ = chan.shape
+    if chan.device.type == "cpu" and chan.dtype == pc.dtype == mean.dtype == torch.float32:
+        from noisevision.generators.statistical import color_cpu  # numba compiles (or loads) on first use
+
+        out = torch.empty(b, 3, n, n, dtype=torch.uint8)
+        args = (chan.contiguous(), pc.contiguous(), mean.contiguous(), torch.empty(3, n, n), out)
+        color_cpu.to_rgb8(*(a.numpy() for a in args))
+        return out
+    return _to_rgb8_torch(chan, pc, mean)
+
+
+def _to_rgb8_torch(chan: Tensor, pc: Tensor, mean: Tensor) -> Tensor:
+    b, _, n, _ = chan.shape
     rgb = unproject_colors(chan, pc, mean).reshape(b, -1)
     rgb = rgb - rgb.amin(1, keepdim=True)
     rgb = rgb.mul_(255.0 / rgb.amax(1, keepdim=True).clamp_min(1e-12))
