@@ -235,9 +235,10 @@ def pca_moments(img: np.ndarray, mean: np.ndarray, scatter: np.ndarray) -> None:
     centred channels Σ (x_i - μ_i)(x_j - μ_j) [B, 3, 3] (written).
 
     Summed in LANES interleaved partial sums, then the lanes in order: a fixed order, not the
-    tensor reduction's, so the float64 results differ from it in their last bits; the float32
-    mean and axes the images use are the same but within a float64 rounding of a float32 one
-    (tests compare the two on thousands of models). img float32 [B, 3, N, N]."""
+    tensor reduction's, so the float64 results can differ from it in their last bits (the means
+    rarely: sums of float32 values in 0..256 are mostly exact in float64); the float32 mean and
+    axes the images use are the same but within a float64 rounding of a float32 one (the tests
+    compare both paths). img float32 [B, 3, N, N]."""
     b = img.shape[0]
     acc = np.zeros((6, LANES))
     for i in range(b):
