@@ -1,4 +1,4 @@
-"""SplitMix64 hashing of Rng draws on CPU as one numba loop (streams.Rng.bits / uniform).
+"""SplitMix64 hashing of Rng keys and draws on CPU as numba loops (streams.mix64, Rng.bits, …).
 
 As int64 tensor code every hash costs about ten full passes (xor, emulated logical shifts,
 wrapping multiplies); this loop keeps each word in registers. It computes exactly the same
@@ -20,6 +20,14 @@ def _mix(x: np.uint64) -> np.uint64:
     x = (x ^ (x >> np.uint64(30))) * _M1
     x = (x ^ (x >> np.uint64(27))) * _M2
     return x ^ (x >> np.uint64(31))
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def mix_keys(x: np.ndarray, salt: np.uint64, out: np.ndarray) -> None:
+    """out[i] = mix64(x[i] ^ salt), uint64 [n] (written): a batch's keys or draw states in one
+    call, where the tensor code takes ten small ops (most of a draw's cost for small batches)."""
+    for i in range(x.shape[0]):
+        out[i] = _mix(x[i] ^ salt)
 
 
 @njit(cache=True, nogil=True, boundscheck=False)

@@ -22,6 +22,7 @@ from noisevision.rng import cuda as rng_cuda
 from noisevision.rng.splitmix import _GAMMA, _srl, hash_words, mix64_int, mix64_tensor, name_hash, uniform24
 
 MAX_SEED = (1 << 63) - 1  # keys hash a seed modulo 2^64: larger seeds would alias smaller ones
+_MASK64 = (1 << 64) - 1
 
 
 def check_seed(seed: object, what: str = "seed") -> int:
@@ -36,8 +37,18 @@ def check_seed(seed: object, what: str = "seed") -> int:
     return int(seed)
 
 
-def mix64(x: Tensor) -> Tensor:
-    """SplitMix64 finaliser: a bijective 64-bit mixer on int64 tensors (a new tensor)."""
+def mix64(x: Tensor, salt: int = 0) -> Tensor:
+    """SplitMix64 finaliser of x ^ salt: a bijective 64-bit mixer on int64 tensors (a new tensor)."""
+    if x.device.type == "cpu":
+        from noisevision.rng import cpu as rng_cpu  # numba compiles (or loads) on first use
+
+        x = x.contiguous()
+        out = torch.empty_like(x)
+        words = out.numpy().reshape(-1).view(np.uint64)
+        rng_cpu.mix_keys(x.numpy().reshape(-1).view(np.uint64), np.uint64(salt & _MASK64), words)
+        return out
+    if salt:
+        x = x ^ salt
     if x.device.type == "cuda" and rng_cuda.available(x.device):
         return rng_cuda.mix64_fused(x)  # one fused kernel instead of nine
     return mix64_tensor(x)
@@ -69,7 +80,7 @@ class Rng:
         With `sub` (int64 [B] or [B, n]) the child has one key per entry: key_i derived with sub_ij.
         """
         salt = name_hash(tag) if isinstance(tag, str) else mix64_int(tag + 0x5BD1E995)
-        keys = mix64(self.keys ^ salt)
+        keys = mix64(self.keys, salt)
         if sub is None:
             return Rng(keys)
         sub = sub.to(torch.int64)
@@ -113,7 +124,7 @@ class Rng:
 
     def _draw(self) -> Tensor:
         """A new draw: the per-image state [B] its words are hashed from."""
-        return mix64(self.keys ^ self._next_salt())
+        return mix64(self.keys, self._next_salt())
 
     def _fused(self) -> bool:
         """Whether this batch's draws run as fused kernels (rng_cuda: CUDA with Triton)."""

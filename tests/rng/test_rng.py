@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from noisevision.rng import Rng, hash_words, mix64, mix64_int, uniform24
+from noisevision.rng.splitmix import mix64_tensor
 
 
 def test_mix64_matches_python_reference():
@@ -16,8 +17,11 @@ def test_mix64_matches_python_reference():
 
 
 def test_cpu_kernels_give_the_tensor_code_words():
-    # On CPU, bits and uniform run as numba loops; every other device runs the tensor code.
+    # On CPU, mix64, bits and uniform run as numba loops; every other device runs the tensor code.
     keys = torch.tensor([0, 1, -7, 2**62 + 3, -(2**63)], dtype=torch.int64)
+    grid = (keys[:, None] * 3 + keys[None, :]).t()  # 2-D, not contiguous
+    for salt in (0, 5, -(2**63), 2**63 - 1, mix64_int(11)):
+        assert torch.equal(mix64(grid, salt), mix64_tensor(grid ^ salt))
     for n in (1, 2, 7, 64):
         words = Rng(keys).bits(n)
         assert torch.equal(words, hash_words(Rng(keys)._draw(), n))
