@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from noisevision.generators.statistical.histmatch_cpu import range_keys
+
 BUCKETS = 4096  # a power of two: u·BUCKETS is exact for float32 u in [0, 1)
 
 
@@ -210,20 +212,12 @@ def noise_and_rescale(img: np.ndarray, noise: np.ndarray, out: np.ndarray) -> No
 
 @njit(cache=True, nogil=True, inline="always")
 def _float_range(x: np.ndarray) -> tuple[np.float32, np.float32]:
-    """(min, max) of finite float32 values, through their bits as order keys: integer min and
-    max vectorise, float ones (NaN semantics) do not. A signed zero at an end may come back with
-    the other sign, which changes no difference taken from it."""
-    bits = x.view(np.int32)
-    low, high = np.int32(0x7FFFFFFF), np.int32(-0x80000000)
-    for p in range(bits.shape[0]):
-        v = bits[p] ^ ((bits[p] >> 31) & np.int32(0x7FFFFFFF))
-        low = min(low, v)
-        high = max(high, v)
-    ends = np.empty(2, np.int32)
-    ends[0] = low ^ ((low >> 31) & np.int32(0x7FFFFFFF))
-    ends[1] = high ^ ((high >> 31) & np.int32(0x7FFFFFFF))
-    f = ends.view(np.float32)
-    return f[0], f[1]
+    """(min, max) of a contiguous float32 array, on integer order keys (histmatch_cpu.range_keys,
+    which vectorises where float min/max does not)."""
+    keys = np.empty(4, np.int32)
+    range_keys(x.view(np.int32), 1, keys)
+    ends = keys.view(np.float32)
+    return ends[0], ends[1]
 
 
 LANES = 8  # independent float64 partial sums, so that the moment loops vectorise

@@ -29,8 +29,9 @@ def _order_key(bits: np.int32) -> np.int32:
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def _range_keys(bits: np.ndarray, k: int, keys: np.ndarray) -> None:
-    """keys = (min, max) order keys of each of the k interleaved rows of one row of x: [2·k].
+def range_keys(bits: np.ndarray, k: int, keys: np.ndarray) -> None:
+    """keys = the float32 bits of the (min, max) of each of the k interleaved rows of one row of
+    x, found on order keys: int32 [2·k] (view as float32 for the values; k ≤ 2).
 
     bits: the row's float32 values as int32 (k = 1) or as int64 pairs (k = 2, read as two int32).
     Order keys rank -0.0 below +0.0, where comparisons tie them: only a row whose extreme is a
@@ -84,7 +85,7 @@ def row_histograms(
     ends = keys.view(np.float32)
     flat = counts.reshape(-1)
     for g in range(g0):
-        _range_keys(bits[g], k, keys)
+        range_keys(bits[g], k, keys)
         for c in range(k):
             a = ends[2 * c]
             span = ends[2 * c + 1] - a
